@@ -1,0 +1,932 @@
+/* api/client.c — the driver side of loom (loom/loom.h): connecting (or
+ * starting a local cluster), put/get, submitting tasks and graphs, waiting,
+ * cancelling, releasing, inspection.
+ *
+ * One DEALER socket to the head.  Requests carry a request number that the
+ * reply echoes; OBJ_READY notifications (req 0) may arrive between them and
+ * are recorded in `ready`, a table of what the client knows about objects it
+ * subscribed to.  Values live in the node's LMDB store: when the client runs
+ * on a node's machine it maps them zero-copy; otherwise it pulls them from a
+ * node's data port.  Small values (<= LOOM_INLINE_MAX) travel inline. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "api/graph_internal.h"
+#include "api/local.h"
+#include "objectstore/store.h"
+#include "runtime/hmap.h"
+#include "runtime/ids.h"
+#include "runtime/secret.h"
+#include "runtime/util.h"
+#include "runtime/wire.h"
+#include "runtime/zloop.h"
+#include "loom/value.h"
+
+#define REQUEST_TIMEOUT_MS 30000
+#define PUSH_WINDOW 4
+
+/* What the client knows about an object it subscribed to. */
+typedef struct ready_info {
+    int done;
+    int code;
+    char *text;
+    uint64_t size;
+    uint8_t *value;          /* inline copy, or NULL */
+    loom_wire_loc *locs;     /* addr strings owned */
+    uint32_t nlocs;
+    int subscribed;
+} ready_info;
+
+struct loom_client {
+    void *zctx, *sock;
+    loom_pack *out;
+    uint64_t next_req;
+    char secret[LOOM_SECRET_HEX + 1];
+    char address[512];
+    char hostname[256];
+    uint32_t id;
+    loom_hmap ready;          /* ref -> ready_info */
+    loom_store *store;        /* the co-located node's store, if any */
+    uint32_t store_node;
+    char home_addr[300];      /* a node's data port, for remote put/get */
+    uint32_t home_node;
+    void *data_sock;          /* DEALER to home_addr or a fetch peer (lazy) */
+    char data_sock_addr[300];
+    loom_local *local;        /* a local cluster this client started */
+    char last_error[2048];
+};
+
+struct loom_value {
+    const void *data;
+    size_t len;
+    loom_client *c;
+    loom_store_view view;     /* zero-copy */
+    void *owned;              /* a copy */
+};
+
+static int set_error(loom_client *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_error(loom_client *c, int rc, const char *fmt, ...)
+{
+    if (!c) return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+const char *loom_last_error(const loom_client *c)
+{
+    return c ? c->last_error : "no client";
+}
+
+/* ---- messaging ---------------------------------------------------------- */
+
+static void ready_free(ready_info *r)
+{
+    if (!r) return;
+    free(r->text);
+    free(r->value);
+    for (uint32_t i = 0; i < r->nlocs; i++) free(r->locs[i].addr);
+    free(r->locs);
+    free(r);
+}
+
+static ready_info *ready_get(loom_client *c, const loom_ref *ref, int create)
+{
+    ready_info *r = loom_hmap_get(&c->ready, ref->id, LOOM_ID_LEN);
+    if (r || !create) return r;
+    r = calloc(1, sizeof(*r));
+    if (r && loom_hmap_put(&c->ready, ref->id, LOOM_ID_LEN, r)) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void record_ready(loom_client *c, const loom_msg *m)
+{
+    ready_info *r = ready_get(c, &m->ref, 1);
+    if (!r || r->done) return;
+    r->done = 1;
+    r->code = m->code;
+    r->text = strdup(m->text ? m->text : "");
+    r->size = m->u0;
+    if (!m->code && m->data.n == m->u0 && (m->data.n || m->nlocs == 0)) {
+        r->value = malloc(m->data.n ? m->data.n : 1);
+        if (r->value && m->data.n) memcpy(r->value, m->data.p, m->data.n);
+    }
+    if (m->nlocs) {
+        r->locs = calloc(m->nlocs, sizeof(loom_wire_loc));
+        for (uint32_t i = 0; r->locs && i < m->nlocs; i++) {
+            r->locs[i].node = m->locs[i].node;
+            r->locs[i].addr = strdup(m->locs[i].addr);
+            r->nlocs++;
+        }
+    }
+}
+
+static int send_msg(loom_client *c, loom_msg *m)
+{
+    int rc = loom_wire_encode(m, c->out);
+    if (rc) return set_error(c, rc, "cannot encode %s", loom_msg_type_name(m->type));
+    if (zmq_send(c->sock, loom_pack_data(c->out), loom_pack_size(c->out), 0) < 0)
+        return set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
+    return LOOM_OK;
+}
+
+/* Receive one message within timeout_ms; frame kept in *f (caller closes). */
+static int recv_msg(loom_client *c, int64_t timeout_ms, zmq_msg_t *f, loom_msg *m)
+{
+    zmq_pollitem_t pi = {c->sock, 0, ZMQ_POLLIN, 0};
+    int rc = zmq_poll(&pi, 1, timeout_ms < 0 ? -1 : (long)timeout_ms);
+    if (rc < 0) return errno == EINTR ? LOOM_ETIMEOUT : LOOM_ECONN;
+    if (rc == 0) return LOOM_ETIMEOUT;
+    zmq_msg_init(f);
+    if (zmq_msg_recv(f, c->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(f);
+        return LOOM_ETIMEOUT;
+    }
+    char err[256];
+    if (loom_wire_decode(zmq_msg_data(f), zmq_msg_size(f), m, err, sizeof(err))) {
+        zmq_msg_close(f);
+        set_error(c, LOOM_EPROTO, "bad message from the head: %s", err);
+        return LOOM_EPROTO;
+    }
+    return LOOM_OK;
+}
+
+/* Process messages until a reply to req arrives (returned in *reply, with
+ * its frame in *f) or the deadline passes.  Notifications are recorded. */
+static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg_t *f, loom_msg *reply)
+{
+    int64_t deadline = loom_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - loom_now_ms();
+        if (left < 0) left = 0;
+        int rc = recv_msg(c, left, f, reply);
+        if (rc == LOOM_EPROTO) continue;
+        if (rc == LOOM_ETIMEOUT)
+            return set_error(c, LOOM_ECONN, "the head at %s did not answer within %lld ms", c->address,
+                             (long long)timeout_ms);
+        if (rc) return set_error(c, rc, "connection to the head failed");
+        if (reply->type == LOOM_MSG_OBJ_READY && reply->req == 0) {
+            record_ready(c, reply);
+        } else if (reply->req == req) {
+            if (reply->type == LOOM_MSG_ERROR) {
+                rc = set_error(c, reply->code < 0 ? reply->code : LOOM_EPROTO, "%s", reply->text);
+                loom_msg_free(reply);
+                zmq_msg_close(f);
+                return rc;
+            }
+            return LOOM_OK;
+        }
+        loom_msg_free(reply);
+        zmq_msg_close(f);
+    }
+}
+
+/* Send m and wait for its reply; OK replies are consumed here when want_type
+ * is LOOM_MSG_OK.  Otherwise the caller frees *reply and closes *f. */
+static int request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply)
+{
+    m->req = ++c->next_req;
+    int rc = send_msg(c, m);
+    if (rc) return rc;
+    zmq_msg_t lf;
+    loom_msg lr;
+    if (!f) f = &lf;
+    if (!reply) reply = &lr;
+    rc = await_reply(c, m->req, REQUEST_TIMEOUT_MS, f, reply);
+    if (rc) return rc;
+    if (reply->type != want_type) {
+        rc = set_error(c, LOOM_EPROTO, "the head answered %s, expected %s", loom_msg_type_name(reply->type),
+                       loom_msg_type_name(want_type));
+        loom_msg_free(reply);
+        zmq_msg_close(f);
+        return rc;
+    }
+    if (f == &lf) {
+        loom_msg_free(reply);
+        zmq_msg_close(f);
+    }
+    return LOOM_OK;
+}
+
+/* Wait for notifications until pred is satisfied or the deadline. */
+static int pump(loom_client *c, int64_t deadline)
+{
+    zmq_msg_t f;
+    loom_msg m;
+    int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();
+    if (deadline >= 0 && left < 0) left = 0;
+    int rc = recv_msg(c, left, &f, &m);
+    if (rc == LOOM_EPROTO) return LOOM_OK;
+    if (rc) return rc;
+    if (m.type == LOOM_MSG_OBJ_READY) record_ready(c, &m);
+    loom_msg_free(&m);
+    zmq_msg_close(&f);
+    return LOOM_OK;
+}
+
+static int subscribe(loom_client *c, const loom_ref *refs, int n)
+{
+    loom_ref *list = malloc((size_t)(n ? n : 1) * sizeof(loom_ref));
+    if (!list) return set_error(c, LOOM_ENOMEM, "out of memory");
+    uint32_t k = 0;
+    for (int i = 0; i < n; i++) {
+        ready_info *r = ready_get(c, &refs[i], 1);
+        if (!r) { free(list); return set_error(c, LOOM_ENOMEM, "out of memory"); }
+        if (r->done || r->subscribed) continue;
+        r->subscribed = 1;
+        list[k++] = refs[i];
+    }
+    int rc = LOOM_OK;
+    if (k) {
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_SUBSCRIBE, 0);
+        m.refs = list;
+        m.nrefs = k;
+        rc = send_msg(c, &m);
+    }
+    free(list);
+    return rc;
+}
+
+/* ---- connecting --------------------------------------------------------- */
+
+static int find_home(loom_client *c, const loom_msg *w)
+{
+    for (uint32_t i = 0; i < w->nnodes; i++) {
+        const loom_wire_node *n = &w->nodes[i];
+        if (!c->home_addr[0]) {
+            loom_snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
+            c->home_node = n->id;
+        }
+        struct stat st;
+        if (c->store || strcmp(n->hostname, c->hostname) || stat(n->store_dir, &st) != 0) continue;
+        loom_store_opts so = {.mem_dir = n->store_dir, .spill_dir = n->spill_dir, .create = 0};
+        if (loom_store_open(&so, &c->store) == 0) {
+            c->store_node = n->id;
+            loom_snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
+            c->home_node = n->id;
+        }
+    }
+    return LOOM_OK;
+}
+
+static int say_hello(loom_client *c)
+{
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_HELLO, 0);
+    m.role = LOOM_ROLE_DRIVER;
+    m.secret = c->secret;
+    m.hostname = c->hostname;
+    m.id = (uint32_t)getpid();
+    zmq_msg_t f;
+    loom_msg w;
+    m.req = ++c->next_req;
+    int rc = send_msg(c, &m);
+    if (rc) return rc;
+    rc = await_reply(c, m.req, 10000, &f, &w);
+    if (rc) return rc;
+    if (w.type != LOOM_MSG_WELCOME) {
+        loom_msg_free(&w);
+        zmq_msg_close(&f);
+        return set_error(c, LOOM_EPROTO, "the head answered hello with %s", loom_msg_type_name(w.type));
+    }
+    c->id = w.id;
+    find_home(c, &w);
+    loom_msg_free(&w);
+    zmq_msg_close(&f);
+    return LOOM_OK;
+}
+
+/* Refresh the node list (after a local cluster's daemons join). */
+static int refresh_nodes(loom_client *c, int want, int64_t timeout_ms)
+{
+    int64_t deadline = loom_now_ms() + timeout_ms;
+    for (;;) {
+        char *json = NULL;
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_STATUS, 0);
+        zmq_msg_t f;
+        loom_msg r;
+        int rc = request(c, &m, LOOM_MSG_INFO, &f, &r);
+        if (rc) return rc;
+        /* count live nodes from the status map */
+        int live = 0;
+        if (loom_msgpack_to_json(r.data.p, r.data.n, &json) == 0) {
+            for (const char *p = json; (p = strstr(p, "\"alive\"")); p++) live++;
+            free(json);
+        }
+        loom_msg_free(&r);
+        zmq_msg_close(&f);
+        if (live >= want) break;
+        if (loom_now_ms() > deadline)
+            return set_error(c, LOOM_ECONN, "only %d of %d node daemons joined within %lld ms", live, want,
+                             (long long)timeout_ms);
+        usleep(20000);
+    }
+    /* a second hello gets the node list with the new nodes */
+    return say_hello(c);
+}
+
+static int resolve_address(loom_client *c, const char *address, const loom_connect_opts *o,
+                           char *state_dir, size_t sdlen)
+{
+    const char *sd = o && o->state_dir ? o->state_dir : NULL;
+    char defdir[4096];
+    if (!sd) sd = loom_default_state_dir(defdir, sizeof(defdir));
+    loom_snprintf(state_dir, sdlen, "%s", sd);
+    if (address && *address) {
+        loom_snprintf(c->address, sizeof(c->address), "%s", address);
+        return LOOM_OK;
+    }
+    const char *env = getenv("LOOM_ADDRESS");
+    if (env && *env) {
+        loom_snprintf(c->address, sizeof(c->address), "%s", env);
+        return LOOM_OK;
+    }
+    char path[4200], *buf;
+    size_t n;
+    loom_snprintf(path, sizeof(path), "%s/address", sd);
+    if (loom_read_file(path, 512, &buf, &n) == 0) {
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
+        loom_snprintf(c->address, sizeof(c->address), "%s", buf);
+        free(buf);
+        return LOOM_OK;
+    }
+    loom_snprintf(c->address, sizeof(c->address), "local");
+    return LOOM_OK;
+}
+
+static int load_secret(loom_client *c, const loom_connect_opts *o, const char *state_dir)
+{
+    if (o && o->secret) {
+        if (strlen(o->secret) != LOOM_SECRET_HEX)
+            return set_error(c, LOOM_EAUTH, "the cluster secret must be %d hex characters", LOOM_SECRET_HEX);
+        memcpy(c->secret, o->secret, LOOM_SECRET_HEX + 1);
+        return LOOM_OK;
+    }
+    const char *env = getenv("LOOM_SECRET");
+    if (env && strlen(env) == LOOM_SECRET_HEX) {
+        memcpy(c->secret, env, LOOM_SECRET_HEX + 1);
+        return LOOM_OK;
+    }
+    char path[4200];
+    const char *file = o && o->secret_file ? o->secret_file : getenv("LOOM_SECRET_FILE");
+    if (!file) {
+        loom_snprintf(path, sizeof(path), "%s/secret", state_dir);
+        file = path;
+    }
+    int rc = loom_secret_load(file, c->secret);
+    if (rc == LOOM_ENOTFOUND)
+        return set_error(c, LOOM_EAUTH, "no cluster secret: %s does not exist (set LOOM_SECRET_FILE)", file);
+    if (rc)
+        return set_error(c, LOOM_EAUTH, "cannot use the cluster secret in %s (it must be 0600 and hold %d hex characters)",
+                         file, LOOM_SECRET_HEX);
+    return LOOM_OK;
+}
+
+int loom_connect(const char *address, const loom_connect_opts *opts, loom_client **out)
+{
+    if (!out) return LOOM_EINVAL;
+    *out = NULL;
+    loom_client *c = calloc(1, sizeof(*c));
+    if (!c) return LOOM_ENOMEM;
+    c->out = loom_pack_new();
+    if (gethostname(c->hostname, sizeof(c->hostname)) != 0) loom_snprintf(c->hostname, sizeof(c->hostname), "localhost");
+    char state_dir[4096];
+    resolve_address(c, address, opts, state_dir, sizeof(state_dir));
+    int rc = LOOM_OK;
+    if (!strcmp(c->address, "local")) {
+        rc = loom_local_start(opts, &c->local, c->address, sizeof(c->address), c->secret, c->last_error,
+                              sizeof(c->last_error));
+    } else {
+        rc = load_secret(c, opts, state_dir);
+    }
+    if (rc) goto fail;
+    c->zctx = zmq_ctx_new();
+    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    loom_zsock_setup(c->sock, ZMQ_DEALER);
+    char ep[600];
+    loom_snprintf(ep, sizeof(ep), "tcp://%s", c->address);
+    if (zmq_connect(c->sock, ep) != 0) {
+        rc = set_error(c, LOOM_EINVAL, "bad cluster address '%s' (want HOST:PORT or \"local\")", c->address);
+        goto fail;
+    }
+    rc = say_hello(c);
+    if (!rc && c->local) rc = refresh_nodes(c, loom_local_num_nodes(c->local), 30000);
+    if (rc) goto fail;
+    *out = c;
+    return LOOM_OK;
+fail:
+    if (c->last_error[0]) fprintf(stderr, "loom: %s\n", c->last_error);
+    loom_disconnect(&c);
+    return rc;
+}
+
+void loom_disconnect(loom_client **pc)
+{
+    if (!pc || !*pc) return;
+    loom_client *c = *pc;
+    *pc = NULL;
+    if (c->sock && c->id) {
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_BYE, 0);
+        send_msg(c, &m);
+        int linger = 1000;
+        zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
+    }
+    if (c->sock) zmq_close(c->sock);
+    if (c->data_sock) zmq_close(c->data_sock);
+    if (c->zctx) zmq_ctx_term(c->zctx);
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&c->ready, &it, &v)) ready_free(v);
+    loom_hmap_free(&c->ready);
+    loom_store_close(&c->store);
+    loom_local_stop(&c->local);
+    loom_pack_destroy(&c->out);
+    free(c);
+}
+
+/* ---- data port (remote put and get) ------------------------------------- */
+
+static int data_connect(loom_client *c, const char *addr)
+{
+    if (c->data_sock && !strcmp(c->data_sock_addr, addr)) return LOOM_OK;
+    if (c->data_sock) zmq_close(c->data_sock);
+    c->data_sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    loom_zsock_setup(c->data_sock, ZMQ_DEALER);
+    char ep[400];
+    loom_snprintf(ep, sizeof(ep), "tcp://%s", addr);
+    if (zmq_connect(c->data_sock, ep) != 0) {
+        zmq_close(c->data_sock);
+        c->data_sock = NULL;
+        return set_error(c, LOOM_ECONN, "cannot connect to the node at %s", addr);
+    }
+    loom_snprintf(c->data_sock_addr, sizeof(c->data_sock_addr), "%s", addr);
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_HELLO, 0);
+    m.role = LOOM_ROLE_DRIVER;
+    m.secret = c->secret;
+    m.hostname = c->hostname;
+    loom_wire_encode(&m, c->out);
+    zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0);
+    return LOOM_OK;
+}
+
+/* Wait for a data-port reply with request number req (others are dropped). */
+static int data_await(loom_client *c, uint64_t req, zmq_msg_t *f, loom_msg *m)
+{
+    int64_t deadline = loom_now_ms() + REQUEST_TIMEOUT_MS;
+    for (;;) {
+        int64_t left = deadline - loom_now_ms();
+        zmq_pollitem_t pi = {c->data_sock, 0, ZMQ_POLLIN, 0};
+        if (left <= 0 || zmq_poll(&pi, 1, (long)left) <= 0)
+            return set_error(c, LOOM_ECONN, "the node at %s did not answer", c->data_sock_addr);
+        zmq_msg_init(f);
+        if (zmq_msg_recv(f, c->data_sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(f);
+            continue;
+        }
+        if (loom_wire_decode(zmq_msg_data(f), zmq_msg_size(f), m, NULL, 0)) {
+            zmq_msg_close(f);
+            continue;
+        }
+        if (m->type == LOOM_MSG_ERROR && (m->req == req || m->code == LOOM_EAUTH)) {
+            int rc = set_error(c, m->code < 0 ? m->code : LOOM_EPROTO, "node %s: %s", c->data_sock_addr, m->text);
+            loom_msg_free(m);
+            zmq_msg_close(f);
+            return rc;
+        }
+        if (m->req == req) return LOOM_OK;
+        loom_msg_free(m);
+        zmq_msg_close(f);
+    }
+}
+
+static int remote_push(loom_client *c, const loom_ref *ref, const void *data, size_t len)
+{
+    int rc = data_connect(c, c->home_addr);
+    if (rc) return rc;
+    size_t off = 0;
+    do {
+        size_t n = len - off < LOOM_CHUNK_SIZE ? len - off : LOOM_CHUNK_SIZE;
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_PUSH, ++c->next_req);
+        m.ref = *ref;
+        m.u0 = off;
+        m.u1 = len;
+        m.data.p = (const uint8_t *)data + off;
+        m.data.n = n;
+        loom_wire_encode(&m, c->out);
+        if (zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0) < 0)
+            return set_error(c, LOOM_ECONN, "cannot send to %s", c->data_sock_addr);
+        zmq_msg_t f;
+        loom_msg r;
+        rc = data_await(c, m.req, &f, &r);
+        if (rc) return rc;
+        loom_msg_free(&r);
+        zmq_msg_close(&f);
+        off += n;
+    } while (off < len);
+    return LOOM_OK;
+}
+
+static int remote_fetch(loom_client *c, const ready_info *r, const loom_ref *ref, uint8_t **out)
+{
+    int rc = LOOM_ENOTFOUND;
+    for (uint32_t k = 0; k < r->nlocs; k++) {
+        rc = data_connect(c, r->locs[k].addr);
+        if (rc) continue;
+        uint8_t *buf = malloc(r->size ? r->size : 1);
+        if (!buf) return set_error(c, LOOM_ENOMEM, "out of memory for %llu bytes", (unsigned long long)r->size);
+        uint64_t off = 0;
+        rc = LOOM_OK;
+        while (!rc && (off < r->size || off == 0)) {
+            loom_msg m;
+            loom_msg_init(&m, LOOM_MSG_FETCH, ++c->next_req);
+            m.ref = *ref;
+            m.u0 = off;
+            m.u1 = LOOM_CHUNK_SIZE;
+            loom_wire_encode(&m, c->out);
+            zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0);
+            zmq_msg_t f;
+            loom_msg ch;
+            rc = data_await(c, m.req, &f, &ch);
+            if (rc) break;
+            if (ch.type != LOOM_MSG_CHUNK || ch.u1 != r->size || ch.u0 != off) rc = LOOM_EPROTO;
+            else memcpy(buf + off, ch.data.p, ch.data.n);
+            off += ch.data.n;
+            int empty = ch.data.n == 0;
+            loom_msg_free(&ch);
+            zmq_msg_close(&f);
+            if (empty) break;
+        }
+        if (!rc && off == r->size) {
+            *out = buf;
+            return LOOM_OK;
+        }
+        free(buf);
+    }
+    return set_error(c, rc ? rc : LOOM_EIO, "cannot fetch the object from any node holding it");
+}
+
+/* ---- objects ------------------------------------------------------------ */
+
+static void new_put_ref(loom_ref *ref)
+{
+    uint8_t tid[LOOM_TASK_ID_LEN];
+    loom_random_bytes(tid, sizeof(tid));
+    loom_ref_make(tid, 0, ref);
+}
+
+static int put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len)
+{
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_PUT_DONE, 0);
+    m.ref = *ref;
+    m.u0 = len;
+    int rc = LOOM_OK;
+    if (len <= LOOM_INLINE_MAX) {
+        m.data.p = data;
+        m.data.n = len;
+    } else if (c->store) {
+        rc = loom_store_put(c->store, ref->id, data, len, LOOM_STORE_PRIMARY);
+        if (rc) return set_error(c, rc, "cannot put %zu bytes in the node's store: %s", len, loom_strerror(rc));
+        m.id = c->store_node;
+    } else if (c->home_addr[0]) {
+        rc = remote_push(c, ref, data, len);
+        if (rc) return rc;
+        m.id = c->home_node;
+    } else {
+        return set_error(c, LOOM_ESTATE, "the cluster has no node to hold the object");
+    }
+    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+}
+
+int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out)
+{
+    if (!c || !out || (len && !data)) return LOOM_EINVAL;
+    new_put_ref(out);
+    return put_with_ref(c, out, data, len);
+}
+
+int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
+{
+    if (!c || !path || !lib) return LOOM_EINVAL;
+    char *data;
+    size_t len;
+    int rc = loom_read_file(path, (size_t)1 << 30, &data, &len);
+    if (rc) return set_error(c, rc, "cannot read task library %s: %s", path, strerror(errno));
+    /* content-addressed: the ref is the SHA-256 of the file */
+    uint8_t digest[32];
+    loom_sha256(data, len, digest);
+    loom_ref_make(digest, 0, lib);
+    ready_info *r = ready_get(c, lib, 0);
+    rc = r && r->done && !r->code ? LOOM_OK : put_with_ref(c, lib, data, len);
+    free(data);
+    return rc;
+}
+
+static int await_ready(loom_client *c, const loom_ref *ref, int64_t timeout_ms, ready_info **out)
+{
+    int rc = subscribe(c, ref, 1);
+    if (rc) return rc;
+    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    ready_info *r;
+    while (!(r = ready_get(c, ref, 0)) || !r->done) {
+        if (deadline >= 0 && loom_now_ms() >= deadline) {
+            char hex[41];
+            loom_ref_to_hex(ref, hex);
+            return set_error(c, LOOM_ETIMEOUT, "object %s not ready after %lld ms", hex, (long long)timeout_ms);
+        }
+        rc = pump(c, deadline);
+        if (rc && rc != LOOM_ETIMEOUT) return set_error(c, rc, "lost the connection to the head");
+    }
+    *out = r;
+    return LOOM_OK;
+}
+
+int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out)
+{
+    if (!c || !out) return LOOM_EINVAL;
+    *out = NULL;
+    ready_info *r = NULL;
+    int rc = await_ready(c, &ref, timeout_ms, &r);
+    if (rc) return rc;
+    if (r->code) return set_error(c, r->code, "%s", r->text && r->text[0] ? r->text : loom_strerror(r->code));
+    loom_value *v = calloc(1, sizeof(*v));
+    if (!v) return set_error(c, LOOM_ENOMEM, "out of memory");
+    v->c = c;
+    if (r->value) {
+        v->data = r->value;
+        v->len = r->size;
+    } else if (c->store && loom_store_get(c->store, ref.id, &v->view) == 0) {
+        v->data = v->view.data;
+        v->len = v->view.len;
+    } else {
+        rc = remote_fetch(c, r, &ref, (uint8_t **)&v->owned);
+        if (rc) {
+            free(v);
+            return rc;
+        }
+        v->data = v->owned;
+        v->len = r->size;
+    }
+    *out = v;
+    return LOOM_OK;
+}
+
+const void *loom_value_data(const loom_value *v)
+{
+    return v ? v->data : NULL;
+}
+
+size_t loom_value_size(const loom_value *v)
+{
+    return v ? v->len : 0;
+}
+
+void loom_value_release(loom_value **pv)
+{
+    if (!pv || !*pv) return;
+    loom_value *v = *pv;
+    if (v->view.txn_ && v->c && v->c->store) loom_store_view_release(v->c->store, &v->view);
+    free(v->owned);
+    free(v);
+    *pv = NULL;
+}
+
+int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_t timeout_ms, int *ready)
+{
+    if (!c || n < 0 || (n && !refs) || num_ready < 0) return LOOM_EINVAL;
+    if (num_ready > n) num_ready = n;
+    int rc = subscribe(c, refs, n);
+    if (rc) return rc;
+    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    for (;;) {
+        int done = 0;
+        for (int i = 0; i < n; i++) {
+            ready_info *r = ready_get(c, &refs[i], 0);
+            int d = r && r->done;
+            if (ready) ready[i] = d;
+            done += d;
+        }
+        if (done >= num_ready) return done;
+        if (deadline >= 0 && loom_now_ms() >= deadline) return done;
+        rc = pump(c, deadline);
+        if (rc && rc != LOOM_ETIMEOUT) return set_error(c, rc, "lost the connection to the head");
+    }
+}
+
+int loom_cancel(loom_client *c, loom_ref ref)
+{
+    if (!c) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_CANCEL, 0);
+    m.ref = ref;
+    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+}
+
+int loom_release(loom_client *c, loom_ref ref)
+{
+    if (!c) return LOOM_EINVAL;
+    ready_free(loom_hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_RELEASE, 0);
+    m.refs = &ref;
+    m.nrefs = 1;
+    return send_msg(c, &m);
+}
+
+/* ---- tasks and graphs --------------------------------------------------- */
+
+static int node_to_wire(loom_client *c, loom_arena *a, const loom_graph_node *n, loom_wire_task *t,
+                        loom_ref *temp_refs, int *ntemp)
+{
+    memcpy(t->task_id, n->task_id, 16);
+    t->kind = n->kind == LOOM_GNODE_FUNCTION ? LOOM_TASK_FUNCTION : LOOM_TASK_COMMAND;
+    t->name = n->name;
+    t->function = n->function ? n->function : "";
+    if (n->kind == LOOM_GNODE_FUNCTION) {
+        t->lib.kind = LOOM_WARG_REF;
+        t->lib.ref = n->lib;
+    }
+    t->argv = n->argv;
+    t->argc = (uint32_t)n->argc;
+    t->env = n->env;
+    t->nenv = (uint32_t)n->nenv;
+    t->cwd = n->cwd ? n->cwd : "";
+    t->outputs = n->outputs;
+    t->noutputs = (uint32_t)n->noutputs;
+    t->nocheck = n->nocheck;
+    t->num_cpus = n->num_cpus;
+    t->memory = n->memory;
+    t->nargs = (uint32_t)n->nargs;
+    t->args = n->nargs ? loom_arena_alloc(a, (size_t)n->nargs * sizeof(loom_wire_arg)) : NULL;
+    if (n->nargs && !t->args) return LOOM_ENOMEM;
+    for (int i = 0; i < n->nargs; i++) {
+        const loom_graph_arg *g = &n->args[i];
+        loom_wire_arg *w = &t->args[i];
+        if (g->kind == LOOM_GARG_VALUE && g->len <= LOOM_INLINE_MAX) {
+            w->kind = LOOM_WARG_VALUE;
+            w->value.p = g->data;
+            w->value.n = g->len;
+        } else if (g->kind == LOOM_GARG_VALUE) {
+            /* large values go to the store first; the task holds them from then on */
+            w->kind = LOOM_WARG_REF;
+            int rc = loom_put(c, g->data, g->len, &w->ref);
+            if (rc) return rc;
+            temp_refs[(*ntemp)++] = w->ref;
+        } else {
+            w->kind = LOOM_WARG_REF;
+            w->ref = g->ref;
+        }
+    }
+    return LOOM_OK;
+}
+
+int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opts, char job_id[LOOM_JOB_ID_LEN])
+{
+    if (!c || !g) return LOOM_EINVAL;
+    if (g->nnodes == 0) return set_error(c, LOOM_EINVAL, "the graph has no tasks");
+    loom_arena a = {0};
+    int total_args = 0;
+    for (int i = 0; i < g->nnodes; i++) total_args += g->nodes[i].nargs;
+    loom_wire_task *tasks = loom_arena_alloc(&a, (size_t)g->nnodes * sizeof(loom_wire_task));
+    loom_ref *temp = loom_arena_alloc(&a, (size_t)(total_args + 1) * sizeof(loom_ref));
+    int ntemp = 0, rc = tasks && temp ? LOOM_OK : LOOM_ENOMEM;
+    for (int i = 0; !rc && i < g->nnodes; i++) rc = node_to_wire(c, &a, &g->nodes[i], &tasks[i], temp, &ntemp);
+    if (!rc) {
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_SUBMIT, 0);
+        m.name = (char *)(opts && opts->job_name ? opts->job_name : "graph");
+        m.flag = opts && opts->detached ? 1 : 0;
+        m.tasks = tasks;
+        m.ntasks = (uint32_t)g->nnodes;
+        zmq_msg_t f;
+        loom_msg r;
+        rc = request(c, &m, LOOM_MSG_SUBMITTED, &f, &r);
+        if (!rc) {
+            if (job_id) loom_snprintf(job_id, LOOM_JOB_ID_LEN, "%s", r.name);
+            loom_msg_free(&r);
+            zmq_msg_close(&f);
+        }
+    }
+    for (int i = 0; i < ntemp; i++) loom_release(c, temp[i]);
+    loom_arena_free(&a);
+    return rc;
+}
+
+int loom_submit(loom_client *c, loom_ref lib, const char *function, const loom_arg *args, int nargs,
+                const loom_task_opts *opts, loom_ref *out)
+{
+    if (!c || !function || !out || nargs < 0 || (nargs && !args)) return LOOM_EINVAL;
+    loom_graph *g;
+    int rc = loom_graph_new(&g);
+    if (rc) return rc;
+    int node = loom_graph_task(g, lib, function, opts);
+    rc = node < 0 ? node : LOOM_OK;
+    for (int i = 0; !rc && i < nargs; i++)
+        rc = args[i].kind == LOOM_ARG_REF ? loom_graph_arg_ref(g, node, args[i].ref)
+                                          : loom_graph_arg_value(g, node, args[i].data, args[i].len);
+    if (!rc) rc = loom_graph_submit(c, g, NULL, NULL);
+    if (!rc) rc = loom_graph_ref(g, node, 0, out);
+    if (rc && !c->last_error[0]) set_error(c, rc, "%s", loom_strerror(rc));
+    loom_graph_destroy(&g);
+    return rc;
+}
+
+/* ---- inspection --------------------------------------------------------- */
+
+int loom_logs(loom_client *c, loom_ref ref, char **out, size_t *len)
+{
+    if (!c || !out) return LOOM_EINVAL;
+    loom_ref log;
+    loom_ref_make(ref.id, 0xFFFFFFFFu, &log);
+    loom_value *v;
+    int rc = loom_get(c, log, REQUEST_TIMEOUT_MS, &v);
+    if (rc) return rc;
+    size_t n = loom_value_size(v);
+    char *s = malloc(n + 1);
+    if (!s) {
+        loom_value_release(&v);
+        return LOOM_ENOMEM;
+    }
+    if (n) memcpy(s, loom_value_data(v), n);
+    s[n] = 0;
+    loom_value_release(&v);
+    ready_free(loom_hmap_del(&c->ready, log.id, LOOM_ID_LEN));
+    *out = s;
+    if (len) *len = n;
+    return LOOM_OK;
+}
+
+static int info_json(loom_client *c, loom_msg *m, char **json)
+{
+    zmq_msg_t f;
+    loom_msg r;
+    int rc = request(c, m, LOOM_MSG_INFO, &f, &r);
+    if (rc) return rc;
+    rc = loom_msgpack_to_json(r.data.p, r.data.n, json);
+    loom_msg_free(&r);
+    zmq_msg_close(&f);
+    return rc;
+}
+
+int loom_status_json(loom_client *c, char **json)
+{
+    if (!c || !json) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_STATUS, 0);
+    return info_json(c, &m, json);
+}
+
+int loom_job_json(loom_client *c, const char *job_id, char **json)
+{
+    if (!c || !job_id || !json) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_JOB_INFO, 0);
+    m.name = (char *)job_id;
+    return info_json(c, &m, json);
+}
+
+int loom_job_ref(loom_client *c, const char *job_id, const char *task, int output, loom_ref *out)
+{
+    if (!c || !job_id || !task || !out || output < -1) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_JOB_REF, 0);
+    m.name = (char *)job_id;
+    m.text = (char *)task;
+    m.u0 = output < 0 ? 0xFFFFFFFFu : (uint64_t)output;
+    zmq_msg_t f;
+    loom_msg r;
+    int rc = request(c, &m, LOOM_MSG_REF, &f, &r);
+    if (rc) return rc;
+    *out = r.ref;
+    loom_msg_free(&r);
+    zmq_msg_close(&f);
+    return LOOM_OK;
+}
+
+int loom_job_delete(loom_client *c, const char *job_id)
+{
+    if (!c || !job_id) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_JOB_DELETE, 0);
+    m.name = (char *)job_id;
+    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+}

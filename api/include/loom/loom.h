@@ -1,0 +1,236 @@
+/* loom/loom.h — the driver-side public API of loom.
+ *
+ * A driver connects to a cluster (or starts a local one), loads task libraries,
+ * puts objects, submits tasks or whole graphs, and gets results.  Every function
+ * returns 0 (LOOM_OK) or a negative LOOM_E* code; loom_strerror() names the code
+ * and loom_last_error() gives the detailed message of the client's last failure
+ * (for a failed task: the task's own error message).
+ *
+ * Ownership: handles made by x_new/x_connect/x_get are freed by the matching
+ * x_destroy/x_disconnect/x_release, which take a pointer to the handle and set it
+ * to NULL.  A loom_client is not thread-safe: use one per thread.
+ */
+#ifndef LOOM_LOOM_H
+#define LOOM_LOOM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LOOM_VERSION_STRING "0.1.0"
+
+/* Error codes.  All negative; 0 is success. */
+enum {
+    LOOM_OK = 0,
+    LOOM_EINVAL = -1,      /* invalid argument */
+    LOOM_ENOMEM = -2,      /* out of memory */
+    LOOM_ETIMEOUT = -3,    /* timed out */
+    LOOM_ECONN = -4,       /* cannot reach the cluster */
+    LOOM_EAUTH = -5,       /* cluster secret missing or wrong */
+    LOOM_ENOTFOUND = -6,   /* no such object, task, job or function */
+    LOOM_ETASK = -7,       /* the task failed (message in loom_last_error) */
+    LOOM_ECANCELLED = -8,  /* the task was cancelled */
+    LOOM_ESTOREFULL = -9,  /* the object store cannot hold the object */
+    LOOM_EPROTO = -10,     /* malformed or unexpected message */
+    LOOM_EIO = -11,        /* file or socket I/O failed */
+    LOOM_ETOOBIG = -12,    /* value larger than a limit */
+    LOOM_EDEP = -13,       /* a dependency of the task failed */
+    LOOM_ENODE = -14,      /* the node running the task died */
+    LOOM_EINFEASIBLE = -15,/* no node can ever satisfy the request */
+    LOOM_ESYS = -16,       /* system call failed (see loom_last_error) */
+    LOOM_ESTATE = -17,     /* operation not valid in the current state */
+    LOOM_EFULL = -18       /* a queue or table is full; retry later */
+};
+
+/* Human-readable name of an error code.  Never NULL; static storage. */
+const char *loom_strerror(int err);
+
+#define LOOM_ID_LEN 20
+/* A reference to an immutable object in the cluster: a put value or a task output.
+ * The first 16 bytes name the task (or put), the last 4 the output index. */
+typedef struct loom_ref {
+    uint8_t id[LOOM_ID_LEN];
+} loom_ref;
+
+/* Hex form of a ref (40 chars + NUL) and back. */
+void loom_ref_to_hex(const loom_ref *ref, char out[2 * LOOM_ID_LEN + 1]);
+int loom_ref_from_hex(const char *hex, loom_ref *out);
+
+/* ---- connecting -------------------------------------------------------- */
+
+typedef struct loom_client loom_client;
+
+typedef struct loom_connect_opts {
+    const char *secret;       /* cluster secret; default: read secret_file */
+    const char *secret_file;  /* default: $LOOM_SECRET_FILE or <state_dir>/secret */
+    const char *state_dir;    /* "local": where the cluster keeps its files;
+                                 default: $LOOM_STATE_DIR or /tmp/loom-<uid> */
+    int num_nodes;            /* "local": node daemons to start (default 1) */
+    int num_cpus;             /* "local": CPUs per node (default: online CPUs) */
+    uint64_t store_bytes;     /* "local": object store size per node (default 1 GiB) */
+} loom_connect_opts;
+
+/* Connect to "HOST:PORT" (the head), or to "local": start a head and
+ * opts->num_nodes daemons on this machine, stopped again by loom_disconnect (or
+ * when this process exits).  NULL or "" means $LOOM_ADDRESS, else the address
+ * file of a running `loom start --head` in the default state dir, else "local".
+ * opts may be NULL. */
+int loom_connect(const char *address, const loom_connect_opts *opts, loom_client **out);
+
+/* Release everything the client holds, say goodbye to the head, stop a local
+ * cluster the client started.  Sets *c to NULL.  NULL-safe. */
+void loom_disconnect(loom_client **c);
+
+/* Detailed message of the last failed call on this client ("" if none). */
+const char *loom_last_error(const loom_client *c);
+
+/* ---- task libraries ----------------------------------------------------- */
+
+/* Upload a shared library of task functions (see loom/task.h) to the cluster.
+ * *lib names it in loom_submit/loom_graph_task; it is content-addressed, so
+ * loading the same file twice gives the same ref. */
+int loom_library_load(loom_client *c, const char *path, loom_ref *lib);
+
+/* ---- objects ------------------------------------------------------------ */
+
+/* Copy len bytes into the cluster's object store.  The client holds a ref to
+ * the object until loom_release or disconnect. */
+int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out);
+
+/* A value got from the store.  When the object is on this machine's node the
+ * bytes are mapped zero-copy from the store; the mapping stays valid until
+ * loom_value_release. */
+typedef struct loom_value loom_value;
+const void *loom_value_data(const loom_value *v);
+size_t loom_value_size(const loom_value *v);
+void loom_value_release(loom_value **v);
+
+/* Wait up to timeout_ms (-1: forever) for ref to be ready and return its value.
+ * A failed task gives its error code (LOOM_ETASK, LOOM_EDEP, LOOM_ECANCELLED, …)
+ * with the task's message in loom_last_error. */
+int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out);
+
+/* Wait until at least num_ready of the n refs are done (succeeded or failed), or
+ * timeout_ms passes.  ready[i] is set to 1 for each done ref, 0 otherwise.
+ * Returns the number done (>= 0), or a negative error. */
+int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready,
+              int64_t timeout_ms, int *ready);
+
+/* Cancel the task that produces ref (queued: dropped; running: killed).  Its
+ * outputs and those of tasks depending on it fail with LOOM_ECANCELLED. */
+int loom_cancel(loom_client *c, loom_ref ref);
+
+/* Drop the client's reference; the object is freed when nothing needs it. */
+int loom_release(loom_client *c, loom_ref ref);
+
+/* ---- tasks -------------------------------------------------------------- */
+
+typedef struct loom_task_opts {
+    const char *name;   /* shown in status and logs; default: the function */
+    double num_cpus;    /* default 1 */
+    uint64_t memory;    /* bytes reserved on the node; default 0 */
+    int nocheck;        /* command tasks: 0 (default) = a non-zero exit status
+                           fails the task; 1 = keep it as output 0 */
+} loom_task_opts;
+
+enum { LOOM_ARG_VALUE = 0, LOOM_ARG_REF = 1 };
+typedef struct loom_arg {
+    int kind;          /* LOOM_ARG_VALUE: data/len copied in; LOOM_ARG_REF: ref */
+    const void *data;
+    size_t len;
+    loom_ref ref;
+} loom_arg;
+
+static inline loom_arg loom_arg_value(const void *data, size_t len) {
+    loom_arg a = {LOOM_ARG_VALUE, data, len, {{0}}};
+    return a;
+}
+static inline loom_arg loom_arg_ref(loom_ref ref) {
+    loom_arg a = {LOOM_ARG_REF, NULL, 0, ref};
+    return a;
+}
+
+/* Submit one call of `function` from library lib.  *out is its result. */
+int loom_submit(loom_client *c, loom_ref lib, const char *function,
+                const loom_arg *args, int nargs, const loom_task_opts *opts,
+                loom_ref *out);
+
+/* ---- graphs ------------------------------------------------------------- */
+
+/* A graph is built locally and submitted in one message.  Nodes are numbered
+ * from 0 in the order they are added. */
+typedef struct loom_graph loom_graph;
+
+int loom_graph_new(loom_graph **out);
+void loom_graph_destroy(loom_graph **g);
+int loom_graph_size(const loom_graph *g);
+
+/* Add a function task; returns its node number (>= 0) or an error. */
+int loom_graph_task(loom_graph *g, loom_ref lib, const char *function,
+                    const loom_task_opts *opts);
+
+/* A command task: argv[0] is looked up in PATH.  env entries are "NAME=VALUE"
+ * added to the daemon's environment; cwd NULL means a fresh directory per task.
+ * Arguments of a command task are written to files in its working directory;
+ * their paths are in $LOOM_ARG_0, $LOOM_ARG_1, … ($LOOM_NARGS of them).
+ * Outputs: 0 is the exit status (msgpack integer), 1..noutputs the contents of
+ * the named files after the command exits.  stdout and stderr are its logs. */
+typedef struct loom_command {
+    const char *const *argv;   int argc;
+    const char *const *env;    int nenv;
+    const char *cwd;
+    const char *const *outputs; int noutputs;
+} loom_command;
+int loom_graph_command(loom_graph *g, const loom_command *cmd, const loom_task_opts *opts);
+
+/* Append an argument to node `node`: an inline value, an existing ref, or output
+ * `output` of an earlier node `src` of the same graph. */
+int loom_graph_arg_value(loom_graph *g, int node, const void *data, size_t len);
+int loom_graph_arg_ref(loom_graph *g, int node, loom_ref ref);
+int loom_graph_arg_node(loom_graph *g, int node, int src, int output);
+
+/* The ref of output `output` of node `node` (known before submission). */
+int loom_graph_ref(const loom_graph *g, int node, int output, loom_ref *out);
+/* Name of a node (opts->name or the function or argv[0]); NULL if out of range. */
+const char *loom_graph_node_name(const loom_graph *g, int node);
+/* Find a node by name; returns its number or LOOM_ENOTFOUND. */
+int loom_graph_find(const loom_graph *g, const char *name);
+
+#define LOOM_JOB_ID_LEN 24   /* hex chars + NUL */
+typedef struct loom_submit_opts {
+    const char *job_name; /* default "graph" */
+    int detached;         /* 1: outputs are kept by the job (until `loom delete`),
+                             not by this client; used by `loom submit` */
+} loom_submit_opts;
+
+/* Submit the whole graph in one message.  The client holds refs to every
+ * node's outputs (unless detached).  job_id (may be NULL) receives the job's id. */
+int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opts,
+                      char job_id[LOOM_JOB_ID_LEN]);
+
+/* ---- inspection --------------------------------------------------------- */
+
+/* Logs (stdout then stderr) of the task producing ref; *out is malloc'd and
+ * NUL-terminated, freed by the caller. */
+int loom_logs(loom_client *c, loom_ref ref, char **out, size_t *len);
+
+/* Cluster state as JSON text (nodes, resources, task counts).  Caller frees. */
+int loom_status_json(loom_client *c, char **json);
+
+/* A job's state as JSON text (tasks, their states, refs).  Caller frees. */
+int loom_job_json(loom_client *c, const char *job_id, char **json);
+
+/* Ref of output `output` of the task named `task` in job `job_id`. */
+int loom_job_ref(loom_client *c, const char *job_id, const char *task, int output,
+                 loom_ref *out);
+
+/* Drop a detached job's hold on its outputs (and cancel what still runs). */
+int loom_job_delete(loom_client *c, const char *job_id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

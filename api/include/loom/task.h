@@ -1,0 +1,71 @@
+/* loom/task.h — the task-side API: what a task library is written against.
+ *
+ * A task library is a shared object (.so) loaded into executor processes with
+ * dlopen.  Each task function is declared with LOOM_TASK(name) and gets a
+ * context from which it reads its arguments (zero-copy from the node's object
+ * store) and to which it writes its result:
+ *
+ *     #include <loom/task.h>
+ *     LOOM_TASK(add) {
+ *         int64_t a, b;
+ *         if (loom_task_arg_i64(ctx, 0, &a) || loom_task_arg_i64(ctx, 1, &b))
+ *             return loom_task_fail(ctx, "add: want two msgpack integers");
+ *         return loom_task_return_i64(ctx, a + b);
+ *     }
+ *
+ * A function returns 0 on success.  Any other return, a call to
+ * loom_task_fail, or a crash of the executor fails the task, and the message
+ * reaches the driver's loom_get.  Build with:
+ *     cc -shared -fPIC mytasks.c $(pkg-config --cflags --libs loom) -o libmytasks.so
+ */
+#ifndef LOOM_TASK_H
+#define LOOM_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "loom/loom.h"
+#include "loom/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct loom_task_ctx loom_task_ctx;
+typedef int (*loom_task_fn)(loom_task_ctx *ctx);
+
+#define LOOM_TASK_SYMBOL_PREFIX "loom_task__"
+#define LOOM_TASK(name)                                   \
+    int loom_task__##name(loom_task_ctx *ctx);            \
+    int loom_task__##name(loom_task_ctx *ctx)
+
+/* Number of arguments. */
+int loom_task_nargs(const loom_task_ctx *ctx);
+/* Argument i as bytes (valid until the function returns). */
+int loom_task_arg(const loom_task_ctx *ctx, int i, const void **data, size_t *len);
+/* Argument i decoded as a msgpack integer / float / string (not NUL-terminated). */
+int loom_task_arg_i64(const loom_task_ctx *ctx, int i, int64_t *out);
+int loom_task_arg_f64(const loom_task_ctx *ctx, int i, double *out);
+int loom_task_arg_str(const loom_task_ctx *ctx, int i, const char **s, size_t *len);
+
+/* Set the result (copied).  Calling it again replaces the result. A task that
+ * sets none returns an empty value. */
+int loom_task_return(loom_task_ctx *ctx, const void *data, size_t len);
+/* Result as a msgpack integer / float / string. */
+int loom_task_return_i64(loom_task_ctx *ctx, int64_t v);
+int loom_task_return_f64(loom_task_ctx *ctx, double v);
+int loom_task_return_str(loom_task_ctx *ctx, const char *s, size_t len);
+/* The packed contents of a loom_pack as the result. */
+int loom_task_return_pack(loom_task_ctx *ctx, const loom_pack *p);
+
+/* Fail the task with a printf-style message; returns LOOM_ETASK so a function
+ * can `return loom_task_fail(ctx, ...)`. */
+int loom_task_fail(loom_task_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Name of the function being run, and the task's id as hex. */
+const char *loom_task_name(const loom_task_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

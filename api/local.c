@@ -1,0 +1,122 @@
+/* api/local.c — start and stop an embedded local cluster (see local.h). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "api/local.h"
+#include "runtime/secret.h"
+#include "runtime/spawn.h"
+#include "runtime/util.h"
+
+#define MAX_LOCAL_NODES 64
+
+struct loom_local {
+    char dir[4096];          /* state: head tables, logs, node dirs */
+    char shm[4096];          /* memory tiers of the node stores */
+    pid_t head;
+    pid_t nodes[MAX_LOCAL_NODES];
+    int nnodes;
+};
+
+static void fmt_u64(char *buf, size_t len, unsigned long long v)
+{
+    loom_snprintf(buf, len, "%llu", v);
+}
+
+static int start_head(loom_local *l, const char *bin, char *addr, size_t addrlen, char *err, size_t errlen)
+{
+    char log[4200];
+    loom_snprintf(log, sizeof(log), "%s/head.log", l->dir);
+    char *argv[] = {(char *)bin, "_head", "--port", "0", "--state-dir", l->dir, "--ready-fd", "3", NULL};
+    int fd;
+    if (loom_spawn(argv, NULL, log, 0, &l->head, &fd)) {
+        loom_snprintf(err, errlen, "cannot start the head (%s)", bin);
+        return LOOM_ESYS;
+    }
+    if (loom_spawn_wait_ready(fd, l->head, 15000, addr, addrlen)) {
+        loom_snprintf(err, errlen, "the local head did not start; see %s", log);
+        return LOOM_ECONN;
+    }
+    return LOOM_OK;
+}
+
+static int start_node(loom_local *l, const char *bin, int i, const char *addr, const loom_connect_opts *o,
+                      char *err, size_t errlen)
+{
+    char nodedir[4200], storedir[4200], log[4300], cpus[32], store[32], secretenv[4300];
+    loom_snprintf(nodedir, sizeof(nodedir), "%s/node%d", l->dir, i);
+    loom_snprintf(storedir, sizeof(storedir), "%s/node%d", l->shm, i);
+    loom_snprintf(log, sizeof(log), "%s/node%d.log", l->dir, i);
+    loom_snprintf(secretenv, sizeof(secretenv), "LOOM_SECRET_FILE=%s/secret", l->dir);
+    long ncpu = o && o->num_cpus > 0 ? o->num_cpus : sysconf(_SC_NPROCESSORS_ONLN);
+    loom_snprintf(cpus, sizeof(cpus), "%ld", ncpu);
+    fmt_u64(store, sizeof(store), o && o->store_bytes ? (unsigned long long)o->store_bytes : 1ull << 30);
+    char *argv[] = {(char *)bin, "_node", "--address", (char *)addr, "--node-dir", nodedir, "--store-dir",
+                    storedir, "--num-cpus", cpus, "--store-bytes", store, "--ready-fd", "3", NULL};
+    char *env[] = {secretenv, NULL};
+    int fd;
+    char line[256];
+    if (loom_spawn(argv, env, log, 0, &l->nodes[i], &fd)) {
+        loom_snprintf(err, errlen, "cannot start node daemon %d", i);
+        return LOOM_ESYS;
+    }
+    l->nnodes = i + 1;
+    if (loom_spawn_wait_ready(fd, l->nodes[i], 15000, line, sizeof(line))) {
+        loom_snprintf(err, errlen, "local node daemon %d did not join; see %s", i, log);
+        return LOOM_ECONN;
+    }
+    return LOOM_OK;
+}
+
+int loom_local_start(const loom_connect_opts *o, loom_local **out, char *address, size_t addrlen,
+                     char secret[65], char *err, size_t errlen)
+{
+    loom_local *l = calloc(1, sizeof(*l));
+    if (!l) return LOOM_ENOMEM;
+    const char *tmp = getenv("TMPDIR");
+    char base[4096];
+    if (o && o->state_dir) loom_snprintf(base, sizeof(base), "%s/local-XXXXXX", o->state_dir);
+    else loom_snprintf(base, sizeof(base), "%s/loom-local-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (o && o->state_dir) loom_mkdir_p(o->state_dir);
+    if (!mkdtemp(base)) {
+        loom_snprintf(err, errlen, "cannot make a state directory like %s", base);
+        free(l);
+        return LOOM_ESYS;
+    }
+    loom_snprintf(l->dir, sizeof(l->dir), "%s", base);
+    loom_snprintf(l->shm, sizeof(l->shm), "/dev/shm/loom-%d-%s", (int)getuid(), strrchr(base, '-') + 1);
+    char path[4200];
+    loom_snprintf(path, sizeof(path), "%s/secret", l->dir);
+    int rc = loom_secret_create(path, secret);
+    const char *bin = loom_binary_path();
+    int n = o && o->num_nodes > 0 ? o->num_nodes : 1;
+    if (n > MAX_LOCAL_NODES) n = MAX_LOCAL_NODES;
+    if (!rc) rc = start_head(l, bin, address, addrlen, err, errlen);
+    for (int i = 0; !rc && i < n; i++) rc = start_node(l, bin, i, address, o, err, errlen);
+    if (rc) {
+        loom_local_stop(&l);
+        return rc;
+    }
+    *out = l;
+    return LOOM_OK;
+}
+
+int loom_local_num_nodes(const loom_local *l)
+{
+    return l ? l->nnodes : 0;
+}
+
+void loom_local_stop(loom_local **pl)
+{
+    if (!pl || !*pl) return;
+    loom_local *l = *pl;
+    *pl = NULL;
+    for (int i = 0; i < l->nnodes; i++)
+        if (l->nodes[i] > 0) kill(l->nodes[i], SIGTERM);
+    for (int i = 0; i < l->nnodes; i++) loom_stop_process(l->nodes[i], 5000);
+    loom_stop_process(l->head, 5000);
+    if (!getenv("LOOM_KEEP_LOCAL")) loom_rm_rf(l->dir);
+    loom_rm_rf(l->shm);
+    free(l);
+}

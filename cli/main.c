@@ -1,0 +1,613 @@
+/* cli/main.c — the `loom` command: start and stop clusters, submit graphs
+ * written in JSON, look at status, results and logs.  It is also the program
+ * behind the head (`loom _head`), node daemons (`loom _node`) and executors
+ * (`loom executor`), so one binary is all a machine needs. */
+#include <errno.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "api/graph_internal.h"
+#include "api/graph_json.h"
+#include "loom/loom.h"
+#include "loom/value.h"
+#include "runtime/log.h"
+#include "runtime/secret.h"
+#include "runtime/spawn.h"
+#include "runtime/util.h"
+#include "scheduler/head.h"
+#include "worker/daemon.h"
+
+#define MAX_OPTS 32
+
+typedef struct opts {
+    const char *key[MAX_OPTS];
+    const char *val[MAX_OPTS];
+    int n;
+    const char *pos[MAX_OPTS];
+    int npos;
+} opts;
+
+static const char *usage_text =
+    "usage: loom COMMAND [options]\n"
+    "\n"
+    "clusters:\n"
+    "  start --head [--port P] [--bind HOST] [--num-cpus N] [--store-bytes B] [--no-node] [--block]\n"
+    "        start a head (and a node daemon on this machine) in the background\n"
+    "  start --address HOST:PORT [--bind HOST] [--advertise HOST] [--num-cpus N]\n"
+    "        [--store-bytes B] [--memory B] [--block]   start a node daemon that joins HOST:PORT\n"
+    "  stop                         stop the head and daemons started from this state dir\n"
+    "  status                       nodes, resources and task counts\n"
+    "\n"
+    "work:\n"
+    "  submit GRAPH.json [--wait] [--timeout S]   submit a graph; prints the job id\n"
+    "  job JOB                      the job's tasks and their states (JSON)\n"
+    "  get JOB TASK[:OUTPUT] [--json] [--timeout S]   print a task's result\n"
+    "  get REF [--json]             print an object by its 40-hex ref\n"
+    "  logs JOB TASK                print a task's stdout and stderr\n"
+    "  cancel JOB [TASK]            cancel a job's tasks (or one of them)\n"
+    "  delete JOB                   cancel what still runs and free the job's results\n"
+    "\n"
+    "common options: --address HOST:PORT (default: $LOOM_ADDRESS, else the running\n"
+    "  cluster in the state dir), --state-dir DIR (default: $LOOM_STATE_DIR or /tmp/loom-UID),\n"
+    "  --secret-file FILE (default: STATE_DIR/secret)\n";
+
+static int usage(void)
+{
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+static int parse_opts(int argc, char **argv, opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 0; i < argc; i++) {
+        if (!strncmp(argv[i], "--", 2) && argv[i][2]) {
+            if (o->n >= MAX_OPTS) return -1;
+            o->key[o->n] = argv[i] + 2;
+            o->val[o->n] = (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) ? argv[++i] : "";
+            o->n++;
+        } else {
+            if (o->npos >= MAX_OPTS) return -1;
+            o->pos[o->npos++] = argv[i];
+        }
+    }
+    return 0;
+}
+
+static const char *opt(const opts *o, const char *key)
+{
+    for (int i = 0; i < o->n; i++)
+        if (!strcmp(o->key[i], key)) return o->val[i];
+    return NULL;
+}
+
+static int opt_int(const opts *o, const char *key, int def)
+{
+    const char *v = opt(o, key);
+    return v && *v ? atoi(v) : def;
+}
+
+/* "512M", "2G", "1048576" -> bytes; 0 on a bad value */
+static uint64_t parse_bytes(const char *s)
+{
+    if (!s || !*s) return 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (v < 0) return 0;
+    switch (*end) {
+    case 'k': case 'K': v *= 1024; break;
+    case 'm': case 'M': v *= 1024.0 * 1024; break;
+    case 'g': case 'G': v *= 1024.0 * 1024 * 1024; break;
+    case 't': case 'T': v *= 1024.0 * 1024 * 1024 * 1024; break;
+    case 0: break;
+    default: return 0;
+    }
+    return (uint64_t)v;
+}
+
+static const char *state_dir(const opts *o, char *buf, size_t len)
+{
+    const char *sd = opt(o, "state-dir");
+    if (sd && *sd) {
+        loom_snprintf(buf, len, "%s", sd);
+        return buf;
+    }
+    return loom_default_state_dir(buf, len);
+}
+
+static int connect_cli(const opts *o, loom_client **c)
+{
+    char sd[4096];
+    loom_connect_opts co = {0};
+    co.state_dir = state_dir(o, sd, sizeof(sd));
+    co.secret_file = opt(o, "secret-file");
+    const char *addr = opt(o, "address");
+    if (!addr || !*addr) addr = getenv("LOOM_ADDRESS");
+    if (!addr || !*addr) {
+        char path[4200];
+        struct stat st;
+        loom_snprintf(path, sizeof(path), "%s/address", sd);
+        if (stat(path, &st) != 0) {
+            fprintf(stderr, "loom: no cluster is running here (no %s); start one with `loom start --head`"
+                            " or pass --address HOST:PORT\n", path);
+            return LOOM_ECONN;
+        }
+    }
+    int rc = loom_connect(addr, &co, c);
+    if (rc) fprintf(stderr, "loom: cannot connect: %s\n", loom_strerror(rc));
+    return rc;
+}
+
+/* ---- internal process entry points -------------------------------------- */
+
+static int cmd_head(const opts *o)
+{
+    char sd[4096], secret_path[4200], secret[LOOM_SECRET_HEX + 1];
+    state_dir(o, sd, sizeof(sd));
+    loom_log_init("head");
+    if (loom_mkdir_p(sd)) {
+        LOG_ERROR("cannot make state dir %s: %s", sd, strerror(errno));
+        return 1;
+    }
+    chmod(sd, 0700);
+    loom_snprintf(secret_path, sizeof(secret_path), "%s/secret", sd);
+    int rc = loom_secret_load(secret_path, secret);
+    if (rc == LOOM_ENOTFOUND) rc = loom_secret_create(secret_path, secret);
+    if (rc) {
+        LOG_ERROR("cannot use the cluster secret %s: %s", secret_path, loom_strerror(rc));
+        return 1;
+    }
+    loom_head_opts ho = {
+        .bind_host = opt(o, "bind") ? opt(o, "bind") : "127.0.0.1",
+        .port = opt_int(o, "port", 7787),
+        .state_dir = sd,
+        .secret = secret,
+        .heartbeat_timeout_ms = opt_int(o, "heartbeat-timeout-ms", 10000),
+        .ready_fd = opt_int(o, "ready-fd", -1),
+    };
+    rc = loom_head_run(&ho);
+    return rc ? 1 : 0;
+}
+
+static int read_secret_for_node(const opts *o, char *secret)
+{
+    const char *file = opt(o, "secret-file");
+    if (!file) file = getenv("LOOM_SECRET_FILE");
+    char path[4200], sd[4096];
+    if (!file) {
+        loom_snprintf(path, sizeof(path), "%s/secret", state_dir(o, sd, sizeof(sd)));
+        file = path;
+    }
+    const char *env = getenv("LOOM_SECRET");
+    if (env && strlen(env) == LOOM_SECRET_HEX) {
+        memcpy(secret, env, LOOM_SECRET_HEX + 1);
+        return 0;
+    }
+    int rc = loom_secret_load(file, secret);
+    if (rc) LOG_ERROR("cannot read the cluster secret from %s: %s (copy the head's secret file there,"
+                      " mode 0600, or set LOOM_SECRET_FILE)", file, loom_strerror(rc));
+    return rc;
+}
+
+static int cmd_node(const opts *o)
+{
+    loom_log_init("node");
+    char secret[LOOM_SECRET_HEX + 1], sd[4096], nodedir[4200];
+    if (!opt(o, "address") || !*opt(o, "address")) {
+        LOG_ERROR("--address HOST:PORT of the head is required");
+        return 2;
+    }
+    if (read_secret_for_node(o, secret)) return 1;
+    const char *nd = opt(o, "node-dir");
+    if (!nd) {
+        char host[200];
+        if (gethostname(host, sizeof(host))) loom_snprintf(host, sizeof(host), "node");
+        loom_snprintf(nodedir, sizeof(nodedir), "%s/nodes/%s-%d", state_dir(o, sd, sizeof(sd)), host, (int)getpid());
+        nd = nodedir;
+    }
+    loom_daemon_opts d = {
+        .head_address = opt(o, "address"),
+        .secret = secret,
+        .bind_host = opt(o, "bind"),
+        .advertise_host = opt(o, "advertise"),
+        .data_port = opt_int(o, "data-port", 0),
+        .node_dir = nd,
+        .store_dir = opt(o, "store-dir"),
+        .num_cpus = opt(o, "num-cpus") ? atof(opt(o, "num-cpus")) : 0,
+        .memory = parse_bytes(opt(o, "memory")),
+        .store_bytes = parse_bytes(opt(o, "store-bytes")),
+        .heartbeat_ms = opt_int(o, "heartbeat-ms", 1000),
+        .ready_fd = opt_int(o, "ready-fd", -1),
+    };
+    return loom_daemon_run(&d) ? 1 : 0;
+}
+
+static int cmd_executor(const opts *o)
+{
+    static char secret[LOOM_SECRET_HEX + 1];
+    const char *env = getenv("LOOM_SECRET_EXEC");
+    loom_snprintf(secret, sizeof(secret), "%s", env ? env : "");
+    unsetenv("LOOM_SECRET_EXEC"); /* commands the executor runs need not see it */
+    loom_executor_opts e = {
+        .daemon_endpoint = opt(o, "ipc"),
+        .secret = secret,
+        .store_dir = opt(o, "store"),
+        .spill_dir = opt(o, "spill"),
+        .node_dir = opt(o, "node-dir"),
+    };
+    if (!e.daemon_endpoint || !e.store_dir || !e.node_dir) return 2;
+    return loom_executor_run(&e) ? 1 : 0;
+}
+
+/* ---- start / stop ------------------------------------------------------- */
+
+static int write_pid(const char *sd, pid_t pid, const char *what)
+{
+    char path[4200];
+    loom_snprintf(path, sizeof(path), "%s/pids", sd);
+    loom_mkdir_p(path);
+    loom_snprintf(path, sizeof(path), "%s/pids/%d", sd, (int)pid);
+    return loom_write_file(path, what, strlen(what), 0600);
+}
+
+/* Start `loom SUB args...` in the background and wait for its ready line. */
+static int start_background(const char *sd, char **argv, const char *log, char *line, size_t len, const char *what)
+{
+    pid_t pid;
+    int fd;
+    if (loom_spawn(argv, NULL, log, 1, &pid, &fd)) {
+        fprintf(stderr, "loom: cannot start the %s\n", what);
+        return 1;
+    }
+    int rc = loom_spawn_wait_ready(fd, pid, 20000, line, len);
+    if (rc) {
+        fprintf(stderr, "loom: the %s did not start; its log is %s\n", what, log);
+        return 1;
+    }
+    write_pid(sd, pid, what);
+    return 0;
+}
+
+static void push_arg(char **argv, int *n, const char *k, const char *v)
+{
+    if (!v) return;
+    argv[(*n)++] = (char *)k;
+    argv[(*n)++] = (char *)v;
+}
+
+static int start_node_from(const opts *o, const char *sd, const char *addr)
+{
+    char log[4200], line[256], logs[4200];
+    loom_snprintf(logs, sizeof(logs), "%s/logs", sd);
+    loom_mkdir_p(logs);
+    loom_snprintf(log, sizeof(log), "%s/logs/node-%d.log", sd, (int)getpid());
+    char *argv[40];
+    int n = 0;
+    argv[n++] = (char *)loom_binary_path();
+    argv[n++] = "_node";
+    push_arg(argv, &n, "--address", addr);
+    push_arg(argv, &n, "--state-dir", sd);
+    push_arg(argv, &n, "--bind", opt(o, "bind"));
+    push_arg(argv, &n, "--advertise", opt(o, "advertise"));
+    push_arg(argv, &n, "--num-cpus", opt(o, "num-cpus"));
+    push_arg(argv, &n, "--memory", opt(o, "memory"));
+    push_arg(argv, &n, "--store-bytes", opt(o, "store-bytes"));
+    push_arg(argv, &n, "--store-dir", opt(o, "store-dir"));
+    push_arg(argv, &n, "--node-dir", opt(o, "node-dir"));
+    push_arg(argv, &n, "--secret-file", opt(o, "secret-file"));
+    push_arg(argv, &n, "--data-port", opt(o, "data-port"));
+    push_arg(argv, &n, "--ready-fd", "3");
+    argv[n] = NULL;
+    if (start_background(sd, argv, log, line, sizeof(line), "node daemon")) return 1;
+    printf("loom: %s joined the cluster at %s (log: %s)\n", line, addr, log);
+    return 0;
+}
+
+static int cmd_start(const opts *o)
+{
+    char sd[4096];
+    state_dir(o, sd, sizeof(sd));
+    if (opt(o, "block")) return opt(o, "head") ? cmd_head(o) : cmd_node(o);
+    if (loom_mkdir_p(sd)) {
+        fprintf(stderr, "loom: cannot make %s: %s\n", sd, strerror(errno));
+        return 1;
+    }
+    chmod(sd, 0700);
+    if (!opt(o, "head")) {
+        if (!opt(o, "address") || !*opt(o, "address")) return usage();
+        return start_node_from(o, sd, opt(o, "address"));
+    }
+    char log[4200], addr[512], logs[4200];
+    loom_snprintf(logs, sizeof(logs), "%s/logs", sd);
+    loom_mkdir_p(logs);
+    loom_snprintf(log, sizeof(log), "%s/logs/head.log", sd);
+    char *argv[20];
+    int n = 0;
+    argv[n++] = (char *)loom_binary_path();
+    argv[n++] = "_head";
+    push_arg(argv, &n, "--state-dir", sd);
+    push_arg(argv, &n, "--port", opt(o, "port"));
+    push_arg(argv, &n, "--bind", opt(o, "bind"));
+    push_arg(argv, &n, "--heartbeat-timeout-ms", opt(o, "heartbeat-timeout-ms"));
+    push_arg(argv, &n, "--ready-fd", "3");
+    argv[n] = NULL;
+    if (start_background(sd, argv, log, addr, sizeof(addr), "head")) return 1;
+    printf("loom: head listening on %s (state: %s, log: %s)\n", addr, sd, log);
+    printf("loom: cluster secret in %s/secret: copy it (mode 0600) to nodes that join from other machines\n", sd);
+    if (!opt(o, "no-node") && start_node_from(o, sd, addr)) return 1;
+    printf("loom: join more nodes with: loom start --address %s\n", addr);
+    return 0;
+}
+
+static int cmd_stop(const opts *o)
+{
+    char sd[4096], dir[4200];
+    state_dir(o, sd, sizeof(sd));
+    loom_snprintf(dir, sizeof(dir), "%s/pids", sd);
+    DIR *dp = opendir(dir);
+    if (!dp) {
+        fprintf(stderr, "loom: nothing to stop in %s\n", sd);
+        return 0;
+    }
+    pid_t pids[256];
+    char kinds[256][32];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)) && n < 256) {
+        if (e->d_name[0] == '.') continue;
+        char path[4600], *what = NULL;
+        loom_snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (pid <= 0) continue;
+        if (loom_read_file(path, 64, &what, NULL) == 0) {
+            loom_snprintf(kinds[n], sizeof(kinds[n]), "%s", what);
+            free(what);
+        } else {
+            loom_snprintf(kinds[n], sizeof(kinds[n]), "process");
+        }
+        unlink(path);
+        pids[n++] = pid;
+    }
+    closedir(dp);
+    /* daemons first, then the head */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++) {
+            int is_head = !strcmp(kinds[i], "head");
+            if (is_head != pass || kill(pids[i], 0) != 0) continue;
+            loom_stop_process(pids[i], 5000);
+            printf("loom: stopped %s (pid %d)\n", kinds[i], (int)pids[i]);
+        }
+    char addr[4200];
+    loom_snprintf(addr, sizeof(addr), "%s/address", sd);
+    unlink(addr);
+    return 0;
+}
+
+/* ---- status and jobs ---------------------------------------------------- */
+
+static int cmd_status(const opts *o)
+{
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    char *json = NULL;
+    int rc = loom_status_json(c, &json);
+    if (rc) {
+        fprintf(stderr, "loom: status: %s\n", loom_last_error(c));
+    } else if (opt(o, "json")) {
+        printf("%s\n", json);
+    } else {
+        printf("%s\n", json);
+    }
+    free(json);
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
+static int upload_lib(void *arg, const char *path, loom_ref *out)
+{
+    return loom_library_load(arg, path, out);
+}
+
+static char *dir_of(const char *path, char *buf, size_t len)
+{
+    loom_snprintf(buf, len, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (slash) *slash = 0;
+    else loom_snprintf(buf, len, ".");
+    return buf;
+}
+
+static int print_value(loom_value *v, int as_json)
+{
+    if (as_json) {
+        char *json;
+        if (loom_msgpack_to_json(loom_value_data(v), loom_value_size(v), &json) == 0) {
+            printf("%s\n", json);
+            free(json);
+            return 0;
+        }
+        fprintf(stderr, "loom: the value is not msgpack; printing its bytes\n");
+    }
+    fwrite(loom_value_data(v), 1, loom_value_size(v), stdout);
+    return 0;
+}
+
+static int cmd_submit(const opts *o)
+{
+    if (o->npos < 1) return usage();
+    const char *file = o->pos[0];
+    char *text;
+    size_t len;
+    if (loom_read_file(file, (size_t)1 << 30, &text, &len)) {
+        fprintf(stderr, "loom: cannot read %s: %s\n", file, strerror(errno));
+        return 1;
+    }
+    loom_client *c;
+    if (connect_cli(o, &c)) {
+        free(text);
+        return 1;
+    }
+    char base[4096], err[512];
+    loom_graph *g = NULL;
+    int rc = loom_graph_from_json(text, len, dir_of(file, base, sizeof(base)), upload_lib, c, &g, err, sizeof(err));
+    free(text);
+    if (rc) {
+        fprintf(stderr, "loom: %s: %s\n", file, err);
+        loom_disconnect(&c);
+        return 1;
+    }
+    char job[LOOM_JOB_ID_LEN];
+    loom_submit_opts so = {.job_name = opt(o, "name"), .detached = 1};
+    rc = loom_graph_submit(c, g, &so, job);
+    if (rc) {
+        fprintf(stderr, "loom: submit: %s\n", loom_last_error(c));
+    } else {
+        printf("%s\n", job);
+        fflush(stdout);
+        if (opt(o, "wait")) {
+            int n = loom_graph_size(g);
+            loom_ref *refs = calloc((size_t)n, sizeof(loom_ref));
+            for (int i = 0; refs && i < n; i++) loom_graph_ref(g, i, 0, &refs[i]);
+            int64_t timeout = opt(o, "timeout") ? (int64_t)(atof(opt(o, "timeout")) * 1000) : -1;
+            int done = refs ? loom_wait(c, refs, n, n, timeout, NULL) : LOOM_ENOMEM;
+            int failed = 0;
+            for (int i = 0; refs && i < n && done == n; i++) {
+                loom_value *v;
+                int r = loom_get(c, refs[i], 0, &v);
+                if (r) {
+                    failed++;
+                    fprintf(stderr, "loom: task '%s' failed: %s\n", loom_graph_node_name(g, i), loom_last_error(c));
+                }
+                loom_value_release(&v);
+            }
+            free(refs);
+            if (done < n) {
+                fprintf(stderr, "loom: %d of %d tasks done before the timeout\n", done < 0 ? 0 : done, n);
+                rc = LOOM_ETIMEOUT;
+            } else if (failed) {
+                rc = LOOM_ETASK;
+            } else {
+                fprintf(stderr, "loom: all %d tasks finished\n", n);
+            }
+        }
+    }
+    loom_graph_destroy(&g);
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
+/* JOB TASK[:OUTPUT] or a 40-hex ref -> ref */
+static int resolve_ref(loom_client *c, const opts *o, int log, loom_ref *ref)
+{
+    if (o->npos == 1 && loom_ref_from_hex(o->pos[0], ref) == 0) return 0;
+    if (o->npos < 2) return LOOM_EINVAL;
+    char task[512];
+    loom_snprintf(task, sizeof(task), "%s", o->pos[1]);
+    int output = 0;
+    char *colon = strrchr(task, ':');
+    if (colon) {
+        *colon = 0;
+        output = atoi(colon + 1);
+    }
+    int rc = loom_job_ref(c, o->pos[0], task, log ? -1 : output, ref);
+    if (rc) fprintf(stderr, "loom: %s\n", loom_last_error(c));
+    return rc;
+}
+
+static int cmd_get(const opts *o, int logs)
+{
+    if (o->npos < 1) return usage();
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    loom_ref ref;
+    int rc = resolve_ref(c, o, logs, &ref);
+    if (rc == LOOM_EINVAL) {
+        loom_disconnect(&c);
+        return usage();
+    }
+    if (!rc && logs) {
+        char *text;
+        size_t n;
+        rc = loom_logs(c, ref, &text, &n);
+        if (!rc) {
+            fwrite(text, 1, n, stdout);
+            free(text);
+        } else {
+            fprintf(stderr, "loom: logs: %s\n", loom_last_error(c));
+        }
+    } else if (!rc) {
+        int64_t timeout = opt(o, "timeout") ? (int64_t)(atof(opt(o, "timeout")) * 1000) : -1;
+        loom_value *v;
+        rc = loom_get(c, ref, timeout, &v);
+        if (rc) fprintf(stderr, "loom: get: %s: %s\n", loom_strerror(rc), loom_last_error(c));
+        else print_value(v, opt(o, "json") != NULL);
+        loom_value_release(&v);
+    }
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
+static int cmd_job(const opts *o, const char *what)
+{
+    if (o->npos < 1) return usage();
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    int rc;
+    if (!strcmp(what, "job")) {
+        char *json;
+        rc = loom_job_json(c, o->pos[0], &json);
+        if (!rc) {
+            printf("%s\n", json);
+            free(json);
+        }
+    } else if (!strcmp(what, "delete")) {
+        rc = loom_job_delete(c, o->pos[0]);
+    } else { /* cancel */
+        loom_ref ref;
+        if (o->npos >= 2) {
+            rc = resolve_ref(c, o, 0, &ref);
+            if (!rc) rc = loom_cancel(c, ref);
+        } else {
+            rc = loom_job_delete(c, o->pos[0]);
+        }
+    }
+    if (rc) fprintf(stderr, "loom: %s: %s\n", what, loom_last_error(c));
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage();
+    const char *cmd = argv[1];
+    opts o;
+    if (parse_opts(argc - 2, argv + 2, &o)) {
+        fprintf(stderr, "loom: too many arguments\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (!strcmp(cmd, "_head")) return cmd_head(&o);
+    if (!strcmp(cmd, "_node")) return cmd_node(&o);
+    if (!strcmp(cmd, "executor")) return cmd_executor(&o);
+    if (!strcmp(cmd, "start")) return cmd_start(&o);
+    if (!strcmp(cmd, "stop")) return cmd_stop(&o);
+    if (!strcmp(cmd, "status")) return cmd_status(&o);
+    if (!strcmp(cmd, "submit")) return cmd_submit(&o);
+    if (!strcmp(cmd, "get")) return cmd_get(&o, 0);
+    if (!strcmp(cmd, "logs")) return cmd_get(&o, 1);
+    if (!strcmp(cmd, "job") || !strcmp(cmd, "cancel") || !strcmp(cmd, "delete")) return cmd_job(&o, cmd);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("loom %s\n", LOOM_VERSION_STRING);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    fprintf(stderr, "loom: unknown command '%s'\n", cmd);
+    return usage();
+}

@@ -1,0 +1,226 @@
+/* examples/tasks.c — an example task library: word count map/reduce over text,
+ * a numeric tree reduction, and a few tasks that fail on purpose (used by the
+ * tests to check that failures reach `loom_get` with their message).
+ *
+ * Build: cc -shared -fPIC tasks.c $(pkg-config --cflags --libs loom) -o libloom_examples.so */
+#include <ctype.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <loom/task.h>
+
+/* ---- word count -------------------------------------------------------- */
+
+typedef struct wc_entry {
+    char *word;
+    int64_t n;
+} wc_entry;
+
+typedef struct wc_table {
+    wc_entry *e;
+    size_t cap, count;
+} wc_table;
+
+static uint64_t hash_word(const char *w, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)w[i]) * 1099511628211ull;
+    return h;
+}
+
+static int wc_grow(wc_table *t);
+
+static int wc_add(wc_table *t, const char *w, size_t n, int64_t k)
+{
+    if ((t->count + 1) * 2 > t->cap && wc_grow(t)) return -1;
+    size_t mask = t->cap - 1;
+    for (size_t i = hash_word(w, n) & mask;; i = (i + 1) & mask) {
+        wc_entry *e = &t->e[i];
+        if (!e->word) {
+            e->word = strndup(w, n);
+            if (!e->word) return -1;
+            e->n = k;
+            t->count++;
+            return 0;
+        }
+        if (strlen(e->word) == n && !memcmp(e->word, w, n)) {
+            e->n += k;
+            return 0;
+        }
+    }
+}
+
+static int wc_grow(wc_table *t)
+{
+    wc_table nt = {calloc(t->cap ? t->cap * 2 : 1024, sizeof(wc_entry)), t->cap ? t->cap * 2 : 1024, 0};
+    if (!nt.e) return -1;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->e[i].word) {
+            if (wc_add(&nt, t->e[i].word, strlen(t->e[i].word), t->e[i].n)) return -1;
+            free(t->e[i].word);
+        }
+    free(t->e);
+    *t = nt;
+    return 0;
+}
+
+static void wc_free(wc_table *t)
+{
+    for (size_t i = 0; i < t->cap; i++) free(t->e[i].word);
+    free(t->e);
+}
+
+/* The result: a msgpack map word -> count. */
+static int wc_return(loom_task_ctx *ctx, wc_table *t)
+{
+    loom_pack *p = loom_pack_new();
+    if (!p) return loom_task_fail(ctx, "out of memory");
+    loom_pack_map(p, (uint32_t)t->count);
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->e[i].word) {
+            loom_pack_cstr(p, t->e[i].word);
+            loom_pack_i64(p, t->e[i].n);
+        }
+    int rc = loom_task_return_pack(ctx, p);
+    loom_pack_destroy(&p);
+    return rc;
+}
+
+/* count_words(text bytes) -> {word: count}; words are runs of letters, lowercased. */
+LOOM_TASK(count_words)
+{
+    const void *data;
+    size_t len;
+    if (loom_task_arg(ctx, 0, &data, &len)) return loom_task_fail(ctx, "want the text as argument 0");
+    const char *s = data;
+    wc_table t = {0};
+    char word[256];
+    size_t wn = 0;
+    for (size_t i = 0; i <= len; i++) {
+        int c = i < len ? (unsigned char)s[i] : ' ';
+        if (isalpha(c) && c < 128) {
+            if (wn < sizeof(word)) word[wn++] = (char)tolower(c);
+        } else if (wn) {
+            if (wc_add(&t, word, wn, 1)) {
+                wc_free(&t);
+                return loom_task_fail(ctx, "out of memory");
+            }
+            wn = 0;
+        }
+    }
+    int rc = wc_return(ctx, &t);
+    wc_free(&t);
+    return rc;
+}
+
+/* merge_counts(map, map, ...) -> the summed map */
+LOOM_TASK(merge_counts)
+{
+    wc_table t = {0};
+    for (int a = 0; a < loom_task_nargs(ctx); a++) {
+        const void *data;
+        size_t len;
+        loom_task_arg(ctx, a, &data, &len);
+        loom_unpack u;
+        loom_unpack_init(&u, data, len);
+        uint32_t n;
+        if (loom_unpack_map(&u, &n)) {
+            wc_free(&t);
+            return loom_task_fail(ctx, "argument %d is not a msgpack map", a);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            const char *w;
+            size_t wn;
+            int64_t k;
+            if (loom_unpack_str(&u, &w, &wn) || loom_unpack_i64(&u, &k) || wc_add(&t, w, wn, k)) {
+                wc_free(&t);
+                return loom_task_fail(ctx, "argument %d: bad entry %u", a, i);
+            }
+        }
+    }
+    int rc = wc_return(ctx, &t);
+    wc_free(&t);
+    return rc;
+}
+
+/* ---- numbers ------------------------------------------------------------ */
+
+/* value(i) -> i (a leaf of the tree reduction) */
+LOOM_TASK(value)
+{
+    int64_t v;
+    if (loom_task_arg_i64(ctx, 0, &v)) return loom_task_fail(ctx, "want an integer");
+    return loom_task_return_i64(ctx, v);
+}
+
+/* add(a, b, ...) -> the sum of its msgpack integer arguments */
+LOOM_TASK(add)
+{
+    int64_t sum = 0;
+    for (int i = 0; i < loom_task_nargs(ctx); i++) {
+        int64_t v;
+        if (loom_task_arg_i64(ctx, i, &v)) return loom_task_fail(ctx, "argument %d is not an integer", i);
+        sum += v;
+    }
+    return loom_task_return_i64(ctx, sum);
+}
+
+/* noop() -> "ok" (for benchmarks) */
+LOOM_TASK(noop)
+{
+    return loom_task_return(ctx, "ok", 2);
+}
+
+/* echo(bytes) -> the same bytes */
+LOOM_TASK(echo)
+{
+    const void *d;
+    size_t n;
+    if (loom_task_arg(ctx, 0, &d, &n)) return loom_task_return(ctx, "", 0);
+    return loom_task_return(ctx, d, n);
+}
+
+/* length(bytes) -> its length (a msgpack integer) */
+LOOM_TASK(length)
+{
+    const void *d;
+    size_t n;
+    if (loom_task_arg(ctx, 0, &d, &n)) return loom_task_fail(ctx, "want one argument");
+    return loom_task_return_i64(ctx, (int64_t)n);
+}
+
+/* sleep_ms(ms) -> ms, after sleeping that long */
+LOOM_TASK(sleep_ms)
+{
+    int64_t ms;
+    if (loom_task_arg_i64(ctx, 0, &ms) || ms < 0) return loom_task_fail(ctx, "want milliseconds");
+    usleep((useconds_t)(ms * 1000));
+    return loom_task_return_i64(ctx, ms);
+}
+
+/* hostname() -> the executor's node id and host (to see where tasks ran) */
+LOOM_TASK(where)
+{
+    char host[256];
+    gethostname(host, sizeof(host));
+    return loom_task_return_str(ctx, host, strlen(host));
+}
+
+/* ---- failures ----------------------------------------------------------- */
+
+LOOM_TASK(fail)
+{
+    return loom_task_fail(ctx, "this task fails on purpose");
+}
+
+LOOM_TASK(return_error)
+{
+    return 42;
+}
+
+LOOM_TASK(crash)
+{
+    raise(SIGSEGV);
+    return 0;
+}

@@ -1,0 +1,102 @@
+/* objectstore/store.h — the node's object store: LMDB environments on tmpfs
+ * (memory tier) and on disk (spill tier), shared by the daemon, its executors
+ * and drivers on the same machine.
+ *
+ * Objects are immutable byte strings named by 20-byte ids.  get is zero-copy:
+ * the view points into LMDB's read-only map and stays valid until released.
+ * Accounting: the memory tier holds at most `capacity` bytes of values.  A put
+ * that does not fit first evicts unpinned secondary copies (least recently
+ * used first), then spills primary copies (LRU) to the disk tier, then, if the
+ * object itself is larger than the memory tier, writes it to the disk tier; if
+ * nothing works it fails with LOOM_ESTOREFULL and changes nothing.  Never
+ * SIGBUS: the map is written through pwrite (no MDB_WRITEMAP) and the capacity
+ * is clamped to the free space of the file system at open.
+ *
+ * Several processes may open the same directories at once (LMDB's locking).
+ * Metadata (size, flags, pin count, last use, tier) lives in a "meta" database
+ * in the memory tier's environment.
+ */
+#ifndef LOOM_OBJECTSTORE_STORE_H
+#define LOOM_OBJECTSTORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LOOM_STORE_ID_LEN 20
+
+typedef struct loom_store loom_store;
+
+typedef struct loom_store_opts {
+    const char *mem_dir;     /* memory tier directory (created); e.g. /dev/shm/loom-x/node1 */
+    const char *spill_dir;   /* disk tier directory (created); NULL: no spilling */
+    uint64_t capacity;       /* bytes of values in the memory tier */
+    uint64_t spill_capacity; /* bytes of values in the disk tier (0: 4 x capacity) */
+    int create;              /* 1: the daemon creating the store (sizes the map, sets
+                                capacity); 0: a client process attaching to it */
+} loom_store_opts;
+
+/* Put flags */
+enum {
+    LOOM_STORE_PRIMARY = 1   /* the primary copy: spilled, never evicted */
+};
+
+/* A zero-copy view of one object. */
+typedef struct loom_store_view {
+    const void *data;
+    size_t len;
+    void *txn_;              /* private: the read transaction that maps it */
+} loom_store_view;
+
+typedef struct loom_store_stats {
+    uint64_t capacity, used;           /* memory tier */
+    uint64_t spill_capacity, spill_used;
+    uint64_t objects, spilled_objects;
+    uint64_t evictions, spills;        /* counters since create */
+} loom_store_stats;
+
+/* Open (and with opts->create, create) a store.  Returns 0 or LOOM_E*. */
+int loom_store_open(const loom_store_opts *opts, loom_store **out);
+void loom_store_close(loom_store **s);   /* NULL-safe; sets *s NULL */
+
+/* Copy len bytes in under id.  Putting an id that exists is a no-op returning 0
+ * (objects are immutable).  LOOM_ESTOREFULL when it cannot fit. */
+int loom_store_put(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN],
+                   const void *data, size_t len, int flags);
+
+/* Two-step put without an extra copy: reserve returns a buffer of len bytes to
+ * fill, commit makes the object visible (abort drops it).  Between the two, the
+ * store's single writer lock is held: fill quickly, do not call other store
+ * functions from the same process. */
+typedef struct loom_store_reservation {
+    void *data;
+    size_t len;
+    void *txn_;
+    int tier_;
+    uint8_t id_[LOOM_STORE_ID_LEN];
+    int flags_;
+} loom_store_reservation;
+int loom_store_reserve(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], size_t len,
+                       int flags, loom_store_reservation *r);
+int loom_store_commit(loom_store *s, loom_store_reservation *r);
+void loom_store_abort(loom_store *s, loom_store_reservation *r);
+
+/* Zero-copy get from either tier.  LOOM_ENOTFOUND if absent. */
+int loom_store_get(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], loom_store_view *v);
+void loom_store_view_release(loom_store *s, loom_store_view *v);
+
+/* 1 if present (either tier), 0 if not, <0 on error.  *len gets the size when
+ * len is not NULL. */
+int loom_store_contains(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], uint64_t *len);
+
+/* Remove from both tiers; LOOM_ENOTFOUND if absent. */
+int loom_store_delete(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
+
+/* Pin count: a pinned object is never evicted (it may be spilled).  unpin of
+ * an unpinned object is LOOM_ESTATE.  touch marks it used now (for LRU). */
+int loom_store_pin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
+int loom_store_unpin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
+int loom_store_touch(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
+
+int loom_store_stats_get(loom_store *s, loom_store_stats *st);
+
+#endif

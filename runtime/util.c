@@ -1,0 +1,206 @@
+/* runtime/util.c — arena, time, file and directory helpers (see util.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "loom/loom.h"
+#include "runtime/util.h"
+
+struct loom_arena_block {
+    loom_arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+#define ARENA_BLOCK 4096
+
+void *loom_arena_alloc(loom_arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    loom_arena_block *b = a->head;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        b = malloc(sizeof(*b) + cap);
+        if (!b) return NULL;
+        b->next = a->head;
+        b->used = 0;
+        b->cap = cap;
+        a->head = b;
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *loom_arena_strndup(loom_arena *a, const char *s, size_t n)
+{
+    char *d = loom_arena_alloc(a, n + 1);
+    if (!d) return NULL;
+    if (n) memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+void loom_arena_free(loom_arena *a)
+{
+    loom_arena_block *b = a->head;
+    while (b) {
+        loom_arena_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    a->head = NULL;
+}
+
+int64_t loom_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t loom_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int loom_mkdir_p(const char *path)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(tmp)) return LOOM_EINVAL;
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return LOOM_ESYS;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return LOOM_ESYS;
+    return LOOM_OK;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int loom_rm_rf(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? LOOM_OK : LOOM_ESYS;
+    return nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) == 0 ? LOOM_OK : LOOM_ESYS;
+}
+
+int loom_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? LOOM_ENOTFOUND : LOOM_EIO;
+    struct stat st;
+    if (fstat(fd, &st) != 0) { close(fd); return LOOM_EIO; }
+    if ((uint64_t)st.st_size > max) { close(fd); return LOOM_ETOOBIG; }
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) { close(fd); return LOOM_ENOMEM; }
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap > max) { free(buf); close(fd); return LOOM_ETOOBIG; }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); close(fd); return LOOM_ENOMEM; }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { free(buf); close(fd); return LOOM_EIO; }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return LOOM_OK;
+}
+
+int loom_write_file(const char *path, const void *data, size_t len, int mode)
+{
+    char tmp[4200];
+    loom_snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return LOOM_EIO;
+    const char *p = data;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) { close(fd); unlink(tmp); return LOOM_EIO; }
+        p += w;
+        len -= (size_t)w;
+    }
+    if (fchmod(fd, (mode_t)mode) != 0 || close(fd) != 0) { unlink(tmp); return LOOM_EIO; }
+    if (rename(tmp, path) != 0) { unlink(tmp); return LOOM_EIO; }
+    return LOOM_OK;
+}
+
+const char *loom_default_state_dir(char *buf, size_t len)
+{
+    const char *env = getenv("LOOM_STATE_DIR");
+    if (env && *env) loom_snprintf(buf, len, "%s", env);
+    else loom_snprintf(buf, len, "/tmp/loom-%d", (int)getuid());
+    return buf;
+}
+
+const char *loom_binary_path(void)
+{
+    const char *env = getenv("LOOM_BIN");
+    if (env && *env) return env;
+#ifdef LOOM_BUILD_BIN
+    if (access(LOOM_BUILD_BIN, X_OK) == 0) return LOOM_BUILD_BIN;
+#endif
+#ifdef LOOM_INSTALL_BIN
+    if (access(LOOM_INSTALL_BIN, X_OK) == 0) return LOOM_INSTALL_BIN;
+#endif
+    return "loom";
+}
+
+int loom_buf_append(loom_buf *b, const void *data, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n) cap *= 2;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p) return LOOM_ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->n, data, n);
+    b->n += n;
+    return LOOM_OK;
+}
+
+void loom_buf_free(loom_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}
+
+void loom_snprintf(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 && len) buf[0] = 0;
+}

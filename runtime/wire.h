@@ -1,0 +1,151 @@
+/* runtime/wire.h — every message loom's processes exchange, and their msgpack
+ * encoding.
+ *
+ * A message is one ZeroMQ frame holding a msgpack array
+ *     [LOOM_PROTO_VERSION, type, req, field...]
+ * whose fields are positional and fixed per type.  `req` is a request number
+ * that a reply echoes (0 for notifications).  loom_wire_decode validates a
+ * whole frame — version, type, every field's type, counts and lengths —
+ * into a loom_msg before any handler sees it, so handlers work only with
+ * well-formed values; anything else is LOOM_EPROTO with a reason.  Strings
+ * are copied NUL-terminated into the message's arena; byte strings point
+ * into the frame (keep the frame alive while using the message).
+ */
+#ifndef LOOM_RUNTIME_WIRE_H
+#define LOOM_RUNTIME_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "loom/loom.h"
+#include "loom/value.h"
+#include "runtime/util.h"
+
+#define LOOM_PROTO_VERSION 1
+#define LOOM_INLINE_MAX (16 * 1024)     /* results this small travel inside messages */
+#define LOOM_CHUNK_SIZE (4u << 20)      /* node-to-node transfer chunk */
+#define LOOM_WIRE_MAX_LIST (1u << 22)   /* bound on any array in a message */
+
+enum loom_msg_type {
+    LOOM_MSG_ERROR = 1,      /* code, text */
+    LOOM_MSG_OK,             /* (none) */
+    LOOM_MSG_HELLO,          /* role, secret, hostname, pid, nodes[0..1] (a node describes itself) */
+    LOOM_MSG_WELCOME,        /* id, nodes[] */
+    LOOM_MSG_HEARTBEAT,      /* u0 = store bytes used, u1 = tasks running */
+    LOOM_MSG_SUBMIT,         /* name (job name), flag (detached), tasks[] */
+    LOOM_MSG_SUBMITTED,      /* name (job id) */
+    LOOM_MSG_PUT_DONE,       /* ref, u0 = size, id = node holding it, data = inline bytes */
+    LOOM_MSG_SUBSCRIBE,      /* refs[] */
+    LOOM_MSG_OBJ_READY,      /* ref, code, u0 = size, data = inline bytes, locs[], text */
+    LOOM_MSG_RELEASE,        /* refs[] */
+    LOOM_MSG_CANCEL,         /* ref */
+    LOOM_MSG_STATUS,         /* (none) */
+    LOOM_MSG_INFO,           /* data = msgpack map (reply to STATUS / JOB_INFO) */
+    LOOM_MSG_JOB_INFO,       /* name (job id) */
+    LOOM_MSG_JOB_REF,        /* name (job id), text (task name), u0 = output */
+    LOOM_MSG_REF,            /* ref (reply to JOB_REF) */
+    LOOM_MSG_JOB_DELETE,     /* name (job id) */
+    LOOM_MSG_BYE,            /* (none) */
+    LOOM_MSG_ASSIGN,         /* tasks[0] (args resolved to values or refs with locations) */
+    LOOM_MSG_CANCEL_TASK,    /* ref (task id ++ 0) */
+    LOOM_MSG_DELETE_OBJS,    /* refs[] */
+    LOOM_MSG_TASK_DONE,      /* ref (task id ++ 0), code, text, outputs[], u0 = log size */
+    LOOM_MSG_OBJ_ADDED,      /* ref, u0 = size */
+    LOOM_MSG_FETCH,          /* ref, u0 = offset, u1 = length */
+    LOOM_MSG_CHUNK,          /* ref, u0 = offset, u1 = total, data */
+    LOOM_MSG_PUSH,           /* ref, u0 = offset, u1 = total, data (a remote put) */
+    LOOM_MSG_RUN,            /* tasks[0] (daemon -> executor) */
+    LOOM_MSG_TYPE_MAX
+};
+
+enum loom_role { LOOM_ROLE_DRIVER = 1, LOOM_ROLE_NODE = 2, LOOM_ROLE_EXECUTOR = 3 };
+
+typedef struct loom_bytes {
+    const uint8_t *p;
+    size_t n;
+} loom_bytes;
+
+/* Where an object is: a node and its data port address. */
+typedef struct loom_wire_loc {
+    uint32_t node;
+    char *addr;
+} loom_wire_loc;
+
+/* A task argument: an inline value, or a ref (with size and locations once the
+ * head resolved it). */
+enum { LOOM_WARG_VALUE = 0, LOOM_WARG_REF = 1 };
+typedef struct loom_wire_arg {
+    uint32_t kind;
+    loom_bytes value;
+    loom_ref ref;
+    uint64_t size;
+    loom_wire_loc *locs;
+    uint32_t nlocs;
+} loom_wire_arg;
+
+enum { LOOM_TASK_FUNCTION = 0, LOOM_TASK_COMMAND = 1 };
+typedef struct loom_wire_task {
+    uint8_t task_id[16];
+    uint32_t kind;
+    char *name;
+    loom_wire_arg lib;        /* FUNCTION: a REF to the library object */
+    char *function;
+    char **argv;    uint32_t argc;
+    char **env;     uint32_t nenv;
+    char *cwd;                /* "" = a fresh directory */
+    char **outputs; uint32_t noutputs;
+    int nocheck;
+    double num_cpus;
+    uint64_t memory;
+    loom_wire_arg *args;
+    uint32_t nargs;
+} loom_wire_task;
+
+typedef struct loom_wire_output {
+    uint32_t index;
+    uint64_t size;
+    loom_bytes value;          /* inline when size <= LOOM_INLINE_MAX, else empty */
+} loom_wire_output;
+
+typedef struct loom_wire_node {
+    uint32_t id;
+    char *hostname, *data_addr, *store_dir, *spill_dir;
+    double num_cpus;
+    uint64_t memory, capacity;
+} loom_wire_node;
+
+typedef struct loom_msg {
+    int type;
+    uint64_t req;
+    int32_t code;
+    uint32_t role, id, flag;
+    uint64_t u0, u1;
+    char *secret, *hostname, *name, *text;
+    loom_ref ref;
+    loom_bytes data;
+    loom_ref *refs;             uint32_t nrefs;
+    loom_wire_loc *locs;        uint32_t nlocs;
+    loom_wire_task *tasks;      uint32_t ntasks;
+    loom_wire_output *outputs;  uint32_t noutputs;
+    loom_wire_node *nodes;      uint32_t nnodes;
+    loom_arena arena;           /* owns every decoded string and array */
+} loom_msg;
+
+/* Decode one frame.  On success the message owns an arena: free it with
+ * loom_msg_free.  On failure returns LOOM_EPROTO (or LOOM_ENOMEM) and writes the
+ * reason into err (may be NULL); nothing needs freeing. */
+int loom_wire_decode(const void *buf, size_t len, loom_msg *m, char *err, size_t errlen);
+void loom_msg_free(loom_msg *m);
+/* Zero a message for building one to encode. */
+void loom_msg_init(loom_msg *m, int type, uint64_t req);
+
+/* Encode m (its type's fields) into p (reset first).  0 or LOOM_ENOMEM. */
+int loom_wire_encode(const loom_msg *m, loom_pack *p);
+/* Encode a task on its own (also used inside SUBMIT/ASSIGN/RUN). */
+int loom_wire_pack_task(loom_pack *p, const loom_wire_task *t);
+
+/* Deep-copy a task (strings, lists, inline values; not arg locations) into a. */
+int loom_wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task *src);
+
+const char *loom_msg_type_name(int type);
+
+#endif

@@ -1,0 +1,17 @@
+/* scheduler/head.h — the head process: cluster tables, scheduler, object
+ * directory.  loom_head_run serves until SIGINT/SIGTERM. */
+#ifndef LOOM_SCHEDULER_HEAD_H
+#define LOOM_SCHEDULER_HEAD_H
+
+typedef struct loom_head_opts {
+    const char *bind_host;        /* default 127.0.0.1 */
+    int port;                     /* 0: any free port */
+    const char *state_dir;        /* head.lmdb, address and secret files */
+    const char *secret;           /* the cluster secret (hex) */
+    int heartbeat_timeout_ms;     /* a node silent this long is dead (default 10000) */
+    int ready_fd;                 /* >= 0: write "HOST:PORT\n" here once listening, then close */
+} loom_head_opts;
+
+int loom_head_run(const loom_head_opts *opts);
+
+#endif

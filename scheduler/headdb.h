@@ -1,0 +1,21 @@
+/* scheduler/headdb.h — the head's tables on disk: one LMDB environment
+ * (<state_dir>/head.lmdb) with a database per table (nodes, jobs, tasks,
+ * objects).  Writes go into one transaction per event-loop turn (group commit)
+ * which headdb_commit closes; the file is synced once a second. */
+#ifndef LOOM_SCHEDULER_HEADDB_H
+#define LOOM_SCHEDULER_HEADDB_H
+#include <stddef.h>
+
+enum { HEADDB_NODES = 0, HEADDB_JOBS, HEADDB_TASKS, HEADDB_OBJECTS, HEADDB_NTABLES };
+
+typedef struct headdb headdb;
+
+int headdb_open(const char *dir, headdb **out);
+void headdb_close(headdb **db);
+int headdb_put(headdb *db, int table, const void *key, size_t klen, const void *val, size_t vlen);
+int headdb_del(headdb *db, int table, const void *key, size_t klen);
+int headdb_commit(headdb *db);
+int headdb_sync(headdb *db);
+/* Number of records in a table (committed state). */
+long headdb_count(headdb *db, int table);
+#endif

@@ -1,0 +1,967 @@
+/* worker/daemon.c — the node daemon: joins the head, reports its resources,
+ * owns the node's object store, keeps a pool of executor processes and hands
+ * them the tasks the head assigns, after pulling every argument the node lacks
+ * from the nodes holding it (in chunks, several in flight).  It also serves
+ * its own objects to other nodes and to drivers on its data port.
+ *
+ * Sockets: a DEALER to the head; a ROUTER on tcp (the data port: FETCH and
+ * PUSH from peers, each of which must first say HELLO with the cluster
+ * secret); a ROUTER on ipc for its executors; one DEALER per peer it fetches
+ * from.  All in one libuv loop (runtime/zloop.h). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+#include <zmq.h>
+#include "objectstore/store.h"
+#include "runtime/hmap.h"
+#include "runtime/ids.h"
+#include "runtime/log.h"
+#include "runtime/secret.h"
+#include "runtime/util.h"
+#include "runtime/wire.h"
+#include "runtime/zloop.h"
+#include "worker/daemon.h"
+
+#define FETCH_WINDOW 4       /* chunk requests in flight per transfer */
+#define MAX_EXECUTORS 256
+#define MAX_PEER_IDENT 32
+
+typedef struct dtask dtask;
+typedef struct daemon_s daemon_s;
+
+/* A pull of one object from another node. */
+typedef struct transfer {
+    loom_ref ref;
+    uint64_t total, received, next_offset;
+    int started;
+    uint8_t *buf;
+    int loc_index;
+    loom_wire_loc *locs;      /* copies (owned) of where to fetch from */
+    uint32_t nlocs;
+    dtask **waiters;
+    int nwait, cap_wait;
+    int64_t last_activity;
+    uint64_t serial;          /* echoed by the peer in replies (req) */
+} transfer;
+
+/* A task assigned by the head, waiting for arguments or an executor. */
+struct dtask {
+    uint8_t id[16];
+    loom_arena arena;
+    loom_wire_task spec;
+    int missing;              /* arguments still being fetched */
+    int pinned_n;
+    loom_ref *pinned;         /* refs pinned in the store for it */
+    int failed;
+    char error[512];
+    int cancelled;
+    int exec;                 /* executor index running it, or -1 */
+    dtask *qnext;
+};
+
+typedef struct exec_proc {
+    uv_process_t proc;
+    int alive, ready;
+    int pid;
+    uint8_t ident[MAX_PEER_IDENT];
+    size_t identlen;
+    dtask *task;
+    int index;
+    daemon_s *d;
+} exec_proc;
+
+typedef struct peer {
+    char addr[256];
+    void *sock;
+    loom_zwatch *watch;
+    daemon_s *d;
+} peer;
+
+struct daemon_s {
+    loom_daemon_opts o;
+    uv_loop_t *loop;
+    void *zctx, *head, *data, *execs_sock;
+    loom_zwatch *w_head, *w_data, *w_exec;
+    uv_timer_t hb;
+    uv_signal_t sigint, sigterm;
+    loom_store *store;
+    loom_pack *out;
+    char store_dir[4096], spill_dir[4096], exec_ep[4200], data_addr[300], hostname[256];
+    uint32_t node_id;
+    int welcomed;
+    exec_proc execs[MAX_EXECUTORS];
+    int nexec;
+    loom_hmap tasks;          /* task id -> dtask */
+    loom_hmap transfers;      /* ref -> transfer */
+    loom_hmap peers;          /* addr -> peer */
+    loom_hmap data_peers;     /* authenticated data-port identities -> (void*)1 */
+    loom_hmap pushes;         /* ident ++ ref -> loom_buf* (remote puts in progress) */
+    dtask *q_head, *q_tail;   /* ready to run */
+    uint64_t running;
+    uint64_t next_serial;
+    int stopping;
+};
+
+static void send_head(daemon_s *d, const loom_msg *m)
+{
+    if (loom_zsend_msg(d->head, NULL, 0, m, d->out)) LOG_WARN("cannot send %s to the head", loom_msg_type_name(m->type));
+}
+
+/* ---- executors ---------------------------------------------------------- */
+
+static void spawn_executor(daemon_s *d, int i);
+static void try_run(daemon_s *d);
+static void task_report(daemon_s *d, dtask *t, const loom_msg *done);
+
+static void on_exec_exit(uv_process_t *p, int64_t status, int sig)
+{
+    exec_proc *e = p->data;
+    daemon_s *d = e->d;
+    e->alive = e->ready = 0;
+    uv_close((uv_handle_t *)p, NULL);
+    if (e->task) {
+        dtask *t = e->task;
+        e->task = NULL;
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_TASK_DONE, 0);
+        loom_ref_make(t->id, 0, &m.ref);
+        char text[256];
+        if (t->cancelled) {
+            m.code = LOOM_ECANCELLED;
+            loom_snprintf(text, sizeof(text), "cancelled");
+        } else {
+            m.code = LOOM_ETASK;
+            if (sig) loom_snprintf(text, sizeof(text), "the executor running '%s' crashed (signal %d: %s)",
+                                   t->spec.name, sig, strsignal(sig));
+            else loom_snprintf(text, sizeof(text), "the executor running '%s' exited with status %lld",
+                               t->spec.name, (long long)status);
+        }
+        m.text = text;
+        task_report(d, t, &m);
+    }
+    if (!d->stopping) {
+        LOG_INFO("executor %d (pid %d) exited (status %lld, signal %d); starting another", e->index,
+                 e->pid, (long long)status, sig);
+        spawn_executor(d, e->index);
+    }
+}
+
+static void spawn_executor(daemon_s *d, int i)
+{
+    exec_proc *e = &d->execs[i];
+    memset(e, 0, sizeof(*e));
+    e->index = i;
+    e->d = d;
+    char logpath[4200];
+    loom_snprintf(logpath, sizeof(logpath), "%s/logs/executor-%d.log", d->o.node_dir, i);
+    uv_fs_t req;
+    int fd = uv_fs_open(d->loop, &req, logpath, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0600, NULL);
+    uv_fs_req_cleanup(&req);
+    const char *bin = loom_binary_path();
+    char *args[] = {(char *)bin, "executor", "--ipc", d->exec_ep, "--store", d->store_dir,
+                    "--spill", d->spill_dir, "--node-dir", (char *)d->o.node_dir, NULL};
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = stdio[2].flags = fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
+    stdio[1].data.fd = stdio[2].data.fd = fd;
+    uv_process_options_t po;
+    memset(&po, 0, sizeof(po));
+    po.file = bin;
+    po.args = args;
+    po.exit_cb = on_exec_exit;
+    po.stdio = stdio;
+    po.stdio_count = 3;
+    e->proc.data = e;
+    int rc = uv_spawn(d->loop, &e->proc, &po);
+    if (fd >= 0) {
+        uv_fs_close(d->loop, &req, fd, NULL);
+        uv_fs_req_cleanup(&req);
+    }
+    if (rc) {
+        LOG_ERROR("cannot start executor %s: %s", bin, uv_strerror(rc));
+        return;
+    }
+    e->alive = 1;
+    e->pid = e->proc.pid;
+}
+
+static exec_proc *exec_by_ident(daemon_s *d, const uint8_t *ident, size_t n)
+{
+    for (int i = 0; i < d->nexec; i++)
+        if (d->execs[i].alive && d->execs[i].identlen == n && !memcmp(d->execs[i].ident, ident, n))
+            return &d->execs[i];
+    return NULL;
+}
+
+/* ---- tasks -------------------------------------------------------------- */
+
+static void task_free(daemon_s *d, dtask *t)
+{
+    for (int i = 0; i < t->pinned_n; i++) loom_store_unpin(d->store, t->pinned[i].id);
+    loom_hmap_del(&d->tasks, t->id, 16);
+    free(t->pinned);
+    loom_arena_free(&t->arena);
+    free(t);
+}
+
+/* Forward the executor's (or our own) TASK_DONE to the head and forget the task. */
+static void task_report(daemon_s *d, dtask *t, const loom_msg *done)
+{
+    loom_msg m = *done;
+    m.req = 0;
+    send_head(d, &m);
+    if (d->running) d->running--;
+    task_free(d, t);
+}
+
+static void task_fail_local(daemon_s *d, dtask *t, int code, const char *text)
+{
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_TASK_DONE, 0);
+    loom_ref_make(t->id, 0, &m.ref);
+    m.code = code;
+    m.text = (char *)text;
+    task_report(d, t, &m);
+}
+
+static void enqueue(daemon_s *d, dtask *t)
+{
+    t->qnext = NULL;
+    if (d->q_tail) d->q_tail->qnext = t;
+    else d->q_head = t;
+    d->q_tail = t;
+}
+
+static void arg_ready(daemon_s *d, dtask *t)
+{
+    if (--t->missing > 0) return;
+    if (t->failed) {
+        task_fail_local(d, t, LOOM_ENODE, t->error);
+        return;
+    }
+    enqueue(d, t);
+    try_run(d);
+}
+
+static void run_on(daemon_s *d, exec_proc *e, dtask *t)
+{
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_RUN, 0);
+    m.tasks = &t->spec;
+    m.ntasks = 1;
+    if (loom_zsend_msg(d->execs_sock, e->ident, e->identlen, &m, d->out)) {
+        task_fail_local(d, t, LOOM_ETASK, "cannot reach the executor");
+        return;
+    }
+    e->task = t;
+    t->exec = e->index;
+}
+
+static void try_run(daemon_s *d)
+{
+    while (d->q_head) {
+        exec_proc *idle = NULL;
+        for (int i = 0; i < d->nexec && !idle; i++)
+            if (d->execs[i].alive && d->execs[i].ready && !d->execs[i].task) idle = &d->execs[i];
+        if (!idle) return;
+        dtask *t = d->q_head;
+        d->q_head = t->qnext;
+        if (!d->q_head) d->q_tail = NULL;
+        run_on(d, idle, t);
+    }
+}
+
+/* ---- transfers (pulling objects from other nodes) ---------------------- */
+
+static void on_peer_frames(void *arg, zmq_msg_t *frames, int n);
+
+static peer *peer_get(daemon_s *d, const char *addr)
+{
+    peer *p = loom_hmap_get(&d->peers, addr, strlen(addr));
+    if (p) return p;
+    if (strlen(addr) >= sizeof(p->addr) || strlen(addr) > LOOM_HMAP_KEY_MAX) return NULL;
+    p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    loom_snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    p->d = d;
+    p->sock = zmq_socket(d->zctx, ZMQ_DEALER);
+    loom_zsock_setup(p->sock, ZMQ_DEALER);
+    char ep[300];
+    loom_snprintf(ep, sizeof(ep), "tcp://%s", addr);
+    if (zmq_connect(p->sock, ep) != 0 || loom_zwatch_start(d->loop, p->sock, on_peer_frames, p, &p->watch)) {
+        zmq_close(p->sock);
+        free(p);
+        return NULL;
+    }
+    loom_msg hello;
+    loom_msg_init(&hello, LOOM_MSG_HELLO, 0);
+    hello.role = LOOM_ROLE_NODE;
+    hello.secret = (char *)d->o.secret;
+    hello.hostname = d->hostname;
+    loom_zsend_msg(p->sock, NULL, 0, &hello, d->out);
+    loom_hmap_put(&d->peers, p->addr, strlen(p->addr), p);
+    return p;
+}
+
+static void transfer_request(daemon_s *d, transfer *x, uint64_t offset)
+{
+    peer *p = x->loc_index < (int)x->nlocs ? peer_get(d, x->locs[x->loc_index].addr) : NULL;
+    if (!p) return;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_FETCH, x->serial);
+    m.ref = x->ref;
+    m.u0 = offset;
+    m.u1 = LOOM_CHUNK_SIZE;
+    loom_zsend_msg(p->sock, NULL, 0, &m, d->out);
+    x->last_activity = loom_now_ms();
+}
+
+static void transfer_free(transfer *x)
+{
+    for (uint32_t i = 0; i < x->nlocs; i++) free(x->locs[i].addr);
+    free(x->waiters);
+    free(x->locs);
+    free(x->buf);
+    free(x);
+}
+
+static void transfer_finish(daemon_s *d, transfer *x, int rc, const char *why)
+{
+    loom_hmap_del(&d->transfers, x->ref.id, LOOM_ID_LEN);
+    if (!rc) {
+        rc = loom_store_put(d->store, x->ref.id, x->buf, x->total, 0);
+        if (rc) why = loom_strerror(rc);
+        else {
+            loom_msg m;
+            loom_msg_init(&m, LOOM_MSG_OBJ_ADDED, 0);
+            m.ref = x->ref;
+            m.u0 = x->total;
+            send_head(d, &m);
+        }
+    }
+    for (int i = 0; i < x->nwait; i++) {
+        dtask *t = x->waiters[i];
+        if (rc == 0) {
+            if (loom_store_pin(d->store, x->ref.id) == 0) t->pinned[t->pinned_n++] = x->ref;
+        } else if (!t->failed) {
+            char hex[41];
+            loom_ref_to_hex(&x->ref, hex);
+            t->failed = 1;
+            loom_snprintf(t->error, sizeof(t->error), "cannot fetch argument %s: %s", hex, why);
+        }
+        arg_ready(d, t);
+    }
+    transfer_free(x);
+}
+
+static void transfer_retry_or_fail(daemon_s *d, transfer *x, const char *why)
+{
+    if (x->loc_index + 1 < (int)x->nlocs) {
+        LOG_WARN("fetch from %s failed (%s); trying the next copy", x->locs[x->loc_index].addr, why);
+        x->loc_index++;
+        x->received = x->next_offset = 0;
+        x->started = 0;
+        free(x->buf);
+        x->buf = NULL;
+        transfer_request(d, x, 0);
+        return;
+    }
+    transfer_finish(d, x, LOOM_ENODE, why);
+}
+
+static transfer *transfer_by_serial(daemon_s *d, uint64_t serial)
+{
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&d->transfers, &it, &v))
+        if (((transfer *)v)->serial == serial) return v;
+    return NULL;
+}
+
+static void on_chunk(daemon_s *d, loom_msg *m)
+{
+    transfer *x = transfer_by_serial(d, m->req);
+    if (!x || (m->type == LOOM_MSG_CHUNK && memcmp(x->ref.id, m->ref.id, LOOM_ID_LEN))) return;
+    if (m->type == LOOM_MSG_ERROR) {
+        transfer_retry_or_fail(d, x, m->text);
+        return;
+    }
+    if (!x->started) {
+        x->started = 1;
+        x->total = m->u1;
+        x->buf = malloc(x->total ? x->total : 1);
+        if (!x->buf) {
+            transfer_finish(d, x, LOOM_ENOMEM, "out of memory");
+            return;
+        }
+        x->next_offset = m->data.n;
+        /* open the window */
+        for (int i = 1; i < FETCH_WINDOW && x->next_offset < x->total; i++) {
+            transfer_request(d, x, x->next_offset);
+            x->next_offset += LOOM_CHUNK_SIZE;
+        }
+    } else if (m->u1 != x->total) {
+        transfer_retry_or_fail(d, x, "object size changed during the transfer");
+        return;
+    }
+    if (m->u0 + m->data.n > x->total) return;
+    memcpy(x->buf + m->u0, m->data.p, m->data.n);
+    x->received += m->data.n;
+    x->last_activity = loom_now_ms();
+    if (x->received >= x->total) {
+        transfer_finish(d, x, 0, NULL);
+        return;
+    }
+    if (x->next_offset < x->total) {
+        transfer_request(d, x, x->next_offset);
+        x->next_offset += LOOM_CHUNK_SIZE;
+    }
+}
+
+static void on_peer_frames(void *arg, zmq_msg_t *frames, int n)
+{
+    peer *p = arg;
+    if (n != 1) return;
+    loom_msg m;
+    if (loom_wire_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &m, NULL, 0)) return;
+    if (m.type == LOOM_MSG_CHUNK || (m.type == LOOM_MSG_ERROR && m.req)) on_chunk(p->d, &m);
+    else if (m.type == LOOM_MSG_ERROR) LOG_WARN("peer %s: %s", p->addr, m.text);
+    loom_msg_free(&m);
+}
+
+/* Make sure arg is in the local store for t: pin it, or start/join a fetch. */
+static void need_arg(daemon_s *d, dtask *t, const loom_wire_arg *a)
+{
+    if (a->kind != LOOM_WARG_REF) return;
+    if (loom_store_pin(d->store, a->ref.id) == 0) {
+        t->pinned[t->pinned_n++] = a->ref;
+        return;
+    }
+    t->missing++;
+    transfer *x = loom_hmap_get(&d->transfers, a->ref.id, LOOM_ID_LEN);
+    if (!x) {
+        x = calloc(1, sizeof(*x));
+        if (!x) goto fail;
+        x->ref = a->ref;
+        x->serial = ++d->next_serial;
+        x->nlocs = a->nlocs;
+        x->locs = calloc(a->nlocs ? a->nlocs : 1, sizeof(loom_wire_loc));
+        if (!x->locs) { free(x); goto fail; }
+        for (uint32_t i = 0; i < a->nlocs; i++) {
+            x->locs[i].node = a->locs[i].node;
+            x->locs[i].addr = strdup(a->locs[i].addr);
+        }
+        loom_hmap_put(&d->transfers, x->ref.id, LOOM_ID_LEN, x);
+        if (x->nlocs == 0) {
+            x->nwait = 0;
+            if (!t->failed) {
+                t->failed = 1;
+                loom_snprintf(t->error, sizeof(t->error), "an argument has no copy on any live node");
+            }
+            loom_hmap_del(&d->transfers, x->ref.id, LOOM_ID_LEN);
+            free(x->locs);
+            free(x);
+            t->missing--;
+            return;
+        }
+        transfer_request(d, x, 0);
+    }
+    if (x->nwait == x->cap_wait) {
+        int cap = x->cap_wait ? x->cap_wait * 2 : 4;
+        void *w = realloc(x->waiters, (size_t)cap * sizeof(dtask *));
+        if (!w) goto fail;
+        x->waiters = w;
+        x->cap_wait = cap;
+    }
+    x->waiters[x->nwait++] = t;
+    return;
+fail:
+    t->missing--;
+    t->failed = 1;
+    loom_snprintf(t->error, sizeof(t->error), "out of memory fetching an argument");
+}
+
+static void on_assign(daemon_s *d, loom_msg *m)
+{
+    const loom_wire_task *src = &m->tasks[0];
+    if (loom_hmap_get(&d->tasks, src->task_id, 16)) return;
+    dtask *t = calloc(1, sizeof(*t));
+    if (!t) return;
+    memcpy(t->id, src->task_id, 16);
+    t->exec = -1;
+    t->pinned = calloc(src->nargs + 2, sizeof(loom_ref));
+    if (!t->pinned || loom_wire_task_copy(&t->arena, &t->spec, src)) {
+        free(t->pinned);
+        loom_arena_free(&t->arena);
+        free(t);
+        return;
+    }
+    loom_hmap_put(&d->tasks, t->id, 16, t);
+    d->running++;
+    t->missing = 1; /* held while the arguments are looked at */
+    if (src->kind == LOOM_TASK_FUNCTION) need_arg(d, t, &src->lib);
+    for (uint32_t i = 0; i < src->nargs; i++) need_arg(d, t, &src->args[i]);
+    arg_ready(d, t);
+}
+
+static void on_cancel_task(daemon_s *d, loom_msg *m)
+{
+    dtask *t = loom_hmap_get(&d->tasks, m->ref.id, 16);
+    if (!t) return;
+    t->cancelled = 1;
+    if (t->exec >= 0) {
+        exec_proc *e = &d->execs[t->exec];
+        if (e->alive) kill(-e->pid, SIGKILL); /* the executor and its commands */
+        return;
+    }
+    /* not started: if queued, unlink it; if fetching, it fails when fetched */
+    dtask *prev = NULL;
+    for (dtask *q = d->q_head; q; prev = q, q = q->qnext) {
+        if (q != t) continue;
+        if (prev) prev->qnext = q->qnext;
+        else d->q_head = q->qnext;
+        if (d->q_tail == q) d->q_tail = prev;
+        task_fail_local(d, t, LOOM_ECANCELLED, "cancelled");
+        return;
+    }
+}
+
+static void on_delete_objs(daemon_s *d, loom_msg *m)
+{
+    for (uint32_t i = 0; i < m->nrefs; i++) loom_store_delete(d->store, m->refs[i].id);
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
+{
+    daemon_s *d = arg;
+    if (n != 1) return;
+    loom_msg m;
+    char err[256];
+    if (loom_wire_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &m, err, sizeof(err))) {
+        LOG_WARN("bad message from the head: %s", err);
+        return;
+    }
+    switch (m.type) {
+    case LOOM_MSG_WELCOME:
+        d->node_id = m.id;
+        d->welcomed = 1;
+        if (d->o.ready_fd >= 0) {
+            char line[64];
+            loom_snprintf(line, sizeof(line), "node %u\n", m.id);
+            ssize_t w = write(d->o.ready_fd, line, strlen(line));
+            (void)w;
+            close(d->o.ready_fd);
+            d->o.ready_fd = -1;
+        }
+        LOG_INFO("joined the cluster at %s as node %u", d->o.head_address, m.id);
+        break;
+    case LOOM_MSG_ERROR:
+        LOG_ERROR("the head says: %s (%s)", m.text, loom_strerror(m.code));
+        if (m.code == LOOM_EAUTH) {
+            d->stopping = 1;
+            uv_stop(d->loop);
+        }
+        break;
+    case LOOM_MSG_ASSIGN: on_assign(d, &m); break;
+    case LOOM_MSG_CANCEL_TASK: on_cancel_task(d, &m); break;
+    case LOOM_MSG_DELETE_OBJS: on_delete_objs(d, &m); break;
+    default: LOG_WARN("unexpected %s from the head", loom_msg_type_name(m.type)); break;
+    }
+    loom_msg_free(&m);
+}
+
+static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
+{
+    daemon_s *d = arg;
+    if (n != 2) return;
+    const uint8_t *ident = zmq_msg_data(&frames[0]);
+    size_t identlen = zmq_msg_size(&frames[0]);
+    loom_msg m;
+    char err[256];
+    if (loom_wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
+        LOG_WARN("bad message from an executor: %s", err);
+        return;
+    }
+    if (m.type == LOOM_MSG_HELLO && identlen <= MAX_PEER_IDENT) {
+        exec_proc *e = NULL;
+        for (int i = 0; i < d->nexec && !e; i++)
+            if (d->execs[i].alive && d->execs[i].pid == (int)m.id) e = &d->execs[i];
+        if (e && loom_secret_equal(m.secret, d->o.secret)) {
+            memcpy(e->ident, ident, identlen);
+            e->identlen = identlen;
+            e->ready = 1;
+            try_run(d);
+        } else {
+            LOG_WARN("refused an executor hello from pid %u", m.id);
+        }
+    } else if (m.type == LOOM_MSG_TASK_DONE) {
+        exec_proc *e = exec_by_ident(d, ident, identlen);
+        if (e && e->task && !memcmp(e->task->id, m.ref.id, 16)) {
+            dtask *t = e->task;
+            e->task = NULL;
+            task_report(d, t, &m);
+            try_run(d);
+        }
+    }
+    loom_msg_free(&m);
+}
+
+static void data_reply_error(daemon_s *d, const uint8_t *ident, size_t n, const loom_ref *ref,
+                             int code, const char *text)
+{
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_ERROR, 0);
+    r.code = code;
+    r.text = (char *)text;
+    (void)ref;
+    loom_zsend_msg(d->data, ident, n, &r, d->out);
+}
+
+static void on_fetch(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
+{
+    loom_store_view v;
+    int rc = loom_store_get(d->store, m->ref.id, &v);
+    if (rc) {
+        loom_msg r;
+        loom_msg_init(&r, LOOM_MSG_ERROR, m->req);
+        r.code = rc;
+        r.text = "object not on this node";
+        loom_zsend_msg(d->data, ident, n, &r, d->out);
+        return;
+    }
+    uint64_t off = m->u0 < v.len ? m->u0 : v.len;
+    uint64_t len = m->u1 < LOOM_CHUNK_SIZE ? m->u1 : LOOM_CHUNK_SIZE;
+    if (len > v.len - off) len = v.len - off;
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_CHUNK, m->req);
+    r.ref = m->ref;
+    r.u0 = off;
+    r.u1 = v.len;
+    r.data.p = (const uint8_t *)v.data + off;
+    r.data.n = len;
+    loom_zsend_msg(d->data, ident, n, &r, d->out);
+    loom_store_view_release(d->store, &v);
+}
+
+static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
+{
+    uint8_t key[MAX_PEER_IDENT + LOOM_ID_LEN];
+    memcpy(key, ident, n);
+    memcpy(key + n, m->ref.id, LOOM_ID_LEN);
+    size_t klen = n + LOOM_ID_LEN > LOOM_HMAP_KEY_MAX ? LOOM_HMAP_KEY_MAX : n + LOOM_ID_LEN;
+    loom_buf *b = loom_hmap_get(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
+    if (m->u1 > (uint64_t)LOOM_MAX_FRAME * 64) {
+        data_reply_error(d, ident, n, &m->ref, LOOM_ETOOBIG, "object too large");
+        return;
+    }
+    if (!b) {
+        if (m->u0 != 0) {
+            data_reply_error(d, ident, n, &m->ref, LOOM_EPROTO, "push must start at offset 0");
+            return;
+        }
+        b = calloc(1, sizeof(*b));
+        if (!b) return;
+        loom_hmap_put(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen, b);
+    }
+    if (m->u0 != b->n) {
+        loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
+        loom_buf_free(b);
+        free(b);
+        data_reply_error(d, ident, n, &m->ref, LOOM_EPROTO, "push chunks out of order");
+        return;
+    }
+    int rc = loom_buf_append(b, m->data.p, m->data.n);
+    if (!rc && b->n < m->u1) {
+        loom_msg r;
+        loom_msg_init(&r, LOOM_MSG_OK, m->req);
+        loom_zsend_msg(d->data, ident, n, &r, d->out);
+        return;
+    }
+    loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
+    if (!rc) rc = loom_store_put(d->store, m->ref.id, b->p, b->n, LOOM_STORE_PRIMARY);
+    loom_buf_free(b);
+    free(b);
+    if (rc) {
+        data_reply_error(d, ident, n, &m->ref, rc, loom_strerror(rc));
+        return;
+    }
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_OK, m->req);
+    loom_zsend_msg(d->data, ident, n, &r, d->out);
+}
+
+static void on_data_frames(void *arg, zmq_msg_t *frames, int n)
+{
+    daemon_s *d = arg;
+    if (n != 2) return;
+    const uint8_t *ident = zmq_msg_data(&frames[0]);
+    size_t identlen = zmq_msg_size(&frames[0]);
+    if (identlen == 0 || identlen > MAX_PEER_IDENT) return;
+    loom_msg m;
+    char err[256];
+    if (loom_wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
+        LOG_WARN("data port: rejected a malformed message: %s", err);
+        data_reply_error(d, ident, identlen, NULL, LOOM_EPROTO, err);
+        return;
+    }
+    int authed = loom_hmap_get(&d->data_peers, ident, identlen) != NULL;
+    if (m.type == LOOM_MSG_HELLO) {
+        if (loom_secret_equal(m.secret, d->o.secret)) {
+            loom_hmap_put(&d->data_peers, ident, identlen, (void *)1);
+            loom_msg r;
+            loom_msg_init(&r, LOOM_MSG_OK, m.req);
+            loom_zsend_msg(d->data, ident, identlen, &r, d->out);
+        } else {
+            LOG_WARN("data port: refused a peer with a wrong cluster secret");
+            data_reply_error(d, ident, identlen, NULL, LOOM_EAUTH, "wrong cluster secret");
+        }
+    } else if (!authed) {
+        data_reply_error(d, ident, identlen, NULL, LOOM_EAUTH, "say hello with the cluster secret first");
+    } else if (m.type == LOOM_MSG_FETCH) {
+        on_fetch(d, ident, identlen, &m);
+    } else if (m.type == LOOM_MSG_PUSH) {
+        on_push(d, ident, identlen, &m);
+    } else {
+        data_reply_error(d, ident, identlen, NULL, LOOM_EPROTO, "unexpected message on the data port");
+    }
+    loom_msg_free(&m);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void say_hello(daemon_s *d)
+{
+    loom_wire_node self = {
+        .hostname = d->hostname, .data_addr = d->data_addr, .store_dir = d->store_dir,
+        .spill_dir = d->spill_dir, .num_cpus = d->o.num_cpus, .memory = d->o.memory,
+        .capacity = d->o.store_bytes};
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_HELLO, 1);
+    m.role = LOOM_ROLE_NODE;
+    m.secret = (char *)d->o.secret;
+    m.hostname = d->hostname;
+    m.id = (uint32_t)getpid();
+    m.nodes = &self;
+    m.nnodes = 1;
+    send_head(d, &m);
+}
+
+static void on_heartbeat(uv_timer_t *tm)
+{
+    daemon_s *d = tm->data;
+    if (!d->welcomed) {
+        LOG_INFO("waiting for the head at %s ...", d->o.head_address);
+        say_hello(d);
+        return;
+    }
+    loom_store_stats st = {0};
+    loom_store_stats_get(d->store, &st);
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_HEARTBEAT, 0);
+    m.u0 = st.used;
+    m.u1 = d->running;
+    send_head(d, &m);
+    /* transfers that stopped moving: try another copy */
+    size_t it = 0;
+    void *v;
+    transfer *stale[32];
+    int ns = 0;
+    int64_t now = loom_now_ms();
+    while (loom_hmap_next(&d->transfers, &it, &v) && ns < 32)
+        if (now - ((transfer *)v)->last_activity > 30000) stale[ns++] = v;
+    for (int i = 0; i < ns; i++) transfer_retry_or_fail(d, stale[i], "no answer for 30 s");
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    daemon_s *d = s->data;
+    LOG_INFO("signal %d: stopping", signum);
+    d->stopping = 1;
+    uv_stop(d->loop);
+}
+
+static int open_sockets(daemon_s *d)
+{
+    d->zctx = zmq_ctx_new();
+    d->head = zmq_socket(d->zctx, ZMQ_DEALER);
+    d->data = zmq_socket(d->zctx, ZMQ_ROUTER);
+    d->execs_sock = zmq_socket(d->zctx, ZMQ_ROUTER);
+    loom_zsock_setup(d->head, ZMQ_DEALER);
+    loom_zsock_setup(d->data, ZMQ_ROUTER);
+    loom_zsock_setup(d->execs_sock, ZMQ_ROUTER);
+    char ep[512];
+    loom_snprintf(ep, sizeof(ep), "tcp://%s", d->o.head_address);
+    if (zmq_connect(d->head, ep) != 0) {
+        LOG_ERROR("bad head address %s: %s", d->o.head_address, zmq_strerror(errno));
+        return LOOM_EINVAL;
+    }
+    if (d->o.data_port > 0) loom_snprintf(ep, sizeof(ep), "tcp://%s:%d", d->o.bind_host, d->o.data_port);
+    else loom_snprintf(ep, sizeof(ep), "tcp://%s:*", d->o.bind_host);
+    if (zmq_bind(d->data, ep) != 0) {
+        LOG_ERROR("cannot listen on %s: %s", ep, zmq_strerror(errno));
+        return LOOM_ECONN;
+    }
+    char last[512];
+    size_t sz = sizeof(last);
+    zmq_getsockopt(d->data, ZMQ_LAST_ENDPOINT, last, &sz);
+    const char *port = strrchr(last, ':');
+    loom_snprintf(d->data_addr, sizeof(d->data_addr), "%s:%s", d->o.advertise_host, port ? port + 1 : "0");
+    loom_snprintf(d->exec_ep, sizeof(d->exec_ep), "ipc://%s/exec.sock", d->o.node_dir);
+    if (strlen(d->exec_ep) > 100) {
+        /* ipc paths are limited by sun_path (108 bytes) */
+        loom_snprintf(d->exec_ep, sizeof(d->exec_ep), "ipc:///tmp/loom-exec-%d.sock", (int)getpid());
+    }
+    if (zmq_bind(d->execs_sock, d->exec_ep) != 0) {
+        LOG_ERROR("cannot listen on %s: %s", d->exec_ep, zmq_strerror(errno));
+        return LOOM_ECONN;
+    }
+    return LOOM_OK;
+}
+
+static void close_walk(uv_handle_t *hd, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(hd)) uv_close(hd, NULL);
+}
+
+static void daemon_cleanup(daemon_s *d)
+{
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&d->peers, &it, &v)) {
+        peer *p = v;
+        loom_zwatch_stop(&p->watch);
+        zmq_close(p->sock);
+        free(p);
+    }
+    loom_hmap_free(&d->peers);
+    it = 0;
+    while (loom_hmap_next(&d->transfers, &it, &v)) {
+        transfer_free(v);
+    }
+    loom_hmap_free(&d->transfers);
+    it = 0;
+    while (loom_hmap_next(&d->tasks, &it, &v)) {
+        dtask *t = v;
+        free(t->pinned);
+        loom_arena_free(&t->arena);
+        free(t);
+    }
+    loom_hmap_free(&d->tasks);
+    it = 0;
+    while (loom_hmap_next(&d->pushes, &it, &v)) {
+        loom_buf_free(v);
+        free(v);
+    }
+    loom_hmap_free(&d->pushes);
+    loom_hmap_free(&d->data_peers);
+}
+
+static void stop_executors(daemon_s *d)
+{
+    for (int i = 0; i < d->nexec; i++)
+        if (d->execs[i].alive) kill(-d->execs[i].pid, SIGKILL);
+    /* reap them: run the loop until their exit callbacks have fired */
+    for (int tries = 0; tries < 200; tries++) {
+        int alive = 0;
+        for (int i = 0; i < d->nexec; i++) alive += d->execs[i].alive;
+        if (!alive) break;
+        uv_run(d->loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+}
+
+int loom_daemon_run(const loom_daemon_opts *opts)
+{
+    daemon_s *d = calloc(1, sizeof(*d));
+    if (!d) return LOOM_ENOMEM;
+    d->o = *opts;
+    if (!d->o.bind_host) d->o.bind_host = "127.0.0.1";
+    if (!d->o.advertise_host) d->o.advertise_host = d->o.bind_host;
+    if (d->o.num_cpus <= 0) d->o.num_cpus = (double)sysconf(_SC_NPROCESSORS_ONLN);
+    if (!d->o.memory) d->o.memory = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    if (!d->o.store_bytes) d->o.store_bytes = (uint64_t)1 << 30;
+    if (d->o.heartbeat_ms <= 0) d->o.heartbeat_ms = 1000;
+    if (gethostname(d->hostname, sizeof(d->hostname)) != 0) loom_snprintf(d->hostname, sizeof(d->hostname), "localhost");
+    if (d->o.store_dir) loom_snprintf(d->store_dir, sizeof(d->store_dir), "%s", d->o.store_dir);
+    else loom_snprintf(d->store_dir, sizeof(d->store_dir), "/dev/shm/loom-%d/node-%d", (int)getuid(), (int)getpid());
+    loom_snprintf(d->spill_dir, sizeof(d->spill_dir), "%s/spill", d->o.node_dir);
+    char logs[4200];
+    loom_snprintf(logs, sizeof(logs), "%s/logs", d->o.node_dir);
+    int rc = loom_mkdir_p(logs);
+    if (rc) {
+        LOG_ERROR("cannot make %s: %s", logs, strerror(errno));
+        free(d);
+        return rc;
+    }
+    loom_store_opts so = {.mem_dir = d->store_dir, .spill_dir = d->spill_dir,
+                          .capacity = d->o.store_bytes, .create = 1};
+    rc = loom_store_open(&so, &d->store);
+    if (rc) {
+        LOG_ERROR("cannot create the object store in %s: %s", d->store_dir, loom_strerror(rc));
+        free(d);
+        return rc;
+    }
+    d->out = loom_pack_new();
+    setenv("LOOM_SECRET_EXEC", d->o.secret, 1); /* inherited by executors only */
+    d->loop = uv_default_loop();
+    rc = open_sockets(d);
+    if (!rc) rc = loom_zwatch_start(d->loop, d->head, on_head_frames, d, &d->w_head);
+    if (!rc) rc = loom_zwatch_start(d->loop, d->data, on_data_frames, d, &d->w_data);
+    if (!rc) rc = loom_zwatch_start(d->loop, d->execs_sock, on_exec_frames, d, &d->w_exec);
+    if (!rc) {
+        d->nexec = (int)(d->o.num_cpus + 0.999);
+        if (d->nexec < 1) d->nexec = 1;
+        if (d->nexec > MAX_EXECUTORS) d->nexec = MAX_EXECUTORS;
+        for (int i = 0; i < d->nexec; i++) spawn_executor(d, i);
+        say_hello(d);
+        uv_timer_init(d->loop, &d->hb);
+        d->hb.data = d;
+        uv_timer_start(&d->hb, on_heartbeat, (uint64_t)d->o.heartbeat_ms, (uint64_t)d->o.heartbeat_ms);
+        uv_signal_init(d->loop, &d->sigint);
+        uv_signal_init(d->loop, &d->sigterm);
+        d->sigint.data = d->sigterm.data = d;
+        uv_signal_start(&d->sigint, on_signal, SIGINT);
+        uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+        LOG_INFO("node daemon: %.1f CPUs, store %llu MiB in %s, data port %s, %d executors",
+                 d->o.num_cpus, (unsigned long long)(d->o.store_bytes >> 20), d->store_dir,
+                 d->data_addr, d->nexec);
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        d->stopping = 1;
+        if (d->welcomed) {
+            loom_msg bye;
+            loom_msg_init(&bye, LOOM_MSG_BYE, 0);
+            send_head(d, &bye);
+        }
+        stop_executors(d);
+    }
+    loom_zwatch_stop(&d->w_head);
+    loom_zwatch_stop(&d->w_data);
+    loom_zwatch_stop(&d->w_exec);
+    daemon_cleanup(d);
+    uv_walk(d->loop, close_walk, NULL);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(d->loop);
+    if (d->head) {
+        int linger = 200;
+        zmq_setsockopt(d->head, ZMQ_LINGER, &linger, sizeof(linger));
+        zmq_close(d->head);
+    }
+    if (d->data) zmq_close(d->data);
+    if (d->execs_sock) zmq_close(d->execs_sock);
+    if (d->zctx) zmq_ctx_term(d->zctx);
+    loom_store_close(&d->store);
+    if (!d->o.store_dir) loom_rm_rf(d->store_dir); /* a store the daemon named itself */
+    loom_pack_destroy(&d->out);
+    int ret = rc;
+    free(d);
+    return ret;
+}

@@ -1,0 +1,431 @@
+/* worker/executor.c — an executor process: runs one task at a time for its
+ * node daemon.  A function task's library is written once to the node's
+ * library cache (named by its content ref) and loaded with dlopen; arguments
+ * are read zero-copy from the node's object store.  A command task runs as a
+ * child process in its own working directory, its stdout and stderr kept as
+ * the task's log.  Results small enough travel inline in the reply; larger
+ * ones are written to the store as primary copies.
+ *
+ * The executor is the process group leader of its commands, so the daemon
+ * cancels a task by killing the group. */
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "objectstore/store.h"
+#include "runtime/hmap.h"
+#include "runtime/ids.h"
+#include "runtime/log.h"
+#include "runtime/util.h"
+#include "runtime/wire.h"
+#include "runtime/zloop.h"
+#include "worker/daemon.h"
+#include "worker/task_ctx.h"
+
+#define LOG_INDEX 0xFFFFFFFFu
+#define LOG_MAX (8u << 20)      /* keep at most this much of a command's output */
+
+typedef struct executor {
+    const loom_executor_opts *o;
+    void *zctx, *sock;
+    loom_store *store;
+    loom_hmap libs;          /* lib ref -> dlopen handle */
+    loom_pack *out;
+} executor;
+
+/* What a run produced, reported in one TASK_DONE. */
+typedef struct run_result {
+    int code;
+    char text[2048];
+    loom_wire_output outs[64 + 2];
+    uint8_t *owned[64 + 2];  /* malloc'd buffers behind outs[].value */
+    int nouts;
+} run_result;
+
+static void result_fail(run_result *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void result_fail(run_result *r, int code, const char *fmt, ...)
+{
+    if (r->code) return;
+    r->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->text, sizeof(r->text), fmt, ap);
+    va_end(ap);
+}
+
+/* Record output `index`: inline when small, else written to the store. */
+static void add_output(executor *ex, run_result *r, const uint8_t task_id[16], uint32_t index,
+                       const void *data, size_t len)
+{
+    if (r->nouts >= (int)(sizeof(r->outs) / sizeof(r->outs[0]))) return;
+    loom_wire_output *o = &r->outs[r->nouts];
+    o->index = index;
+    o->size = len;
+    if (len <= LOOM_INLINE_MAX) {
+        uint8_t *copy = malloc(len ? len : 1);
+        if (!copy) {
+            result_fail(r, LOOM_ENOMEM, "out of memory for the result");
+            return;
+        }
+        if (len) memcpy(copy, data, len);
+        r->owned[r->nouts] = copy;
+        o->value.p = copy;
+        o->value.n = len;
+    } else {
+        loom_ref ref;
+        loom_ref_make(task_id, index, &ref);
+        int rc = loom_store_put(ex->store, ref.id, data, len, LOOM_STORE_PRIMARY);
+        if (rc) {
+            result_fail(r, rc, "cannot store a result of %zu bytes: %s", len, loom_strerror(rc));
+            return;
+        }
+    }
+    r->nouts++;
+}
+
+/* ---- arguments ---------------------------------------------------------- */
+
+typedef struct argset {
+    loom_task_argv *v;
+    loom_store_view *views;
+    int n;
+} argset;
+
+static int args_open(executor *ex, const loom_wire_task *t, argset *a, run_result *r)
+{
+    a->n = (int)t->nargs;
+    a->v = calloc(t->nargs + 1, sizeof(*a->v));
+    a->views = calloc(t->nargs + 1, sizeof(*a->views));
+    if (!a->v || !a->views) {
+        result_fail(r, LOOM_ENOMEM, "out of memory");
+        return LOOM_ENOMEM;
+    }
+    for (uint32_t i = 0; i < t->nargs; i++) {
+        const loom_wire_arg *w = &t->args[i];
+        if (w->kind == LOOM_WARG_VALUE) {
+            a->v[i].data = w->value.p;
+            a->v[i].len = w->value.n;
+            continue;
+        }
+        int rc = loom_store_get(ex->store, w->ref.id, &a->views[i]);
+        if (rc) {
+            char hex[41];
+            loom_ref_to_hex(&w->ref, hex);
+            result_fail(r, rc, "argument %u (%s) is not in the node's store: %s", i, hex,
+                        loom_strerror(rc));
+            return rc;
+        }
+        a->v[i].data = a->views[i].data;
+        a->v[i].len = a->views[i].len;
+    }
+    return LOOM_OK;
+}
+
+static void args_close(executor *ex, argset *a)
+{
+    for (int i = 0; a->views && i < a->n; i++)
+        if (a->views[i].txn_) loom_store_view_release(ex->store, &a->views[i]);
+    free(a->v);
+    free(a->views);
+}
+
+/* ---- function tasks ----------------------------------------------------- */
+
+static void *load_library(executor *ex, const loom_wire_task *t, run_result *r)
+{
+    const loom_ref *ref = &t->lib.ref;
+    void *h = loom_hmap_get(&ex->libs, ref->id, LOOM_ID_LEN);
+    if (h) return h;
+    char hex[41], path[4096];
+    loom_ref_to_hex(ref, hex);
+    loom_snprintf(path, sizeof(path), "%s/libs", ex->o->node_dir);
+    loom_mkdir_p(path);
+    loom_snprintf(path, sizeof(path), "%s/libs/%s.so", ex->o->node_dir, hex);
+    if (access(path, R_OK) != 0) {
+        const void *data = t->lib.value.p;
+        size_t len = t->lib.value.n;
+        loom_store_view v = {0};
+        if (t->lib.kind == LOOM_WARG_REF) {
+            int rc = loom_store_get(ex->store, ref->id, &v);
+            if (rc) {
+                result_fail(r, rc, "library %s is not in the node's store", hex);
+                return NULL;
+            }
+            data = v.data;
+            len = v.len;
+        }
+        int rc = loom_write_file(path, data, len, 0700);
+        if (v.txn_) loom_store_view_release(ex->store, &v);
+        if (rc) {
+            result_fail(r, rc, "cannot write library %s: %s", path, strerror(errno));
+            return NULL;
+        }
+    }
+    h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        result_fail(r, LOOM_ETASK, "cannot load the task library: %s", dlerror());
+        return NULL;
+    }
+    loom_hmap_put(&ex->libs, ref->id, LOOM_ID_LEN, h);
+    return h;
+}
+
+static void run_function(executor *ex, const loom_wire_task *t, run_result *r)
+{
+    void *lib = load_library(ex, t, r);
+    if (!lib) return;
+    char sym[300];
+    loom_snprintf(sym, sizeof(sym), "%s%s", LOOM_TASK_SYMBOL_PREFIX, t->function);
+    loom_task_fn fn;
+    *(void **)&fn = dlsym(lib, sym);
+    if (!fn) {
+        result_fail(r, LOOM_ENOTFOUND, "function '%s' not found in the task library (no symbol %s)",
+                    t->function, sym);
+        return;
+    }
+    argset a = {0};
+    if (args_open(ex, t, &a, r)) {
+        args_close(ex, &a);
+        return;
+    }
+    loom_task_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.name = t->function;
+    loom_hex_encode(t->task_id, 16, ctx.task_hex);
+    ctx.args = a.v;
+    ctx.nargs = a.n;
+    int rc = fn(&ctx);
+    fflush(stdout);
+    fflush(stderr);
+    if (rc || ctx.failed) {
+        if (ctx.error[0]) result_fail(r, LOOM_ETASK, "%s: %s", t->function, ctx.error);
+        else result_fail(r, LOOM_ETASK, "%s returned %d", t->function, rc);
+    } else {
+        add_output(ex, r, t->task_id, 0, ctx.result, ctx.result_len);
+    }
+    loom_task_ctx_reset(&ctx);
+    args_close(ex, &a);
+}
+
+/* ---- command tasks ------------------------------------------------------ */
+
+static int write_arg_files(executor *ex, const loom_wire_task *t, const char *dir, run_result *r)
+{
+    argset a = {0};
+    int rc = args_open(ex, t, &a, r);
+    for (int i = 0; !rc && i < a.n; i++) {
+        char path[4200];
+        loom_snprintf(path, sizeof(path), "%s/.loom_arg_%d", dir, i);
+        rc = loom_write_file(path, a.v[i].data, a.v[i].len, 0600);
+        if (rc) result_fail(r, rc, "cannot write argument file %s", path);
+    }
+    args_close(ex, &a);
+    return rc;
+}
+
+static void exec_child(const loom_wire_task *t, const char *dir, const char *logpath)
+{
+    if (chdir(dir) != 0) _exit(126);
+    int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (fd < 0 || devnull < 0) _exit(126);
+    dup2(devnull, 0);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    for (uint32_t i = 0; i < t->nenv; i++) putenv(t->env[i]);
+    char name[64], path[4200];
+    for (uint32_t i = 0; i < t->nargs; i++) {
+        loom_snprintf(name, sizeof(name), "LOOM_ARG_%u", i);
+        loom_snprintf(path, sizeof(path), "%s/.loom_arg_%u", dir, i);
+        setenv(name, path, 1);
+    }
+    loom_snprintf(name, sizeof(name), "%u", t->nargs);
+    setenv("LOOM_NARGS", name, 1);
+    char hex[33];
+    loom_hex_encode(t->task_id, 16, hex);
+    setenv("LOOM_TASK_ID", hex, 1);
+    signal(SIGPIPE, SIG_DFL);
+    execvp(t->argv[0], t->argv);
+    fprintf(stderr, "loom: cannot run '%s': %s\n", t->argv[0], strerror(errno));
+    _exit(127);
+}
+
+static char *log_tail(const char *log, size_t len)
+{
+    size_t keep = len > 400 ? 400 : len;
+    char *s = malloc(keep + 1);
+    if (!s) return NULL;
+    memcpy(s, log + len - keep, keep);
+    s[keep] = 0;
+    for (char *p = s; *p; p++)
+        if (*p == '\n' && p[1]) *p = ' ';
+    return s;
+}
+
+static void run_command(executor *ex, const loom_wire_task *t, run_result *r)
+{
+    char dir[4096], logpath[4200], hex[33];
+    loom_hex_encode(t->task_id, 16, hex);
+    int own_dir = !t->cwd[0];
+    if (own_dir) loom_snprintf(dir, sizeof(dir), "%s/work/%s", ex->o->node_dir, hex);
+    else loom_snprintf(dir, sizeof(dir), "%s", t->cwd);
+    if (loom_mkdir_p(dir)) {
+        result_fail(r, LOOM_ESYS, "cannot make working directory %s: %s", dir, strerror(errno));
+        return;
+    }
+    loom_snprintf(logpath, sizeof(logpath), "%s/logs/%s.log", ex->o->node_dir, hex);
+    char logdir[4200];
+    loom_snprintf(logdir, sizeof(logdir), "%s/logs", ex->o->node_dir);
+    loom_mkdir_p(logdir);
+    if (write_arg_files(ex, t, dir, r)) return;
+    pid_t pid = fork();
+    if (pid < 0) {
+        result_fail(r, LOOM_ESYS, "fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) exec_child(t, dir, logpath);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    char *log = NULL;
+    size_t loglen = 0;
+    if (loom_read_file(logpath, (size_t)1 << 40, &log, &loglen) == 0 && loglen > LOG_MAX) {
+        memmove(log, log + loglen - LOG_MAX, LOG_MAX);
+        loglen = LOG_MAX;
+    }
+    int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    char *tail = log ? log_tail(log, loglen) : NULL;
+    if (WIFSIGNALED(status))
+        result_fail(r, LOOM_ETASK, "command '%s' was killed by signal %d; output: %s", t->argv[0],
+                    WTERMSIG(status), tail ? tail : "");
+    else if (exit_code != 0 && !t->nocheck)
+        result_fail(r, LOOM_ETASK, "command '%s' exited with status %d; output: %s", t->argv[0],
+                    exit_code, tail ? tail : "");
+    free(tail);
+    if (!r->code) {
+        loom_pack *p = loom_pack_new();
+        if (p && !loom_pack_i64(p, exit_code))
+            add_output(ex, r, t->task_id, 0, loom_pack_data(p), loom_pack_size(p));
+        loom_pack_destroy(&p);
+        for (uint32_t i = 0; i < t->noutputs && !r->code; i++) {
+            char path[4400], *data = NULL;
+            size_t len = 0;
+            loom_snprintf(path, sizeof(path), "%s/%s", dir, t->outputs[i]);
+            int rc = loom_read_file(path, (size_t)1 << 40, &data, &len);
+            if (rc) result_fail(r, rc, "output file '%s' was not written by the command", t->outputs[i]);
+            else add_output(ex, r, t->task_id, i + 1, data, len);
+            free(data);
+        }
+    }
+    if (log) {
+        /* the log is reported whatever happened */
+        int code = r->code;
+        r->code = 0;
+        add_output(ex, r, t->task_id, LOG_INDEX, log, loglen);
+        r->code = code;
+    }
+    free(log);
+    unlink(logpath);
+    for (uint32_t i = 0; i < t->nargs; i++) {
+        char path[4200];
+        loom_snprintf(path, sizeof(path), "%s/.loom_arg_%u", dir, i);
+        unlink(path);
+    }
+    if (own_dir) loom_rm_rf(dir);
+}
+
+/* ---- loop --------------------------------------------------------------- */
+
+static void send_msg(executor *ex, const loom_msg *m)
+{
+    if (loom_zsend_msg(ex->sock, NULL, 0, m, ex->out)) LOG_WARN("cannot reach the daemon");
+}
+
+static void run_task(executor *ex, const loom_msg *m)
+{
+    const loom_wire_task *t = &m->tasks[0];
+    run_result *r = calloc(1, sizeof(*r));
+    if (!r) return;
+    if (t->kind == LOOM_TASK_FUNCTION) run_function(ex, t, r);
+    else run_command(ex, t, r);
+    loom_msg d;
+    loom_msg_init(&d, LOOM_MSG_TASK_DONE, m->req);
+    loom_ref_make(t->task_id, 0, &d.ref);
+    d.code = r->code;
+    d.text = r->text;
+    d.outputs = r->outs;
+    d.noutputs = (uint32_t)r->nouts;
+    send_msg(ex, &d);
+    for (int i = 0; i < r->nouts; i++) free(r->owned[i]);
+    free(r);
+}
+
+int loom_executor_run(const loom_executor_opts *o)
+{
+    executor ex;
+    memset(&ex, 0, sizeof(ex));
+    ex.o = o;
+    loom_log_init("executor");
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    setpgid(0, 0);
+    loom_store_opts so = {.mem_dir = o->store_dir, .spill_dir = o->spill_dir, .create = 0};
+    int rc = loom_store_open(&so, &ex.store);
+    if (rc) {
+        LOG_ERROR("cannot open the node's store at %s: %s", o->store_dir, loom_strerror(rc));
+        return rc;
+    }
+    ex.out = loom_pack_new();
+    ex.zctx = zmq_ctx_new();
+    ex.sock = zmq_socket(ex.zctx, ZMQ_DEALER);
+    loom_zsock_setup(ex.sock, ZMQ_DEALER);
+    if (zmq_connect(ex.sock, o->daemon_endpoint) != 0) {
+        LOG_ERROR("cannot connect to %s", o->daemon_endpoint);
+        rc = LOOM_ECONN;
+        goto out;
+    }
+    loom_msg hello;
+    loom_msg_init(&hello, LOOM_MSG_HELLO, 0);
+    hello.role = LOOM_ROLE_EXECUTOR;
+    hello.secret = (char *)o->secret;
+    hello.hostname = "";
+    hello.id = (uint32_t)getpid();
+    send_msg(&ex, &hello);
+    for (;;) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, ex.sock, 0) < 0) {
+            zmq_msg_close(&f);
+            if (errno == EINTR) continue;
+            break;
+        }
+        loom_msg m;
+        char err[256];
+        if (loom_wire_decode(zmq_msg_data(&f), zmq_msg_size(&f), &m, err, sizeof(err))) {
+            LOG_WARN("bad message from the daemon: %s", err);
+        } else {
+            if (m.type == LOOM_MSG_RUN) run_task(&ex, &m);
+            else if (m.type == LOOM_MSG_BYE) {
+                loom_msg_free(&m);
+                zmq_msg_close(&f);
+                break;
+            }
+            loom_msg_free(&m);
+        }
+        zmq_msg_close(&f);
+    }
+out:
+    zmq_close(ex.sock);
+    zmq_ctx_term(ex.zctx);
+    loom_store_close(&ex.store);
+    loom_pack_destroy(&ex.out);
+    loom_hmap_free(&ex.libs);
+    return rc;
+}
