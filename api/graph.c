@@ -238,13 +238,17 @@ static int valid_command(const loom_command *cmd)
     return LOOM_OK;
 }
 
-/* The default name of a command node: the last path component of argv[0]. */
+/* The default name of a command node: the last path component of argv[0],
+ * made a valid node name (cut to size, control characters as '?'). */
 static char *command_name(const char *argv0)
 {
     const char *slash = strrchr(argv0, '/');
     const char *base = slash ? slash + 1 : argv0;
     if (!*base) base = argv0;   /* "dir/": keep it whole */
-    return dup_name_truncated(base, LOOM_NAME_MAX - 1);
+    char *name = dup_name_truncated(base, LOOM_NAME_MAX - 1);
+    for (char *p = name; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return name;
 }
 
 static int copy_command(loom_graph_node *n, const loom_command *cmd)

@@ -212,7 +212,7 @@ static int read_memory(jctx *c, json_t *v, const char *where, uint64_t *out)
 
 static int read_ref_hex(jctx *c, json_t *v, const char *where, loom_ref *out)
 {
-    const char *s;
+    const char *s = NULL;
     int rc = get_cstr(c, v, where, &s);
     if (rc) return rc;
     if (strlen(s) != 2 * LOOM_ID_LEN || loom_ref_from_hex(s, out))
@@ -300,7 +300,7 @@ static int read_string_array(jctx *c, json_t *arr, const char *where, int nonemp
     if (json_array_size(arr) > LOOM_GRAPH_MAX_ARGS)
         return fail(c, LOOM_EINVAL, "%s: more than %d entries", where, LOOM_GRAPH_MAX_ARGS);
     for (size_t j = 0; j < json_array_size(arr); j++) {
-        const char *s;
+        const char *s = NULL;
         snprintf(item, sizeof item, "%s[%zu]", where, j);
         int rc = get_cstr(c, json_array_get(arr, j), item, &s);
         if (rc) return rc;
@@ -418,7 +418,7 @@ static int arg_form(json_t *a)
 
 static int read_ref_arg(jctx *c, jtask *t, int j, json_t *a, const char *where)
 {
-    const char *name;
+    const char *name = NULL;
     int rc = get_cstr(c, json_object_get(a, "ref"), where, &name);
     if (rc) return rc;
     json_t *idx = json_object_get(c->names, name);
@@ -445,7 +445,7 @@ static int read_arg(jctx *c, jtask *t, int i, int j)
 {
     char where[48];
     json_t *a = json_array_get(t->args, (size_t)j);
-    const char *s;
+    const char *s = NULL;
     loom_ref ref;
     snprintf(where, sizeof where, "tasks[%d].args[%d]", i, j);
     t->arg_src[j] = -1;
@@ -875,7 +875,7 @@ static const char *const top_keys[] = { "name", "library", "tasks", NULL };
 
 static int read_top(jctx *c)
 {
-    const char *s;
+    const char *s = NULL;
     int rc;
     if (!json_is_object(c->root)) return fail(c, LOOM_EINVAL, "top level: must be an object");
     if ((rc = check_keys(c, c->root, top_keys, "top level"))) return rc;

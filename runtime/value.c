@@ -531,18 +531,29 @@ typedef struct json_conv {
     int digits;       /* significant digits the document's reals need */
 } json_conv;
 
-/* The fewest significant digits (%.Ng) that read back as the same value: as a
- * float32 for float32 values, so 0.1f prints as 0.1. */
-static int float_digits(double f, int is_f32)
+/* Whether %.<digits>g reads back as the same value (as a float32 for float32
+ * values, so 0.1f counts as "0.1"). */
+static int float_roundtrips(double f, int is_f32, int digits)
 {
-    char buf[40];
-    for (int d = 1; d < 17; d++) {
-        snprintf(buf, sizeof buf, "%.*g", d, f);
-        double back = strtod(buf, NULL);
-        if (is_f32 && fabs(back) > FLT_MAX) continue;   /* (float) would overflow */
-        if (is_f32 ? (float)back == (float)f : back == f) return d;
+    char buf[512];   /* %.*g of a double fits in 32; gcc cannot tell */
+    snprintf(buf, sizeof buf, "%.*g", digits, f);
+    double back = strtod(buf, NULL);
+    if (is_f32 && fabs(back) > FLT_MAX) return 0;   /* (float) would overflow */
+    return is_f32 ? (float)back == (float)f : back == f;
+}
+
+/* The fewest significant digits, at least `at_least`, that read back as the
+ * same value.  More digits never break a round trip, so a binary search. */
+static int float_digits(double f, int is_f32, int at_least)
+{
+    if (at_least >= 17 || float_roundtrips(f, is_f32, at_least)) return at_least;
+    int lo = at_least + 1, hi = 17;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (float_roundtrips(f, is_f32, mid)) hi = mid;
+        else lo = mid + 1;
     }
-    return 17;
+    return lo;
 }
 
 /* jansson prints every real of a document with one precision; the largest
@@ -550,8 +561,7 @@ static int float_digits(double f, int is_f32)
 static json_t *float_json(json_conv *c, const mp_head *h)
 {
     if (isnan(h->f) || isinf(h->f)) return json_null();
-    int d = float_digits(h->f, h->is_f32);
-    if (d > c->digits) c->digits = d;
+    c->digits = float_digits(h->f, h->is_f32, c->digits);
     return json_real(h->f);
 }
 

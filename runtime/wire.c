@@ -196,8 +196,10 @@ static int rd_task(dec *d, loom_wire_task *t)
     for (uint32_t i = 0; i < t->nargs && !d->rc; i++) rd_arg(d, &t->args[i]);
     if (d->rc) return d->rc;
     if (t->kind > LOOM_TASK_COMMAND) return fail(d, "task.kind: unknown kind %u", t->kind);
-    if (t->kind == LOOM_TASK_FUNCTION && (t->lib.kind != LOOM_WARG_REF || !t->function[0]))
-        return fail(d, "task: a function task needs a library ref and a function name");
+    /* the head may resolve a small library to an inline value in ASSIGN */
+    if (t->kind == LOOM_TASK_FUNCTION &&
+        (!t->function[0] || (t->lib.kind == LOOM_WARG_VALUE && t->lib.value.n == 0)))
+        return fail(d, "task: a function task needs a library and a function name");
     if (t->kind == LOOM_TASK_COMMAND && t->argc == 0)
         return fail(d, "task: a command task needs argv");
     if (t->num_cpus < 0 || t->num_cpus > 1024) return fail(d, "task.num_cpus: out of range");

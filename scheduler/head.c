@@ -779,6 +779,11 @@ static int validate_submit(head *h, loom_msg *m, char *err, size_t errlen)
             rc = LOOM_EINVAL;
             break;
         }
+        if (t->kind == LOOM_TASK_FUNCTION && t->lib.kind != LOOM_WARG_REF) {
+            loom_snprintf(err, errlen, "task '%s': the library must be a ref (loom_library_load)", t->name);
+            rc = LOOM_EINVAL;
+            break;
+        }
         for (uint32_t k = 0; k <= t->nargs && !rc; k++) {
             loom_wire_arg *a = k < t->nargs ? &t->args[k] : &t->lib;
             if (a->kind != LOOM_WARG_REF) continue;

@@ -111,6 +111,11 @@ static void test_builder_validation(void)
     CHECK(loom_graph_node_noutputs(n) == 2);
     CHECK(loom_graph_node_noutputs(&g->nodes[0]) == 1);
 
+    const char *odd[] = {"bin/tab\there/"};
+    loom_command oddcmd = {odd, 1, NULL, 0, NULL, NULL, 0};
+    CHECK_RC(loom_graph_command(g, &oddcmd, NULL), 5);
+    CHECK(strcmp(loom_graph_node_name(g, 5), "bin/tab?here/") == 0);
+
     loom_graph_destroy(&g);
     CHECK(g == NULL);
     loom_graph_destroy(&g);

@@ -119,12 +119,21 @@ static void spawn_executor(daemon_s *d, int i);
 static void try_run(daemon_s *d);
 static void task_report(daemon_s *d, dtask *t, const loom_msg *done);
 
+/* The replacement executor reuses e->proc, which libuv lets us do only once
+ * the old handle has finished closing. */
+static void on_exec_closed(uv_handle_t *h)
+{
+    exec_proc *e = h->data;
+    daemon_s *d = e->d;
+    if (!d->stopping) spawn_executor(d, e->index);
+}
+
 static void on_exec_exit(uv_process_t *p, int64_t status, int sig)
 {
     exec_proc *e = p->data;
     daemon_s *d = e->d;
     e->alive = e->ready = 0;
-    uv_close((uv_handle_t *)p, NULL);
+    uv_close((uv_handle_t *)p, on_exec_closed);
     if (e->task) {
         dtask *t = e->task;
         e->task = NULL;
@@ -145,11 +154,9 @@ static void on_exec_exit(uv_process_t *p, int64_t status, int sig)
         m.text = text;
         task_report(d, t, &m);
     }
-    if (!d->stopping) {
+    if (!d->stopping)
         LOG_INFO("executor %d (pid %d) exited (status %lld, signal %d); starting another", e->index,
                  e->pid, (long long)status, sig);
-        spawn_executor(d, e->index);
-    }
 }
 
 static void spawn_executor(daemon_s *d, int i)

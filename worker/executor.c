@@ -232,7 +232,7 @@ static int write_arg_files(executor *ex, const loom_wire_task *t, const char *di
     return rc;
 }
 
-static void exec_child(const loom_wire_task *t, const char *dir, const char *logpath)
+static void exec_child(const loom_wire_task *t, char *const *argv, const char *dir, const char *logpath)
 {
     if (chdir(dir) != 0) _exit(126);
     int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -254,8 +254,8 @@ static void exec_child(const loom_wire_task *t, const char *dir, const char *log
     loom_hex_encode(t->task_id, 16, hex);
     setenv("LOOM_TASK_ID", hex, 1);
     signal(SIGPIPE, SIG_DFL);
-    execvp(t->argv[0], t->argv);
-    fprintf(stderr, "loom: cannot run '%s': %s\n", t->argv[0], strerror(errno));
+    execvp(argv[0], argv);
+    fprintf(stderr, "loom: cannot run '%s': %s\n", argv[0], strerror(errno));
     _exit(127);
 }
 
@@ -287,12 +287,22 @@ static void run_command(executor *ex, const loom_wire_task *t, run_result *r)
     loom_snprintf(logdir, sizeof(logdir), "%s/logs", ex->o->node_dir);
     loom_mkdir_p(logdir);
     if (write_arg_files(ex, t, dir, r)) return;
+    /* execvp wants a NULL-terminated argv; a decoded task's list holds exactly
+     * argc entries.  Built before fork, so the child only execs. */
+    char **argv = calloc((size_t)t->argc + 1, sizeof(char *));
+    if (!argv) {
+        result_fail(r, LOOM_ENOMEM, "out of memory");
+        return;
+    }
+    memcpy(argv, t->argv, (size_t)t->argc * sizeof(char *));
     pid_t pid = fork();
     if (pid < 0) {
+        free(argv);
         result_fail(r, LOOM_ESYS, "fork: %s", strerror(errno));
         return;
     }
-    if (pid == 0) exec_child(t, dir, logpath);
+    if (pid == 0) exec_child(t, argv, dir, logpath);
+    free(argv);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     char *log = NULL;

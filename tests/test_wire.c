@@ -1,0 +1,281 @@
+/* tests/test_wire.c — the wire codec: every message type round-trips, and
+ * every malformed frame (truncated, wrong version, unknown type, wrong field
+ * count, wrong field types, trailing bytes) is rejected with LOOM_EPROTO. */
+#include <string.h>
+#include "runtime/hmap.h"
+#include "runtime/ids.h"
+#include "runtime/wire.h"
+#include "testutil.h"
+
+static loom_pack *pk;
+
+static int roundtrip(const loom_msg *m, loom_msg *out)
+{
+    REQUIRE(loom_wire_encode(m, pk) == 0);
+    char err[256];
+    return loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), out, err, sizeof(err));
+}
+
+static void make_task(loom_wire_task *t, loom_wire_arg *args, loom_wire_loc *locs)
+{
+    static char *argv[] = {"sh", "-c", "echo hi"};
+    static char *env[] = {"A=1"};
+    static char *outs[] = {"out.txt"};
+    memset(t, 0, sizeof(*t));
+    memset(t->task_id, 7, 16);
+    t->kind = LOOM_TASK_COMMAND;
+    t->name = "cmd";
+    t->function = "";
+    t->argv = argv;
+    t->argc = 3;
+    t->env = env;
+    t->nenv = 1;
+    t->cwd = "/tmp";
+    t->outputs = outs;
+    t->noutputs = 1;
+    t->num_cpus = 1.5;
+    t->memory = 1 << 20;
+    memset(&args[0], 0, sizeof(args[0]));
+    args[0].kind = LOOM_WARG_VALUE;
+    args[0].value.p = (const uint8_t *)"abc";
+    args[0].value.n = 3;
+    memset(&args[1], 0, sizeof(args[1]));
+    args[1].kind = LOOM_WARG_REF;
+    memset(args[1].ref.id, 9, LOOM_ID_LEN);
+    args[1].size = 123456;
+    locs[0].node = 3;
+    locs[0].addr = "127.0.0.1:5000";
+    args[1].locs = locs;
+    args[1].nlocs = 1;
+    t->args = args;
+    t->nargs = 2;
+}
+
+static void test_task_roundtrip(void)
+{
+    loom_wire_task t;
+    loom_wire_arg args[2];
+    loom_wire_loc locs[1];
+    make_task(&t, args, locs);
+    loom_msg m, d;
+    loom_msg_init(&m, LOOM_MSG_SUBMIT, 77);
+    m.name = "job";
+    m.flag = 1;
+    m.tasks = &t;
+    m.ntasks = 1;
+    CHECK_RC(roundtrip(&m, &d), 0);
+    CHECK(d.type == LOOM_MSG_SUBMIT && d.req == 77 && d.flag == 1 && !strcmp(d.name, "job"));
+    REQUIRE(d.ntasks == 1);
+    loom_wire_task *x = &d.tasks[0];
+    CHECK(x->kind == LOOM_TASK_COMMAND && x->argc == 3 && !strcmp(x->argv[2], "echo hi"));
+    CHECK(x->nenv == 1 && !strcmp(x->env[0], "A=1") && !strcmp(x->cwd, "/tmp"));
+    CHECK(x->noutputs == 1 && !strcmp(x->outputs[0], "out.txt"));
+    CHECK(x->num_cpus == 1.5 && x->memory == 1 << 20);
+    REQUIRE(x->nargs == 2);
+    CHECK(x->args[0].kind == LOOM_WARG_VALUE && x->args[0].value.n == 3 && !memcmp(x->args[0].value.p, "abc", 3));
+    CHECK(x->args[1].kind == LOOM_WARG_REF && x->args[1].size == 123456 && x->args[1].ref.id[5] == 9);
+    CHECK(x->args[1].nlocs == 1 && x->args[1].locs[0].node == 3 && !strcmp(x->args[1].locs[0].addr, "127.0.0.1:5000"));
+    /* deep copy survives freeing the message */
+    loom_arena a = {0};
+    loom_wire_task copy;
+    CHECK_RC(loom_wire_task_copy(&a, &copy, x), 0);
+    loom_msg_free(&d);
+    CHECK(!strcmp(copy.argv[0], "sh") && copy.args[0].value.n == 3 && !memcmp(copy.args[0].value.p, "abc", 3));
+    loom_arena_free(&a);
+}
+
+static void test_every_type(void)
+{
+    for (int type = 1; type < LOOM_MSG_TYPE_MAX; type++) {
+        loom_msg m, d;
+        loom_msg_init(&m, type, 5);
+        loom_wire_task t;
+        loom_wire_arg args[2];
+        loom_wire_loc locs[1];
+        loom_wire_node node = {.id = 1, .hostname = "h", .data_addr = "a:1", .store_dir = "/s",
+                               .spill_dir = "/p", .num_cpus = 2, .memory = 3, .capacity = 4};
+        loom_wire_output out = {.index = 0, .size = 2, .value = {(const uint8_t *)"ok", 2}};
+        loom_ref refs[2];
+        memset(refs, 1, sizeof(refs));
+        make_task(&t, args, locs);
+        m.role = LOOM_ROLE_DRIVER;
+        m.secret = m.hostname = m.name = m.text = "x";
+        m.refs = refs;
+        m.nrefs = 2;
+        m.locs = locs;
+        m.nlocs = 1;
+        m.tasks = &t;
+        m.ntasks = 1;
+        m.outputs = &out;
+        m.noutputs = 1;
+        m.nodes = &node;
+        m.nnodes = 1;
+        if (type == LOOM_MSG_CHUNK || type == LOOM_MSG_PUSH) {
+            m.u0 = 0;
+            m.u1 = 2;
+            m.data.p = (const uint8_t *)"ok";
+            m.data.n = 2;
+        }
+        int rc = roundtrip(&m, &d);
+        CHECK_RC(rc, 0);
+        if (rc) {
+            fprintf(stderr, "  type %s\n", loom_msg_type_name(type));
+            continue;
+        }
+        CHECK(d.type == type && d.req == 5);
+        /* every strict prefix of the frame is rejected, never read past */
+        size_t n = loom_pack_size(pk);
+        uint8_t *copy = malloc(n);
+        memcpy(copy, loom_pack_data(pk), n);
+        for (size_t cut = 0; cut < n; cut++) {
+            loom_msg x;
+            uint8_t *prefix = malloc(cut ? cut : 1);
+            memcpy(prefix, copy, cut);
+            int r = loom_wire_decode(prefix, cut, &x, NULL, 0);
+            CHECK(r == LOOM_EPROTO);
+            if (!r) loom_msg_free(&x);
+            free(prefix);
+        }
+        free(copy);
+        loom_msg_free(&d);
+    }
+}
+
+static void test_rejections(void)
+{
+    loom_msg d;
+    char err[256];
+    /* not an array */
+    loom_pack_reset(pk);
+    loom_pack_i64(pk, 5);
+    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    /* wrong version */
+    loom_pack_reset(pk);
+    loom_pack_array(pk, 3);
+    loom_pack_u64(pk, 99);
+    loom_pack_u64(pk, LOOM_MSG_OK);
+    loom_pack_u64(pk, 0);
+    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK(strstr(err, "version") != NULL);
+    /* unknown type */
+    loom_pack_reset(pk);
+    loom_pack_array(pk, 3);
+    loom_pack_u64(pk, LOOM_PROTO_VERSION);
+    loom_pack_u64(pk, 9999);
+    loom_pack_u64(pk, 0);
+    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK(strstr(err, "unknown message type") != NULL);
+    /* wrong field count */
+    loom_pack_reset(pk);
+    loom_pack_array(pk, 4);
+    loom_pack_u64(pk, LOOM_PROTO_VERSION);
+    loom_pack_u64(pk, LOOM_MSG_OK);
+    loom_pack_u64(pk, 0);
+    loom_pack_u64(pk, 1);
+    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    /* wrong field type: CANCEL with a string instead of a 20-byte ref */
+    loom_pack_reset(pk);
+    loom_pack_array(pk, 4);
+    loom_pack_u64(pk, LOOM_PROTO_VERSION);
+    loom_pack_u64(pk, LOOM_MSG_CANCEL);
+    loom_pack_u64(pk, 1);
+    loom_pack_cstr(pk, "nope");
+    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    /* trailing bytes */
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_OK, 1);
+    loom_wire_encode(&m, pk);
+    loom_pack_u64(pk, 1);
+    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK(strstr(err, "trailing") != NULL);
+    /* a huge array count in a tiny frame */
+    loom_pack_reset(pk);
+    loom_pack_array(pk, 4);
+    loom_pack_u64(pk, LOOM_PROTO_VERSION);
+    loom_pack_u64(pk, LOOM_MSG_RELEASE);
+    loom_pack_u64(pk, 1);
+    loom_pack_array(pk, 4000000);
+    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    /* a chunk whose data overruns its total */
+    loom_msg_init(&m, LOOM_MSG_CHUNK, 1);
+    m.u0 = 5;
+    m.u1 = 6;
+    m.data.p = (const uint8_t *)"abc";
+    m.data.n = 3;
+    loom_wire_encode(&m, pk);
+    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    /* a command output that is a path */
+    loom_wire_task t;
+    loom_wire_arg args[2];
+    loom_wire_loc locs[1];
+    make_task(&t, args, locs);
+    char *bad[] = {"../etc/passwd"};
+    t.outputs = bad;
+    loom_msg_init(&m, LOOM_MSG_RUN, 1);
+    m.tasks = &t;
+    m.ntasks = 1;
+    loom_wire_encode(&m, pk);
+    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+}
+
+static void test_hmap(void)
+{
+    loom_hmap m = {0};
+    uint8_t key[20];
+    for (int i = 0; i < 10000; i++) {
+        memset(key, 0, sizeof(key));
+        memcpy(key, &i, sizeof(i));
+        REQUIRE(loom_hmap_put(&m, key, sizeof(key), (void *)(intptr_t)(i + 1)) == 0);
+    }
+    CHECK(m.count == 10000);
+    int bad = 0;
+    for (int i = 0; i < 10000; i += 2) {
+        memset(key, 0, sizeof(key));
+        memcpy(key, &i, sizeof(i));
+        bad += loom_hmap_del(&m, key, sizeof(key)) != (void *)(intptr_t)(i + 1);
+    }
+    for (int i = 0; i < 10000; i++) {
+        memset(key, 0, sizeof(key));
+        memcpy(key, &i, sizeof(i));
+        void *v = loom_hmap_get(&m, key, sizeof(key));
+        bad += (i % 2 == 0) ? v != NULL : v != (void *)(intptr_t)(i + 1);
+    }
+    CHECK(bad == 0);
+    CHECK(m.count == 5000);
+    size_t it = 0, seen = 0;
+    void *v;
+    while (loom_hmap_next(&m, &it, &v)) seen++;
+    CHECK(seen == 5000);
+    uint8_t big[LOOM_HMAP_KEY_MAX + 1] = {0};
+    CHECK_RC(loom_hmap_put(&m, big, sizeof(big), NULL), LOOM_EINVAL);
+    loom_hmap_free(&m);
+}
+
+static void test_ids(void)
+{
+    uint8_t tid[16];
+    loom_random_bytes(tid, 16);
+    loom_ref r, back;
+    loom_ref_make(tid, 0x01020304, &r);
+    CHECK(loom_ref_index(&r) == 0x01020304);
+    char hex[41];
+    loom_ref_to_hex(&r, hex);
+    CHECK(strlen(hex) == 40);
+    CHECK_RC(loom_ref_from_hex(hex, &back), 0);
+    CHECK(!memcmp(&r, &back, sizeof(r)));
+    CHECK_RC(loom_ref_from_hex("zz", &back), LOOM_EINVAL);
+    hex[39] = 'g';
+    CHECK_RC(loom_ref_from_hex(hex, &back), LOOM_EINVAL);
+}
+
+int main(void)
+{
+    pk = loom_pack_new();
+    test_task_roundtrip();
+    test_every_type();
+    test_rejections();
+    test_hmap();
+    test_ids();
+    loom_pack_destroy(&pk);
+    return TEST_DONE();
+}

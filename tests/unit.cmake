@@ -1,0 +1,1 @@
+loom_unit_test(test_wire)
