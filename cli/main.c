@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "api/graph_internal.h"
 #include "api/graph_json.h"
 #include "loom/loom.h"
@@ -40,7 +41,7 @@ static const char *usage_text =
     "  start --address HOST:PORT [--bind HOST] [--advertise HOST] [--num-cpus N]\n"
     "        [--store-bytes B] [--memory B] [--block]   start a node daemon that joins HOST:PORT\n"
     "  stop                         stop the head and daemons started from this state dir\n"
-    "  status                       nodes, resources and task counts\n"
+    "  status [--json]              nodes, resources and task counts\n"
     "\n"
     "work:\n"
     "  submit GRAPH.json [--wait] [--timeout S]   submit a graph; prints the job id\n"
@@ -389,6 +390,62 @@ static int cmd_stop(const opts *o)
 
 /* ---- status and jobs ---------------------------------------------------- */
 
+static void human_bytes(uint64_t b, char *buf, size_t len)
+{
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    loom_snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+/* The status JSON as a table for people (--json prints it raw). */
+static void print_status(const char *text)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    if (!root) {
+        printf("%s\n", text);
+        return;
+    }
+    json_t *nodes = json_object_get(root, "nodes"), *tasks = json_object_get(root, "tasks");
+    printf("%-4s %-20s %-22s %-6s %-11s %-21s %-21s %s\n", "NODE", "HOST", "ADDRESS", "STATE", "CPUS",
+           "MEMORY", "STORE", "RUNNING");
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n) {
+        char mu[32], mt[32], su[32], st[32], cpus[32], mem[64], store[64];
+        human_bytes((uint64_t)json_integer_value(json_object_get(n, "memory_used")), mu, sizeof(mu));
+        human_bytes((uint64_t)json_integer_value(json_object_get(n, "memory")), mt, sizeof(mt));
+        human_bytes((uint64_t)json_integer_value(json_object_get(n, "store_used")), su, sizeof(su));
+        human_bytes((uint64_t)json_integer_value(json_object_get(n, "store_capacity")), st, sizeof(st));
+        loom_snprintf(cpus, sizeof(cpus), "%g/%g", json_number_value(json_object_get(n, "cpus_used")),
+                      json_number_value(json_object_get(n, "cpus")));
+        loom_snprintf(mem, sizeof(mem), "%s/%s", mu, mt);
+        loom_snprintf(store, sizeof(store), "%s/%s", su, st);
+        printf("%-4lld %-20s %-22s %-6s %-11s %-21s %-21s %lld\n",
+               (long long)json_integer_value(json_object_get(n, "id")),
+               json_string_value(json_object_get(n, "hostname")), json_string_value(json_object_get(n, "address")),
+               json_string_value(json_object_get(n, "state")), cpus, mem, store,
+               (long long)json_integer_value(json_object_get(n, "running")));
+    }
+    json_t *total = json_object_get(root, "total");
+    printf("tasks: %lld waiting, %lld queued, %lld running, %lld finished, %lld failed (kept);"
+           " %lld finished and %lld failed since the head started; %lld objects\n",
+           (long long)json_integer_value(json_object_get(tasks, "waiting")),
+           (long long)json_integer_value(json_object_get(tasks, "queued")),
+           (long long)json_integer_value(json_object_get(tasks, "running")),
+           (long long)json_integer_value(json_object_get(tasks, "finished")),
+           (long long)json_integer_value(json_object_get(tasks, "failed")),
+           (long long)json_integer_value(json_object_get(total, "finished")),
+           (long long)json_integer_value(json_object_get(total, "failed")),
+           (long long)json_integer_value(json_object_get(root, "objects")));
+    json_decref(root);
+}
+
 static int cmd_status(const opts *o)
 {
     loom_client *c;
@@ -400,7 +457,7 @@ static int cmd_status(const opts *o)
     } else if (opt(o, "json")) {
         printf("%s\n", json);
     } else {
-        printf("%s\n", json);
+        print_status(json);
     }
     free(json);
     loom_disconnect(&c);
@@ -551,6 +608,30 @@ static int cmd_get(const opts *o, int logs)
     return rc ? 1 : 0;
 }
 
+/* Cancel every task of a job but keep the job, so `loom job` still shows what
+ * was cancelled (`loom delete` is what forgets a job).  The refs are read from
+ * the job's JSON: `"ref":"` can only be a key there, as JSON escapes every
+ * quote inside a string.  Tasks already finished and freed are skipped. */
+static int cancel_job_tasks(loom_client *c, const char *job_id)
+{
+    char *json;
+    int rc = loom_job_json(c, job_id, &json);
+    if (rc) return rc;
+    static const char key[] = "\"ref\":\"";
+    for (const char *p = strstr(json, key); p && !rc; p = strstr(p, key)) {
+        p += sizeof(key) - 1;
+        char hex[2 * LOOM_ID_LEN + 1];
+        loom_ref ref;
+        loom_snprintf(hex, sizeof(hex), "%.*s", 2 * LOOM_ID_LEN, p);
+        if (strlen(hex) != 2 * LOOM_ID_LEN || p[2 * LOOM_ID_LEN] != '"' || loom_ref_from_hex(hex, &ref))
+            continue;
+        rc = loom_cancel(c, ref);
+        if (rc == LOOM_ENOTFOUND) rc = 0;
+    }
+    free(json);
+    return rc;
+}
+
 static int cmd_job(const opts *o, const char *what)
 {
     if (o->npos < 1) return usage();
@@ -572,7 +653,7 @@ static int cmd_job(const opts *o, const char *what)
             rc = resolve_ref(c, o, 0, &ref);
             if (!rc) rc = loom_cancel(c, ref);
         } else {
-            rc = loom_job_delete(c, o->pos[0]);
+            rc = cancel_job_tasks(c, o->pos[0]);
         }
     }
     if (rc) fprintf(stderr, "loom: %s: %s\n", what, loom_last_error(c));

@@ -90,8 +90,8 @@ int main(int argc, char **argv)
         loom_unpack_i64(&u, &sum);
         int64_t want = (int64_t)leaves * (leaves + 1) / 2;
         ok = sum == want;
-        printf("tree_reduce: %d tasks on %d node(s): sum %lld (%s, expected %lld) in %.3f s, %.0f tasks/s\n",
-               ntasks, nodes, (long long)sum, ok ? "correct" : "WRONG", (long long)want, dt, ntasks / dt);
+        printf("tree_reduce: %d tasks on %s: sum %lld (%s, expected %lld) in %.3f s, %.0f tasks/s\n",
+               ntasks, strcmp(address, "local") ? address : (nodes > 1 ? "a local cluster of several nodes" : "a local cluster"), (long long)sum, ok ? "correct" : "WRONG", (long long)want, dt, ntasks / dt);
         loom_value_release(&v);
     }
     loom_pack_destroy(&p);

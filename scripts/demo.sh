@@ -16,7 +16,7 @@ echo "== starting a local cluster: a head and 3 node daemons"
 addr=$(cat "$LOOM_STATE_DIR/address")
 "$LOOM" start --address "$addr" --num-cpus 1 >/dev/null
 "$LOOM" start --address "$addr" --num-cpus 1 >/dev/null
-"$LOOM" status | python3 -c 'import json,sys; s=json.load(sys.stdin); print("nodes:", ", ".join("%s (%s, %g CPU)" % (n["id"], n["state"], n["cpus"]) for n in s["nodes"]))'
+"$LOOM" status
 
 echo "== word count over /usr/share/common-licenses (map-reduce graph, C driver)"
 build/bin/wordcount --address "$addr"
@@ -31,4 +31,6 @@ echo -n "  lines in the GPL-3 text: "; "$LOOM" get "$job" count:1
 echo -n "  exit status of 'report' (msgpack as JSON): "; "$LOOM" get "$job" report --json
 echo "  logs of 'report':"; "$LOOM" logs "$job" report | sed 's/^/    /'
 "$LOOM" delete "$job"
+echo "== the cluster after the demo"
+"$LOOM" status
 echo "== demo finished; stopping the cluster"
