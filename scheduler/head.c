@@ -105,6 +105,7 @@ struct job {
     uint32_t owner;
     task **tasks;
     int ntasks;
+    int live;                    /* tasks not yet freed */
     int64_t t_submit;
 };
 
@@ -396,13 +397,28 @@ static void notify_ready(head *h, obj *o, uint32_t client_id)
 
 /* ---- tasks -------------------------------------------------------------- */
 
+static void job_free(head *h, job *j)
+{
+    loom_hmap_del(&h->jobs, j->id, strlen(j->id));
+    headdb_del(h->db, HEADDB_JOBS, j->id, strlen(j->id));
+    for (int i = 0; i < j->ntasks; i++)
+        if (j->tasks[i]) j->tasks[i]->job = NULL;
+    free(j->tasks);
+    free(j->name);
+    free(j);
+}
+
 static void task_free(head *h, task *t)
 {
     loom_hmap_del(&h->tasks, t->id, 16);
     headdb_del(h->db, HEADDB_TASKS, t->id, 16);
-    if (t->job)
-        for (int i = 0; i < t->job->ntasks; i++)
-            if (t->job->tasks[i] == t) t->job->tasks[i] = NULL;
+    if (t->job) {
+        job *j = t->job;
+        for (int i = 0; i < j->ntasks; i++)
+            if (j->tasks[i] == t) j->tasks[i] = NULL;
+        /* a driver's job goes when its last task does; a detached one waits for delete */
+        if (--j->live == 0 && !j->detached) job_free(h, j);
+    }
     for (int i = 0; i < t->nouts; i++) {
         obj *o = t->outs[i];
         if (!o) continue;
@@ -893,7 +909,10 @@ static void on_submit(head *h, client *c, loom_msg *m)
     loom_hmap_put(&h->jobs, j->id, strlen(j->id), j);
     for (uint32_t i = 0; i < m->ntasks; i++) {
         task *t = task_create(h, &m->tasks[i], j, c);
-        if (t) j->tasks[j->ntasks++] = t;
+        if (t) {
+            j->tasks[j->ntasks++] = t;
+            j->live++;
+        }
     }
     /* link after all are created so refs to earlier tasks of this graph resolve */
     for (int i = 0; i < j->ntasks; i++) {
@@ -1180,23 +1199,29 @@ static void on_job_delete(head *h, client *c, loom_msg *m)
 {
     job *j = find_job(h, c, m);
     if (!j) return;
-    loom_hmap_del(&h->jobs, j->id, strlen(j->id));
-    headdb_del(h->db, HEADDB_JOBS, j->id, strlen(j->id));
-    for (int i = 0; i < j->ntasks; i++) {
-        task *t = j->tasks[i];
+    /* detach the tasks first: freeing them must not free the job under us */
+    int n = j->ntasks;
+    task **tasks = j->tasks;
+    j->tasks = NULL;
+    j->ntasks = 0;
+    int detached = j->detached;
+    job_free(h, j);
+    for (int i = 0; i < n; i++) {
+        task *t = tasks[i];
         if (!t) continue;
+        uint8_t id[16];
+        memcpy(id, t->id, 16);
         t->job = NULL;
         cancel_task(h, t);
-        if (!j->detached) continue;
-        /* the job held one ref to each output */
-        for (int k = 0; k < t->nouts; k++) {
+        if (!detached) continue;
+        /* the job held one ref to each output (cancel_task may have freed t) */
+        t = loom_hmap_get(&h->tasks, id, 16);
+        for (int k = 0; t && k < t->nouts; k++) {
             obj *o = t->outs[k];
             if (o && !o->is_log) obj_unref(h, o);
         }
     }
-    free(j->tasks);
-    free(j->name);
-    free(j);
+    free(tasks);
     reply_ok(h, c, m->req);
 }
 
