@@ -19,7 +19,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -960,4 +959,16 @@ int loom_graph_from_json(const char *text, size_t len, const char *base_dir,
     }
     jctx_free(&c);
     return rc;
+}
+
+int loom_graph_json_name(const char *text, size_t len, char *out, size_t outlen)
+{
+    if (!out || !outlen || (!text && len)) return LOOM_EINVAL;
+    out[0] = 0;
+    json_t *root = json_loadb(text ? text : "", len, JSON_ALLOW_NUL, NULL);
+    json_t *name = json_object_get(root, "name");
+    if (json_is_string(name) && strlen(json_string_value(name)) == json_string_length(name))
+        snprintf(out, outlen, "%s", json_string_value(name));
+    json_decref(root);
+    return LOOM_OK;
 }

@@ -292,6 +292,13 @@ static void test_json_example(void)
     REQUIRE(lines->nargs == 1);
     CHECK(lines->args[0].kind == LOOM_GARG_NODE && lines->args[0].src == 0);
     loom_graph_destroy(&g);
+
+    char name[8];
+    CHECK_RC(loom_graph_json_name(example, strlen(example), name, sizeof name), 0);
+    CHECK(strcmp(name, "wordcou") == 0);                 /* truncated to fit */
+    CHECK_RC(loom_graph_json_name("{\"tasks\": []}", 13, name, sizeof name), 0);
+    CHECK(name[0] == 0);
+    CHECK_RC(loom_graph_json_name("{}", 2, NULL, 0), LOOM_EINVAL);
 }
 
 static void test_json_arg_forms(void)

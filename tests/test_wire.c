@@ -8,6 +8,18 @@
 #include "testutil.h"
 
 static loom_pack *pk;
+static const char *corpus_dir; /* --write-corpus DIR: save one frame per type */
+
+static void save_frame(int type)
+{
+    if (!corpus_dir) return;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s.bin", corpus_dir, loom_msg_type_name(type));
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fwrite(loom_pack_data(pk), 1, loom_pack_size(pk), f);
+    fclose(f);
+}
 
 static int roundtrip(const loom_msg *m, loom_msg *out)
 {
@@ -123,6 +135,7 @@ static void test_every_type(void)
             continue;
         }
         CHECK(d.type == type && d.req == 5);
+        save_frame(type);
         /* every strict prefix of the frame is rejected, never read past */
         size_t n = loom_pack_size(pk);
         uint8_t *copy = malloc(n);
@@ -268,8 +281,9 @@ static void test_ids(void)
     CHECK_RC(loom_ref_from_hex(hex, &back), LOOM_EINVAL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--write-corpus")) corpus_dir = argv[2];
     pk = loom_pack_new();
     test_task_roundtrip();
     test_every_type();
