@@ -4,10 +4,12 @@
  * (`loom executor`), so one binary is all a machine needs. */
 #include <errno.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <jansson.h>
@@ -145,6 +147,33 @@ static int connect_cli(const opts *o, loom_client **c)
 
 /* ---- internal process entry points -------------------------------------- */
 
+/* One head per state dir: its tables (head.lmdb) and address file belong to
+ * one head.  The head holds an flock on STATE_DIR/head.lock for as long as it
+ * runs (the descriptor is never closed; the kernel drops the lock at exit). */
+static int lock_head_state(const char *sd)
+{
+    char path[4200];
+    loom_snprintf(path, sizeof(path), "%s/head.lock", sd);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
+static int head_running(const char *sd)
+{
+    char path[4200];
+    loom_snprintf(path, sizeof(path), "%s/head.lock", sd);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int busy = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return busy;
+}
+
 static int cmd_head(const opts *o)
 {
     char sd[4096], secret_path[4200], secret[LOOM_SECRET_HEX + 1];
@@ -155,6 +184,11 @@ static int cmd_head(const opts *o)
         return 1;
     }
     chmod(sd, 0700);
+    if (lock_head_state(sd)) {
+        LOG_ERROR("another head is running with the state dir %s (stop it with `loom stop --state-dir %s`)",
+                  sd, sd);
+        return 1;
+    }
     loom_snprintf(secret_path, sizeof(secret_path), "%s/secret", sd);
     int rc = loom_secret_load(secret_path, secret);
     if (rc == LOOM_ENOTFOUND) rc = loom_secret_create(secret_path, secret);
@@ -321,6 +355,11 @@ static int cmd_start(const opts *o)
     if (!opt(o, "head")) {
         if (!opt(o, "address") || !*opt(o, "address")) return usage();
         return start_node_from(o, sd, opt(o, "address"));
+    }
+    if (head_running(sd)) {
+        fprintf(stderr, "loom: a head is already running from %s; stop it first with `loom stop --state-dir %s`"
+                        " (or use another --state-dir)\n", sd, sd);
+        return 1;
     }
     char log[4200], addr[512], logs[4200];
     loom_snprintf(logs, sizeof(logs), "%s/logs", sd);
@@ -511,6 +550,8 @@ static int cmd_submit(const opts *o)
     char base[4096], err[512];
     loom_graph *g = NULL;
     int rc = loom_graph_from_json(text, len, dir_of(file, base, sizeof(base)), upload_lib, c, &g, err, sizeof(err));
+    char json_name[256] = "";
+    if (!rc) loom_graph_json_name(text, len, json_name, sizeof(json_name));
     free(text);
     if (rc) {
         fprintf(stderr, "loom: %s: %s\n", file, err);
@@ -518,7 +559,9 @@ static int cmd_submit(const opts *o)
         return 1;
     }
     char job[LOOM_JOB_ID_LEN];
-    loom_submit_opts so = {.job_name = opt(o, "name"), .detached = 1};
+    /* --name, else the document's "name" */
+    const char *name = opt(o, "name") && *opt(o, "name") ? opt(o, "name") : json_name[0] ? json_name : NULL;
+    loom_submit_opts so = {.job_name = name, .detached = 1};
     rc = loom_graph_submit(c, g, &so, job);
     if (rc) {
         fprintf(stderr, "loom: submit: %s\n", loom_last_error(c));

@@ -234,6 +234,7 @@ static int write_arg_files(executor *ex, const loom_wire_task *t, const char *di
 
 static void exec_child(const loom_wire_task *t, char *const *argv, const char *dir, const char *logpath)
 {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a command never outlives its executor */
     if (chdir(dir) != 0) _exit(126);
     int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int devnull = open("/dev/null", O_RDONLY);
@@ -330,7 +331,12 @@ static void run_command(executor *ex, const loom_wire_task *t, run_result *r)
             size_t len = 0;
             loom_snprintf(path, sizeof(path), "%s/%s", dir, t->outputs[i]);
             int rc = loom_read_file(path, (size_t)1 << 40, &data, &len);
-            if (rc) result_fail(r, rc, "output file '%s' was not written by the command", t->outputs[i]);
+            /* the task failed (ETASK), whatever the read said: ENOTFOUND would
+             * tell the driver that the object does not exist */
+            if (rc == LOOM_ENOTFOUND)
+                result_fail(r, LOOM_ETASK, "output file '%s' was not written by the command", t->outputs[i]);
+            else if (rc)
+                result_fail(r, LOOM_ETASK, "cannot read output file '%s': %s", t->outputs[i], loom_strerror(rc));
             else add_output(ex, r, t->task_id, i + 1, data, len);
             free(data);
         }
