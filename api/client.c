@@ -10,6 +10,7 @@
  * node's data port.  Small values (<= LOOM_INLINE_MAX) travel inline. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -264,6 +265,75 @@ static int subscribe(loom_client *c, const loom_ref *refs, int n)
 
 /* ---- connecting --------------------------------------------------------- */
 
+/* ---- the co-located node's store, shared by the clients of a process ---- */
+
+/* LMDB forbids opening one environment twice in a process: closing the
+ * second copy drops the process's file locks and clears every reader slot
+ * of the process, so another client's zero-copy values could be overwritten
+ * under it (and the header tells threads to use a client each).  So every
+ * client of a process attaching to the same store shares one handle, opened
+ * by the first and closed by the last.  loom_store is safe to use from
+ * several threads (MDB_NOTLS). */
+typedef struct shared_store {
+    dev_t dev;
+    ino_t ino;
+    char *dir;                /* and its path: an inode number can be reused */
+    loom_store *store;
+    int users;
+    struct shared_store *next;
+} shared_store;
+
+static pthread_mutex_t shared_stores_lock = PTHREAD_MUTEX_INITIALIZER;
+static shared_store *shared_stores;
+
+static int shared_store_open(const loom_store_opts *so, const struct stat *st, loom_store **out)
+{
+    pthread_mutex_lock(&shared_stores_lock);
+    shared_store *e = shared_stores;
+    while (e && (e->dev != st->st_dev || e->ino != st->st_ino || strcmp(e->dir, so->mem_dir))) e = e->next;
+    int rc = LOOM_OK;
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (e) e->dir = strdup(so->mem_dir);
+        rc = e && e->dir ? loom_store_open(so, &e->store) : LOOM_ENOMEM;
+        if (rc) {
+            if (e) free(e->dir);
+            free(e);
+            e = NULL;
+        } else {
+            e->dev = st->st_dev;
+            e->ino = st->st_ino;
+            e->next = shared_stores;
+            shared_stores = e;
+        }
+    }
+    if (e) {
+        e->users++;
+        *out = e->store;
+    }
+    pthread_mutex_unlock(&shared_stores_lock);
+    return rc;
+}
+
+static void shared_store_close(loom_store **s)
+{
+    if (!*s) return;
+    pthread_mutex_lock(&shared_stores_lock);
+    for (shared_store **pe = &shared_stores; *pe; pe = &(*pe)->next) {
+        shared_store *e = *pe;
+        if (e->store != *s) continue;
+        if (--e->users == 0) {
+            *pe = e->next;
+            loom_store_close(&e->store);
+            free(e->dir);
+            free(e);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&shared_stores_lock);
+    *s = NULL;
+}
+
 static int find_home(loom_client *c, const loom_msg *w)
 {
     for (uint32_t i = 0; i < w->nnodes; i++) {
@@ -275,7 +345,7 @@ static int find_home(loom_client *c, const loom_msg *w)
         struct stat st;
         if (c->store || strcmp(n->hostname, c->hostname) || stat(n->store_dir, &st) != 0) continue;
         loom_store_opts so = {.mem_dir = n->store_dir, .spill_dir = n->spill_dir, .create = 0};
-        if (loom_store_open(&so, &c->store) == 0) {
+        if (shared_store_open(&so, &st, &c->store) == 0) {
             c->store_node = n->id;
             loom_snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
             c->home_node = n->id;
@@ -455,7 +525,7 @@ void loom_disconnect(loom_client **pc)
     void *v;
     while (loom_hmap_next(&c->ready, &it, &v)) ready_free(v);
     loom_hmap_free(&c->ready);
-    loom_store_close(&c->store);
+    shared_store_close(&c->store);
     loom_local_stop(&c->local);
     loom_pack_destroy(&c->out);
     free(c);

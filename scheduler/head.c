@@ -55,7 +55,8 @@ typedef struct obj {
     int is_log;
     uint32_t *subs;              /* client ids waiting for OBJ_READY */
     int nsubs, cap_subs;
-    task **waiters;              /* tasks whose dependency this is */
+    uint8_t (*waiters)[16];      /* ids of tasks whose dependency this is (ids,
+                                    not pointers: a waiter may be freed first) */
     int nwait, cap_wait;
 } obj;
 
@@ -66,6 +67,7 @@ struct task {
     int state;
     int cancelled;
     int pending_deps;
+    int pinned;                  /* > 0 while a handler still uses t: not freed */
     uint32_t node;
     job *job;
     int32_t code;
@@ -319,12 +321,18 @@ static void obj_finish(head *h, obj *o)
     int nsubs = o->nsubs;
     o->nsubs = 0;
     for (int i = 0; i < nsubs; i++) notify_ready(h, o, o->subs[i]);
-    /* wake or fail the tasks waiting on it */
+    /* wake or fail the tasks waiting on it.  Failing one waiter can free
+     * other tasks and drop the refs that keep o alive: take the waiter list,
+     * look each task up by id (a freed one is gone from h->tasks), and hold
+     * o until the end. */
     int nwait = o->nwait;
-    o->nwait = 0;
+    uint8_t (*waiters)[16] = o->waiters;
+    o->waiters = NULL;
+    o->nwait = o->cap_wait = 0;
+    o->refs++;
     for (int i = 0; i < nwait; i++) {
-        task *t = o->waiters[i];
-        if (t->state != T_WAITING) continue;
+        task *t = loom_hmap_get(&h->tasks, waiters[i], 16);
+        if (!t || t->state != T_WAITING) continue;
         if (o->state == O_READY) {
             if (--t->pending_deps == 0) queue_task(h, t);
         } else {
@@ -335,8 +343,9 @@ static void obj_finish(head *h, obj *o)
             task_fail(h, t, o->code == LOOM_ECANCELLED ? LOOM_ECANCELLED : LOOM_EDEP, msg);
         }
     }
+    free(waiters);
     persist_obj(h, o);
-    obj_maybe_free(h, o);
+    obj_unref(h, o);
 }
 
 static void obj_set_ready(head *h, obj *o, uint64_t size, const void *value, size_t vlen,
@@ -433,7 +442,7 @@ static void task_free(head *h, task *t)
 
 static void task_maybe_free(head *h, task *t)
 {
-    if (t->live_outs > 0 || t->state < T_DONE || t->state == T_RUNNING) return;
+    if (t->pinned || t->live_outs > 0 || t->state < T_DONE || t->state == T_RUNNING) return;
     task_free(h, t);
 }
 
@@ -471,14 +480,18 @@ static void task_fail(head *h, task *t, int code, const char *msg)
     t->error = strdup(msg);
     t->t_end = loom_now_ms();
     task_set_state(h, t, T_FAILED);
+    /* failing an output can free it and with the last one t: not before the end */
+    t->pinned++;
     if (was_waiting) task_release_deps(h, t);
     task_finish_outputs_failed(h, t, code, msg);
+    t->pinned--;
     task_maybe_free(h, t);
 }
 
 static void queue_task(head *h, task *t)
 {
     t->state = T_QUEUED;
+    t->pinned++; /* the ready queue holds t until schedule() unlinks it */
     t->qnext = NULL;
     if (h->q_tail) h->q_tail->qnext = t;
     else h->q_head = t;
@@ -561,6 +574,13 @@ static void assign(head *h, task *t, node *n)
         return;
     }
     resolve_arg(h, &a, &wt.lib, &t->spec.lib);
+    if (t->spec.kind == LOOM_TASK_FUNCTION && wt.lib.kind == LOOM_WARG_VALUE && wt.lib.value.n == 0) {
+        /* an empty object cannot be a library, and the daemon would refuse
+         * the ASSIGN (leaving the task running forever): fail it here */
+        loom_arena_free(&a);
+        task_fail(h, t, LOOM_ETASK, "cannot load the task library: it is empty (0 bytes)");
+        return;
+    }
     for (uint32_t i = 0; i < t->spec.nargs; i++) resolve_arg(h, &a, &wt.args[i], &t->spec.args[i]);
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_ASSIGN, 0);
@@ -575,6 +595,22 @@ static void assign(head *h, task *t, node *n)
     task_set_state(h, t, T_RUNNING);
 }
 
+/* Whether some live node could run t once idle.  With no live node the
+ * answer is yes: daemons may still be joining. */
+static int feasible(head *h, const task *t)
+{
+    int live = 0;
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&h->nodes, &it, &v)) {
+        const node *n = v;
+        if (!n->alive) continue;
+        live++;
+        if (n->info.num_cpus + 1e-9 >= t->spec.num_cpus && t->spec.memory <= n->info.memory) return 1;
+    }
+    return live == 0;
+}
+
 static void schedule(head *h)
 {
     task *prev = NULL, *t = h->q_head;
@@ -585,10 +621,26 @@ static void schedule(head *h)
             if (prev) prev->qnext = next;
             else h->q_head = next;
             if (h->q_tail == t) h->q_tail = prev;
+            t->pinned--;
+            task_maybe_free(h, t);
             t = next;
             continue;
         }
         node *n = place(h, t);
+        if (!n && !feasible(h, t)) {
+            /* no node could ever run it: fail it (LOOM_EINFEASIBLE) rather
+             * than leave it queued forever */
+            if (prev) prev->qnext = next;
+            else h->q_head = next;
+            if (h->q_tail == t) h->q_tail = prev;
+            t->pinned--;
+            char msg[512];
+            loom_snprintf(msg, sizeof(msg), "task '%s' needs %g CPUs and %llu bytes of memory; no node of the cluster has that much",
+                          t->spec.name, t->spec.num_cpus, (unsigned long long)t->spec.memory);
+            task_fail(h, t, LOOM_EINFEASIBLE, msg);
+            t = next;
+            continue;
+        }
         if (!n) {
             misses++;
             prev = t;
@@ -598,6 +650,7 @@ static void schedule(head *h)
         if (prev) prev->qnext = next;
         else h->q_head = next;
         if (h->q_tail == t) h->q_tail = prev;
+        t->pinned--;
         assign(h, t, n);
         t = next;
     }
@@ -868,8 +921,8 @@ static void task_link_deps(head *h, task *t)
         if (!o) continue;
         o->refs++;
         if (o->state == O_PENDING) {
-            if (!grow_array((void **)&o->waiters, &o->cap_wait, o->nwait + 1, sizeof(task *))) {
-                o->waiters[o->nwait++] = t;
+            if (!grow_array((void **)&o->waiters, &o->cap_wait, o->nwait + 1, sizeof(*o->waiters))) {
+                memcpy(o->waiters[o->nwait++], t->id, 16);
                 t->pending_deps++;
             }
         } else if (o->state == O_FAILED && !failed_msg) {
@@ -1028,6 +1081,7 @@ static void on_task_done(head *h, client *c, loom_msg *m)
     }
     release_node_resources(h, t);
     t->t_end = loom_now_ms();
+    t->pinned++; /* setting an output can free it and with the last one t */
     task_release_deps(h, t);
     /* the log, even of a failed task */
     for (uint32_t i = 0; i < m->noutputs; i++) {
@@ -1055,6 +1109,7 @@ static void on_task_done(head *h, client *c, loom_msg *m)
         }
         task_finish_outputs_failed(h, t, LOOM_EPROTO, "the executor reported no such output");
     }
+    t->pinned--;
     task_maybe_free(h, t);
     schedule(h);
 }
@@ -1199,29 +1254,31 @@ static void on_job_delete(head *h, client *c, loom_msg *m)
 {
     job *j = find_job(h, c, m);
     if (!j) return;
-    /* detach the tasks first: freeing them must not free the job under us */
-    int n = j->ntasks;
-    task **tasks = j->tasks;
-    j->tasks = NULL;
-    j->ntasks = 0;
-    int detached = j->detached;
-    job_free(h, j);
+    /* Work from task ids, never from task pointers kept across a call that
+     * can free tasks: cancelling one task fails (and may free) its
+     * dependents in the job, and dropping a task's last output frees it. */
+    int detached = j->detached, n = 0;
+    uint8_t (*ids)[16] = malloc((size_t)(j->ntasks ? j->ntasks : 1) * 16);
+    if (!ids) {
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        return;
+    }
+    for (int i = 0; i < j->ntasks; i++)
+        if (j->tasks[i]) memcpy(ids[n++], j->tasks[i]->id, 16);
+    job_free(h, j); /* clears every task's job pointer */
     for (int i = 0; i < n; i++) {
-        task *t = tasks[i];
-        if (!t) continue;
-        uint8_t id[16];
-        memcpy(id, t->id, 16);
-        t->job = NULL;
-        cancel_task(h, t);
-        if (!detached) continue;
-        /* the job held one ref to each output (cancel_task may have freed t) */
-        t = loom_hmap_get(&h->tasks, id, 16);
-        for (int k = 0; t && k < t->nouts; k++) {
+        task *t = loom_hmap_get(&h->tasks, ids[i], 16);
+        if (t) cancel_task(h, t);
+    }
+    /* a detached job held one ref to each output; the task goes with the
+     * last, so look it up again after each */
+    task *t;
+    for (int i = 0; detached && i < n; i++)
+        for (int k = 0; (t = loom_hmap_get(&h->tasks, ids[i], 16)) && k < t->nouts; k++) {
             obj *o = t->outs[k];
             if (o && !o->is_log) obj_unref(h, o);
         }
-    }
-    free(tasks);
+    free(ids);
     reply_ok(h, c, m->req);
 }
 

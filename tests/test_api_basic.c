@@ -189,6 +189,11 @@ static void test_submit(loom_client *c, loom_ref lib)
     CHECK_RC(loom_library_load(c, LOOM_EXAMPLES_LIB, &lib2), LOOM_OK);
     CHECK(!memcmp(lib.id, lib2.id, LOOM_ID_LEN));
 
+    /* a put object has no log */
+    char *nolog = NULL;
+    CHECK_RC(loom_logs(c, pr, &nolog, NULL), LOOM_ENOTFOUND);
+    CHECK(nolog == NULL);
+
     /* function tasks write no log: an empty one */
     char *log = NULL;
     size_t loglen = 99;
@@ -331,6 +336,17 @@ static void test_cancel(loom_client *c, loom_ref lib, int cpus)
     CHECK_RC(loom_get(c, dep, 5000, &v), LOOM_ECANCELLED);
     CHECK(t_now_ms() - t0 < 2000);
 
+    /* a queued task whose output nobody holds any more, then cancelled: the
+     * head must forget it cleanly (it is still in its ready queue) */
+    loom_ref orphan;
+    CHECK_RC(t_submit_i64(c, lib, "sleep_ms", 10, &orphan), LOOM_OK);
+    CHECK_RC(loom_release(c, orphan), LOOM_OK);
+    CHECK_RC(loom_cancel(c, orphan), LOOM_OK);
+    loom_ref probe;
+    CHECK_RC(t_submit_i64(c, lib, "value", 3, &probe), LOOM_OK); /* runs schedule() */
+    CHECK_RC(loom_cancel(c, probe), LOOM_OK);
+    CHECK_RC(loom_get(c, probe, 5000, &v), LOOM_ECANCELLED);
+
     /* running: the executor is killed; the get answers at once */
     loom_ref run = block[0], dep1, dep2;
     loom_arg ra[2] = {loom_arg_ref(run), t_arg_i64(&one)};
@@ -371,6 +387,17 @@ static void test_cancel(loom_client *c, loom_ref lib, int cpus)
     CHECK(used == 0);
     free(json);
 
+    /* a task still waiting for its dependency: cancelled alone */
+    loom_ref dep_src, waiting;
+    CHECK_RC(t_submit_i64(c, lib, "sleep_ms", 400, &dep_src), LOOM_OK);
+    loom_arg wa = loom_arg_ref(dep_src);
+    CHECK_RC(loom_submit(c, lib, "length", &wa, 1, NULL, &waiting), LOOM_OK);
+    CHECK_RC(loom_cancel(c, waiting), LOOM_OK);
+    CHECK_RC(loom_get(c, waiting, 5000, &v), LOOM_ECANCELLED);
+    int64_t y = 0;
+    CHECK_RC(t_get_i64(c, dep_src, 30000, &y), LOOM_OK);
+    CHECK(y == 400);
+
     /* cancelling a finished task changes nothing; an unknown one is not found */
     CHECK_RC(loom_cancel(c, after[0]), LOOM_OK);
     int64_t x = 0;
@@ -379,6 +406,47 @@ static void test_cancel(loom_client *c, loom_ref lib, int cpus)
     loom_ref bogus;
     memset(&bogus, 0x11, sizeof bogus);
     CHECK_RC(loom_cancel(c, bogus), LOOM_ENOTFOUND);
+}
+
+static void test_resources(loom_client *c, loom_ref lib, int cpus)
+{
+    /* more CPUs, or more memory, than any node has: refused at once */
+    loom_task_opts big = {.name = "too-big", .num_cpus = cpus * 16};
+    loom_ref r, dep;
+    loom_value *v = NULL;
+    CHECK_RC(loom_submit(c, lib, "noop", NULL, 0, &big, &r), LOOM_OK);
+    int64_t t0 = t_now_ms();
+    CHECK_RC(loom_get(c, r, 10000, &v), LOOM_EINFEASIBLE);
+    CHECK(t_now_ms() - t0 < 2000);
+    CHECK_ERR_HAS(c, "too-big");
+    CHECK_ERR_HAS(c, "CPUs");
+    loom_arg a = loom_arg_ref(r);
+    CHECK_RC(loom_submit(c, lib, "length", &a, 1, NULL, &dep), LOOM_OK);
+    CHECK_RC(loom_get(c, dep, 10000, &v), LOOM_EDEP);
+    CHECK_ERR_HAS(c, "too-big");
+    loom_task_opts huge = {.memory = (uint64_t)1 << 60};
+    CHECK_RC(loom_submit(c, lib, "noop", NULL, 0, &huge, &r), LOOM_OK);
+    CHECK_RC(loom_get(c, r, 10000, &v), LOOM_EINFEASIBLE);
+    /* what fits runs: all the CPUs, some memory, a fraction of a CPU */
+    loom_task_opts all = {.num_cpus = cpus, .memory = 1 << 20};
+    CHECK_RC(loom_submit(c, lib, "noop", NULL, 0, &all, &r), LOOM_OK);
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_OK);
+    loom_value_release(&v);
+    loom_task_opts half = {.num_cpus = 0.5};
+    CHECK_RC(loom_submit(c, lib, "noop", NULL, 0, &half, &r), LOOM_OK);
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_OK);
+    loom_value_release(&v);
+    /* a task needing every CPU waits for the others to finish */
+    loom_ref s1, s2;
+    CHECK_RC(t_submit_i64(c, lib, "sleep_ms", 600, &s1), LOOM_OK);
+    t0 = t_now_ms();
+    t_int ms = t_i64(10);
+    loom_arg sa = t_arg_i64(&ms);
+    CHECK_RC(loom_submit(c, lib, "sleep_ms", &sa, 1, &all, &s2), LOOM_OK);
+    int64_t x;
+    CHECK_RC(t_get_i64(c, s2, 30000, &x), LOOM_OK);
+    CHECK(t_now_ms() - t0 >= 500);
+    CHECK_RC(t_get_i64(c, s1, 30000, &x), LOOM_OK);
 }
 
 static void test_strerror_and_args(loom_client *c, loom_ref lib)
@@ -508,6 +576,7 @@ int main(void)
     test_wait(c, lib);
     test_release(c, lib);
     test_cancel(c, lib, cpus);
+    test_resources(c, lib, cpus);
     test_strerror_and_args(c, lib);
     loom_disconnect(&c);
     CHECK(c == NULL);
