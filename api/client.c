@@ -233,9 +233,16 @@ static int pump(loom_client *c, int64_t deadline)
     int rc = recv_msg(c, left, &f, &m);
     if (rc == LOOM_EPROTO) return LOOM_OK;
     if (rc) return rc;
-    if (m.type == LOOM_MSG_OBJ_READY) record_ready(c, &m);
-    loom_msg_free(&m);
-    zmq_msg_close(&f);
+    /* then everything already waiting, so callers rescan once per burst, not
+       once per message */
+    for (int i = 0; i < 65536 && rc != LOOM_ETIMEOUT && rc != LOOM_ECONN; i++) {
+        if (rc == LOOM_OK) {
+            if (m.type == LOOM_MSG_OBJ_READY) record_ready(c, &m);
+            loom_msg_free(&m);
+            zmq_msg_close(&f);
+        }
+        rc = recv_msg(c, 0, &f, &m);
+    }
     return LOOM_OK;
 }
 
@@ -663,12 +670,13 @@ static void new_put_ref(loom_ref *ref)
     loom_ref_make(tid, 0, ref);
 }
 
-static int put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len)
+static int put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
 {
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_PUT_DONE, 0);
     m.ref = *ref;
     m.u0 = len;
+    m.flag = keep ? 1 : 0;
     int rc = LOOM_OK;
     if (len <= LOOM_INLINE_MAX) {
         m.data.p = data;
@@ -691,7 +699,7 @@ int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out)
 {
     if (!c || !out || (len && !data)) return LOOM_EINVAL;
     new_put_ref(out);
-    return put_with_ref(c, out, data, len);
+    return put_with_ref(c, out, data, len, 0);
 }
 
 int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
@@ -706,7 +714,7 @@ int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
     loom_sha256(data, len, digest);
     loom_ref_make(digest, 0, lib);
     ready_info *r = ready_get(c, lib, 0);
-    rc = r && r->done && !r->code ? LOOM_OK : put_with_ref(c, lib, data, len);
+    rc = r && r->done && !r->code ? LOOM_OK : put_with_ref(c, lib, data, len, 1);
     free(data);
     return rc;
 }

@@ -263,7 +263,7 @@ static int field_count(int type)
     case LOOM_MSG_HEARTBEAT: return 2;
     case LOOM_MSG_SUBMIT: return 3;
     case LOOM_MSG_SUBMITTED: case LOOM_MSG_JOB_INFO: case LOOM_MSG_JOB_DELETE: return 1;
-    case LOOM_MSG_PUT_DONE: return 4;
+    case LOOM_MSG_PUT_DONE: return 5;
     case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS: return 1;
     case LOOM_MSG_OBJ_READY: return 6;
     case LOOM_MSG_CANCEL: case LOOM_MSG_REF: case LOOM_MSG_CANCEL_TASK: return 1;
@@ -316,6 +316,7 @@ static void decode_fields(dec *d, loom_msg *m)
         rd_u64(d, &m->u0, "size");
         rd_u32(d, &m->id, "node");
         rd_bin(d, &m->data, "value");
+        rd_u32(d, &m->flag, "keep");
         if (!d->rc && m->data.n && m->data.n != m->u0) fail(d, "value: size mismatch");
         break;
     case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS:
@@ -558,6 +559,7 @@ static int encode_fields(const loom_msg *m, loom_pack *p)
         if (!rc) rc = loom_pack_u64(p, m->u0);
         if (!rc) rc = loom_pack_u64(p, m->id);
         if (!rc) rc = loom_pack_bin(p, m->data.p, m->data.n);
+        if (!rc) rc = loom_pack_u64(p, m->flag);
         return rc;
     case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS:
         return pk_refs(p, m->refs, m->nrefs);

@@ -33,7 +33,8 @@ enum loom_msg_type {
     LOOM_MSG_HEARTBEAT,      /* u0 = store bytes used, u1 = tasks running */
     LOOM_MSG_SUBMIT,         /* name (job name), flag (detached), tasks[] */
     LOOM_MSG_SUBMITTED,      /* name (job id) */
-    LOOM_MSG_PUT_DONE,       /* ref, u0 = size, id = node holding it, data = inline bytes */
+    LOOM_MSG_PUT_DONE,       /* ref, u0 = size, id = node holding it, data = inline bytes,
+                                flag = 1: content-addressed, kept while the head runs */
     LOOM_MSG_SUBSCRIBE,      /* refs[] */
     LOOM_MSG_OBJ_READY,      /* ref, code, u0 = size, data = inline bytes, locs[], text */
     LOOM_MSG_RELEASE,        /* refs[] */

@@ -53,6 +53,7 @@ typedef struct obj {
     int64_t refs;
     task *producer;
     int is_log;
+    int kept;                    /* content-addressed (a library): one hold for the head's life */
     uint32_t *subs;              /* client ids waiting for OBJ_READY */
     int nsubs, cap_subs;
     uint8_t (*waiters)[16];      /* ids of tasks whose dependency this is (ids,
@@ -1003,6 +1004,14 @@ static void on_put_done(head *h, client *c, loom_msg *m)
     } else {
         o->refs++;
         client_hold(c, &m->ref);
+    }
+    /* A content-addressed object (a task library) is never freed while the head
+     * runs: another driver may put the same bytes under the same ref at any time,
+     * and a put of an id already in a store is a no-op, so a delete in flight
+     * would remove the new copy. */
+    if (m->flag && !o->kept) {
+        o->kept = 1;
+        o->refs++;
     }
     reply_ok(h, c, m->req);
 }
