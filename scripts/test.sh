@@ -18,7 +18,7 @@ bash scripts/build.sh build-asan -DLOOM_SANITIZE=ON
 echo "== tests under ASan + UBSan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest -j"$jobs" --output-on-failure --timeout 900 -LE fuzz)
-echo "== fuzzing (libFuzzer, ${LOOM_FUZZ_SECONDS:-20} s per parser)"
+echo "== fuzzing (libFuzzer, ${LOOM_FUZZ_SECONDS:-60} s per parser)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_FUZZ=ON >/dev/null
 targets=(fuzz_wire fuzz_graph_json fuzz_unpack)
 cmake --build build-fuzz -j"$jobs" --target "${targets[@]}"
@@ -26,7 +26,7 @@ fails=0
 for t in "${targets[@]}"; do
   corpus=tests/fuzz/corpus/${t#fuzz_}
   scratch=$(mktemp -d)
-  if build-fuzz/bin/$t -max_total_time="${LOOM_FUZZ_SECONDS:-20}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  if build-fuzz/bin/$t -max_total_time="${LOOM_FUZZ_SECONDS:-60}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
        -artifact_prefix="build-fuzz/$t-" "$scratch" "$corpus" > "build-fuzz/$t.log" 2>&1; then
     echo "$t: $(grep -o 'stat::number_of_executed_units: [0-9]*' "build-fuzz/$t.log" || tail -n 1 "build-fuzz/$t.log")"
   else

@@ -546,6 +546,31 @@ static void on_delete_objs(daemon_s *d, loom_msg *m)
 
 /* ---- sockets ------------------------------------------------------------ */
 
+/* An ASSIGN that does not decode would leave its task running forever at the
+ * head: if the task id can still be read ([v, ASSIGN, req, [[id, ...]]]),
+ * report the task failed with the decoder's reason. */
+static void reject_assign(daemon_s *d, const void *buf, size_t len, const char *why)
+{
+    loom_unpack u;
+    uint32_t n;
+    uint64_t v, type, req;
+    const void *id;
+    size_t idlen;
+    loom_unpack_init(&u, buf, len);
+    if (loom_unpack_array(&u, &n) || n != 4 || loom_unpack_u64(&u, &v) || loom_unpack_u64(&u, &type) ||
+        type != LOOM_MSG_ASSIGN || loom_unpack_u64(&u, &req) || loom_unpack_array(&u, &n) || n != 1 ||
+        loom_unpack_array(&u, &n) || n < 1 || loom_unpack_bin(&u, &id, &idlen) || idlen != 16)
+        return;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_TASK_DONE, 0);
+    loom_ref_make(id, 0, &m.ref);
+    m.code = LOOM_EPROTO;
+    char text[400];
+    loom_snprintf(text, sizeof(text), "the node could not read the task: %s", why);
+    m.text = text;
+    send_head(d, &m);
+}
+
 static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
 {
     daemon_s *d = arg;
@@ -554,6 +579,7 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
     char err[256];
     if (loom_wire_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &m, err, sizeof(err))) {
         LOG_WARN("bad message from the head: %s", err);
+        reject_assign(d, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), err);
         return;
     }
     switch (m.type) {
