@@ -4,6 +4,7 @@
  *
  * Build: cc -shared -fPIC tasks.c $(pkg-config --cflags --libs loom) -o libloom_examples.so */
 #include <ctype.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,20 @@ LOOM_TASK(where)
     char host[256];
     gethostname(host, sizeof(host));
     return loom_task_return_str(ctx, host, strlen(host));
+}
+
+/* hello(name) -> "hello, NAME", printing a line on stdout and one on stderr
+ * (they become the task's log: `loom logs`) */
+LOOM_TASK(hello)
+{
+    const void *d;
+    size_t n;
+    if (loom_task_arg(ctx, 0, &d, &n)) return loom_task_fail(ctx, "want a name");
+    printf("saying hello to %.*s\n", (int)n, (const char *)d);
+    fprintf(stderr, "a line on stderr\n");
+    char out[300];
+    int len = snprintf(out, sizeof(out), "hello, %.*s", (int)(n > 200 ? 200 : n), (const char *)d);
+    return loom_task_return(ctx, out, (size_t)len);
 }
 
 /* ---- failures ----------------------------------------------------------- */

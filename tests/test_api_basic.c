@@ -200,6 +200,20 @@ static void test_submit(loom_client *c, loom_ref lib)
     CHECK_RC(loom_logs(c, sum, &log, &loglen), LOOM_OK);
     CHECK(log && loglen == 0 && log[0] == 0);
     free(log);
+
+    /* what a function task prints (stdout and stderr) is its log */
+    loom_arg who = loom_arg_value("tour", 4);
+    loom_ref hello;
+    CHECK_RC(loom_submit(c, lib, "hello", &who, 1, NULL, &hello), LOOM_OK);
+    loom_value *hv = NULL;
+    CHECK_RC(loom_get(c, hello, 30000, &hv), LOOM_OK);
+    CHECK(hv && loom_value_size(hv) == 11 && !memcmp(loom_value_data(hv), "hello, tour", 11));
+    loom_value_release(&hv);
+    log = NULL;
+    CHECK_RC(loom_logs(c, hello, &log, &loglen), LOOM_OK);
+    CHECK(log && strstr(log, "saying hello to tour\n") && strstr(log, "a line on stderr\n"));
+    CHECK(log && !strstr(log, "executor")); /* only the task's own lines */
+    free(log);
 }
 
 static void test_timeout(loom_client *c, loom_ref lib)

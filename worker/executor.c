@@ -39,6 +39,7 @@ typedef struct executor {
     void *zctx, *sock;
     loom_store *store;
     loom_hmap libs;          /* lib ref -> dlopen handle */
+    int logfd;               /* the executor's log (its stdout), opened for reading, or -1 */
     loom_pack *out;
 } executor;
 
@@ -179,6 +180,27 @@ static void *load_library(executor *ex, const loom_wire_task *t, run_result *r)
     return h;
 }
 
+/* A function task's log: what it wrote to stdout and stderr, which both go
+ * to the executor's log file (appended), read back from where the task began. */
+static void capture_log(executor *ex, run_result *r, const loom_wire_task *t, off_t start)
+{
+    if (start < 0) return;
+    off_t end = lseek(STDOUT_FILENO, 0, SEEK_END);
+    if (end <= start) return;
+    if (end - start > (off_t)LOG_MAX) start = end - (off_t)LOG_MAX;
+    size_t len = (size_t)(end - start);
+    char *buf = malloc(len);
+    if (!buf) return;
+    ssize_t got = pread(ex->logfd, buf, len, start);
+    if (got > 0) {
+        int code = r->code;
+        r->code = 0;
+        add_output(ex, r, t->task_id, LOG_INDEX, buf, (size_t)got);
+        r->code = code;
+    }
+    free(buf);
+}
+
 static void run_function(executor *ex, const loom_wire_task *t, run_result *r)
 {
     void *lib = load_library(ex, t, r);
@@ -203,9 +225,13 @@ static void run_function(executor *ex, const loom_wire_task *t, run_result *r)
     loom_hex_encode(t->task_id, 16, ctx.task_hex);
     ctx.args = a.v;
     ctx.nargs = a.n;
+    fflush(stdout);
+    fflush(stderr);
+    off_t log_start = ex->logfd >= 0 ? lseek(STDOUT_FILENO, 0, SEEK_END) : -1;
     int rc = fn(&ctx);
     fflush(stdout);
     fflush(stderr);
+    capture_log(ex, r, t, log_start);
     if (rc || ctx.failed) {
         if (ctx.error[0]) result_fail(r, LOOM_ETASK, "%s: %s", t->function, ctx.error);
         else result_fail(r, LOOM_ETASK, "%s returned %d", t->function, rc);
@@ -390,6 +416,9 @@ int loom_executor_run(const loom_executor_opts *o)
     memset(&ex, 0, sizeof(ex));
     ex.o = o;
     loom_log_init("executor");
+    /* stdout and stderr are the executor's log file: reopen it to read tasks' output */
+    struct stat st;
+    ex.logfd = fstat(STDOUT_FILENO, &st) == 0 && S_ISREG(st.st_mode) ? open("/proc/self/fd/1", O_RDONLY | O_CLOEXEC) : -1;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     setpgid(0, 0);
     loom_store_opts so = {.mem_dir = o->store_dir, .spill_dir = o->spill_dir, .create = 0};
@@ -440,6 +469,7 @@ int loom_executor_run(const loom_executor_opts *o)
 out:
     zmq_close(ex.sock);
     zmq_ctx_term(ex.zctx);
+    if (ex.logfd >= 0) close(ex.logfd);
     loom_store_close(&ex.store);
     loom_pack_destroy(&ex.out);
     loom_hmap_free(&ex.libs);
