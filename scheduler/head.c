@@ -87,7 +87,8 @@ typedef struct node {
     loom_wire_node info;         /* strings owned (malloc) */
     double cpus_used;
     uint64_t mem_used;
-    uint64_t store_used, running;
+    uint64_t store_used, reported_running;
+    uint64_t running;            /* tasks assigned here and not yet done */
     int alive;
     int64_t last_seen;
 } node;
@@ -593,6 +594,7 @@ static void assign(head *h, task *t, node *n)
     t->t_start = loom_now_ms();
     n->cpus_used += t->spec.num_cpus;
     n->mem_used += t->spec.memory;
+    n->running++;
     task_set_state(h, t, T_RUNNING);
 }
 
@@ -699,6 +701,9 @@ static void node_dead(head *h, node *n, const char *why)
         task_fail(h, t, LOOM_ENODE, msg);
     }
     free(victims);
+    n->running = 0;
+    n->cpus_used = 0;
+    n->mem_used = 0;
     /* forget its copies; objects left with none are lost */
     it = 0;
     obj **lost = NULL;
@@ -1079,6 +1084,7 @@ static void release_node_resources(head *h, task *t)
     n->cpus_used -= t->spec.num_cpus;
     if (n->cpus_used < 1e-9) n->cpus_used = 0;
     n->mem_used = n->mem_used >= t->spec.memory ? n->mem_used - t->spec.memory : 0;
+    if (n->running) n->running--;
 }
 
 static void on_task_done(head *h, client *c, loom_msg *m)
@@ -1158,6 +1164,12 @@ static void send_info(head *h, client *c, uint64_t req, loom_pack *p)
     send_to(h, c->ident, c->identlen, &r);
 }
 
+static int node_cmp(const void *a, const void *b)
+{
+    const node *x = *(node *const *)a, *y = *(node *const *)b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
 static void on_status(head *h, client *c, loom_msg *m)
 {
     loom_pack *p = loom_pack_new();
@@ -1167,11 +1179,15 @@ static void on_status(head *h, client *c, loom_msg *m)
     void *v;
     while (loom_hmap_next(&h->tasks, &it, &v)) by_state[((task *)v)->state]++;
     loom_pack_map(p, 4);
-    loom_pack_cstr(p, "nodes");
-    loom_pack_array(p, (uint32_t)h->nodes.count);
+    node **sorted = calloc(h->nodes.count + 1, sizeof(node *));
+    size_t nn = 0;
     it = 0;
-    while (loom_hmap_next(&h->nodes, &it, &v)) {
-        node *n = v;
+    while (sorted && loom_hmap_next(&h->nodes, &it, &v)) sorted[nn++] = v;
+    if (sorted) qsort(sorted, nn, sizeof(node *), node_cmp);
+    loom_pack_cstr(p, "nodes");
+    loom_pack_array(p, (uint32_t)nn);
+    for (size_t k = 0; k < nn; k++) {
+        node *n = sorted[k];
         loom_pack_map(p, 11);
         pack_kv_u64(p, "id", n->id);
         pack_kv_str(p, "hostname", n->info.hostname);
@@ -1185,6 +1201,7 @@ static void on_status(head *h, client *c, loom_msg *m)
         pack_kv_u64(p, "store_used", n->store_used);
         pack_kv_u64(p, "running", n->running);
     }
+    free(sorted);
     loom_pack_cstr(p, "tasks");
     loom_pack_map(p, 5);
     for (int s = 0; s < 5; s++) pack_kv_u64(p, task_state_names[s], by_state[s]);
@@ -1303,7 +1320,7 @@ static void dispatch(head *h, client *c, loom_msg *m)
             if (n) {
                 n->last_seen = loom_now_ms();
                 n->store_used = m->u0;
-                n->running = m->u1;
+                n->reported_running = m->u1;
             }
         }
         return;
