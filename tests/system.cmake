@@ -8,7 +8,8 @@ loom_script_test(sys_auth sys_auth.sh)
 loom_script_test(sys_garbage sys_garbage.sh)
 loom_script_test(sys_netns sys_netns.sh)
 loom_script_test(sys_examples sys_examples.sh)
-set_tests_properties(sys_cli sys_auth sys_garbage sys_netns sys_examples PROPERTIES
+loom_script_test(sys_node_death sys_node_death.sh)
+set_tests_properties(sys_cli sys_auth sys_garbage sys_netns sys_examples sys_node_death PROPERTIES
   LABELS system)
 # a skipped netns test prints this line; ctest shows it as skipped, not passed
 set_tests_properties(sys_netns PROPERTIES SKIP_REGULAR_EXPRESSION " 1 skipped")
