@@ -3,6 +3,7 @@
  * objects beyond the memory tier spill to disk instead of failing, one
  * larger than the whole memory tier still fits, and tasks read and write
  * such objects, also across nodes. */
+#include <string.h>
 #include "test_api_util.h"
 
 static int all_bytes(const loom_value *v, size_t n, uint8_t b)
@@ -87,6 +88,35 @@ int main(void)
         CHECK_RC(loom_release(c, t), LOOM_OK);
     }
     free(b);
+
+    /* an object neither tier can hold (64 MiB + 256 MiB): a clear error, and
+     * the cluster goes on */
+    size_t huge = 400u << 20;
+    uint8_t *hb = calloc(1, huge);
+    REQUIRE(hb);
+    loom_ref hr;
+    CHECK_RC(loom_put(c, hb, huge, &hr), LOOM_ESTOREFULL);
+    CHECK(strstr(loom_last_error(c), "store") != NULL);
+    free(hb);
+    /* a task whose result cannot be stored fails with the reason */
+    loom_graph *g = NULL;
+    CHECK_RC(loom_graph_new(&g), LOOM_OK);
+    const char *argv[] = {"sh", "-c", "head -c 400M /dev/zero > big.bin"};
+    const char *outs[] = {"big.bin"};
+    loom_command cmd = {.argv = argv, .argc = 3, .outputs = outs, .noutputs = 1};
+    int node = loom_graph_command(g, &cmd, NULL);
+    CHECK(node >= 0);
+    loom_ref out1;
+    CHECK_RC(loom_graph_ref(g, node, 1, &out1), LOOM_OK);
+    CHECK_RC(loom_graph_submit(c, g, NULL, NULL), LOOM_OK);
+    CHECK_RC(loom_get(c, out1, 60000, &v), LOOM_ESTOREFULL);
+    CHECK(strstr(loom_last_error(c), "cannot store a result") != NULL);
+    loom_graph_destroy(&g);
+    loom_ref ok;
+    CHECK_RC(t_submit_i64(c, lib, "value", 7, &ok), LOOM_OK);
+    CHECK_RC(t_get_i64(c, ok, 30000, &x), LOOM_OK);
+    CHECK(x == 7);
+
     loom_disconnect(&c);
     return TEST_DONE();
 }
