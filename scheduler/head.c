@@ -115,8 +115,8 @@ struct job {
 
 typedef struct head {
     uv_loop_t *loop;
-    void *zctx, *router;
-    loom_zwatch *watch;
+    void *zctx, *router, *monitor;
+    loom_zwatch *watch, *monitor_watch;
     uv_timer_t tick;
     uv_check_t commit;
     uv_signal_t sigint, sigterm;
@@ -729,8 +729,12 @@ static void node_dead(head *h, node *n, const char *why)
     free(lost);
 }
 
+static void cancel_jobs_of(head *h, uint32_t client_id);
+
 static void client_drop(head *h, client *c)
 {
+    /* what a driver submitted stops with it (detached jobs go on) */
+    if (c->role == LOOM_ROLE_DRIVER) cancel_jobs_of(h, c->id);
     /* release everything it held */
     size_t it = 0;
     loom_hmap_slot *s;
@@ -1066,6 +1070,38 @@ static void cancel_task(head *h, task *t)
     task_fail(h, t, LOOM_ECANCELLED, "cancelled");
 }
 
+/* Cancel the unfinished tasks of a driver's (non-detached) jobs.  Works from
+ * task ids: cancelling one task can free others. */
+static void cancel_jobs_of(head *h, uint32_t client_id)
+{
+    uint8_t (*ids)[16] = NULL;
+    size_t n = 0, cap = 0;
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&h->jobs, &it, &v)) {
+        job *j = v;
+        if (j->owner != client_id || j->detached) continue;
+        for (int i = 0; i < j->ntasks; i++) {
+            task *t = j->tasks[i];
+            if (!t || t->state >= T_DONE) continue;
+            if (n == cap) {
+                size_t ncap = cap ? cap * 2 : 64;
+                void *p = realloc(ids, ncap * 16);
+                if (!p) break;
+                ids = p;
+                cap = ncap;
+            }
+            memcpy(ids[n++], t->id, 16);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        task *t = loom_hmap_get(&h->tasks, ids[i], 16);
+        if (t) cancel_task(h, t);
+    }
+    if (n) LOG_INFO("cancelled %zu unfinished tasks of driver %u", n, client_id);
+    free(ids);
+}
+
 static void on_cancel(head *h, client *c, loom_msg *m)
 {
     task *t = loom_hmap_get(&h->tasks, m->ref.id, 16);
@@ -1373,6 +1409,58 @@ static void on_frames(void *arg, zmq_msg_t *frames, int n)
     loom_msg_free(&m);
 }
 
+/* ---- drivers that go away ---------------------------------------------- */
+
+/* A driver that dies without saying BYE would hold its refs for ever.  When a
+ * connection closes (the socket monitor says so), probe every driver: a send
+ * to a peer whose connection is gone fails (ROUTER_MANDATORY), and that
+ * driver is dropped like one that said BYE.  Nodes are judged by heartbeats. */
+static void probe_drivers(head *h)
+{
+    client *gone[256];
+    int n = 0;
+    size_t it = 0;
+    void *v;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_OK, 0);
+    if (loom_wire_encode(&m, h->out)) return;
+    while (loom_hmap_next(&h->clients, &it, &v) && n < 256) {
+        client *c = v;
+        if (c->role != LOOM_ROLE_DRIVER) continue;
+        /* only "no route" means gone; a full pipe (EAGAIN) is a busy driver */
+        if (zmq_send(h->router, c->ident, c->identlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            if (errno == EHOSTUNREACH) gone[n++] = c;
+            continue;
+        }
+        zmq_send(h->router, loom_pack_data(h->out), loom_pack_size(h->out), ZMQ_DONTWAIT);
+    }
+    for (int i = 0; i < n; i++) {
+        LOG_INFO("driver %u went away without saying goodbye: releasing what it held", gone[i]->id);
+        client_drop(h, gone[i]);
+    }
+    if (n) schedule(h);
+}
+
+static void on_monitor(void *arg, zmq_msg_t *frames, int n)
+{
+    head *h = arg;
+    if (n < 1 || zmq_msg_size(&frames[0]) < 2) return;
+    uint16_t event;
+    memcpy(&event, zmq_msg_data(&frames[0]), sizeof(event));
+    if (event == ZMQ_EVENT_DISCONNECTED) probe_drivers(h);
+}
+
+static void watch_disconnects(head *h)
+{
+    char ep[64];
+    loom_snprintf(ep, sizeof(ep), "inproc://head-monitor-%p", (void *)h);
+    if (zmq_socket_monitor(h->router, ep, ZMQ_EVENT_DISCONNECTED) != 0) return;
+    h->monitor = zmq_socket(h->zctx, ZMQ_PAIR);
+    if (!h->monitor || zmq_connect(h->monitor, ep) != 0 ||
+        loom_zwatch_start(h->loop, h->monitor, on_monitor, h, &h->monitor_watch) != 0)
+        LOG_WARN("cannot watch for closed connections: drivers that crash keep their refs");
+}
+
 /* ---- loop --------------------------------------------------------------- */
 
 static void on_tick(uv_timer_t *tm)
@@ -1493,6 +1581,7 @@ int loom_head_run(const loom_head_opts *o)
     char addr[512];
     rc = bind_router(&h, &opts, addr, sizeof(addr));
     if (!rc) rc = loom_zwatch_start(h.loop, h.router, on_frames, &h, &h.watch);
+    if (!rc) watch_disconnects(&h);
     if (rc) goto out;
     char path[4096];
     loom_snprintf(path, sizeof(path), "%s/address", opts.state_dir);
@@ -1520,6 +1609,8 @@ int loom_head_run(const loom_head_opts *o)
     LOG_INFO("head stopped");
 out:
     loom_zwatch_stop(&h.watch);
+    loom_zwatch_stop(&h.monitor_watch);
+    if (h.monitor) zmq_close(h.monitor);
     uv_walk(h.loop, close_walk, NULL);
     uv_run(h.loop, UV_RUN_DEFAULT);
     uv_loop_close(h.loop);

@@ -73,6 +73,23 @@ SMALL=$(printf '%s\n' "$OUT" | head -n 1)
 capture "$LOOM" get "$SMALL" x --json --state-dir "$D"
 check "with the right answer ($OUT)" test "$OUT" = 42
 
+# a driver killed in the middle of a graph: the head notices the closed
+# connection, cancels what the driver's graph still had to do and frees what
+# it held
+status_json "$D" "$T/before.json"
+OBJS_BEFORE=$(json_eval "$T/before.json" 'd["objects"]')
+LOOM_SECRET_FILE="$D/secret" "$BUILD/bin/tree_reduce" --address "$ADDR" --leaves 20000 --lib "$EXLIB" >"$T/tree.out" 2>&1 &
+DRIVER=$!
+busy() { status_json "$D" "$T/s.json" && [ "$(json_eval "$T/s.json" 'd["tasks"]["queued"] + d["tasks"]["waiting"]')" -gt 1000 ]; }
+check "the driver's graph is under way" wait_until 30 busy
+kill -9 "$DRIVER"
+wait "$DRIVER" 2>/dev/null || true
+idle() { status_json "$D" "$T/s.json" && [ "$(json_eval "$T/s.json" 'd["tasks"]["waiting"] + d["tasks"]["queued"] + d["tasks"]["running"]')" = 0 ]; }
+check "its unfinished tasks are cancelled" wait_until 15 idle
+freed() { status_json "$D" "$T/s.json" && [ "$(json_eval "$T/s.json" 'd["objects"]')" = "$OBJS_BEFORE" ]; }
+check "its objects are freed ($OBJS_BEFORE objects as before)" wait_until 15 freed
+check "the head logged it" grep -q "went away without saying goodbye" "$D/logs/head.log"
+
 # a new daemon joins cleanly
 capture "$LOOM" start --address "$ADDR" --state-dir "$D" --num-cpus 1
 check "a new daemon joins" test "$RC" -eq 0
