@@ -81,7 +81,9 @@ typedef struct loom_connect_opts {
 int loom_connect(const char *address, const loom_connect_opts *opts, loom_client **out);
 
 /* Release everything the client holds, say goodbye to the head, stop a local
- * cluster the client started.  Sets *c to NULL.  NULL-safe. */
+ * cluster the client started.  Tasks of the client's graphs that have not
+ * finished are cancelled (detached graphs go on); the head does the same when
+ * a driver's connection closes without a goodbye.  Sets *c to NULL.  NULL-safe. */
 void loom_disconnect(loom_client **c);
 
 /* Detailed message of the last failed call on this client ("" if none). */
