@@ -123,7 +123,8 @@ typedef struct head {
     headdb *db;
     char secret[LOOM_SECRET_HEX + 1];
     int hb_timeout_ms;
-    loom_pack *out;              /* scratch encoder */
+    loom_pack *out;              /* scratch encoder for messages */
+    loom_pack *rec;              /* scratch encoder for table records */
     loom_hmap objs;              /* ref (20) -> obj */
     loom_hmap tasks;             /* task id (16) -> task */
     loom_hmap clients;           /* ident -> client */
@@ -186,8 +187,9 @@ static client *client_by_id(head *h, uint32_t id)
 
 static void persist_task(head *h, task *t)
 {
-    loom_pack *p = loom_pack_new();
+    loom_pack *p = h->rec;
     if (!p) return;
+    loom_pack_reset(p);
     loom_pack_array(p, 5);
     loom_wire_pack_task(p, &t->spec);
     loom_pack_u64(p, (uint64_t)t->state);
@@ -195,13 +197,13 @@ static void persist_task(head *h, task *t)
     loom_pack_cstr(p, t->error ? t->error : "");
     loom_pack_u64(p, t->node);
     headdb_put(h->db, HEADDB_TASKS, t->id, 16, loom_pack_data(p), loom_pack_size(p));
-    loom_pack_destroy(&p);
 }
 
 static void persist_obj(head *h, obj *o)
 {
-    loom_pack *p = loom_pack_new();
+    loom_pack *p = h->rec;
     if (!p) return;
+    loom_pack_reset(p);
     loom_pack_array(p, 6);
     loom_pack_u64(p, (uint64_t)o->state);
     loom_pack_i64(p, o->code);
@@ -211,13 +213,13 @@ static void persist_obj(head *h, obj *o)
     loom_pack_array(p, (uint32_t)o->nlocs);
     for (int i = 0; i < o->nlocs; i++) loom_pack_u64(p, o->locs[i]);
     headdb_put(h->db, HEADDB_OBJECTS, o->ref.id, LOOM_ID_LEN, loom_pack_data(p), loom_pack_size(p));
-    loom_pack_destroy(&p);
 }
 
 static void persist_job(head *h, job *j)
 {
-    loom_pack *p = loom_pack_new();
+    loom_pack *p = h->rec;
     if (!p) return;
+    loom_pack_reset(p);
     loom_pack_array(p, 4);
     loom_pack_cstr(p, j->name);
     loom_pack_bool(p, j->detached);
@@ -225,20 +227,19 @@ static void persist_job(head *h, job *j)
     loom_pack_array(p, (uint32_t)j->ntasks);
     for (int i = 0; i < j->ntasks; i++) loom_pack_bin(p, j->tasks[i] ? j->tasks[i]->id : NULL, j->tasks[i] ? 16 : 0);
     headdb_put(h->db, HEADDB_JOBS, j->id, strlen(j->id), loom_pack_data(p), loom_pack_size(p));
-    loom_pack_destroy(&p);
 }
 
 static void persist_node(head *h, node *n)
 {
-    loom_pack *p = loom_pack_new();
+    loom_pack *p = h->rec;
     if (!p) return;
+    loom_pack_reset(p);
     loom_pack_array(p, 4);
     loom_pack_cstr(p, n->info.hostname);
     loom_pack_cstr(p, n->info.data_addr);
     loom_pack_f64(p, n->info.num_cpus);
     loom_pack_bool(p, n->alive);
     headdb_put(h->db, HEADDB_NODES, &n->id, sizeof(n->id), loom_pack_data(p), loom_pack_size(p));
-    loom_pack_destroy(&p);
 }
 
 /* ---- objects ------------------------------------------------------------ */
@@ -1574,6 +1575,7 @@ int loom_head_run(const loom_head_opts *o)
     int rc = headdb_open(opts.state_dir, &h.db);
     if (rc) return rc;
     h.out = loom_pack_new();
+    h.rec = loom_pack_new();
     h.loop = uv_default_loop();
     h.zctx = zmq_ctx_new();
     h.router = zmq_socket(h.zctx, ZMQ_ROUTER);
@@ -1619,5 +1621,6 @@ out:
     headdb_close(&h.db);
     head_free_tables(&h);
     loom_pack_destroy(&h.out);
+    loom_pack_destroy(&h.rec);
     return rc;
 }
