@@ -13,7 +13,6 @@
 
 struct loom_local {
     char dir[4096];          /* state: head tables, logs, node dirs */
-    char shm[4096];          /* memory tiers of the node stores */
     pid_t head;
     pid_t nodes[MAX_LOCAL_NODES];
     int nnodes;
@@ -44,16 +43,17 @@ static int start_head(loom_local *l, const char *bin, char *addr, size_t addrlen
 static int start_node(loom_local *l, const char *bin, int i, const char *addr, const loom_connect_opts *o,
                       char *err, size_t errlen)
 {
-    char nodedir[4200], storedir[4200], log[4300], cpus[32], store[32], secretenv[4300];
+    char nodedir[4200], log[4300], cpus[32], store[32], secretenv[4300];
     loom_snprintf(nodedir, sizeof(nodedir), "%s/node%d", l->dir, i);
-    loom_snprintf(storedir, sizeof(storedir), "%s/node%d", l->shm, i);
     loom_snprintf(log, sizeof(log), "%s/node%d.log", l->dir, i);
     loom_snprintf(secretenv, sizeof(secretenv), "LOOM_SECRET_FILE=%s/secret", l->dir);
     long ncpu = o && o->num_cpus > 0 ? o->num_cpus : sysconf(_SC_NPROCESSORS_ONLN);
     loom_snprintf(cpus, sizeof(cpus), "%ld", ncpu);
     fmt_u64(store, sizeof(store), o && o->store_bytes ? (unsigned long long)o->store_bytes : 1ull << 30);
-    char *argv[] = {(char *)bin, "_node", "--address", (char *)addr, "--node-dir", nodedir, "--store-dir",
-                    storedir, "--num-cpus", cpus, "--store-bytes", store, "--ready-fd", "3", NULL};
+    /* no --store-dir: the daemon names its memory tier (/dev/shm/loom-UID/node-PID)
+       and removes it when it stops, even when the driver died without stopping it */
+    char *argv[] = {(char *)bin, "_node", "--address", (char *)addr, "--node-dir", nodedir,
+                    "--num-cpus", cpus, "--store-bytes", store, "--ready-fd", "3", NULL};
     char *env[] = {secretenv, NULL};
     int fd;
     char line[256];
@@ -85,7 +85,6 @@ int loom_local_start(const loom_connect_opts *o, loom_local **out, char *address
         return LOOM_ESYS;
     }
     loom_snprintf(l->dir, sizeof(l->dir), "%s", base);
-    loom_snprintf(l->shm, sizeof(l->shm), "/dev/shm/loom-%d-%s", (int)getuid(), strrchr(base, '-') + 1);
     char path[4200];
     loom_snprintf(path, sizeof(path), "%s/secret", l->dir);
     int rc = loom_secret_create(path, secret);
@@ -117,6 +116,5 @@ void loom_local_stop(loom_local **pl)
     for (int i = 0; i < l->nnodes; i++) loom_stop_process(l->nodes[i], 5000);
     loom_stop_process(l->head, 5000);
     if (!getenv("LOOM_KEEP_LOCAL")) loom_rm_rf(l->dir);
-    loom_rm_rf(l->shm);
     free(l);
 }
