@@ -74,12 +74,10 @@ int loom_local_start(const loom_connect_opts *o, loom_local **out, char *address
 {
     loom_local *l = calloc(1, sizeof(*l));
     if (!l) return LOOM_ENOMEM;
-    const char *tmp = getenv("TMPDIR");
     char base[4096];
-    if (o && o->state_dir) loom_snprintf(base, sizeof(base), "%s/local-XXXXXX", o->state_dir);
-    else loom_snprintf(base, sizeof(base), "%s/loom-local-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (o && o->state_dir) loom_mkdir_p(o->state_dir);
-    if (!mkdtemp(base)) {
+    if (loom_make_temp_dir(o ? o->state_dir : NULL, o && o->state_dir ? "local" : "loom-local", base,
+                           sizeof(base))) {
         loom_snprintf(err, errlen, "cannot make a state directory like %s", base);
         free(l);
         return LOOM_ESYS;

@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
 done
 dask_scale=${dask_scale:-$scale}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/loom-bench-XXXXXX")
+work=$(mktemp -d --suffix=.loom-bench)
 trap 'rm -rf "$work"' EXIT
 
 # ---- build -------------------------------------------------------------------

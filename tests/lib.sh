@@ -27,7 +27,7 @@ unset LOOM_ADDRESS LOOM_SECRET LOOM_SECRET_FILE LOOM_STATE_DIR
 PASS=0
 FAIL=0
 SKIP=0
-T=$(mktemp -d "${TMPDIR:-/tmp}/loom-$(basename "$0" .sh)-XXXXXX")
+T=$(mktemp -d --suffix=".loom-$(basename "$0" .sh)")
 chmod 700 "$T"
 STATE_DIRS=()
 CLEANUP_HOOKS=()

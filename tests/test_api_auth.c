@@ -6,12 +6,13 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include "runtime/util.h"
 #include "test_api_util.h"
 
-static char state[] = "/tmp/loom-test-auth-XXXXXX";
+static char state[128];
 static char cluster_dir[4200];
 
-/* The local-XXXXXX directory the local cluster made under our state dir. */
+/* The local-* directory the local cluster made under our state dir. */
 static void find_cluster_dir(void)
 {
     DIR *d = opendir(state);
@@ -80,7 +81,7 @@ int main(void)
     t_setup_env();
     unsetenv("LOOM_SECRET");
     unsetenv("LOOM_SECRET_FILE");
-    REQUIRE(mkdtemp(state));
+    REQUIRE(loom_make_temp_dir(NULL, "loom-test-auth", state, sizeof state) == LOOM_OK);
     loom_client *c1 = t_connect(1, 1, state);
     loom_ref lib = t_lib(c1);
     find_cluster_dir();
@@ -270,8 +271,6 @@ int main(void)
     loom_disconnect(&c1);
     /* the local cluster removed its files */
     CHECK(access(cluster_dir, F_OK) != 0 || getenv("LOOM_KEEP_LOCAL"));
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", state);
-    if (!getenv("LOOM_KEEP_LOCAL") && system(cmd)) fprintf(stderr, "cannot remove %s\n", state);
+    if (!getenv("LOOM_KEEP_LOCAL") && loom_rm_rf(state)) fprintf(stderr, "cannot remove %s\n", state);
     return TEST_DONE();
 }

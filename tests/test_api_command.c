@@ -8,9 +8,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include "runtime/util.h"
 #include "test_api_util.h"
 
-static char tmpdir[] = "/tmp/loom-test-command-XXXXXX";
+static char tmpdir[4096];
 
 /* Add `sh -c script` with the given outputs and options; returns the node. */
 static int add_sh(loom_graph *g, const char *script, const char *const *outputs, int noutputs,
@@ -351,7 +352,7 @@ static void test_pipeline(loom_client *c, loom_ref lib)
 
 int main(void)
 {
-    REQUIRE(mkdtemp(tmpdir));
+    REQUIRE(loom_make_temp_dir(NULL, "loom-test-command", tmpdir, sizeof tmpdir) == LOOM_OK);
     loom_client *c = t_connect(1, 2, NULL);
     loom_ref lib = t_lib(c);
     test_basics(c);
@@ -360,8 +361,6 @@ int main(void)
     test_cancel(c);
     test_pipeline(c, lib);
     loom_disconnect(&c);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd)) fprintf(stderr, "cannot remove %s\n", tmpdir);
+    if (loom_rm_rf(tmpdir)) fprintf(stderr, "cannot remove %s\n", tmpdir);
     return TEST_DONE();
 }

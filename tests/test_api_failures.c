@@ -5,6 +5,7 @@
  * not a shared object. */
 #include <errno.h>
 #include <sys/stat.h>
+#include "runtime/util.h"
 #include "test_api_util.h"
 
 static void test_task_fail(loom_client *c, loom_ref lib)
@@ -243,8 +244,8 @@ int main(void)
      * build) instead of turning it into a sanitizer report and exit(1). */
     add_sanitizer_option("ASAN_OPTIONS", "handle_segv=0");
     add_sanitizer_option("UBSAN_OPTIONS", "handle_segv=0");
-    char dir[] = "/tmp/loom-test-failures-XXXXXX";
-    REQUIRE(mkdtemp(dir));
+    char dir[128];
+    REQUIRE(loom_make_temp_dir(NULL, "loom-test-failures", dir, sizeof dir) == LOOM_OK);
     const int cpus = 2;
     loom_client *c = t_connect(1, cpus, NULL);
     loom_ref lib = t_lib(c);

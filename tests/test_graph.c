@@ -11,6 +11,7 @@
 #include "loom/value.h"
 #include "api/graph_internal.h"
 #include "api/graph_json.h"
+#include "runtime/util.h"
 #include "tests/testutil.h"
 
 static loom_ref some_lib(void)
@@ -201,8 +202,7 @@ static char tmpdir[64];
 
 static void make_tmpdir(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/loom-test-graph-XXXXXX");
-    REQUIRE(mkdtemp(tmpdir));
+    REQUIRE(loom_make_temp_dir(NULL, "loom-test-graph", tmpdir, sizeof tmpdir) == LOOM_OK);
     char path[128];
     snprintf(path, sizeof path, "%s/words", tmpdir);
     FILE *f = fopen(path, "w");

@@ -4,9 +4,9 @@
 #include "objectstore/store.h"
 
 #include "loom/loom.h"
+#include "runtime/util.h"
 #include "tests/testutil.h"
 
-#include <ftw.h>
 #include <stdint.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -15,7 +15,7 @@
 #define KIB ((size_t)1024)
 #define MIB (1024 * KIB)
 
-static char root[] = "/tmp/loom-test-store-XXXXXX";
+static char root[96]; /* short: tier paths are built in 256-byte buffers */
 
 static void make_id(uint8_t id[LOOM_STORE_ID_LEN], int n)
 {
@@ -466,14 +466,9 @@ static void test_clamp(void)
     CHECK_RC(loom_store_open(&o, NULL), LOOM_EINVAL);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 int main(void)
 {
-    REQUIRE(mkdtemp(root) != NULL);
+    REQUIRE(loom_make_temp_dir(NULL, "loom-test-store", root, sizeof root) == LOOM_OK);
     test_roundtrip();
     test_reserve();
     test_pins();
@@ -483,6 +478,6 @@ int main(void)
     test_map_full();
     test_two_processes();
     test_clamp();
-    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    loom_rm_rf(root);
     return TEST_DONE();
 }
