@@ -23,6 +23,7 @@ const char *loom_strerror(int err)
     case LOOM_ESYS: return "system call failed";
     case LOOM_ESTATE: return "invalid in the current state";
     case LOOM_EFULL: return "queue full, retry later";
+    case LOOM_EACTOR: return "the actor died or was killed";
     default: return "unknown error";
     }
 }

@@ -42,7 +42,8 @@ enum {
     LOOM_EINFEASIBLE = -15,/* no node can ever satisfy the request */
     LOOM_ESYS = -16,       /* system call failed (see loom_last_error) */
     LOOM_ESTATE = -17,     /* operation not valid in the current state */
-    LOOM_EFULL = -18       /* a queue or table is full; retry later */
+    LOOM_EFULL = -18,      /* a queue or table is full; retry later */
+    LOOM_EACTOR = -19      /* the actor died, was killed, or its init failed */
 };
 
 /* Human-readable name of an error code.  Never NULL; static storage. */
@@ -130,12 +131,46 @@ int loom_release(loom_client *c, loom_ref ref);
 
 /* ---- tasks -------------------------------------------------------------- */
 
+/* A custom resource amount ({"nvlink", 1}) and a node label (key=value). */
+typedef struct loom_resource {
+    const char *name;
+    double amount;
+} loom_resource;
+typedef struct loom_label {
+    const char *key;
+    const char *value;
+} loom_label;
+
+/* Scheduling strategies of a task or actor. */
+enum {
+    LOOM_SCHED_DEFAULT = 0, /* data locality first (the node holding most argument
+                               bytes), else pack onto a node until it is busy, then spread */
+    LOOM_SCHED_SPREAD = 1,  /* the least loaded node, round-robin among equals */
+    LOOM_SCHED_NODE = 2     /* node affinity: the node `node`; soft = 1 falls back
+                               to the default when it cannot run there */
+};
+
+/* A placement group: bundles of resources reserved together (loom_pg_create). */
+typedef struct loom_pg {
+    uint8_t id[16];
+} loom_pg;
+#define LOOM_ANY_BUNDLE (-1)
+
 typedef struct loom_task_opts {
     const char *name;   /* shown in status and logs; default: the function */
-    double num_cpus;    /* default 1 */
+    double num_cpus;    /* tasks: default 1 (0 means 1); actors: default 0 */
     uint64_t memory;    /* bytes reserved on the node; default 0 */
     int nocheck;        /* command tasks: 0 (default) = a non-zero exit status
                            fails the task; 1 = keep it as output 0 */
+    double num_gpus;    /* GPUs: a fraction in (0,1) shares a device, or a whole number */
+    uint64_t gpu_memory;/* bytes of device memory needed on each GPU */
+    const loom_resource *resources; int nresources;  /* custom resources */
+    const loom_label *labels; int nlabels;  /* run only on nodes with all these labels */
+    int strategy;       /* LOOM_SCHED_* */
+    uint32_t node;      /* LOOM_SCHED_NODE: the node id (loom status) */
+    int soft;           /* LOOM_SCHED_NODE: 1 = prefer, 0 = only there */
+    const loom_pg *pg;  /* run inside this placement group (NULL: none) */
+    int bundle;         /* with pg: bundle index, or LOOM_ANY_BUNDLE */
 } loom_task_opts;
 
 enum { LOOM_ARG_VALUE = 0, LOOM_ARG_REF = 1 };
@@ -212,6 +247,96 @@ typedef struct loom_submit_opts {
  * node's outputs (unless detached).  job_id (may be NULL) receives the job's id. */
 int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opts,
                       char job_id[LOOM_JOB_ID_LEN]);
+
+/* ---- actors ------------------------------------------------------------- */
+
+/* An actor is a stateful worker: one executor process on a node, hosting an
+ * instance of a class from a task library (see LOOM_ACTOR_* in loom/task.h).
+ * Its methods are called like tasks; calls from one caller run in the order
+ * they were made.  A handle is 16 bytes and can be passed to tasks and other
+ * actors (loom_arg_actor), which call it with their own client
+ * (loom_task_client). */
+typedef struct loom_actor {
+    uint8_t id[16];
+} loom_actor;
+
+typedef struct loom_actor_opts {
+    const char *name;        /* register under this name, unique in the cluster
+                                (loom_actor_lookup); NULL: anonymous */
+    int detached;            /* 0 (default): killed when the creating client
+                                disconnects; 1: lives until loom_actor_kill */
+    int max_concurrency;     /* calls run at once on threads; default 1: one at a
+                                time, in order */
+    loom_task_opts res;      /* resources, strategy, labels, placement group */
+} loom_actor_opts;
+
+/* Create an instance of class `cls` of library lib: runs cls's init with args
+ * on a node chosen for opts->res.  Returns at once; calls made before init
+ * finishes wait for it, and fail with LOOM_EACTOR if it fails. */
+int loom_actor_create(loom_client *c, loom_ref lib, const char *cls, const loom_arg *args,
+                      int nargs, const loom_actor_opts *opts, loom_actor *out);
+/* Wait up to timeout_ms until the actor's init has run: 0, or its error. */
+int loom_actor_wait_ready(loom_client *c, loom_actor a, int64_t timeout_ms);
+/* Call method `method`; *out is its result. */
+int loom_actor_call(loom_client *c, loom_actor a, const char *method, const loom_arg *args,
+                    int nargs, loom_ref *out);
+/* Find a named actor. LOOM_ENOTFOUND if none is alive under that name. */
+int loom_actor_lookup(loom_client *c, const char *name, loom_actor *out);
+/* Kill an actor: its process ends, calls not finished fail with LOOM_EACTOR,
+ * its resources are freed and its name released. */
+int loom_actor_kill(loom_client *c, loom_actor a);
+/* Every actor the head knows (alive and recently dead) as JSON.  Caller frees. */
+int loom_actors_json(loom_client *c, char **json);
+
+/* Hex form of an actor id (32 chars + NUL) and back. */
+void loom_actor_to_hex(const loom_actor *a, char out[33]);
+int loom_actor_from_hex(const char *hex, loom_actor *out);
+
+/* An actor handle as a task argument (16 bytes, read with loom_task_arg_actor). */
+static inline loom_arg loom_arg_actor(const loom_actor *a) {
+    loom_arg r = {LOOM_ARG_VALUE, a->id, sizeof(a->id), {{0}}};
+    return r;
+}
+
+/* ---- placement groups --------------------------------------------------- */
+
+typedef struct loom_bundle {
+    double num_cpus;
+    uint64_t memory;
+    double num_gpus;
+    uint64_t gpu_memory;
+    const loom_resource *resources; int nresources;
+} loom_bundle;
+
+enum {
+    LOOM_PG_PACK = 0,          /* as few nodes as possible */
+    LOOM_PG_SPREAD = 1,        /* as many nodes as possible */
+    LOOM_PG_STRICT_PACK = 2,   /* all on one node, or not at all */
+    LOOM_PG_STRICT_SPREAD = 3  /* each bundle on its own node, or not at all */
+};
+
+/* Reserve n bundles atomically across the cluster's nodes.  Returns at once:
+ * the group is placed as soon as resources allow (loom_pg_wait).  A group no
+ * cluster of these nodes could hold fails with LOOM_EINFEASIBLE and a reason. */
+int loom_pg_create(loom_client *c, const loom_bundle *bundles, int n, int strategy,
+                   const char *name, loom_pg *out);
+/* Wait until the group is placed: 0, LOOM_ETIMEOUT, LOOM_EINFEASIBLE (reason
+ * in loom_last_error) or LOOM_ENOTFOUND (removed). */
+int loom_pg_wait(loom_client *c, loom_pg pg, int64_t timeout_ms);
+/* Free the group's resources; tasks running in it are cancelled and actors in
+ * it killed. */
+int loom_pg_remove(loom_client *c, loom_pg pg);
+/* The group as JSON (state, strategy, bundles and their nodes).  Caller frees. */
+int loom_pg_json(loom_client *c, loom_pg pg, char **json);
+
+/* ---- key-value table ---------------------------------------------------- */
+
+/* A small table in the head, for rendezvous (collective groups) and
+ * coordination.  Values up to 1 MiB. */
+int loom_kv_put(loom_client *c, const char *key, const void *data, size_t len);
+/* Wait up to timeout_ms (0: do not wait) for key; *data is malloc'd. */
+int loom_kv_get(loom_client *c, const char *key, int64_t timeout_ms, void **data, size_t *len);
+int loom_kv_del(loom_client *c, const char *key);
 
 /* ---- inspection --------------------------------------------------------- */
 

@@ -65,6 +65,57 @@ int loom_task_fail(loom_task_ctx *ctx, const char *fmt, ...)
 /* Name of the function being run, and the task's id as hex. */
 const char *loom_task_name(const loom_task_ctx *ctx);
 
+/* ---- actors ------------------------------------------------------------- */
+
+/* An actor class CLS in a task library: an init that builds the state, methods
+ * that use it, and an optional destroy:
+ *
+ *     typedef struct counter { int64_t n; } counter;
+ *     LOOM_ACTOR_INIT(Counter) {
+ *         counter *s = calloc(1, sizeof(*s));
+ *         loom_task_arg_i64(ctx, 0, &s->n);      // init arguments
+ *         loom_actor_set_state(ctx, s);
+ *         return 0;
+ *     }
+ *     LOOM_ACTOR_METHOD(Counter, add) {
+ *         counter *s = loom_actor_state(ctx);
+ *         int64_t k = 1;
+ *         loom_task_arg_i64(ctx, 0, &k);
+ *         return loom_task_return_i64(ctx, s->n += k);
+ *     }
+ *     LOOM_ACTOR_DESTROY(Counter) { free(state); }
+ *
+ * Class and method names are C identifiers without "__". */
+#define LOOM_ACTOR_SYMBOL_PREFIX "loom_actor__"
+#define LOOM_ACTOR_INIT(cls)                                          \
+    int loom_actor__##cls##__init(loom_task_ctx *ctx);                \
+    int loom_actor__##cls##__init(loom_task_ctx *ctx)
+#define LOOM_ACTOR_METHOD(cls, method)                                \
+    int loom_actor__##cls##__##method(loom_task_ctx *ctx);            \
+    int loom_actor__##cls##__##method(loom_task_ctx *ctx)
+#define LOOM_ACTOR_DESTROY(cls)                                       \
+    void loom_actor__##cls##__destroy(void *state);                   \
+    void loom_actor__##cls##__destroy(void *state)
+
+/* The actor's state (NULL before init sets it). */
+void *loom_actor_state(const loom_task_ctx *ctx);
+void loom_actor_set_state(loom_task_ctx *ctx, void *state);
+/* The running actor's own handle (all zero in a plain task). */
+loom_actor loom_task_self(const loom_task_ctx *ctx);
+
+/* Argument i as an actor handle (passed with loom_arg_actor). */
+int loom_task_arg_actor(const loom_task_ctx *ctx, int i, loom_actor *out);
+
+/* A client connected to the cluster this task runs in, to submit tasks, call
+ * actors, put and get objects from inside a task.  Made on first use and kept
+ * by the executor (one per thread); do not disconnect it.  NULL when it
+ * cannot connect (the reason is in the task's error). */
+loom_client *loom_task_client(loom_task_ctx *ctx);
+
+/* The GPUs granted to this task or actor, as in CUDA_VISIBLE_DEVICES ("0,1"),
+ * "" when it asked for none. */
+const char *loom_task_gpu_ids(const loom_task_ctx *ctx);
+
 #ifdef __cplusplus
 }
 #endif
