@@ -272,77 +272,20 @@ static int subscribe(loom_client *c, const loom_ref *refs, int n)
 
 /* ---- connecting --------------------------------------------------------- */
 
-/* ---- the co-located node's store, shared by the clients of a process ---- */
-
-/* LMDB forbids opening one environment twice in a process: closing the
- * second copy drops the process's file locks and clears every reader slot
- * of the process, so another client's zero-copy values could be overwritten
- * under it (and the header tells threads to use a client each).  So every
- * client of a process attaching to the same store shares one handle, opened
- * by the first and closed by the last.  loom_store is safe to use from
- * several threads (MDB_NOTLS). */
-typedef struct shared_store {
-    dev_t dev;
-    ino_t ino;
-    char *dir;                /* and its path: an inode number can be reused */
-    loom_store *store;
-    int users;
-    struct shared_store *next;
-} shared_store;
-
-static pthread_mutex_t shared_stores_lock = PTHREAD_MUTEX_INITIALIZER;
-static shared_store *shared_stores;
-
-static int shared_store_open(const loom_store_opts *so, const struct stat *st, loom_store **out)
-{
-    pthread_mutex_lock(&shared_stores_lock);
-    shared_store *e = shared_stores;
-    while (e && (e->dev != st->st_dev || e->ino != st->st_ino || strcmp(e->dir, so->mem_dir))) e = e->next;
-    int rc = LOOM_OK;
-    if (!e) {
-        e = calloc(1, sizeof(*e));
-        if (e) e->dir = strdup(so->mem_dir);
-        rc = e && e->dir ? loom_store_open(so, &e->store) : LOOM_ENOMEM;
-        if (rc) {
-            if (e) free(e->dir);
-            free(e);
-            e = NULL;
-        } else {
-            e->dev = st->st_dev;
-            e->ino = st->st_ino;
-            e->next = shared_stores;
-            shared_stores = e;
-        }
-    }
-    if (e) {
-        e->users++;
-        *out = e->store;
-    }
-    pthread_mutex_unlock(&shared_stores_lock);
-    return rc;
-}
-
-static void shared_store_close(loom_store **s)
-{
-    if (!*s) return;
-    pthread_mutex_lock(&shared_stores_lock);
-    for (shared_store **pe = &shared_stores; *pe; pe = &(*pe)->next) {
-        shared_store *e = *pe;
-        if (e->store != *s) continue;
-        if (--e->users == 0) {
-            *pe = e->next;
-            loom_store_close(&e->store);
-            free(e->dir);
-            free(e);
-        }
-        break;
-    }
-    pthread_mutex_unlock(&shared_stores_lock);
-    *s = NULL;
-}
-
 static int find_home(loom_client *c, const loom_msg *w)
 {
+    /* inside a task: the node running it (its daemon says which store is its own) */
+    const char *own = getenv("LOOM_NODE_STORE");
+    for (uint32_t i = 0; own && !c->store && i < w->nnodes; i++) {
+        const loom_wire_node *n = &w->nodes[i];
+        if (strcmp(n->store_dir, own) || strcmp(n->hostname, c->hostname)) continue;
+        loom_store_opts so = {.mem_dir = n->store_dir, .spill_dir = n->spill_dir, .create = 0};
+        if (loom_store_open_shared(&so, &c->store) == 0) {
+            c->store_node = n->id;
+            loom_snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
+            c->home_node = n->id;
+        }
+    }
     for (uint32_t i = 0; i < w->nnodes; i++) {
         const loom_wire_node *n = &w->nodes[i];
         if (!c->home_addr[0]) {
@@ -352,7 +295,7 @@ static int find_home(loom_client *c, const loom_msg *w)
         struct stat st;
         if (c->store || strcmp(n->hostname, c->hostname) || stat(n->store_dir, &st) != 0) continue;
         loom_store_opts so = {.mem_dir = n->store_dir, .spill_dir = n->spill_dir, .create = 0};
-        if (shared_store_open(&so, &st, &c->store) == 0) {
+        if (loom_store_open_shared(&so, &c->store) == 0) {
             c->store_node = n->id;
             loom_snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
             c->home_node = n->id;
@@ -532,7 +475,7 @@ void loom_disconnect(loom_client **pc)
     void *v;
     while (loom_hmap_next(&c->ready, &it, &v)) ready_free(v);
     loom_hmap_free(&c->ready);
-    shared_store_close(&c->store);
+    loom_store_close_shared(&c->store);
     loom_local_stop(&c->local);
     loom_pack_destroy(&c->out);
     free(c);
@@ -853,6 +796,40 @@ static int node_to_wire(loom_client *c, loom_arena *a, const loom_graph_node *n,
     t->nocheck = n->nocheck;
     t->num_cpus = n->num_cpus;
     t->memory = n->memory;
+    t->bundle = -1;
+    const loom_graph_extra *e = n->extra;
+    if (e) {
+        t->num_gpus = e->num_gpus;
+        t->gpu_memory = e->gpu_memory;
+        t->nres = (uint32_t)e->nres;
+        t->res = e->nres ? loom_arena_alloc(a, (size_t)e->nres * sizeof(loom_wire_res)) : NULL;
+        t->nlabels = (uint32_t)e->nlabels;
+        t->labels = e->nlabels ? loom_arena_alloc(a, (size_t)e->nlabels * sizeof(loom_wire_label)) : NULL;
+        if ((e->nres && !t->res) || (e->nlabels && !t->labels)) return LOOM_ENOMEM;
+        for (int i = 0; i < e->nres; i++) {
+            t->res[i].name = e->res_name[i];
+            t->res[i].amount = e->res_amount[i];
+        }
+        for (int i = 0; i < e->nlabels; i++) {
+            t->labels[i].key = e->label_key[i];
+            t->labels[i].value = e->label_value[i];
+        }
+        t->strategy = (uint32_t)e->strategy;
+        t->affinity_node = e->node;
+        t->soft = e->soft;
+        t->has_pg = e->has_pg;
+        memcpy(t->pg, e->pg, 16);
+        t->bundle = e->bundle;
+        t->actor_op = (uint32_t)e->actor_op;
+        memcpy(t->actor, e->actor, 16);
+        t->max_concurrency = e->max_concurrency;
+        t->detached = e->detached;
+        t->actor_name = e->actor_name;
+        if (e->actor_op == LOOM_ACTOR_CALL) {
+            t->lib.kind = LOOM_WARG_VALUE; /* the actor has its library */
+            memset(&t->lib.ref, 0, sizeof(t->lib.ref));
+        }
+    }
     t->nargs = (uint32_t)n->nargs;
     t->args = n->nargs ? loom_arena_alloc(a, (size_t)n->nargs * sizeof(loom_wire_arg)) : NULL;
     if (n->nargs && !t->args) return LOOM_ENOMEM;
@@ -1006,5 +983,333 @@ int loom_job_delete(loom_client *c, const char *job_id)
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_JOB_DELETE, 0);
     m.name = (char *)job_id;
+    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+}
+
+/* ---- actors ------------------------------------------------------------- */
+
+void loom_actor_to_hex(const loom_actor *a, char out[33])
+{
+    loom_hex_encode(a->id, 16, out);
+}
+
+int loom_actor_from_hex(const char *hex, loom_actor *out)
+{
+    if (!hex || !out || strlen(hex) != 32) return LOOM_EINVAL;
+    return loom_hex_decode(hex, out->id, 16) ? LOOM_EINVAL : LOOM_OK;
+}
+
+static int valid_member_name(const char *s)
+{
+    if (!s || !*s || strlen(s) > 200 || strstr(s, "__")) return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return 0;
+    return !(*s >= '0' && *s <= '9');
+}
+
+/* Submit a one-node graph whose node is an actor's creation or call. */
+static int submit_actor_task(loom_client *c, loom_ref lib, const char *fn, const loom_arg *args, int nargs,
+                             const loom_task_opts *res, const loom_graph_extra *actor_fields,
+                             const char *job_name, uint8_t task_id[16])
+{
+    loom_graph *g;
+    int rc = loom_graph_new(&g);
+    if (rc) return set_error(c, rc, "out of memory");
+    loom_task_opts o;
+    memset(&o, 0, sizeof(o));
+    if (res) o = *res;
+    o.name = NULL;
+    double cpus = o.num_cpus;
+    int node = loom_graph_task(g, lib, fn, &o);
+    rc = node < 0 ? node : LOOM_OK;
+    if (rc) set_error(c, rc, "bad options for actor task '%s'", fn);
+    loom_graph_node *n = rc ? NULL : &g->nodes[node];
+    if (n) {
+        n->num_cpus = cpus; /* actors: 0 unless asked (the head applies defaults) */
+        if (!n->extra) {
+            if ((n->extra = calloc(1, sizeof(*n->extra)))) n->extra->bundle = -1;
+            else rc = LOOM_ENOMEM;
+        }
+    }
+    if (!rc) {
+        loom_graph_extra *e = n->extra;
+        e->actor_op = actor_fields->actor_op;
+        memcpy(e->actor, actor_fields->actor, 16);
+        e->max_concurrency = actor_fields->max_concurrency;
+        e->detached = actor_fields->detached;
+        if (actor_fields->actor_name && !(e->actor_name = strdup(actor_fields->actor_name))) rc = LOOM_ENOMEM;
+        if (e->actor_op == LOOM_ACTOR_CREATE) memcpy(e->actor, n->task_id, 16);
+    }
+    for (int i = 0; !rc && i < nargs; i++)
+        rc = args[i].kind == LOOM_ARG_REF ? loom_graph_arg_ref(g, node, args[i].ref)
+                                          : loom_graph_arg_value(g, node, args[i].data, args[i].len);
+    if (!rc) {
+        loom_submit_opts so = {.job_name = job_name};
+        rc = loom_graph_submit(c, g, &so, NULL);
+    }
+    if (!rc) memcpy(task_id, g->nodes[node].task_id, 16);
+    loom_graph_destroy(&g);
+    return rc;
+}
+
+int loom_actor_create(loom_client *c, loom_ref lib, const char *cls, const loom_arg *args, int nargs,
+                      const loom_actor_opts *opts, loom_actor *out)
+{
+    if (!c || !out || nargs < 0 || (nargs && !args)) return LOOM_EINVAL;
+    if (!valid_member_name(cls))
+        return set_error(c, LOOM_EINVAL, "'%s' is not a valid actor class name (a C identifier without \"__\")",
+                         cls ? cls : "(null)");
+    if (opts && opts->name && (!*opts->name || strlen(opts->name) > 255))
+        return set_error(c, LOOM_EINVAL, "an actor name has 1 to 255 characters");
+    if (opts && (opts->max_concurrency < 0 || opts->max_concurrency > 1024))
+        return set_error(c, LOOM_EINVAL, "max_concurrency must be 1..1024");
+    loom_graph_extra f;
+    memset(&f, 0, sizeof(f));
+    f.actor_op = LOOM_ACTOR_CREATE;
+    f.max_concurrency = opts && opts->max_concurrency > 0 ? (uint32_t)opts->max_concurrency : 1;
+    f.detached = opts && opts->detached ? 1 : 0;
+    f.actor_name = opts && opts->name ? (char *)opts->name : NULL;
+    char job[300];
+    loom_snprintf(job, sizeof(job), "actor %s", cls);
+    return submit_actor_task(c, lib, cls, args, nargs, opts ? &opts->res : NULL, &f, job, out->id);
+}
+
+int loom_actor_call(loom_client *c, loom_actor a, const char *method, const loom_arg *args, int nargs,
+                    loom_ref *out)
+{
+    if (!c || !out || nargs < 0 || (nargs && !args)) return LOOM_EINVAL;
+    if (!valid_member_name(method) || !strcmp(method, "init") || !strcmp(method, "destroy"))
+        return set_error(c, LOOM_EINVAL, "'%s' is not a method that can be called", method ? method : "(null)");
+    loom_graph_extra f;
+    memset(&f, 0, sizeof(f));
+    f.actor_op = LOOM_ACTOR_CALL;
+    memcpy(f.actor, a.id, 16);
+    loom_ref none;
+    memset(&none, 0, sizeof(none));
+    uint8_t id[16];
+    int rc = submit_actor_task(c, none, method, args, nargs, NULL, &f, "call", id);
+    if (!rc) loom_ref_make(id, 0, out);
+    return rc;
+}
+
+int loom_actor_wait_ready(loom_client *c, loom_actor a, int64_t timeout_ms)
+{
+    if (!c) return LOOM_EINVAL;
+    loom_ref ready;
+    loom_ref_make(a.id, 0, &ready);
+    loom_value *v = NULL;
+    int rc = loom_get(c, ready, timeout_ms, &v);
+    loom_value_release(&v);
+    ready_free(loom_hmap_del(&c->ready, ready.id, LOOM_ID_LEN));
+    return rc;
+}
+
+int loom_actor_lookup(loom_client *c, const char *name, loom_actor *out)
+{
+    if (!c || !name || !*name || !out) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_ACTOR_LOOKUP, 0);
+    m.name = (char *)name;
+    zmq_msg_t f;
+    loom_msg r;
+    int rc = request(c, &m, LOOM_MSG_REF, &f, &r);
+    if (rc) return rc;
+    memcpy(out->id, r.ref.id, 16);
+    loom_msg_free(&r);
+    zmq_msg_close(&f);
+    return LOOM_OK;
+}
+
+int loom_actor_kill(loom_client *c, loom_actor a)
+{
+    if (!c) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_ACTOR_KILL, 0);
+    loom_ref_make(a.id, 0, &m.ref);
+    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+}
+
+int loom_actors_json(loom_client *c, char **json)
+{
+    if (!c || !json) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_ACTORS, 0);
+    return info_json(c, &m, json);
+}
+
+/* ---- placement groups --------------------------------------------------- */
+
+int loom_pg_create(loom_client *c, const loom_bundle *bundles, int n, int strategy, const char *name,
+                   loom_pg *out)
+{
+    if (!c || !bundles || !out || n < 1 || n > LOOM_WIRE_MAX_BUNDLES) return LOOM_EINVAL;
+    if (strategy < LOOM_PG_PACK || strategy > LOOM_PG_STRICT_SPREAD)
+        return set_error(c, LOOM_EINVAL, "unknown placement strategy %d", strategy);
+    loom_arena a = {0};
+    loom_wire_bundle *wb = loom_arena_alloc(&a, (size_t)n * sizeof(*wb));
+    int rc = wb ? LOOM_OK : LOOM_ENOMEM;
+    for (int b = 0; !rc && b < n; b++) {
+        const loom_bundle *in = &bundles[b];
+        if (in->nresources < 0 || in->nresources > LOOM_WIRE_MAX_RES || (in->nresources && !in->resources)) {
+            rc = set_error(c, LOOM_EINVAL, "bundle %d: bad resources", b);
+            break;
+        }
+        wb[b].num_cpus = in->num_cpus;
+        wb[b].memory = in->memory;
+        wb[b].num_gpus = in->num_gpus;
+        wb[b].gpu_memory = in->gpu_memory;
+        wb[b].nres = (uint32_t)in->nresources;
+        wb[b].res = in->nresources ? loom_arena_alloc(&a, (size_t)in->nresources * sizeof(loom_wire_res)) : NULL;
+        if (in->nresources && !wb[b].res) rc = LOOM_ENOMEM;
+        for (int i = 0; !rc && i < in->nresources; i++) {
+            if (!in->resources[i].name) {
+                rc = set_error(c, LOOM_EINVAL, "bundle %d: a resource has no name", b);
+                break;
+            }
+            wb[b].res[i].name = (char *)in->resources[i].name;
+            wb[b].res[i].amount = in->resources[i].amount;
+        }
+    }
+    if (!rc) {
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_PG_CREATE, 0);
+        m.name = (char *)(name ? name : "");
+        m.flag = (uint32_t)strategy;
+        m.bundles = wb;
+        m.nbundles = (uint32_t)n;
+        zmq_msg_t f;
+        loom_msg r;
+        rc = request(c, &m, LOOM_MSG_REF, &f, &r);
+        if (!rc) {
+            memcpy(out->id, r.ref.id, 16);
+            loom_msg_free(&r);
+            zmq_msg_close(&f);
+        }
+    }
+    loom_arena_free(&a);
+    return rc;
+}
+
+/* The group's state ("pending", "created", ...) and reason, from PG_INFO. */
+static int pg_state(loom_client *c, loom_pg pg, char *state, size_t slen, char *reason, size_t rlen)
+{
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_PG_INFO, 0);
+    loom_ref_make(pg.id, 0, &m.ref);
+    zmq_msg_t f;
+    loom_msg r;
+    int rc = request(c, &m, LOOM_MSG_INFO, &f, &r);
+    if (rc) return rc;
+    /* the reply is a map; find "state" and "reason" */
+    loom_unpack u;
+    loom_unpack_init(&u, r.data.p, r.data.n);
+    uint32_t n = 0;
+    state[0] = reason[0] = 0;
+    if (loom_unpack_map(&u, &n) == 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            const char *k, *v;
+            size_t kn, vn;
+            if (loom_unpack_str(&u, &k, &kn)) break;
+            if (loom_unpack_peek(&u) == LOOM_TYPE_STR && !loom_unpack_str(&u, &v, &vn)) {
+                if (kn == 5 && !memcmp(k, "state", 5)) loom_snprintf(state, slen, "%.*s", (int)vn, v);
+                if (kn == 6 && !memcmp(k, "reason", 6)) loom_snprintf(reason, rlen, "%.*s", (int)vn, v);
+            } else if (loom_unpack_skip(&u)) {
+                break;
+            }
+        }
+    }
+    loom_msg_free(&r);
+    zmq_msg_close(&f);
+    return LOOM_OK;
+}
+
+int loom_pg_wait(loom_client *c, loom_pg pg, int64_t timeout_ms)
+{
+    if (!c) return LOOM_EINVAL;
+    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    int sleep_us = 2000;
+    for (;;) {
+        char state[32], reason[600];
+        int rc = pg_state(c, pg, state, sizeof(state), reason, sizeof(reason));
+        if (rc) return rc;
+        if (!strcmp(state, "created")) return LOOM_OK;
+        if (!strcmp(state, "infeasible"))
+            return set_error(c, LOOM_EINFEASIBLE, "the placement group is infeasible: %s", reason);
+        if (deadline >= 0 && loom_now_ms() >= deadline)
+            return set_error(c, LOOM_ETIMEOUT, "the placement group was not placed within %lld ms (state %s)",
+                             (long long)timeout_ms, state);
+        usleep((useconds_t)sleep_us);
+        if (sleep_us < 50000) sleep_us *= 2;
+    }
+}
+
+int loom_pg_remove(loom_client *c, loom_pg pg)
+{
+    if (!c) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_PG_REMOVE, 0);
+    loom_ref_make(pg.id, 0, &m.ref);
+    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+}
+
+int loom_pg_json(loom_client *c, loom_pg pg, char **json)
+{
+    if (!c || !json) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_PG_INFO, 0);
+    loom_ref_make(pg.id, 0, &m.ref);
+    return info_json(c, &m, json);
+}
+
+/* ---- key-value table ---------------------------------------------------- */
+
+int loom_kv_put(loom_client *c, const char *key, const void *data, size_t len)
+{
+    if (!c || !key || !*key || strlen(key) > 512 || (len && !data)) return LOOM_EINVAL;
+    if (len > (1u << 20)) return set_error(c, LOOM_ETOOBIG, "a value holds at most 1 MiB");
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_KV_PUT, 0);
+    m.name = (char *)key;
+    m.data.p = data;
+    m.data.n = len;
+    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+}
+
+int loom_kv_get(loom_client *c, const char *key, int64_t timeout_ms, void **data, size_t *len)
+{
+    if (!c || !key || !*key || strlen(key) > 512 || !data) return LOOM_EINVAL;
+    if (timeout_ms < 0 || timeout_ms > 3600000) timeout_ms = 3600000;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_KV_GET, 0);
+    m.name = (char *)key;
+    m.u0 = (uint64_t)timeout_ms;
+    m.req = ++c->next_req;
+    int rc = send_msg(c, &m);
+    if (rc) return rc;
+    zmq_msg_t f;
+    loom_msg r;
+    /* the head answers when the key appears or the wait ends (its clock ticks each second) */
+    rc = await_reply(c, m.req, timeout_ms + REQUEST_TIMEOUT_MS, &f, &r);
+    if (rc) return rc;
+    if (r.type != LOOM_MSG_INFO) {
+        loom_msg_free(&r);
+        zmq_msg_close(&f);
+        return set_error(c, LOOM_EPROTO, "unexpected answer to a key-value get");
+    }
+    *data = malloc(r.data.n ? r.data.n : 1);
+    if (*data && r.data.n) memcpy(*data, r.data.p, r.data.n);
+    if (len) *len = r.data.n;
+    loom_msg_free(&r);
+    zmq_msg_close(&f);
+    return *data ? LOOM_OK : LOOM_ENOMEM;
+}
+
+int loom_kv_del(loom_client *c, const char *key)
+{
+    if (!c || !key || !*key || strlen(key) > 512) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_KV_DEL, 0);
+    m.name = (char *)key;
     return request(c, &m, LOOM_MSG_OK, NULL, NULL);
 }

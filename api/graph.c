@@ -106,6 +106,84 @@ static int valid_env_entry(const char *s)
 }
 
 /* Resources shared by both node kinds.  opts NULL and num_cpus 0 mean 1 CPU. */
+void loom_graph_extra_free(loom_graph_extra *e)
+{
+    if (!e) return;
+    for (int i = 0; i < e->nres; i++) free(e->res_name[i]);
+    for (int i = 0; i < e->nlabels; i++) {
+        free(e->label_key[i]);
+        free(e->label_value[i]);
+    }
+    free(e->actor_name);
+    free(e);
+}
+
+static int wants_extra(const loom_task_opts *o)
+{
+    return o->num_gpus != 0 || o->gpu_memory || o->nresources || o->nlabels || o->strategy || o->pg;
+}
+
+static int valid_label_part(const char *s, size_t max, int allow_empty)
+{
+    if (!s) return 0;
+    size_t n = strlen(s);
+    return (allow_empty || n > 0) && n <= max;
+}
+
+int loom_graph_apply_extra(loom_graph_node *n, const loom_task_opts *o)
+{
+    if (!o || !wants_extra(o)) return LOOM_OK;
+    double g = o->num_gpus;
+    if (isnan(g) || g < 0 || g > 16 || (g > 1 && g != floor(g))) return LOOM_EINVAL;
+    if (o->gpu_memory && g <= 0) return LOOM_EINVAL;
+    if (o->nresources < 0 || o->nresources > LOOM_GRAPH_MAX_RES || (o->nresources && !o->resources)) return LOOM_EINVAL;
+    if (o->nlabels < 0 || o->nlabels > LOOM_GRAPH_MAX_LABELS || (o->nlabels && !o->labels)) return LOOM_EINVAL;
+    if (o->strategy < LOOM_SCHED_DEFAULT || o->strategy > LOOM_SCHED_NODE) return LOOM_EINVAL;
+    if (o->pg && (o->bundle < -1 || o->bundle >= 256)) return LOOM_EINVAL;
+    for (int i = 0; i < o->nresources; i++) {
+        const loom_resource *r = &o->resources[i];
+        if (!valid_label_part(r->name, 63, 0) || isnan(r->amount) || r->amount <= 0 || r->amount > 1e12)
+            return LOOM_EINVAL;
+        for (int k = 0; k < i; k++)
+            if (!strcmp(r->name, o->resources[k].name)) return LOOM_EINVAL;
+    }
+    for (int i = 0; i < o->nlabels; i++)
+        if (!valid_label_part(o->labels[i].key, 63, 0) || !valid_label_part(o->labels[i].value, 255, 1))
+            return LOOM_EINVAL;
+    loom_graph_extra *e = calloc(1, sizeof(*e));
+    if (!e) return LOOM_ENOMEM;
+    e->num_gpus = g;
+    e->gpu_memory = o->gpu_memory;
+    e->strategy = o->strategy;
+    e->node = o->node;
+    e->soft = o->soft ? 1 : 0;
+    e->bundle = -1;
+    if (o->pg) {
+        e->has_pg = 1;
+        memcpy(e->pg, o->pg->id, 16);
+        e->bundle = o->bundle;
+    }
+    int rc = LOOM_OK;
+    for (int i = 0; i < o->nresources && !rc; i++) {
+        e->res_name[i] = dup_str(o->resources[i].name);
+        e->res_amount[i] = o->resources[i].amount;
+        e->nres++;
+        if (!e->res_name[i]) rc = LOOM_ENOMEM;
+    }
+    for (int i = 0; i < o->nlabels && !rc; i++) {
+        e->label_key[i] = dup_str(o->labels[i].key);
+        e->label_value[i] = dup_str(o->labels[i].value);
+        e->nlabels++;
+        if (!e->label_key[i] || !e->label_value[i]) rc = LOOM_ENOMEM;
+    }
+    if (rc) {
+        loom_graph_extra_free(e);
+        return rc;
+    }
+    n->extra = e;
+    return LOOM_OK;
+}
+
 static int apply_opts(loom_graph_node *n, const loom_task_opts *opts)
 {
     n->num_cpus = 1;
@@ -116,7 +194,7 @@ static int apply_opts(loom_graph_node *n, const loom_task_opts *opts)
     n->num_cpus = cpus == 0 ? 1 : cpus;
     n->memory = opts->memory;
     n->nocheck = opts->nocheck ? 1 : 0;
-    return LOOM_OK;
+    return loom_graph_apply_extra(n, opts);
 }
 
 static void node_free(loom_graph_node *n)
@@ -129,6 +207,7 @@ static void node_free(loom_graph_node *n)
     free_strv(n->outputs, n->noutputs);
     for (int i = 0; i < n->nargs; i++) free(n->args[i].data);
     free(n->args);
+    loom_graph_extra_free(n->extra);
     memset(n, 0, sizeof *n);
 }
 

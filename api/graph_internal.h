@@ -27,6 +27,32 @@ typedef struct loom_graph_arg {
 
 enum { LOOM_GNODE_FUNCTION = 0, LOOM_GNODE_COMMAND = 1 };
 
+#define LOOM_GRAPH_MAX_RES 16
+#define LOOM_GRAPH_MAX_LABELS 32
+/* Options beyond CPUs and memory (GPUs, custom resources, labels, strategy,
+ * placement group) and actor fields: allocated only for nodes that use them. */
+typedef struct loom_graph_extra {
+    double num_gpus;
+    uint64_t gpu_memory;
+    int nres;
+    char *res_name[LOOM_GRAPH_MAX_RES];      /* owned */
+    double res_amount[LOOM_GRAPH_MAX_RES];
+    int nlabels;
+    char *label_key[LOOM_GRAPH_MAX_LABELS];  /* owned */
+    char *label_value[LOOM_GRAPH_MAX_LABELS];
+    int strategy;
+    uint32_t node;
+    int soft;
+    int has_pg;
+    uint8_t pg[16];
+    int bundle;
+    int actor_op;                            /* LOOM_ACTOR_* of runtime/wire.h */
+    uint8_t actor[16];
+    uint32_t max_concurrency;
+    int detached;
+    char *actor_name;                        /* owned or NULL */
+} loom_graph_extra;
+
 typedef struct loom_graph_node {
     int kind;
     uint8_t task_id[LOOM_TASK_ID_LEN];  /* random; output i's ref = task_id ++ be32(i) */
@@ -43,8 +69,14 @@ typedef struct loom_graph_node {
     /* both */
     double num_cpus;
     uint64_t memory;
+    loom_graph_extra *extra;             /* owned, or NULL */
     loom_graph_arg *args; int nargs, cap_args;
 } loom_graph_node;
+
+/* Fill n->extra from opts (GPUs, resources, labels, strategy, placement
+ * group) when opts asks for any of them.  0 or LOOM_EINVAL / LOOM_ENOMEM. */
+int loom_graph_apply_extra(loom_graph_node *n, const loom_task_opts *opts);
+void loom_graph_extra_free(loom_graph_extra *e);
 
 struct loom_graph {
     loom_graph_node *nodes;

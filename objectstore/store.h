@@ -57,6 +57,11 @@ typedef struct loom_store_stats {
 /* Open (and with opts->create, create) a store.  Returns 0 or LOOM_E*. */
 int loom_store_open(const loom_store_opts *opts, loom_store **out);
 void loom_store_close(loom_store **s);   /* NULL-safe; sets *s NULL */
+/* The same, shared by every user in the process of the same store directory
+ * (LMDB allows one handle per environment per process): the first open
+ * opens, the last close closes. */
+int loom_store_open_shared(const loom_store_opts *opts, loom_store **out);
+void loom_store_close_shared(loom_store **s);
 
 /* Copy len bytes in under id.  Putting an id that exists is a no-op returning 0
  * (objects are immutable).  LOOM_ESTOREFULL when it cannot fit. */

@@ -175,9 +175,111 @@ static int rd_arg(dec *d, loom_wire_arg *a)
     return 0;
 }
 
+static int rd_name(dec *d, char **out, size_t maxlen, int allow_empty, const char *what)
+{
+    if (rd_str(d, out, what)) return d->rc;
+    size_t n = strlen(*out);
+    if ((!allow_empty && n == 0) || n > maxlen) return fail(d, "%s: want 1..%zu bytes", what, maxlen);
+    return 0;
+}
+
+static int rd_res(dec *d, loom_wire_res *r)
+{
+    if (rd_tuple(d, 2, "resource")) return d->rc;
+    rd_name(d, &r->name, 63, 0, "resource.name");
+    rd_f64(d, &r->amount, "resource.amount");
+    if (!d->rc && (r->amount <= 0 || r->amount > 1e12)) return fail(d, "resource '%s': amount out of range", r->name);
+    return d->rc;
+}
+
+static int rd_label(dec *d, loom_wire_label *l)
+{
+    if (rd_tuple(d, 2, "label")) return d->rc;
+    rd_name(d, &l->key, 63, 0, "label.key");
+    return rd_name(d, &l->value, 255, 1, "label.value");
+}
+
+static int rd_reslist(dec *d, loom_wire_res **out, uint32_t *n)
+{
+    void *arr;
+    if (rd_list(d, n, sizeof(loom_wire_res), &arr, "resources")) return d->rc;
+    if (*n > LOOM_WIRE_MAX_RES) return fail(d, "resources: at most %d", LOOM_WIRE_MAX_RES);
+    *out = arr;
+    for (uint32_t i = 0; i < *n && !d->rc; i++) rd_res(d, &(*out)[i]);
+    for (uint32_t i = 0; i < *n && !d->rc; i++)
+        for (uint32_t k = 0; k < i; k++)
+            if (!strcmp((*out)[i].name, (*out)[k].name))
+                return fail(d, "resources: '%s' named twice", (*out)[i].name);
+    return d->rc;
+}
+
+static int rd_labels(dec *d, loom_wire_label **out, uint32_t *n)
+{
+    void *arr;
+    if (rd_list(d, n, sizeof(loom_wire_label), &arr, "labels")) return d->rc;
+    if (*n > LOOM_WIRE_MAX_LABELS) return fail(d, "labels: at most %d", LOOM_WIRE_MAX_LABELS);
+    *out = arr;
+    for (uint32_t i = 0; i < *n && !d->rc; i++) rd_label(d, &(*out)[i]);
+    return d->rc;
+}
+
+/* A GPU count: 0, a fraction in (0,1), or a whole number up to the limit. */
+static int check_gpus(dec *d, double g, const char *what)
+{
+    if (g < 0 || g > LOOM_WIRE_MAX_GPUS) return fail(d, "%s: out of range", what);
+    if (g > 1 && g != (double)(int64_t)g) return fail(d, "%s: more than one GPU must be a whole number", what);
+    return 0;
+}
+
+static int rd_id16(dec *d, uint8_t *out, int *present, const char *what)
+{
+    loom_bytes b = {0};
+    if (rd_bin(d, &b, what)) return d->rc;
+    if (b.n != 0 && b.n != 16) return fail(d, "%s: want 0 or 16 bytes", what);
+    if (present) *present = b.n == 16;
+    if (b.n) memcpy(out, b.p, 16);
+    else memset(out, 0, 16);
+    return 0;
+}
+
+static int rd_sched(dec *d, loom_wire_task *t)
+{
+    if (rd_tuple(d, 10, "task.sched")) return d->rc;
+    rd_f64(d, &t->num_gpus, "task.num_gpus");
+    rd_u64(d, &t->gpu_memory, "task.gpu_memory");
+    rd_reslist(d, &t->res, &t->nres);
+    rd_labels(d, &t->labels, &t->nlabels);
+    rd_u32(d, &t->strategy, "task.strategy");
+    rd_u32(d, &t->affinity_node, "task.node");
+    rd_bool(d, &t->soft, "task.soft");
+    rd_id16(d, t->pg, &t->has_pg, "task.pg");
+    rd_i32(d, &t->bundle, "task.bundle");
+    rd_str(d, &t->gpu_ids, "task.gpu_ids");
+    if (d->rc) return d->rc;
+    if (check_gpus(d, t->num_gpus, "task.num_gpus")) return d->rc;
+    if (t->strategy > LOOM_SCHED_NODE) return fail(d, "task.strategy: unknown strategy %u", t->strategy);
+    if (t->bundle < -1 || t->bundle >= LOOM_WIRE_MAX_BUNDLES) return fail(d, "task.bundle: out of range");
+    if (t->gpu_memory && t->num_gpus <= 0) return fail(d, "task.gpu_memory: needs num_gpus");
+    return 0;
+}
+
+static int rd_actor(dec *d, loom_wire_task *t)
+{
+    if (rd_tuple(d, 5, "task.actor")) return d->rc;
+    rd_u32(d, &t->actor_op, "actor.op");
+    rd_id16(d, t->actor, NULL, "actor.id");
+    rd_u32(d, &t->max_concurrency, "actor.max_concurrency");
+    rd_bool(d, &t->detached, "actor.detached");
+    rd_name(d, &t->actor_name, 255, 1, "actor.name");
+    if (d->rc) return d->rc;
+    if (t->actor_op > LOOM_ACTOR_CALL) return fail(d, "actor.op: unknown op %u", t->actor_op);
+    if (t->max_concurrency > 1024) return fail(d, "actor.max_concurrency: at most 1024");
+    return 0;
+}
+
 static int rd_task(dec *d, loom_wire_task *t)
 {
-    if (rd_tuple(d, 14, "task")) return d->rc;
+    if (rd_tuple(d, 16, "task")) return d->rc;
     rd_fixed(d, t->task_id, 16, "task.id");
     rd_u32(d, &t->kind, "task.kind");
     rd_str(d, &t->name, "task.name");
@@ -194,10 +296,16 @@ static int rd_task(dec *d, loom_wire_task *t)
     if (rd_list(d, &t->nargs, sizeof(loom_wire_arg), &arr, "task.args")) return d->rc;
     t->args = arr;
     for (uint32_t i = 0; i < t->nargs && !d->rc; i++) rd_arg(d, &t->args[i]);
+    rd_sched(d, t);
+    rd_actor(d, t);
     if (d->rc) return d->rc;
     if (t->kind > LOOM_TASK_COMMAND) return fail(d, "task.kind: unknown kind %u", t->kind);
-    /* the head may resolve a small library to an inline value in ASSIGN */
-    if (t->kind == LOOM_TASK_FUNCTION &&
+    if (t->actor_op && t->kind != LOOM_TASK_FUNCTION) return fail(d, "task: an actor task must be a function task");
+    if (t->actor_op && (!t->function[0] || strstr(t->function, "__")))
+        return fail(d, "task: an actor class or method needs a name without \"__\"");
+    /* the head may resolve a small library to an inline value in ASSIGN; an
+       actor call has none (its actor has the library) */
+    if (t->kind == LOOM_TASK_FUNCTION && t->actor_op != LOOM_ACTOR_CALL &&
         (!t->function[0] || (t->lib.kind == LOOM_WARG_VALUE && t->lib.value.n == 0)))
         return fail(d, "task: a function task needs a library and a function name");
     if (t->kind == LOOM_TASK_COMMAND && t->argc == 0)
@@ -216,7 +324,7 @@ static int rd_task(dec *d, loom_wire_task *t)
 
 static int rd_node(dec *d, loom_wire_node *nd)
 {
-    if (rd_tuple(d, 8, "node")) return d->rc;
+    if (rd_tuple(d, 12, "node")) return d->rc;
     rd_u32(d, &nd->id, "node.id");
     rd_str(d, &nd->hostname, "node.hostname");
     rd_str(d, &nd->data_addr, "node.data_addr");
@@ -224,7 +332,29 @@ static int rd_node(dec *d, loom_wire_node *nd)
     rd_str(d, &nd->spill_dir, "node.spill_dir");
     rd_f64(d, &nd->num_cpus, "node.num_cpus");
     rd_u64(d, &nd->memory, "node.memory");
-    return rd_u64(d, &nd->capacity, "node.capacity");
+    rd_u64(d, &nd->capacity, "node.capacity");
+    rd_u32(d, &nd->num_gpus, "node.num_gpus");
+    rd_u64(d, &nd->gpu_memory, "node.gpu_memory");
+    rd_reslist(d, &nd->res, &nd->nres);
+    rd_labels(d, &nd->labels, &nd->nlabels);
+    if (!d->rc && nd->num_gpus > LOOM_WIRE_MAX_GPUS) return fail(d, "node.num_gpus: at most %d", LOOM_WIRE_MAX_GPUS);
+    return d->rc;
+}
+
+static int rd_bundle(dec *d, loom_wire_bundle *b)
+{
+    if (rd_tuple(d, 5, "bundle")) return d->rc;
+    rd_f64(d, &b->num_cpus, "bundle.num_cpus");
+    rd_u64(d, &b->memory, "bundle.memory");
+    rd_f64(d, &b->num_gpus, "bundle.num_gpus");
+    rd_u64(d, &b->gpu_memory, "bundle.gpu_memory");
+    rd_reslist(d, &b->res, &b->nres);
+    if (d->rc) return d->rc;
+    if (b->num_cpus < 0 || b->num_cpus > 1024) return fail(d, "bundle.num_cpus: out of range");
+    if (check_gpus(d, b->num_gpus, "bundle.num_gpus")) return d->rc;
+    if (b->num_cpus == 0 && b->num_gpus == 0 && b->memory == 0 && b->nres == 0)
+        return fail(d, "bundle: an empty bundle reserves nothing");
+    return 0;
 }
 
 static int rd_output(dec *d, loom_wire_output *o)
@@ -271,6 +401,13 @@ static int field_count(int type)
     case LOOM_MSG_JOB_REF: return 3;
     case LOOM_MSG_ASSIGN: case LOOM_MSG_RUN: return 1;
     case LOOM_MSG_TASK_DONE: return 5;
+    case LOOM_MSG_KV_PUT: return 2;
+    case LOOM_MSG_KV_GET: return 2;
+    case LOOM_MSG_KV_DEL: case LOOM_MSG_ACTOR_LOOKUP: return 1;
+    case LOOM_MSG_ACTOR_KILL: case LOOM_MSG_PG_REMOVE: case LOOM_MSG_PG_INFO: return 1;
+    case LOOM_MSG_ACTOR_DIED: return 3;
+    case LOOM_MSG_ACTORS: return 0;
+    case LOOM_MSG_PG_CREATE: return 3;
     case LOOM_MSG_OBJ_ADDED: return 2;
     case LOOM_MSG_FETCH: return 3;
     case LOOM_MSG_CHUNK: case LOOM_MSG_PUSH: return 4;
@@ -360,6 +497,37 @@ static void decode_fields(dec *d, loom_msg *m)
         rd_ref(d, &m->ref, "ref");
         rd_u64(d, &m->u0, "offset");
         rd_u64(d, &m->u1, "length");
+        break;
+    case LOOM_MSG_KV_PUT:
+        rd_name(d, &m->name, 512, 0, "key");
+        rd_bin(d, &m->data, "value");
+        if (!d->rc && m->data.n > (1u << 20)) fail(d, "value: at most 1 MiB");
+        break;
+    case LOOM_MSG_KV_GET:
+        rd_name(d, &m->name, 512, 0, "key");
+        rd_u64(d, &m->u0, "wait_ms");
+        break;
+    case LOOM_MSG_KV_DEL:
+        rd_name(d, &m->name, 512, 0, "key");
+        break;
+    case LOOM_MSG_ACTOR_LOOKUP:
+        rd_name(d, &m->name, 255, 0, "name");
+        break;
+    case LOOM_MSG_ACTOR_KILL: case LOOM_MSG_PG_REMOVE: case LOOM_MSG_PG_INFO:
+        rd_ref(d, &m->ref, "ref");
+        break;
+    case LOOM_MSG_ACTOR_DIED:
+        rd_ref(d, &m->ref, "actor");
+        rd_i32(d, &m->code, "code");
+        rd_str(d, &m->text, "text");
+        break;
+    case LOOM_MSG_PG_CREATE:
+        rd_name(d, &m->name, 255, 1, "name");
+        rd_u32(d, &m->flag, "strategy");
+        RD_LIST(d, m->bundles, m->nbundles, loom_wire_bundle, rd_bundle, "bundles");
+        if (!d->rc && m->flag > 3) fail(d, "strategy: unknown placement strategy %u", m->flag);
+        if (!d->rc && (m->nbundles == 0 || m->nbundles > LOOM_WIRE_MAX_BUNDLES))
+            fail(d, "bundles: want 1..%d", LOOM_WIRE_MAX_BUNDLES);
         break;
     case LOOM_MSG_CHUNK: case LOOM_MSG_PUSH:
         rd_ref(d, &m->ref, "ref");
@@ -457,9 +625,63 @@ static int pk_arg(loom_pack *p, const loom_wire_arg *a)
     return rc;
 }
 
+static int pk_reslist(loom_pack *p, const loom_wire_res *r, uint32_t n)
+{
+    int rc = loom_pack_array(p, n);
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        rc = loom_pack_array(p, 2);
+        if (!rc) rc = pk_str(p, r[i].name);
+        if (!rc) rc = loom_pack_f64(p, r[i].amount);
+    }
+    return rc;
+}
+
+static int pk_labels(loom_pack *p, const loom_wire_label *l, uint32_t n)
+{
+    int rc = loom_pack_array(p, n);
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        rc = loom_pack_array(p, 2);
+        if (!rc) rc = pk_str(p, l[i].key);
+        if (!rc) rc = pk_str(p, l[i].value);
+    }
+    return rc;
+}
+
+static int pk_id16(loom_pack *p, const uint8_t *id, int present)
+{
+    return loom_pack_bin(p, present ? id : NULL, present ? 16 : 0);
+}
+
+static int pk_sched(loom_pack *p, const loom_wire_task *t)
+{
+    int rc = loom_pack_array(p, 10);
+    if (!rc) rc = loom_pack_f64(p, t->num_gpus);
+    if (!rc) rc = loom_pack_u64(p, t->gpu_memory);
+    if (!rc) rc = pk_reslist(p, t->res, t->nres);
+    if (!rc) rc = pk_labels(p, t->labels, t->nlabels);
+    if (!rc) rc = loom_pack_u64(p, t->strategy);
+    if (!rc) rc = loom_pack_u64(p, t->affinity_node);
+    if (!rc) rc = loom_pack_bool(p, t->soft);
+    if (!rc) rc = pk_id16(p, t->pg, t->has_pg);
+    if (!rc) rc = loom_pack_i64(p, t->bundle);
+    if (!rc) rc = pk_str(p, t->gpu_ids);
+    return rc;
+}
+
+static int pk_actor(loom_pack *p, const loom_wire_task *t)
+{
+    int rc = loom_pack_array(p, 5);
+    if (!rc) rc = loom_pack_u64(p, t->actor_op);
+    if (!rc) rc = pk_id16(p, t->actor, t->actor_op != LOOM_ACTOR_NONE);
+    if (!rc) rc = loom_pack_u64(p, t->max_concurrency);
+    if (!rc) rc = loom_pack_bool(p, t->detached);
+    if (!rc) rc = pk_str(p, t->actor_name);
+    return rc;
+}
+
 int loom_wire_pack_task(loom_pack *p, const loom_wire_task *t)
 {
-    int rc = loom_pack_array(p, 14);
+    int rc = loom_pack_array(p, 16);
     if (!rc) rc = loom_pack_bin(p, t->task_id, 16);
     if (!rc) rc = loom_pack_u64(p, t->kind);
     if (!rc) rc = pk_str(p, t->name);
@@ -474,12 +696,14 @@ int loom_wire_pack_task(loom_pack *p, const loom_wire_task *t)
     if (!rc) rc = loom_pack_u64(p, t->memory);
     if (!rc) rc = loom_pack_array(p, t->nargs);
     for (uint32_t i = 0; i < t->nargs && !rc; i++) rc = pk_arg(p, &t->args[i]);
+    if (!rc) rc = pk_sched(p, t);
+    if (!rc) rc = pk_actor(p, t);
     return rc;
 }
 
 static int pk_node(loom_pack *p, const loom_wire_node *nd)
 {
-    int rc = loom_pack_array(p, 8);
+    int rc = loom_pack_array(p, 12);
     if (!rc) rc = loom_pack_u64(p, nd->id);
     if (!rc) rc = pk_str(p, nd->hostname);
     if (!rc) rc = pk_str(p, nd->data_addr);
@@ -488,6 +712,24 @@ static int pk_node(loom_pack *p, const loom_wire_node *nd)
     if (!rc) rc = loom_pack_f64(p, nd->num_cpus);
     if (!rc) rc = loom_pack_u64(p, nd->memory);
     if (!rc) rc = loom_pack_u64(p, nd->capacity);
+    if (!rc) rc = loom_pack_u64(p, nd->num_gpus);
+    if (!rc) rc = loom_pack_u64(p, nd->gpu_memory);
+    if (!rc) rc = pk_reslist(p, nd->res, nd->nres);
+    if (!rc) rc = pk_labels(p, nd->labels, nd->nlabels);
+    return rc;
+}
+
+static int pk_bundles(loom_pack *p, const loom_wire_bundle *b, uint32_t n)
+{
+    int rc = loom_pack_array(p, n);
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        rc = loom_pack_array(p, 5);
+        if (!rc) rc = loom_pack_f64(p, b[i].num_cpus);
+        if (!rc) rc = loom_pack_u64(p, b[i].memory);
+        if (!rc) rc = loom_pack_f64(p, b[i].num_gpus);
+        if (!rc) rc = loom_pack_u64(p, b[i].gpu_memory);
+        if (!rc) rc = pk_reslist(p, b[i].res, b[i].nres);
+    }
     return rc;
 }
 
@@ -599,6 +841,28 @@ static int encode_fields(const loom_msg *m, loom_pack *p)
         if (!rc) rc = loom_pack_u64(p, m->u1);
         if (!rc && m->type != LOOM_MSG_FETCH) rc = loom_pack_bin(p, m->data.p, m->data.n);
         return rc;
+    case LOOM_MSG_KV_PUT:
+        rc = pk_str(p, m->name);
+        if (!rc) rc = loom_pack_bin(p, m->data.p, m->data.n);
+        return rc;
+    case LOOM_MSG_KV_GET:
+        rc = pk_str(p, m->name);
+        if (!rc) rc = loom_pack_u64(p, m->u0);
+        return rc;
+    case LOOM_MSG_KV_DEL: case LOOM_MSG_ACTOR_LOOKUP:
+        return pk_str(p, m->name);
+    case LOOM_MSG_ACTOR_KILL: case LOOM_MSG_PG_REMOVE: case LOOM_MSG_PG_INFO:
+        return pk_ref(p, &m->ref);
+    case LOOM_MSG_ACTOR_DIED:
+        rc = pk_ref(p, &m->ref);
+        if (!rc) rc = loom_pack_i64(p, m->code);
+        if (!rc) rc = pk_str(p, m->text);
+        return rc;
+    case LOOM_MSG_PG_CREATE:
+        rc = pk_str(p, m->name);
+        if (!rc) rc = loom_pack_u64(p, m->flag);
+        if (!rc) rc = pk_bundles(p, m->bundles, m->nbundles);
+        return rc;
     default:
         return 0;
     }
@@ -623,7 +887,9 @@ const char *loom_msg_type_name(int type)
         "?", "ERROR", "OK", "HELLO", "WELCOME", "HEARTBEAT", "SUBMIT", "SUBMITTED",
         "PUT_DONE", "SUBSCRIBE", "OBJ_READY", "RELEASE", "CANCEL", "STATUS", "INFO",
         "JOB_INFO", "JOB_REF", "REF", "JOB_DELETE", "BYE", "ASSIGN", "CANCEL_TASK",
-        "DELETE_OBJS", "TASK_DONE", "OBJ_ADDED", "FETCH", "CHUNK", "PUSH", "RUN"};
+        "DELETE_OBJS", "TASK_DONE", "OBJ_ADDED", "FETCH", "CHUNK", "PUSH", "RUN", "KV_PUT",
+        "KV_GET", "KV_DEL", "ACTOR_LOOKUP", "ACTOR_KILL", "ACTOR_DIED", "ACTORS", "PG_CREATE",
+        "PG_REMOVE", "PG_INFO"};
     if (type <= 0 || type >= LOOM_MSG_TYPE_MAX) return "?";
     return names[type];
 }
@@ -672,6 +938,28 @@ int loom_wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task
         (src->nenv && !dst->env) || (src->noutputs && !dst->outputs))
         return LOOM_ENOMEM;
     if (cp_arg(a, &dst->lib, &src->lib)) return LOOM_ENOMEM;
+    dst->gpu_ids = cp_str(a, src->gpu_ids);
+    dst->actor_name = cp_str(a, src->actor_name);
+    if (!dst->gpu_ids || !dst->actor_name) return LOOM_ENOMEM;
+    dst->res = NULL;
+    if (src->nres) {
+        dst->res = loom_arena_alloc(a, src->nres * sizeof(loom_wire_res));
+        if (!dst->res) return LOOM_ENOMEM;
+        for (uint32_t i = 0; i < src->nres; i++) {
+            dst->res[i].amount = src->res[i].amount;
+            if (!(dst->res[i].name = cp_str(a, src->res[i].name))) return LOOM_ENOMEM;
+        }
+    }
+    dst->labels = NULL;
+    if (src->nlabels) {
+        dst->labels = loom_arena_alloc(a, src->nlabels * sizeof(loom_wire_label));
+        if (!dst->labels) return LOOM_ENOMEM;
+        for (uint32_t i = 0; i < src->nlabels; i++) {
+            dst->labels[i].key = cp_str(a, src->labels[i].key);
+            dst->labels[i].value = cp_str(a, src->labels[i].value);
+            if (!dst->labels[i].key || !dst->labels[i].value) return LOOM_ENOMEM;
+        }
+    }
     dst->args = NULL;
     if (src->nargs) {
         dst->args = loom_arena_alloc(a, src->nargs * sizeof(loom_wire_arg));

@@ -55,6 +55,16 @@ enum loom_msg_type {
     LOOM_MSG_CHUNK,          /* ref, u0 = offset, u1 = total, data */
     LOOM_MSG_PUSH,           /* ref, u0 = offset, u1 = total, data (a remote put) */
     LOOM_MSG_RUN,            /* tasks[0] (daemon -> executor) */
+    LOOM_MSG_KV_PUT,         /* name (key), data (value) */
+    LOOM_MSG_KV_GET,         /* name (key), u0 = wait ms; reply INFO (data = value) */
+    LOOM_MSG_KV_DEL,         /* name (key) */
+    LOOM_MSG_ACTOR_LOOKUP,   /* name; reply REF (actor id ++ 0) */
+    LOOM_MSG_ACTOR_KILL,     /* ref (actor id ++ 0): driver -> head, head -> daemon */
+    LOOM_MSG_ACTOR_DIED,     /* ref (actor id ++ 0), code, text (daemon -> head) */
+    LOOM_MSG_ACTORS,         /* (none); reply INFO */
+    LOOM_MSG_PG_CREATE,      /* name, flag = strategy, bundles[]; reply REF (pg id ++ 0) */
+    LOOM_MSG_PG_REMOVE,      /* ref (pg id ++ 0) */
+    LOOM_MSG_PG_INFO,        /* ref (pg id ++ 0); reply INFO */
     LOOM_MSG_TYPE_MAX
 };
 
@@ -83,7 +93,30 @@ typedef struct loom_wire_arg {
     uint32_t nlocs;
 } loom_wire_arg;
 
+/* A custom resource amount, a node label, a placement-group bundle. */
+#define LOOM_WIRE_MAX_RES 16        /* custom resources per node, task or bundle */
+#define LOOM_WIRE_MAX_LABELS 32
+#define LOOM_WIRE_MAX_BUNDLES 256
+#define LOOM_WIRE_MAX_GPUS 16
+typedef struct loom_wire_res {
+    char *name;               /* 1..63 bytes */
+    double amount;            /* > 0 */
+} loom_wire_res;
+typedef struct loom_wire_label {
+    char *key;                /* 1..63 bytes */
+    char *value;              /* 0..255 bytes */
+} loom_wire_label;
+typedef struct loom_wire_bundle {
+    double num_cpus;
+    uint64_t memory;
+    double num_gpus;
+    uint64_t gpu_memory;
+    loom_wire_res *res;       uint32_t nres;
+} loom_wire_bundle;
+
 enum { LOOM_TASK_FUNCTION = 0, LOOM_TASK_COMMAND = 1 };
+/* What a function task is to an actor. */
+enum { LOOM_ACTOR_NONE = 0, LOOM_ACTOR_CREATE = 1, LOOM_ACTOR_CALL = 2 };
 typedef struct loom_wire_task {
     uint8_t task_id[16];
     uint32_t kind;
@@ -99,6 +132,27 @@ typedef struct loom_wire_task {
     uint64_t memory;
     loom_wire_arg *args;
     uint32_t nargs;
+    /* scheduling: [num_gpus, gpu_memory, res, labels, strategy, node, soft,
+       pg, bundle, gpu_ids] */
+    double num_gpus;
+    uint64_t gpu_memory;
+    loom_wire_res *res;       uint32_t nres;
+    loom_wire_label *labels;  uint32_t nlabels;   /* the node must have all of them */
+    uint32_t strategy;        /* LOOM_SCHED_* */
+    uint32_t affinity_node;
+    int soft;
+    int has_pg;
+    uint8_t pg[16];
+    int32_t bundle;           /* -1: any bundle */
+    char *gpu_ids;            /* set by the head in ASSIGN: "0,1" */
+    /* actor: [op, actor id, max_concurrency, detached, name].  CREATE: the
+       task's id is the actor's, function = class; CALL: function = method,
+       no library (the actor has it). */
+    uint32_t actor_op;
+    uint8_t actor[16];
+    uint32_t max_concurrency;
+    int detached;
+    char *actor_name;
 } loom_wire_task;
 
 typedef struct loom_wire_output {
@@ -112,6 +166,10 @@ typedef struct loom_wire_node {
     char *hostname, *data_addr, *store_dir, *spill_dir;
     double num_cpus;
     uint64_t memory, capacity;
+    uint32_t num_gpus;
+    uint64_t gpu_memory;      /* per device */
+    loom_wire_res *res;       uint32_t nres;
+    loom_wire_label *labels;  uint32_t nlabels;
 } loom_wire_node;
 
 typedef struct loom_msg {
@@ -128,6 +186,7 @@ typedef struct loom_msg {
     loom_wire_task *tasks;      uint32_t ntasks;
     loom_wire_output *outputs;  uint32_t noutputs;
     loom_wire_node *nodes;      uint32_t nnodes;
+    loom_wire_bundle *bundles;  uint32_t nbundles;
     loom_arena arena;           /* owns every decoded string and array */
 } loom_msg;
 

@@ -30,6 +30,7 @@
 #include "runtime/zloop.h"
 #include "scheduler/head.h"
 #include "scheduler/headdb.h"
+#include "scheduler/pool.h"
 
 #define LOG_INDEX 0xFFFFFFFFu
 #define MAX_IDENT 32
@@ -40,6 +41,8 @@ static const char *task_state_names[] = {"waiting", "queued", "running", "finish
 
 typedef struct task task;
 typedef struct job job;
+typedef struct actor actor;
+typedef struct pgroup pgroup;
 
 typedef struct obj {
     loom_ref ref;
@@ -78,15 +81,72 @@ struct task {
     int nouts;
     int live_outs;               /* non-log outputs not yet freed */
     int64_t t_submit, t_start, t_end;
+    uint32_t caller;             /* client that submitted it (actor call order) */
+    loom_grant *grant;           /* resources held while running (NULL: none) */
+    int bundle;                  /* the grant came from this bundle of spec.pg; -1: the node */
 };
+
+enum { A_PENDING = 0, A_ALIVE, A_DEAD };
+static const char *actor_state_names[] = {"pending", "alive", "dead"};
+
+/* An actor: its creation task's id is its id.  Calls wait in `calls` (ids, in
+ * submission order) until they are ready and their caller's earlier calls
+ * have been handed to the actor's node. */
+struct actor {
+    uint8_t id[16];
+    char *name, *cls;
+    int state;
+    uint32_t node;
+    uint32_t owner;              /* client that created it */
+    int detached;
+    uint32_t max_concurrency;
+    uint8_t (*calls)[16];
+    int ncalls, cap_calls;
+    uint64_t calls_done, calls_failed;
+    int running;                 /* calls handed to the node, not yet done */
+    char *error;                 /* why it died */
+    int64_t t_created, t_ready, t_died;
+    loom_grant *grant;           /* the resources it holds while alive */
+    loom_request *req;
+    int has_pg, bundle;
+    uint8_t pg[16];
+    obj *ready_obj;              /* its creation task's output 0, held by the actor */
+};
+
+enum { PG_PENDING = 0, PG_CREATED, PG_INFEASIBLE, PG_REMOVED };
+static const char *pg_state_names[] = {"pending", "created", "infeasible", "removed"};
+
+/* A placement group: bundles carved out of nodes' pools, all at once. */
+struct pgroup {
+    uint8_t id[16];
+    char *name;
+    int strategy;
+    int state;
+    uint32_t owner;
+    int nb;
+    loom_request *breq;          /* what each bundle asks for */
+    loom_pool *bpool;            /* each bundle's pool, once created */
+    loom_grant *bgrant;          /* what each bundle took from its node */
+    uint32_t *bnode;
+    char *reason;                /* infeasible: why */
+    int64_t t_created, t_placed;
+};
+
+/* A key of the key-value table and the clients waiting for it. */
+typedef struct kv_wait {
+    uint32_t client;
+    uint64_t req;
+    int64_t deadline;
+    char *key;
+    struct kv_wait *next;
+} kv_wait;
 
 typedef struct node {
     uint32_t id;
     uint8_t ident[MAX_IDENT];
     size_t identlen;
-    loom_wire_node info;         /* strings owned (malloc) */
-    double cpus_used;
-    uint64_t mem_used;
+    loom_wire_node info;         /* strings owned (malloc), labels included */
+    loom_pool pool;              /* CPUs, memory, GPUs, custom resources */
     uint64_t store_used, reported_running;
     uint64_t running;            /* tasks assigned here and not yet done */
     int alive;
@@ -134,6 +194,20 @@ typedef struct head {
     task *q_head, *q_tail;       /* ready queue */
     uint32_t next_client_id, next_node_id;
     uint64_t counts[5];          /* tasks by state, ever */
+    node **node_list;            /* every node in id order (placement scans it) */
+    int nnode_list, cap_node_list;
+    loom_candidate *cands;       /* scratch for placement, cap_node_list long */
+    uint32_t rr;                 /* SPREAD round robin */
+    loom_hmap actors;            /* actor id (16) -> actor */
+    loom_hmap actor_names;       /* name -> actor (pending or alive) */
+    int dead_actors;
+    loom_hmap pgs;               /* pg id (16) -> pgroup */
+    int pending_pgs;
+    loom_hmap kv;                /* key -> loom_buf* */
+    kv_wait *kv_waits;
+    char *infeasible[16];        /* the latest reasons a request was infeasible */
+    int ninfeasible_next;
+    uint64_t ninfeasible;
 } head;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -273,6 +347,8 @@ static void notify_ready(head *h, obj *o, uint32_t client_id);
 static void task_maybe_free(head *h, task *t);
 static void task_fail(head *h, task *t, int code, const char *msg);
 static void queue_task(head *h, task *t);
+static void actor_dispatch(head *h, actor *a);
+static void actor_creation_failed(head *h, task *t, int code, const char *msg);
 
 static void obj_destroy(head *h, obj *o)
 {
@@ -439,6 +515,7 @@ static void task_free(head *h, task *t)
     }
     free(t->outs);
     free(t->error);
+    free(t->grant);
     loom_arena_free(&t->arena);
     free(t);
 }
@@ -487,12 +564,21 @@ static void task_fail(head *h, task *t, int code, const char *msg)
     t->pinned++;
     if (was_waiting) task_release_deps(h, t);
     task_finish_outputs_failed(h, t, code, msg);
+    if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_creation_failed(h, t, code, msg);
     t->pinned--;
     task_maybe_free(h, t);
 }
 
 static void queue_task(head *h, task *t)
 {
+    if (t->spec.actor_op == LOOM_ACTOR_CALL) {
+        /* calls go to their actor's node in their callers' order, not through
+           the ready queue */
+        t->state = T_QUEUED;
+        actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+        if (a) actor_dispatch(h, a);
+        return;
+    }
     t->state = T_QUEUED;
     t->pinned++; /* the ready queue holds t until schedule() unlinks it */
     t->qnext = NULL;
@@ -516,29 +602,165 @@ static uint64_t local_bytes(head *h, task *t, uint32_t node_id)
     return sum;
 }
 
-/* Choose a node for t: among live nodes whose free CPUs and memory fit, the one
- * holding most argument bytes, then the one with most free CPUs. */
-static node *place(head *h, task *t)
+/* ---- resources and placement ------------------------------------------- */
+
+/* What a task asks for, as the pool arithmetic wants it. */
+static void spec_request(const loom_wire_task *s, loom_request *r)
 {
-    node *best = NULL;
-    uint64_t best_local = 0;
-    double best_free = -1;
-    size_t it = 0;
-    void *v;
-    while (loom_hmap_next(&h->nodes, &it, &v)) {
-        node *n = v;
+    memset(r, 0, sizeof(*r));
+    r->cpus = s->num_cpus;
+    r->memory = s->memory;
+    r->gpus = s->num_gpus;
+    r->gpu_memory = s->gpu_memory;
+    for (uint32_t i = 0; i < s->nres && i < LOOM_POOL_MAX_RES; i++) {
+        loom_snprintf(r->res[r->nres].name, sizeof(r->res[0].name), "%s", s->res[i].name);
+        r->res[r->nres++].amount = s->res[i].amount;
+    }
+}
+
+static int labels_match(const node *n, const loom_wire_task *s)
+{
+    for (uint32_t i = 0; i < s->nlabels; i++) {
+        int found = 0;
+        for (uint32_t k = 0; k < n->info.nlabels && !found; k++)
+            found = !strcmp(n->info.labels[k].key, s->labels[i].key) &&
+                    !strcmp(n->info.labels[k].value, s->labels[i].value);
+        if (!found) return 0;
+    }
+    return 1;
+}
+
+/* Keep the latest reasons requests were infeasible, for `loom status`. */
+static void note_infeasible(head *h, const char *msg)
+{
+    free(h->infeasible[h->ninfeasible_next]);
+    h->infeasible[h->ninfeasible_next] = strdup(msg);
+    h->ninfeasible_next = (h->ninfeasible_next + 1) % 16;
+    h->ninfeasible++;
+}
+
+static node *place_in_pg(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle)
+{
+    pgroup *g = loom_hmap_get(&h->pgs, t->spec.pg, 16);
+    if (!g || g->state != PG_CREATED) return NULL;
+    int lo = t->spec.bundle >= 0 ? t->spec.bundle : 0;
+    int hi = t->spec.bundle >= 0 ? t->spec.bundle + 1 : g->nb;
+    for (int b = lo; b < hi && b < g->nb; b++) {
+        node *n = node_get(h, g->bnode[b]);
+        if (!n || !n->alive || !loom_pool_fits(&g->bpool[b], r)) continue;
+        *pool = &g->bpool[b];
+        *bundle = b;
+        return n;
+    }
+    return NULL;
+}
+
+/* Choose where t runs now: a node, and the pool it takes from (the node's,
+ * or a bundle of its placement group).  NULL when nothing fits now. */
+static node *place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle)
+{
+    *bundle = -1;
+    if (t->spec.has_pg) return place_in_pg(h, t, r, pool, bundle);
+    for (int i = 0; i < h->nnode_list; i++) {
+        node *n = h->node_list[i];
+        loom_candidate *c = &h->cands[i];
+        c->node_id = n->id;
+        c->pool = &n->pool;
+        c->eligible = n->alive && labels_match(n, &t->spec);
+        c->local_bytes = c->eligible && t->spec.nargs ? local_bytes(h, t, n->id) : 0;
+    }
+    int k = loom_choose_node(h->cands, h->nnode_list, r, (int)t->spec.strategy, t->spec.affinity_node,
+                             t->spec.soft, &h->rr);
+    if (k < 0) return NULL;
+    *pool = &h->node_list[k]->pool;
+    return h->node_list[k];
+}
+
+/* Whether t can never run as the cluster stands (1, with the reason in why)
+ * or may run once resources free up (0).  With no live node the answer is 0:
+ * daemons may still be joining. */
+static int infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t whylen)
+{
+    char one[256];
+    why[0] = 0;
+    if (t->spec.has_pg) {
+        pgroup *g = loom_hmap_get(&h->pgs, t->spec.pg, 16);
+        if (!g) {
+            loom_snprintf(why, whylen, "its placement group does not exist (removed?)");
+            return 1;
+        }
+        if (g->state == PG_INFEASIBLE) {
+            loom_snprintf(why, whylen, "its placement group is infeasible: %s", g->reason ? g->reason : "");
+            return 1;
+        }
+        if (g->state != PG_CREATED) return 0;
+        if (t->spec.bundle >= g->nb) {
+            loom_snprintf(why, whylen, "bundle %d does not exist (the placement group has %d)", t->spec.bundle, g->nb);
+            return 1;
+        }
+        int lo = t->spec.bundle >= 0 ? t->spec.bundle : 0, hi = t->spec.bundle >= 0 ? t->spec.bundle + 1 : g->nb;
+        for (int b = lo; b < hi; b++)
+            if (loom_pool_could_fit(&g->bpool[b], r, one, sizeof(one))) return 0;
+        loom_snprintf(why, whylen, "it needs more than %s of its placement group holds (%s)",
+                      t->spec.bundle >= 0 ? "the bundle" : "any bundle", one);
+        return 1;
+    }
+    int live = 0, labeled = 0;
+    size_t used = 0;
+    for (int i = 0; i < h->nnode_list; i++) {
+        node *n = h->node_list[i];
         if (!n->alive) continue;
-        double free_cpus = n->info.num_cpus - n->cpus_used;
-        if (free_cpus + 1e-9 < t->spec.num_cpus) continue;
-        if (t->spec.memory && n->mem_used + t->spec.memory > n->info.memory) continue;
-        uint64_t local = t->spec.nargs ? local_bytes(h, t, n->id) : 0;
-        if (!best || local > best_local || (local == best_local && free_cpus > best_free)) {
-            best = n;
-            best_local = local;
-            best_free = free_cpus;
+        live++;
+        if (!labels_match(n, &t->spec)) continue;
+        labeled++;
+        if (t->spec.strategy == LOOM_SCHED_NODE && !t->spec.soft && n->id != t->spec.affinity_node) continue;
+        if (loom_pool_could_fit(&n->pool, r, one, sizeof(one))) return 0;
+        if (used + 64 < whylen) {
+            loom_snprintf(why + used, whylen - used, "%snode %u %s", used ? "; " : "", n->id, one);
+            used = strlen(why);
         }
     }
-    return best;
+    if (!live) return 0;
+    if (t->spec.strategy == LOOM_SCHED_NODE && !t->spec.soft) {
+        node *n = node_get(h, t->spec.affinity_node);
+        if (!n || !n->alive) {
+            loom_snprintf(why, whylen, "it must run on node %u, which is %s", t->spec.affinity_node,
+                          n ? "dead" : "not in the cluster");
+            return 1;
+        }
+        if (!labels_match(n, &t->spec)) {
+            loom_snprintf(why, whylen, "it must run on node %u, which lacks the labels it asks for",
+                          t->spec.affinity_node);
+            return 1;
+        }
+    }
+    if (!labeled) {
+        loom_snprintf(why, whylen, "no node has the labels");
+        for (uint32_t i = 0; i < t->spec.nlabels && strlen(why) + 64 < whylen; i++) {
+            used = strlen(why);
+            loom_snprintf(why + used, whylen - used, " %s=%s", t->spec.labels[i].key, t->spec.labels[i].value);
+        }
+    }
+    return 1;
+}
+
+/* Give back what t (or an actor) took: to its bundle while its placement
+ * group stands, else to its node. */
+static void give_grant(head *h, uint32_t node_id, const uint8_t *pg, int bundle, const loom_request *r,
+                       loom_grant **g)
+{
+    if (!*g) return;
+    loom_pool *pool = NULL;
+    if (bundle >= 0 && pg) {
+        pgroup *grp = loom_hmap_get(&h->pgs, pg, 16);
+        if (grp && grp->state == PG_CREATED && bundle < grp->nb) pool = &grp->bpool[bundle];
+    } else {
+        node *n = node_get(h, node_id);
+        if (n && n->alive) pool = &n->pool;
+    }
+    if (pool) loom_pool_give(pool, r, *g);
+    free(*g);
+    *g = NULL;
 }
 
 /* Resolve an argument for ASSIGN: inline values travel in the message, others
@@ -567,23 +789,40 @@ static void resolve_arg(head *h, loom_arena *a, loom_wire_arg *dst, const loom_w
     }
 }
 
-static void assign(head *h, task *t, node *n)
+/* Hand t to node n, taking r from pool (NULL for an actor call: the actor
+ * holds the resources). */
+static void assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, int bundle)
 {
     loom_arena a = {0};
     loom_wire_task wt = t->spec;
+    char gpu_ids[128] = "";
     wt.args = t->spec.nargs ? loom_arena_alloc(&a, t->spec.nargs * sizeof(loom_wire_arg)) : NULL;
     if (t->spec.nargs && !wt.args) {
         loom_arena_free(&a);
         return;
     }
     resolve_arg(h, &a, &wt.lib, &t->spec.lib);
-    if (t->spec.kind == LOOM_TASK_FUNCTION && wt.lib.kind == LOOM_WARG_VALUE && wt.lib.value.n == 0) {
+    if (t->spec.kind == LOOM_TASK_FUNCTION && t->spec.actor_op != LOOM_ACTOR_CALL &&
+        wt.lib.kind == LOOM_WARG_VALUE && wt.lib.value.n == 0) {
         /* an empty object cannot be a library, and the daemon would refuse
          * the ASSIGN (leaving the task running forever): fail it here */
         loom_arena_free(&a);
         task_fail(h, t, LOOM_ETASK, "cannot load the task library: it is empty (0 bytes)");
         return;
     }
+    if (pool) {
+        t->grant = malloc(sizeof(loom_grant));
+        if (!t->grant || loom_pool_take(pool, r, t->grant)) {
+            free(t->grant);
+            t->grant = NULL;
+            loom_arena_free(&a);
+            task_fail(h, t, LOOM_ENOMEM, "cannot take the resources the task was placed with");
+            return;
+        }
+        t->bundle = bundle;
+        loom_grant_gpu_ids(pool, t->grant, gpu_ids, sizeof(gpu_ids));
+    }
+    wt.gpu_ids = gpu_ids;
     for (uint32_t i = 0; i < t->spec.nargs; i++) resolve_arg(h, &a, &wt.args[i], &t->spec.args[i]);
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_ASSIGN, 0);
@@ -593,54 +832,47 @@ static void assign(head *h, task *t, node *n)
     loom_arena_free(&a);
     t->node = n->id;
     t->t_start = loom_now_ms();
-    n->cpus_used += t->spec.num_cpus;
-    n->mem_used += t->spec.memory;
     n->running++;
     task_set_state(h, t, T_RUNNING);
 }
 
-/* Whether some live node could run t once idle.  With no live node the
- * answer is yes: daemons may still be joining. */
-static int feasible(head *h, const task *t)
+static void pg_retry_pending(head *h);
+
+static void unlink_queued(head *h, task *prev, task *t)
 {
-    int live = 0;
-    size_t it = 0;
-    void *v;
-    while (loom_hmap_next(&h->nodes, &it, &v)) {
-        const node *n = v;
-        if (!n->alive) continue;
-        live++;
-        if (n->info.num_cpus + 1e-9 >= t->spec.num_cpus && t->spec.memory <= n->info.memory) return 1;
-    }
-    return live == 0;
+    if (prev) prev->qnext = t->qnext;
+    else h->q_head = t->qnext;
+    if (h->q_tail == t) h->q_tail = prev;
+    t->pinned--;
 }
 
 static void schedule(head *h)
 {
+    if (h->pending_pgs) pg_retry_pending(h);
     task *prev = NULL, *t = h->q_head;
     int misses = 0;
     while (t && misses < 256) {
         task *next = t->qnext;
         if (t->state != T_QUEUED) { /* cancelled while queued: unlink */
-            if (prev) prev->qnext = next;
-            else h->q_head = next;
-            if (h->q_tail == t) h->q_tail = prev;
-            t->pinned--;
+            unlink_queued(h, prev, t);
             task_maybe_free(h, t);
             t = next;
             continue;
         }
-        node *n = place(h, t);
-        if (!n && !feasible(h, t)) {
-            /* no node could ever run it: fail it (LOOM_EINFEASIBLE) rather
-             * than leave it queued forever */
-            if (prev) prev->qnext = next;
-            else h->q_head = next;
-            if (h->q_tail == t) h->q_tail = prev;
-            t->pinned--;
-            char msg[512];
-            loom_snprintf(msg, sizeof(msg), "task '%s' needs %g CPUs and %llu bytes of memory; no node of the cluster has that much",
-                          t->spec.name, t->spec.num_cpus, (unsigned long long)t->spec.memory);
+        loom_request r;
+        spec_request(&t->spec, &r);
+        loom_pool *pool = NULL;
+        int bundle = -1;
+        node *n = place(h, t, &r, &pool, &bundle);
+        char why[1024];
+        if (!n && infeasible_reason(h, t, &r, why, sizeof(why))) {
+            /* no node could ever run it: fail it (LOOM_EINFEASIBLE) with the
+             * reason rather than leave it queued forever */
+            unlink_queued(h, prev, t);
+            char msg[1400];
+            loom_snprintf(msg, sizeof(msg), "task '%s' is infeasible: %s", t->spec.name, why);
+            note_infeasible(h, msg);
+            LOG_WARN("%s", msg);
             task_fail(h, t, LOOM_EINFEASIBLE, msg);
             t = next;
             continue;
@@ -651,11 +883,8 @@ static void schedule(head *h)
             t = next;
             continue;
         }
-        if (prev) prev->qnext = next;
-        else h->q_head = next;
-        if (h->q_tail == t) h->q_tail = prev;
-        t->pinned--;
-        assign(h, t, n);
+        unlink_queued(h, prev, t);
+        assign(h, t, n, &r, pool, bundle);
         t = next;
     }
 }
@@ -676,6 +905,8 @@ static int client_unhold(client *c, const loom_ref *ref)
     else loom_hmap_put(&c->held, ref->id, LOOM_ID_LEN, (void *)(cnt - 1));
     return 1;
 }
+
+static void actors_on_dead_node(head *h, node *n, const char *msg);
 
 static void node_dead(head *h, node *n, const char *why)
 {
@@ -698,13 +929,16 @@ static void node_dead(head *h, node *n, const char *why)
     }
     for (int i = 0; i < nv; i++) {
         task *t = victims[i];
+        loom_request r;
+        spec_request(&t->spec, &r);
+        free(t->grant); /* the node's pool goes with the node */
+        t->grant = NULL;
         t->state = T_QUEUED; /* not running any more: fail it like a queued task */
         task_fail(h, t, LOOM_ENODE, msg);
     }
     free(victims);
     n->running = 0;
-    n->cpus_used = 0;
-    n->mem_used = 0;
+    actors_on_dead_node(h, n, msg);
     /* forget its copies; objects left with none are lost */
     it = 0;
     obj **lost = NULL;
@@ -731,11 +965,19 @@ static void node_dead(head *h, node *n, const char *why)
 }
 
 static void cancel_jobs_of(head *h, uint32_t client_id);
+static void kill_actors_of(head *h, uint32_t client_id);
+static void remove_pgs_of(head *h, uint32_t client_id);
+static void kv_expire(head *h, uint32_t drop_client);
 
 static void client_drop(head *h, client *c)
 {
-    /* what a driver submitted stops with it (detached jobs go on) */
-    if (c->role == LOOM_ROLE_DRIVER) cancel_jobs_of(h, c->id);
+    /* what a driver submitted stops with it (detached jobs and actors go on) */
+    if (c->role == LOOM_ROLE_DRIVER) {
+        cancel_jobs_of(h, c->id);
+        kill_actors_of(h, c->id);
+        remove_pgs_of(h, c->id);
+        kv_expire(h, c->id);
+    }
     /* release everything it held */
     size_t it = 0;
     loom_hmap_slot *s;
@@ -776,6 +1018,48 @@ static void client_drop(head *h, client *c)
 static char *dupstr(const char *s)
 {
     return strdup(s ? s : "");
+}
+
+static void node_info_free(loom_wire_node *info)
+{
+    free(info->hostname); free(info->data_addr); free(info->store_dir); free(info->spill_dir);
+    for (uint32_t i = 0; i < info->nres; i++) free(info->res[i].name);
+    for (uint32_t i = 0; i < info->nlabels; i++) {
+        free(info->labels[i].key);
+        free(info->labels[i].value);
+    }
+    free(info->res);
+    free(info->labels);
+}
+
+/* Copy a joining node's resources and labels, build its pool, and list it. */
+static int node_init_resources(head *h, node *n, const loom_wire_node *w)
+{
+    n->info.res = NULL;
+    n->info.labels = NULL;
+    n->info.nres = n->info.nlabels = 0;
+    loom_pool_init(&n->pool, w->num_cpus, w->memory, (int)w->num_gpus, w->gpu_memory);
+    if (w->nres) n->info.res = calloc(w->nres, sizeof(loom_wire_res));
+    if (w->nlabels) n->info.labels = calloc(w->nlabels, sizeof(loom_wire_label));
+    if ((w->nres && !n->info.res) || (w->nlabels && !n->info.labels)) return LOOM_ENOMEM;
+    for (uint32_t i = 0; i < w->nres; i++) {
+        n->info.res[i].name = dupstr(w->res[i].name);
+        n->info.res[i].amount = w->res[i].amount;
+        n->info.nres++;
+        if (loom_pool_add_res(&n->pool, w->res[i].name, w->res[i].amount)) return LOOM_EINVAL;
+    }
+    for (uint32_t i = 0; i < w->nlabels; i++) {
+        n->info.labels[i].key = dupstr(w->labels[i].key);
+        n->info.labels[i].value = dupstr(w->labels[i].value);
+        n->info.nlabels++;
+    }
+    if (grow_array((void **)&h->node_list, &h->cap_node_list, h->nnode_list + 1, sizeof(node *)))
+        return LOOM_ENOMEM;
+    loom_candidate *cands = realloc(h->cands, (size_t)h->cap_node_list * sizeof(*cands));
+    if (!cands) return LOOM_ENOMEM;
+    h->cands = cands;
+    h->node_list[h->nnode_list++] = n;
+    return LOOM_OK;
 }
 
 static void welcome(head *h, client *c, uint64_t req)
@@ -831,6 +1115,13 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
         n->info.data_addr = dupstr(m->nodes[0].data_addr);
         n->info.store_dir = dupstr(m->nodes[0].store_dir);
         n->info.spill_dir = dupstr(m->nodes[0].spill_dir);
+        if (node_init_resources(h, n, &m->nodes[0])) {
+            node_info_free(&n->info);
+            free(n);
+            free(c);
+            reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
+            return;
+        }
         n->alive = 1;
         n->last_seen = loom_now_ms();
         loom_hmap_put(&h->nodes, &n->id, sizeof(n->id), n);
@@ -846,6 +1137,8 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
     if (m->role == LOOM_ROLE_NODE) schedule(h);
 }
 
+static actor *actor_by_name(head *h, const char *name);
+
 /* Check a submission before changing anything: every ref it consumes exists
  * (or is made by an earlier task of the same submission); ids are new. */
 static int validate_submit(head *h, loom_msg *m, char *err, size_t errlen)
@@ -859,7 +1152,23 @@ static int validate_submit(head *h, loom_msg *m, char *err, size_t errlen)
             rc = LOOM_EINVAL;
             break;
         }
-        if (t->kind == LOOM_TASK_FUNCTION && t->lib.kind != LOOM_WARG_REF) {
+        if (t->actor_op == LOOM_ACTOR_CALL) {
+            if (!loom_hmap_get(&h->actors, t->actor, 16)) {
+                loom_snprintf(err, errlen, "task '%s': no such actor", t->name);
+                rc = LOOM_ENOTFOUND;
+                break;
+            }
+        } else if (t->actor_op == LOOM_ACTOR_CREATE && t->actor_name[0] && actor_by_name(h, t->actor_name)) {
+            loom_snprintf(err, errlen, "an actor named '%s' already exists", t->actor_name);
+            rc = LOOM_EINVAL;
+            break;
+        }
+        if (t->has_pg && !loom_hmap_get(&h->pgs, t->pg, 16)) {
+            loom_snprintf(err, errlen, "task '%s': no such placement group", t->name);
+            rc = LOOM_ENOTFOUND;
+            break;
+        }
+        if (t->kind == LOOM_TASK_FUNCTION && t->actor_op != LOOM_ACTOR_CALL && t->lib.kind != LOOM_WARG_REF) {
             loom_snprintf(err, errlen, "task '%s': the library must be a ref (loom_library_load)", t->name);
             rc = LOOM_EINVAL;
             break;
@@ -891,13 +1200,17 @@ static task *task_create(head *h, const loom_wire_task *spec, job *j, client *c)
     if (!t) return NULL;
     memcpy(t->id, spec->task_id, 16);
     if (loom_wire_task_copy(&t->arena, &t->spec, spec)) goto oom;
-    if (t->spec.num_cpus <= 0) t->spec.num_cpus = 1;
+    if (t->spec.num_cpus <= 0 && spec->actor_op != LOOM_ACTOR_CREATE) t->spec.num_cpus = 1;
+    if (spec->actor_op == LOOM_ACTOR_CALL) t->spec.num_cpus = 0; /* the actor holds the resources */
     int nouts = 1 + (spec->kind == LOOM_TASK_COMMAND ? (int)spec->noutputs : 0);
     t->outs = calloc((size_t)nouts + 1, sizeof(obj *));
     if (!t->outs) goto oom;
     t->nouts = nouts + 1;
     t->job = j;
     t->t_submit = loom_now_ms();
+    t->caller = c->id;
+    t->bundle = -1;
+    if (t->spec.num_cpus <= 0 && spec->actor_op == LOOM_ACTOR_CREATE) t->spec.num_cpus = 0; /* actors: 0 by default */
     if (loom_hmap_put(&h->tasks, t->id, 16, t)) goto oom;
     for (int i = 0; i <= nouts; i++) {
         loom_ref r;
@@ -909,8 +1222,8 @@ static task *task_create(head *h, const loom_wire_task *spec, job *j, client *c)
         t->outs[i] = o;
         if (o->is_log) continue;
         t->live_outs++;
-        o->refs = 1;
-        if (!j->detached) client_hold(c, &r);
+        o->refs = 1; /* the client's, the detached job's, or (a creation) the actor's */
+        if (!j->detached && spec->actor_op != LOOM_ACTOR_CREATE) client_hold(c, &r);
     }
     return t;
 oom:
@@ -951,6 +1264,11 @@ static void task_link_deps(head *h, task *t)
     if (t->state < T_DONE) persist_task(h, t);
 }
 
+static void actor_new(head *h, task *t, client *c);
+static void actor_add_call(head *h, task *t);
+static actor *actor_by_name(head *h, const char *name);
+static void actor_created(head *h, task *t);
+
 static void on_submit(head *h, client *c, loom_msg *m)
 {
     char err[512];
@@ -976,6 +1294,8 @@ static void on_submit(head *h, client *c, loom_msg *m)
         if (t) {
             j->tasks[j->ntasks++] = t;
             j->live++;
+            if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_new(h, t, c);
+            else if (t->spec.actor_op == LOOM_ACTOR_CALL) actor_add_call(h, t);
         }
     }
     /* link after all are created so refs to earlier tasks of this graph resolve */
@@ -1066,6 +1386,7 @@ static void cancel_task(head *h, task *t)
             send_to(h, n->ident, n->identlen, &m);
         }
         task_finish_outputs_failed(h, t, LOOM_ECANCELLED, "cancelled");
+        if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_creation_failed(h, t, LOOM_ECANCELLED, "cancelled");
         return;
     }
     task_fail(h, t, LOOM_ECANCELLED, "cancelled");
@@ -1085,6 +1406,7 @@ static void cancel_jobs_of(head *h, uint32_t client_id)
         for (int i = 0; i < j->ntasks; i++) {
             task *t = j->tasks[i];
             if (!t || t->state >= T_DONE) continue;
+            if (t->spec.actor_op == LOOM_ACTOR_CREATE && t->spec.detached) continue;
             if (n == cap) {
                 size_t ncap = cap ? cap * 2 : 64;
                 void *p = realloc(ids, ncap * 16);
@@ -1117,11 +1439,11 @@ static void on_cancel(head *h, client *c, loom_msg *m)
 static void release_node_resources(head *h, task *t)
 {
     node *n = node_get(h, t->node);
-    if (!n) return;
-    n->cpus_used -= t->spec.num_cpus;
-    if (n->cpus_used < 1e-9) n->cpus_used = 0;
-    n->mem_used = n->mem_used >= t->spec.memory ? n->mem_used - t->spec.memory : 0;
-    if (n->running) n->running--;
+    if (n && n->running) n->running--;
+    if (!t->grant) return;
+    loom_request r;
+    spec_request(&t->spec, &r);
+    give_grant(h, t->node, t->spec.has_pg ? t->spec.pg : NULL, t->bundle, &r, &t->grant);
 }
 
 static void on_task_done(head *h, client *c, loom_msg *m)
@@ -1131,9 +1453,19 @@ static void on_task_done(head *h, client *c, loom_msg *m)
         LOG_DEBUG("TASK_DONE for a task not running on node %u: ignored", c->node_id);
         return;
     }
+    t->pinned++; /* setting an output can free it and with the last one t */
+    if (t->spec.actor_op == LOOM_ACTOR_CALL) {
+        actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+        if (a) {
+            if (a->running) a->running--;
+            if (m->code || t->cancelled) a->calls_failed++;
+            else a->calls_done++;
+        }
+    }
+    int created = t->spec.actor_op == LOOM_ACTOR_CREATE && !m->code && !t->cancelled;
+    if (created) actor_created(h, t); /* the actor keeps the task's resources */
     release_node_resources(h, t);
     t->t_end = loom_now_ms();
-    t->pinned++; /* setting an output can free it and with the last one t */
     task_release_deps(h, t);
     /* the log, even of a failed task */
     for (uint32_t i = 0; i < m->noutputs; i++) {
@@ -1151,6 +1483,7 @@ static void on_task_done(head *h, client *c, loom_msg *m)
         t->error = strdup(m->text[0] ? m->text : loom_strerror(m->code));
         task_set_state(h, t, T_FAILED);
         task_finish_outputs_failed(h, t, m->code, t->error);
+        if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_creation_failed(h, t, m->code, t->error);
     } else {
         task_set_state(h, t, T_DONE);
         for (uint32_t i = 0; i < m->noutputs; i++) {
@@ -1170,6 +1503,575 @@ static void on_obj_added(head *h, client *c, loom_msg *m)
 {
     obj *o = obj_get(h, &m->ref);
     if (o && o->state == O_READY && !o->value) obj_add_loc(o, c->node_id);
+}
+
+/* ---- actors ------------------------------------------------------------- */
+
+/* Names (actor names, keys) are longer than the map's keys: map their hash. */
+static void name_key(const char *name, uint8_t out[32])
+{
+    loom_sha256(name, strlen(name), out);
+}
+
+static actor *actor_by_name(head *h, const char *name)
+{
+    uint8_t k[32];
+    name_key(name, k);
+    return loom_hmap_get(&h->actor_names, k, sizeof(k));
+}
+
+static void actor_new(head *h, task *t, client *c)
+{
+    actor *a = calloc(1, sizeof(*a));
+    if (!a) return;
+    memcpy(a->id, t->id, 16);
+    a->name = dupstr(t->spec.actor_name);
+    a->cls = dupstr(t->spec.function);
+    a->owner = c->id;
+    a->detached = t->spec.detached;
+    a->max_concurrency = t->spec.max_concurrency ? t->spec.max_concurrency : 1;
+    a->t_created = loom_now_ms();
+    a->bundle = -1;
+    a->ready_obj = t->outs[0];
+    if (loom_hmap_put(&h->actors, a->id, 16, a)) {
+        free(a->name); free(a->cls); free(a);
+        return;
+    }
+    if (a->name[0]) {
+        uint8_t k[32];
+        name_key(a->name, k);
+        loom_hmap_put(&h->actor_names, k, sizeof(k), a);
+    }
+}
+
+static void actor_add_call(head *h, task *t)
+{
+    actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+    if (!a || grow_array((void **)&a->calls, &a->cap_calls, a->ncalls + 1, sizeof(*a->calls))) return;
+    memcpy(a->calls[a->ncalls++], t->id, 16);
+}
+
+static int caller_in(const uint32_t *list, int n, uint32_t id)
+{
+    for (int i = 0; i < n; i++)
+        if (list[i] == id) return 1;
+    return 0;
+}
+
+/* Hand the actor's ready calls to its node, in order: a call goes only when
+ * every earlier call of the same caller has gone.  Calls of a dead actor
+ * fail as they become ready. */
+static void actor_dispatch(head *h, actor *a)
+{
+    if (a->state == A_PENDING) return;
+    node *n = a->state == A_ALIVE ? node_get(h, a->node) : NULL;
+    uint32_t blocked[64];
+    int nb = 0, w = 0;
+    char msg[700];
+    for (int i = 0; i < a->ncalls; i++) {
+        task *t = loom_hmap_get(&h->tasks, a->calls[i], 16);
+        if (!t || t->state >= T_RUNNING) continue; /* gone, or already handed over */
+        int is_blocked = nb == 64 || caller_in(blocked, nb, t->caller);
+        if (t->state == T_QUEUED && a->state == A_DEAD) {
+            loom_snprintf(msg, sizeof(msg), "actor %s%s%s is dead: %s", a->cls, a->name[0] ? " " : "",
+                          a->name, a->error ? a->error : "");
+            a->calls_failed++;
+            task_fail(h, t, LOOM_EACTOR, msg);
+            continue;
+        }
+        if (!is_blocked && t->state == T_QUEUED && n && n->alive) {
+            a->running++;
+            assign(h, t, n, NULL, NULL, -1);
+            continue;
+        }
+        if (!is_blocked) blocked[nb++] = t->caller;
+        memcpy(a->calls[w++], a->calls[i], 16);
+    }
+    a->ncalls = w;
+}
+
+/* The actor is dead: free its resources and name, fail its calls. */
+static void actor_die(head *h, actor *a, const char *why)
+{
+    if (a->state == A_DEAD) return;
+    int was_alive = a->state == A_ALIVE;
+    a->state = A_DEAD;
+    a->error = strdup(why);
+    a->t_died = loom_now_ms();
+    h->dead_actors++;
+    LOG_INFO("actor %s %s is dead: %s", a->cls, a->name, why);
+    if (a->name[0] && actor_by_name(h, a->name) == a) {
+        uint8_t k[32];
+        name_key(a->name, k);
+        loom_hmap_del(&h->actor_names, k, sizeof(k));
+    }
+    if (a->grant) give_grant(h, a->node, a->has_pg ? a->pg : NULL, a->bundle, a->req, &a->grant);
+    free(a->req);
+    a->req = NULL;
+    /* its creation, if still under way */
+    task *ct = loom_hmap_get(&h->tasks, a->id, 16);
+    if (ct && ct->state < T_DONE) cancel_task(h, ct);
+    /* calls handed to its node: fail them now (the node's reports come too late) */
+    if (was_alive) {
+        uint8_t (*ids)[16] = NULL;
+        int n = 0, cap = 0;
+        size_t it = 0;
+        void *v;
+        while (loom_hmap_next(&h->tasks, &it, &v)) {
+            task *t = v;
+            if (t->state == T_RUNNING && t->spec.actor_op == LOOM_ACTOR_CALL && !memcmp(t->spec.actor, a->id, 16) &&
+                !grow_array((void **)&ids, &cap, n + 1, 16))
+                memcpy(ids[n++], t->id, 16);
+        }
+        char msg[700];
+        loom_snprintf(msg, sizeof(msg), "actor %s%s%s died while running the call: %s", a->cls,
+                      a->name[0] ? " " : "", a->name, why);
+        for (int i = 0; i < n; i++) {
+            task *t = loom_hmap_get(&h->tasks, ids[i], 16);
+            if (!t || t->state != T_RUNNING) continue;
+            release_node_resources(h, t);
+            t->state = T_QUEUED;
+            a->calls_failed++;
+            task_fail(h, t, LOOM_EACTOR, msg);
+        }
+        free(ids);
+        a->running = 0;
+    }
+    actor_dispatch(h, a);
+}
+
+/* Forget dead actors beyond the newest few hundred (listing keeps those). */
+static void actors_gc(head *h)
+{
+    while (h->dead_actors > 256) {
+        actor *oldest = NULL;
+        size_t it = 0;
+        void *v;
+        while (loom_hmap_next(&h->actors, &it, &v)) {
+            actor *a = v;
+            if (a->state == A_DEAD && a->ncalls == 0 && (!oldest || a->t_died < oldest->t_died)) oldest = a;
+        }
+        if (!oldest) return;
+        loom_hmap_del(&h->actors, oldest->id, 16);
+        h->dead_actors--;
+        obj *o = oldest->ready_obj;
+        free(oldest->name); free(oldest->cls); free(oldest->calls); free(oldest->error);
+        free(oldest);
+        if (o && obj_get(h, &o->ref) == o) obj_unref(h, o);
+    }
+}
+
+/* Kill an actor: its node ends its process. */
+static void actor_kill(head *h, actor *a, const char *why)
+{
+    if (a->state == A_DEAD) return;
+    if (a->state == A_ALIVE) {
+        node *n = node_get(h, a->node);
+        if (n && n->alive) {
+            loom_msg m;
+            loom_msg_init(&m, LOOM_MSG_ACTOR_KILL, 0);
+            loom_ref_make(a->id, 0, &m.ref);
+            send_to(h, n->ident, n->identlen, &m);
+        }
+    }
+    actor_die(h, a, why);
+    actors_gc(h);
+}
+
+/* Its creation task finished well: the actor is alive on that node and keeps
+ * the resources the task was given. */
+static void actor_created(head *h, task *t)
+{
+    actor *a = loom_hmap_get(&h->actors, t->id, 16);
+    if (!a || a->state != A_PENDING) return;
+    a->state = A_ALIVE;
+    a->node = t->node;
+    a->t_ready = loom_now_ms();
+    a->grant = t->grant;
+    t->grant = NULL;
+    a->bundle = t->bundle;
+    a->has_pg = t->spec.has_pg;
+    memcpy(a->pg, t->spec.pg, 16);
+    a->req = malloc(sizeof(loom_request));
+    if (a->req) spec_request(&t->spec, a->req);
+    actor_dispatch(h, a);
+}
+
+static void actor_creation_failed(head *h, task *t, int code, const char *msg)
+{
+    actor *a = loom_hmap_get(&h->actors, t->id, 16);
+    if (!a) return;
+    char why[1200];
+    loom_snprintf(why, sizeof(why), "%s%s", code == LOOM_ECANCELLED ? "" : "its init failed: ", msg);
+    actor_die(h, a, why);
+    actors_gc(h);
+}
+
+static void actors_on_dead_node(head *h, node *n, const char *msg)
+{
+    actor *victims[256];
+    int nv;
+    do {
+        nv = 0;
+        size_t it = 0;
+        void *v;
+        while (loom_hmap_next(&h->actors, &it, &v) && nv < 256) {
+            actor *a = v;
+            if (a->state == A_ALIVE && a->node == n->id) victims[nv++] = a;
+        }
+        for (int i = 0; i < nv; i++) actor_die(h, victims[i], msg);
+    } while (nv == 256);
+    actors_gc(h);
+}
+
+static void kill_actors_of(head *h, uint32_t client_id)
+{
+    actor *victims[256];
+    int nv;
+    do {
+        nv = 0;
+        size_t it = 0;
+        void *v;
+        while (loom_hmap_next(&h->actors, &it, &v) && nv < 256) {
+            actor *a = v;
+            if (a->state != A_DEAD && a->owner == client_id && !a->detached) victims[nv++] = a;
+        }
+        for (int i = 0; i < nv; i++) actor_kill(h, victims[i], "the client that created it disconnected");
+    } while (nv == 256);
+}
+
+static void on_actor_lookup(head *h, client *c, loom_msg *m)
+{
+    actor *a = actor_by_name(h, m->name);
+    if (!a) {
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no live actor has that name");
+        return;
+    }
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_REF, m->req);
+    loom_ref_make(a->id, 0, &r.ref);
+    send_to(h, c->ident, c->identlen, &r);
+}
+
+static void on_actor_kill(head *h, client *c, loom_msg *m)
+{
+    actor *a = loom_hmap_get(&h->actors, m->ref.id, 16);
+    if (!a) {
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such actor");
+        return;
+    }
+    actor_kill(h, a, "killed");
+    reply_ok(h, c, m->req);
+    schedule(h);
+}
+
+static void on_actor_died(head *h, client *c, loom_msg *m)
+{
+    actor *a = loom_hmap_get(&h->actors, m->ref.id, 16);
+    if (!a || a->state != A_ALIVE || a->node != c->node_id) return;
+    actor_die(h, a, m->text[0] ? m->text : "its process exited");
+    actors_gc(h);
+    schedule(h);
+}
+
+/* ---- placement groups --------------------------------------------------- */
+
+static void pg_free(head *h, pgroup *g)
+{
+    loom_hmap_del(&h->pgs, g->id, 16);
+    free(g->name); free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g->reason);
+    free(g);
+}
+
+/* Try to reserve every bundle now.  1 when the group changed state. */
+static int pg_try_place(head *h, pgroup *g)
+{
+    if (g->state != PG_PENDING) return 0;
+    const loom_pool **pools = calloc((size_t)h->nnode_list + 1, sizeof(*pools));
+    node **nodes = calloc((size_t)h->nnode_list + 1, sizeof(*nodes));
+    int *assign_to = calloc((size_t)g->nb, sizeof(int));
+    int n = 0, changed = 0;
+    char why[512] = "";
+    if (!pools || !nodes || !assign_to) goto out;
+    for (int i = 0; i < h->nnode_list; i++)
+        if (h->node_list[i]->alive) {
+            nodes[n] = h->node_list[i];
+            pools[n++] = &h->node_list[i]->pool;
+        }
+    if (n == 0) goto out;
+    if (loom_pg_place(pools, n, g->breq, g->nb, g->strategy, 0, assign_to, why, sizeof(why)) == 0) {
+        int b = 0;
+        for (; b < g->nb; b++)
+            if (loom_pool_carve(&nodes[assign_to[b]]->pool, &g->breq[b], &g->bpool[b], &g->bgrant[b])) break;
+        if (b < g->nb) { /* cannot happen when pg_place said yes; undo */
+            while (b-- > 0) loom_pool_give(&nodes[assign_to[b]]->pool, &g->breq[b], &g->bgrant[b]);
+            goto out;
+        }
+        for (b = 0; b < g->nb; b++) g->bnode[b] = nodes[assign_to[b]]->id;
+        g->state = PG_CREATED;
+        g->t_placed = loom_now_ms();
+        h->pending_pgs--;
+        changed = 1;
+        LOG_INFO("placement group %s placed (%d bundles, %s)", g->name, g->nb, loom_pg_strategy_name(g->strategy));
+    } else if (loom_pg_place(pools, n, g->breq, g->nb, g->strategy, 1, assign_to, why, sizeof(why)) != 0) {
+        char msg[700];
+        g->state = PG_INFEASIBLE;
+        g->reason = strdup(why);
+        h->pending_pgs--;
+        changed = 1;
+        loom_snprintf(msg, sizeof(msg), "placement group '%s' is infeasible: %s", g->name, why);
+        note_infeasible(h, msg);
+        LOG_WARN("%s", msg);
+    }
+out:
+    free(pools);
+    free(nodes);
+    free(assign_to);
+    return changed;
+}
+
+static void pg_retry_pending(head *h)
+{
+    size_t it = 0;
+    void *v;
+    while (h->pending_pgs && loom_hmap_next(&h->pgs, &it, &v)) pg_try_place(h, v);
+}
+
+static void on_pg_create(head *h, client *c, loom_msg *m)
+{
+    pgroup *g = calloc(1, sizeof(*g));
+    if (!g) return;
+    g->nb = (int)m->nbundles;
+    g->breq = calloc(m->nbundles, sizeof(loom_request));
+    g->bpool = calloc(m->nbundles, sizeof(loom_pool));
+    g->bgrant = calloc(m->nbundles, sizeof(loom_grant));
+    g->bnode = calloc(m->nbundles, sizeof(uint32_t));
+    if (!g->breq || !g->bpool || !g->bgrant || !g->bnode) {
+        free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g);
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        return;
+    }
+    for (int b = 0; b < g->nb; b++) {
+        loom_wire_bundle *wb = &m->bundles[b];
+        loom_request *r = &g->breq[b];
+        r->cpus = wb->num_cpus;
+        r->memory = wb->memory;
+        r->gpus = wb->num_gpus;
+        r->gpu_memory = wb->gpu_memory;
+        for (uint32_t i = 0; i < wb->nres && i < LOOM_POOL_MAX_RES; i++) {
+            loom_snprintf(r->res[r->nres].name, sizeof(r->res[0].name), "%s", wb->res[i].name);
+            r->res[r->nres++].amount = wb->res[i].amount;
+        }
+        char err[256];
+        if (loom_request_check(r, err, sizeof(err))) {
+            char msg[300];
+            loom_snprintf(msg, sizeof(msg), "bundle %d: %s", b, err);
+            free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g);
+            reply_error(h, c->ident, c->identlen, m->req, LOOM_EINVAL, msg);
+            return;
+        }
+    }
+    loom_random_bytes(g->id, 16);
+    g->name = dupstr(m->name[0] ? m->name : "pg");
+    g->strategy = (int)m->flag;
+    g->owner = c->id;
+    g->t_created = loom_now_ms();
+    if (loom_hmap_put(&h->pgs, g->id, 16, g)) {
+        g->state = PG_REMOVED;
+        pg_free(h, g);
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        return;
+    }
+    h->pending_pgs++;
+    pg_try_place(h, g);
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_REF, m->req);
+    loom_ref_make(g->id, 0, &r.ref);
+    send_to(h, c->ident, c->identlen, &r);
+    schedule(h);
+}
+
+/* Remove a group: cancel its tasks, kill its actors, give its bundles back. */
+static void pg_remove(head *h, pgroup *g)
+{
+    uint8_t (*ids)[16] = NULL;
+    int n = 0, cap = 0;
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&h->tasks, &it, &v)) {
+        task *t = v;
+        if (t->state < T_DONE && t->spec.has_pg && !memcmp(t->spec.pg, g->id, 16) &&
+            t->spec.actor_op != LOOM_ACTOR_CALL && !grow_array((void **)&ids, &cap, n + 1, 16))
+            memcpy(ids[n++], t->id, 16);
+    }
+    for (int i = 0; i < n; i++) {
+        task *t = loom_hmap_get(&h->tasks, ids[i], 16);
+        if (t) cancel_task(h, t);
+    }
+    free(ids);
+    it = 0;
+    actor *victims[256];
+    int nv = 0;
+    while (loom_hmap_next(&h->actors, &it, &v) && nv < 256) {
+        actor *a = v;
+        if (a->state != A_DEAD && a->has_pg && !memcmp(a->pg, g->id, 16)) victims[nv++] = a;
+    }
+    for (int i = 0; i < nv; i++) actor_kill(h, victims[i], "its placement group was removed");
+    if (g->state == PG_CREATED)
+        for (int b = 0; b < g->nb; b++) {
+            node *nd = node_get(h, g->bnode[b]);
+            if (nd && nd->alive) loom_pool_give(&nd->pool, &g->breq[b], &g->bgrant[b]);
+        }
+    if (g->state == PG_PENDING) h->pending_pgs--;
+    g->state = PG_REMOVED;
+    pg_free(h, g);
+}
+
+static void on_pg_remove(head *h, client *c, loom_msg *m)
+{
+    pgroup *g = loom_hmap_get(&h->pgs, m->ref.id, 16);
+    if (!g) {
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group");
+        return;
+    }
+    pg_remove(h, g);
+    reply_ok(h, c, m->req);
+    schedule(h);
+}
+
+static void remove_pgs_of(head *h, uint32_t client_id)
+{
+    pgroup *victims[64];
+    int nv;
+    do {
+        nv = 0;
+        size_t it = 0;
+        void *v;
+        while (loom_hmap_next(&h->pgs, &it, &v) && nv < 64)
+            if (((pgroup *)v)->owner == client_id) victims[nv++] = v;
+        for (int i = 0; i < nv; i++) pg_remove(h, victims[i]);
+    } while (nv == 64);
+}
+
+/* ---- key-value table ---------------------------------------------------- */
+
+typedef struct kv_entry {
+    char *key;
+    uint8_t *val;
+    size_t len;
+} kv_entry;
+
+#define KV_MAX_KEYS 100000
+
+static void kv_reply(head *h, uint32_t client_id, uint64_t req, const kv_entry *e)
+{
+    client *c = client_by_id(h, client_id);
+    if (!c) return;
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_INFO, req);
+    r.data.p = e->val;
+    r.data.n = e->len;
+    send_to(h, c->ident, c->identlen, &r);
+}
+
+static void kv_entry_free(kv_entry *e)
+{
+    if (!e) return;
+    free(e->key);
+    free(e->val);
+    free(e);
+}
+
+static void on_kv_put(head *h, client *c, loom_msg *m)
+{
+    uint8_t k[32];
+    name_key(m->name, k);
+    kv_entry *e = loom_hmap_get(&h->kv, k, sizeof(k));
+    if (!e && h->kv.count >= KV_MAX_KEYS) {
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_EFULL, "the key-value table is full");
+        return;
+    }
+    uint8_t *val = malloc(m->data.n ? m->data.n : 1);
+    kv_entry *ne = e ? e : calloc(1, sizeof(*ne));
+    if (!val || !ne || (!e && !(ne->key = strdup(m->name))) || (!e && loom_hmap_put(&h->kv, k, sizeof(k), ne))) {
+        free(val);
+        if (!e) kv_entry_free(ne);
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        return;
+    }
+    if (m->data.n) memcpy(val, m->data.p, m->data.n);
+    free(ne->val);
+    ne->val = val;
+    ne->len = m->data.n;
+    reply_ok(h, c, m->req);
+    for (kv_wait **pw = &h->kv_waits; *pw;) {
+        kv_wait *w = *pw;
+        if (strcmp(w->key, m->name)) {
+            pw = &w->next;
+            continue;
+        }
+        kv_reply(h, w->client, w->req, ne);
+        *pw = w->next;
+        free(w->key);
+        free(w);
+    }
+}
+
+static void on_kv_get(head *h, client *c, loom_msg *m)
+{
+    uint8_t k[32];
+    name_key(m->name, k);
+    kv_entry *e = loom_hmap_get(&h->kv, k, sizeof(k));
+    if (e) {
+        kv_reply(h, c->id, m->req, e);
+        return;
+    }
+    if (m->u0 == 0) {
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such key");
+        return;
+    }
+    kv_wait *w = calloc(1, sizeof(*w));
+    if (!w || !(w->key = strdup(m->name))) {
+        free(w);
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        return;
+    }
+    w->client = c->id;
+    w->req = m->req;
+    w->deadline = loom_now_ms() + (int64_t)(m->u0 > 3600000 ? 3600000 : m->u0);
+    w->next = h->kv_waits;
+    h->kv_waits = w;
+}
+
+static void on_kv_del(head *h, client *c, loom_msg *m)
+{
+    uint8_t k[32];
+    name_key(m->name, k);
+    kv_entry_free(loom_hmap_del(&h->kv, k, sizeof(k)));
+    reply_ok(h, c, m->req);
+}
+
+/* Answer waiters whose time is up (client_id 0), or drop a client's. */
+static void kv_expire(head *h, uint32_t drop_client)
+{
+    int64_t now = loom_now_ms();
+    for (kv_wait **pw = &h->kv_waits; *pw;) {
+        kv_wait *w = *pw;
+        int gone = drop_client ? w->client == drop_client : now >= w->deadline;
+        if (!gone) {
+            pw = &w->next;
+            continue;
+        }
+        if (!drop_client) {
+            client *c = client_by_id(h, w->client);
+            char msg[700];
+            loom_snprintf(msg, sizeof(msg), "key '%s' did not appear in time", w->key);
+            if (c) reply_error(h, c->ident, c->identlen, w->req, LOOM_ETIMEOUT, msg);
+        }
+        *pw = w->next;
+        free(w->key);
+        free(w);
+    }
 }
 
 /* ---- inspection --------------------------------------------------------- */
@@ -1215,7 +2117,7 @@ static void on_status(head *h, client *c, loom_msg *m)
     size_t it = 0;
     void *v;
     while (loom_hmap_next(&h->tasks, &it, &v)) by_state[((task *)v)->state]++;
-    loom_pack_map(p, 4);
+    loom_pack_map(p, 7);
     node **sorted = calloc(h->nodes.count + 1, sizeof(node *));
     size_t nn = 0;
     it = 0;
@@ -1225,18 +2127,35 @@ static void on_status(head *h, client *c, loom_msg *m)
     loom_pack_array(p, (uint32_t)nn);
     for (size_t k = 0; k < nn; k++) {
         node *n = sorted[k];
-        loom_pack_map(p, 11);
+        loom_pack_map(p, 17);
         pack_kv_u64(p, "id", n->id);
         pack_kv_str(p, "hostname", n->info.hostname);
         pack_kv_str(p, "address", n->info.data_addr);
         pack_kv_str(p, "state", n->alive ? "alive" : "dead");
-        pack_kv_f64(p, "cpus", n->info.num_cpus);
-        pack_kv_f64(p, "cpus_used", n->cpus_used);
-        pack_kv_u64(p, "memory", n->info.memory);
-        pack_kv_u64(p, "memory_used", n->mem_used);
+        pack_kv_f64(p, "cpus", n->pool.cpus);
+        pack_kv_f64(p, "cpus_used", n->pool.cpus_used);
+        pack_kv_u64(p, "memory", n->pool.memory);
+        pack_kv_u64(p, "memory_used", n->pool.memory_used);
+        pack_kv_u64(p, "gpus", (uint64_t)n->pool.ngpus);
+        double gused = 0;
+        for (int g = 0; g < n->pool.ngpus; g++) gused += 1.0 - n->pool.gpu_free[g];
+        pack_kv_f64(p, "gpus_used", gused < 1e-9 ? 0 : gused);
+        pack_kv_u64(p, "gpu_memory", n->pool.gpu_memory);
+        loom_pack_cstr(p, "resources");
+        loom_pack_map(p, (uint32_t)n->pool.nres);
+        for (int r = 0; r < n->pool.nres; r++) {
+            loom_pack_cstr(p, n->pool.res[r].name);
+            loom_pack_array(p, 2);
+            loom_pack_f64(p, n->pool.res[r].amount);
+            loom_pack_f64(p, n->pool.res_used[r]);
+        }
+        loom_pack_cstr(p, "labels");
+        loom_pack_map(p, n->info.nlabels);
+        for (uint32_t l = 0; l < n->info.nlabels; l++) pack_kv_str(p, n->info.labels[l].key, n->info.labels[l].value);
         pack_kv_u64(p, "store_capacity", n->info.capacity);
         pack_kv_u64(p, "store_used", n->store_used);
         pack_kv_u64(p, "running", n->running);
+        pack_kv_f64(p, "utilization", loom_pool_utilization(&n->pool));
     }
     free(sorted);
     loom_pack_cstr(p, "tasks");
@@ -1247,6 +2166,109 @@ static void on_status(head *h, client *c, loom_msg *m)
     pack_kv_u64(p, "finished", h->counts[T_DONE]);
     pack_kv_u64(p, "failed", h->counts[T_FAILED]);
     pack_kv_u64(p, "objects", h->objs.count);
+    uint64_t by_actor_state[3] = {0};
+    it = 0;
+    while (loom_hmap_next(&h->actors, &it, &v)) by_actor_state[((actor *)v)->state]++;
+    loom_pack_cstr(p, "actors");
+    loom_pack_map(p, 3);
+    for (int a = 0; a < 3; a++) pack_kv_u64(p, actor_state_names[a], by_actor_state[a]);
+    uint64_t by_pg_state[4] = {0};
+    it = 0;
+    while (loom_hmap_next(&h->pgs, &it, &v)) by_pg_state[((pgroup *)v)->state]++;
+    loom_pack_cstr(p, "placement_groups");
+    loom_pack_map(p, 3);
+    for (int g = 0; g < 3; g++) pack_kv_u64(p, pg_state_names[g], by_pg_state[g]);
+    /* the latest infeasible requests, newest first */
+    loom_pack_cstr(p, "infeasible");
+    loom_pack_map(p, 2);
+    pack_kv_u64(p, "count", h->ninfeasible);
+    uint32_t nrecent = 0;
+    for (int i = 0; i < 16; i++) nrecent += h->infeasible[i] != NULL;
+    loom_pack_cstr(p, "recent");
+    loom_pack_array(p, nrecent);
+    for (int i = 1; i <= 16; i++) {
+        const char *msg = h->infeasible[(h->ninfeasible_next - i + 32) % 16];
+        if (msg) loom_pack_cstr(p, msg);
+    }
+    send_info(h, c, m->req, p);
+    loom_pack_destroy(&p);
+}
+
+static void pack_hex16(loom_pack *p, const char *k, const uint8_t *id)
+{
+    char hex[33];
+    loom_hex_encode(id, 16, hex);
+    pack_kv_str(p, k, hex);
+}
+
+static void on_actors(head *h, client *c, loom_msg *m)
+{
+    loom_pack *p = loom_pack_new();
+    if (!p) return;
+    loom_pack_array(p, (uint32_t)h->actors.count);
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&h->actors, &it, &v)) {
+        actor *a = v;
+        loom_pack_map(p, 14);
+        pack_hex16(p, "id", a->id);
+        pack_kv_str(p, "class", a->cls);
+        pack_kv_str(p, "name", a->name);
+        pack_kv_str(p, "state", actor_state_names[a->state]);
+        pack_kv_u64(p, "node", a->state == A_PENDING ? 0 : a->node);
+        pack_kv_u64(p, "owner", a->owner);
+        loom_pack_cstr(p, "detached");
+        loom_pack_bool(p, a->detached);
+        pack_kv_u64(p, "max_concurrency", a->max_concurrency);
+        pack_kv_u64(p, "calls_waiting", (uint64_t)a->ncalls);
+        pack_kv_u64(p, "calls_running", (uint64_t)a->running);
+        pack_kv_u64(p, "calls_done", a->calls_done);
+        pack_kv_u64(p, "calls_failed", a->calls_failed);
+        pack_kv_str(p, "error", a->error);
+        loom_pack_cstr(p, "pg");
+        if (a->has_pg) {
+            char hex[33];
+            loom_hex_encode(a->pg, 16, hex);
+            loom_pack_cstr(p, hex);
+        } else {
+            loom_pack_nil(p);
+        }
+    }
+    send_info(h, c, m->req, p);
+    loom_pack_destroy(&p);
+}
+
+static void on_pg_info(head *h, client *c, loom_msg *m)
+{
+    pgroup *g = loom_hmap_get(&h->pgs, m->ref.id, 16);
+    if (!g) {
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group (removed?)");
+        return;
+    }
+    loom_pack *p = loom_pack_new();
+    if (!p) return;
+    loom_pack_map(p, 6);
+    pack_hex16(p, "id", g->id);
+    pack_kv_str(p, "name", g->name);
+    pack_kv_str(p, "strategy", loom_pg_strategy_name(g->strategy));
+    pack_kv_str(p, "state", pg_state_names[g->state]);
+    pack_kv_str(p, "reason", g->reason);
+    loom_pack_cstr(p, "bundles");
+    loom_pack_array(p, (uint32_t)g->nb);
+    for (int b = 0; b < g->nb; b++) {
+        char ids[128] = "";
+        if (g->state == PG_CREATED) {
+            node *nd = node_get(h, g->bnode[b]);
+            if (nd) loom_grant_gpu_ids(&nd->pool, &g->bgrant[b], ids, sizeof(ids));
+        }
+        loom_pack_map(p, 6);
+        pack_kv_u64(p, "node", g->state == PG_CREATED ? g->bnode[b] : 0);
+        pack_kv_f64(p, "cpus", g->breq[b].cpus);
+        pack_kv_f64(p, "gpus", g->breq[b].gpus);
+        pack_kv_u64(p, "memory", g->breq[b].memory);
+        pack_kv_str(p, "gpu_ids", ids);
+        pack_kv_f64(p, "cpus_used", g->state == PG_CREATED ? g->bpool[b].cpus_used : 0);
+    }
     send_info(h, c, m->req, p);
     loom_pack_destroy(&p);
 }
@@ -1377,6 +2399,18 @@ static void dispatch(head *h, client *c, loom_msg *m)
     case LOOM_MSG_OBJ_ADDED:
         if (is_node) { on_obj_added(h, c, m); return; }
         break;
+    case LOOM_MSG_ACTOR_DIED:
+        if (is_node) { on_actor_died(h, c, m); return; }
+        break;
+    case LOOM_MSG_ACTOR_LOOKUP: on_actor_lookup(h, c, m); return;
+    case LOOM_MSG_ACTOR_KILL: on_actor_kill(h, c, m); return;
+    case LOOM_MSG_ACTORS: on_actors(h, c, m); return;
+    case LOOM_MSG_PG_CREATE: on_pg_create(h, c, m); return;
+    case LOOM_MSG_PG_REMOVE: on_pg_remove(h, c, m); return;
+    case LOOM_MSG_PG_INFO: on_pg_info(h, c, m); return;
+    case LOOM_MSG_KV_PUT: on_kv_put(h, c, m); return;
+    case LOOM_MSG_KV_GET: on_kv_get(h, c, m); return;
+    case LOOM_MSG_KV_DEL: on_kv_del(h, c, m); return;
     default:
         break;
     }
@@ -1477,6 +2511,7 @@ static void on_tick(uv_timer_t *tm)
         if (n->alive && now - n->last_seen > h->hb_timeout_ms) dead[nd++] = n;
     }
     for (int i = 0; i < nd; i++) node_dead(h, dead[i], "missed heartbeats");
+    if (h->kv_waits) kv_expire(h, 0);
     headdb_commit(h->db);
     headdb_sync(h->db);
     if (nd) schedule(h);
@@ -1526,6 +2561,7 @@ static void head_free_tables(head *h)
         task *t = v;
         free(t->outs);
         free(t->error);
+        free(t->grant);
         loom_arena_free(&t->arena);
         free(t);
     }
@@ -1544,10 +2580,34 @@ static void head_free_tables(head *h)
     it = 0;
     while (loom_hmap_next(&h->nodes, &it, &v)) {
         node *n = v;
-        free(n->info.hostname); free(n->info.data_addr); free(n->info.store_dir);
-        free(n->info.spill_dir);
+        node_info_free(&n->info);
         free(n);
     }
+    free(h->node_list);
+    free(h->cands);
+    it = 0;
+    while (loom_hmap_next(&h->actors, &it, &v)) {
+        actor *a = v;
+        free(a->name); free(a->cls); free(a->calls); free(a->error); free(a->grant); free(a->req);
+        free(a);
+    }
+    it = 0;
+    while (loom_hmap_next(&h->pgs, &it, &v)) {
+        pgroup *g = v;
+        free(g->name); free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g->reason);
+        free(g);
+    }
+    it = 0;
+    while (loom_hmap_next(&h->kv, &it, &v)) kv_entry_free(v);
+    while (h->kv_waits) {
+        kv_wait *w = h->kv_waits;
+        h->kv_waits = w->next;
+        free(w->key);
+        free(w);
+    }
+    for (int i = 0; i < 16; i++) free(h->infeasible[i]);
+    loom_hmap_free(&h->actors); loom_hmap_free(&h->actor_names); loom_hmap_free(&h->pgs);
+    loom_hmap_free(&h->kv);
     it = 0;
     while (loom_hmap_next(&h->jobs, &it, &v)) {
         job *j = v;

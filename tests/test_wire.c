@@ -61,6 +61,21 @@ static void make_task(loom_wire_task *t, loom_wire_arg *args, loom_wire_loc *loc
     args[1].nlocs = 1;
     t->args = args;
     t->nargs = 2;
+    static loom_wire_res res[] = {{"nvlink", 1}, {"tpu", 0.5}};
+    static loom_wire_label labels[] = {{"zone", "a"}, {"gpu", ""}};
+    t->num_gpus = 0.25;
+    t->gpu_memory = 1 << 30;
+    t->res = res;
+    t->nres = 2;
+    t->labels = labels;
+    t->nlabels = 2;
+    t->strategy = LOOM_SCHED_NODE;
+    t->affinity_node = 4;
+    t->soft = 1;
+    t->has_pg = 1;
+    memset(t->pg, 0xAB, 16);
+    t->bundle = 2;
+    t->gpu_ids = "0";
 }
 
 static void test_task_roundtrip(void)
@@ -83,6 +98,10 @@ static void test_task_roundtrip(void)
     CHECK(x->nenv == 1 && !strcmp(x->env[0], "A=1") && !strcmp(x->cwd, "/tmp"));
     CHECK(x->noutputs == 1 && !strcmp(x->outputs[0], "out.txt"));
     CHECK(x->num_cpus == 1.5 && x->memory == 1 << 20);
+    CHECK(x->num_gpus == 0.25 && x->gpu_memory == 1 << 30 && x->nres == 2 && x->res[1].amount == 0.5);
+    CHECK(!strcmp(x->res[0].name, "nvlink") && x->nlabels == 2 && !strcmp(x->labels[0].value, "a"));
+    CHECK(x->strategy == LOOM_SCHED_NODE && x->affinity_node == 4 && x->soft && x->has_pg);
+    CHECK(x->pg[15] == 0xAB && x->bundle == 2 && !strcmp(x->gpu_ids, "0") && x->actor_op == 0);
     REQUIRE(x->nargs == 2);
     CHECK(x->args[0].kind == LOOM_WARG_VALUE && x->args[0].value.n == 3 && !memcmp(x->args[0].value.p, "abc", 3));
     CHECK(x->args[1].kind == LOOM_WARG_REF && x->args[1].size == 123456 && x->args[1].ref.id[5] == 9);
@@ -93,7 +112,44 @@ static void test_task_roundtrip(void)
     CHECK_RC(loom_wire_task_copy(&a, &copy, x), 0);
     loom_msg_free(&d);
     CHECK(!strcmp(copy.argv[0], "sh") && copy.args[0].value.n == 3 && !memcmp(copy.args[0].value.p, "abc", 3));
+    CHECK(copy.nres == 2 && !strcmp(copy.res[1].name, "tpu") && !strcmp(copy.labels[0].key, "zone"));
     loom_arena_free(&a);
+}
+
+static void test_actor_task(void)
+{
+    loom_wire_task t;
+    memset(&t, 0, sizeof(t));
+    memset(t.task_id, 3, 16);
+    t.kind = LOOM_TASK_FUNCTION;
+    t.name = t.function = "add";
+    t.actor_op = LOOM_ACTOR_CALL;
+    memset(t.actor, 5, 16);
+    t.bundle = -1;
+    loom_msg m, d;
+    loom_msg_init(&m, LOOM_MSG_SUBMIT, 1);
+    m.name = "j";
+    m.tasks = &t;
+    m.ntasks = 1;
+    CHECK_RC(roundtrip(&m, &d), 0);
+    CHECK(d.ntasks == 1 && d.tasks[0].actor_op == LOOM_ACTOR_CALL && d.tasks[0].actor[7] == 5);
+    CHECK(d.tasks[0].bundle == -1 && !d.tasks[0].has_pg);
+    loom_msg_free(&d);
+    /* a call needs no library, a creation does; names with "__" are refused */
+    t.actor_op = LOOM_ACTOR_CREATE;
+    CHECK(roundtrip(&m, &d) == LOOM_EPROTO);
+    t.actor_op = LOOM_ACTOR_CALL;
+    t.function = "a__b";
+    CHECK(roundtrip(&m, &d) == LOOM_EPROTO);
+    t.function = "add";
+    t.num_gpus = 1.5;
+    CHECK(roundtrip(&m, &d) == LOOM_EPROTO);
+    t.num_gpus = 2;
+    CHECK_RC(roundtrip(&m, &d), 0);
+    loom_msg_free(&d);
+    t.num_gpus = 0;
+    t.gpu_memory = 10;
+    CHECK(roundtrip(&m, &d) == LOOM_EPROTO);
 }
 
 static void test_every_type(void)
@@ -104,8 +160,15 @@ static void test_every_type(void)
         loom_wire_task t;
         loom_wire_arg args[2];
         loom_wire_loc locs[1];
+        loom_wire_res nres[] = {{"nvlink", 2}};
+        loom_wire_label nlab[] = {{"zone", "b"}};
         loom_wire_node node = {.id = 1, .hostname = "h", .data_addr = "a:1", .store_dir = "/s",
-                               .spill_dir = "/p", .num_cpus = 2, .memory = 3, .capacity = 4};
+                               .spill_dir = "/p", .num_cpus = 2, .memory = 3, .capacity = 4,
+                               .num_gpus = 2, .gpu_memory = 80, .res = nres, .nres = 1,
+                               .labels = nlab, .nlabels = 1};
+        loom_wire_bundle bundle = {.num_cpus = 1, .num_gpus = 0.5, .res = nres, .nres = 1};
+        m.bundles = &bundle;
+        m.nbundles = 1;
         loom_wire_output out = {.index = 0, .size = 2, .value = {(const uint8_t *)"ok", 2}};
         loom_ref refs[2];
         memset(refs, 1, sizeof(refs));
@@ -286,6 +349,7 @@ int main(int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "--write-corpus")) corpus_dir = argv[2];
     pk = loom_pack_new();
     test_task_roundtrip();
+    test_actor_task();
     test_every_type();
     test_rejections();
     test_hmap();

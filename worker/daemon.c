@@ -27,6 +27,7 @@
 #include "runtime/wire.h"
 #include "runtime/zloop.h"
 #include "worker/daemon.h"
+#include "worker/gpu.h"
 
 #define FETCH_WINDOW 4       /* chunk requests in flight per transfer */
 #define MAX_EXECUTORS 256
@@ -34,6 +35,7 @@
 
 typedef struct dtask dtask;
 typedef struct daemon_s daemon_s;
+typedef struct actor_proc actor_proc;
 
 /* A pull of one object from another node. */
 typedef struct transfer {
@@ -63,6 +65,26 @@ struct dtask {
     int cancelled;
     int exec;                 /* executor index running it, or -1 */
     dtask *qnext;
+    actor_proc *actor;        /* an actor's creation or call: its process */
+};
+
+/* An actor's own executor process: it runs the creation task, then the
+ * calls in the order they arrived (`queue`: not sent yet; `sent`: running). */
+struct actor_proc {
+    uv_process_t proc;
+    uv_timer_t kill_timer;
+    int timer_started;
+    int alive, ready, pid, dying, initialised;
+    uint8_t ident[MAX_PEER_IDENT];
+    size_t identlen;
+    uint8_t id[16];
+    char hex[33];
+    dtask *create;            /* until init reports */
+    dtask **queue;
+    int nq, capq;
+    dtask **sent;
+    int nsent, capsent;
+    daemon_s *d;
 };
 
 typedef struct exec_proc {
@@ -73,6 +95,7 @@ typedef struct exec_proc {
     size_t identlen;
     dtask *task;
     int index;
+    int retiring;             /* ran a GPU function task: exits after it */
     daemon_s *d;
 } exec_proc;
 
@@ -106,6 +129,14 @@ struct daemon_s {
     uint64_t running;
     uint64_t next_serial;
     int stopping;
+    loom_hmap actors;         /* actor id (16) -> actor_proc */
+    loom_gpu_info gpus;
+    uint32_t num_gpus;
+    uint64_t gpu_memory;
+    char parent_gpus[256];    /* CUDA_VISIBLE_DEVICES the daemon was started with */
+    loom_arena res_arena;     /* owns res and labels */
+    loom_wire_res *res;       uint32_t nres;
+    loom_wire_label *labels;  uint32_t nlabels;
 };
 
 static void send_head(daemon_s *d, const loom_msg *m)
@@ -245,23 +276,68 @@ static void enqueue(daemon_s *d, dtask *t)
     d->q_tail = t;
 }
 
+static void actor_start(daemon_s *d, dtask *t);
+static void actor_flush(daemon_s *d, actor_proc *a);
+
 static void arg_ready(daemon_s *d, dtask *t)
 {
     if (--t->missing > 0) return;
+    if (t->spec.actor_op == LOOM_ACTOR_CALL && t->actor) {
+        actor_flush(d, t->actor); /* in arrival order, failed or not */
+        return;
+    }
     if (t->failed) {
         task_fail_local(d, t, LOOM_ENODE, t->error);
+        return;
+    }
+    if (t->spec.actor_op == LOOM_ACTOR_CREATE) {
+        actor_start(d, t);
         return;
     }
     enqueue(d, t);
     try_run(d);
 }
 
+/* The head numbers a node's GPUs 0..n-1; when the daemon itself was given
+ * CUDA_VISIBLE_DEVICES (as under Slurm), GPU i is the i-th device of that list. */
+static void map_gpu_ids(daemon_s *d, const char *ids, char *out, size_t outlen)
+{
+    out[0] = 0;
+    if (!ids || !ids[0] || !d->parent_gpus[0]) {
+        loom_snprintf(out, outlen, "%s", ids ? ids : "");
+        return;
+    }
+    char parent[256];
+    loom_snprintf(parent, sizeof(parent), "%s", d->parent_gpus);
+    char *list[LOOM_MAX_GPUS];
+    int np = 0;
+    for (char *save = NULL, *tok = strtok_r(parent, ",", &save); tok && np < LOOM_MAX_GPUS;
+         tok = strtok_r(NULL, ",", &save))
+        list[np++] = tok;
+    char copy[256];
+    loom_snprintf(copy, sizeof(copy), "%s", ids);
+    size_t used = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int i = atoi(tok);
+        const char *dev = i >= 0 && i < np ? list[i] : tok;
+        loom_snprintf(out + used, outlen - used, "%s%s", used ? "," : "", dev);
+        used = strlen(out);
+    }
+}
+
 static void run_on(daemon_s *d, exec_proc *e, dtask *t)
 {
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_RUN, 0);
-    m.tasks = &t->spec;
+    char gpus[256];
+    map_gpu_ids(d, t->spec.gpu_ids, gpus, sizeof(gpus));
+    loom_wire_task spec = t->spec;
+    spec.gpu_ids = gpus;
+    m.tasks = &spec;
     m.ntasks = 1;
+    /* a CUDA context keeps the devices it was made with: an executor that
+       ran a GPU function is replaced after it */
+    if (t->spec.kind == LOOM_TASK_FUNCTION && t->spec.gpu_ids[0]) e->retiring = 1;
     if (loom_zsend_msg(d->execs_sock, e->ident, e->identlen, &m, d->out)) {
         task_fail_local(d, t, LOOM_ETASK, "cannot reach the executor");
         return;
@@ -275,13 +351,268 @@ static void try_run(daemon_s *d)
     while (d->q_head) {
         exec_proc *idle = NULL;
         for (int i = 0; i < d->nexec && !idle; i++)
-            if (d->execs[i].alive && d->execs[i].ready && !d->execs[i].task) idle = &d->execs[i];
+            if (d->execs[i].alive && d->execs[i].ready && !d->execs[i].task && !d->execs[i].retiring)
+                idle = &d->execs[i];
         if (!idle) return;
         dtask *t = d->q_head;
         d->q_head = t->qnext;
         if (!d->q_head) d->q_tail = NULL;
         run_on(d, idle, t);
     }
+}
+
+/* ---- actors ------------------------------------------------------------ */
+
+static int push_task(dtask ***arr, int *n, int *cap, dtask *t)
+{
+    if (*n == *cap) {
+        int ncap = *cap ? *cap * 2 : 8;
+        void *p = realloc(*arr, (size_t)ncap * sizeof(dtask *));
+        if (!p) return LOOM_ENOMEM;
+        *arr = p;
+        *cap = ncap;
+    }
+    (*arr)[(*n)++] = t;
+    return LOOM_OK;
+}
+
+static void remove_task(dtask **arr, int *n, dtask *t)
+{
+    for (int i = 0; i < *n; i++)
+        if (arr[i] == t) {
+            memmove(&arr[i], &arr[i + 1], (size_t)(*n - i - 1) * sizeof(dtask *));
+            (*n)--;
+            return;
+        }
+}
+
+static void actor_free(uv_handle_t *h)
+{
+    actor_proc *a = h->data;
+    if (a->timer_started) return; /* the timer's close frees it */
+    free(a->queue);
+    free(a->sent);
+    free(a);
+}
+
+static void actor_timer_closed(uv_handle_t *h)
+{
+    actor_proc *a = h->data;
+    a->timer_started = 0;
+    if (!a->alive) actor_free((uv_handle_t *)&a->proc);
+}
+
+static void actor_fail_all(daemon_s *d, actor_proc *a, const char *why)
+{
+    char text[600];
+    if (a->create) {
+        dtask *t = a->create;
+        a->create = NULL;
+        t->actor = NULL;
+        loom_snprintf(text, sizeof(text), "the actor's process ended during its init: %s", why);
+        task_fail_local(d, t, LOOM_EACTOR, text);
+    }
+    loom_snprintf(text, sizeof(text), "the actor died: %s", why);
+    while (a->nsent) {
+        dtask *t = a->sent[--a->nsent];
+        t->actor = NULL;
+        task_fail_local(d, t, LOOM_EACTOR, text);
+    }
+    while (a->nq) {
+        dtask *t = a->queue[--a->nq];
+        t->actor = NULL;
+        if (t->missing > 0) { /* a fetch still refers to it: fail it when that ends */
+            t->failed = 1;
+            loom_snprintf(t->error, sizeof(t->error), "%s", text);
+        }
+        else task_fail_local(d, t, LOOM_EACTOR, text);
+    }
+}
+
+static void on_actor_exit(uv_process_t *p, int64_t status, int sig)
+{
+    actor_proc *a = p->data;
+    daemon_s *d = a->d;
+    a->alive = a->ready = 0;
+    loom_hmap_del(&d->actors, a->id, 16);
+    char why[200];
+    if (a->dying) loom_snprintf(why, sizeof(why), "killed");
+    else if (sig) loom_snprintf(why, sizeof(why), "its process was killed by signal %d (%s)", sig, strsignal(sig));
+    else loom_snprintf(why, sizeof(why), "its process exited with status %lld", (long long)status);
+    int was_initialised = a->initialised;
+    actor_fail_all(d, a, why);
+    if (was_initialised && !d->stopping) {
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_ACTOR_DIED, 0);
+        loom_ref_make(a->id, 0, &m.ref);
+        m.code = LOOM_EACTOR;
+        m.text = why;
+        send_head(d, &m);
+    }
+    if (!d->stopping) LOG_INFO("actor %s (pid %d): %s", a->hex, a->pid, why);
+    if (a->timer_started) uv_close((uv_handle_t *)&a->kill_timer, actor_timer_closed);
+    uv_close((uv_handle_t *)p, actor_free);
+}
+
+/* Start the process that hosts the actor t creates; t runs there once it
+ * says hello. */
+static void actor_start(daemon_s *d, dtask *t)
+{
+    actor_proc *a = calloc(1, sizeof(*a));
+    if (!a) {
+        task_fail_local(d, t, LOOM_ENOMEM, "out of memory");
+        return;
+    }
+    a->d = d;
+    memcpy(a->id, t->id, 16);
+    loom_hex_encode(a->id, 16, a->hex);
+    a->create = t;
+    t->actor = a;
+    char logpath[4200], gpus[256];
+    loom_snprintf(logpath, sizeof(logpath), "%s/logs/actor-%s.log", d->o.node_dir, a->hex);
+    map_gpu_ids(d, t->spec.gpu_ids, gpus, sizeof(gpus));
+    uv_fs_t req;
+    int fd = uv_fs_open(d->loop, &req, logpath, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0600, NULL);
+    uv_fs_req_cleanup(&req);
+    const char *bin = loom_binary_path();
+    char *args[] = {(char *)bin, "executor", "--ipc", d->exec_ep, "--store", d->store_dir,
+                    "--spill", d->spill_dir, "--node-dir", (char *)d->o.node_dir, "--actor", a->hex,
+                    "--gpus", gpus, NULL};
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = stdio[2].flags = fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
+    stdio[1].data.fd = stdio[2].data.fd = fd;
+    uv_process_options_t po;
+    memset(&po, 0, sizeof(po));
+    po.file = bin;
+    po.args = args;
+    po.exit_cb = on_actor_exit;
+    po.stdio = stdio;
+    po.stdio_count = 3;
+    a->proc.data = a;
+    a->kill_timer.data = a;
+    int rc = uv_spawn(d->loop, &a->proc, &po);
+    if (fd >= 0) {
+        uv_fs_close(d->loop, &req, fd, NULL);
+        uv_fs_req_cleanup(&req);
+    }
+    if (rc) {
+        char text[300];
+        loom_snprintf(text, sizeof(text), "cannot start the actor's process: %s", uv_strerror(rc));
+        t->actor = NULL;
+        free(a);
+        task_fail_local(d, t, LOOM_EACTOR, text);
+        return;
+    }
+    a->alive = 1;
+    a->pid = a->proc.pid;
+    loom_hmap_put(&d->actors, a->id, 16, a);
+}
+
+static int actor_send(daemon_s *d, actor_proc *a, dtask *t)
+{
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_RUN, 0);
+    m.tasks = &t->spec;
+    m.ntasks = 1;
+    return loom_zsend_msg(d->execs_sock, a->ident, a->identlen, &m, d->out);
+}
+
+/* Send the calls at the front of the queue whose arguments are here. */
+static void actor_flush(daemon_s *d, actor_proc *a)
+{
+    if (!a->ready || a->create || a->dying) return;
+    while (a->nq && a->queue[0]->missing == 0) {
+        dtask *t = a->queue[0];
+        memmove(&a->queue[0], &a->queue[1], (size_t)(a->nq - 1) * sizeof(dtask *));
+        a->nq--;
+        if (t->failed || t->cancelled) {
+            t->actor = NULL;
+            task_fail_local(d, t, t->cancelled ? LOOM_ECANCELLED : LOOM_ENODE, t->cancelled ? "cancelled" : t->error);
+            continue;
+        }
+        if (actor_send(d, a, t) || push_task(&a->sent, &a->nsent, &a->capsent, t)) {
+            t->actor = NULL;
+            task_fail_local(d, t, LOOM_EACTOR, "cannot reach the actor's process");
+        }
+    }
+}
+
+static actor_proc *actor_by_ident(daemon_s *d, const uint8_t *ident, size_t n)
+{
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&d->actors, &it, &v)) {
+        actor_proc *a = v;
+        if (a->ready && a->identlen == n && !memcmp(a->ident, ident, n)) return a;
+    }
+    return NULL;
+}
+
+static actor_proc *actor_by_pid(daemon_s *d, int pid)
+{
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&d->actors, &it, &v))
+        if (((actor_proc *)v)->pid == pid) return v;
+    return NULL;
+}
+
+/* The actor's process said hello: run its init. */
+static void actor_ready(daemon_s *d, actor_proc *a, const uint8_t *ident, size_t n)
+{
+    memcpy(a->ident, ident, n);
+    a->identlen = n;
+    a->ready = 1;
+    if (a->create && actor_send(d, a, a->create)) {
+        dtask *t = a->create;
+        a->create = NULL;
+        t->actor = NULL;
+        task_fail_local(d, t, LOOM_EACTOR, "cannot reach the actor's process");
+    }
+}
+
+/* A TASK_DONE from an actor's process: its init or one of its calls. */
+static void actor_done(daemon_s *d, actor_proc *a, loom_msg *m)
+{
+    if (a->create && !memcmp(a->create->id, m->ref.id, 16)) {
+        dtask *t = a->create;
+        a->create = NULL;
+        t->actor = NULL;
+        if (m->code == 0) a->initialised = 1;
+        task_report(d, t, m);
+        actor_flush(d, a);
+        return;
+    }
+    for (int i = 0; i < a->nsent; i++) {
+        dtask *t = a->sent[i];
+        if (memcmp(t->id, m->ref.id, 16)) continue;
+        remove_task(a->sent, &a->nsent, t);
+        t->actor = NULL;
+        task_report(d, t, m);
+        return;
+    }
+}
+
+static void on_kill_timer(uv_timer_t *tm)
+{
+    actor_proc *a = tm->data;
+    if (a->alive) kill(-a->pid, SIGKILL);
+}
+
+/* The head says the actor is gone: let it run its destroy, then make sure. */
+static void actor_kill(daemon_s *d, actor_proc *a)
+{
+    if (a->dying) return;
+    a->dying = 1;
+    if (a->ready) {
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_BYE, 0);
+        loom_zsend_msg(d->execs_sock, a->ident, a->identlen, &m, d->out);
+    }
+    uv_timer_init(d->loop, &a->kill_timer);
+    a->timer_started = 1;
+    uv_timer_start(&a->kill_timer, on_kill_timer, a->ready && !a->nsent ? 2000 : 200, 0);
 }
 
 /* ---- transfers (pulling objects from other nodes) ---------------------- */
@@ -511,8 +842,16 @@ static void on_assign(daemon_s *d, loom_msg *m)
     }
     loom_hmap_put(&d->tasks, t->id, 16, t);
     d->running++;
+    if (src->actor_op == LOOM_ACTOR_CALL) {
+        actor_proc *a = loom_hmap_get(&d->actors, src->actor, 16);
+        if (!a || a->dying || push_task(&a->queue, &a->nq, &a->capq, t)) {
+            task_fail_local(d, t, LOOM_EACTOR, "the actor is not running on this node (it died)");
+            return;
+        }
+        t->actor = a;
+    }
     t->missing = 1; /* held while the arguments are looked at */
-    if (src->kind == LOOM_TASK_FUNCTION) need_arg(d, t, &src->lib);
+    if (src->kind == LOOM_TASK_FUNCTION && src->actor_op != LOOM_ACTOR_CALL) need_arg(d, t, &src->lib);
     for (uint32_t i = 0; i < src->nargs; i++) need_arg(d, t, &src->args[i]);
     arg_ready(d, t);
 }
@@ -522,6 +861,16 @@ static void on_cancel_task(daemon_s *d, loom_msg *m)
     dtask *t = loom_hmap_get(&d->tasks, m->ref.id, 16);
     if (!t) return;
     t->cancelled = 1;
+    if (t->spec.actor_op == LOOM_ACTOR_CREATE) {
+        if (t->actor && t->actor->alive) kill(-t->actor->pid, SIGKILL); /* its exit reports the task */
+        return;
+    }
+    if (t->spec.actor_op == LOOM_ACTOR_CALL) {
+        /* a call already running goes on (stopping it would kill the actor);
+           one still queued is dropped when it reaches the front */
+        if (t->actor) actor_flush(d, t->actor);
+        return;
+    }
     if (t->exec >= 0) {
         exec_proc *e = &d->execs[t->exec];
         if (e->alive) kill(-e->pid, SIGKILL); /* the executor and its commands */
@@ -606,6 +955,11 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
     case LOOM_MSG_ASSIGN: on_assign(d, &m); break;
     case LOOM_MSG_CANCEL_TASK: on_cancel_task(d, &m); break;
     case LOOM_MSG_DELETE_OBJS: on_delete_objs(d, &m); break;
+    case LOOM_MSG_ACTOR_KILL: {
+        actor_proc *a = loom_hmap_get(&d->actors, m.ref.id, 16);
+        if (a) actor_kill(d, a);
+        break;
+    }
     default: LOG_WARN("unexpected %s from the head", loom_msg_type_name(m.type)); break;
     }
     loom_msg_free(&m);
@@ -627,21 +981,27 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
         exec_proc *e = NULL;
         for (int i = 0; i < d->nexec && !e; i++)
             if (d->execs[i].alive && d->execs[i].pid == (int)m.id) e = &d->execs[i];
+        actor_proc *a = e ? NULL : actor_by_pid(d, (int)m.id);
         if (e && loom_secret_equal(m.secret, d->o.secret)) {
             memcpy(e->ident, ident, identlen);
             e->identlen = identlen;
             e->ready = 1;
             try_run(d);
+        } else if (a && a->alive && !a->ready && loom_secret_equal(m.secret, d->o.secret)) {
+            actor_ready(d, a, ident, identlen);
         } else {
             LOG_WARN("refused an executor hello from pid %u", m.id);
         }
     } else if (m.type == LOOM_MSG_TASK_DONE) {
         exec_proc *e = exec_by_ident(d, ident, identlen);
+        actor_proc *a = e ? NULL : actor_by_ident(d, ident, identlen);
         if (e && e->task && !memcmp(e->task->id, m.ref.id, 16)) {
             dtask *t = e->task;
             e->task = NULL;
             task_report(d, t, &m);
             try_run(d);
+        } else if (a) {
+            actor_done(d, a, &m);
         }
     }
     loom_msg_free(&m);
@@ -775,7 +1135,8 @@ static void say_hello(daemon_s *d)
     loom_wire_node self = {
         .hostname = d->hostname, .data_addr = d->data_addr, .store_dir = d->store_dir,
         .spill_dir = d->spill_dir, .num_cpus = d->o.num_cpus, .memory = d->o.memory,
-        .capacity = d->o.store_bytes};
+        .capacity = d->o.store_bytes, .num_gpus = d->num_gpus, .gpu_memory = d->gpu_memory,
+        .res = d->res, .nres = d->nres, .labels = d->labels, .nlabels = d->nlabels};
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_HELLO, 1);
     m.role = LOOM_ROLE_NODE;
@@ -896,20 +1257,118 @@ static void daemon_cleanup(daemon_s *d)
     }
     loom_hmap_free(&d->pushes);
     loom_hmap_free(&d->data_peers);
+    loom_hmap_free(&d->actors);
+    loom_arena_free(&d->res_arena);
 }
 
 static void stop_executors(daemon_s *d)
 {
     for (int i = 0; i < d->nexec; i++)
         if (d->execs[i].alive) kill(-d->execs[i].pid, SIGKILL);
+    size_t ait = 0;
+    void *av;
+    while (loom_hmap_next(&d->actors, &ait, &av))
+        if (((actor_proc *)av)->alive) kill(-((actor_proc *)av)->pid, SIGKILL);
     /* reap them: run the loop until their exit callbacks have fired */
     for (int tries = 0; tries < 200; tries++) {
-        int alive = 0;
+        int alive = (int)d->actors.count;
         for (int i = 0; i < d->nexec; i++) alive += d->execs[i].alive;
         if (!alive) break;
         uv_run(d->loop, UV_RUN_NOWAIT);
         usleep(10000);
     }
+}
+
+/* "a=1,b=2" into (key, value) pairs; values kept as strings. */
+static int parse_pairs(const char *spec, loom_arena *arena, char ***keys, char ***vals, uint32_t *n,
+                       uint32_t max, const char *what, char *err, size_t errlen)
+{
+    *n = 0;
+    if (!spec || !*spec) return LOOM_OK;
+    char *copy = loom_arena_strndup(arena, spec, strlen(spec));
+    *keys = loom_arena_alloc(arena, max * sizeof(char *));
+    *vals = loom_arena_alloc(arena, max * sizeof(char *));
+    if (!copy || !*keys || !*vals) return LOOM_ENOMEM;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok || *n >= max) {
+            loom_snprintf(err, errlen, "bad %s '%s': want NAME=VALUE,... (at most %u)", what, tok, max);
+            return LOOM_EINVAL;
+        }
+        *eq = 0;
+        (*keys)[*n] = tok;
+        (*vals)[(*n)++] = eq + 1;
+    }
+    return LOOM_OK;
+}
+
+int loom_parse_resources(const char *spec, loom_arena *arena, loom_wire_res **out, uint32_t *n,
+                         char *err, size_t errlen)
+{
+    char **k = NULL, **v = NULL;
+    int rc = parse_pairs(spec, arena, &k, &v, n, LOOM_WIRE_MAX_RES, "resource", err, errlen);
+    if (rc || !*n) return rc;
+    *out = loom_arena_alloc(arena, *n * sizeof(loom_wire_res));
+    if (!*out) return LOOM_ENOMEM;
+    for (uint32_t i = 0; i < *n; i++) {
+        char *end;
+        double amount = strtod(v[i], &end);
+        if (*end || !(amount > 0) || amount > 1e12 || strlen(k[i]) > 63) {
+            loom_snprintf(err, errlen, "bad resource '%s=%s': want a name of 1..63 characters and an amount > 0",
+                          k[i], v[i]);
+            return LOOM_EINVAL;
+        }
+        for (uint32_t j = 0; j < i; j++)
+            if (!strcmp(k[i], k[j])) {
+                loom_snprintf(err, errlen, "resource '%s' given twice", k[i]);
+                return LOOM_EINVAL;
+            }
+        (*out)[i].name = k[i];
+        (*out)[i].amount = amount;
+    }
+    return LOOM_OK;
+}
+
+int loom_parse_labels(const char *spec, loom_arena *arena, loom_wire_label **out, uint32_t *n,
+                      char *err, size_t errlen)
+{
+    char **k = NULL, **v = NULL;
+    int rc = parse_pairs(spec, arena, &k, &v, n, LOOM_WIRE_MAX_LABELS, "label", err, errlen);
+    if (rc || !*n) return rc;
+    *out = loom_arena_alloc(arena, *n * sizeof(loom_wire_label));
+    if (!*out) return LOOM_ENOMEM;
+    for (uint32_t i = 0; i < *n; i++) {
+        if (strlen(k[i]) > 63 || strlen(v[i]) > 255) {
+            loom_snprintf(err, errlen, "bad label '%s': key up to 63, value up to 255 characters", k[i]);
+            return LOOM_EINVAL;
+        }
+        (*out)[i].key = k[i];
+        (*out)[i].value = v[i];
+    }
+    return LOOM_OK;
+}
+
+/* GPUs: --num-gpus wins; else what discovery finds. */
+static void daemon_gpus(daemon_s *d)
+{
+    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    loom_snprintf(d->parent_gpus, sizeof(d->parent_gpus), "%s", cvd ? cvd : "");
+    if (d->o.num_gpus >= 0) {
+        d->num_gpus = (uint32_t)(d->o.num_gpus > LOOM_MAX_GPUS ? LOOM_MAX_GPUS : d->o.num_gpus);
+        d->gpu_memory = d->o.gpu_memory;
+        LOG_INFO("GPUs: %u (set with --num-gpus)", d->num_gpus);
+        return;
+    }
+    loom_gpu_discover(&d->gpus);
+    d->num_gpus = (uint32_t)d->gpus.count;
+    d->gpu_memory = d->o.gpu_memory;
+    for (int i = 0; i < d->gpus.count && !d->o.gpu_memory; i++)
+        if (!d->gpu_memory || d->gpus.memory[i] < d->gpu_memory) d->gpu_memory = d->gpus.memory[i];
+    if (d->gpus.count)
+        LOG_INFO("GPUs: %d found through %s (%s, %llu MiB each)", d->gpus.count, d->gpus.source, d->gpus.name[0],
+                 (unsigned long long)(d->gpu_memory >> 20));
+    else
+        LOG_INFO("GPUs: none (%s)", d->gpus.why);
 }
 
 int loom_daemon_run(const loom_daemon_opts *opts)
@@ -935,11 +1394,25 @@ int loom_daemon_run(const loom_daemon_opts *opts)
         free(d);
         return rc;
     }
+    char perr[300];
+    if (loom_parse_resources(d->o.resources, &d->res_arena, &d->res, &d->nres, perr, sizeof(perr)) ||
+        loom_parse_labels(d->o.labels, &d->res_arena, &d->labels, &d->nlabels, perr, sizeof(perr))) {
+        LOG_ERROR("%s", perr);
+        loom_arena_free(&d->res_arena);
+        free(d);
+        return LOOM_EINVAL;
+    }
+    daemon_gpus(d);
+    /* what executors (and the tasks' clients) need to find the cluster */
+    setenv("LOOM_ADDRESS", d->o.head_address, 1);
+    setenv("LOOM_NODE_HOST", d->o.advertise_host, 1);
+    setenv("LOOM_NODE_STORE", d->store_dir, 1);
     loom_store_opts so = {.mem_dir = d->store_dir, .spill_dir = d->spill_dir,
                           .capacity = d->o.store_bytes, .create = 1};
     rc = loom_store_open(&so, &d->store);
     if (rc) {
         LOG_ERROR("cannot create the object store in %s: %s", d->store_dir, loom_strerror(rc));
+        loom_arena_free(&d->res_arena);
         free(d);
         return rc;
     }
@@ -964,9 +1437,9 @@ int loom_daemon_run(const loom_daemon_opts *opts)
         d->sigint.data = d->sigterm.data = d;
         uv_signal_start(&d->sigint, on_signal, SIGINT);
         uv_signal_start(&d->sigterm, on_signal, SIGTERM);
-        LOG_INFO("node daemon: %.1f CPUs, store %llu MiB in %s, data port %s, %d executors",
-                 d->o.num_cpus, (unsigned long long)(d->o.store_bytes >> 20), d->store_dir,
-                 d->data_addr, d->nexec);
+        LOG_INFO("node daemon: %.1f CPUs, %u GPUs, %u custom resources, %u labels, store %llu MiB in %s, "
+                 "data port %s, %d executors", d->o.num_cpus, d->num_gpus, d->nres, d->nlabels,
+                 (unsigned long long)(d->o.store_bytes >> 20), d->store_dir, d->data_addr, d->nexec);
         uv_run(d->loop, UV_RUN_DEFAULT);
         d->stopping = 1;
         if (d->welcomed) {

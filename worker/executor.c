@@ -7,8 +7,15 @@
  * ones are written to the store as primary copies.
  *
  * The executor is the process group leader of its commands, so the daemon
- * cancels a task by killing the group. */
+ * cancels a task by killing the group.
+ *
+ * An executor started with --actor hosts one actor: its first task is the
+ * actor's creation (the class's init, whose state it keeps), the next ones
+ * the actor's method calls, run in arrival order, or on max_concurrency
+ * threads when the actor allows concurrent calls.  BYE runs the class's
+ * destroy and ends the process. */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +41,8 @@
 #define LOG_INDEX 0xFFFFFFFFu
 #define LOG_MAX (8u << 20)      /* keep at most this much of a command's output */
 
+typedef struct work work;
+
 typedef struct executor {
     const loom_executor_opts *o;
     void *zctx, *sock;
@@ -41,7 +50,32 @@ typedef struct executor {
     loom_hmap libs;          /* lib ref -> dlopen handle */
     int logfd;               /* the executor's log (its stdout), opened for reading, or -1 */
     loom_pack *out;
+    /* hosting an actor */
+    int is_actor;
+    void *actor_lib;
+    char actor_cls[256];
+    void *actor_state;
+    int actor_alive;         /* init succeeded */
+    uint8_t actor_id[16];
+    /* concurrent calls: worker threads fed through a queue; their replies
+       come back on an inproc socket that the main loop forwards */
+    int nthreads;
+    pthread_t threads[64];
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    work *q_head, *q_tail;
+    int stopping;
+    void *results;           /* PULL, inproc */
 } executor;
+
+/* A RUN waiting for a worker thread: the frame and its decoded message. */
+struct work {
+    zmq_msg_t frame;
+    loom_msg msg;
+    work *next;
+};
+
+#define RESULTS_EP "inproc://loom-executor-results"
 
 /* What a run produced, reported in one TASK_DONE. */
 typedef struct run_result {
@@ -201,6 +235,44 @@ static void capture_log(executor *ex, run_result *r, const loom_wire_task *t, of
     free(buf);
 }
 
+/* Run fn (a task function, or an actor's init or method) on t's arguments. */
+static void call_symbol(executor *ex, const loom_wire_task *t, loom_task_fn fn, const char *label, run_result *r)
+{
+    argset a = {0};
+    if (args_open(ex, t, &a, r)) {
+        args_close(ex, &a);
+        return;
+    }
+    loom_task_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.name = t->function;
+    ctx.gpu_ids = ex->is_actor ? (ex->o->gpus ? ex->o->gpus : "") : t->gpu_ids;
+    ctx.connect = ex->o->connect;
+    if (ex->is_actor) {
+        ctx.actor_state = &ex->actor_state;
+        memcpy(ctx.self, ex->actor_id, 16);
+    }
+    loom_hex_encode(t->task_id, 16, ctx.task_hex);
+    ctx.args = a.v;
+    ctx.nargs = a.n;
+    int capture = ex->nthreads <= 1; /* concurrent calls share one log file */
+    fflush(stdout);
+    fflush(stderr);
+    off_t log_start = capture && ex->logfd >= 0 ? lseek(STDOUT_FILENO, 0, SEEK_END) : -1;
+    int rc = fn(&ctx);
+    fflush(stdout);
+    fflush(stderr);
+    capture_log(ex, r, t, log_start);
+    if (rc || ctx.failed) {
+        if (ctx.error[0]) result_fail(r, LOOM_ETASK, "%s: %s", label, ctx.error);
+        else result_fail(r, LOOM_ETASK, "%s returned %d", label, rc);
+    } else {
+        add_output(ex, r, t->task_id, 0, ctx.result, ctx.result_len);
+    }
+    loom_task_ctx_reset(&ctx);
+    args_close(ex, &a);
+}
+
 static void run_function(executor *ex, const loom_wire_task *t, run_result *r)
 {
     void *lib = load_library(ex, t, r);
@@ -214,32 +286,71 @@ static void run_function(executor *ex, const loom_wire_task *t, run_result *r)
                     t->function, sym);
         return;
     }
-    argset a = {0};
-    if (args_open(ex, t, &a, r)) {
-        args_close(ex, &a);
+    /* each task sees only its GPUs (a GPU task's executor is replaced after it) */
+    setenv("CUDA_VISIBLE_DEVICES", t->gpu_ids, 1);
+    call_symbol(ex, t, fn, t->function, r);
+}
+
+/* ---- actors ------------------------------------------------------------- */
+
+static void *actor_symbol(executor *ex, const char *member)
+{
+    char sym[600];
+    loom_snprintf(sym, sizeof(sym), "%s%s__%s", LOOM_ACTOR_SYMBOL_PREFIX, ex->actor_cls, member);
+    return ex->actor_lib ? dlsym(ex->actor_lib, sym) : NULL;
+}
+
+static void start_threads(executor *ex, int n);
+
+static void run_actor_init(executor *ex, const loom_wire_task *t, run_result *r)
+{
+    if (!ex->is_actor || ex->actor_alive) {
+        result_fail(r, LOOM_EPROTO, "this executor does not host a new actor");
         return;
     }
-    loom_task_ctx ctx;
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.name = t->function;
-    loom_hex_encode(t->task_id, 16, ctx.task_hex);
-    ctx.args = a.v;
-    ctx.nargs = a.n;
-    fflush(stdout);
-    fflush(stderr);
-    off_t log_start = ex->logfd >= 0 ? lseek(STDOUT_FILENO, 0, SEEK_END) : -1;
-    int rc = fn(&ctx);
-    fflush(stdout);
-    fflush(stderr);
-    capture_log(ex, r, t, log_start);
-    if (rc || ctx.failed) {
-        if (ctx.error[0]) result_fail(r, LOOM_ETASK, "%s: %s", t->function, ctx.error);
-        else result_fail(r, LOOM_ETASK, "%s returned %d", t->function, rc);
-    } else {
-        add_output(ex, r, t->task_id, 0, ctx.result, ctx.result_len);
+    void *lib = load_library(ex, t, r);
+    if (!lib) return;
+    ex->actor_lib = lib;
+    loom_snprintf(ex->actor_cls, sizeof(ex->actor_cls), "%s", t->function);
+    loom_task_fn fn;
+    *(void **)&fn = actor_symbol(ex, "init");
+    if (!fn) {
+        result_fail(r, LOOM_ENOTFOUND, "actor class '%s' not found in the task library (no symbol %s%s__init)",
+                    t->function, LOOM_ACTOR_SYMBOL_PREFIX, t->function);
+        return;
     }
-    loom_task_ctx_reset(&ctx);
-    args_close(ex, &a);
+    char label[300];
+    loom_snprintf(label, sizeof(label), "%s init", t->function);
+    call_symbol(ex, t, fn, label, r);
+    if (r->code) return;
+    ex->actor_alive = 1;
+    if (t->max_concurrency > 1) start_threads(ex, (int)t->max_concurrency);
+}
+
+static void run_actor_call(executor *ex, const loom_wire_task *t, run_result *r)
+{
+    if (!ex->actor_alive) {
+        result_fail(r, LOOM_EACTOR, "the actor is not initialised");
+        return;
+    }
+    loom_task_fn fn;
+    *(void **)&fn = actor_symbol(ex, t->function);
+    if (!fn || !strcmp(t->function, "init") || !strcmp(t->function, "destroy")) {
+        result_fail(r, LOOM_ENOTFOUND, "actor class '%s' has no method '%s'", ex->actor_cls, t->function);
+        return;
+    }
+    char label[600];
+    loom_snprintf(label, sizeof(label), "%s.%s", ex->actor_cls, t->function);
+    call_symbol(ex, t, fn, label, r);
+}
+
+static void actor_destroy(executor *ex)
+{
+    if (!ex->actor_alive) return;
+    void (*fn)(void *);
+    *(void **)&fn = actor_symbol(ex, "destroy");
+    if (fn) fn(ex->actor_state);
+    ex->actor_alive = 0;
 }
 
 /* ---- command tasks ------------------------------------------------------ */
@@ -268,6 +379,7 @@ static void exec_child(const loom_wire_task *t, char *const *argv, const char *d
     dup2(devnull, 0);
     dup2(fd, 1);
     dup2(fd, 2);
+    setenv("CUDA_VISIBLE_DEVICES", t->gpu_ids, 1); /* only its GPUs */
     for (uint32_t i = 0; i < t->nenv; i++) putenv(t->env[i]);
     char name[64], path[4200];
     for (uint32_t i = 0; i < t->nargs; i++) {
@@ -391,13 +503,22 @@ static void send_msg(executor *ex, const loom_msg *m)
     if (loom_zsend_msg(ex->sock, NULL, 0, m, ex->out)) LOG_WARN("cannot reach the daemon");
 }
 
-static void run_task(executor *ex, const loom_msg *m)
+static void execute(executor *ex, const loom_wire_task *t, run_result *r)
+{
+    if (t->actor_op == LOOM_ACTOR_CREATE) run_actor_init(ex, t, r);
+    else if (t->actor_op == LOOM_ACTOR_CALL) run_actor_call(ex, t, r);
+    else if (ex->is_actor) result_fail(r, LOOM_EPROTO, "an actor's executor runs only its calls");
+    else if (t->kind == LOOM_TASK_FUNCTION) run_function(ex, t, r);
+    else run_command(ex, t, r);
+}
+
+/* Run the task of a RUN message and send its TASK_DONE on sock. */
+static void run_task(executor *ex, const loom_msg *m, void *sock, loom_pack *pk)
 {
     const loom_wire_task *t = &m->tasks[0];
     run_result *r = calloc(1, sizeof(*r));
     if (!r) return;
-    if (t->kind == LOOM_TASK_FUNCTION) run_function(ex, t, r);
-    else run_command(ex, t, r);
+    execute(ex, t, r);
     loom_msg d;
     loom_msg_init(&d, LOOM_MSG_TASK_DONE, m->req);
     loom_ref_make(t->task_id, 0, &d.ref);
@@ -405,9 +526,136 @@ static void run_task(executor *ex, const loom_msg *m)
     d.text = r->text;
     d.outputs = r->outs;
     d.noutputs = (uint32_t)r->nouts;
-    send_msg(ex, &d);
+    if (loom_zsend_msg(sock, NULL, 0, &d, pk)) LOG_WARN("cannot reach the daemon");
     for (int i = 0; i < r->nouts; i++) free(r->owned[i]);
     free(r);
+}
+
+/* ---- concurrent actor calls --------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+    executor *ex = arg;
+    void *push = zmq_socket(ex->zctx, ZMQ_PUSH);
+    loom_pack *pk = loom_pack_new();
+    if (!push || !pk || zmq_connect(push, RESULTS_EP) != 0) {
+        LOG_ERROR("worker thread: cannot set up its socket");
+        if (push) zmq_close(push);
+        loom_pack_destroy(&pk);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&ex->lock);
+        while (!ex->q_head && !ex->stopping) pthread_cond_wait(&ex->cond, &ex->lock);
+        work *w = ex->q_head;
+        if (w) {
+            ex->q_head = w->next;
+            if (!ex->q_head) ex->q_tail = NULL;
+        }
+        pthread_mutex_unlock(&ex->lock);
+        if (!w) break;
+        run_task(ex, &w->msg, push, pk);
+        loom_msg_free(&w->msg);
+        zmq_msg_close(&w->frame);
+        free(w);
+    }
+    int linger = 1000;
+    zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_close(push);
+    loom_pack_destroy(&pk);
+    return NULL;
+}
+
+static void start_threads(executor *ex, int n)
+{
+    if (n > (int)(sizeof(ex->threads) / sizeof(ex->threads[0])))
+        n = (int)(sizeof(ex->threads) / sizeof(ex->threads[0]));
+    ex->results = zmq_socket(ex->zctx, ZMQ_PULL);
+    if (!ex->results || zmq_bind(ex->results, RESULTS_EP) != 0) {
+        LOG_ERROR("cannot run concurrent calls (inproc socket): calls run one at a time");
+        if (ex->results) zmq_close(ex->results);
+        ex->results = NULL;
+        return;
+    }
+    pthread_mutex_init(&ex->lock, NULL);
+    pthread_cond_init(&ex->cond, NULL);
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&ex->threads[i], NULL, worker_main, ex) != 0) break;
+        ex->nthreads++;
+    }
+    LOG_INFO("actor %s: %d threads for concurrent calls", ex->actor_cls, ex->nthreads);
+}
+
+static void stop_threads(executor *ex)
+{
+    if (!ex->nthreads) return;
+    pthread_mutex_lock(&ex->lock);
+    ex->stopping = 1;
+    pthread_cond_broadcast(&ex->cond);
+    pthread_mutex_unlock(&ex->lock);
+    for (int i = 0; i < ex->nthreads; i++) pthread_join(ex->threads[i], NULL);
+    ex->nthreads = 0;
+    /* forward the last replies */
+    zmq_msg_t f;
+    zmq_msg_init(&f);
+    while (zmq_msg_recv(&f, ex->results, ZMQ_DONTWAIT) >= 0) zmq_msg_send(&f, ex->sock, 0);
+    zmq_msg_close(&f);
+    zmq_close(ex->results);
+    ex->results = NULL;
+    while (ex->q_head) {
+        work *w = ex->q_head;
+        ex->q_head = w->next;
+        loom_msg_free(&w->msg);
+        zmq_msg_close(&w->frame);
+        free(w);
+    }
+    pthread_mutex_destroy(&ex->lock);
+    pthread_cond_destroy(&ex->cond);
+}
+
+/* Hand a RUN to the worker threads; the frame moves into the queue. */
+static void enqueue_work(executor *ex, zmq_msg_t *f, const loom_msg *m)
+{
+    work *w = calloc(1, sizeof(*w));
+    if (!w) return;
+    zmq_msg_init(&w->frame);
+    zmq_msg_move(&w->frame, f);
+    /* its byte strings point into the frame's data, which zmq_msg_move keeps
+       in place for any message too large to be stored inside zmq_msg_t (a RUN
+       always is) */
+    w->msg = *m;
+    pthread_mutex_lock(&ex->lock);
+    if (ex->q_tail) ex->q_tail->next = w;
+    else ex->q_head = w;
+    ex->q_tail = w;
+    pthread_cond_signal(&ex->cond);
+    pthread_mutex_unlock(&ex->lock);
+}
+
+/* ---- loop --------------------------------------------------------------- */
+
+/* Receive the next frame from the daemon, forwarding worker replies meanwhile. */
+static int next_frame(executor *ex, zmq_msg_t *f)
+{
+    for (;;) {
+        zmq_pollitem_t pi[2] = {{ex->sock, 0, ZMQ_POLLIN, 0}, {ex->results, 0, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(pi, ex->results ? 2 : 1, -1);
+        if (rc < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (ex->results && (pi[1].revents & ZMQ_POLLIN)) {
+            zmq_msg_t r;
+            zmq_msg_init(&r);
+            if (zmq_msg_recv(&r, ex->results, ZMQ_DONTWAIT) >= 0) zmq_msg_send(&r, ex->sock, 0);
+            zmq_msg_close(&r);
+        }
+        if (pi[0].revents & ZMQ_POLLIN) {
+            zmq_msg_init(f);
+            if (zmq_msg_recv(f, ex->sock, ZMQ_DONTWAIT) >= 0) return 0;
+            zmq_msg_close(f);
+        }
+    }
 }
 
 int loom_executor_run(const loom_executor_opts *o)
@@ -421,8 +669,17 @@ int loom_executor_run(const loom_executor_opts *o)
     ex.logfd = fstat(STDOUT_FILENO, &st) == 0 && S_ISREG(st.st_mode) ? open("/proc/self/fd/1", O_RDONLY | O_CLOEXEC) : -1;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     setpgid(0, 0);
+    if (o->actor) {
+        ex.is_actor = 1;
+        if (loom_hex_decode(o->actor, ex.actor_id, 16)) {
+            LOG_ERROR("bad actor id %s", o->actor);
+            return LOOM_EINVAL;
+        }
+        /* before anything can load CUDA: the actor sees only its GPUs */
+        setenv("CUDA_VISIBLE_DEVICES", o->gpus ? o->gpus : "", 1);
+    }
     loom_store_opts so = {.mem_dir = o->store_dir, .spill_dir = o->spill_dir, .create = 0};
-    int rc = loom_store_open(&so, &ex.store);
+    int rc = loom_store_open_shared(&so, &ex.store); /* shared with the tasks' client */
     if (rc) {
         LOG_ERROR("cannot open the node's store at %s: %s", o->store_dir, loom_strerror(rc));
         return rc;
@@ -445,32 +702,50 @@ int loom_executor_run(const loom_executor_opts *o)
     send_msg(&ex, &hello);
     for (;;) {
         zmq_msg_t f;
-        zmq_msg_init(&f);
-        if (zmq_msg_recv(&f, ex.sock, 0) < 0) {
-            zmq_msg_close(&f);
-            if (errno == EINTR) continue;
-            break;
-        }
+        if (next_frame(&ex, &f)) break;
         loom_msg m;
         char err[256];
         if (loom_wire_decode(zmq_msg_data(&f), zmq_msg_size(&f), &m, err, sizeof(err))) {
             LOG_WARN("bad message from the daemon: %s", err);
-        } else {
-            if (m.type == LOOM_MSG_RUN) run_task(&ex, &m);
-            else if (m.type == LOOM_MSG_BYE) {
-                loom_msg_free(&m);
-                zmq_msg_close(&f);
-                break;
-            }
-            loom_msg_free(&m);
+            zmq_msg_close(&f);
+            continue;
         }
+        if (m.type == LOOM_MSG_BYE) {
+            loom_msg_free(&m);
+            zmq_msg_close(&f);
+            break;
+        }
+        if (m.type != LOOM_MSG_RUN) {
+            loom_msg_free(&m);
+            zmq_msg_close(&f);
+            continue;
+        }
+        const loom_wire_task *t = &m.tasks[0];
+        if (ex.nthreads && t->actor_op == LOOM_ACTOR_CALL) {
+            enqueue_work(&ex, &f, &m); /* the queue owns the message now */
+            zmq_msg_close(&f);
+            continue;
+        }
+        int gpu_function = !ex.is_actor && t->kind == LOOM_TASK_FUNCTION && t->gpu_ids[0];
+        run_task(&ex, &m, ex.sock, ex.out);
+        int init_failed = ex.is_actor && t->actor_op == LOOM_ACTOR_CREATE && !ex.actor_alive;
+        loom_msg_free(&m);
         zmq_msg_close(&f);
+        /* a CUDA context keeps its devices: the daemon starts a fresh executor;
+           an actor whose init failed has nothing to host */
+        if (gpu_function || init_failed) break;
     }
+    stop_threads(&ex);
+    actor_destroy(&ex);
 out:
+    {
+        int linger = 2000; /* let the last TASK_DONE reach the daemon */
+        zmq_setsockopt(ex.sock, ZMQ_LINGER, &linger, sizeof(linger));
+    }
     zmq_close(ex.sock);
     zmq_ctx_term(ex.zctx);
     if (ex.logfd >= 0) close(ex.logfd);
-    loom_store_close(&ex.store);
+    loom_store_close_shared(&ex.store);
     loom_pack_destroy(&ex.out);
     loom_hmap_free(&ex.libs);
     return rc;

@@ -127,3 +127,52 @@ const char *loom_task_name(const loom_task_ctx *ctx)
 {
     return ctx ? ctx->name : "";
 }
+
+/* ---- actors and clients ------------------------------------------------- */
+
+void *loom_actor_state(const loom_task_ctx *ctx)
+{
+    return ctx && ctx->actor_state ? *ctx->actor_state : NULL;
+}
+
+void loom_actor_set_state(loom_task_ctx *ctx, void *state)
+{
+    if (ctx && ctx->actor_state) *ctx->actor_state = state;
+}
+
+loom_actor loom_task_self(const loom_task_ctx *ctx)
+{
+    loom_actor a;
+    memset(&a, 0, sizeof(a));
+    if (ctx) memcpy(a.id, ctx->self, sizeof(a.id));
+    return a;
+}
+
+int loom_task_arg_actor(const loom_task_ctx *ctx, int i, loom_actor *out)
+{
+    const void *d;
+    size_t n;
+    int rc = loom_task_arg(ctx, i, &d, &n);
+    if (rc) return rc;
+    if (!out || n != sizeof(out->id)) return LOOM_EINVAL;
+    memcpy(out->id, d, sizeof(out->id));
+    return LOOM_OK;
+}
+
+loom_client *loom_task_client(loom_task_ctx *ctx)
+{
+    if (!ctx) return NULL;
+    if (!ctx->connect) {
+        loom_task_fail(ctx, "this executor cannot connect tasks to the cluster");
+        return NULL;
+    }
+    char err[512] = "";
+    loom_client *c = ctx->connect(err, sizeof(err));
+    if (!c) loom_task_fail(ctx, "cannot connect to the cluster: %s", err);
+    return c;
+}
+
+const char *loom_task_gpu_ids(const loom_task_ctx *ctx)
+{
+    return ctx && ctx->gpu_ids ? ctx->gpu_ids : "";
+}

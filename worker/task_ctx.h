@@ -3,6 +3,7 @@
 #ifndef LOOM_WORKER_TASK_CTX_H
 #define LOOM_WORKER_TASK_CTX_H
 #include <stddef.h>
+#include <stdint.h>
 #include "loom/task.h"
 
 typedef struct loom_task_argv {
@@ -12,6 +13,10 @@ typedef struct loom_task_argv {
 
 struct loom_task_ctx {
     const char *name;
+    const char *gpu_ids;   /* "" when none */
+    void **actor_state;    /* the hosting actor's state slot, or NULL in a plain task */
+    uint8_t self[16];      /* the actor's id (zero in a plain task) */
+    loom_client *(*connect)(char *err, size_t errlen);   /* for loom_task_client */
     char task_hex[33];
     const loom_task_argv *args;
     int nargs;
