@@ -1,1 +1,2 @@
 loom_unit_test(test_wire)
+loom_unit_test(test_gpu)
