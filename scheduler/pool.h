@@ -14,11 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "loom/loom.h"   /* error codes, LOOM_PG_* strategies */
+
 #define LOOM_POOL_MAX_GPUS 16
 #define LOOM_POOL_MAX_RES 16
 #define LOOM_RES_NAME_MAX 64
 #define LOOM_POOL_EPS 1e-9
 #define LOOM_PACK_THRESHOLD 0.5   /* default strategy: a node this busy is "busy" */
+#define LOOM_PG_MAX_BUNDLES 256   /* loom_pg_place works in fixed space */
 
 typedef struct loom_res_amount {
     char name[LOOM_RES_NAME_MAX];   /* NUL-terminated */
@@ -30,7 +33,9 @@ typedef struct loom_pool {
     uint64_t memory, memory_used;
     int ngpus;
     int gpu_index[LOOM_POOL_MAX_GPUS];      /* device numbers on the node (CUDA_VISIBLE_DEVICES) */
-    double gpu_free[LOOM_POOL_MAX_GPUS];    /* fraction of each device still free, 0..1 */
+    double gpu_share[LOOM_POOL_MAX_GPUS];   /* fraction of each device this pool owns:
+                                               1 on a node, the fraction granted in a bundle */
+    double gpu_free[LOOM_POOL_MAX_GPUS];    /* fraction of each device still free, 0..share */
     uint64_t gpu_memory;                    /* bytes per device (0: unknown / not checked) */
     uint64_t gpu_mem_free[LOOM_POOL_MAX_GPUS];
     int nres;
@@ -58,8 +63,9 @@ typedef struct loom_grant {
 /* Initialise a node's pool: cpus, memory, ngpus devices numbered 0..ngpus-1
  * each of gpu_memory bytes, all free, no custom resources. */
 void loom_pool_init(loom_pool *p, double cpus, uint64_t memory, int ngpus, uint64_t gpu_memory);
-/* Add (or raise) a custom resource; LOOM_EINVAL for a bad name or amount,
- * LOOM_EFULL when LOOM_POOL_MAX_RES are already defined. */
+/* Add a custom resource, or set the total of one already there (not below
+ * what is in use); LOOM_EINVAL for a bad name or amount, LOOM_EFULL when
+ * LOOM_POOL_MAX_RES are already defined. */
 int loom_pool_add_res(loom_pool *p, const char *name, double amount);
 
 /* Check a request on its own: no negative or non-finite amounts, gpus >= 1
@@ -71,7 +77,8 @@ int loom_request_check(const loom_request *r, char *err, size_t errlen);
 int loom_pool_fits(const loom_pool *p, const loom_request *r);
 /* Whether r would fit in p if p were idle (its totals).  When not, why names
  * the first resource that is short, e.g. "needs 2 GPUs, the node has 1"
- * or "needs resource 'nvlink' 1, the node has none". */
+ * or "needs 0.5 of resource 'nvlink', the node has none" ("" when it fits).
+ * An invalid request fits nowhere (why: loom_request_check's reason). */
 int loom_pool_could_fit(const loom_pool *p, const loom_request *r, char *why, size_t whylen);
 
 /* Take r from p (fractional GPUs: best fit, the fitting device with least
@@ -88,8 +95,9 @@ double loom_pool_utilization(const loom_pool *p);
 
 /* Carve a bundle out of a node's pool: take r from node (as loom_pool_take)
  * and make *bundle a pool whose totals are exactly r, whose GPUs are the
- * granted devices (gpu_index copied from the node, gpu_free = the fraction
- * granted) and whose custom resources are r's.  0 or LOOM_EFULL. */
+ * granted devices (gpu_index copied from the node, gpu_share = gpu_free = the
+ * fraction granted, gpu_memory = gpu_mem_free = the device memory granted)
+ * and whose custom resources are r's.  0 or LOOM_EFULL. */
 int loom_pool_carve(loom_pool *node, const loom_request *r, loom_pool *bundle, loom_grant *g);
 
 /* ---- choosing a node ---------------------------------------------------- */
@@ -117,7 +125,7 @@ int loom_choose_node(const loom_candidate *c, int n, const loom_request *r, int 
 
 /* ---- placement groups --------------------------------------------------- */
 
-enum { LOOM_PG_PACK = 0, LOOM_PG_SPREAD = 1, LOOM_PG_STRICT_PACK = 2, LOOM_PG_STRICT_SPREAD = 3 };
+/* Strategies are loom.h's LOOM_PG_PACK, _SPREAD, _STRICT_PACK, _STRICT_SPREAD. */
 
 /* Place nb bundles on nodes (pools[i] for node i) all at once: assign[b] is
  * the node index of bundle b.  Does not change the pools (the caller carves
@@ -129,7 +137,10 @@ enum { LOOM_PG_PACK = 0, LOOM_PG_SPREAD = 1, LOOM_PG_STRICT_PACK = 2, LOOM_PG_ST
  *  STRICT_PACK: all on one node, or fail.
  *  STRICT_SPREAD: every bundle on a different node, or fail.
  * Bundles are tried largest first; a small backtracking search (bounded) for
- * the strict strategies.  0, or LOOM_EFULL with the reason in why. */
+ * the strict strategies.  Bundles sharing a node are accounted in index order,
+ * so carving each node's bundles in index order reproduces the placement.
+ * 0; LOOM_EFULL with the reason in why; LOOM_EINVAL for a bad strategy, a bad
+ * bundle or more than LOOM_PG_MAX_BUNDLES (assign is then all -1). */
 int loom_pg_place(const loom_pool *const *pools, int npools, const loom_request *bundles, int nb,
                   int strategy, int idle, int *assign, char *why, size_t whylen);
 
