@@ -63,8 +63,9 @@ typedef struct loom_grant {
 /* Initialise a node's pool: cpus, memory, ngpus devices numbered 0..ngpus-1
  * each of gpu_memory bytes, all free, no custom resources. */
 void loom_pool_init(loom_pool *p, double cpus, uint64_t memory, int ngpus, uint64_t gpu_memory);
-/* Add (or raise) a custom resource; LOOM_EINVAL for a bad name or amount,
- * LOOM_EFULL when LOOM_POOL_MAX_RES are already defined. */
+/* Add a custom resource, or set the total of one already there (not below
+ * what is in use); LOOM_EINVAL for a bad name or amount, LOOM_EFULL when
+ * LOOM_POOL_MAX_RES are already defined. */
 int loom_pool_add_res(loom_pool *p, const char *name, double amount);
 
 /* Check a request on its own: no negative or non-finite amounts, gpus >= 1
@@ -76,8 +77,8 @@ int loom_request_check(const loom_request *r, char *err, size_t errlen);
 int loom_pool_fits(const loom_pool *p, const loom_request *r);
 /* Whether r would fit in p if p were idle (its totals).  When not, why names
  * the first resource that is short, e.g. "needs 2 GPUs, the node has 1"
- * or "needs 0.5 of resource 'nvlink', the node has none".  An invalid
- * request fits nowhere (why: loom_request_check's reason). */
+ * or "needs 0.5 of resource 'nvlink', the node has none" ("" when it fits).
+ * An invalid request fits nowhere (why: loom_request_check's reason). */
 int loom_pool_could_fit(const loom_pool *p, const loom_request *r, char *why, size_t whylen);
 
 /* Take r from p (fractional GPUs: best fit, the fitting device with least
