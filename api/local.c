@@ -52,8 +52,30 @@ static int start_node(loom_local *l, const char *bin, int i, const char *addr, c
     fmt_u64(store, sizeof(store), o && o->store_bytes ? (unsigned long long)o->store_bytes : 1ull << 30);
     /* no --store-dir: the daemon names its memory tier (/dev/shm/loom-UID/node-PID)
        and removes it when it stops, even when the driver died without stopping it */
-    char *argv[] = {(char *)bin, "_node", "--address", (char *)addr, "--node-dir", nodedir,
-                    "--num-cpus", cpus, "--store-bytes", store, "--ready-fd", "3", NULL};
+    char *argv[24] = {(char *)bin, "_node", "--address", (char *)addr, "--node-dir", nodedir,
+                      "--num-cpus", cpus, "--store-bytes", store, "--ready-fd", "3", NULL};
+    int n = 12;
+    char gpus[32], gmem[32];
+    const loom_node_spec *spec = o && o->nodes ? &o->nodes[i] : NULL;
+    if (spec && spec->num_gpus >= 0) {
+        loom_snprintf(gpus, sizeof(gpus), "%d", spec->num_gpus);
+        argv[n++] = "--num-gpus";
+        argv[n++] = gpus;
+    }
+    if (spec && spec->gpu_memory) {
+        fmt_u64(gmem, sizeof(gmem), (unsigned long long)spec->gpu_memory);
+        argv[n++] = "--gpu-memory";
+        argv[n++] = gmem;
+    }
+    if (spec && spec->resources) {
+        argv[n++] = "--resources";
+        argv[n++] = (char *)spec->resources;
+    }
+    if (spec && spec->labels) {
+        argv[n++] = "--labels";
+        argv[n++] = (char *)spec->labels;
+    }
+    argv[n] = NULL;
     char *env[] = {secretenv, NULL};
     int fd;
     char line[256];

@@ -42,8 +42,12 @@ static const char *usage_text =
     "        start a head (and a node daemon on this machine) in the background\n"
     "  start --address HOST:PORT [--bind HOST] [--advertise HOST] [--num-cpus N]\n"
     "        [--store-bytes B] [--memory B] [--block]   start a node daemon that joins HOST:PORT\n"
+    "     node options (with either): --num-gpus N (default: the GPUs found), --gpu-memory B,\n"
+    "        --resources NAME=AMOUNT,...  --labels KEY=VALUE,...\n"
     "  stop                         stop the head and daemons started from this state dir\n"
     "  status [--json]              nodes, resources and task counts\n"
+    "  actors [--json]              actors and their states\n"
+    "  kill-actor ID|NAME           kill an actor\n"
     "\n"
     "work:\n"
     "  submit GRAPH.json [--wait] [--timeout S]   submit a graph; prints the job id\n"
@@ -257,8 +261,37 @@ static int cmd_node(const opts *o)
         .store_bytes = parse_bytes(opt(o, "store-bytes")),
         .heartbeat_ms = opt_int(o, "heartbeat-ms", 1000),
         .ready_fd = opt_int(o, "ready-fd", -1),
+        .num_gpus = opt_int(o, "num-gpus", -1),
+        .gpu_memory = parse_bytes(opt(o, "gpu-memory")),
+        .resources = opt(o, "resources"),
+        .labels = opt(o, "labels"),
     };
     return loom_daemon_run(&d) ? 1 : 0;
+}
+
+/* A task's client (loom_task_client): one per thread of the executor, made
+ * on first use from the environment the daemon set (LOOM_ADDRESS) and the
+ * cluster secret, and kept for the executor's life. */
+static char exec_secret[LOOM_SECRET_HEX + 1];
+static __thread loom_client *task_client;
+
+static loom_client *connect_task_client(char *err, size_t errlen)
+{
+    if (task_client) return task_client;
+    const char *addr = getenv("LOOM_ADDRESS");
+    if (!addr || !*addr) {
+        loom_snprintf(err, errlen, "LOOM_ADDRESS is not set in the executor");
+        return NULL;
+    }
+    loom_connect_opts co = {.secret = exec_secret};
+    loom_client *c = NULL;
+    int rc = loom_connect(addr, &co, &c);
+    if (rc) {
+        loom_snprintf(err, errlen, "%s", loom_strerror(rc));
+        return NULL;
+    }
+    task_client = c;
+    return c;
 }
 
 static int cmd_executor(const opts *o)
@@ -273,7 +306,11 @@ static int cmd_executor(const opts *o)
         .store_dir = opt(o, "store"),
         .spill_dir = opt(o, "spill"),
         .node_dir = opt(o, "node-dir"),
+        .actor = opt(o, "actor"),
+        .gpus = opt(o, "gpus"),
+        .connect = connect_task_client,
     };
+    loom_snprintf(exec_secret, sizeof(exec_secret), "%s", secret);
     if (!e.daemon_endpoint || !e.store_dir || !e.node_dir) return 2;
     return loom_executor_run(&e) ? 1 : 0;
 }
@@ -335,6 +372,10 @@ static int start_node_from(const opts *o, const char *sd, const char *addr)
     push_arg(argv, &n, "--node-dir", opt(o, "node-dir"));
     push_arg(argv, &n, "--secret-file", opt(o, "secret-file"));
     push_arg(argv, &n, "--data-port", opt(o, "data-port"));
+    push_arg(argv, &n, "--num-gpus", opt(o, "num-gpus"));
+    push_arg(argv, &n, "--gpu-memory", opt(o, "gpu-memory"));
+    push_arg(argv, &n, "--resources", opt(o, "resources"));
+    push_arg(argv, &n, "--labels", opt(o, "labels"));
     push_arg(argv, &n, "--ready-fd", "3");
     argv[n] = NULL;
     if (start_background(sd, argv, log, line, sizeof(line), "node daemon")) return 1;
@@ -451,8 +492,8 @@ static void print_status(const char *text)
         return;
     }
     json_t *nodes = json_object_get(root, "nodes"), *tasks = json_object_get(root, "tasks");
-    printf("%-4s %-20s %-22s %-6s %-11s %-21s %-21s %s\n", "NODE", "HOST", "ADDRESS", "STATE", "CPUS",
-           "MEMORY", "STORE", "RUNNING");
+    printf("%-4s %-20s %-22s %-6s %-11s %-9s %-21s %-21s %-8s %s\n", "NODE", "HOST", "ADDRESS", "STATE", "CPUS",
+           "GPUS", "MEMORY", "STORE", "RUNNING", "RESOURCES / LABELS");
     size_t i;
     json_t *n;
     json_array_foreach(nodes, i, n) {
@@ -465,11 +506,25 @@ static void print_status(const char *text)
                       json_number_value(json_object_get(n, "cpus")));
         loom_snprintf(mem, sizeof(mem), "%s/%s", mu, mt);
         loom_snprintf(store, sizeof(store), "%s/%s", su, st);
-        printf("%-4lld %-20s %-22s %-6s %-11s %-21s %-21s %lld\n",
+        char gpus[32], extra[512] = "";
+        loom_snprintf(gpus, sizeof(gpus), "%g/%lld", json_number_value(json_object_get(n, "gpus_used")),
+                      (long long)json_integer_value(json_object_get(n, "gpus")));
+        const char *k;
+        json_t *val;
+        json_object_foreach(json_object_get(n, "resources"), k, val) {
+            size_t used = strlen(extra);
+            loom_snprintf(extra + used, sizeof(extra) - used, "%s%s=%g/%g", used ? " " : "", k,
+                          json_number_value(json_array_get(val, 1)), json_number_value(json_array_get(val, 0)));
+        }
+        json_object_foreach(json_object_get(n, "labels"), k, val) {
+            size_t used = strlen(extra);
+            loom_snprintf(extra + used, sizeof(extra) - used, "%s%s:%s", used ? " " : "", k, json_string_value(val));
+        }
+        printf("%-4lld %-20s %-22s %-6s %-11s %-9s %-21s %-21s %-8lld %s\n",
                (long long)json_integer_value(json_object_get(n, "id")),
                json_string_value(json_object_get(n, "hostname")), json_string_value(json_object_get(n, "address")),
-               json_string_value(json_object_get(n, "state")), cpus, mem, store,
-               (long long)json_integer_value(json_object_get(n, "running")));
+               json_string_value(json_object_get(n, "state")), cpus, gpus, mem, store,
+               (long long)json_integer_value(json_object_get(n, "running")), extra);
     }
     json_t *total = json_object_get(root, "total");
     printf("tasks: %lld waiting, %lld queued, %lld running, %lld finished, %lld failed (kept);"
@@ -482,7 +537,68 @@ static void print_status(const char *text)
            (long long)json_integer_value(json_object_get(total, "finished")),
            (long long)json_integer_value(json_object_get(total, "failed")),
            (long long)json_integer_value(json_object_get(root, "objects")));
+    json_t *actors = json_object_get(root, "actors"), *pgs = json_object_get(root, "placement_groups");
+    printf("actors: %lld alive, %lld pending, %lld dead; placement groups: %lld created, %lld pending, %lld infeasible\n",
+           (long long)json_integer_value(json_object_get(actors, "alive")),
+           (long long)json_integer_value(json_object_get(actors, "pending")),
+           (long long)json_integer_value(json_object_get(actors, "dead")),
+           (long long)json_integer_value(json_object_get(pgs, "created")),
+           (long long)json_integer_value(json_object_get(pgs, "pending")),
+           (long long)json_integer_value(json_object_get(pgs, "infeasible")));
+    json_t *inf = json_object_get(root, "infeasible");
+    if (json_integer_value(json_object_get(inf, "count")) > 0) {
+        printf("infeasible requests: %lld; the latest:\n", (long long)json_integer_value(json_object_get(inf, "count")));
+        size_t j;
+        json_t *msg;
+        json_array_foreach(json_object_get(inf, "recent"), j, msg) printf("  %s\n", json_string_value(msg));
+    }
     json_decref(root);
+}
+
+static int cmd_actors(const opts *o)
+{
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    char *json = NULL;
+    int rc = loom_actors_json(c, &json);
+    if (rc) {
+        fprintf(stderr, "loom: actors: %s\n", loom_last_error(c));
+    } else if (opt(o, "json")) {
+        printf("%s\n", json);
+    } else {
+        json_error_t jerr;
+        json_t *root = json_loads(json, 0, &jerr);
+        printf("%-32s %-16s %-20s %-8s %-5s %-9s %-8s %-8s %s\n", "ACTOR", "CLASS", "NAME", "STATE", "NODE",
+               "LIFETIME", "WAITING", "DONE", "ERROR");
+        size_t i;
+        json_t *a;
+        json_array_foreach(root, i, a) {
+            printf("%-32s %-16s %-20s %-8s %-5lld %-9s %-8lld %-8lld %s\n", json_string_value(json_object_get(a, "id")),
+                   json_string_value(json_object_get(a, "class")), json_string_value(json_object_get(a, "name")),
+                   json_string_value(json_object_get(a, "state")), (long long)json_integer_value(json_object_get(a, "node")),
+                   json_is_true(json_object_get(a, "detached")) ? "detached" : "job",
+                   (long long)json_integer_value(json_object_get(a, "calls_waiting")),
+                   (long long)json_integer_value(json_object_get(a, "calls_done")),
+                   json_string_value(json_object_get(a, "error")));
+        }
+        json_decref(root);
+    }
+    free(json);
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
+static int cmd_kill_actor(const opts *o)
+{
+    if (o->npos < 1) return usage();
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    loom_actor a;
+    int rc = loom_actor_from_hex(o->pos[0], &a) == 0 ? LOOM_OK : loom_actor_lookup(c, o->pos[0], &a);
+    if (!rc) rc = loom_actor_kill(c, a);
+    if (rc) fprintf(stderr, "loom: kill-actor %s: %s\n", o->pos[0], loom_last_error(c));
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
 }
 
 static int cmd_status(const opts *o)
@@ -717,6 +833,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "_head")) return cmd_head(&o);
     if (!strcmp(cmd, "_node")) return cmd_node(&o);
     if (!strcmp(cmd, "executor")) return cmd_executor(&o);
+    if (!strcmp(cmd, "actors")) return cmd_actors(&o);
+    if (!strcmp(cmd, "kill-actor")) return cmd_kill_actor(&o);
     if (!strcmp(cmd, "start")) return cmd_start(&o);
     if (!strcmp(cmd, "stop")) return cmd_stop(&o);
     if (!strcmp(cmd, "status")) return cmd_status(&o);

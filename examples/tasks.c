@@ -239,3 +239,190 @@ LOOM_TASK(crash)
     raise(SIGSEGV);
     return 0;
 }
+
+/* ---- placement ---------------------------------------------------------- */
+
+/* node_id() -> the id of the node running the task (msgpack integer) */
+LOOM_TASK(node_id)
+{
+    const char *id = getenv("LOOM_NODE_ID");
+    return loom_task_return_i64(ctx, id ? atoll(id) : 0);
+}
+
+/* gpu_ids() -> "node:CUDA_VISIBLE_DEVICES" as the task saw it */
+LOOM_TASK(gpu_ids)
+{
+    const char *id = getenv("LOOM_NODE_ID"), *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    char out[300];
+    int len = snprintf(out, sizeof(out), "%s:%s", id ? id : "?", cvd ? cvd : "(unset)");
+    return loom_task_return_str(ctx, out, (size_t)len);
+}
+
+/* ---- actors ------------------------------------------------------------- */
+
+/* Counter(start): a running total.  add(k) -> the new total; get() -> total;
+ * log_add(k, ms): sleeps ms, appends k to a history and returns the history
+ * length (ordering tests); history() -> the values added, in order, as a
+ * msgpack array; where() -> "node:pid:CUDA_VISIBLE_DEVICES"; fail(); crash(). */
+typedef struct counter {
+    int64_t total;
+    int64_t *history;
+    size_t n, cap;
+} counter;
+
+LOOM_ACTOR_INIT(Counter)
+{
+    counter *s = calloc(1, sizeof(*s));
+    if (!s) return loom_task_fail(ctx, "out of memory");
+    if (loom_task_nargs(ctx) > 0 && loom_task_arg_i64(ctx, 0, &s->total)) {
+        free(s);
+        return loom_task_fail(ctx, "Counter: the start value must be a msgpack integer");
+    }
+    if (s->total == -1) {
+        free(s);
+        return loom_task_fail(ctx, "Counter refuses to start at -1");
+    }
+    loom_actor_set_state(ctx, s);
+    return 0;
+}
+
+LOOM_ACTOR_METHOD(Counter, add)
+{
+    counter *s = loom_actor_state(ctx);
+    int64_t k = 1;
+    if (loom_task_nargs(ctx) > 0 && loom_task_arg_i64(ctx, 0, &k)) return loom_task_fail(ctx, "add: want an integer");
+    s->total += k;
+    return loom_task_return_i64(ctx, s->total);
+}
+
+LOOM_ACTOR_METHOD(Counter, get)
+{
+    counter *s = loom_actor_state(ctx);
+    return loom_task_return_i64(ctx, s->total);
+}
+
+LOOM_ACTOR_METHOD(Counter, log_add)
+{
+    counter *s = loom_actor_state(ctx);
+    int64_t k = 0, ms = 0;
+    if (loom_task_arg_i64(ctx, 0, &k)) return loom_task_fail(ctx, "log_add: want an integer");
+    if (loom_task_nargs(ctx) > 1) loom_task_arg_i64(ctx, 1, &ms);
+    if (ms > 0) usleep((useconds_t)(ms * 1000));
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        int64_t *h = realloc(s->history, cap * sizeof(*h));
+        if (!h) return loom_task_fail(ctx, "out of memory");
+        s->history = h;
+        s->cap = cap;
+    }
+    s->history[s->n++] = k;
+    s->total += k;
+    return loom_task_return_i64(ctx, (int64_t)s->n);
+}
+
+LOOM_ACTOR_METHOD(Counter, history)
+{
+    counter *s = loom_actor_state(ctx);
+    loom_pack *p = loom_pack_new();
+    if (!p) return loom_task_fail(ctx, "out of memory");
+    loom_pack_array(p, (uint32_t)s->n);
+    for (size_t i = 0; i < s->n; i++) loom_pack_i64(p, s->history[i]);
+    int rc = loom_task_return_pack(ctx, p);
+    loom_pack_destroy(&p);
+    return rc;
+}
+
+LOOM_ACTOR_METHOD(Counter, where)
+{
+    const char *id = getenv("LOOM_NODE_ID"), *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    char out[300];
+    int len = snprintf(out, sizeof(out), "%s:%d:%s", id ? id : "?", (int)getpid(), cvd ? cvd : "(unset)");
+    return loom_task_return_str(ctx, out, (size_t)len);
+}
+
+LOOM_ACTOR_METHOD(Counter, fail)
+{
+    return loom_task_fail(ctx, "Counter.fail fails on purpose");
+}
+
+LOOM_ACTOR_METHOD(Counter, crash)
+{
+    raise(SIGKILL);
+    return 0;
+}
+
+LOOM_ACTOR_DESTROY(Counter)
+{
+    counter *s = state;
+    if (!s) return;
+    free(s->history);
+    free(s);
+}
+
+/* call_counter(actor, k) -> the actor's add(k): a task calling an actor
+ * through a handle it was given */
+LOOM_TASK(call_counter)
+{
+    loom_actor a;
+    int64_t k;
+    if (loom_task_arg_actor(ctx, 0, &a) || loom_task_arg_i64(ctx, 1, &k))
+        return loom_task_fail(ctx, "call_counter: want an actor handle and an integer");
+    loom_client *c = loom_task_client(ctx);
+    if (!c) return LOOM_ETASK;
+    loom_pack *p = loom_pack_new();
+    if (!p) return loom_task_fail(ctx, "out of memory");
+    loom_pack_i64(p, k);
+    loom_arg arg = loom_arg_value(loom_pack_data(p), loom_pack_size(p));
+    loom_ref r;
+    int rc = loom_actor_call(c, a, "add", &arg, 1, &r);
+    loom_pack_destroy(&p);
+    if (rc) return loom_task_fail(ctx, "call: %s", loom_last_error(c));
+    loom_value *v;
+    rc = loom_get(c, r, 60000, &v);
+    if (rc) return loom_task_fail(ctx, "get: %s", loom_last_error(c));
+    rc = loom_task_return(ctx, loom_value_data(v), loom_value_size(v));
+    loom_value_release(&v);
+    loom_release(c, r);
+    return rc;
+}
+
+/* Relay(target): an actor that calls another actor.  relay(k) -> target.add(k) */
+typedef struct relay {
+    loom_actor target;
+} relay;
+
+LOOM_ACTOR_INIT(Relay)
+{
+    relay *s = calloc(1, sizeof(*s));
+    if (!s) return loom_task_fail(ctx, "out of memory");
+    if (loom_task_arg_actor(ctx, 0, &s->target)) {
+        free(s);
+        return loom_task_fail(ctx, "Relay: want an actor handle");
+    }
+    loom_actor_set_state(ctx, s);
+    return 0;
+}
+
+LOOM_ACTOR_METHOD(Relay, relay)
+{
+    relay *s = loom_actor_state(ctx);
+    const void *d;
+    size_t n;
+    if (loom_task_arg(ctx, 0, &d, &n)) return loom_task_fail(ctx, "relay: want an argument");
+    loom_client *c = loom_task_client(ctx);
+    if (!c) return LOOM_ETASK;
+    loom_arg arg = loom_arg_value(d, n);
+    loom_ref r;
+    if (loom_actor_call(c, s->target, "add", &arg, 1, &r)) return loom_task_fail(ctx, "call: %s", loom_last_error(c));
+    loom_value *v;
+    if (loom_get(c, r, 60000, &v)) return loom_task_fail(ctx, "get: %s", loom_last_error(c));
+    int rc = loom_task_return(ctx, loom_value_data(v), loom_value_size(v));
+    loom_value_release(&v);
+    loom_release(c, r);
+    return rc;
+}
+
+LOOM_ACTOR_DESTROY(Relay)
+{
+    free(state);
+}

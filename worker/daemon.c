@@ -130,6 +130,7 @@ struct daemon_s {
     uint64_t next_serial;
     int stopping;
     loom_hmap actors;         /* actor id (16) -> actor_proc */
+    int spawned;              /* the executor pool has been started */
     loom_gpu_info gpus;
     uint32_t num_gpus;
     uint64_t gpu_memory;
@@ -935,6 +936,13 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
     case LOOM_MSG_WELCOME:
         d->node_id = m.id;
         d->welcomed = 1;
+        if (!d->spawned) {
+            char id[16];
+            loom_snprintf(id, sizeof(id), "%u", m.id);
+            setenv("LOOM_NODE_ID", id, 1); /* tasks can tell where they run */
+            for (int i = 0; i < d->nexec; i++) spawn_executor(d, i);
+            d->spawned = 1;
+        }
         if (d->o.ready_fd >= 0) {
             char line[64];
             loom_snprintf(line, sizeof(line), "node %u\n", m.id);
@@ -1427,8 +1435,7 @@ int loom_daemon_run(const loom_daemon_opts *opts)
         d->nexec = (int)(d->o.num_cpus + 0.999);
         if (d->nexec < 1) d->nexec = 1;
         if (d->nexec > MAX_EXECUTORS) d->nexec = MAX_EXECUTORS;
-        for (int i = 0; i < d->nexec; i++) spawn_executor(d, i);
-        say_hello(d);
+        say_hello(d); /* executors start once the head has given the node its id */
         uv_timer_init(d->loop, &d->hb);
         d->hb.data = d;
         uv_timer_start(&d->hb, on_heartbeat, (uint64_t)d->o.heartbeat_ms, (uint64_t)d->o.heartbeat_ms);

@@ -64,6 +64,15 @@ int loom_ref_from_hex(const char *hex, loom_ref *out);
 
 typedef struct loom_client loom_client;
 
+/* What a node of a local cluster offers besides CPUs (see loom_connect_opts). */
+typedef struct loom_node_spec {
+    int num_gpus;             /* GPUs the node reports (simulated where there are
+                                 none); -1: the GPUs found on the machine */
+    uint64_t gpu_memory;      /* bytes per GPU to report (0: as found, or unknown) */
+    const char *resources;    /* custom resources "NAME=AMOUNT,..." or NULL */
+    const char *labels;       /* labels "KEY=VALUE,..." or NULL */
+} loom_node_spec;
+
 typedef struct loom_connect_opts {
     const char *secret;       /* cluster secret; default: read secret_file */
     const char *secret_file;  /* default: $LOOM_SECRET_FILE or <state_dir>/secret */
@@ -72,6 +81,8 @@ typedef struct loom_connect_opts {
     int num_nodes;            /* "local": node daemons to start (default 1) */
     int num_cpus;             /* "local": CPUs per node (default: online CPUs) */
     uint64_t store_bytes;     /* "local": object store size per node (default 1 GiB) */
+    const loom_node_spec *nodes; /* "local": num_nodes entries, or NULL: every node
+                                    reports the machine's GPUs and nothing else */
 } loom_connect_opts;
 
 /* Connect to "HOST:PORT" (the head), or to "local": start a head and

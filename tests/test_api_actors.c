@@ -1,0 +1,304 @@
+/* tests/test_api_actors.c — actors on a real local cluster: create, call,
+ * state kept between calls, per-caller ordering under concurrent callers,
+ * named actors, handles passed to tasks and to other actors, init failure,
+ * method failure, crash, kill, job-scoped versus detached lifetime,
+ * concurrent calls (max_concurrency), and the actors listing. */
+#include <dirent.h>
+#include <pthread.h>
+#include "test_api_util.h"
+
+static char state_dir[4096], address[512], secret_file[4600];
+static loom_ref lib;
+
+/* The address and secret file of the local cluster started in state_dir. */
+static void find_local_cluster(void)
+{
+    DIR *d = opendir(state_dir);
+    REQUIRE(d);
+    struct dirent *e;
+    char dir[4400] = "";
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, "local", 5)) snprintf(dir, sizeof dir, "%s/%s", state_dir, e->d_name);
+    closedir(d);
+    REQUIRE(dir[0]);
+    char path[4600];
+    snprintf(path, sizeof path, "%s/address", dir);
+    FILE *f = fopen(path, "r");
+    REQUIRE(f && fgets(address, sizeof address, f));
+    fclose(f);
+    address[strcspn(address, "\n")] = 0;
+    snprintf(secret_file, sizeof secret_file, "%s/secret", dir);
+}
+
+static loom_client *second_client(void)
+{
+    loom_connect_opts o;
+    memset(&o, 0, sizeof o);
+    o.secret_file = secret_file;
+    loom_client *c = NULL;
+    REQUIRE(loom_connect(address, &o, &c) == 0);
+    return c;
+}
+
+static int64_t call_i64(loom_client *c, loom_actor a, const char *m, int64_t k, int *rc_out)
+{
+    t_int v = t_i64(k);
+    loom_arg arg = t_arg_i64(&v);
+    loom_ref r;
+    int rc = loom_actor_call(c, a, m, &arg, 1, &r);
+    int64_t out = INT64_MIN;
+    if (!rc) rc = t_get_i64(c, r, 30000, &out);
+    if (!rc) loom_release(c, r);
+    if (rc_out) *rc_out = rc;
+    return out;
+}
+
+static void test_basic(loom_client *c)
+{
+    t_int start = t_i64(10);
+    loom_arg arg = t_arg_i64(&start);
+    loom_actor a;
+    CHECK_RC(loom_actor_create(c, lib, "Counter", &arg, 1, NULL, &a), 0);
+    CHECK_RC(loom_actor_wait_ready(c, a, 30000), 0);
+    int rc;
+    CHECK(call_i64(c, a, "add", 5, &rc) == 15 && rc == 0);
+    CHECK(call_i64(c, a, "add", -3, &rc) == 12 && rc == 0);
+    /* many calls without waiting: in order, state kept */
+    loom_ref refs[200];
+    t_int one = t_i64(1);
+    loom_arg a1 = t_arg_i64(&one);
+    for (int i = 0; i < 200; i++) CHECK_RC(loom_actor_call(c, a, "add", &a1, 1, &refs[i]), 0);
+    int ordered = 1;
+    for (int i = 0; i < 200; i++) {
+        int64_t v = 0;
+        CHECK_RC(t_get_i64(c, refs[i], 30000, &v), 0);
+        if (v != 13 + i) ordered = 0;
+        loom_release(c, refs[i]);
+    }
+    CHECK(ordered);
+    /* a failing method fails its call, not the actor */
+    loom_ref r;
+    CHECK_RC(loom_actor_call(c, a, "fail", NULL, 0, &r), 0);
+    loom_value *v = NULL;
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_ETASK);
+    CHECK_ERR_HAS(c, "fails on purpose");
+    CHECK(call_i64(c, a, "add", 0, &rc) == 212 && rc == 0);
+    /* no such method */
+    CHECK_RC(loom_actor_call(c, a, "nosuch", NULL, 0, &r), 0);
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_ENOTFOUND);
+    CHECK_ERR_HAS(c, "no method 'nosuch'");
+    CHECK_RC(loom_actor_call(c, a, "init", NULL, 0, &r), LOOM_EINVAL);
+    /* kill: later calls fail with LOOM_EACTOR */
+    CHECK_RC(loom_actor_kill(c, a), 0);
+    CHECK_RC(loom_actor_call(c, a, "add", &a1, 1, &r), 0);
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_EACTOR);
+    CHECK_ERR_HAS(c, "killed");
+}
+
+static void test_init_failure_and_crash(loom_client *c)
+{
+    t_int bad = t_i64(-1);
+    loom_arg arg = t_arg_i64(&bad);
+    loom_actor a;
+    CHECK_RC(loom_actor_create(c, lib, "Counter", &arg, 1, NULL, &a), 0);
+    CHECK_RC(loom_actor_wait_ready(c, a, 30000), LOOM_ETASK);
+    CHECK_ERR_HAS(c, "refuses to start");
+    loom_ref r;
+    loom_value *v = NULL;
+    CHECK_RC(loom_actor_call(c, a, "get", NULL, 0, &r), 0);
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_EACTOR);
+    CHECK_ERR_HAS(c, "init failed");
+    /* a class that does not exist */
+    CHECK_RC(loom_actor_create(c, lib, "NoSuchClass", NULL, 0, NULL, &a), 0);
+    CHECK_RC(loom_actor_wait_ready(c, a, 30000), LOOM_ENOTFOUND);
+    CHECK_RC(loom_actor_create(c, lib, "bad__name", NULL, 0, NULL, &a), LOOM_EINVAL);
+    /* a crash kills the actor: the call fails, later calls too */
+    CHECK_RC(loom_actor_create(c, lib, "Counter", NULL, 0, NULL, &a), 0);
+    CHECK_RC(loom_actor_call(c, a, "crash", NULL, 0, &r), 0);
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_EACTOR);
+    CHECK_RC(loom_actor_call(c, a, "get", NULL, 0, &r), 0);
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_EACTOR);
+}
+
+/* Callers on their own threads and clients, each adding its own sequence:
+ * each caller's values appear in the actor's history in the order sent. */
+typedef struct caller_arg {
+    loom_actor a;
+    int id, n;
+    int rc;
+} caller_arg;
+
+static void *caller_main(void *p)
+{
+    caller_arg *ca = p;
+    loom_connect_opts o;
+    memset(&o, 0, sizeof o);
+    o.secret_file = secret_file;
+    loom_client *c = NULL;
+    ca->rc = loom_connect(address, &o, &c);
+    if (ca->rc) return NULL;
+    loom_ref *refs = calloc((size_t)ca->n, sizeof(loom_ref));
+    for (int i = 0; i < ca->n && !ca->rc; i++) {
+        t_int v = t_i64((int64_t)ca->id * 100000 + i), ms = t_i64(i % 7 == 0 ? 2 : 0);
+        loom_arg args[2] = {t_arg_i64(&v), t_arg_i64(&ms)};
+        ca->rc = loom_actor_call(c, ca->a, "log_add", args, 2, &refs[i]);
+    }
+    for (int i = 0; i < ca->n && !ca->rc; i++) {
+        int64_t x;
+        ca->rc = t_get_i64(c, refs[i], 60000, &x);
+    }
+    free(refs);
+    loom_disconnect(&c);
+    return NULL;
+}
+
+static void test_ordering(loom_client *c)
+{
+    loom_actor a;
+    CHECK_RC(loom_actor_create(c, lib, "Counter", NULL, 0, NULL, &a), 0);
+    enum { NC = 4, N = 150 };
+    pthread_t th[NC];
+    caller_arg ca[NC];
+    for (int i = 0; i < NC; i++) {
+        ca[i] = (caller_arg){a, i + 1, N, 0};
+        pthread_create(&th[i], NULL, caller_main, &ca[i]);
+    }
+    for (int i = 0; i < NC; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_RC(ca[i].rc, 0);
+    }
+    loom_ref r;
+    CHECK_RC(loom_actor_call(c, a, "history", NULL, 0, &r), 0);
+    loom_value *v = NULL;
+    CHECK_RC(loom_get(c, r, 30000, &v), 0);
+    REQUIRE(v);
+    loom_unpack u;
+    loom_unpack_init(&u, loom_value_data(v), loom_value_size(v));
+    uint32_t n = 0;
+    CHECK_RC(loom_unpack_array(&u, &n), 0);
+    CHECK(n == NC * N);
+    int64_t next[NC + 1] = {0};
+    int in_order = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t x;
+        if (loom_unpack_i64(&u, &x)) { in_order = 0; break; }
+        int who = (int)(x / 100000), seq = (int)(x % 100000);
+        if (who < 1 || who > NC || seq != next[who]) in_order = 0;
+        else next[who]++;
+    }
+    CHECK(in_order);
+    loom_value_release(&v);
+    loom_actor_kill(c, a);
+}
+
+static void test_named_and_handles(loom_client *c)
+{
+    loom_actor_opts o;
+    memset(&o, 0, sizeof o);
+    o.name = "shared-counter";
+    loom_actor a, b;
+    CHECK_RC(loom_actor_create(c, lib, "Counter", NULL, 0, &o, &a), 0);
+    CHECK_RC(loom_actor_lookup(c, "shared-counter", &b), 0);
+    CHECK(!memcmp(a.id, b.id, 16));
+    CHECK_RC(loom_actor_create(c, lib, "Counter", NULL, 0, &o, &b), LOOM_EINVAL);
+    CHECK_ERR_HAS(c, "already exists");
+    CHECK_RC(loom_actor_lookup(c, "nobody", &b), LOOM_ENOTFOUND);
+    /* a task calls the actor through its handle */
+    t_int k = t_i64(7);
+    loom_arg args[2] = {loom_arg_actor(&a), t_arg_i64(&k)};
+    loom_ref r;
+    CHECK_RC(loom_submit(c, lib, "call_counter", args, 2, NULL, &r), 0);
+    int64_t x = 0;
+    CHECK_RC(t_get_i64(c, r, 60000, &x), 0);
+    if (x != 7) fprintf(stderr, "call_counter: %s\n", loom_last_error(c));
+    CHECK(x == 7);
+    /* an actor calls another actor */
+    loom_arg h = loom_arg_actor(&a);
+    loom_actor relay;
+    CHECK_RC(loom_actor_create(c, lib, "Relay", &h, 1, NULL, &relay), 0);
+    int rc;
+    CHECK(call_i64(c, relay, "relay", 5, &rc) == 12 && rc == 0);
+    if (rc) fprintf(stderr, "relay: %s\n", loom_last_error(c));
+    CHECK(call_i64(c, a, "get", 0, &rc) == 12);
+    /* the listing shows both */
+    char *json = NULL;
+    CHECK_RC(loom_actors_json(c, &json), 0);
+    CHECK(t_has(json, "shared-counter") && t_has(json, "\"Relay\""));
+    free(json);
+    loom_actor_kill(c, relay);
+    CHECK_RC(loom_actor_kill(c, a), 0);
+    CHECK_RC(loom_actor_lookup(c, "shared-counter", &b), LOOM_ENOTFOUND);
+}
+
+static void test_lifetimes(loom_client *c)
+{
+    loom_client *other = second_client();
+    loom_actor_opts o;
+    memset(&o, 0, sizeof o);
+    o.name = "scoped";
+    loom_actor scoped, kept;
+    CHECK_RC(loom_actor_create(other, lib, "Counter", NULL, 0, &o, &scoped), 0);
+    o.name = "kept";
+    o.detached = 1;
+    CHECK_RC(loom_actor_create(other, lib, "Counter", NULL, 0, &o, &kept), 0);
+    CHECK_RC(loom_actor_wait_ready(other, scoped, 30000), 0);
+    CHECK_RC(loom_actor_wait_ready(other, kept, 30000), 0);
+    loom_disconnect(&other);
+    /* the job-scoped actor goes with its creator; the detached one stays */
+    loom_actor x;
+    int gone = 0;
+    for (int i = 0; i < 200 && !gone; i++) {
+        gone = loom_actor_lookup(c, "scoped", &x) == LOOM_ENOTFOUND;
+        if (!gone) usleep(20000);
+    }
+    CHECK(gone);
+    CHECK_RC(loom_actor_lookup(c, "kept", &x), 0);
+    int rc;
+    CHECK(call_i64(c, x, "add", 3, &rc) == 3 && rc == 0);
+    CHECK_RC(loom_actor_kill(c, x), 0);
+}
+
+static void test_concurrency(loom_client *c)
+{
+    loom_actor_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_concurrency = 4;
+    loom_actor a;
+    CHECK_RC(loom_actor_create(c, lib, "Counter", NULL, 0, &o, &a), 0);
+    CHECK_RC(loom_actor_wait_ready(c, a, 30000), 0);
+    /* 8 calls of 300 ms each: one at a time would take 2.4 s */
+    loom_ref refs[8];
+    int64_t t0 = t_now_ms();
+    for (int i = 0; i < 8; i++) {
+        t_int v = t_i64(0), ms = t_i64(300);
+        loom_arg args[2] = {t_arg_i64(&v), t_arg_i64(&ms)};
+        CHECK_RC(loom_actor_call(c, a, "log_add", args, 2, &refs[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        int64_t x;
+        CHECK_RC(t_get_i64(c, refs[i], 30000, &x), 0);
+    }
+    int64_t ms = t_now_ms() - t0;
+    printf("8 calls of 300 ms with max_concurrency 4: %lld ms\n", (long long)ms);
+    CHECK(ms < 2000);
+    loom_actor_kill(c, a);
+}
+
+int main(void)
+{
+    snprintf(state_dir, sizeof state_dir, "/tmp/loom-test-actors-%d", (int)getpid());
+    loom_client *c = t_connect(2, 2, state_dir);
+    find_local_cluster();
+    lib = t_lib(c);
+    test_basic(c);
+    test_init_failure_and_crash(c);
+    test_named_and_handles(c);
+    test_ordering(c);
+    test_lifetimes(c);
+    test_concurrency(c);
+    loom_disconnect(&c);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "%s", state_dir);
+    rmdir(cmd);
+    return TEST_DONE();
+}
