@@ -183,8 +183,9 @@ def _unpack_map(b, i, n, depth):
 PROTO = 1
 (ERROR, OK, HELLO, WELCOME, HEARTBEAT, SUBMIT, SUBMITTED, PUT_DONE, SUBSCRIBE, OBJ_READY,
  RELEASE, CANCEL, STATUS, INFO, JOB_INFO, JOB_REF, REF, JOB_DELETE, BYE, ASSIGN, CANCEL_TASK,
- DELETE_OBJS, TASK_DONE, OBJ_ADDED, FETCH, CHUNK, PUSH, RUN) = range(1, 29)
-TYPE_NAMES = {v: k for k, v in globals().items() if isinstance(v, int) and k.isupper() and 1 <= v <= 28
+ DELETE_OBJS, TASK_DONE, OBJ_ADDED, FETCH, CHUNK, PUSH, RUN, KV_PUT, KV_GET, KV_DEL, ACTOR_LOOKUP,
+ ACTOR_KILL, ACTOR_DIED, ACTORS, PG_CREATE, PG_REMOVE, PG_INFO) = range(1, 39)
+TYPE_NAMES = {v: k for k, v in globals().items() if isinstance(v, int) and k.isupper() and 1 <= v <= 38
               and k not in ("PROTO",)}
 ROLE_DRIVER, ROLE_NODE, ROLE_EXECUTOR = 1, 2, 3
 
@@ -195,17 +196,26 @@ def msg(mtype, req, *fields):
 
 def node_desc(rng):
     return [0, "fuzzhost", "127.0.0.1:1", "/nonexistent/store", "/nonexistent/spill",
-            1.0, 1 << 20, 1 << 20]
+            1.0, 1 << 20, 1 << 20, 2, 1 << 30, [["nvlink", 1.0]], [["zone", "a"]]]
 
 
 def wire_arg(kind=0, value=b"", ref=b"", size=0, locs=()):
     return [kind, value, ref, size, list(locs)]
 
 
-def wire_task(rng, kind=0):
+def wire_sched(gpus=0.0, res=(), labels=(), strategy=0, node=0, soft=False, pg=b"", bundle=-1):
+    return [gpus, 0, [list(r) for r in res], [list(l) for l in labels], strategy, node, soft, pg, bundle, ""]
+
+
+def wire_actor(op=0, actor=b"", conc=0, detached=False, name=""):
+    return [op, actor, conc, detached, name]
+
+
+def wire_task(rng, kind=0, sched=None, actor=None):
     """A function task whose library ref the head does not know (so it is refused)."""
     return [rng.randbytes(16), kind, "fuzz", wire_arg(1, b"", rng.randbytes(20), 100, []),
-            "noop", [], [], "", [], False, 1.0, 0, [wire_arg(0, b"\x01")]]
+            "noop", [], [], "", [], False, 1.0, 0, [wire_arg(0, b"\x01")],
+            sched or wire_sched(), actor or wire_actor()]
 
 
 def sample_messages(rng, secret="0" * 64):
@@ -242,6 +252,20 @@ def sample_messages(rng, secret="0" * 64):
         msg(SUBMITTED, 1, "0123456789abcdef"),
         msg(CANCEL_TASK, 0, ref),
         msg(DELETE_OBJS, 0, [ref]),
+        msg(SUBMIT, 15, "fuzzjob", 0, [wire_task(rng, sched=wire_sched(0.5, [("nvlink", 1.0)], [("zone", "a")], 2, 1, True))]),
+        msg(SUBMIT, 16, "fuzzjob", 0, [wire_task(rng, actor=wire_actor(2, rng.randbytes(16)))]),
+        msg(SUBMIT, 17, "fuzzjob", 0, [wire_task(rng, actor=wire_actor(1, rng.randbytes(16), 4, True, "fuzz-actor"))]),
+        msg(KV_PUT, 18, "fuzz/key", b"value"),
+        msg(KV_GET, 19, "fuzz/key", 0),
+        msg(KV_GET, 20, "fuzz/other", 100),
+        msg(KV_DEL, 21, "fuzz/key"),
+        msg(ACTOR_LOOKUP, 22, "nobody"),
+        msg(ACTOR_KILL, 23, ref),
+        msg(ACTOR_DIED, 0, ref, -19, "gone"),
+        msg(ACTORS, 24),
+        msg(PG_CREATE, 25, "fuzz-pg", 3, [[1.0, 0, 0.0, 0, []], [1.0, 0, 1.0, 0, [["nvlink", 1.0]]]]),
+        msg(PG_INFO, 26, ref),
+        msg(PG_REMOVE, 27, ref),
     ]
 
 
