@@ -9,3 +9,11 @@ foreach(t test_api_basic test_api_failures test_api_graph test_api_command test_
     set_tests_properties(${t} PROPERTIES LABELS "integration;api" TIMEOUT 180)
   endif()
 endforeach()
+
+# The GPU paths (on their CPU fallback where the machine has no GPU).
+if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/test_api_gpu.c)
+  loom_cluster_test(test_api_gpu)
+  target_compile_definitions(test_api_gpu PRIVATE LOOM_GPU_EXAMPLES_LIB="$<TARGET_FILE:loom_gpu_examples>")
+  add_dependencies(test_api_gpu loom_gpu_examples)
+  set_tests_properties(test_api_gpu PROPERTIES LABELS "integration;api;gpu" TIMEOUT 180)
+endif()
