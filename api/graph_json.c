@@ -52,6 +52,12 @@ typedef struct jtask {
     loom_ref lib_ref;            /* "library_ref", or lib_path once loaded */
     double num_cpus;
     uint64_t memory;
+    double num_gpus;
+    uint64_t gpu_memory;
+    json_t *resources, *labels;  /* objects: name -> amount, key -> value */
+    int strategy;                /* LOOM_SCHED_* */
+    uint32_t node;
+    int soft;
     int nocheck;
     int noutputs;                /* of the node it becomes */
     int nargs;
@@ -223,7 +229,8 @@ static int read_ref_hex(jctx *c, json_t *v, const char *where, loom_ref *out)
 
 static const char *const task_keys[] = {
     "name", "function", "command", "library", "library_ref", "args", "num_cpus",
-    "memory", "env", "cwd", "outputs", "check", NULL
+    "memory", "env", "cwd", "outputs", "check", "num_gpus", "gpu_memory", "resources", "labels",
+    "strategy", "node", "soft", NULL
 };
 static const char *const command_only_keys[] = { "env", "cwd", "outputs", "check", NULL };
 static const char *const function_only_keys[] = { "library", "library_ref", NULL };
@@ -354,6 +361,70 @@ static int read_command(jctx *c, jtask *t, const char *path)
     return LOOM_OK;
 }
 
+/* GPUs, custom resources, labels and the scheduling strategy. */
+static int read_placement(jctx *c, jtask *t, const char *path)
+{
+    char where[64];
+    json_t *g = json_object_get(t->obj, "num_gpus");
+    if (g) {
+        double v = json_is_number(g) ? json_number_value(g) : -1;
+        if (v < 0 || v > 16 || (v > 1 && v != (double)(int)v))
+            return fail(c, LOOM_EINVAL, "%s.num_gpus: must be a fraction below 1 or a whole number up to 16", path);
+        t->num_gpus = v;
+    }
+    json_t *gm = json_object_get(t->obj, "gpu_memory");
+    snprintf(where, sizeof where, "%s.gpu_memory", path);
+    if (gm) {
+        int rc = read_memory(c, gm, where, &t->gpu_memory);
+        if (rc) return rc;
+        if (t->num_gpus <= 0) return fail(c, LOOM_EINVAL, "%s.gpu_memory: needs num_gpus", path);
+    }
+    const char *k;
+    json_t *v;
+    t->resources = json_object_get(t->obj, "resources");
+    if (t->resources) {
+        if (!json_is_object(t->resources) || json_object_size(t->resources) > 16)
+            return fail(c, LOOM_EINVAL, "%s.resources: must be an object of at most 16 \"name\": amount", path);
+        json_object_foreach(t->resources, k, v) {
+            if (!*k || strlen(k) > 63 || !json_is_number(v) || json_number_value(v) <= 0)
+                return fail(c, LOOM_EINVAL, "%s.resources.%s: want a name of 1..63 characters and an amount > 0",
+                            path, k);
+        }
+    }
+    t->labels = json_object_get(t->obj, "labels");
+    if (t->labels) {
+        if (!json_is_object(t->labels) || json_object_size(t->labels) > 32)
+            return fail(c, LOOM_EINVAL, "%s.labels: must be an object of at most 32 \"key\": \"value\"", path);
+        json_object_foreach(t->labels, k, v) {
+            if (!*k || strlen(k) > 63 || !json_is_string(v) || strlen(json_string_value(v)) > 255)
+                return fail(c, LOOM_EINVAL, "%s.labels.%s: want a string value", path, k);
+        }
+    }
+    json_t *st = json_object_get(t->obj, "strategy");
+    if (st) {
+        const char *name = json_is_string(st) ? json_string_value(st) : "";
+        if (!strcmp(name, "default")) t->strategy = LOOM_SCHED_DEFAULT;
+        else if (!strcmp(name, "spread")) t->strategy = LOOM_SCHED_SPREAD;
+        else if (!strcmp(name, "node")) t->strategy = LOOM_SCHED_NODE;
+        else return fail(c, LOOM_EINVAL, "%s.strategy: must be \"default\", \"spread\" or \"node\"", path);
+    }
+    json_t *nd = json_object_get(t->obj, "node");
+    if (nd) {
+        if (!json_is_integer(nd) || json_integer_value(nd) < 1 || json_integer_value(nd) > UINT32_MAX)
+            return fail(c, LOOM_EINVAL, "%s.node: must be a node id (loom status)", path);
+        t->node = (uint32_t)json_integer_value(nd);
+        if (!st) t->strategy = LOOM_SCHED_NODE;
+    }
+    json_t *soft = json_object_get(t->obj, "soft");
+    if (soft) {
+        if (!json_is_boolean(soft)) return fail(c, LOOM_EINVAL, "%s.soft: must be true or false", path);
+        t->soft = json_is_true(soft);
+    }
+    if (t->strategy == LOOM_SCHED_NODE && !nd)
+        return fail(c, LOOM_EINVAL, "%s.strategy: \"node\" needs \"node\": ID", path);
+    return LOOM_OK;
+}
+
 static int read_resources(jctx *c, jtask *t, const char *path)
 {
     char where[64];
@@ -368,7 +439,9 @@ static int read_resources(jctx *c, jtask *t, const char *path)
     }
     json_t *mem = json_object_get(t->obj, "memory");
     snprintf(where, sizeof where, "%s.memory", path);
-    return mem ? read_memory(c, mem, where, &t->memory) : LOOM_OK;
+    int rc = mem ? read_memory(c, mem, where, &t->memory) : LOOM_OK;
+    if (rc) return rc;
+    return read_placement(c, t, path);
 }
 
 static int read_task(jctx *c, int i)
@@ -856,6 +929,27 @@ static int build_node(jctx *c, int i)
     opts.num_cpus = t->num_cpus;
     opts.memory = t->memory;
     opts.nocheck = t->nocheck;
+    opts.num_gpus = t->num_gpus;
+    opts.gpu_memory = t->gpu_memory;
+    opts.strategy = t->strategy;
+    opts.node = t->node;
+    opts.soft = t->soft;
+    loom_resource res[16];
+    loom_label labels[32];
+    const char *k;
+    json_t *v;
+    json_object_foreach(t->resources, k, v) {
+        if (opts.nresources >= 16) break;
+        res[opts.nresources].name = k;
+        res[opts.nresources++].amount = json_number_value(v);
+    }
+    json_object_foreach(t->labels, k, v) {
+        if (opts.nlabels >= 32) break;
+        labels[opts.nlabels].key = k;
+        labels[opts.nlabels++].value = json_string_value(v);
+    }
+    opts.resources = res;
+    opts.labels = labels;
     int node = t->kind == LOOM_GNODE_FUNCTION
                    ? loom_graph_task(c->g, t->lib_ref, t->function, &opts)
                    : add_command_node(c, t, &opts);

@@ -573,6 +573,8 @@ static void actor_ready(daemon_s *d, actor_proc *a, const uint8_t *ident, size_t
     }
 }
 
+static void actor_kill(daemon_s *d, actor_proc *a);
+
 /* A TASK_DONE from an actor's process: its init or one of its calls. */
 static void actor_done(daemon_s *d, actor_proc *a, loom_msg *m)
 {
@@ -582,7 +584,8 @@ static void actor_done(daemon_s *d, actor_proc *a, loom_msg *m)
         t->actor = NULL;
         if (m->code == 0) a->initialised = 1;
         task_report(d, t, m);
-        actor_flush(d, a);
+        if (!a->initialised) actor_kill(d, a); /* nothing to host: end its process */
+        else actor_flush(d, a);
         return;
     }
     for (int i = 0; i < a->nsent; i++) {
@@ -1007,6 +1010,11 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
             dtask *t = e->task;
             e->task = NULL;
             task_report(d, t, &m);
+            if (e->retiring) { /* it ran a GPU function: replace it (on_exec_exit) */
+                loom_msg bye;
+                loom_msg_init(&bye, LOOM_MSG_BYE, 0);
+                loom_zsend_msg(d->execs_sock, e->ident, e->identlen, &bye, d->out);
+            }
             try_run(d);
         } else if (a) {
             actor_done(d, a, &m);

@@ -726,14 +726,12 @@ int loom_executor_run(const loom_executor_opts *o)
             zmq_msg_close(&f);
             continue;
         }
-        int gpu_function = !ex.is_actor && t->kind == LOOM_TASK_FUNCTION && t->gpu_ids[0];
+        /* after a GPU function (a CUDA context keeps its devices) or a failed
+           actor init, the daemon sends BYE once it has the reply, and starts
+           a fresh executor if it needs one */
         run_task(&ex, &m, ex.sock, ex.out);
-        int init_failed = ex.is_actor && t->actor_op == LOOM_ACTOR_CREATE && !ex.actor_alive;
         loom_msg_free(&m);
         zmq_msg_close(&f);
-        /* a CUDA context keeps its devices: the daemon starts a fresh executor;
-           an actor whose init failed has nothing to host */
-        if (gpu_function || init_failed) break;
     }
     stop_threads(&ex);
     actor_destroy(&ex);
