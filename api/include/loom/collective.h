@@ -6,8 +6,9 @@
  * size and its own rank; members find each other through a rendezvous store
  * (the head's key-value table, or any loom_rendezvous).  Two backends with the
  * same semantics and results:
- *   - LOOM_COLL_CPU: a ring over ZeroMQ TCP sockets between the members
- *     (reduce-scatter then allgather: each member sends 2(n-1)/n of the buffer);
+ *   - LOOM_COLL_CPU: ZeroMQ TCP channels between every pair of members
+ *     (allreduce is reduce-scatter then allgather: each member sends and
+ *     receives 2(n-1)/n of the buffer; broadcast is a pipelined chain);
  *     buffers are host memory.
  *   - LOOM_COLL_NCCL: NVIDIA NCCL, loaded at run time (libnccl.so.2 and
  *     libcudart); the NCCL unique id is exchanged through the rendezvous.
@@ -21,7 +22,10 @@
  * order with the same counts.  Reductions sum in rank order on the CPU
  * backend, so integer-valued floats give bit-identical results on both
  * backends.  Every call returns 0 or a negative LOOM_E* code; a member that
- * does not answer within the group's timeout gives LOOM_ETIMEOUT.
+ * does not answer within the group's timeout gives LOOM_ETIMEOUT, a malformed
+ * message LOOM_EPROTO.  After a failure other than LOOM_EINVAL the members are
+ * out of step: the group's later operations fail with LOOM_ESTATE.  Group
+ * names must be fresh within a rendezvous (its keys are not removed).
  * A group is not thread-safe. */
 #ifndef LOOM_COLLECTIVE_H
 #define LOOM_COLLECTIVE_H
@@ -58,7 +62,8 @@ void loom_rendezvous_cluster(loom_rendezvous *rv, loom_client *c);
 
 typedef struct loom_collective_opts {
     int backend;            /* LOOM_COLL_AUTO (default), _CPU or _NCCL */
-    int64_t timeout_ms;     /* per operation and for joining; default 60000 */
+    int64_t timeout_ms;     /* for joining, and for each wait on a member within
+                               an operation; default 60000 */
     const char *host;       /* CPU backend: address to listen on; default
                                $LOOM_NODE_HOST, else 127.0.0.1 */
 } loom_collective_opts;
@@ -72,7 +77,8 @@ void loom_collective_destroy(loom_collective **g);   /* NULL-safe */
 int loom_collective_rank(const loom_collective *g);
 int loom_collective_world(const loom_collective *g);
 int loom_collective_backend(const loom_collective *g);   /* LOOM_COLL_CPU or _NCCL */
-/* Message of the last failure on this group ("" if none). */
+/* Message of the last failure on this group ("" if none).  With g NULL: why
+ * this thread's last loom_collective_init failed. */
 const char *loom_collective_error(const loom_collective *g);
 
 size_t loom_dtype_size(int dtype);
@@ -81,10 +87,12 @@ size_t loom_dtype_size(int dtype);
 int loom_allreduce(loom_collective *g, void *buf, size_t count, int dtype, int op);
 /* buf (count elements) on every member becomes root's. */
 int loom_broadcast(loom_collective *g, void *buf, size_t count, int dtype, int root);
-/* recv (world * count elements) gets every member's send (count), in rank order. */
+/* recv (world * count elements) gets every member's send (count), in rank order.
+ * send may be recv + rank * count (in place); otherwise they must not overlap. */
 int loom_allgather(loom_collective *g, const void *send, size_t count, int dtype, void *recv);
 /* send holds world * count elements; recv (count) gets the reduction of block
- * `rank` over all members. */
+ * `rank` over all members.  recv may be send + rank * count (in place);
+ * otherwise they must not overlap. */
 int loom_reduce_scatter(loom_collective *g, const void *send, size_t count, int dtype, int op,
                         void *recv);
 int loom_barrier(loom_collective *g);
