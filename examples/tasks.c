@@ -426,3 +426,157 @@ LOOM_ACTOR_DESTROY(Relay)
 {
     free(state);
 }
+
+/* ---- collective groups -------------------------------------------------- */
+
+/* Member(group, world, rank [, backend]): joins collective group `group`
+ * through the cluster's rendezvous.  Methods take and return msgpack arrays of
+ * floats: allreduce(values) -> the elementwise sum over members;
+ * broadcast(values, root) -> root's values; allgather(values) -> every
+ * member's values in rank order; reduce_scatter(values) -> this rank's block
+ * of the sum; backend() -> "cpu" or "nccl". */
+#include <loom/collective.h>
+
+typedef struct member {
+    loom_collective *g;
+} member;
+
+static int read_f64s(loom_task_ctx *ctx, int i, double **out, uint32_t *n)
+{
+    const void *d;
+    size_t len;
+    if (loom_task_arg(ctx, i, &d, &len)) return -1;
+    loom_unpack u;
+    loom_unpack_init(&u, d, len);
+    if (loom_unpack_array(&u, n)) return -1;
+    *out = calloc(*n ? *n : 1, sizeof(double));
+    if (!*out) return -1;
+    for (uint32_t k = 0; k < *n; k++) {
+        int64_t iv;
+        if (loom_unpack_f64(&u, &(*out)[k]) == 0) continue;
+        if (loom_unpack_i64(&u, &iv)) {
+            free(*out);
+            return -1;
+        }
+        (*out)[k] = (double)iv;
+    }
+    return 0;
+}
+
+static int return_f64s(loom_task_ctx *ctx, const double *v, size_t n)
+{
+    loom_pack *p = loom_pack_new();
+    if (!p) return loom_task_fail(ctx, "out of memory");
+    loom_pack_array(p, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) loom_pack_f64(p, v[i]);
+    int rc = loom_task_return_pack(ctx, p);
+    loom_pack_destroy(&p);
+    return rc;
+}
+
+LOOM_ACTOR_INIT(Member)
+{
+    const char *name;
+    size_t nlen;
+    int64_t world, rank, backend = LOOM_COLL_AUTO;
+    if (loom_task_arg_str(ctx, 0, &name, &nlen) || loom_task_arg_i64(ctx, 1, &world) ||
+        loom_task_arg_i64(ctx, 2, &rank))
+        return loom_task_fail(ctx, "Member: want (group name, world size, rank)");
+    if (loom_task_nargs(ctx) > 3) loom_task_arg_i64(ctx, 3, &backend);
+    char group[256];
+    snprintf(group, sizeof(group), "%.*s", (int)(nlen < 255 ? nlen : 255), name);
+    loom_client *c = loom_task_client(ctx);
+    if (!c) return LOOM_ETASK;
+    loom_rendezvous rv;
+    loom_rendezvous_cluster(&rv, c);
+    member *m = calloc(1, sizeof(*m));
+    if (!m) return loom_task_fail(ctx, "out of memory");
+    loom_collective_opts o = {.backend = (int)backend, .timeout_ms = 60000};
+    int rc = loom_collective_init(&rv, group, (int)world, (int)rank, &o, &m->g);
+    if (rc) {
+        free(m);
+        return loom_task_fail(ctx, "cannot join group %s: %s (%s)", group, loom_strerror(rc),
+                              loom_collective_error(NULL));
+    }
+    loom_actor_set_state(ctx, m);
+    return 0;
+}
+
+LOOM_ACTOR_METHOD(Member, allreduce)
+{
+    member *m = loom_actor_state(ctx);
+    double *v;
+    uint32_t n;
+    if (read_f64s(ctx, 0, &v, &n)) return loom_task_fail(ctx, "allreduce: want an array of numbers");
+    int rc = loom_allreduce(m->g, v, n, LOOM_DT_F64, LOOM_OP_SUM);
+    if (rc) rc = loom_task_fail(ctx, "allreduce: %s", loom_collective_error(m->g));
+    else rc = return_f64s(ctx, v, n);
+    free(v);
+    return rc;
+}
+
+LOOM_ACTOR_METHOD(Member, broadcast)
+{
+    member *m = loom_actor_state(ctx);
+    double *v;
+    uint32_t n;
+    int64_t root;
+    if (read_f64s(ctx, 0, &v, &n) || loom_task_arg_i64(ctx, 1, &root))
+        return loom_task_fail(ctx, "broadcast: want an array of numbers and a root");
+    int rc = loom_broadcast(m->g, v, n, LOOM_DT_F64, (int)root);
+    if (rc) rc = loom_task_fail(ctx, "broadcast: %s", loom_collective_error(m->g));
+    else rc = return_f64s(ctx, v, n);
+    free(v);
+    return rc;
+}
+
+LOOM_ACTOR_METHOD(Member, allgather)
+{
+    member *m = loom_actor_state(ctx);
+    double *v;
+    uint32_t n;
+    if (read_f64s(ctx, 0, &v, &n)) return loom_task_fail(ctx, "allgather: want an array of numbers");
+    size_t world = (size_t)loom_collective_world(m->g);
+    double *all = calloc(world * n + 1, sizeof(double));
+    int rc = all ? loom_allgather(m->g, v, n, LOOM_DT_F64, all) : LOOM_ENOMEM;
+    if (rc) rc = loom_task_fail(ctx, "allgather: %s", loom_collective_error(m->g));
+    else rc = return_f64s(ctx, all, world * n);
+    free(all);
+    free(v);
+    return rc;
+}
+
+LOOM_ACTOR_METHOD(Member, reduce_scatter)
+{
+    member *m = loom_actor_state(ctx);
+    double *v;
+    uint32_t n;
+    if (read_f64s(ctx, 0, &v, &n)) return loom_task_fail(ctx, "reduce_scatter: want an array of numbers");
+    size_t world = (size_t)loom_collective_world(m->g), count = n / world;
+    if (count * world != n) {
+        free(v);
+        return loom_task_fail(ctx, "reduce_scatter: %u values do not split into %zu blocks", n, world);
+    }
+    double *out = calloc(count + 1, sizeof(double));
+    int rc = out ? loom_reduce_scatter(m->g, v, count, LOOM_DT_F64, LOOM_OP_SUM, out) : LOOM_ENOMEM;
+    if (rc) rc = loom_task_fail(ctx, "reduce_scatter: %s", loom_collective_error(m->g));
+    else rc = return_f64s(ctx, out, count);
+    free(out);
+    free(v);
+    return rc;
+}
+
+LOOM_ACTOR_METHOD(Member, backend)
+{
+    member *m = loom_actor_state(ctx);
+    const char *b = loom_collective_backend(m->g) == LOOM_COLL_NCCL ? "nccl" : "cpu";
+    return loom_task_return_str(ctx, b, strlen(b));
+}
+
+LOOM_ACTOR_DESTROY(Member)
+{
+    member *m = state;
+    if (!m) return;
+    loom_collective_destroy(&m->g);
+    free(m);
+}
