@@ -18,7 +18,8 @@
  *                              and loom_get each (the peer: c.map + c.gather)
  *   graph_tree_reduce_tasks    ONE graph (loom_graph_*): 2048 leaves value(i) and
  *                              pairwise add tasks, 2*leaves-1 tasks; get the root
- *   1_1_actor_calls_sync/async not measured: loom has no actors yet
+ *   1_1_actor_calls_sync       500 × (loom_actor_call Counter.add; loom_get)
+ *   1_1_actor_calls_async      2000 × loom_actor_call, then loom_wait and get each
  *   single_client_put_calls    500 × loom_put of 100 bytes
  *   single_client_get_calls    500 × loom_get of one put 100-byte object
  *   single_client_put_gigabytes  loom_put of one 256 MiB buffer (GB = 1e9 bytes)
@@ -55,6 +56,7 @@ typedef struct bench {
     double *lat;
     int nlat, cap_lat;
     int record_lat;
+    loom_actor actor;           /* a Counter (examples/tasks.c) for the actor workloads */
 } bench;
 
 typedef struct metric {
@@ -157,6 +159,29 @@ static int tasks_async(bench *b, int n)
         rc = loom_submit(b->c, b->lib, "noop", &arg, 1, NULL, &refs[i]);
         if (rc) fail(b, "submit noop", rc);
     }
+    if (!rc) rc = gather(b, refs, n);
+    free(refs);
+    return rc;
+}
+
+static int actor_calls_sync(bench *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        loom_ref ref;
+        int rc = loom_actor_call(b->c, b->actor, "add", NULL, 0, &ref);
+        if (rc) return fail(b, "actor call", rc);
+        if ((rc = get_and_release(b, ref))) return rc;
+    }
+    return LOOM_OK;
+}
+
+static int actor_calls_async(bench *b, int n)
+{
+    loom_ref *refs = malloc(sizeof(loom_ref) * (size_t)n);
+    if (!refs) return LOOM_ENOMEM;
+    int rc = LOOM_OK;
+    for (int i = 0; !rc && i < n; i++)
+        if ((rc = loom_actor_call(b->c, b->actor, "add", NULL, 0, &refs[i]))) fail(b, "actor call", rc);
     if (!rc) rc = gather(b, refs, n);
     free(refs);
     return rc;
@@ -475,9 +500,20 @@ int main(int argc, char **argv)
     int leaves = scaled(&b, 2048);
     run(&b, "graph_tree_reduce_tasks", tree_reduce, leaves, 2.0 * leaves - 1, "per_s");
 
-    /* loom has no actors yet: say so rather than leave the peer's lines unmatched */
-    if (wanted("1_1_actor_calls_sync")) printf("1_1_actor_calls_sync n/a (actors not built yet)\n");
-    if (wanted("1_1_actor_calls_async")) printf("1_1_actor_calls_async n/a (actors not built yet)\n");
+    if (wanted("1_1_actor_calls_sync") || wanted("1_1_actor_calls_async")) {
+        if ((rc = loom_actor_create(b.c, b.lib, "Counter", NULL, 0, NULL, &b.actor)) ||
+            (rc = loom_actor_wait_ready(b.c, b.actor, GET_TIMEOUT_MS))) {
+            fail(&b, "create the Counter actor", rc);
+            report_failed("1_1_actor_calls_sync", rc);
+            report_failed("1_1_actor_calls_async", rc);
+        } else {
+            n = scaled(&b, 500);
+            run(&b, "1_1_actor_calls_sync", actor_calls_sync, n, n, "per_s");
+            n = scaled(&b, 2000);
+            run(&b, "1_1_actor_calls_async", actor_calls_async, n, n, "per_s");
+            loom_actor_kill(b.c, b.actor);
+        }
+    }
 
     n = scaled(&b, 500);
     run(&b, "single_client_put_calls", put_calls, n, n, "per_s");

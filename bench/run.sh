@@ -143,7 +143,7 @@ END {
     for (i = 0; i < nr; i++) {
         m = rows[i]
         dm = (m in peer_of) ? peer_of[m] : m
-        l = (m in loom) ? fmt(loom[m]) : (m ~ /^1_1_actor/ ? "n/a" : "-")
+        l = (m in loom) ? fmt(loom[m]) : "-"
         if (m == "single_client_get_calls" && (m in loom)) l = l " (a)"
         d = "-"
         if (dm in dask) d = fmt(dask[dm])
@@ -154,7 +154,6 @@ END {
     }
     print ""
     printf "limits: zmq round trip between 2 processes (REQ/REP) %.1f us over ipc (= %.0f round trips/s), %.1f us over tcp; memcpy %.2f GB/s\n", rtt, 1e6 / rtt, rtt_tcp, mbw
-    print "n/a: loom has no actors yet."
     print "(a) a get of a ref the client already got is served from the client'"'"'s copy: no round trip"
     print "(b) Dask'"'"'s single_client_get_calls, where every Future.result() is a round trip: compare with loom'"'"'s first gets"
     if (dask_note != "") print "note: " dask_note
