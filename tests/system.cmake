@@ -13,3 +13,6 @@ set_tests_properties(sys_cli sys_auth sys_garbage sys_netns sys_examples sys_nod
   LABELS system)
 # a skipped netns test prints this line; ctest shows it as skipped, not passed
 set_tests_properties(sys_netns PROPERTIES SKIP_REGULAR_EXPRESSION " 1 skipped")
+# resources, placement and the actor commands through the CLI
+loom_script_test(sys_actors_cli sys_actors_cli.sh)
+set_tests_properties(sys_actors_cli PROPERTIES LABELS system)
