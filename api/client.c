@@ -890,11 +890,16 @@ int loom_submit(loom_client *c, loom_ref lib, const char *function, const loom_a
                 const loom_task_opts *opts, loom_ref *out)
 {
     if (!c || !function || !out || nargs < 0 || (nargs && !args)) return LOOM_EINVAL;
+    c->last_error[0] = 0;
     loom_graph *g;
     int rc = loom_graph_new(&g);
     if (rc) return rc;
     int node = loom_graph_task(g, lib, function, opts);
     rc = node < 0 ? node : LOOM_OK;
+    if (rc == LOOM_EINVAL)
+        set_error(c, rc, "invalid task '%s' or options: num_cpus 0..1024, num_gpus a fraction below 1 or a whole "
+                  "number up to 16 (gpu_memory only with GPUs), resources with names of 1..63 characters and "
+                  "amounts > 0, labels, strategy, bundle", function);
     for (int i = 0; !rc && i < nargs; i++)
         rc = args[i].kind == LOOM_ARG_REF ? loom_graph_arg_ref(g, node, args[i].ref)
                                           : loom_graph_arg_value(g, node, args[i].data, args[i].len);
@@ -1023,7 +1028,8 @@ static int submit_actor_task(loom_client *c, loom_ref lib, const char *fn, const
     double cpus = o.num_cpus;
     int node = loom_graph_task(g, lib, fn, &o);
     rc = node < 0 ? node : LOOM_OK;
-    if (rc) set_error(c, rc, "bad options for actor task '%s'", fn);
+    if (rc) set_error(c, rc, "invalid options for actor '%s': num_cpus 0..1024, num_gpus a fraction below 1 or a "
+                      "whole number up to 16, resources with names of 1..63 characters and amounts > 0", fn);
     loom_graph_node *n = rc ? NULL : &g->nodes[node];
     if (n) {
         n->num_cpus = cpus; /* actors: 0 unless asked (the head applies defaults) */
@@ -1155,6 +1161,17 @@ int loom_pg_create(loom_client *c, const loom_bundle *bundles, int n, int strate
             rc = set_error(c, LOOM_EINVAL, "bundle %d: bad resources", b);
             break;
         }
+        double g = in->num_gpus;
+        if (!(in->num_cpus >= 0 && in->num_cpus <= 1024) || !(g >= 0 && g <= 16) || (g > 1 && g != (double)(int)g) ||
+            (in->gpu_memory && g <= 0)) {
+            rc = set_error(c, LOOM_EINVAL, "bundle %d: num_cpus must be 0..1024, num_gpus a fraction below 1 or a "
+                           "whole number up to 16, gpu_memory only with GPUs", b);
+            break;
+        }
+        if (in->num_cpus == 0 && g == 0 && in->memory == 0 && in->nresources == 0) {
+            rc = set_error(c, LOOM_EINVAL, "bundle %d reserves nothing", b);
+            break;
+        }
         wb[b].num_cpus = in->num_cpus;
         wb[b].memory = in->memory;
         wb[b].num_gpus = in->num_gpus;
@@ -1163,8 +1180,9 @@ int loom_pg_create(loom_client *c, const loom_bundle *bundles, int n, int strate
         wb[b].res = in->nresources ? loom_arena_alloc(&a, (size_t)in->nresources * sizeof(loom_wire_res)) : NULL;
         if (in->nresources && !wb[b].res) rc = LOOM_ENOMEM;
         for (int i = 0; !rc && i < in->nresources; i++) {
-            if (!in->resources[i].name) {
-                rc = set_error(c, LOOM_EINVAL, "bundle %d: a resource has no name", b);
+            const loom_resource *r = &in->resources[i];
+            if (!r->name || !*r->name || strlen(r->name) > 63 || !(r->amount > 0 && r->amount <= 1e12)) {
+                rc = set_error(c, LOOM_EINVAL, "bundle %d: a resource needs a name of 1..63 characters and an amount > 0", b);
                 break;
             }
             wb[b].res[i].name = (char *)in->resources[i].name;

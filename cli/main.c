@@ -232,9 +232,52 @@ static int read_secret_for_node(const opts *o, char *secret)
     return rc;
 }
 
+/* Check the node options before starting anything, so a mistake is reported
+ * by the command itself (not only in a daemon's log). */
+static int check_node_opts(const opts *o)
+{
+    const char *g = opt(o, "num-gpus");
+    if (g) {
+        char *end;
+        long v = strtol(g, &end, 10);
+        if (!*g || *end || v < 0 || v > 16) {
+            fprintf(stderr, "loom: --num-gpus wants a whole number from 0 to 16, not '%s'\n", g);
+            return 1;
+        }
+    }
+    const char *gm = opt(o, "gpu-memory");
+    if (gm && !parse_bytes(gm)) {
+        fprintf(stderr, "loom: --gpu-memory wants a size such as 16G, not '%s'\n", gm);
+        return 1;
+    }
+    const char *cpus = opt(o, "num-cpus");
+    if (cpus) {
+        char *end;
+        double v = strtod(cpus, &end);
+        if (!*cpus || *end || !(v > 0 && v <= 1024)) {
+            fprintf(stderr, "loom: --num-cpus wants a number above 0 and up to 1024, not '%s'\n", cpus);
+            return 1;
+        }
+    }
+    loom_arena a = {0};
+    loom_wire_res *res;
+    loom_wire_label *labels;
+    uint32_t n;
+    char err[300];
+    int rc = loom_parse_resources(opt(o, "resources"), &a, &res, &n, err, sizeof(err));
+    if (!rc) rc = loom_parse_labels(opt(o, "labels"), &a, &labels, &n, err, sizeof(err));
+    loom_arena_free(&a);
+    if (rc) {
+        fprintf(stderr, "loom: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_node(const opts *o)
 {
     loom_log_init("node");
+    if (check_node_opts(o)) return 2;
     char secret[LOOM_SECRET_HEX + 1], sd[4096], nodedir[4200];
     if (!opt(o, "address") || !*opt(o, "address")) {
         LOG_ERROR("--address HOST:PORT of the head is required");
@@ -326,6 +369,24 @@ static int write_pid(const char *sd, pid_t pid, const char *what)
     return loom_write_file(path, what, strlen(what), 0600);
 }
 
+/* The last ERROR line of a log, to say why a process did not start. */
+static void print_last_error(const char *log)
+{
+    char *text = NULL;
+    size_t n = 0;
+    if (loom_read_file(log, (size_t)1 << 20, &text, &n)) return;
+    char *last = NULL;
+    for (char *p = text; (p = strstr(p, "ERROR")); p++) last = p;
+    if (last) {
+        char *bol = last;
+        while (bol > text && bol[-1] != '\n') bol--;
+        char *eol = strchr(last, '\n');
+        if (eol) *eol = 0;
+        fprintf(stderr, "loom: %s\n", bol);
+    }
+    free(text);
+}
+
 /* Start `loom SUB args...` in the background and wait for its ready line. */
 static int start_background(const char *sd, char **argv, const char *log, char *line, size_t len, const char *what)
 {
@@ -338,6 +399,7 @@ static int start_background(const char *sd, char **argv, const char *log, char *
     int rc = loom_spawn_wait_ready(fd, pid, 20000, line, len);
     if (rc) {
         fprintf(stderr, "loom: the %s did not start; its log is %s\n", what, log);
+        print_last_error(log);
         return 1;
     }
     write_pid(sd, pid, what);
@@ -387,6 +449,7 @@ static int cmd_start(const opts *o)
 {
     char sd[4096];
     state_dir(o, sd, sizeof(sd));
+    if (check_node_opts(o)) return 2;
     if (opt(o, "block")) return opt(o, "head") ? cmd_head(o) : cmd_node(o);
     if (loom_mkdir_p(sd)) {
         fprintf(stderr, "loom: cannot make %s: %s\n", sd, strerror(errno));

@@ -2417,6 +2417,20 @@ static void dispatch(head *h, client *c, loom_msg *m)
     reply_error(h, c->ident, c->identlen, m->req, LOOM_EPROTO, "unexpected message for the head");
 }
 
+/* The request number of a frame that did not decode, when its head
+ * [version, type, req, ...] can still be read (so the sender gets its answer). */
+static uint64_t frame_req(const void *buf, size_t len)
+{
+    loom_unpack u;
+    uint32_t n;
+    uint64_t version, type, req;
+    loom_unpack_init(&u, buf, len);
+    if (loom_unpack_array(&u, &n) || n < 3 || loom_unpack_u64(&u, &version) || loom_unpack_u64(&u, &type) ||
+        loom_unpack_u64(&u, &req))
+        return 0;
+    return req;
+}
+
 static void on_frames(void *arg, zmq_msg_t *frames, int n)
 {
     head *h = arg;
@@ -2431,7 +2445,8 @@ static void on_frames(void *arg, zmq_msg_t *frames, int n)
     char err[256];
     if (loom_wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
         LOG_WARN("rejected a malformed message: %s", err);
-        reply_error(h, ident, identlen, 0, LOOM_EPROTO, err);
+        reply_error(h, ident, identlen, frame_req(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1])),
+                    LOOM_EPROTO, err);
         return;
     }
     if (m.type == LOOM_MSG_HELLO) {

@@ -8,8 +8,7 @@
  * (CUDA_VISIBLE_DEVICES), of what the head reports (loom_status_json:
  * gpus_used, cpus_used, resources, the infeasible list) and of the errors
  * (LOOM_EINFEASIBLE with a reason, LOOM_EINVAL for bad requests).  Every wait
- * is bounded.  Checks of behaviour broken by a known runtime bug run only
- * with LOOM_TEST_KNOWN_BUGS=1 (otherwise a "skipped (known runtime bug)" line). */
+ * is bounded. */
 #include <math.h>
 #include "test_api_util.h"
 
@@ -118,15 +117,6 @@ static int wait_res(loom_client *c, int id, const char *name, double want, int t
     }
 }
 
-/* Checks of behaviour that a known runtime bug breaks (see the report of the
- * session that wrote this test) run only with LOOM_TEST_KNOWN_BUGS=1. */
-static int known_bugs(const char *what)
-{
-    const char *e = getenv("LOOM_TEST_KNOWN_BUGS");
-    if (e && atoi(e)) return 1;
-    printf("  skipped (known runtime bug; LOOM_TEST_KNOWN_BUGS=1 runs it): %s\n", what);
-    return 0;
-}
 
 static int near(double a, double b) { return a == a && b == b && (a - b < 1e-6 && b - a < 1e-6); }
 
@@ -454,7 +444,7 @@ static void test_fractional(loom_client *c)
      * daemon's queue, holding their GPU share (known bug) */
     int64_t first4 = 0;
     for (int i = 0; i < 4; i++) first4 = done_ms[i] > first4 ? done_ms[i] : first4;
-    if (known_bugs("four 0.25-CPU tasks on a 2-CPU node run at once")) CHECK(first4 < HOLD_MS + 1200);
+    CHECK(first4 < HOLD_MS + 1200);
     for (int i = 0; i < N; i++) {
         loom_release(c, status_ref[i]);
         loom_release(c, cvd_ref[i]);
@@ -1008,8 +998,7 @@ static void test_bad_input(loom_client *c)
     CHECK_RC(loom_submit(c, lib, "node_id", NULL, 0, &o, &r), LOOM_EINVAL);
     printf("  num_gpus 1.5: last error '%s'\n", loom_last_error(c));
     /* loom_submit keeps an older failure's message (known bug) */
-    if (known_bugs("loom_last_error after a refused loom_submit names the problem"))
-        CHECK_ERR_HAS(c, "num_gpus");
+    CHECK_ERR_HAS(c, "num_gpus");
     o.num_gpus = -1;
     CHECK_RC(loom_submit(c, lib, "node_id", NULL, 0, &o, &r), LOOM_EINVAL);
     o = topts();
@@ -1043,7 +1032,7 @@ static void test_bad_input(loom_client *c)
     /* bad amounts in a bundle: the client sends them, the head's decoder
      * rejects the message and answers with request id 0, so the client waits
      * 30 s and says LOOM_ECONN (known bug) */
-    if (known_bugs("loom_pg_create with a negative or 1.5-GPU bundle gives LOOM_EINVAL at once")) {
+    {
         b.num_cpus = -1;
         int64_t t0 = t_now_ms();
         CHECK_RC(loom_pg_create(c, &b, 1, LOOM_PG_PACK, "negative", &pg), LOOM_EINVAL);

@@ -347,6 +347,21 @@ static void run_on(daemon_s *d, exec_proc *e, dtask *t)
     t->exec = e->index;
 }
 
+/* The head places tasks by CPU amount, so fractional CPUs can put more tasks
+ * on a node than it has executors: start another executor for each task that
+ * would otherwise wait (the pool keeps them). */
+static void grow_pool(daemon_s *d)
+{
+    int starting = 0, waiting = 0;
+    for (int i = 0; i < d->nexec; i++)
+        if (d->execs[i].alive && !d->execs[i].ready) starting++;
+    for (dtask *t = d->q_head; t && waiting <= starting; t = t->qnext) waiting++;
+    while (waiting > starting && d->nexec < MAX_EXECUTORS && d->welcomed && !d->stopping) {
+        spawn_executor(d, d->nexec++);
+        starting++;
+    }
+}
+
 static void try_run(daemon_s *d)
 {
     while (d->q_head) {
@@ -354,7 +369,10 @@ static void try_run(daemon_s *d)
         for (int i = 0; i < d->nexec && !idle; i++)
             if (d->execs[i].alive && d->execs[i].ready && !d->execs[i].task && !d->execs[i].retiring)
                 idle = &d->execs[i];
-        if (!idle) return;
+        if (!idle) {
+            grow_pool(d);
+            return;
+        }
         dtask *t = d->q_head;
         d->q_head = t->qnext;
         if (!d->q_head) d->q_tail = NULL;
