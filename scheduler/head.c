@@ -1707,7 +1707,12 @@ static void actor_creation_failed(head *h, task *t, int code, const char *msg)
     actors_gc(h);
 }
 
-static void actors_on_dead_node(head *h, node *n, const char *msg)
+/* Apply fn to every actor match() accepts; in batches, since fn can change
+ * the table. */
+typedef int (*actor_match_fn)(const actor *a, const void *arg);
+typedef void (*actor_fn)(head *h, actor *a, const char *why);
+
+static void actors_apply(head *h, actor_match_fn match, const void *arg, actor_fn fn, const char *why)
 {
     actor *victims[256];
     int nv;
@@ -1715,29 +1720,36 @@ static void actors_on_dead_node(head *h, node *n, const char *msg)
         nv = 0;
         size_t it = 0;
         void *v;
-        while (loom_hmap_next(&h->actors, &it, &v) && nv < 256) {
-            actor *a = v;
-            if (a->state == A_ALIVE && a->node == n->id) victims[nv++] = a;
-        }
-        for (int i = 0; i < nv; i++) actor_die(h, victims[i], msg);
+        while (loom_hmap_next(&h->actors, &it, &v) && nv < 256)
+            if (match(v, arg)) victims[nv++] = v;
+        for (int i = 0; i < nv; i++) fn(h, victims[i], why);
     } while (nv == 256);
+}
+
+static int alive_on_node(const actor *a, const void *arg)
+{
+    return a->state == A_ALIVE && a->node == *(const uint32_t *)arg;
+}
+
+static int owned_by(const actor *a, const void *arg)
+{
+    return a->state != A_DEAD && a->owner == *(const uint32_t *)arg && !a->detached;
+}
+
+static int in_pg(const actor *a, const void *arg)
+{
+    return a->state != A_DEAD && a->has_pg && !memcmp(a->pg, arg, 16);
+}
+
+static void actors_on_dead_node(head *h, node *n, const char *msg)
+{
+    actors_apply(h, alive_on_node, &n->id, actor_die, msg);
     actors_gc(h);
 }
 
 static void kill_actors_of(head *h, uint32_t client_id)
 {
-    actor *victims[256];
-    int nv;
-    do {
-        nv = 0;
-        size_t it = 0;
-        void *v;
-        while (loom_hmap_next(&h->actors, &it, &v) && nv < 256) {
-            actor *a = v;
-            if (a->state != A_DEAD && a->owner == client_id && !a->detached) victims[nv++] = a;
-        }
-        for (int i = 0; i < nv; i++) actor_kill(h, victims[i], "the client that created it disconnected");
-    } while (nv == 256);
+    actors_apply(h, owned_by, &client_id, actor_kill, "the client that created it disconnected");
 }
 
 static void on_actor_lookup(head *h, client *c, loom_msg *m)
@@ -1909,14 +1921,7 @@ static void pg_remove(head *h, pgroup *g)
         if (t) cancel_task(h, t);
     }
     free(ids);
-    it = 0;
-    actor *victims[256];
-    int nv = 0;
-    while (loom_hmap_next(&h->actors, &it, &v) && nv < 256) {
-        actor *a = v;
-        if (a->state != A_DEAD && a->has_pg && !memcmp(a->pg, g->id, 16)) victims[nv++] = a;
-    }
-    for (int i = 0; i < nv; i++) actor_kill(h, victims[i], "its placement group was removed");
+    actors_apply(h, in_pg, g->id, actor_kill, "its placement group was removed");
     if (g->state == PG_CREATED)
         for (int b = 0; b < g->nb; b++) {
             node *nd = node_get(h, g->bnode[b]);

@@ -191,20 +191,19 @@ static void on_exec_exit(uv_process_t *p, int64_t status, int sig)
                  e->pid, (long long)status, sig);
 }
 
-static void spawn_executor(daemon_s *d, int i)
+/* Start `loom executor` (with extra arguments) as proc, its output appended
+ * to logpath.  0 or a libuv error. */
+static int spawn_process(daemon_s *d, uv_process_t *proc, const char *logpath, char **extra, uv_exit_cb on_exit)
 {
-    exec_proc *e = &d->execs[i];
-    memset(e, 0, sizeof(*e));
-    e->index = i;
-    e->d = d;
-    char logpath[4200];
-    loom_snprintf(logpath, sizeof(logpath), "%s/logs/executor-%d.log", d->o.node_dir, i);
     uv_fs_t req;
     int fd = uv_fs_open(d->loop, &req, logpath, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0600, NULL);
     uv_fs_req_cleanup(&req);
     const char *bin = loom_binary_path();
-    char *args[] = {(char *)bin, "executor", "--ipc", d->exec_ep, "--store", d->store_dir,
-                    "--spill", d->spill_dir, "--node-dir", (char *)d->o.node_dir, NULL};
+    char *args[20] = {(char *)bin, "executor", "--ipc", d->exec_ep, "--store", d->store_dir,
+                      "--spill", d->spill_dir, "--node-dir", (char *)d->o.node_dir};
+    int n = 10;
+    for (int i = 0; extra && extra[i] && n < 19; i++) args[n++] = extra[i];
+    args[n] = NULL;
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = stdio[2].flags = fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
@@ -213,19 +212,28 @@ static void spawn_executor(daemon_s *d, int i)
     memset(&po, 0, sizeof(po));
     po.file = bin;
     po.args = args;
-    po.exit_cb = on_exec_exit;
+    po.exit_cb = on_exit;
     po.stdio = stdio;
     po.stdio_count = 3;
-    e->proc.data = e;
-    int rc = uv_spawn(d->loop, &e->proc, &po);
+    int rc = uv_spawn(d->loop, proc, &po);
     if (fd >= 0) {
         uv_fs_close(d->loop, &req, fd, NULL);
         uv_fs_req_cleanup(&req);
     }
-    if (rc) {
-        LOG_ERROR("cannot start executor %s: %s", bin, uv_strerror(rc));
-        return;
-    }
+    if (rc) LOG_ERROR("cannot start an executor (%s): %s", bin, uv_strerror(rc));
+    return rc;
+}
+
+static void spawn_executor(daemon_s *d, int i)
+{
+    exec_proc *e = &d->execs[i];
+    memset(e, 0, sizeof(*e));
+    e->index = i;
+    e->d = d;
+    char logpath[4200];
+    loom_snprintf(logpath, sizeof(logpath), "%s/logs/executor-%d.log", d->o.node_dir, i);
+    e->proc.data = e;
+    if (spawn_process(d, &e->proc, logpath, NULL, on_exec_exit)) return;
     e->alive = 1;
     e->pid = e->proc.pid;
 }
@@ -490,31 +498,10 @@ static void actor_start(daemon_s *d, dtask *t)
     char logpath[4200], gpus[256];
     loom_snprintf(logpath, sizeof(logpath), "%s/logs/actor-%s.log", d->o.node_dir, a->hex);
     map_gpu_ids(d, t->spec.gpu_ids, gpus, sizeof(gpus));
-    uv_fs_t req;
-    int fd = uv_fs_open(d->loop, &req, logpath, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0600, NULL);
-    uv_fs_req_cleanup(&req);
-    const char *bin = loom_binary_path();
-    char *args[] = {(char *)bin, "executor", "--ipc", d->exec_ep, "--store", d->store_dir,
-                    "--spill", d->spill_dir, "--node-dir", (char *)d->o.node_dir, "--actor", a->hex,
-                    "--gpus", gpus, NULL};
-    uv_stdio_container_t stdio[3];
-    stdio[0].flags = UV_IGNORE;
-    stdio[1].flags = stdio[2].flags = fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
-    stdio[1].data.fd = stdio[2].data.fd = fd;
-    uv_process_options_t po;
-    memset(&po, 0, sizeof(po));
-    po.file = bin;
-    po.args = args;
-    po.exit_cb = on_actor_exit;
-    po.stdio = stdio;
-    po.stdio_count = 3;
+    char *extra[] = {"--actor", a->hex, "--gpus", gpus, NULL};
     a->proc.data = a;
     a->kill_timer.data = a;
-    int rc = uv_spawn(d->loop, &a->proc, &po);
-    if (fd >= 0) {
-        uv_fs_close(d->loop, &req, fd, NULL);
-        uv_fs_req_cleanup(&req);
-    }
+    int rc = spawn_process(d, &a->proc, logpath, extra, on_actor_exit);
     if (rc) {
         char text[300];
         loom_snprintf(text, sizeof(text), "cannot start the actor's process: %s", uv_strerror(rc));
