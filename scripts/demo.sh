@@ -31,6 +31,14 @@ echo -n "  lines in the GPL-3 text: "; "$LOOM" get "$job" count:1
 echo -n "  exit status of 'report' (msgpack as JSON): "; "$LOOM" get "$job" report --json
 echo "  logs of 'report':"; "$LOOM" logs "$job" report | sed 's/^/    /'
 "$LOOM" delete "$job"
+echo "== actors: 3 trainers on the 3 nodes train a digits classifier, all-reducing gradients each step"
+if digits=$(bash scripts/get_digits.sh); then
+    build/bin/dp_train --address "$addr" --workers 3 --steps 200 --data "$digits"
+else
+    echo "(skipped: the digits dataset could not be fetched from Debian's archive)"
+fi
+"$LOOM" actors
+
 echo "== the cluster after the demo"
 "$LOOM" status
 echo "== demo finished; stopping the cluster"
