@@ -1,4 +1,5 @@
 /* api/local.c — start and stop an embedded local cluster (see local.h). */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,45 @@ static int start_node(loom_local *l, const char *bin, int i, const char *addr, c
     return LOOM_OK;
 }
 
+/* Local clusters still running, stopped (and their files removed) at exit
+ * when a driver returns from main without loom_disconnect. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static loom_local *live[MAX_LOCAL_NODES];
+static int live_n, atexit_set;
+static pid_t live_owner;      /* a forked child that exits must not stop its parent's clusters */
+
+static void stop_live_at_exit(void)
+{
+    if (getpid() != live_owner) return;
+    for (;;) {
+        pthread_mutex_lock(&live_lock);
+        loom_local *l = live_n ? live[live_n - 1] : NULL;
+        pthread_mutex_unlock(&live_lock);
+        if (!l) return;
+        loom_local_stop(&l);
+    }
+}
+
+static void live_add(loom_local *l)
+{
+    pthread_mutex_lock(&live_lock);
+    if (live_n < MAX_LOCAL_NODES) live[live_n++] = l;
+    live_owner = getpid();
+    if (!atexit_set) atexit_set = atexit(stop_live_at_exit) == 0;
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(loom_local *l)
+{
+    pthread_mutex_lock(&live_lock);
+    for (int i = 0; i < live_n; i++)
+        if (live[i] == l) {
+            live[i] = live[--live_n];
+            break;
+        }
+    pthread_mutex_unlock(&live_lock);
+}
+
 int loom_local_start(const loom_connect_opts *o, loom_local **out, char *address, size_t addrlen,
                      char secret[65], char *err, size_t errlen)
 {
@@ -118,6 +158,7 @@ int loom_local_start(const loom_connect_opts *o, loom_local **out, char *address
         return rc;
     }
     *out = l;
+    live_add(l);
     return LOOM_OK;
 }
 
@@ -131,6 +172,7 @@ void loom_local_stop(loom_local **pl)
     if (!pl || !*pl) return;
     loom_local *l = *pl;
     *pl = NULL;
+    live_remove(l);
     for (int i = 0; i < l->nnodes; i++)
         if (l->nodes[i] > 0) kill(l->nodes[i], SIGTERM);
     for (int i = 0; i < l->nnodes; i++) loom_stop_process(l->nodes[i], 5000);
