@@ -191,6 +191,18 @@ echo "  $(head -1 <<<"$OUT")"
 check "wordcount from $NS1 counts $WANT_TOTAL words" \
     eval '[ "$RC" -eq 0 ] && grep -q " $WANT_TOTAL words" <<<"$OUT"'
 
+# actors on the two hosts all-reducing gradients over the veths (collective
+# CPU backend: each member listens on its node's namespace address)
+if DIGITS=$(bash "$SRC/scripts/get_digits.sh" 2>/dev/null); then
+    capture "${IN1[@]}" env LOOM_SECRET_FILE="$D1/secret" timeout 180 "$BUILD/bin/dp_train" --address "$ADDR" \
+        --workers 2 --steps 40 --rounds 4 --data "$DIGITS" --lib "$BUILD/lib/libloom_dp_examples.so"
+    echo "  $(grep -E "Trainers|max \|w" <<<"$OUT" | tr '\n' ' ')"
+    check "dp_train: 2 Trainers on the 2 hosts train to the single-worker weights" \
+        eval '[ "$RC" -eq 0 ] && grep -q "(2 distinct)" <<<"$OUT" && grep -q ": match" <<<"$OUT"'
+else
+    skip "dp_train across hosts: the digits dataset could not be fetched"
+fi
+
 status1 || true
 check "the cluster finished the drivers' tasks: $(json_eval "$T/status.json" 'd["total"]')" \
     test "$(json_eval "$T/status.json" 'd["total"]["finished"] >= 3999 + 25 and d["total"]["failed"] == 0')" = True
