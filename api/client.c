@@ -797,8 +797,13 @@ static int node_to_wire(loom_client *c, loom_arena *a, const loom_graph_node *n,
     t->num_cpus = n->num_cpus;
     t->memory = n->memory;
     t->bundle = -1;
+    t->max_retries = LOOM_DEFAULT_RETRIES;
     const loom_graph_extra *e = n->extra;
     if (e) {
+        t->max_retries = e->max_retries;
+        t->retry_on_error = e->retry_on_error;
+        t->max_restarts = e->max_restarts;
+        t->max_task_retries = e->max_task_retries;
         t->num_gpus = e->num_gpus;
         t->gpu_memory = e->gpu_memory;
         t->nres = (uint32_t)e->nres;
@@ -1034,8 +1039,12 @@ static int submit_actor_task(loom_client *c, loom_ref lib, const char *fn, const
     if (n) {
         n->num_cpus = cpus; /* actors: 0 unless asked (the head applies defaults) */
         if (!n->extra) {
-            if ((n->extra = calloc(1, sizeof(*n->extra)))) n->extra->bundle = -1;
-            else rc = LOOM_ENOMEM;
+            if ((n->extra = calloc(1, sizeof(*n->extra)))) {
+                n->extra->bundle = -1;
+                n->extra->max_retries = LOOM_DEFAULT_RETRIES;
+            } else {
+                rc = LOOM_ENOMEM;
+            }
         }
     }
     if (!rc) {
@@ -1044,6 +1053,8 @@ static int submit_actor_task(loom_client *c, loom_ref lib, const char *fn, const
         memcpy(e->actor, actor_fields->actor, 16);
         e->max_concurrency = actor_fields->max_concurrency;
         e->detached = actor_fields->detached;
+        e->max_restarts = actor_fields->max_restarts;
+        e->max_task_retries = actor_fields->max_task_retries;
         if (actor_fields->actor_name && !(e->actor_name = strdup(actor_fields->actor_name))) rc = LOOM_ENOMEM;
         if (e->actor_op == LOOM_ACTOR_CREATE) memcpy(e->actor, n->task_id, 16);
     }
@@ -1070,12 +1081,17 @@ int loom_actor_create(loom_client *c, loom_ref lib, const char *cls, const loom_
         return set_error(c, LOOM_EINVAL, "an actor name has 1 to 255 characters");
     if (opts && (opts->max_concurrency < 0 || opts->max_concurrency > 1024))
         return set_error(c, LOOM_EINVAL, "max_concurrency must be 1..1024");
+    if (opts && (opts->max_restarts < -1 || opts->max_restarts > 100000 || opts->max_task_retries < 0 ||
+                 opts->max_task_retries > 1000))
+        return set_error(c, LOOM_EINVAL, "max_restarts must be -1..100000 and max_task_retries 0..1000");
     loom_graph_extra f;
     memset(&f, 0, sizeof(f));
     f.actor_op = LOOM_ACTOR_CREATE;
     f.max_concurrency = opts && opts->max_concurrency > 0 ? (uint32_t)opts->max_concurrency : 1;
     f.detached = opts && opts->detached ? 1 : 0;
     f.actor_name = opts && opts->name ? (char *)opts->name : NULL;
+    f.max_restarts = opts ? opts->max_restarts : 0;
+    f.max_task_retries = opts ? (uint32_t)opts->max_task_retries : 0;
     char job[300];
     loom_snprintf(job, sizeof(job), "actor %s", cls);
     return submit_actor_task(c, lib, cls, args, nargs, opts ? &opts->res : NULL, &f, job, out->id);

@@ -120,7 +120,8 @@ void loom_graph_extra_free(loom_graph_extra *e)
 
 static int wants_extra(const loom_task_opts *o)
 {
-    return o->num_gpus != 0 || o->gpu_memory || o->nresources || o->nlabels || o->strategy || o->pg;
+    return o->num_gpus != 0 || o->gpu_memory || o->nresources || o->nlabels || o->strategy || o->pg ||
+           o->max_retries || o->retry_on_error;
 }
 
 static int valid_label_part(const char *s, size_t max, int allow_empty)
@@ -140,6 +141,7 @@ int loom_graph_apply_extra(loom_graph_node *n, const loom_task_opts *o)
     if (o->nlabels < 0 || o->nlabels > LOOM_GRAPH_MAX_LABELS || (o->nlabels && !o->labels)) return LOOM_EINVAL;
     if (o->strategy < LOOM_SCHED_DEFAULT || o->strategy > LOOM_SCHED_NODE) return LOOM_EINVAL;
     if (o->pg && (o->bundle < -1 || o->bundle >= 256)) return LOOM_EINVAL;
+    if (o->max_retries < LOOM_NO_RETRY || o->max_retries > 1000) return LOOM_EINVAL;
     for (int i = 0; i < o->nresources; i++) {
         const loom_resource *r = &o->resources[i];
         if (!valid_label_part(r->name, 63, 0) || isnan(r->amount) || r->amount <= 0 || r->amount > 1e12)
@@ -158,6 +160,8 @@ int loom_graph_apply_extra(loom_graph_node *n, const loom_task_opts *o)
     e->node = o->node;
     e->soft = o->soft ? 1 : 0;
     e->bundle = -1;
+    e->max_retries = o->max_retries == 0 ? LOOM_DEFAULT_RETRIES : o->max_retries < 0 ? 0 : (uint32_t)o->max_retries;
+    e->retry_on_error = o->retry_on_error ? 1 : 0;
     if (o->pg) {
         e->has_pg = 1;
         memcpy(e->pg, o->pg->id, 16);

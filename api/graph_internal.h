@@ -51,6 +51,10 @@ typedef struct loom_graph_extra {
     uint32_t max_concurrency;
     int detached;
     char *actor_name;                        /* owned or NULL */
+    uint32_t max_retries;                    /* resolved: LOOM_DEFAULT_RETRIES unless set */
+    int retry_on_error;
+    int32_t max_restarts;
+    uint32_t max_task_retries;
 } loom_graph_extra;
 
 typedef struct loom_graph_node {

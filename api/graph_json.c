@@ -58,6 +58,7 @@ typedef struct jtask {
     int strategy;                /* LOOM_SCHED_* */
     uint32_t node;
     int soft;
+    int max_retries, retry_on_error;
     int nocheck;
     int noutputs;                /* of the node it becomes */
     int nargs;
@@ -230,7 +231,7 @@ static int read_ref_hex(jctx *c, json_t *v, const char *where, loom_ref *out)
 static const char *const task_keys[] = {
     "name", "function", "command", "library", "library_ref", "args", "num_cpus",
     "memory", "env", "cwd", "outputs", "check", "num_gpus", "gpu_memory", "resources", "labels",
-    "strategy", "node", "soft", NULL
+    "strategy", "node", "soft", "max_retries", "retry_on_error", NULL
 };
 static const char *const command_only_keys[] = { "env", "cwd", "outputs", "check", NULL };
 static const char *const function_only_keys[] = { "library", "library_ref", NULL };
@@ -419,6 +420,17 @@ static int read_placement(jctx *c, jtask *t, const char *path)
     if (soft) {
         if (!json_is_boolean(soft)) return fail(c, LOOM_EINVAL, "%s.soft: must be true or false", path);
         t->soft = json_is_true(soft);
+    }
+    json_t *mr = json_object_get(t->obj, "max_retries");
+    if (mr) {
+        if (!json_is_integer(mr) || json_integer_value(mr) < 0 || json_integer_value(mr) > 1000)
+            return fail(c, LOOM_EINVAL, "%s.max_retries: must be 0 (never) .. 1000", path);
+        t->max_retries = json_integer_value(mr) == 0 ? LOOM_NO_RETRY : (int)json_integer_value(mr);
+    }
+    json_t *roe = json_object_get(t->obj, "retry_on_error");
+    if (roe) {
+        if (!json_is_boolean(roe)) return fail(c, LOOM_EINVAL, "%s.retry_on_error: must be true or false", path);
+        t->retry_on_error = json_is_true(roe);
     }
     if (t->strategy == LOOM_SCHED_NODE && !nd)
         return fail(c, LOOM_EINVAL, "%s.strategy: \"node\" needs \"node\": ID", path);
@@ -934,6 +946,8 @@ static int build_node(jctx *c, int i)
     opts.strategy = t->strategy;
     opts.node = t->node;
     opts.soft = t->soft;
+    opts.max_retries = t->max_retries;
+    opts.retry_on_error = t->retry_on_error;
     loom_resource res[16];
     loom_label labels[32];
     const char *k;

@@ -24,11 +24,14 @@ static void fmt_u64(char *buf, size_t len, unsigned long long v)
     loom_snprintf(buf, len, "%llu", v);
 }
 
-static int start_head(loom_local *l, const char *bin, char *addr, size_t addrlen, char *err, size_t errlen)
+static int start_head(loom_local *l, const char *bin, int hb_timeout_ms, char *addr, size_t addrlen, char *err,
+                      size_t errlen)
 {
-    char log[4200];
+    char log[4200], hb[32];
     loom_snprintf(log, sizeof(log), "%s/head.log", l->dir);
-    char *argv[] = {(char *)bin, "_head", "--port", "0", "--state-dir", l->dir, "--ready-fd", "3", NULL};
+    loom_snprintf(hb, sizeof(hb), "%d", hb_timeout_ms > 0 ? hb_timeout_ms : 10000);
+    char *argv[] = {(char *)bin, "_head", "--port", "0", "--state-dir", l->dir, "--ready-fd", "3",
+                    "--heartbeat-timeout-ms", hb, NULL};
     int fd;
     if (loom_spawn(argv, NULL, log, 0, &l->head, &fd)) {
         loom_snprintf(err, errlen, "cannot start the head (%s)", bin);
@@ -151,7 +154,7 @@ int loom_local_start(const loom_connect_opts *o, loom_local **out, char *address
     const char *bin = loom_binary_path();
     int n = o && o->num_nodes > 0 ? o->num_nodes : 1;
     if (n > MAX_LOCAL_NODES) n = MAX_LOCAL_NODES;
-    if (!rc) rc = start_head(l, bin, address, addrlen, err, errlen);
+    if (!rc) rc = start_head(l, bin, o ? o->heartbeat_timeout_ms : 0, address, addrlen, err, errlen);
     for (int i = 0; !rc && i < n; i++) rc = start_node(l, bin, i, address, o, err, errlen);
     if (rc) {
         loom_local_stop(&l);

@@ -580,3 +580,63 @@ LOOM_ACTOR_DESTROY(Member)
     loom_collective_destroy(&m->g);
     free(m);
 }
+
+/* ---- fault tolerance ---------------------------------------------------- */
+
+/* Append a line to the file at argument 0 and return how many lines it has
+ * now (the attempts so far). */
+static int mark_attempt(loom_task_ctx *ctx, int64_t *count)
+{
+    const char *p;
+    size_t n;
+    char path[4096];
+    if (loom_task_arg_str(ctx, 0, &p, &n) || n >= sizeof(path)) return loom_task_fail(ctx, "want a file path");
+    memcpy(path, p, n);
+    path[n] = 0;
+    FILE *f = fopen(path, "a+");
+    if (!f) return loom_task_fail(ctx, "cannot open %s", path);
+    fputs("attempt\n", f);
+    fflush(f);
+    rewind(f);
+    int64_t lines = 0;
+    for (int ch; (ch = fgetc(f)) != EOF;) lines += ch == '\n';
+    fclose(f);
+    *count = lines;
+    return 0;
+}
+
+/* crash_marked(path): note the attempt, then die (SIGKILL) */
+LOOM_TASK(crash_marked)
+{
+    int64_t k;
+    if (mark_attempt(ctx, &k)) return LOOM_ETASK;
+    raise(SIGKILL);
+    return 0;
+}
+
+/* fail_until(path, n): note the attempt; fail while fewer than n attempts
+ * were made, then return the number of attempts */
+LOOM_TASK(fail_until)
+{
+    int64_t k, n;
+    if (mark_attempt(ctx, &k)) return LOOM_ETASK;
+    if (loom_task_arg_i64(ctx, 1, &n)) return loom_task_fail(ctx, "want the attempt that succeeds");
+    if (k < n) return loom_task_fail(ctx, "attempt %lld fails on purpose", (long long)k);
+    return loom_task_return_i64(ctx, k);
+}
+
+/* daemon_pid() -> the pid of the node daemon running the task */
+LOOM_TASK(daemon_pid)
+{
+    return loom_task_return_i64(ctx, (int64_t)getppid());
+}
+
+/* slow_value(ms, v) -> v after ms milliseconds */
+LOOM_TASK(slow_value)
+{
+    int64_t ms, v;
+    if (loom_task_arg_i64(ctx, 0, &ms) || loom_task_arg_i64(ctx, 1, &v))
+        return loom_task_fail(ctx, "slow_value: want (ms, value)");
+    if (ms > 0) usleep((useconds_t)(ms * 1000));
+    return loom_task_return_i64(ctx, v);
+}

@@ -24,6 +24,7 @@ const char *loom_strerror(int err)
     case LOOM_ESTATE: return "invalid in the current state";
     case LOOM_EFULL: return "queue full, retry later";
     case LOOM_EACTOR: return "the actor died or was killed";
+    case LOOM_EWORKER: return "the executor running the task died";
     default: return "unknown error";
     }
 }

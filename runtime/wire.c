@@ -244,7 +244,7 @@ static int rd_id16(dec *d, uint8_t *out, int *present, const char *what)
 
 static int rd_sched(dec *d, loom_wire_task *t)
 {
-    if (rd_tuple(d, 10, "task.sched")) return d->rc;
+    if (rd_tuple(d, 12, "task.sched")) return d->rc;
     rd_f64(d, &t->num_gpus, "task.num_gpus");
     rd_u64(d, &t->gpu_memory, "task.gpu_memory");
     rd_reslist(d, &t->res, &t->nres);
@@ -255,7 +255,10 @@ static int rd_sched(dec *d, loom_wire_task *t)
     rd_id16(d, t->pg, &t->has_pg, "task.pg");
     rd_i32(d, &t->bundle, "task.bundle");
     rd_str(d, &t->gpu_ids, "task.gpu_ids");
+    rd_u32(d, &t->max_retries, "task.max_retries");
+    rd_bool(d, &t->retry_on_error, "task.retry_on_error");
     if (d->rc) return d->rc;
+    if (t->max_retries > 1000) return fail(d, "task.max_retries: at most 1000");
     if (check_gpus(d, t->num_gpus, "task.num_gpus")) return d->rc;
     if (t->strategy > LOOM_SCHED_NODE) return fail(d, "task.strategy: unknown strategy %u", t->strategy);
     if (t->bundle < -1 || t->bundle >= LOOM_WIRE_MAX_BUNDLES) return fail(d, "task.bundle: out of range");
@@ -265,13 +268,17 @@ static int rd_sched(dec *d, loom_wire_task *t)
 
 static int rd_actor(dec *d, loom_wire_task *t)
 {
-    if (rd_tuple(d, 5, "task.actor")) return d->rc;
+    if (rd_tuple(d, 7, "task.actor")) return d->rc;
     rd_u32(d, &t->actor_op, "actor.op");
     rd_id16(d, t->actor, NULL, "actor.id");
     rd_u32(d, &t->max_concurrency, "actor.max_concurrency");
     rd_bool(d, &t->detached, "actor.detached");
     rd_name(d, &t->actor_name, 255, 1, "actor.name");
+    rd_i32(d, &t->max_restarts, "actor.max_restarts");
+    rd_u32(d, &t->max_task_retries, "actor.max_task_retries");
     if (d->rc) return d->rc;
+    if (t->max_restarts < -1 || t->max_restarts > 100000) return fail(d, "actor.max_restarts: out of range");
+    if (t->max_task_retries > 1000) return fail(d, "actor.max_task_retries: at most 1000");
     if (t->actor_op > LOOM_ACTOR_CALL) return fail(d, "actor.op: unknown op %u", t->actor_op);
     if (t->max_concurrency > 1024) return fail(d, "actor.max_concurrency: at most 1024");
     return 0;
@@ -654,7 +661,7 @@ static int pk_id16(loom_pack *p, const uint8_t *id, int present)
 
 static int pk_sched(loom_pack *p, const loom_wire_task *t)
 {
-    int rc = loom_pack_array(p, 10);
+    int rc = loom_pack_array(p, 12);
     if (!rc) rc = loom_pack_f64(p, t->num_gpus);
     if (!rc) rc = loom_pack_u64(p, t->gpu_memory);
     if (!rc) rc = pk_reslist(p, t->res, t->nres);
@@ -665,17 +672,21 @@ static int pk_sched(loom_pack *p, const loom_wire_task *t)
     if (!rc) rc = pk_id16(p, t->pg, t->has_pg);
     if (!rc) rc = loom_pack_i64(p, t->bundle);
     if (!rc) rc = pk_str(p, t->gpu_ids);
+    if (!rc) rc = loom_pack_u64(p, t->max_retries);
+    if (!rc) rc = loom_pack_bool(p, t->retry_on_error);
     return rc;
 }
 
 static int pk_actor(loom_pack *p, const loom_wire_task *t)
 {
-    int rc = loom_pack_array(p, 5);
+    int rc = loom_pack_array(p, 7);
     if (!rc) rc = loom_pack_u64(p, t->actor_op);
     if (!rc) rc = pk_id16(p, t->actor, t->actor_op != LOOM_ACTOR_NONE);
     if (!rc) rc = loom_pack_u64(p, t->max_concurrency);
     if (!rc) rc = loom_pack_bool(p, t->detached);
     if (!rc) rc = pk_str(p, t->actor_name);
+    if (!rc) rc = loom_pack_i64(p, t->max_restarts);
+    if (!rc) rc = loom_pack_u64(p, t->max_task_retries);
     return rc;
 }
 

@@ -133,7 +133,7 @@ typedef struct loom_wire_task {
     loom_wire_arg *args;
     uint32_t nargs;
     /* scheduling: [num_gpus, gpu_memory, res, labels, strategy, node, soft,
-       pg, bundle, gpu_ids] */
+       pg, bundle, gpu_ids, max_retries, retry_on_error] */
     double num_gpus;
     uint64_t gpu_memory;
     loom_wire_res *res;       uint32_t nres;
@@ -145,7 +145,10 @@ typedef struct loom_wire_task {
     uint8_t pg[16];
     int32_t bundle;           /* -1: any bundle */
     char *gpu_ids;            /* set by the head in ASSIGN: "0,1" */
-    /* actor: [op, actor id, max_concurrency, detached, name].  CREATE: the
+    uint32_t max_retries;     /* after the executor or node died (0: never) */
+    int retry_on_error;       /* application errors too */
+    /* actor: [op, actor id, max_concurrency, detached, name, max_restarts,
+       max_task_retries].  CREATE: the
        task's id is the actor's, function = class; CALL: function = method,
        no library (the actor has it). */
     uint32_t actor_op;
@@ -153,6 +156,8 @@ typedef struct loom_wire_task {
     uint32_t max_concurrency;
     int detached;
     char *actor_name;
+    int32_t max_restarts;     /* -1: always */
+    uint32_t max_task_retries;
 } loom_wire_task;
 
 typedef struct loom_wire_output {

@@ -84,6 +84,8 @@ struct task {
     uint32_t caller;             /* client that submitted it (actor call order) */
     loom_grant *grant;           /* resources held while running (NULL: none) */
     int bundle;                  /* the grant came from this bundle of spec.pg; -1: the node */
+    uint32_t attempts;           /* runs that failed and were retried */
+    char *history;               /* "attempt 1 on node 2: ...; attempt 2 ..." (malloc) */
 };
 
 enum { A_PENDING = 0, A_ALIVE, A_DEAD };
@@ -516,6 +518,7 @@ static void task_free(head *h, task *t)
     free(t->outs);
     free(t->error);
     free(t->grant);
+    free(t->history);
     loom_arena_free(&t->arena);
     free(t);
 }
@@ -567,6 +570,55 @@ static void task_fail(head *h, task *t, int code, const char *msg)
     if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_creation_failed(h, t, code, msg);
     t->pinned--;
     task_maybe_free(h, t);
+}
+
+/* ---- retries ------------------------------------------------------------ */
+
+/* Whether a run of t that failed with code gets another attempt: its executor
+ * or node died (or, if it asked, the task itself failed), and its retries are
+ * not used up.  Actors have their own restarts. */
+static int task_should_retry(const task *t, int code)
+{
+    if (t->cancelled || t->spec.actor_op != LOOM_ACTOR_NONE) return 0;
+    int system = code == LOOM_EWORKER || code == LOOM_ENODE;
+    int app = code == LOOM_ETASK && t->spec.retry_on_error;
+    return (system || app) && t->attempts < t->spec.max_retries;
+}
+
+static void history_add(task *t, uint32_t node_id, const char *msg)
+{
+    char line[1200];
+    loom_snprintf(line, sizeof(line), "%sattempt %u on node %u: %s", t->history ? "; " : "", t->attempts + 1,
+                  node_id, msg);
+    size_t old = t->history ? strlen(t->history) : 0;
+    if (old > 16384) return; /* enough to say what happened */
+    char *h = realloc(t->history, old + strlen(line) + 1);
+    if (!h) return;
+    memcpy(h + old, line, strlen(line) + 1);
+    t->history = h;
+}
+
+/* The final error of a task that was retried: every attempt, then the last. */
+static const char *with_history(const task *t, const char *msg, char *buf, size_t len)
+{
+    if (!t->history) return msg;
+    loom_snprintf(buf, len, "failed after %u attempts: %s; attempt %u on node %u: %s", t->attempts + 1,
+                  t->history, t->attempts + 1, t->node, msg);
+    return buf;
+}
+
+static void release_node_resources(head *h, task *t);
+
+/* Run t again: note the failed attempt, free what it held, queue it. */
+static void task_retry(head *h, task *t, uint32_t node_id, const char *msg)
+{
+    history_add(t, node_id, msg);
+    t->attempts++;
+    LOG_INFO("task '%s' failed on node %u (%s): attempt %u of %u", t->spec.name, node_id, msg, t->attempts + 1,
+             t->spec.max_retries + 1);
+    release_node_resources(h, t);
+    queue_task(h, t);
+    persist_task(h, t);
 }
 
 static void queue_task(head *h, task *t)
@@ -929,12 +981,15 @@ static void node_dead(head *h, node *n, const char *why)
     }
     for (int i = 0; i < nv; i++) {
         task *t = victims[i];
-        loom_request r;
-        spec_request(&t->spec, &r);
         free(t->grant); /* the node's pool goes with the node */
         t->grant = NULL;
+        if (task_should_retry(t, LOOM_ENODE)) {
+            task_retry(h, t, n->id, msg);
+            continue;
+        }
+        char full[20000];
         t->state = T_QUEUED; /* not running any more: fail it like a queued task */
-        task_fail(h, t, LOOM_ENODE, msg);
+        task_fail(h, t, LOOM_ENODE, with_history(t, msg, full, sizeof(full)));
     }
     free(victims);
     n->running = 0;
@@ -1453,6 +1508,11 @@ static void on_task_done(head *h, client *c, loom_msg *m)
         LOG_DEBUG("TASK_DONE for a task not running on node %u: ignored", c->node_id);
         return;
     }
+    if (m->code && task_should_retry(t, m->code)) {
+        task_retry(h, t, c->node_id, m->text[0] ? m->text : loom_strerror(m->code));
+        schedule(h);
+        return;
+    }
     t->pinned++; /* setting an output can free it and with the last one t */
     if (t->spec.actor_op == LOOM_ACTOR_CALL) {
         actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
@@ -1479,8 +1539,9 @@ static void on_task_done(head *h, client *c, loom_msg *m)
         t->error = strdup("cancelled");
         task_set_state(h, t, T_FAILED);
     } else if (m->code) {
+        char full[20000];
         t->code = m->code;
-        t->error = strdup(m->text[0] ? m->text : loom_strerror(m->code));
+        t->error = strdup(with_history(t, m->text[0] ? m->text : loom_strerror(m->code), full, sizeof(full)));
         task_set_state(h, t, T_FAILED);
         task_finish_outputs_failed(h, t, m->code, t->error);
         if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_creation_failed(h, t, m->code, t->error);

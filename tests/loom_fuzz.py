@@ -204,11 +204,11 @@ def wire_arg(kind=0, value=b"", ref=b"", size=0, locs=()):
 
 
 def wire_sched(gpus=0.0, res=(), labels=(), strategy=0, node=0, soft=False, pg=b"", bundle=-1):
-    return [gpus, 0, [list(r) for r in res], [list(l) for l in labels], strategy, node, soft, pg, bundle, ""]
+    return [gpus, 0, [list(r) for r in res], [list(l) for l in labels], strategy, node, soft, pg, bundle, "", 3, False]
 
 
 def wire_actor(op=0, actor=b"", conc=0, detached=False, name=""):
-    return [op, actor, conc, detached, name]
+    return [op, actor, conc, detached, name, 0, 0]
 
 
 def wire_task(rng, kind=0, sched=None, actor=None):

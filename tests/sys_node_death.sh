@@ -4,7 +4,8 @@
 # dead, fails the task that ran there with LOOM_ENODE naming the node, fails
 # its dependents, takes no more work there, and keeps serving; the killed
 # daemon's executors die with it; a new daemon joins cleanly afterwards.
-# (Retrying the task elsewhere is fault tolerance, a later issue.)
+# (The tasks ask for no retries here; test_api_retries checks that a task on
+# a dead node runs again elsewhere.)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$@"
 
@@ -23,8 +24,8 @@ check "2 nodes alive" wait_until 10 nodes_alive_eq 2 "$D"
 cat >"$T/graph.json" <<JSON
 {"name": "doomed", "library": "$EXLIB",
  "tasks": [
-   {"name": "a", "function": "sleep_ms", "args": [20000]},
-   {"name": "b", "function": "sleep_ms", "args": [20000]},
+   {"name": "a", "function": "sleep_ms", "args": [20000], "max_retries": 0},
+   {"name": "b", "function": "sleep_ms", "args": [20000], "max_retries": 0},
    {"name": "sum", "function": "add", "args": [{"ref": "a"}, {"ref": "b"}]}
  ]}
 JSON

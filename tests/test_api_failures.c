@@ -44,14 +44,18 @@ static void test_crash(loom_client *c, loom_ref lib, int cpus)
     loom_ref r;
     loom_value *v = NULL;
     CHECK_RC(loom_submit(c, lib, "crash", NULL, 0, NULL, &r), LOOM_OK);
-    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_ETASK);
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_EWORKER);
     CHECK_ERR_HAS(c, "crashed");
     CHECK_ERR_HAS(c, "crash");
+    CHECK_ERR_HAS(c, "failed after 4 attempts"); /* the default: 3 retries */
     /* crash every executor at once; each is replaced */
     loom_ref many[8];
-    for (int i = 0; i < cpus; i++) CHECK_RC(loom_submit(c, lib, "crash", NULL, 0, NULL, &many[i]), LOOM_OK);
+    loom_task_opts once;
+    memset(&once, 0, sizeof once);
+    once.max_retries = LOOM_NO_RETRY;
+    for (int i = 0; i < cpus; i++) CHECK_RC(loom_submit(c, lib, "crash", NULL, 0, &once, &many[i]), LOOM_OK);
     for (int i = 0; i < cpus; i++) {
-        CHECK_RC(loom_get(c, many[i], 30000, &v), LOOM_ETASK);
+        CHECK_RC(loom_get(c, many[i], 30000, &v), LOOM_EWORKER);
         CHECK_ERR_HAS(c, "crashed");
     }
     /* tasks still run, on all executors */
@@ -66,7 +70,7 @@ static void test_crash(loom_client *c, loom_ref lib, int cpus)
     CHECK(t_now_ms() - t0 < 1000 * cpus - 200); /* in parallel */
     /* a dependent of a crashed task fails with EDEP */
     loom_ref crashed, dep;
-    CHECK_RC(loom_submit(c, lib, "crash", NULL, 0, NULL, &crashed), LOOM_OK);
+    CHECK_RC(loom_submit(c, lib, "crash", NULL, 0, &once, &crashed), LOOM_OK);
     loom_arg a = loom_arg_ref(crashed);
     CHECK_RC(loom_submit(c, lib, "length", &a, 1, NULL, &dep), LOOM_OK);
     CHECK_RC(loom_get(c, dep, 30000, &v), LOOM_EDEP);

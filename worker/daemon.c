@@ -177,7 +177,7 @@ static void on_exec_exit(uv_process_t *p, int64_t status, int sig)
             m.code = LOOM_ECANCELLED;
             loom_snprintf(text, sizeof(text), "cancelled");
         } else {
-            m.code = LOOM_ETASK;
+            m.code = LOOM_EWORKER;
             if (sig) loom_snprintf(text, sizeof(text), "the executor running '%s' crashed (signal %d: %s)",
                                    t->spec.name, sig, strsignal(sig));
             else loom_snprintf(text, sizeof(text), "the executor running '%s' exited with status %lld",

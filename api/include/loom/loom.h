@@ -43,7 +43,8 @@ enum {
     LOOM_ESYS = -16,       /* system call failed (see loom_last_error) */
     LOOM_ESTATE = -17,     /* operation not valid in the current state */
     LOOM_EFULL = -18,      /* a queue or table is full; retry later */
-    LOOM_EACTOR = -19      /* the actor died, was killed, or its init failed */
+    LOOM_EACTOR = -19,     /* the actor died, was killed, or its init failed */
+    LOOM_EWORKER = -20     /* the executor running the task died (crash, kill, OOM) */
 };
 
 /* Human-readable name of an error code.  Never NULL; static storage. */
@@ -83,6 +84,7 @@ typedef struct loom_connect_opts {
     uint64_t store_bytes;     /* "local": object store size per node (default 1 GiB) */
     const loom_node_spec *nodes; /* "local": num_nodes entries, or NULL: every node
                                     reports the machine's GPUs and nothing else */
+    int heartbeat_timeout_ms;  /* "local": a node silent this long is dead (default 10000) */
 } loom_connect_opts;
 
 /* Connect to "HOST:PORT" (the head), or to "local": start a head and
@@ -182,7 +184,12 @@ typedef struct loom_task_opts {
     int soft;           /* LOOM_SCHED_NODE: 1 = prefer, 0 = only there */
     const loom_pg *pg;  /* run inside this placement group (NULL: none) */
     int bundle;         /* with pg: bundle index, or LOOM_ANY_BUNDLE */
+    int max_retries;    /* runs again after its executor or node died, up to this
+                           many times: 0 = the default (3), LOOM_NO_RETRY = never */
+    int retry_on_error; /* 1: application errors (the task failed) are retried too */
 } loom_task_opts;
+#define LOOM_NO_RETRY (-1)
+#define LOOM_DEFAULT_RETRIES 3
 
 enum { LOOM_ARG_VALUE = 0, LOOM_ARG_REF = 1 };
 typedef struct loom_arg {
@@ -278,6 +285,12 @@ typedef struct loom_actor_opts {
                                 disconnects; 1: lives until loom_actor_kill */
     int max_concurrency;     /* calls run at once on threads; default 1: one at a
                                 time, in order */
+    int max_restarts;        /* restarted (init run again with the same arguments)
+                                after its process or node died, up to this many
+                                times; 0 (default): never; -1: always */
+    int max_task_retries;    /* calls running or queued when it died: sent again to
+                                the restarted actor up to this many times; 0
+                                (default): they fail with LOOM_EACTOR */
     loom_task_opts res;      /* resources, strategy, labels, placement group */
 } loom_actor_opts;
 
