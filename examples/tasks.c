@@ -351,6 +351,27 @@ LOOM_ACTOR_METHOD(Counter, crash)
     return 0;
 }
 
+/* crash_once(path): the first call (no file at path yet) makes the file and
+ * kills the actor's process; later ones return the total (restart tests) */
+LOOM_ACTOR_METHOD(Counter, crash_once)
+{
+    const char *p;
+    size_t n;
+    char path[4096];
+    if (loom_task_arg_str(ctx, 0, &p, &n) || n >= sizeof(path)) return loom_task_fail(ctx, "want a path");
+    memcpy(path, p, n);
+    path[n] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        f = fopen(path, "w");
+        if (f) fclose(f);
+        raise(SIGKILL);
+    }
+    fclose(f);
+    counter *s = loom_actor_state(ctx);
+    return loom_task_return_i64(ctx, s->total);
+}
+
 LOOM_ACTOR_DESTROY(Counter)
 {
     counter *s = state;

@@ -85,6 +85,7 @@ struct task {
     loom_grant *grant;           /* resources held while running (NULL: none) */
     int bundle;                  /* the grant came from this bundle of spec.pg; -1: the node */
     uint32_t attempts;           /* runs that failed and were retried */
+    uint64_t seq;                /* an actor call: its place among the actor's calls */
     char *history;               /* "attempt 1 on node 2: ...; attempt 2 ..." (malloc) */
 };
 
@@ -105,6 +106,11 @@ struct actor {
     uint8_t (*calls)[16];
     int ncalls, cap_calls;
     uint64_t calls_done, calls_failed;
+    int32_t max_restarts;        /* -1: always */
+    uint32_t max_task_retries;
+    uint32_t restarts;
+    int deps_held;               /* its creation's arguments are kept for restarts */
+    uint64_t next_seq;           /* numbers its calls in submission order */
     int running;                 /* calls handed to the node, not yet done */
     char *error;                 /* why it died */
     int64_t t_created, t_ready, t_died;
@@ -975,7 +981,8 @@ static void node_dead(head *h, node *n, const char *why)
     int nv = 0, cap = 0;
     while (loom_hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
-        if (t->state == T_RUNNING && t->node == n->id &&
+        /* calls go with their actor (actors_on_dead_node): it may restart */
+        if (t->state == T_RUNNING && t->node == n->id && t->spec.actor_op != LOOM_ACTOR_CALL &&
             !grow_array((void **)&victims, &cap, nv + 1, sizeof(task *)))
             victims[nv++] = t;
     }
@@ -1323,6 +1330,7 @@ static void actor_new(head *h, task *t, client *c);
 static void actor_add_call(head *h, task *t);
 static actor *actor_by_name(head *h, const char *name);
 static void actor_created(head *h, task *t);
+static void actor_requeue_call(head *h, actor *a, task *t);
 
 static void on_submit(head *h, client *c, loom_msg *m)
 {
@@ -1513,6 +1521,19 @@ static void on_task_done(head *h, client *c, loom_msg *m)
         schedule(h);
         return;
     }
+    if (m->code == LOOM_EACTOR && t->spec.actor_op == LOOM_ACTOR_CALL && !t->cancelled) {
+        /* its actor's process died under it: the call waits for the restart
+           if it has retries left (the daemon's ACTOR_DIED follows) */
+        actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+        if (a && a->state == A_ALIVE && t->attempts < a->max_task_retries &&
+            (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts)) {
+            release_node_resources(h, t);
+            if (a->running) a->running--;
+            history_add(t, c->node_id, m->text);
+            actor_requeue_call(h, a, t);
+            return;
+        }
+    }
     t->pinned++; /* setting an output can free it and with the last one t */
     if (t->spec.actor_op == LOOM_ACTOR_CALL) {
         actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
@@ -1526,7 +1547,7 @@ static void on_task_done(head *h, client *c, loom_msg *m)
     if (created) actor_created(h, t); /* the actor keeps the task's resources */
     release_node_resources(h, t);
     t->t_end = loom_now_ms();
-    task_release_deps(h, t);
+    if (!(created && t->spec.max_restarts != 0)) task_release_deps(h, t);
     /* the log, even of a failed task */
     for (uint32_t i = 0; i < m->noutputs; i++) {
         loom_wire_output *out = &m->outputs[i];
@@ -1591,6 +1612,8 @@ static void actor_new(head *h, task *t, client *c)
     a->owner = c->id;
     a->detached = t->spec.detached;
     a->max_concurrency = t->spec.max_concurrency ? t->spec.max_concurrency : 1;
+    a->max_restarts = t->spec.max_restarts;
+    a->max_task_retries = t->spec.max_task_retries;
     a->t_created = loom_now_ms();
     a->bundle = -1;
     a->ready_obj = t->outs[0];
@@ -1609,7 +1632,27 @@ static void actor_add_call(head *h, task *t)
 {
     actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
     if (!a || grow_array((void **)&a->calls, &a->cap_calls, a->ncalls + 1, sizeof(*a->calls))) return;
+    t->seq = ++a->next_seq;
     memcpy(a->calls[a->ncalls++], t->id, 16);
+}
+
+/* Put a call that was running back among the waiting ones, in its place. */
+static void actor_requeue_call(head *h, actor *a, task *t)
+{
+    if (grow_array((void **)&a->calls, &a->cap_calls, a->ncalls + 1, sizeof(*a->calls))) return;
+    int at = a->ncalls;
+    for (int i = 0; i < a->ncalls; i++) {
+        task *o = loom_hmap_get(&h->tasks, a->calls[i], 16);
+        if (o && o->seq > t->seq) {
+            at = i;
+            break;
+        }
+    }
+    memmove(&a->calls[at + 1], &a->calls[at], (size_t)(a->ncalls - at) * sizeof(*a->calls));
+    memcpy(a->calls[at], t->id, 16);
+    a->ncalls++;
+    t->state = T_QUEUED;
+    t->attempts++;
 }
 
 static int caller_in(const uint32_t *list, int n, uint32_t id)
@@ -1672,6 +1715,10 @@ static void actor_die(head *h, actor *a, const char *why)
     /* its creation, if still under way */
     task *ct = loom_hmap_get(&h->tasks, a->id, 16);
     if (ct && ct->state < T_DONE) cancel_task(h, ct);
+    if (a->deps_held && ct) {
+        a->deps_held = 0;
+        task_release_deps(h, ct);
+    }
     /* calls handed to its node: fail them now (the node's reports come too late) */
     if (was_alive) {
         uint8_t (*ids)[16] = NULL;
@@ -1699,6 +1746,74 @@ static void actor_die(head *h, actor *a, const char *why)
         a->running = 0;
     }
     actor_dispatch(h, a);
+}
+
+/* The actor's process or node died and it may restart: give back what it
+ * held, put calls that were running back in line (or fail those out of
+ * retries), and run its creation again with the same arguments. */
+static void actor_restart(head *h, actor *a, const char *why)
+{
+    task *ct = loom_hmap_get(&h->tasks, a->id, 16);
+    a->restarts++;
+    a->state = A_PENDING;
+    free(a->error);
+    a->error = strdup(why);
+    if (a->grant) give_grant(h, a->node, a->has_pg ? a->pg : NULL, a->bundle, a->req, &a->grant);
+    LOG_INFO("actor %s %s died (%s): restart %u%s", a->cls, a->name, why, a->restarts,
+             a->max_restarts < 0 ? "" : " of its limit");
+    /* calls handed to its node */
+    uint8_t (*ids)[16] = NULL;
+    int n = 0, cap = 0;
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&h->tasks, &it, &v)) {
+        task *t = v;
+        if (t->state == T_RUNNING && t->spec.actor_op == LOOM_ACTOR_CALL && !memcmp(t->spec.actor, a->id, 16) &&
+            !grow_array((void **)&ids, &cap, n + 1, 16))
+            memcpy(ids[n++], t->id, 16);
+    }
+    char msg[700];
+    loom_snprintf(msg, sizeof(msg), "actor %s%s%s died while running the call: %s", a->cls, a->name[0] ? " " : "",
+                  a->name, why);
+    for (int i = 0; i < n; i++) {
+        task *t = loom_hmap_get(&h->tasks, ids[i], 16);
+        if (!t || t->state != T_RUNNING) continue;
+        release_node_resources(h, t);
+        if (t->attempts < a->max_task_retries) {
+            history_add(t, t->node, msg);
+            actor_requeue_call(h, a, t);
+        } else {
+            t->state = T_QUEUED;
+            a->calls_failed++;
+            char full[20000];
+            task_fail(h, t, LOOM_EACTOR, with_history(t, msg, full, sizeof(full)));
+        }
+    }
+    free(ids);
+    a->running = 0;
+    /* its creation again: the task record and its arguments were kept */
+    if (!ct) {
+        actor_die(h, a, "cannot restart: its creation record is gone");
+        return;
+    }
+    ct->t_start = ct->t_end = 0;
+    queue_task(h, ct);
+    persist_task(h, ct);
+}
+
+/* The actor's process or node died: restart it if it may, else it is dead. */
+static void actor_lost(head *h, actor *a, const char *why)
+{
+    if (a->state == A_ALIVE && (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts)) {
+        actor_restart(h, a, why);
+        return;
+    }
+    char msg[800];
+    if (a->restarts) {
+        loom_snprintf(msg, sizeof(msg), "%s (after %u restarts)", why, a->restarts);
+        why = msg;
+    }
+    actor_die(h, a, why);
 }
 
 /* Forget dead actors beyond the newest few hundred (listing keeps those). */
@@ -1753,8 +1868,9 @@ static void actor_created(head *h, task *t)
     a->bundle = t->bundle;
     a->has_pg = t->spec.has_pg;
     memcpy(a->pg, t->spec.pg, 16);
-    a->req = malloc(sizeof(loom_request));
+    if (!a->req) a->req = malloc(sizeof(loom_request));
     if (a->req) spec_request(&t->spec, a->req);
+    if (a->max_restarts != 0) a->deps_held = 1; /* on_task_done keeps them for restarts */
     actor_dispatch(h, a);
 }
 
@@ -1804,7 +1920,7 @@ static int in_pg(const actor *a, const void *arg)
 
 static void actors_on_dead_node(head *h, node *n, const char *msg)
 {
-    actors_apply(h, alive_on_node, &n->id, actor_die, msg);
+    actors_apply(h, alive_on_node, &n->id, actor_lost, msg);
     actors_gc(h);
 }
 
@@ -1842,7 +1958,7 @@ static void on_actor_died(head *h, client *c, loom_msg *m)
 {
     actor *a = loom_hmap_get(&h->actors, m->ref.id, 16);
     if (!a || a->state != A_ALIVE || a->node != c->node_id) return;
-    actor_die(h, a, m->text[0] ? m->text : "its process exited");
+    actor_lost(h, a, m->text[0] ? m->text : "its process exited");
     actors_gc(h);
     schedule(h);
 }

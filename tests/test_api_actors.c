@@ -258,6 +258,69 @@ static void test_lifetimes(loom_client *c)
     CHECK_RC(loom_actor_kill(c, x), 0);
 }
 
+/* Restarts: init runs again with the same arguments (state starts over);
+ * exactly max_restarts of them; calls in flight are retried when asked. */
+static void test_restarts(loom_client *c)
+{
+    t_int start = t_i64(100);
+    loom_arg arg = t_arg_i64(&start);
+    loom_actor_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_restarts = 2;
+    loom_actor a;
+    CHECK_RC(loom_actor_create(c, lib, "Counter", &arg, 1, &o, &a), 0);
+    int rc;
+    CHECK(call_i64(c, a, "add", 5, &rc) == 105 && rc == 0);
+    for (int round = 1; round <= 3; round++) {
+        loom_ref r;
+        loom_value *v = NULL;
+        CHECK_RC(loom_actor_call(c, a, "crash", NULL, 0, &r), 0);
+        CHECK_RC(loom_get(c, r, 30000, &v), LOOM_EACTOR); /* no call retries asked */
+        CHECK_RC(loom_actor_call(c, a, "add", NULL, 0, &r), 0);
+        int64_t x = 0;
+        int grc = t_get_i64(c, r, 30000, &x);
+        if (round <= 2) {
+            /* restarted from its init arguments: 100, then + 1 */
+            CHECK_RC(grc, 0);
+            CHECK(x == 101);
+        } else {
+            CHECK_RC(grc, LOOM_EACTOR);
+            CHECK_ERR_HAS(c, "after 2 restarts");
+        }
+    }
+    /* calls in flight when it dies are sent to the restarted actor */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/crash-once-%d", state_dir, (int)getpid());
+    unlink(path);
+    o.max_restarts = 1;
+    o.max_task_retries = 1;
+    CHECK_RC(loom_actor_create(c, lib, "Counter", &arg, 1, &o, &a), 0);
+    loom_pack *p = loom_pack_new();
+    loom_pack_cstr(p, path);
+    loom_arg parg = loom_arg_value(loom_pack_data(p), loom_pack_size(p));
+    loom_ref crash_ref, adds[5];
+    CHECK_RC(loom_actor_call(c, a, "crash_once", &parg, 1, &crash_ref), 0);
+    t_int one = t_i64(1);
+    loom_arg a1 = t_arg_i64(&one);
+    for (int i = 0; i < 5; i++) CHECK_RC(loom_actor_call(c, a, "add", &a1, 1, &adds[i]), 0);
+    int64_t x = -1;
+    CHECK_RC(t_get_i64(c, crash_ref, 30000, &x), 0);
+    CHECK(x == 100); /* the retried call ran first on the fresh actor */
+    int in_order = 1;
+    for (int i = 0; i < 5; i++) {
+        int64_t y = 0;
+        CHECK_RC(t_get_i64(c, adds[i], 30000, &y), 0);
+        if (y != 101 + i) in_order = 0;
+    }
+    CHECK(in_order);
+    loom_pack_destroy(&p);
+    unlink(path);
+    char *json = NULL;
+    CHECK_RC(loom_actors_json(c, &json), 0);
+    free(json);
+    loom_actor_kill(c, a);
+}
+
 static void test_concurrency(loom_client *c)
 {
     loom_actor_opts o;
@@ -295,6 +358,7 @@ int main(void)
     test_named_and_handles(c);
     test_ordering(c);
     test_lifetimes(c);
+    test_restarts(c);
     test_concurrency(c);
     loom_disconnect(&c);
     char cmd[4200];

@@ -89,7 +89,27 @@ static void test_error_retries(loom_client *c, loom_ref lib)
     CHECK_ERR_HAS(c, "failed after 3 attempts");
 }
 
-/* A task on a node whose daemon is killed runs again on the other node. */
+/* The node of an actor's "where" ("node:pid:gpus"), or -1. */
+static int actor_node(loom_client *c, loom_actor a)
+{
+    loom_ref r;
+    loom_value *v = NULL;
+    if (loom_actor_call(c, a, "where", NULL, 0, &r) || loom_get(c, r, 60000, &v)) {
+        fprintf(stderr, "where: %s\n", loom_last_error(c));
+        return -1;
+    }
+    loom_unpack u;
+    loom_unpack_init(&u, loom_value_data(v), loom_value_size(v));
+    const char *s;
+    size_t n;
+    int node = -1;
+    if (loom_unpack_str(&u, &s, &n) == 0) node = atoi(s);
+    loom_value_release(&v);
+    return node;
+}
+
+/* A task on a node whose daemon is killed runs again on the other node; an
+ * actor that may restart comes back on the other node. */
 static void test_node_death(loom_client *c, loom_ref lib)
 {
     /* find node 2's daemon: a task pinned there tells its parent's pid */
@@ -107,7 +127,17 @@ static void test_node_death(loom_client *c, loom_ref lib)
     t_int ms = t_i64(4000), val = t_i64(42);
     loom_arg args[2] = {t_arg_i64(&ms), t_arg_i64(&val)};
     CHECK_RC(loom_submit(c, lib, "slow_value", args, 2, &on2, &r), 0);
-    /* once it runs there, kill the node */
+    /* and an actor there that may restart once */
+    loom_actor_opts ao;
+    memset(&ao, 0, sizeof ao);
+    ao.max_restarts = 1;
+    ao.res.strategy = LOOM_SCHED_NODE;
+    ao.res.node = 2;
+    ao.res.soft = 1;
+    loom_actor a;
+    CHECK_RC(loom_actor_create(c, lib, "Counter", NULL, 0, &ao, &a), 0);
+    CHECK(actor_node(c, a) == 2);
+    /* once the task runs there, kill the node */
     char *json = NULL;
     int running = 0;
     for (int i = 0; i < 100 && !running; i++) {
@@ -126,6 +156,12 @@ static void test_node_death(loom_client *c, loom_ref lib)
     CHECK_RC(t_get_i64(c, r, 60000, &x), 0);
     CHECK(x == 42);
     printf("a task on a killed node finished elsewhere %lld ms after the kill\n", (long long)(t_now_ms() - t0));
+    CHECK(actor_node(c, a) == 1);
+    char *actors = NULL;
+    CHECK_RC(loom_actors_json(c, &actors), 0);
+    CHECK(t_has(actors, "\"alive\""));
+    free(actors);
+    loom_actor_kill(c, a);
     /* and its record says it ran on node 1 in the end: a task pinned hard to
        node 2 now fails, the cluster keeps working */
     on2.soft = 0;
