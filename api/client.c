@@ -685,30 +685,40 @@ int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out)
 {
     if (!c || !out) return LOOM_EINVAL;
     *out = NULL;
-    ready_info *r = NULL;
-    int rc = await_ready(c, &ref, timeout_ms, &r);
-    if (rc) return rc;
-    if (r->code) return set_error(c, r->code, "%s", r->text && r->text[0] ? r->text : loom_strerror(r->code));
-    loom_value *v = calloc(1, sizeof(*v));
-    if (!v) return set_error(c, LOOM_ENOMEM, "out of memory");
-    v->c = c;
-    if (r->value) {
-        v->data = r->value;
-        v->len = r->size;
-    } else if (c->store && loom_store_get(c->store, ref.id, &v->view) == 0) {
-        v->data = v->view.data;
-        v->len = v->view.len;
-    } else {
-        rc = remote_fetch(c, r, &ref, (uint8_t **)&v->owned);
-        if (rc) {
-            free(v);
-            return rc;
+    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    /* a copy may vanish with its node after the head said where it was: ask
+       again (the head rebuilds what lineage allows), a few times */
+    for (int attempt = 0;; attempt++) {
+        ready_info *r = NULL;
+        int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();
+        int rc = await_ready(c, &ref, left < 0 && deadline >= 0 ? 0 : left, &r);
+        if (rc) return rc;
+        if (r->code) return set_error(c, r->code, "%s", r->text && r->text[0] ? r->text : loom_strerror(r->code));
+        loom_value *v = calloc(1, sizeof(*v));
+        if (!v) return set_error(c, LOOM_ENOMEM, "out of memory");
+        v->c = c;
+        if (r->value) {
+            v->data = r->value;
+            v->len = r->size;
+        } else if (c->store && loom_store_get(c->store, ref.id, &v->view) == 0) {
+            v->data = v->view.data;
+            v->len = v->view.len;
+        } else {
+            rc = remote_fetch(c, r, &ref, (uint8_t **)&v->owned);
+            if (rc) {
+                free(v);
+                /* until the head notices the dead node (its heartbeat timeout) */
+                if (attempt >= 150 || rc == LOOM_ENOMEM || (deadline >= 0 && loom_now_ms() >= deadline)) return rc;
+                ready_free(loom_hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
+                usleep(200000);
+                continue;
+            }
+            v->data = v->owned;
+            v->len = r->size;
         }
-        v->data = v->owned;
-        v->len = r->size;
+        *out = v;
+        return LOOM_OK;
     }
-    *out = v;
-    return LOOM_OK;
 }
 
 const void *loom_value_data(const loom_value *v)

@@ -661,3 +661,17 @@ LOOM_TASK(slow_value)
     if (ms > 0) usleep((useconds_t)(ms * 1000));
     return loom_task_return_i64(ctx, v);
 }
+
+/* bytes(n, fill) -> n bytes of value fill (big results, for lineage tests) */
+LOOM_TASK(bytes)
+{
+    int64_t n, fill;
+    if (loom_task_arg_i64(ctx, 0, &n) || loom_task_arg_i64(ctx, 1, &fill) || n < 0 || n > (1 << 30))
+        return loom_task_fail(ctx, "bytes: want (n, fill)");
+    uint8_t *b = malloc((size_t)n + 1);
+    if (!b) return loom_task_fail(ctx, "out of memory");
+    memset(b, (int)fill, (size_t)n);
+    int rc = loom_task_return(ctx, b, (size_t)n);
+    free(b);
+    return rc;
+}

@@ -86,6 +86,8 @@ struct task {
     int bundle;                  /* the grant came from this bundle of spec.pg; -1: the node */
     uint32_t attempts;           /* runs that failed and were retried */
     uint64_t seq;                /* an actor call: its place among the actor's calls */
+    int deps_held;               /* it holds refs to its arguments (until it is freed: lineage) */
+    uint32_t rebuilds;           /* re-runs to rebuild outputs lost with a node */
     char *history;               /* "attempt 1 on node 2: ...; attempt 2 ..." (malloc) */
 };
 
@@ -212,6 +214,8 @@ typedef struct head {
     loom_hmap pgs;               /* pg id (16) -> pgroup */
     int pending_pgs;
     loom_hmap kv;                /* key -> loom_buf* */
+    loom_ref *unrefs;            /* refs to drop once the current handler is done */
+    int nunrefs, cap_unrefs;
     kv_wait *kv_waits;
     char *infeasible[16];        /* the latest reasons a request was infeasible */
     int ninfeasible_next;
@@ -355,6 +359,7 @@ static void notify_ready(head *h, obj *o, uint32_t client_id);
 static void task_maybe_free(head *h, task *t);
 static void task_fail(head *h, task *t, int code, const char *msg);
 static void queue_task(head *h, task *t);
+static void defer_unref(head *h, const loom_ref *ref);
 static void actor_dispatch(head *h, actor *a);
 static void actor_creation_failed(head *h, task *t, int code, const char *msg);
 
@@ -506,6 +511,12 @@ static void job_free(head *h, job *j)
 
 static void task_free(head *h, task *t)
 {
+    if (t->deps_held) {
+        t->deps_held = 0;
+        if (t->spec.kind == LOOM_TASK_FUNCTION && t->spec.actor_op != LOOM_ACTOR_CALL) defer_unref(h, &t->spec.lib.ref);
+        for (uint32_t i = 0; i < t->spec.nargs; i++)
+            if (t->spec.args[i].kind == LOOM_WARG_REF) defer_unref(h, &t->spec.args[i].ref);
+    }
     loom_hmap_del(&h->tasks, t->id, 16);
     headdb_del(h->db, HEADDB_TASKS, t->id, 16);
     if (t->job) {
@@ -537,9 +548,29 @@ static void task_maybe_free(head *h, task *t)
 
 static void task_release_deps(head *h, task *t)
 {
+    if (!t->deps_held) return;
+    t->deps_held = 0;
     if (t->spec.kind == LOOM_TASK_FUNCTION) obj_unref(h, obj_get(h, &t->spec.lib.ref));
     for (uint32_t i = 0; i < t->spec.nargs; i++)
         if (t->spec.args[i].kind == LOOM_WARG_REF) obj_unref(h, obj_get(h, &t->spec.args[i].ref));
+}
+
+/* A finished task keeps its arguments alive while its outputs live, so a
+ * lost output can be rebuilt (lineage).  When the task goes, the refs are
+ * dropped after the current handler: dropping one can free a chain of
+ * upstream tasks, and doing that iteratively keeps the stack flat. */
+static void defer_unref(head *h, const loom_ref *ref)
+{
+    if (grow_array((void **)&h->unrefs, &h->cap_unrefs, h->nunrefs + 1, sizeof(loom_ref))) return;
+    h->unrefs[h->nunrefs++] = *ref;
+}
+
+static void drain_unrefs(head *h)
+{
+    for (int rounds = 0; h->nunrefs && rounds < 100000000; rounds++) {
+        loom_ref r = h->unrefs[--h->nunrefs];
+        obj_unref(h, obj_get(h, &r));
+    }
 }
 
 static void task_set_state(head *h, task *t, int state)
@@ -615,7 +646,54 @@ static const char *with_history(const task *t, const char *msg, char *buf, size_
 
 static void release_node_resources(head *h, task *t);
 
-/* Run t again: note the failed attempt, free what it held, queue it. */
+/* Put t (whose arguments it still holds) back to wait for them: queued at
+ * once when every one is ready, else waiting on those being rebuilt.  A
+ * failed or vanished argument fails it. */
+static void task_requeue(head *h, task *t)
+{
+    t->state = T_WAITING;
+    t->pending_deps = 0;
+    const char *failed = NULL;
+    int failed_code = 0;
+    for (uint32_t k = 0; k < t->spec.nargs && !failed; k++) {
+        loom_wire_arg *a = &t->spec.args[k];
+        if (a->kind != LOOM_WARG_REF) continue;
+        obj *o = obj_get(h, &a->ref);
+        if (!o) {
+            failed = "an argument is gone (freed), so the task cannot run again";
+            failed_code = LOOM_ENODE;
+        } else if (o->state == O_FAILED) {
+            failed = o->error ? o->error : loom_strerror(o->code);
+            failed_code = o->code == LOOM_ECANCELLED ? LOOM_ECANCELLED : LOOM_EDEP;
+        } else if (o->state == O_PENDING &&
+                   !grow_array((void **)&o->waiters, &o->cap_wait, o->nwait + 1, sizeof(*o->waiters))) {
+            memcpy(o->waiters[o->nwait++], t->id, 16);
+            t->pending_deps++;
+        }
+    }
+    if (failed) {
+        char msg[1200], full[20000];
+        loom_snprintf(msg, sizeof(msg), "a dependency failed: %s", failed);
+        task_fail(h, t, failed_code, with_history(t, msg, full, sizeof(full)));
+        return;
+    }
+    if (t->pending_deps == 0) queue_task(h, t);
+    persist_task(h, t);
+}
+
+/* Whether every stored argument of t is ready (and has a copy somewhere). */
+static int deps_ready(head *h, const task *t)
+{
+    for (uint32_t k = 0; k < t->spec.nargs; k++) {
+        const loom_wire_arg *a = &t->spec.args[k];
+        if (a->kind != LOOM_WARG_REF) continue;
+        obj *o = obj_get(h, &a->ref);
+        if (!o || o->state != O_READY) return 0;
+    }
+    return 1;
+}
+
+/* Run t again: note the failed attempt, free what it held, requeue it. */
 static void task_retry(head *h, task *t, uint32_t node_id, const char *msg)
 {
     history_add(t, node_id, msg);
@@ -623,8 +701,7 @@ static void task_retry(head *h, task *t, uint32_t node_id, const char *msg)
     LOG_INFO("task '%s' failed on node %u (%s): attempt %u of %u", t->spec.name, node_id, msg, t->attempts + 1,
              t->spec.max_retries + 1);
     release_node_resources(h, t);
-    queue_task(h, t);
-    persist_task(h, t);
+    task_requeue(h, t);
 }
 
 static void queue_task(head *h, task *t)
@@ -942,6 +1019,11 @@ static void schedule(head *h)
             continue;
         }
         unlink_queued(h, prev, t);
+        if (t->spec.actor_op == LOOM_ACTOR_NONE && !deps_ready(h, t)) {
+            task_requeue(h, t); /* an argument was lost and is being rebuilt */
+            t = next;
+            continue;
+        }
         assign(h, t, n, &r, pool, bundle);
         t = next;
     }
@@ -965,6 +1047,63 @@ static int client_unhold(client *c, const loom_ref *ref)
 }
 
 static void actors_on_dead_node(head *h, node *n, const char *msg);
+static void task_requeue(head *h, task *t);
+
+/* Why an object lost with its node cannot be rebuilt from its lineage (NULL:
+ * it can, by running its task again). */
+static const char *lineage_blocker(const obj *o)
+{
+    const task *p = o->producer;
+    if (o->is_log) return "a task's log is not rebuilt";
+    if (!p) return "it was put by a driver, and no copy is left";
+    if (p->spec.actor_op != LOOM_ACTOR_NONE) return "it was made by an actor, whose results are not rebuilt";
+    if (p->state == T_DONE && !p->deps_held) return "its task no longer holds its inputs";
+    if (p->rebuilds >= 10) return "its task was already re-run 10 times to rebuild it";
+    return NULL;
+}
+
+/* Objects whose every copy went with a dead node: rebuild those whose task
+ * can run again (recursively: inputs lost too are rebuilt first, since their
+ * waiters wait for them), fail the others with the reason. */
+static void rebuild_lost(head *h, obj **lost, int nl, const char *msg)
+{
+    task **redo = NULL;
+    int nr = 0, cap = 0;
+    for (int i = 0; i < nl; i++) {
+        obj *o = lost[i];
+        const char *why = lineage_blocker(o);
+        if (why) {
+            char text[1200];
+            loom_snprintf(text, sizeof(text), "the object was lost (%s) and cannot be rebuilt: %s", msg, why);
+            o->state = O_FAILED;
+            o->code = LOOM_ENODE;
+            free(o->error);
+            o->error = strdup(text);
+            persist_obj(h, o);
+            continue;
+        }
+        o->state = O_PENDING;
+        persist_obj(h, o);
+        task *p = o->producer;
+        if (p->state != T_DONE) continue; /* already running again */
+        int seen = 0;
+        for (int k = 0; k < nr && !seen; k++) seen = redo[k] == p;
+        if (!seen && !grow_array((void **)&redo, &cap, nr + 1, sizeof(task *))) {
+            p->pinned++;
+            redo[nr++] = p;
+        }
+    }
+    for (int i = 0; i < nr; i++) {
+        task *p = redo[i];
+        p->rebuilds++;
+        p->node = 0;
+        LOG_INFO("task '%s' runs again to rebuild what was lost (%s)", p->spec.name, msg);
+        task_requeue(h, p);
+        p->pinned--;
+        task_maybe_free(h, p);
+    }
+    free(redo);
+}
 
 static void node_dead(head *h, node *n, const char *why)
 {
@@ -1016,13 +1155,7 @@ static void node_dead(head *h, node *n, const char *why)
                 break;
             }
     }
-    for (int i = 0; i < nl; i++) {
-        lost[i]->state = O_FAILED;
-        lost[i]->code = LOOM_ENODE;
-        free(lost[i]->error);
-        lost[i]->error = strdup(msg);
-        persist_obj(h, lost[i]);
-    }
+    rebuild_lost(h, lost, nl, msg);
     free(lost);
 }
 
@@ -1299,6 +1432,7 @@ static void task_link_deps(head *h, task *t)
 {
     const char *failed_msg = NULL;
     int failed_code = 0;
+    t->deps_held = 1;
     for (uint32_t k = 0; k <= t->spec.nargs; k++) {
         loom_wire_arg *a = k < t->spec.nargs ? &t->spec.args[k] : &t->spec.lib;
         if (a->kind != LOOM_WARG_REF) continue;
@@ -1547,7 +1681,11 @@ static void on_task_done(head *h, client *c, loom_msg *m)
     if (created) actor_created(h, t); /* the actor keeps the task's resources */
     release_node_resources(h, t);
     t->t_end = loom_now_ms();
-    if (!(created && t->spec.max_restarts != 0)) task_release_deps(h, t);
+    /* a finished task keeps its arguments for lineage (and an actor that may
+       restart its creation's); calls and failed tasks let them go */
+    int keep = !m->code && !t->cancelled && t->spec.actor_op != LOOM_ACTOR_CALL &&
+               (t->spec.actor_op != LOOM_ACTOR_CREATE || t->spec.max_restarts != 0);
+    if (!keep) task_release_deps(h, t);
     /* the log, even of a failed task */
     for (uint32_t i = 0; i < m->noutputs; i++) {
         loom_wire_output *out = &m->outputs[i];
@@ -2639,6 +2777,7 @@ static void on_frames(void *arg, zmq_msg_t *frames, int n)
         else dispatch(h, c, &m);
     }
     loom_msg_free(&m);
+    drain_unrefs(h);
 }
 
 /* ---- drivers that go away ---------------------------------------------- */
@@ -2709,6 +2848,7 @@ static void on_tick(uv_timer_t *tm)
     }
     for (int i = 0; i < nd; i++) node_dead(h, dead[i], "missed heartbeats");
     if (h->kv_waits) kv_expire(h, 0);
+    drain_unrefs(h);
     headdb_commit(h->db);
     headdb_sync(h->db);
     if (nd) schedule(h);
@@ -2803,6 +2943,7 @@ static void head_free_tables(head *h)
         free(w);
     }
     for (int i = 0; i < 16; i++) free(h->infeasible[i]);
+    free(h->unrefs);
     loom_hmap_free(&h->actors); loom_hmap_free(&h->actor_names); loom_hmap_free(&h->pgs);
     loom_hmap_free(&h->kv);
     it = 0;

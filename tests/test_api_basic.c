@@ -310,7 +310,8 @@ static void test_release(loom_client *c, loom_ref lib)
     CHECK(t_now_ms() - t0 < 2000);
 
     /* an object released while a queued task still needs it is kept for
-     * the task, and freed after */
+     * the task, and then for its lineage while the task's output is held
+     * (to rebuild that output if it is lost); freed after */
     loom_ref big, slow, len;
     uint8_t *b2 = calloc(1, 100000);
     CHECK_RC(loom_put(c, b2, 100000, &big), LOOM_OK);
@@ -321,6 +322,7 @@ static void test_release(loom_client *c, loom_ref lib)
     CHECK_RC(loom_release(c, big), LOOM_OK);
     CHECK_RC(t_get_i64(c, len, 30000, &x), LOOM_OK);
     CHECK(x == 100000);
+    CHECK_RC(loom_release(c, len), LOOM_OK);
     usleep(100 * 1000);
     CHECK_RC(loom_get(c, big, 10000, &v), LOOM_ENOTFOUND);
 

@@ -137,6 +137,18 @@ static void test_node_death(loom_client *c, loom_ref lib)
     loom_actor a;
     CHECK_RC(loom_actor_create(c, lib, "Counter", NULL, 0, &ao, &a), 0);
     CHECK(actor_node(c, a) == 2);
+    /* objects that live only on node 2: A, and B = echo(A), both 200 KB */
+    t_int n200k = t_i64(200000), seven = t_i64(7);
+    loom_arg bargs[2] = {t_arg_i64(&n200k), t_arg_i64(&seven)};
+    loom_ref A, B;
+    CHECK_RC(loom_submit(c, lib, "bytes", bargs, 2, &on2, &A), 0);
+    loom_arg aarg = loom_arg_ref(A);
+    CHECK_RC(loom_submit(c, lib, "echo", &aarg, 1, &on2, &B), 0);
+    loom_value *bv = NULL;
+    CHECK_RC(loom_get(c, B, 30000, &bv), 0);
+    CHECK(bv && loom_value_size(bv) == 200000);
+    loom_value_release(&bv);
+    char *where = NULL;
     /* once the task runs there, kill the node */
     char *json = NULL;
     int running = 0;
@@ -157,6 +169,21 @@ static void test_node_death(loom_client *c, loom_ref lib)
     CHECK(x == 42);
     printf("a task on a killed node finished elsewhere %lld ms after the kill\n", (long long)(t_now_ms() - t0));
     CHECK(actor_node(c, a) == 1);
+    /* lineage: B was lost with node 2; getting it again rebuilds A, then B, on node 1 */
+    t0 = t_now_ms();
+    CHECK_RC(loom_get(c, B, 60000, &bv), 0);
+    if (!bv) fprintf(stderr, "get B: %s\n", loom_last_error(c));
+    int same = bv && loom_value_size(bv) == 200000;
+    for (size_t i = 0; same && i < 200000; i++) same = ((const uint8_t *)loom_value_data(bv))[i] == 7;
+    CHECK(same);
+    loom_value_release(&bv);
+    printf("a 2-task lineage lost with its node rebuilt in %lld ms\n", (long long)(t_now_ms() - t0));
+    loom_ref len;
+    CHECK_RC(loom_submit(c, lib, "length", &aarg, 1, NULL, &len), 0);
+    int64_t alen = 0;
+    CHECK_RC(t_get_i64(c, len, 60000, &alen), 0);
+    CHECK(alen == 200000);
+    (void)where;
     char *actors = NULL;
     CHECK_RC(loom_actors_json(c, &actors), 0);
     CHECK(t_has(actors, "\"alive\""));
