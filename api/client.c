@@ -1306,6 +1306,17 @@ int loom_pg_json(loom_client *c, loom_pg pg, char **json)
     return info_json(c, &m, json);
 }
 
+/* ---- nodes -------------------------------------------------------------- */
+
+int loom_node_drain(loom_client *c, uint32_t node)
+{
+    if (!c || !node) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_DRAIN, 0);
+    m.id = node;
+    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+}
+
 /* ---- key-value table ---------------------------------------------------- */
 
 int loom_kv_put(loom_client *c, const char *key, const void *data, size_t len)

@@ -47,6 +47,8 @@ static const char *usage_text =
     "  stop                         stop the head and daemons started from this state dir\n"
     "  status [--json]              nodes, resources and task counts\n"
     "  actors [--json]              actors and their states\n"
+    "  drain NODE                   place nothing new on node NODE (an id from status);\n"
+    "                               it reads 'drained' once idle\n"
     "  kill-actor ID|NAME           kill an actor\n"
     "\n"
     "work:\n"
@@ -651,6 +653,24 @@ static int cmd_actors(const opts *o)
     return rc ? 1 : 0;
 }
 
+static int cmd_drain(const opts *o)
+{
+    if (o->npos < 1) return usage();
+    char *end;
+    long id = strtol(o->pos[0], &end, 10);
+    if (*end || id < 1 || id > UINT32_MAX) {
+        fprintf(stderr, "loom: drain: '%s' is not a node id (see loom status)\n", o->pos[0]);
+        return 2;
+    }
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    int rc = loom_node_drain(c, (uint32_t)id);
+    if (rc) fprintf(stderr, "loom: drain %ld: %s\n", id, loom_last_error(c));
+    else printf("loom: node %ld is draining; `loom status` shows it 'drained' once nothing runs there\n", id);
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
 static int cmd_kill_actor(const opts *o)
 {
     if (o->npos < 1) return usage();
@@ -898,6 +918,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "executor")) return cmd_executor(&o);
     if (!strcmp(cmd, "actors")) return cmd_actors(&o);
     if (!strcmp(cmd, "kill-actor")) return cmd_kill_actor(&o);
+    if (!strcmp(cmd, "drain")) return cmd_drain(&o);
     if (!strcmp(cmd, "start")) return cmd_start(&o);
     if (!strcmp(cmd, "stop")) return cmd_stop(&o);
     if (!strcmp(cmd, "status")) return cmd_status(&o);

@@ -414,6 +414,7 @@ static int field_count(int type)
     case LOOM_MSG_ACTOR_KILL: case LOOM_MSG_PG_REMOVE: case LOOM_MSG_PG_INFO: return 1;
     case LOOM_MSG_ACTOR_DIED: return 3;
     case LOOM_MSG_ACTORS: return 0;
+    case LOOM_MSG_DRAIN: return 1;
     case LOOM_MSG_PG_CREATE: return 3;
     case LOOM_MSG_OBJ_ADDED: return 2;
     case LOOM_MSG_FETCH: return 3;
@@ -522,6 +523,9 @@ static void decode_fields(dec *d, loom_msg *m)
         break;
     case LOOM_MSG_ACTOR_KILL: case LOOM_MSG_PG_REMOVE: case LOOM_MSG_PG_INFO:
         rd_ref(d, &m->ref, "ref");
+        break;
+    case LOOM_MSG_DRAIN:
+        rd_u32(d, &m->id, "node");
         break;
     case LOOM_MSG_ACTOR_DIED:
         rd_ref(d, &m->ref, "actor");
@@ -864,6 +868,8 @@ static int encode_fields(const loom_msg *m, loom_pack *p)
         return pk_str(p, m->name);
     case LOOM_MSG_ACTOR_KILL: case LOOM_MSG_PG_REMOVE: case LOOM_MSG_PG_INFO:
         return pk_ref(p, &m->ref);
+    case LOOM_MSG_DRAIN:
+        return loom_pack_u64(p, m->id);
     case LOOM_MSG_ACTOR_DIED:
         rc = pk_ref(p, &m->ref);
         if (!rc) rc = loom_pack_i64(p, m->code);
@@ -900,7 +906,7 @@ const char *loom_msg_type_name(int type)
         "JOB_INFO", "JOB_REF", "REF", "JOB_DELETE", "BYE", "ASSIGN", "CANCEL_TASK",
         "DELETE_OBJS", "TASK_DONE", "OBJ_ADDED", "FETCH", "CHUNK", "PUSH", "RUN", "KV_PUT",
         "KV_GET", "KV_DEL", "ACTOR_LOOKUP", "ACTOR_KILL", "ACTOR_DIED", "ACTORS", "PG_CREATE",
-        "PG_REMOVE", "PG_INFO"};
+        "PG_REMOVE", "PG_INFO", "DRAIN"};
     if (type <= 0 || type >= LOOM_MSG_TYPE_MAX) return "?";
     return names[type];
 }

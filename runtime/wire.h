@@ -65,6 +65,7 @@ enum loom_msg_type {
     LOOM_MSG_PG_CREATE,      /* name, flag = strategy, bundles[]; reply REF (pg id ++ 0) */
     LOOM_MSG_PG_REMOVE,      /* ref (pg id ++ 0) */
     LOOM_MSG_PG_INFO,        /* ref (pg id ++ 0); reply INFO */
+    LOOM_MSG_DRAIN,          /* id (node id): place nothing new there */
     LOOM_MSG_TYPE_MAX
 };
 

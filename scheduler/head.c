@@ -160,6 +160,7 @@ typedef struct node {
     uint64_t store_used, reported_running;
     uint64_t running;            /* tasks assigned here and not yet done */
     int alive;
+    int draining;                /* `loom drain`: nothing new is placed here */
     int64_t last_seen;
 } node;
 
@@ -801,7 +802,7 @@ static node *place(head *h, task *t, const loom_request *r, loom_pool **pool, in
         loom_candidate *c = &h->cands[i];
         c->node_id = n->id;
         c->pool = &n->pool;
-        c->eligible = n->alive && labels_match(n, &t->spec);
+        c->eligible = n->alive && !n->draining && labels_match(n, &t->spec);
         c->local_bytes = c->eligible && t->spec.nargs ? local_bytes(h, t, n->id) : 0;
     }
     int k = loom_choose_node(h->cands, h->nnode_list, r, (int)t->spec.strategy, t->spec.affinity_node,
@@ -844,7 +845,7 @@ static int infeasible_reason(head *h, task *t, const loom_request *r, char *why,
     size_t used = 0;
     for (int i = 0; i < h->nnode_list; i++) {
         node *n = h->node_list[i];
-        if (!n->alive) continue;
+        if (!n->alive || n->draining) continue;
         live++;
         if (!labels_match(n, &t->spec)) continue;
         labeled++;
@@ -858,6 +859,10 @@ static int infeasible_reason(head *h, task *t, const loom_request *r, char *why,
     if (!live) return 0;
     if (t->spec.strategy == LOOM_SCHED_NODE && !t->spec.soft) {
         node *n = node_get(h, t->spec.affinity_node);
+        if (n && n->alive && n->draining) {
+            loom_snprintf(why, whylen, "it must run on node %u, which is draining", t->spec.affinity_node);
+            return 1;
+        }
         if (!n || !n->alive) {
             loom_snprintf(why, whylen, "it must run on node %u, which is %s", t->spec.affinity_node,
                           n ? "dead" : "not in the cluster");
@@ -2067,6 +2072,47 @@ static void kill_actors_of(head *h, uint32_t client_id)
     actors_apply(h, owned_by, &client_id, actor_kill, "the client that created it disconnected");
 }
 
+static int restartable_on_node(const actor *a, const void *arg)
+{
+    return alive_on_node(a, arg) && (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts);
+}
+
+/* Move an actor off a draining node: end its process there and restart it
+ * elsewhere (its calls in flight follow its max_task_retries). */
+static void actor_move(head *h, actor *a, const char *why)
+{
+    node *n = node_get(h, a->node);
+    if (n && n->alive) {
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_ACTOR_KILL, 0);
+        loom_ref_make(a->id, 0, &m.ref);
+        send_to(h, n->ident, n->identlen, &m);
+    }
+    actor_restart(h, a, why);
+}
+
+/* `loom drain NODE`: place nothing new on the node; what runs there
+ * finishes; actors that may restart move to other nodes.  The node reads
+ * "drained" in `loom status` once nothing runs there; stopping its daemon is
+ * then safe (what only it held is rebuilt from lineage). */
+static void on_drain(head *h, client *c, loom_msg *m)
+{
+    node *n = node_get(h, m->id);
+    if (!n || !n->alive) {
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such live node");
+        return;
+    }
+    if (!n->draining) {
+        n->draining = 1;
+        LOG_INFO("node %u (%s) is draining", n->id, n->info.hostname);
+        char why[128];
+        loom_snprintf(why, sizeof(why), "node %u is draining", n->id);
+        actors_apply(h, restartable_on_node, &n->id, actor_move, why);
+    }
+    reply_ok(h, c, m->req);
+    schedule(h);
+}
+
 static void on_actor_lookup(head *h, client *c, loom_msg *m)
 {
     actor *a = actor_by_name(h, m->name);
@@ -2121,7 +2167,7 @@ static int pg_try_place(head *h, pgroup *g)
     char why[512] = "";
     if (!pools || !nodes || !assign_to) goto out;
     for (int i = 0; i < h->nnode_list; i++)
-        if (h->node_list[i]->alive) {
+        if (h->node_list[i]->alive && !h->node_list[i]->draining) {
             nodes[n] = h->node_list[i];
             pools[n++] = &h->node_list[i]->pool;
         }
@@ -2423,6 +2469,15 @@ static void send_info(head *h, client *c, uint64_t req, loom_pack *p)
     send_to(h, c->ident, c->identlen, &r);
 }
 
+static int node_hosts_actors(head *h, uint32_t node_id)
+{
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&h->actors, &it, &v))
+        if (alive_on_node(v, &node_id)) return 1;
+    return 0;
+}
+
 static int node_cmp(const void *a, const void *b)
 {
     const node *x = *(node *const *)a, *y = *(node *const *)b;
@@ -2451,7 +2506,8 @@ static void on_status(head *h, client *c, loom_msg *m)
         pack_kv_u64(p, "id", n->id);
         pack_kv_str(p, "hostname", n->info.hostname);
         pack_kv_str(p, "address", n->info.data_addr);
-        pack_kv_str(p, "state", n->alive ? "alive" : "dead");
+        pack_kv_str(p, "state", !n->alive ? "dead" : !n->draining ? "alive"
+                                : n->running || node_hosts_actors(h, n->id) ? "draining" : "drained");
         pack_kv_f64(p, "cpus", n->pool.cpus);
         pack_kv_f64(p, "cpus_used", n->pool.cpus_used);
         pack_kv_u64(p, "memory", n->pool.memory);
@@ -2728,6 +2784,7 @@ static void dispatch(head *h, client *c, loom_msg *m)
     case LOOM_MSG_PG_CREATE: on_pg_create(h, c, m); return;
     case LOOM_MSG_PG_REMOVE: on_pg_remove(h, c, m); return;
     case LOOM_MSG_PG_INFO: on_pg_info(h, c, m); return;
+    case LOOM_MSG_DRAIN: on_drain(h, c, m); return;
     case LOOM_MSG_KV_PUT: on_kv_put(h, c, m); return;
     case LOOM_MSG_KV_GET: on_kv_get(h, c, m); return;
     case LOOM_MSG_KV_DEL: on_kv_del(h, c, m); return;

@@ -321,6 +321,85 @@ static void test_restarts(loom_client *c)
     loom_actor_kill(c, a);
 }
 
+/* The state of node `id` in the status JSON ("alive", "draining", ...). */
+static void node_state(loom_client *c, int id, char *out, size_t len)
+{
+    char *json = NULL;
+    out[0] = 0;
+    if (loom_status_json(c, &json)) return;
+    char pat[32];
+    snprintf(pat, sizeof pat, "\"id\": %d,", id);
+    const char *p = strstr(json, pat);
+    if (!p) snprintf(pat, sizeof pat, "\"id\":%d,", id), p = strstr(json, pat);
+    const char *s = p ? strstr(p, "\"state\":") : NULL;
+    if (s) {
+        s = strchr(s + 8, '"');
+        const char *e = s ? strchr(s + 1, '"') : NULL;
+        if (e) snprintf(out, len, "%.*s", (int)(e - s - 1), s + 1);
+    }
+    free(json);
+}
+
+/* Drain node 2: what runs there finishes, a restartable actor moves to node
+ * 1, new work goes to node 1, and the node reads "drained" once idle. */
+static void test_drain(loom_client *c)
+{
+    loom_actor_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_restarts = 1;
+    o.res.strategy = LOOM_SCHED_NODE;
+    o.res.node = 2;
+    o.res.soft = 1;
+    loom_actor a;
+    CHECK_RC(loom_actor_create(c, lib, "Counter", NULL, 0, &o, &a), 0);
+    loom_task_opts on2;
+    memset(&on2, 0, sizeof on2);
+    on2.strategy = LOOM_SCHED_NODE;
+    on2.node = 2;
+    loom_ref slow, r;
+    t_int ms = t_i64(1500);
+    loom_arg arg = t_arg_i64(&ms);
+    CHECK_RC(loom_submit(c, lib, "sleep_ms", &arg, 1, &on2, &slow), 0);
+    CHECK_RC(loom_actor_call(c, a, "where", NULL, 0, &r), 0);
+    loom_value *v = NULL;
+    CHECK_RC(loom_get(c, r, 30000, &v), 0);
+    CHECK(v && ((const char *)loom_value_data(v))[1] == '2');
+    loom_value_release(&v);
+    usleep(200000);
+    CHECK_RC(loom_node_drain(c, 2), 0);
+    CHECK_RC(loom_node_drain(c, 99), LOOM_ENOTFOUND);
+    char st[32];
+    node_state(c, 2, st, sizeof st);
+    CHECK(!strcmp(st, "draining"));
+    /* new work avoids it; a task that must run there is infeasible */
+    for (int i = 0; i < 4; i++) {
+        CHECK_RC(loom_submit(c, lib, "node_id", NULL, 0, NULL, &r), 0);
+        int64_t node = 0;
+        CHECK_RC(t_get_i64(c, r, 30000, &node), 0);
+        CHECK(node == 1);
+    }
+    CHECK_RC(loom_submit(c, lib, "noop", NULL, 0, &on2, &r), 0);
+    CHECK_RC(loom_get(c, r, 30000, &v), LOOM_EINFEASIBLE);
+    CHECK_ERR_HAS(c, "draining");
+    /* the actor moved */
+    CHECK_RC(loom_actor_call(c, a, "where", NULL, 0, &r), 0);
+    CHECK_RC(loom_get(c, r, 30000, &v), 0);
+    CHECK(v && ((const char *)loom_value_data(v))[1] == '1');
+    loom_value_release(&v);
+    /* what ran there finished */
+    int64_t x = 0;
+    CHECK_RC(t_get_i64(c, slow, 30000, &x), 0);
+    CHECK(x == 1500);
+    int drained = 0;
+    for (int i = 0; i < 100 && !drained; i++) {
+        node_state(c, 2, st, sizeof st);
+        drained = !strcmp(st, "drained");
+        if (!drained) usleep(20000);
+    }
+    CHECK(drained);
+    loom_actor_kill(c, a);
+}
+
 static void test_concurrency(loom_client *c)
 {
     loom_actor_opts o;
@@ -360,6 +439,7 @@ int main(void)
     test_lifetimes(c);
     test_restarts(c);
     test_concurrency(c);
+    test_drain(c); /* last: node 2 takes no work after it */
     loom_disconnect(&c);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "%s", state_dir);

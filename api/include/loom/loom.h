@@ -353,6 +353,14 @@ int loom_pg_remove(loom_client *c, loom_pg pg);
 /* The group as JSON (state, strategy, bundles and their nodes).  Caller frees. */
 int loom_pg_json(loom_client *c, loom_pg pg, char **json);
 
+/* ---- nodes -------------------------------------------------------------- */
+
+/* Drain a node (its id in loom_status_json): nothing new is placed there,
+ * what runs there finishes, actors that may restart move elsewhere.  Its state
+ * reads "draining", then "drained" once idle; stopping its daemon is then
+ * safe. */
+int loom_node_drain(loom_client *c, uint32_t node);
+
 /* ---- key-value table ---------------------------------------------------- */
 
 /* A small table in the head, for rendezvous (collective groups) and
