@@ -63,6 +63,7 @@ struct loom_client {
     void *data_sock;          /* DEALER to home_addr or a fetch peer (lazy) */
     char data_sock_addr[300];
     loom_local *local;        /* a local cluster this client started */
+    int64_t store_wait_ms;    /* backpressure: how long a put waits for room */
     char last_error[2048];
 };
 
@@ -425,6 +426,8 @@ int loom_connect(const char *address, const loom_connect_opts *opts, loom_client
     loom_client *c = calloc(1, sizeof(*c));
     if (!c) return LOOM_ENOMEM;
     c->out = loom_pack_new();
+    c->store_wait_ms = opts && opts->store_wait_ms ? opts->store_wait_ms : 10000;
+    if (c->store_wait_ms < 0) c->store_wait_ms = 0;
     if (gethostname(c->hostname, sizeof(c->hostname)) != 0) loom_snprintf(c->hostname, sizeof(c->hostname), "localhost");
     char state_dir[4096];
     resolve_address(c, address, opts, state_dir, sizeof(state_dir));
@@ -625,11 +628,15 @@ static int put_with_ref(loom_client *c, const loom_ref *ref, const void *data, s
         m.data.p = data;
         m.data.n = len;
     } else if (c->store) {
-        rc = loom_store_put(c->store, ref->id, data, len, LOOM_STORE_PRIMARY);
-        if (rc) return set_error(c, rc, "cannot put %zu bytes in the node's store: %s", len, loom_strerror(rc));
+        rc = loom_store_put_wait(c->store, ref->id, data, len, LOOM_STORE_PRIMARY, c->store_wait_ms);
+        if (rc) return set_error(c, rc, "cannot put %zu bytes in the node's store: %s%s", len, loom_strerror(rc),
+                                 rc == LOOM_ESTOREFULL && loom_store_could_hold(c->store, len)
+                                     ? " (no room freed up in time)" : "");
         m.id = c->store_node;
     } else if (c->home_addr[0]) {
-        rc = remote_push(c, ref, data, len);
+        int64_t deadline = loom_now_ms() + c->store_wait_ms;
+        while ((rc = remote_push(c, ref, data, len)) == LOOM_ESTOREFULL && loom_now_ms() < deadline)
+            usleep(100000); /* the node's store is under pressure: wait for room */
         if (rc) return rc;
         m.id = c->home_node;
     } else {

@@ -6,11 +6,15 @@
  * under it.  So every user in a process (the clients of a driver, an
  * executor and the client its tasks use) attaching to the same store shares
  * one handle, opened by the first and closed by the last.  loom_store is safe
- * to use from several threads (MDB_NOTLS). */
+ * to use from several threads (MDB_NOTLS).
+ *
+ * Also the waiting put (backpressure) that producers use. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include "objectstore/store.h"
 #include "loom/loom.h"
 
@@ -74,4 +78,36 @@ void loom_store_close_shared(loom_store **s)
     }
     pthread_mutex_unlock(&shared_stores_lock);
     *s = NULL;
+}
+
+/* ---- backpressure ------------------------------------------------------- */
+
+int loom_store_could_hold(loom_store *s, uint64_t len)
+{
+    loom_store_stats st = {0};
+    if (loom_store_stats_get(s, &st)) return 1;
+    uint64_t tier = st.capacity > st.spill_capacity ? st.capacity : st.spill_capacity;
+    /* LMDB pages and the store's own records take a little room too */
+    return len + len / 32 + (256u << 10) <= tier;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int loom_store_put_wait(loom_store *s, const uint8_t id[20], const void *data, uint64_t len, int flags,
+                        int64_t wait_ms)
+{
+    int64_t deadline = now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    useconds_t pause = 5000;
+    for (;;) {
+        int rc = loom_store_put(s, id, data, len, flags);
+        if (rc != LOOM_ESTOREFULL || wait_ms <= 0 || now_ms() >= deadline || !loom_store_could_hold(s, len))
+            return rc;
+        usleep(pause);
+        if (pause < 200000) pause *= 2;
+    }
 }

@@ -63,6 +63,17 @@ void loom_store_close(loom_store **s);   /* NULL-safe; sets *s NULL */
 int loom_store_open_shared(const loom_store_opts *opts, loom_store **out);
 void loom_store_close_shared(loom_store **s);
 
+/* Whether an object of len bytes could be stored if the store were empty
+ * (it fits one of the tiers). */
+int loom_store_could_hold(loom_store *s, uint64_t len);
+/* loom_store_put, but when the store is full and the object could fit once
+ * room is made (objects released, secondary copies evicted, primaries
+ * spilled), wait for room up to wait_ms: a store under pressure slows its
+ * producers instead of failing them.  LOOM_ESTOREFULL after that, or at once
+ * for an object no tier can ever hold. */
+int loom_store_put_wait(loom_store *s, const uint8_t id[20], const void *data, uint64_t len, int flags,
+                        int64_t wait_ms);
+
 /* Copy len bytes in under id.  Putting an id that exists is a no-op returning 0
  * (objects are immutable).  LOOM_ESTOREFULL when it cannot fit. */
 int loom_store_put(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN],

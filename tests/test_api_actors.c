@@ -3,31 +3,15 @@
  * named actors, handles passed to tasks and to other actors, init failure,
  * method failure, crash, kill, job-scoped versus detached lifetime,
  * concurrent calls (max_concurrency), and the actors listing. */
-#include <dirent.h>
 #include <pthread.h>
 #include "test_api_util.h"
 
 static char state_dir[4096], address[512], secret_file[4600];
 static loom_ref lib;
 
-/* The address and secret file of the local cluster started in state_dir. */
 static void find_local_cluster(void)
 {
-    DIR *d = opendir(state_dir);
-    REQUIRE(d);
-    struct dirent *e;
-    char dir[4400] = "";
-    while ((e = readdir(d)))
-        if (!strncmp(e->d_name, "local", 5)) snprintf(dir, sizeof dir, "%s/%s", state_dir, e->d_name);
-    closedir(d);
-    REQUIRE(dir[0]);
-    char path[4600];
-    snprintf(path, sizeof path, "%s/address", dir);
-    FILE *f = fopen(path, "r");
-    REQUIRE(f && fgets(address, sizeof address, f));
-    fclose(f);
-    address[strcspn(address, "\n")] = 0;
-    snprintf(secret_file, sizeof secret_file, "%s/secret", dir);
+    t_find_local(state_dir, address, sizeof address, secret_file, sizeof secret_file);
 }
 
 static loom_client *second_client(void)

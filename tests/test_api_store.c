@@ -3,8 +3,66 @@
  * objects beyond the memory tier spill to disk instead of failing, one
  * larger than the whole memory tier still fits, and tasks read and write
  * such objects, also across nodes. */
+#include <pthread.h>
 #include <string.h>
+#include "runtime/util.h"
 #include "test_api_util.h"
+
+/* Backpressure: a put into a full store waits for room instead of failing. */
+typedef struct waiting_put {
+    const char *address, *secret_file;
+    uint8_t *buf;
+    size_t n;
+    int rc;
+    int64_t ms;
+} waiting_put;
+
+static void *waiting_put_main(void *arg)
+{
+    waiting_put *w = arg;
+    loom_connect_opts o = {.secret_file = w->secret_file, .store_wait_ms = 20000};
+    loom_client *c = NULL;
+    w->rc = loom_connect(w->address, &o, &c);
+    if (w->rc) return NULL;
+    loom_ref r;
+    int64_t t0 = t_now_ms();
+    w->rc = loom_put(c, w->buf, w->n, &r);
+    w->ms = t_now_ms() - t0;
+    loom_disconnect(&c);
+    return NULL;
+}
+
+static void test_backpressure(const char *state_dir)
+{
+    char address[512], secret_file[4600];
+    t_find_local(state_dir, address, sizeof address, secret_file, sizeof secret_file);
+    loom_connect_opts fo = {.secret_file = secret_file, .store_wait_ms = -1};
+    loom_client *c = NULL;
+    REQUIRE(loom_connect(address, &fo, &c) == LOOM_OK);
+    const size_t n = 24u << 20;
+    uint8_t *b = malloc(n);
+    REQUIRE(b);
+    memset(b, 'f', n);
+    /* fill both tiers of the client's node (this client fails at once) */
+    loom_ref held[32];
+    int nheld = 0, rc = 0;
+    while (nheld < 32 && (rc = loom_put(c, b, n, &held[nheld])) == LOOM_OK) nheld++;
+    CHECK_RC(rc, LOOM_ESTOREFULL);
+    CHECK(nheld >= 4);
+    printf("the store took %d objects of 24 MiB before it was full\n", nheld);
+    /* a producer that waits: it blocks until room is made */
+    waiting_put w = {.address = address, .secret_file = secret_file, .buf = b, .n = n, .rc = 1};
+    pthread_t th;
+    pthread_create(&th, NULL, waiting_put_main, &w);
+    usleep(1000 * 1000);
+    for (int k = 0; k < nheld; k++) CHECK_RC(loom_release(c, held[k]), LOOM_OK);
+    pthread_join(th, NULL);
+    CHECK_RC(w.rc, LOOM_OK);
+    printf("a put into the full store waited %lld ms for room, then succeeded\n", (long long)w.ms);
+    CHECK(w.ms >= 500);
+    free(b);
+    loom_disconnect(&c);
+}
 
 static int all_bytes(const loom_value *v, size_t n, uint8_t b)
 {
@@ -18,7 +76,10 @@ static int all_bytes(const loom_value *v, size_t n, uint8_t b)
 int main(void)
 {
     t_setup_env();
-    loom_connect_opts o = {.num_nodes = 2, .num_cpus = 1, .store_bytes = 64u << 20};
+    char state_dir[4096];
+    REQUIRE(loom_make_temp_dir(NULL, "loom-test-store", state_dir, sizeof state_dir) == LOOM_OK);
+    loom_connect_opts o = {.num_nodes = 2, .num_cpus = 1, .store_bytes = 64u << 20, .state_dir = state_dir,
+                           .store_wait_ms = 5000};
     loom_client *c = NULL;
     REQUIRE(loom_connect("local", &o, &c) == LOOM_OK);
     loom_ref lib = t_lib(c);
@@ -78,10 +139,7 @@ int main(void)
     for (int k = 0; k < 8; k++) {
         loom_ref t;
         memset(b, 'q', n);
-        int rc;
-        int64_t end = t_now_ms() + 5000;
-        while ((rc = loom_put(c, b, n, &t)) == LOOM_ESTOREFULL && t_now_ms() < end) usleep(50 * 1000);
-        CHECK_RC(rc, LOOM_OK);
+        CHECK_RC(loom_put(c, b, n, &t), LOOM_OK); /* it waits for the deletes (backpressure) */
         CHECK_RC(loom_get(c, t, 10000, &v), LOOM_OK);
         CHECK(all_bytes(v, n, 'q'));
         loom_value_release(&v);
@@ -117,6 +175,8 @@ int main(void)
     CHECK_RC(t_get_i64(c, ok, 30000, &x), LOOM_OK);
     CHECK(x == 7);
 
+    test_backpressure(state_dir);
     loom_disconnect(&c);
+    loom_rm_rf(state_dir);
     return TEST_DONE();
 }

@@ -140,6 +140,28 @@ static inline int t_json_ints(const char *json, const char *key, int64_t *vals, 
     return n;
 }
 
+/* The address and secret file of the local cluster a client started with
+ * opts.state_dir = state_dir (its files are in state_dir/local-XXXXXX). */
+#include <dirent.h>
+static inline void t_find_local(const char *state_dir, char *address, size_t alen, char *secret_file, size_t slen)
+{
+    DIR *d = opendir(state_dir);
+    REQUIRE(d);
+    struct dirent *e;
+    char dir[4400] = "";
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, "local", 5)) snprintf(dir, sizeof dir, "%s/%s", state_dir, e->d_name);
+    closedir(d);
+    REQUIRE(dir[0]);
+    char path[4600];
+    snprintf(path, sizeof path, "%s/address", dir);
+    FILE *f = fopen(path, "r");
+    REQUIRE(f && fgets(address, (int)alen, f));
+    fclose(f);
+    address[strcspn(address, "\n")] = 0;
+    snprintf(secret_file, slen, "%s/secret", dir);
+}
+
 /* Number of distinct values of "node" among a job's tasks (0 is "not placed"). */
 static inline int t_job_distinct_nodes(loom_client *c, const char *job_id)
 {

@@ -1028,14 +1028,13 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
     loom_msg_free(&m);
 }
 
-static void data_reply_error(daemon_s *d, const uint8_t *ident, size_t n, const loom_ref *ref,
-                             int code, const char *text)
+/* An error on the data port, answering request req (0: not a request). */
+static void data_reply_error(daemon_s *d, const uint8_t *ident, size_t n, uint64_t req, int code, const char *text)
 {
     loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_ERROR, 0);
+    loom_msg_init(&r, LOOM_MSG_ERROR, req);
     r.code = code;
     r.text = (char *)text;
-    (void)ref;
     loom_zsend_msg(d->data, ident, n, &r, d->out);
 }
 
@@ -1073,12 +1072,12 @@ static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
     size_t klen = n + LOOM_ID_LEN > LOOM_HMAP_KEY_MAX ? LOOM_HMAP_KEY_MAX : n + LOOM_ID_LEN;
     loom_buf *b = loom_hmap_get(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
     if (m->u1 > (uint64_t)LOOM_MAX_FRAME * 64) {
-        data_reply_error(d, ident, n, &m->ref, LOOM_ETOOBIG, "object too large");
+        data_reply_error(d, ident, n, m->req, LOOM_ETOOBIG, "object too large");
         return;
     }
     if (!b) {
         if (m->u0 != 0) {
-            data_reply_error(d, ident, n, &m->ref, LOOM_EPROTO, "push must start at offset 0");
+            data_reply_error(d, ident, n, m->req, LOOM_EPROTO, "push must start at offset 0");
             return;
         }
         b = calloc(1, sizeof(*b));
@@ -1089,7 +1088,7 @@ static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
         loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
         loom_buf_free(b);
         free(b);
-        data_reply_error(d, ident, n, &m->ref, LOOM_EPROTO, "push chunks out of order");
+        data_reply_error(d, ident, n, m->req, LOOM_EPROTO, "push chunks out of order");
         return;
     }
     int rc = loom_buf_append(b, m->data.p, m->data.n);
@@ -1104,7 +1103,7 @@ static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
     loom_buf_free(b);
     free(b);
     if (rc) {
-        data_reply_error(d, ident, n, &m->ref, rc, loom_strerror(rc));
+        data_reply_error(d, ident, n, m->req, rc, loom_strerror(rc));
         return;
     }
     loom_msg r;
@@ -1123,7 +1122,7 @@ static void on_data_frames(void *arg, zmq_msg_t *frames, int n)
     char err[256];
     if (loom_wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
         LOG_WARN("data port: rejected a malformed message: %s", err);
-        data_reply_error(d, ident, identlen, NULL, LOOM_EPROTO, err);
+        data_reply_error(d, ident, identlen, 0, LOOM_EPROTO, err);
         return;
     }
     int authed = loom_hmap_get(&d->data_peers, ident, identlen) != NULL;
@@ -1135,16 +1134,16 @@ static void on_data_frames(void *arg, zmq_msg_t *frames, int n)
             loom_zsend_msg(d->data, ident, identlen, &r, d->out);
         } else {
             LOG_WARN("data port: refused a peer with a wrong cluster secret");
-            data_reply_error(d, ident, identlen, NULL, LOOM_EAUTH, "wrong cluster secret");
+            data_reply_error(d, ident, identlen, 0, LOOM_EAUTH, "wrong cluster secret");
         }
     } else if (!authed) {
-        data_reply_error(d, ident, identlen, NULL, LOOM_EAUTH, "say hello with the cluster secret first");
+        data_reply_error(d, ident, identlen, 0, LOOM_EAUTH, "say hello with the cluster secret first");
     } else if (m.type == LOOM_MSG_FETCH) {
         on_fetch(d, ident, identlen, &m);
     } else if (m.type == LOOM_MSG_PUSH) {
         on_push(d, ident, identlen, &m);
     } else {
-        data_reply_error(d, ident, identlen, NULL, LOOM_EPROTO, "unexpected message on the data port");
+        data_reply_error(d, ident, identlen, m.req, LOOM_EPROTO, "unexpected message on the data port");
     }
     loom_msg_free(&m);
 }

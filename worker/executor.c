@@ -40,6 +40,7 @@
 
 #define LOG_INDEX 0xFFFFFFFFu
 #define LOG_MAX (8u << 20)      /* keep at most this much of a command's output */
+#define RESULT_WAIT_MS 30000    /* a full store slows a result's task this long before failing it */
 
 typedef struct work work;
 
@@ -118,7 +119,7 @@ static void add_output(executor *ex, run_result *r, const uint8_t task_id[16], u
     } else {
         loom_ref ref;
         loom_ref_make(task_id, index, &ref);
-        int rc = loom_store_put(ex->store, ref.id, data, len, LOOM_STORE_PRIMARY);
+        int rc = loom_store_put_wait(ex->store, ref.id, data, len, LOOM_STORE_PRIMARY, RESULT_WAIT_MS);
         if (rc) {
             result_fail(r, rc, "cannot store a result of %zu bytes: %s", len, loom_strerror(rc));
             return;

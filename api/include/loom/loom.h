@@ -85,6 +85,9 @@ typedef struct loom_connect_opts {
     const loom_node_spec *nodes; /* "local": num_nodes entries, or NULL: every node
                                     reports the machine's GPUs and nothing else */
     int heartbeat_timeout_ms;  /* "local": a node silent this long is dead (default 10000) */
+    int64_t store_wait_ms;     /* a put that finds the store full waits this long for
+                                  room (backpressure): 0 = the default (10000),
+                                  -1 = fail at once with LOOM_ESTOREFULL */
 } loom_connect_opts;
 
 /* Connect to "HOST:PORT" (the head), or to "local": start a head and
