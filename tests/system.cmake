@@ -18,3 +18,12 @@ set_tests_properties(sys_netns sys_dp_train PROPERTIES SKIP_REGULAR_EXPRESSION "
 # resources, placement and the actor commands through the CLI
 loom_script_test(sys_actors_cli sys_actors_cli.sh)
 set_tests_properties(sys_actors_cli PROPERTIES LABELS system)
+# chaos: executors, daemons (and with LOOM_CHAOS_HEAD=1 the head) killed with
+# SIGKILL at seeded random moments under a 10,000-task graph and an actor
+# workload (examples/chaos_driver.c); seeds from LOOM_CHAOS_SEEDS
+loom_script_test(sys_chaos sys_chaos.sh)
+set_tests_properties(sys_chaos PROPERTIES TIMEOUT 600 LABELS "system;chaos")
+# a network cut: a daemon's veth set down under a running graph (needs root for
+# network namespaces; skipped otherwise)
+loom_script_test(sys_netcut sys_netcut.sh)
+set_tests_properties(sys_netcut PROPERTIES LABELS "system;chaos" SKIP_REGULAR_EXPRESSION " 1 skipped")
