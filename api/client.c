@@ -64,6 +64,7 @@ struct loom_client {
     char data_sock_addr[300];
     loom_local *local;        /* a local cluster this client started */
     int64_t store_wait_ms;    /* backpressure: how long a put waits for room */
+    int need_hello;           /* the head answered "say hello" (it restarted) */
     char last_error[2048];
 };
 
@@ -167,6 +168,12 @@ static int recv_msg(loom_client *c, int64_t timeout_ms, zmq_msg_t *f, loom_msg *
     return LOOM_OK;
 }
 
+/* The head's answer to a peer it does not know (a restarted head). */
+static int t_says_hello(const char *text)
+{
+    return text && strstr(text, "say hello") != NULL;
+}
+
 /* Process messages until a reply to req arrives (returned in *reply, with
  * its frame in *f) or the deadline passes.  Notifications are recorded. */
 static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg_t *f, loom_msg *reply)
@@ -181,6 +188,8 @@ static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg
             return set_error(c, LOOM_ECONN, "the head at %s did not answer within %lld ms", c->address,
                              (long long)timeout_ms);
         if (rc) return set_error(c, rc, "connection to the head failed");
+        if (reply->type == LOOM_MSG_ERROR && reply->code == LOOM_ESTATE && t_says_hello(reply->text))
+            c->need_hello = 1;
         if (reply->type == LOOM_MSG_OBJ_READY && reply->req == 0) {
             record_ready(c, reply);
         } else if (reply->req == req) {
@@ -199,16 +208,26 @@ static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg
 
 /* Send m and wait for its reply; OK replies are consumed here when want_type
  * is LOOM_MSG_OK.  Otherwise the caller frees *reply and closes *f. */
+static int rejoin(loom_client *c);
+
 static int request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply)
 {
-    m->req = ++c->next_req;
-    int rc = send_msg(c, m);
-    if (rc) return rc;
     zmq_msg_t lf;
     loom_msg lr;
     if (!f) f = &lf;
     if (!reply) reply = &lr;
-    rc = await_reply(c, m->req, REQUEST_TIMEOUT_MS, f, reply);
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        m->req = ++c->next_req;
+        rc = send_msg(c, m);
+        if (rc) return rc;
+        rc = await_reply(c, m->req, REQUEST_TIMEOUT_MS, f, reply);
+        /* a head that restarted does not know this client: say hello again
+           and send the request once more */
+        if (rc == LOOM_ESTATE && c->need_hello && attempt == 0 && m->type != LOOM_MSG_HELLO && rejoin(c) == 0)
+            continue;
+        break;
+    }
     if (rc) return rc;
     if (reply->type != want_type) {
         rc = set_error(c, LOOM_EPROTO, "the head answered %s, expected %s", loom_msg_type_name(reply->type),
@@ -238,6 +257,7 @@ static int pump(loom_client *c, int64_t deadline)
        once per message */
     for (int i = 0; i < 65536 && rc != LOOM_ETIMEOUT && rc != LOOM_ECONN; i++) {
         if (rc == LOOM_OK) {
+            if (m.type == LOOM_MSG_ERROR && m.code == LOOM_ESTATE && t_says_hello(m.text)) c->need_hello = 1;
             if (m.type == LOOM_MSG_OBJ_READY) record_ready(c, &m);
             loom_msg_free(&m);
             zmq_msg_close(&f);
@@ -329,6 +349,30 @@ static int say_hello(loom_client *c)
     find_home(c, &w);
     loom_msg_free(&w);
     zmq_msg_close(&f);
+    return LOOM_OK;
+}
+
+/* Say hello again to a head that restarted, and subscribe again to every
+ * object the client is still waiting for. */
+static int rejoin(loom_client *c)
+{
+    c->need_hello = 0;
+    int rc = say_hello(c);
+    if (rc) return rc;
+    size_t it = 0;
+    void *v;
+    loom_hmap_slot *s;
+    for (it = 0; it < c->ready.cap; it++) {
+        s = &c->ready.slots[it];
+        if (!s->hash) continue;
+        ready_info *r = s->val;
+        if (r->done || !r->subscribed) continue;
+        r->subscribed = 0;
+        loom_ref ref;
+        memcpy(ref.id, s->key, LOOM_ID_LEN);
+        subscribe(c, &ref, 1);
+    }
+    (void)v;
     return LOOM_OK;
 }
 
@@ -674,14 +718,26 @@ static int await_ready(loom_client *c, const loom_ref *ref, int64_t timeout_ms, 
     int rc = subscribe(c, ref, 1);
     if (rc) return rc;
     int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    int64_t last_sub = loom_now_ms();
     ready_info *r;
     while (!(r = ready_get(c, ref, 0)) || !r->done) {
+        /* a head that restarted forgot the subscription: ask again now and
+           then (it answers a known object at once, and "say hello" if it
+           does not know this client) */
+        if (c->need_hello) rejoin(c);
+        if (loom_now_ms() - last_sub > 2000 && (r = ready_get(c, ref, 0)) && !r->done) {
+            r->subscribed = 0;
+            subscribe(c, ref, 1);
+            last_sub = loom_now_ms();
+        }
         if (deadline >= 0 && loom_now_ms() >= deadline) {
             char hex[41];
             loom_ref_to_hex(ref, hex);
             return set_error(c, LOOM_ETIMEOUT, "object %s not ready after %lld ms", hex, (long long)timeout_ms);
         }
-        rc = pump(c, deadline);
+        /* wake at least every 2 s to ask again (see above) */
+        int64_t wake = loom_now_ms() + 2000;
+        rc = pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
         if (rc && rc != LOOM_ETIMEOUT) return set_error(c, rc, "lost the connection to the head");
     }
     *out = r;
@@ -755,6 +811,7 @@ int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_
     int rc = subscribe(c, refs, n);
     if (rc) return rc;
     int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    int64_t last_sub = loom_now_ms();
     for (;;) {
         int done = 0;
         for (int i = 0; i < n; i++) {
@@ -765,7 +822,18 @@ int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_
         }
         if (done >= num_ready) return done;
         if (deadline >= 0 && loom_now_ms() >= deadline) return done;
-        rc = pump(c, deadline);
+        /* every 2 s, ask again for what is not done (a restarted head forgot) */
+        if (c->need_hello) rejoin(c);
+        if (loom_now_ms() - last_sub > 2000) {
+            for (int i = 0; i < n; i++) {
+                ready_info *r = ready_get(c, &refs[i], 0);
+                if (r && !r->done) r->subscribed = 0;
+            }
+            subscribe(c, refs, n);
+            last_sub = loom_now_ms();
+        }
+        int64_t wake = loom_now_ms() + 2000;
+        rc = pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
         if (rc && rc != LOOM_ETIMEOUT) return set_error(c, rc, "lost the connection to the head");
     }
 }

@@ -202,9 +202,20 @@ static int cmd_head(const opts *o)
         LOG_ERROR("cannot use the cluster secret %s: %s", secret_path, loom_strerror(rc));
         return 1;
     }
+    /* a head restarted with its state dir keeps the port its daemons and
+       drivers know (--port 0 asks for any free port the first time) */
+    int port = opt_int(o, "port", 7787);
+    char addrpath[4200], *prev = NULL;
+    size_t plen = 0;
+    loom_snprintf(addrpath, sizeof(addrpath), "%s/address", sd);
+    if (port == 0 && loom_read_file(addrpath, 512, &prev, &plen) == 0) {
+        const char *colon = strrchr(prev, ':');
+        if (colon && atoi(colon + 1) > 0) port = atoi(colon + 1);
+    }
+    free(prev);
     loom_head_opts ho = {
         .bind_host = opt(o, "bind") ? opt(o, "bind") : "127.0.0.1",
-        .port = opt_int(o, "port", 7787),
+        .port = port,
         .state_dir = sd,
         .secret = secret,
         .heartbeat_timeout_ms = opt_int(o, "heartbeat-timeout-ms", 10000),

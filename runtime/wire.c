@@ -415,6 +415,7 @@ static int field_count(int type)
     case LOOM_MSG_ACTOR_DIED: return 3;
     case LOOM_MSG_ACTORS: return 0;
     case LOOM_MSG_DRAIN: return 1;
+    case LOOM_MSG_RUNNING: return 1;
     case LOOM_MSG_PG_CREATE: return 3;
     case LOOM_MSG_OBJ_ADDED: return 2;
     case LOOM_MSG_FETCH: return 3;
@@ -464,7 +465,7 @@ static void decode_fields(dec *d, loom_msg *m)
         rd_u32(d, &m->flag, "keep");
         if (!d->rc && m->data.n && m->data.n != m->u0) fail(d, "value: size mismatch");
         break;
-    case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS:
+    case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS: case LOOM_MSG_RUNNING:
         RD_LIST(d, m->refs, m->nrefs, loom_ref, rd_ref_list_elem, "refs");
         break;
     case LOOM_MSG_OBJ_READY:
@@ -593,6 +594,15 @@ void loom_msg_init(loom_msg *m, int type, uint64_t req)
     memset(m, 0, sizeof(*m));
     m->type = type;
     m->req = req;
+}
+
+int loom_wire_unpack_task(loom_unpack *u, loom_arena *arena, loom_wire_task *t, char *err, size_t errlen)
+{
+    dec d = {.u = *u, .arena = arena, .err = err, .errlen = errlen};
+    memset(t, 0, sizeof(*t));
+    rd_task(&d, t);
+    if (!d.rc) *u = d.u;
+    return d.rc;
 }
 
 /* ---- encoding ----------------------------------------------------------- */
@@ -818,7 +828,7 @@ static int encode_fields(const loom_msg *m, loom_pack *p)
         if (!rc) rc = loom_pack_bin(p, m->data.p, m->data.n);
         if (!rc) rc = loom_pack_u64(p, m->flag);
         return rc;
-    case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS:
+    case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS: case LOOM_MSG_RUNNING:
         return pk_refs(p, m->refs, m->nrefs);
     case LOOM_MSG_OBJ_READY:
         rc = pk_ref(p, &m->ref);
@@ -906,7 +916,7 @@ const char *loom_msg_type_name(int type)
         "JOB_INFO", "JOB_REF", "REF", "JOB_DELETE", "BYE", "ASSIGN", "CANCEL_TASK",
         "DELETE_OBJS", "TASK_DONE", "OBJ_ADDED", "FETCH", "CHUNK", "PUSH", "RUN", "KV_PUT",
         "KV_GET", "KV_DEL", "ACTOR_LOOKUP", "ACTOR_KILL", "ACTOR_DIED", "ACTORS", "PG_CREATE",
-        "PG_REMOVE", "PG_INFO", "DRAIN"};
+        "PG_REMOVE", "PG_INFO", "DRAIN", "RUNNING"};
     if (type <= 0 || type >= LOOM_MSG_TYPE_MAX) return "?";
     return names[type];
 }

@@ -66,6 +66,7 @@ enum loom_msg_type {
     LOOM_MSG_PG_REMOVE,      /* ref (pg id ++ 0) */
     LOOM_MSG_PG_INFO,        /* ref (pg id ++ 0); reply INFO */
     LOOM_MSG_DRAIN,          /* id (node id): place nothing new there */
+    LOOM_MSG_RUNNING,        /* refs[] (task id ++ 0): what a node that joined again still runs */
     LOOM_MSG_TYPE_MAX
 };
 
@@ -208,6 +209,10 @@ void loom_msg_init(loom_msg *m, int type, uint64_t req);
 int loom_wire_encode(const loom_msg *m, loom_pack *p);
 /* Encode a task on its own (also used inside SUBMIT/ASSIGN/RUN). */
 int loom_wire_pack_task(loom_pack *p, const loom_wire_task *t);
+/* Decode one task tuple from u (as loom_wire_pack_task wrote it); strings
+ * and lists go into arena, byte strings point into u's buffer.  0 or
+ * LOOM_EPROTO with the reason in err. */
+int loom_wire_unpack_task(loom_unpack *u, loom_arena *arena, loom_wire_task *t, char *err, size_t errlen);
 
 /* Deep-copy a task (strings, lists, inline values; not arg locations) into a. */
 int loom_wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task *src);

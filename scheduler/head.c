@@ -161,6 +161,8 @@ typedef struct node {
     uint64_t running;            /* tasks assigned here and not yet done */
     int alive;
     int draining;                /* `loom drain`: nothing new is placed here */
+    int awaiting;                /* loaded from disk by a restarted head: its daemon has not rejoined yet */
+    int reconciling;             /* rejoined; its list of running tasks has not come yet */
     int64_t last_seen;
 } node;
 
@@ -483,7 +485,7 @@ static void notify_ready(head *h, obj *o, uint32_t client_id)
     } else {
         for (int i = 0; i < o->nlocs && m.nlocs < 16; i++) {
             node *n = node_get(h, o->locs[i]);
-            if (!n || !n->alive) continue;
+            if (!n || (!n->alive && !n->awaiting)) continue;
             locs[m.nlocs].node = n->id;
             locs[m.nlocs].addr = n->info.data_addr;
             m.nlocs++;
@@ -802,7 +804,7 @@ static node *place(head *h, task *t, const loom_request *r, loom_pool **pool, in
         loom_candidate *c = &h->cands[i];
         c->node_id = n->id;
         c->pool = &n->pool;
-        c->eligible = n->alive && !n->draining && labels_match(n, &t->spec);
+        c->eligible = n->alive && !n->draining && !n->reconciling && labels_match(n, &t->spec);
         c->local_bytes = c->eligible && t->spec.nargs ? local_bytes(h, t, n->id) : 0;
     }
     int k = loom_choose_node(h->cands, h->nnode_list, r, (int)t->spec.strategy, t->spec.affinity_node,
@@ -922,7 +924,7 @@ static void resolve_arg(head *h, loom_arena *a, loom_wire_arg *dst, const loom_w
     if (!dst->locs) return;
     for (int i = 0; i < o->nlocs; i++) {
         node *n = node_get(h, o->locs[i]);
-        if (!n || !n->alive) continue;
+        if (!n || (!n->alive && !n->awaiting)) continue;
         dst->locs[dst->nlocs].node = n->id;
         dst->locs[dst->nlocs].addr = n->info.data_addr;
         dst->nlocs++;
@@ -1134,6 +1136,14 @@ static void node_dead(head *h, node *n, const char *why)
         task *t = victims[i];
         free(t->grant); /* the node's pool goes with the node */
         t->grant = NULL;
+        actor *a = t->spec.actor_op == LOOM_ACTOR_CREATE ? loom_hmap_get(&h->actors, t->id, 16) : NULL;
+        if (a && a->state == A_PENDING && (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts)) {
+            /* an actor (re)starting there: one more restart, elsewhere */
+            a->restarts++;
+            LOG_INFO("actor %s %s was starting on node %u: restart %u", a->cls, a->name, n->id, a->restarts);
+            task_requeue(h, t);
+            continue;
+        }
         if (task_should_retry(t, LOOM_ENODE)) {
             task_retry(h, t, n->id, msg);
             continue;
@@ -1232,9 +1242,12 @@ static void node_info_free(loom_wire_node *info)
     free(info->labels);
 }
 
-/* Copy a joining node's resources and labels, build its pool, and list it. */
+/* Copy a joining node's resources and labels, build its pool, and list it
+ * (unless it is listed: a node rejoining). */
 static int node_init_resources(head *h, node *n, const loom_wire_node *w)
 {
+    int listed = 0;
+    for (int i = 0; i < h->nnode_list && !listed; i++) listed = h->node_list[i] == n;
     n->info.res = NULL;
     n->info.labels = NULL;
     n->info.nres = n->info.nlabels = 0;
@@ -1253,6 +1266,7 @@ static int node_init_resources(head *h, node *n, const loom_wire_node *w)
         n->info.labels[i].value = dupstr(w->labels[i].value);
         n->info.nlabels++;
     }
+    if (listed) return LOOM_OK;
     if (grow_array((void **)&h->node_list, &h->cap_node_list, h->nnode_list + 1, sizeof(node *)))
         return LOOM_ENOMEM;
     loom_candidate *cands = realloc(h->cands, (size_t)h->cap_node_list * sizeof(*cands));
@@ -1279,6 +1293,74 @@ static void welcome(head *h, client *c, uint64_t req)
     free(list);
 }
 
+/* A node the head knew before it restarted says hello again with its id:
+ * take its new description; until it lists what it still runs (RUNNING),
+ * nothing new is placed there. */
+static int node_rejoin(head *h, node *n, const uint8_t *ident, size_t identlen, const loom_wire_node *w)
+{
+    node_info_free(&n->info);
+    memset(&n->info, 0, sizeof(n->info));
+    n->info = *w;
+    n->info.id = n->id;
+    n->info.hostname = dupstr(w->hostname);
+    n->info.data_addr = dupstr(w->data_addr);
+    n->info.store_dir = dupstr(w->store_dir);
+    n->info.spill_dir = dupstr(w->spill_dir);
+    if (node_init_resources(h, n, w)) return LOOM_EINVAL;
+    memcpy(n->ident, ident, identlen);
+    n->identlen = identlen;
+    n->awaiting = 0;
+    n->reconciling = 1;
+    n->alive = 1;
+    n->running = 0;
+    n->last_seen = loom_now_ms();
+    persist_node(h, n);
+    LOG_INFO("node %u (%s) rejoined after the head restarted", n->id, n->info.hostname);
+    return LOOM_OK;
+}
+
+/* What a rejoined node still runs: those tasks keep running there (their
+ * resources taken again); the others it ran for the old head are lost (their
+ * reports went to it) and run again. */
+static void on_running(head *h, client *c, loom_msg *m)
+{
+    node *n = node_get(h, c->node_id);
+    if (!n || !n->reconciling) return;
+    n->reconciling = 0;
+    loom_hmap still = {0};
+    for (uint32_t i = 0; i < m->nrefs; i++) loom_hmap_put(&still, m->refs[i].id, 16, (void *)1);
+    uint8_t (*lost)[16] = NULL;
+    int nl = 0, cap = 0;
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&h->tasks, &it, &v)) {
+        task *t = v;
+        if (t->state != T_RUNNING || t->node != n->id || t->spec.actor_op != LOOM_ACTOR_NONE) continue;
+        if (loom_hmap_get(&still, t->id, 16)) {
+            loom_request r;
+            spec_request(&t->spec, &r);
+            t->grant = malloc(sizeof(loom_grant));
+            if (t->grant && loom_pool_take(&n->pool, &r, t->grant)) {
+                free(t->grant);
+                t->grant = NULL;
+            }
+            t->bundle = -1;
+            n->running++;
+        } else if (!grow_array((void **)&lost, &cap, nl + 1, 16)) {
+            memcpy(lost[nl++], t->id, 16);
+        }
+    }
+    loom_hmap_free(&still);
+    for (int i = 0; i < nl; i++) {
+        task *t = loom_hmap_get(&h->tasks, lost[i], 16);
+        if (!t || t->state != T_RUNNING) continue;
+        LOG_INFO("task '%s' ran on node %u when the head went down: it runs again", t->spec.name, n->id);
+        task_requeue(h, t);
+    }
+    free(lost);
+    schedule(h);
+}
+
 static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m)
 {
     if (!loom_secret_equal(m->secret, h->secret)) {
@@ -1303,7 +1385,15 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
     memcpy(c->ident, ident, identlen);
     c->identlen = identlen;
     c->role = (int)m->role;
-    if (m->role == LOOM_ROLE_NODE) {
+    node *prev = m->role == LOOM_ROLE_NODE && m->nodes[0].id ? node_get(h, m->nodes[0].id) : NULL;
+    if (prev && prev->awaiting) {
+        if (node_rejoin(h, prev, ident, identlen, &m->nodes[0])) {
+            free(c);
+            reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
+            return;
+        }
+        c->node_id = prev->id;
+    } else if (m->role == LOOM_ROLE_NODE) {
         node *n = calloc(1, sizeof(*n));
         if (!n) { free(c); return; }
         n->id = ++h->next_node_id;
@@ -1561,8 +1651,11 @@ static void on_subscribe(head *h, client *c, loom_msg *m)
             send_to(h, c->ident, c->identlen, &r);
         } else if (o->state != O_PENDING) {
             notify_ready(h, o, c->id);
-        } else if (!grow_array((void **)&o->subs, &o->cap_subs, o->nsubs + 1, sizeof(uint32_t))) {
-            o->subs[o->nsubs++] = c->id;
+        } else {
+            int already = 0; /* clients ask again now and then: once is enough */
+            for (int k = 0; k < o->nsubs && !already; k++) already = o->subs[k] == c->id;
+            if (!already && !grow_array((void **)&o->subs, &o->cap_subs, o->nsubs + 1, sizeof(uint32_t)))
+                o->subs[o->nsubs++] = c->id;
         }
     }
 }
@@ -2752,6 +2845,14 @@ static void dispatch(head *h, client *c, loom_msg *m)
     case LOOM_MSG_HEARTBEAT:
         if (is_node) {
             node *n = node_get(h, c->node_id);
+            if (n && !n->alive) {
+                /* declared dead (a cut link that came back): its work went
+                   elsewhere; it joins again as a new node */
+                reply_error(h, c->ident, c->identlen, 0, LOOM_ESTATE,
+                            "this node was declared dead: say hello again to rejoin");
+                client_drop(h, c);
+                return;
+            }
             if (n) {
                 n->last_seen = loom_now_ms();
                 n->store_used = m->u0;
@@ -2785,6 +2886,9 @@ static void dispatch(head *h, client *c, loom_msg *m)
     case LOOM_MSG_PG_REMOVE: on_pg_remove(h, c, m); return;
     case LOOM_MSG_PG_INFO: on_pg_info(h, c, m); return;
     case LOOM_MSG_DRAIN: on_drain(h, c, m); return;
+    case LOOM_MSG_RUNNING:
+        if (is_node) { on_running(h, c, m); return; }
+        break;
     case LOOM_MSG_KV_PUT: on_kv_put(h, c, m); return;
     case LOOM_MSG_KV_GET: on_kv_get(h, c, m); return;
     case LOOM_MSG_KV_DEL: on_kv_del(h, c, m); return;
@@ -2830,7 +2934,8 @@ static void on_frames(void *arg, zmq_msg_t *frames, int n)
         on_hello(h, ident, identlen, &m);
     } else {
         client *c = loom_hmap_get(&h->clients, ident, identlen);
-        if (!c) reply_error(h, ident, identlen, m.req, LOOM_EAUTH, "say hello with the cluster secret first");
+        /* ESTATE, not EAUTH: a peer of a head that restarted joins again */
+        if (!c) reply_error(h, ident, identlen, m.req, LOOM_ESTATE, "say hello with the cluster secret first");
         else dispatch(h, c, &m);
     }
     loom_msg_free(&m);
@@ -2889,6 +2994,271 @@ static void watch_disconnects(head *h)
         LOG_WARN("cannot watch for closed connections: drivers that crash keep their refs");
 }
 
+
+/* ---- reloading the tables (a head restarted with its state dir) --------- */
+
+static char *unpack_cstr(loom_unpack *u)
+{
+    const char *s;
+    size_t n;
+    if (loom_unpack_str(u, &s, &n)) return NULL;
+    char *out = malloc(n + 1);
+    if (out) {
+        memcpy(out, s, n);
+        out[n] = 0;
+    }
+    return out;
+}
+
+/* A node of the old head: it is expected to rejoin (its daemon reconnects by
+ * itself); until then its objects are still served from its data port. */
+static int load_node(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    head *h = arg;
+    uint32_t id, n;
+    double cpus = 0;
+    int alive = 0;
+    if (klen != sizeof(id)) return 0;
+    memcpy(&id, key, sizeof(id));
+    loom_unpack u;
+    loom_unpack_init(&u, val, vlen);
+    if (loom_unpack_array(&u, &n) || n != 4) return 0;
+    char *host = unpack_cstr(&u), *addr = unpack_cstr(&u);
+    if (!host || !addr || loom_unpack_f64(&u, &cpus) || loom_unpack_bool(&u, &alive) || node_get(h, id)) {
+        free(host);
+        free(addr);
+        return 0;
+    }
+    node *nd = calloc(1, sizeof(*nd));
+    if (!nd) {
+        free(host);
+        free(addr);
+        return 0;
+    }
+    nd->id = id;
+    nd->info.id = id;
+    nd->info.hostname = host;
+    nd->info.data_addr = addr;
+    nd->info.store_dir = dupstr("");
+    nd->info.spill_dir = dupstr("");
+    nd->info.num_cpus = cpus;
+    loom_wire_node w = {.num_cpus = cpus};
+    if (node_init_resources(h, nd, &w) || loom_hmap_put(&h->nodes, &nd->id, sizeof(nd->id), nd)) {
+        node_info_free(&nd->info);
+        free(nd);
+        return 0;
+    }
+    nd->awaiting = alive;
+    nd->last_seen = loom_now_ms();
+    if (id > h->next_node_id) h->next_node_id = id;
+    return 0;
+}
+
+static int load_obj(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    head *h = arg;
+    if (klen != LOOM_ID_LEN) return 0;
+    loom_ref ref;
+    memcpy(ref.id, key, LOOM_ID_LEN);
+    loom_unpack u;
+    loom_unpack_init(&u, val, vlen);
+    uint32_t n, nlocs;
+    uint64_t state, size;
+    int64_t code;
+    const void *value;
+    size_t vn;
+    if (loom_unpack_array(&u, &n) || n != 6 || loom_unpack_u64(&u, &state) || state > O_FAILED ||
+        loom_unpack_i64(&u, &code))
+        return 0;
+    char *error = unpack_cstr(&u);
+    if (!error || loom_unpack_u64(&u, &size) || loom_unpack_bin(&u, &value, &vn) || loom_unpack_array(&u, &nlocs) ||
+        obj_get(h, &ref)) {
+        free(error);
+        return 0;
+    }
+    obj *o = obj_new(h, &ref);
+    if (!o) {
+        free(error);
+        return 0;
+    }
+    o->state = (int)state;
+    o->code = (int32_t)code;
+    o->size = size;
+    if (error[0]) o->error = error;
+    else free(error);
+    if (vn || (state == O_READY && size == 0)) {
+        o->value = malloc(vn ? vn : 1);
+        if (o->value && vn) memcpy(o->value, value, vn);
+    }
+    for (uint32_t i = 0; i < nlocs; i++) {
+        uint64_t loc;
+        if (loom_unpack_u64(&u, &loc)) break;
+        obj_add_loc(o, (uint32_t)loc);
+    }
+    return 0;
+}
+
+static int load_task(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    head *h = arg;
+    if (klen != 16 || loom_hmap_get(&h->tasks, key, 16)) return 0;
+    loom_unpack u;
+    loom_unpack_init(&u, val, vlen);
+    uint32_t n;
+    uint64_t state, node_id;
+    int64_t code;
+    loom_arena tmp = {0};
+    loom_wire_task spec;
+    char err[256];
+    if (loom_unpack_array(&u, &n) || n != 5 || loom_wire_unpack_task(&u, &tmp, &spec, err, sizeof(err)) ||
+        loom_unpack_u64(&u, &state) || state > T_FAILED || loom_unpack_i64(&u, &code)) {
+        loom_arena_free(&tmp);
+        return 0;
+    }
+    char *error = unpack_cstr(&u);
+    task *t = calloc(1, sizeof(*t));
+    if (!error || loom_unpack_u64(&u, &node_id) || !t || loom_wire_task_copy(&t->arena, &t->spec, &spec)) {
+        free(error);
+        if (t) loom_arena_free(&t->arena);
+        free(t);
+        loom_arena_free(&tmp);
+        return 0;
+    }
+    loom_arena_free(&tmp);
+    memcpy(t->id, key, 16);
+    t->state = (int)state;
+    t->code = (int32_t)code;
+    if (error[0]) t->error = error;
+    else free(error);
+    t->node = (uint32_t)node_id;
+    t->bundle = -1;
+    int nouts = 1 + (t->spec.kind == LOOM_TASK_COMMAND ? (int)t->spec.noutputs : 0);
+    t->outs = calloc((size_t)nouts + 1, sizeof(obj *));
+    if (!t->outs || loom_hmap_put(&h->tasks, t->id, 16, t)) {
+        free(t->outs);
+        free(t->error);
+        loom_arena_free(&t->arena);
+        free(t);
+        return 0;
+    }
+    t->nouts = nouts + 1;
+    for (int i = 0; i <= nouts; i++) {
+        loom_ref r;
+        loom_ref_make(t->id, i == nouts ? LOG_INDEX : (uint32_t)i, &r);
+        obj *o = obj_get(h, &r);
+        if (!o) o = obj_new(h, &r);
+        if (!o) continue;
+        o->producer = t;
+        o->is_log = i == nouts;
+        t->outs[i] = o;
+        if (o->is_log) continue;
+        t->live_outs++;
+        o->refs++; /* its job's (a restarted head does not know the drivers' holds) */
+    }
+    return 0;
+}
+
+static void hold_deps(head *h, task *t)
+{
+    t->deps_held = 1;
+    if (t->spec.kind == LOOM_TASK_FUNCTION && t->spec.actor_op != LOOM_ACTOR_CALL) {
+        obj *o = obj_get(h, &t->spec.lib.ref);
+        if (o) o->refs++;
+    }
+    for (uint32_t i = 0; i < t->spec.nargs; i++) {
+        if (t->spec.args[i].kind != LOOM_WARG_REF) continue;
+        obj *o = obj_get(h, &t->spec.args[i].ref);
+        if (o) o->refs++;
+    }
+}
+
+static int load_job(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    head *h = arg;
+    if (klen == 0 || klen >= LOOM_JOB_ID_LEN || loom_hmap_get(&h->jobs, key, klen)) return 0;
+    loom_unpack u;
+    loom_unpack_init(&u, val, vlen);
+    uint32_t n, ntasks;
+    int detached;
+    uint64_t owner;
+    if (loom_unpack_array(&u, &n) || n != 4) return 0;
+    char *name = unpack_cstr(&u);
+    if (!name || loom_unpack_bool(&u, &detached) || loom_unpack_u64(&u, &owner) || loom_unpack_array(&u, &ntasks)) {
+        free(name);
+        return 0;
+    }
+    job *j = calloc(1, sizeof(*j));
+    if (j) j->tasks = calloc(ntasks ? ntasks : 1, sizeof(task *));
+    if (!j || !j->tasks) {
+        if (j) free(j->tasks);
+        free(j);
+        free(name);
+        return 0;
+    }
+    memcpy(j->id, key, klen);
+    j->id[klen] = 0;
+    j->name = name;
+    /* its driver's holds are not known any more: the job holds its outputs
+       until `loom delete` */
+    j->detached = 1;
+    j->t_submit = loom_now_ms();
+    for (uint32_t i = 0; i < ntasks; i++) {
+        const void *id;
+        size_t idn;
+        if (loom_unpack_bin(&u, &id, &idn)) break;
+        task *t = idn == 16 ? loom_hmap_get(&h->tasks, id, 16) : NULL;
+        if (!t || t->job) continue;
+        t->job = j;
+        j->tasks[j->ntasks++] = t;
+        j->live++;
+    }
+    loom_hmap_put(&h->jobs, j->id, strlen(j->id), j);
+    persist_job(h, j);
+    return 0;
+}
+
+/* Rebuild the tables from the state dir: nodes wait for their daemons,
+ * finished results stay, tasks that waited wait again, tasks that ran keep
+ * running (their nodes say so when they rejoin, else they run again). */
+static void load_tables(head *h)
+{
+    headdb_foreach(h->db, HEADDB_NODES, load_node, h);
+    headdb_foreach(h->db, HEADDB_OBJECTS, load_obj, h);
+    headdb_foreach(h->db, HEADDB_TASKS, load_task, h);
+    /* objects no task makes (puts, libraries): held as their drivers held them */
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&h->objs, &it, &v)) {
+        obj *o = v;
+        if (!o->producer && o->refs == 0) o->refs = 1;
+    }
+    /* what each task holds and waits for */
+    size_t ntasks = h->tasks.count, k = 0;
+    task **all = calloc(ntasks + 1, sizeof(task *));
+    it = 0;
+    while (all && loom_hmap_next(&h->tasks, &it, &v)) all[k++] = v;
+    for (size_t i = 0; i < k; i++) {
+        task *t = all[i];
+        t->pinned++;
+        if (t->state == T_DONE || t->state == T_RUNNING) {
+            hold_deps(h, t);
+        } else if (t->state == T_WAITING || t->state == T_QUEUED) {
+            t->state = T_WAITING;
+            task_link_deps(h, t);
+        }
+        if (t->spec.actor_op != LOOM_ACTOR_NONE && t->state < T_DONE) {
+            if (t->state == T_RUNNING) t->state = T_QUEUED;
+            task_fail(h, t, LOOM_EACTOR, "the head restarted: actors do not survive a head restart yet");
+        }
+        t->pinned--;
+    }
+    free(all);
+    headdb_foreach(h->db, HEADDB_JOBS, load_job, h);
+    if (h->nodes.count || h->tasks.count || h->objs.count)
+        LOG_INFO("reloaded the tables: %zu nodes (waiting for them to rejoin), %zu tasks, %zu objects, %zu jobs",
+                 h->nodes.count, h->tasks.count, h->objs.count, h->jobs.count);
+}
+
 /* ---- loop --------------------------------------------------------------- */
 
 static void on_tick(uv_timer_t *tm)
@@ -2899,11 +3269,23 @@ static void on_tick(uv_timer_t *tm)
     void *v;
     node *dead[64];
     int nd = 0;
+    int gone = 0;
     while (loom_hmap_next(&h->nodes, &it, &v) && nd < 64) {
         node *n = v;
-        if (n->alive && now - n->last_seen > h->hb_timeout_ms) dead[nd++] = n;
+        if ((n->alive || n->awaiting) && now - n->last_seen > h->hb_timeout_ms) dead[nd++] = n;
     }
-    for (int i = 0; i < nd; i++) node_dead(h, dead[i], "missed heartbeats");
+    for (int i = 0; i < nd; i++) {
+        if (dead[i]->awaiting) {
+            /* node_dead works on live nodes: it fails or reruns what ran there */
+            dead[i]->awaiting = 0;
+            dead[i]->alive = 1;
+            node_dead(h, dead[i], "it did not rejoin after the head restarted");
+            gone++;
+        } else {
+            node_dead(h, dead[i], "missed heartbeats");
+        }
+    }
+    (void)gone;
     if (h->kv_waits) kv_expire(h, 0);
     drain_unrefs(h);
     headdb_commit(h->db);
@@ -3031,6 +3413,8 @@ int loom_head_run(const loom_head_opts *o)
     if (rc) return rc;
     h.out = loom_pack_new();
     h.rec = loom_pack_new();
+    load_tables(&h);
+    headdb_commit(h.db);
     h.loop = uv_default_loop();
     h.zctx = zmq_ctx_new();
     h.router = zmq_socket(h.zctx, ZMQ_ROUTER);

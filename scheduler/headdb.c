@@ -123,3 +123,26 @@ void headdb_close(headdb **pdb)
     free(db);
     *pdb = NULL;
 }
+
+int headdb_foreach(headdb *db, int table,
+                   int (*fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen), void *arg)
+{
+    if (!db || table < 0 || table >= HEADDB_NTABLES) return LOOM_EINVAL;
+    headdb_commit(db);
+    MDB_txn *txn;
+    if (mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) return LOOM_EIO;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, db->dbi[table], &cur)) {
+        mdb_txn_abort(txn);
+        return LOOM_EIO;
+    }
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return LOOM_OK;
+}

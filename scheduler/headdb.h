@@ -18,4 +18,9 @@ int headdb_commit(headdb *db);
 int headdb_sync(headdb *db);
 /* Number of records in a table (committed state). */
 long headdb_count(headdb *db, int table);
+/* Call fn for every record of a table (committed state), in key order; the
+ * key and value bytes are valid only during the call.  Stops early when fn
+ * returns non-zero.  0 or LOOM_EIO. */
+int headdb_foreach(headdb *db, int table,
+                   int (*fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen), void *arg);
 #endif

@@ -184,8 +184,8 @@ PROTO = 1
 (ERROR, OK, HELLO, WELCOME, HEARTBEAT, SUBMIT, SUBMITTED, PUT_DONE, SUBSCRIBE, OBJ_READY,
  RELEASE, CANCEL, STATUS, INFO, JOB_INFO, JOB_REF, REF, JOB_DELETE, BYE, ASSIGN, CANCEL_TASK,
  DELETE_OBJS, TASK_DONE, OBJ_ADDED, FETCH, CHUNK, PUSH, RUN, KV_PUT, KV_GET, KV_DEL, ACTOR_LOOKUP,
- ACTOR_KILL, ACTOR_DIED, ACTORS, PG_CREATE, PG_REMOVE, PG_INFO, DRAIN) = range(1, 40)
-TYPE_NAMES = {v: k for k, v in globals().items() if isinstance(v, int) and k.isupper() and 1 <= v <= 39
+ ACTOR_KILL, ACTOR_DIED, ACTORS, PG_CREATE, PG_REMOVE, PG_INFO, DRAIN, RUNNING) = range(1, 41)
+TYPE_NAMES = {v: k for k, v in globals().items() if isinstance(v, int) and k.isupper() and 1 <= v <= 40
               and k not in ("PROTO",)}
 ROLE_DRIVER, ROLE_NODE, ROLE_EXECUTOR = 1, 2, 3
 
@@ -267,6 +267,7 @@ def sample_messages(rng, secret="0" * 64):
         msg(PG_INFO, 26, ref),
         msg(PG_REMOVE, 27, ref),
         msg(DRAIN, 28, 999),
+        msg(RUNNING, 0, [ref]),
     ]
 
 

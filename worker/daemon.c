@@ -8,6 +8,7 @@
  * PUSH from peers, each of which must first say HELLO with the cluster
  * secret); a ROUTER on ipc for its executors; one DEALER per peer it fetches
  * from.  All in one libuv loop (runtime/zloop.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -348,7 +349,7 @@ static void run_on(daemon_s *d, exec_proc *e, dtask *t)
        ran a GPU function is replaced after it */
     if (t->spec.kind == LOOM_TASK_FUNCTION && t->spec.gpu_ids[0]) e->retiring = 1;
     if (loom_zsend_msg(d->execs_sock, e->ident, e->identlen, &m, d->out)) {
-        task_fail_local(d, t, LOOM_ETASK, "cannot reach the executor");
+        task_fail_local(d, t, LOOM_EWORKER, "cannot reach the executor (it just died)");
         return;
     }
     e->task = t;
@@ -929,6 +930,32 @@ static void reject_assign(daemon_s *d, const void *buf, size_t len, const char *
     send_head(d, &m);
 }
 
+static void say_hello(daemon_s *d);
+
+/* Welcomed again (the head restarted): tell it which of its tasks still run
+ * here.  Actors are not kept across a head restart: end their processes. */
+static void rejoined(daemon_s *d, uint32_t id)
+{
+    LOG_INFO("joined the cluster again as node %u", id);
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&d->actors, &it, &v)) actor_kill(d, v);
+    loom_ref *refs = calloc(d->tasks.count + 1, sizeof(loom_ref));
+    if (!refs) return;
+    uint32_t n = 0;
+    it = 0;
+    while (loom_hmap_next(&d->tasks, &it, &v)) {
+        dtask *t = v;
+        if (t->spec.actor_op == LOOM_ACTOR_NONE) loom_ref_make(t->id, 0, &refs[n++]);
+    }
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_RUNNING, 0);
+    m.refs = refs;
+    m.nrefs = n;
+    send_head(d, &m);
+    free(refs);
+}
+
 static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
 {
     daemon_s *d = arg;
@@ -942,6 +969,7 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
     }
     switch (m.type) {
     case LOOM_MSG_WELCOME:
+        if (d->spawned) rejoined(d, m.id);
         d->node_id = m.id;
         d->welcomed = 1;
         if (!d->spawned) {
@@ -962,6 +990,13 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
         LOG_INFO("joined the cluster at %s as node %u", d->o.head_address, m.id);
         break;
     case LOOM_MSG_ERROR:
+        if (m.code == LOOM_ESTATE && d->welcomed) {
+            /* a restarted head does not know us yet: join again (same node id) */
+            LOG_WARN("the head does not know this node (did it restart?): joining again");
+            d->welcomed = 0;
+            say_hello(d);
+            break;
+        }
         LOG_ERROR("the head says: %s (%s)", m.text, loom_strerror(m.code));
         if (m.code == LOOM_EAUTH) {
             d->stopping = 1;
@@ -1153,6 +1188,7 @@ static void on_data_frames(void *arg, zmq_msg_t *frames, int n)
 static void say_hello(daemon_s *d)
 {
     loom_wire_node self = {
+        .id = d->node_id, /* 0 the first time; after that, the id to keep */
         .hostname = d->hostname, .data_addr = d->data_addr, .store_dir = d->store_dir,
         .spill_dir = d->spill_dir, .num_cpus = d->o.num_cpus, .memory = d->o.memory,
         .capacity = d->o.store_bytes, .num_gpus = d->num_gpus, .gpu_memory = d->gpu_memory,
@@ -1368,6 +1404,31 @@ int loom_parse_labels(const char *spec, loom_arena *arena, loom_wire_label **out
     return LOOM_OK;
 }
 
+/* Memory tiers of daemons that were killed (named node-PID by the daemon,
+ * which removes its own when it stops): remove those whose process is gone. */
+static void remove_stale_stores(void)
+{
+    char dir[256];
+    loom_snprintf(dir, sizeof(dir), "/dev/shm/loom-%d", (int)getuid());
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    struct dirent *e;
+    int removed = 0;
+    while ((e = readdir(dp)) && removed < 1000) {
+        int pid;
+        char rest;
+        if (sscanf(e->d_name, "node-%d%c", &pid, &rest) != 1 || pid <= 1) continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+        char path[600];
+        loom_snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (loom_rm_rf(path) == 0) {
+            LOG_INFO("removed the memory tier of a daemon that is gone: %s", path);
+            removed++;
+        }
+    }
+    closedir(dp);
+}
+
 /* GPUs: --num-gpus wins; else what discovery finds. */
 static void daemon_gpus(daemon_s *d)
 {
@@ -1403,8 +1464,12 @@ int loom_daemon_run(const loom_daemon_opts *opts)
     if (!d->o.store_bytes) d->o.store_bytes = (uint64_t)1 << 30;
     if (d->o.heartbeat_ms <= 0) d->o.heartbeat_ms = 1000;
     if (gethostname(d->hostname, sizeof(d->hostname)) != 0) loom_snprintf(d->hostname, sizeof(d->hostname), "localhost");
-    if (d->o.store_dir) loom_snprintf(d->store_dir, sizeof(d->store_dir), "%s", d->o.store_dir);
-    else loom_snprintf(d->store_dir, sizeof(d->store_dir), "/dev/shm/loom-%d/node-%d", (int)getuid(), (int)getpid());
+    if (d->o.store_dir) {
+        loom_snprintf(d->store_dir, sizeof(d->store_dir), "%s", d->o.store_dir);
+    } else {
+        remove_stale_stores();
+        loom_snprintf(d->store_dir, sizeof(d->store_dir), "/dev/shm/loom-%d/node-%d", (int)getuid(), (int)getpid());
+    }
     loom_snprintf(d->spill_dir, sizeof(d->spill_dir), "%s/spill", d->o.node_dir);
     char logs[4200];
     loom_snprintf(logs, sizeof(logs), "%s/logs", d->o.node_dir);
