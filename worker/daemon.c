@@ -31,6 +31,7 @@
 #include "worker/gpu.h"
 
 #define FETCH_WINDOW 4       /* chunk requests in flight per transfer */
+#define TRANSFER_STALL_MS 10000 /* a transfer with no chunk for this long tries another copy */
 #define MAX_EXECUTORS 256
 #define MAX_PEER_IDENT 32
 
@@ -1226,8 +1227,8 @@ static void on_heartbeat(uv_timer_t *tm)
     int ns = 0;
     int64_t now = loom_now_ms();
     while (loom_hmap_next(&d->transfers, &it, &v) && ns < 32)
-        if (now - ((transfer *)v)->last_activity > 30000) stale[ns++] = v;
-    for (int i = 0; i < ns; i++) transfer_retry_or_fail(d, stale[i], "no answer for 30 s");
+        if (now - ((transfer *)v)->last_activity > TRANSFER_STALL_MS) stale[ns++] = v;
+    for (int i = 0; i < ns; i++) transfer_retry_or_fail(d, stale[i], "no answer for 10 s (its node is gone?)");
 }
 
 static void on_signal(uv_signal_t *s, int signum)
