@@ -27,3 +27,6 @@ set_tests_properties(sys_chaos PROPERTIES TIMEOUT 600 LABELS "system;chaos")
 # network namespaces; skipped otherwise)
 loom_script_test(sys_netcut sys_netcut.sh)
 set_tests_properties(sys_netcut PROPERTIES LABELS "system;chaos" SKIP_REGULAR_EXPRESSION " 1 skipped")
+# the head killed mid-graph and restarted with its state dir
+loom_script_test(sys_head_restart sys_head_restart.sh)
+set_tests_properties(sys_head_restart PROPERTIES LABELS system)
