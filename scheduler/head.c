@@ -1293,6 +1293,10 @@ static void welcome(head *h, client *c, uint64_t req)
     free(list);
 }
 
+static void actor_requeue_call(head *h, actor *a, task *t);
+static void actor_lost(head *h, actor *a, const char *why);
+static void actor_dispatch(head *h, actor *a);
+
 /* A node the head knew before it restarted says hello again with its id:
  * take its new description; until it lists what it still runs (RUNNING),
  * nothing new is placed there. */
@@ -1335,8 +1339,12 @@ static void on_running(head *h, client *c, loom_msg *m)
     void *v;
     while (loom_hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
-        if (t->state != T_RUNNING || t->node != n->id || t->spec.actor_op != LOOM_ACTOR_NONE) continue;
-        if (loom_hmap_get(&still, t->id, 16)) {
+        if (t->state != T_RUNNING || t->node != n->id) continue;
+        if (t->spec.actor_op == LOOM_ACTOR_CALL && loom_hmap_get(&still, t->id, 16)) {
+            actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+            if (a) a->running++;
+            n->running++;
+        } else if (loom_hmap_get(&still, t->id, 16)) {
             loom_request r;
             spec_request(&t->spec, &r);
             t->grant = malloc(sizeof(loom_grant));
@@ -1350,14 +1358,46 @@ static void on_running(head *h, client *c, loom_msg *m)
             memcpy(lost[nl++], t->id, 16);
         }
     }
-    loom_hmap_free(&still);
     for (int i = 0; i < nl; i++) {
         task *t = loom_hmap_get(&h->tasks, lost[i], 16);
         if (!t || t->state != T_RUNNING) continue;
+        if (t->spec.actor_op == LOOM_ACTOR_CALL) {
+            actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+            if (a && a->state != A_DEAD && t->attempts < a->max_task_retries) {
+                history_add(t, n->id, "its result was lost when the head restarted");
+                actor_requeue_call(h, a, t);
+            } else {
+                t->state = T_QUEUED;
+                task_fail(h, t, LOOM_EACTOR, "the call ran when the head went down and its result was lost");
+            }
+            continue;
+        }
         LOG_INFO("task '%s' ran on node %u when the head went down: it runs again", t->spec.name, n->id);
         task_requeue(h, t);
     }
     free(lost);
+    /* the actors it hosted: take their resources again, or they are gone */
+    actor *gone[256];
+    int ng = 0;
+    it = 0;
+    while (loom_hmap_next(&h->actors, &it, &v)) {
+        actor *a = v;
+        if (a->state != A_ALIVE || a->node != n->id) continue;
+        if (loom_hmap_get(&still, a->id, 16) && a->req) {
+            a->grant = malloc(sizeof(loom_grant));
+            if (a->grant && loom_pool_take(&n->pool, a->req, a->grant)) {
+                free(a->grant);
+                a->grant = NULL;
+            }
+        } else if (ng < 256) {
+            gone[ng++] = a;
+        }
+    }
+    loom_hmap_free(&still);
+    for (int i = 0; i < ng; i++) actor_lost(h, gone[i], "its process was gone when the head restarted");
+    it = 0;
+    while (loom_hmap_next(&h->actors, &it, &v))
+        if (((actor *)v)->node == n->id) actor_dispatch(h, v);
     schedule(h);
 }
 
@@ -1936,7 +1976,9 @@ static void actor_die(head *h, actor *a, const char *why)
     if (a->state == A_DEAD) return;
     int was_alive = a->state == A_ALIVE;
     a->state = A_DEAD;
+    char *prev = a->error; /* a restart's reason; why may point into it */
     a->error = strdup(why);
+    free(prev);
     a->t_died = loom_now_ms();
     h->dead_actors++;
     LOG_INFO("actor %s %s is dead: %s", a->cls, a->name, why);
@@ -3158,6 +3200,41 @@ static int load_task(void *arg, const void *key, size_t klen, const void *val, s
     return 0;
 }
 
+/* An actor of the old head, from its creation task: alive on its node if
+ * that ran (its daemon confirms it when it rejoins), else still starting.
+ * Its creator's connection is not known any more: it lives until killed. */
+static void actor_reload(head *h, task *t)
+{
+    actor *a = calloc(1, sizeof(*a));
+    if (!a) return;
+    memcpy(a->id, t->id, 16);
+    a->name = dupstr(t->spec.actor_name);
+    a->cls = dupstr(t->spec.function);
+    a->detached = 1;
+    a->max_concurrency = t->spec.max_concurrency ? t->spec.max_concurrency : 1;
+    a->max_restarts = t->spec.max_restarts;
+    a->max_task_retries = t->spec.max_task_retries;
+    a->t_created = loom_now_ms();
+    a->bundle = -1;
+    a->ready_obj = t->outs[0];
+    a->state = t->state == T_DONE ? A_ALIVE : A_PENDING;
+    a->node = t->node;
+    if (a->state == A_ALIVE) {
+        a->req = malloc(sizeof(loom_request));
+        if (a->req) spec_request(&t->spec, a->req);
+        a->deps_held = a->max_restarts != 0;
+    }
+    if (loom_hmap_put(&h->actors, a->id, 16, a)) {
+        free(a->name); free(a->cls); free(a->req); free(a);
+        return;
+    }
+    if (a->name[0]) {
+        uint8_t key[32];
+        name_key(a->name, key);
+        loom_hmap_put(&h->actor_names, key, sizeof(key), a);
+    }
+}
+
 static void hold_deps(head *h, task *t)
 {
     t->deps_held = 1;
@@ -3232,6 +3309,12 @@ static void load_tables(head *h)
         obj *o = v;
         if (!o->producer && o->refs == 0) o->refs = 1;
     }
+    /* actors, from their creation tasks (their state is theirs) */
+    it = 0;
+    while (loom_hmap_next(&h->tasks, &it, &v)) {
+        task *t = v;
+        if (t->spec.actor_op == LOOM_ACTOR_CREATE && t->state != T_FAILED) actor_reload(h, t);
+    }
     /* what each task holds and waits for */
     size_t ntasks = h->tasks.count, k = 0;
     task **all = calloc(ntasks + 1, sizeof(task *));
@@ -3240,15 +3323,17 @@ static void load_tables(head *h)
     for (size_t i = 0; i < k; i++) {
         task *t = all[i];
         t->pinned++;
+        actor *a = t->spec.actor_op == LOOM_ACTOR_CALL ? loom_hmap_get(&h->actors, t->spec.actor, 16) : NULL;
         if (t->state == T_DONE || t->state == T_RUNNING) {
             hold_deps(h, t);
         } else if (t->state == T_WAITING || t->state == T_QUEUED) {
             t->state = T_WAITING;
+            if (a) actor_add_call(h, t); /* in the order the table lists them */
             task_link_deps(h, t);
         }
-        if (t->spec.actor_op != LOOM_ACTOR_NONE && t->state < T_DONE) {
+        if (t->spec.actor_op == LOOM_ACTOR_CALL && !a && t->state < T_DONE) {
             if (t->state == T_RUNNING) t->state = T_QUEUED;
-            task_fail(h, t, LOOM_EACTOR, "the head restarted: actors do not survive a head restart yet");
+            task_fail(h, t, LOOM_EACTOR, "its actor is gone (the head restarted)");
         }
         t->pinned--;
     }

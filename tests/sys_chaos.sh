@@ -33,6 +33,11 @@ SEEDS=${LOOM_CHAOS_SEEDS:-"1 2 3"}
 HEADKILL=${LOOM_CHAOS_HEAD:-0}
 NFAULTS=${LOOM_CHAOS_FAULTS:-4}
 RSS_MB=${LOOM_CHAOS_RSS_MB:-200}
+# AddressSanitizer's shadow memory and quarantine multiply a process's RSS
+# (peaks near 330 MB here): the bound of a sanitizer build is 4 times larger
+if [ -z "${LOOM_CHAOS_RSS_MB:-}" ] && grep -q "^LOOM_SANITIZE:BOOL=ON" "$BUILD/CMakeCache.txt" 2>/dev/null; then
+    RSS_MB=800
+fi
 LEAVES=${LOOM_CHAOS_LEAVES:-5000}
 DRIVER_BIN=$BUILD/bin/chaos_driver
 DRIVER_LIMIT=150   # seconds one seed's driver may take, at most

@@ -933,21 +933,21 @@ static void reject_assign(daemon_s *d, const void *buf, size_t len, const char *
 
 static void say_hello(daemon_s *d);
 
-/* Welcomed again (the head restarted): tell it which of its tasks still run
- * here.  Actors are not kept across a head restart: end their processes. */
+/* Welcomed again (the head restarted): tell it which of its tasks and
+ * actors still run here. */
 static void rejoined(daemon_s *d, uint32_t id)
 {
     LOG_INFO("joined the cluster again as node %u", id);
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&d->actors, &it, &v)) actor_kill(d, v);
-    loom_ref *refs = calloc(d->tasks.count + 1, sizeof(loom_ref));
+    loom_ref *refs = calloc(d->tasks.count + d->actors.count + 1, sizeof(loom_ref));
     if (!refs) return;
     uint32_t n = 0;
+    while (loom_hmap_next(&d->tasks, &it, &v)) loom_ref_make(((dtask *)v)->id, 0, &refs[n++]);
     it = 0;
-    while (loom_hmap_next(&d->tasks, &it, &v)) {
-        dtask *t = v;
-        if (t->spec.actor_op == LOOM_ACTOR_NONE) loom_ref_make(t->id, 0, &refs[n++]);
+    while (loom_hmap_next(&d->actors, &it, &v)) {
+        actor_proc *a = v;
+        if (a->alive && !a->dying && !a->create) loom_ref_make(a->id, 0, &refs[n++]);
     }
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_RUNNING, 0);
