@@ -1637,6 +1637,7 @@ static void on_submit(head *h, client *c, loom_msg *m)
         task_link_deps(h, j->tasks[i]);
     }
     persist_job(h, j);
+    headdb_commit(h->db); /* what is acknowledged survives a head restart */
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_SUBMITTED, m->req);
     r.name = j->id;
@@ -1675,6 +1676,7 @@ static void on_put_done(head *h, client *c, loom_msg *m)
         o->kept = 1;
         o->refs++;
     }
+    headdb_commit(h->db); /* what is acknowledged survives a head restart */
     reply_ok(h, c, m->req);
 }
 
