@@ -1972,6 +1972,21 @@ static void actor_dispatch(head *h, actor *a)
     a->ncalls = w;
 }
 
+/* The ids of the calls of a that its node is running (malloc'd in *ids). */
+static int running_calls(head *h, const actor *a, uint8_t (**ids)[16])
+{
+    int n = 0, cap = 0;
+    size_t it = 0;
+    void *v;
+    while (loom_hmap_next(&h->tasks, &it, &v)) {
+        task *t = v;
+        if (t->state == T_RUNNING && t->spec.actor_op == LOOM_ACTOR_CALL && !memcmp(t->spec.actor, a->id, 16) &&
+            !grow_array((void **)ids, &cap, n + 1, 16))
+            memcpy((*ids)[n++], t->id, 16);
+    }
+    return n;
+}
+
 /* The actor is dead: free its resources and name, fail its calls. */
 static void actor_die(head *h, actor *a, const char *why)
 {
@@ -2002,15 +2017,7 @@ static void actor_die(head *h, actor *a, const char *why)
     /* calls handed to its node: fail them now (the node's reports come too late) */
     if (was_alive) {
         uint8_t (*ids)[16] = NULL;
-        int n = 0, cap = 0;
-        size_t it = 0;
-        void *v;
-        while (loom_hmap_next(&h->tasks, &it, &v)) {
-            task *t = v;
-            if (t->state == T_RUNNING && t->spec.actor_op == LOOM_ACTOR_CALL && !memcmp(t->spec.actor, a->id, 16) &&
-                !grow_array((void **)&ids, &cap, n + 1, 16))
-                memcpy(ids[n++], t->id, 16);
-        }
+        int n = running_calls(h, a, &ids);
         char msg[700];
         loom_snprintf(msg, sizeof(msg), "actor %s%s%s died while running the call: %s", a->cls,
                       a->name[0] ? " " : "", a->name, why);
@@ -2043,15 +2050,7 @@ static void actor_restart(head *h, actor *a, const char *why)
              a->max_restarts < 0 ? "" : " of its limit");
     /* calls handed to its node */
     uint8_t (*ids)[16] = NULL;
-    int n = 0, cap = 0;
-    size_t it = 0;
-    void *v;
-    while (loom_hmap_next(&h->tasks, &it, &v)) {
-        task *t = v;
-        if (t->state == T_RUNNING && t->spec.actor_op == LOOM_ACTOR_CALL && !memcmp(t->spec.actor, a->id, 16) &&
-            !grow_array((void **)&ids, &cap, n + 1, 16))
-            memcpy(ids[n++], t->id, 16);
-    }
+    int n = running_calls(h, a, &ids);
     char msg[700];
     loom_snprintf(msg, sizeof(msg), "actor %s%s%s died while running the call: %s", a->cls, a->name[0] ? " " : "",
                   a->name, why);
