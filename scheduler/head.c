@@ -1880,15 +1880,17 @@ static actor *actor_by_name(head *h, const char *name)
     return loom_hmap_get(&h->actor_names, k, sizeof(k));
 }
 
-static void actor_new(head *h, task *t, client *c)
+/* The actor that creation task t makes, owned by client owner (0: none
+ * known, as after a head restart); NULL when out of memory. */
+static actor *actor_new_owned(head *h, task *t, uint32_t owner)
 {
     actor *a = calloc(1, sizeof(*a));
-    if (!a) return;
+    if (!a) return NULL;
     memcpy(a->id, t->id, 16);
     a->name = dupstr(t->spec.actor_name);
     a->cls = dupstr(t->spec.function);
-    a->owner = c->id;
-    a->detached = t->spec.detached;
+    a->owner = owner;
+    a->detached = t->spec.detached || !owner;
     a->max_concurrency = t->spec.max_concurrency ? t->spec.max_concurrency : 1;
     a->max_restarts = t->spec.max_restarts;
     a->max_task_retries = t->spec.max_task_retries;
@@ -1897,13 +1899,19 @@ static void actor_new(head *h, task *t, client *c)
     a->ready_obj = t->outs[0];
     if (loom_hmap_put(&h->actors, a->id, 16, a)) {
         free(a->name); free(a->cls); free(a);
-        return;
+        return NULL;
     }
     if (a->name[0]) {
         uint8_t k[32];
         name_key(a->name, k);
         loom_hmap_put(&h->actor_names, k, sizeof(k), a);
     }
+    return a;
+}
+
+static void actor_new(head *h, task *t, client *c)
+{
+    actor_new_owned(h, t, c->id);
 }
 
 static void actor_add_call(head *h, task *t)
@@ -3206,33 +3214,14 @@ static int load_task(void *arg, const void *key, size_t klen, const void *val, s
  * Its creator's connection is not known any more: it lives until killed. */
 static void actor_reload(head *h, task *t)
 {
-    actor *a = calloc(1, sizeof(*a));
+    actor *a = actor_new_owned(h, t, 0);
     if (!a) return;
-    memcpy(a->id, t->id, 16);
-    a->name = dupstr(t->spec.actor_name);
-    a->cls = dupstr(t->spec.function);
-    a->detached = 1;
-    a->max_concurrency = t->spec.max_concurrency ? t->spec.max_concurrency : 1;
-    a->max_restarts = t->spec.max_restarts;
-    a->max_task_retries = t->spec.max_task_retries;
-    a->t_created = loom_now_ms();
-    a->bundle = -1;
-    a->ready_obj = t->outs[0];
     a->state = t->state == T_DONE ? A_ALIVE : A_PENDING;
     a->node = t->node;
     if (a->state == A_ALIVE) {
         a->req = malloc(sizeof(loom_request));
         if (a->req) spec_request(&t->spec, a->req);
         a->deps_held = a->max_restarts != 0;
-    }
-    if (loom_hmap_put(&h->actors, a->id, 16, a)) {
-        free(a->name); free(a->cls); free(a->req); free(a);
-        return;
-    }
-    if (a->name[0]) {
-        uint8_t key[32];
-        name_key(a->name, key);
-        loom_hmap_put(&h->actor_names, key, sizeof(key), a);
     }
 }
 

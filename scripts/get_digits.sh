@@ -33,7 +33,7 @@ if complete "$CSV"; then
     exit 0
 fi
 mkdir -p "$DIR" || die 1 "cannot make $DIR"
-TMP=$(mktemp -d "$DIR/.get_digits.XXXXXX")
+TMP=$(mktemp -d -p "$DIR")   # a private scratch dir next to the cache
 trap 'rm -rf "$TMP"' EXIT
 
 if [ -r "/$MEMBER" ]; then

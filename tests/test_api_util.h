@@ -141,7 +141,8 @@ static inline int t_json_ints(const char *json, const char *key, int64_t *vals, 
 }
 
 /* The address and secret file of the local cluster a client started with
- * opts.state_dir = state_dir (its files are in state_dir/local-XXXXXX). */
+ * opts.state_dir = state_dir (its files are in a directory named local-<random>
+ * inside it). */
 #include <dirent.h>
 static inline void t_find_local(const char *state_dir, char *address, size_t alen, char *secret_file, size_t slen)
 {
