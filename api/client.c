@@ -33,6 +33,12 @@
 #include "loom/value.h"
 
 #define REQUEST_TIMEOUT_MS 30000
+/* await_reply's answer when the connection closed while a request was out: a
+ * head killed then may never have read it, so it is sent again (positive: no
+ * loom error code is) */
+#define RESEND 1
+/* how many times a request is sent again (a head restarted, a connection closed) */
+#define MAX_RESENDS 5
 #define PUSH_WINDOW 4
 
 /* What the client knows about an object it subscribed to. */
@@ -49,6 +55,8 @@ typedef struct ready_info {
 
 struct loom_client {
     void *zctx, *sock;
+    void *mon;                /* PAIR: sock's monitor events (closed connections) */
+    unsigned disconnects;     /* connections to the head closed so far */
     loom_pack *out;
     uint64_t next_req;
     char secret[LOOM_SECRET_HEX + 1];
@@ -65,6 +73,7 @@ struct loom_client {
     loom_local *local;        /* a local cluster this client started */
     int64_t store_wait_ms;    /* backpressure: how long a put waits for room */
     int need_hello;           /* the head answered "say hello" (it restarted) */
+    int64_t last_resub_ms;    /* when unfinished subscriptions were last sent again */
     char last_error[2048];
 };
 
@@ -147,13 +156,62 @@ static int send_msg(loom_client *c, loom_msg *m)
     return LOOM_OK;
 }
 
+/* Read the monitor's events (two frames each: event and address) and count
+ * the closed connections. */
+static void count_disconnects(loom_client *c)
+{
+    for (int i = 0; i < 64; i++) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 2) memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+        int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) {
+            zmq_msg_init(&ev);
+            if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) more = 0;
+            else more = zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+        if (event == ZMQ_EVENT_DISCONNECTED) c->disconnects++;
+    }
+}
+
+/* Watch the head connection for closes (a killed head loses the requests it
+ * had not answered).  Without a monitor a lost request waits for its timeout. */
+static void watch_connection(loom_client *c)
+{
+    char ep[64];
+    loom_snprintf(ep, sizeof(ep), "inproc://loom-client-%p", (void *)c);
+    if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_DISCONNECTED) != 0) return;
+    c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (c->mon && zmq_connect(c->mon, ep) != 0) {
+        zmq_close(c->mon);
+        c->mon = NULL;
+    }
+}
+
 /* Receive one message within timeout_ms; frame kept in *f (caller closes). */
 static int recv_msg(loom_client *c, int64_t timeout_ms, zmq_msg_t *f, loom_msg *m)
 {
-    zmq_pollitem_t pi = {c->sock, 0, ZMQ_POLLIN, 0};
-    int rc = zmq_poll(&pi, 1, timeout_ms < 0 ? -1 : (long)timeout_ms);
-    if (rc < 0) return errno == EINTR ? LOOM_ETIMEOUT : LOOM_ECONN;
-    if (rc == 0) return LOOM_ETIMEOUT;
+    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    for (;;) {
+        zmq_pollitem_t pi[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
+        int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();
+        if (deadline >= 0 && left < 0) left = 0;
+        int rc = zmq_poll(pi, c->mon ? 2 : 1, (long)left);
+        if (rc < 0) return errno == EINTR ? LOOM_ETIMEOUT : LOOM_ECONN;
+        if (rc == 0) return LOOM_ETIMEOUT;
+        unsigned closes = c->disconnects;
+        if (c->mon && (pi[1].revents & ZMQ_POLLIN)) count_disconnects(c);
+        if (pi[0].revents & ZMQ_POLLIN) break;
+        if (c->disconnects != closes) return LOOM_ETIMEOUT; /* callers look at the closes */
+        if (deadline >= 0 && loom_now_ms() >= deadline) return LOOM_ETIMEOUT;
+    }
     zmq_msg_init(f);
     if (zmq_msg_recv(f, c->sock, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(f);
@@ -179,10 +237,12 @@ static int t_says_hello(const char *text)
 static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg_t *f, loom_msg *reply)
 {
     int64_t deadline = loom_now_ms() + timeout_ms;
+    unsigned closes = c->disconnects;
     for (;;) {
         int64_t left = deadline - loom_now_ms();
-        if (left < 0) left = 0;
+        if (left < 0 || c->disconnects != closes) left = 0; /* after a close: only what is here */
         int rc = recv_msg(c, left, f, reply);
+        if (rc == LOOM_ETIMEOUT && c->disconnects != closes) return RESEND;
         if (rc == LOOM_EPROTO) continue;
         if (rc == LOOM_ETIMEOUT)
             return set_error(c, LOOM_ECONN, "the head at %s did not answer within %lld ms", c->address,
@@ -210,7 +270,8 @@ static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg
  * is LOOM_MSG_OK.  Otherwise the caller frees *reply and closes *f. */
 static int rejoin(loom_client *c);
 
-static int request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply)
+static int request_within(loom_client *c, loom_msg *m, int want_type, int64_t timeout_ms, zmq_msg_t *f,
+                          loom_msg *reply)
 {
     zmq_msg_t lf;
     loom_msg lr;
@@ -221,13 +282,21 @@ static int request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loo
         m->req = ++c->next_req;
         rc = send_msg(c, m);
         if (rc) return rc;
-        rc = await_reply(c, m->req, REQUEST_TIMEOUT_MS, f, reply);
+        rc = await_reply(c, m->req, timeout_ms, f, reply);
+        /* the connection closed while the request was out (the head may have
+           died before reading it): send it again; the head takes a repeated
+           request as the first (submissions are known by their task ids) */
+        if (rc == RESEND && attempt < MAX_RESENDS) continue;
         /* a head that restarted does not know this client: say hello again
            and send the request once more */
-        if (rc == LOOM_ESTATE && c->need_hello && attempt == 0 && m->type != LOOM_MSG_HELLO && rejoin(c) == 0)
+        if (rc == LOOM_ESTATE && c->need_hello && attempt < MAX_RESENDS && m->type != LOOM_MSG_HELLO &&
+            rejoin(c) == 0)
             continue;
         break;
     }
+    if (rc == RESEND)
+        return set_error(c, LOOM_ECONN, "the connection to the head at %s closed %d times during a request",
+                         c->address, MAX_RESENDS + 1);
     if (rc) return rc;
     if (reply->type != want_type) {
         rc = set_error(c, LOOM_EPROTO, "the head answered %s, expected %s", loom_msg_type_name(reply->type),
@@ -241,6 +310,11 @@ static int request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loo
         zmq_msg_close(f);
     }
     return LOOM_OK;
+}
+
+static int request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply)
+{
+    return request_within(c, m, want_type, REQUEST_TIMEOUT_MS, f, reply);
 }
 
 /* Wait for notifications until pred is satisfied or the deadline. */
@@ -335,16 +409,8 @@ static int say_hello(loom_client *c)
     m.id = (uint32_t)getpid();
     zmq_msg_t f;
     loom_msg w;
-    m.req = ++c->next_req;
-    int rc = send_msg(c, &m);
+    int rc = request_within(c, &m, LOOM_MSG_WELCOME, 10000, &f, &w);
     if (rc) return rc;
-    rc = await_reply(c, m.req, 10000, &f, &w);
-    if (rc) return rc;
-    if (w.type != LOOM_MSG_WELCOME) {
-        loom_msg_free(&w);
-        zmq_msg_close(&f);
-        return set_error(c, LOOM_EPROTO, "the head answered hello with %s", loom_msg_type_name(w.type));
-    }
     c->id = w.id;
     find_home(c, &w);
     loom_msg_free(&w);
@@ -492,6 +558,7 @@ int loom_connect(const char *address, const loom_connect_opts *opts, loom_client
         rc = set_error(c, LOOM_EINVAL, "bad cluster address '%s' (want HOST:PORT or \"local\")", c->address);
         goto fail;
     }
+    watch_connection(c);
     rc = say_hello(c);
     if (!rc && c->local) rc = refresh_nodes(c, loom_local_num_nodes(c->local), 30000);
     if (rc) goto fail;
@@ -515,6 +582,7 @@ void loom_disconnect(loom_client **pc)
         int linger = 1000;
         zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
     }
+    if (c->mon) zmq_close(c->mon);
     if (c->sock) zmq_close(c->sock);
     if (c->data_sock) zmq_close(c->data_sock);
     if (c->zctx) zmq_ctx_term(c->zctx);
@@ -713,23 +781,36 @@ int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
     return rc;
 }
 
+/* Every 2 s of waiting (counted per client, not per call: a driver may wait
+ * in many short calls), send the unfinished subscriptions of refs again.  A
+ * head that restarted lost them and cannot tell this client: the answer to
+ * this is how the client learns it must say hello again.  The head answers
+ * a finished object at once and ignores a repeated one. */
+static void resubscribe_due(loom_client *c, const loom_ref *refs, int n)
+{
+    int64_t now = loom_now_ms();
+    if (c->last_resub_ms == 0) c->last_resub_ms = now;
+    if (now - c->last_resub_ms < 2000) return;
+    c->last_resub_ms = now;
+    for (int i = 0; i < n; i++) {
+        ready_info *r = ready_get(c, &refs[i], 0);
+        if (r && !r->done) r->subscribed = 0;
+    }
+    subscribe(c, refs, n);
+}
+
 static int await_ready(loom_client *c, const loom_ref *ref, int64_t timeout_ms, ready_info **out)
 {
     int rc = subscribe(c, ref, 1);
     if (rc) return rc;
     int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
-    int64_t last_sub = loom_now_ms();
     ready_info *r;
     while (!(r = ready_get(c, ref, 0)) || !r->done) {
         /* a head that restarted forgot the subscription: ask again now and
            then (it answers a known object at once, and "say hello" if it
            does not know this client) */
         if (c->need_hello) rejoin(c);
-        if (loom_now_ms() - last_sub > 2000 && (r = ready_get(c, ref, 0)) && !r->done) {
-            r->subscribed = 0;
-            subscribe(c, ref, 1);
-            last_sub = loom_now_ms();
-        }
+        resubscribe_due(c, ref, 1);
         if (deadline >= 0 && loom_now_ms() >= deadline) {
             char hex[41];
             loom_ref_to_hex(ref, hex);
@@ -811,7 +892,6 @@ int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_
     int rc = subscribe(c, refs, n);
     if (rc) return rc;
     int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
-    int64_t last_sub = loom_now_ms();
     for (;;) {
         int done = 0;
         for (int i = 0; i < n; i++) {
@@ -824,14 +904,7 @@ int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_
         if (deadline >= 0 && loom_now_ms() >= deadline) return done;
         /* every 2 s, ask again for what is not done (a restarted head forgot) */
         if (c->need_hello) rejoin(c);
-        if (loom_now_ms() - last_sub > 2000) {
-            for (int i = 0; i < n; i++) {
-                ready_info *r = ready_get(c, &refs[i], 0);
-                if (r && !r->done) r->subscribed = 0;
-            }
-            subscribe(c, refs, n);
-            last_sub = loom_now_ms();
-        }
+        resubscribe_due(c, refs, n);
         int64_t wake = loom_now_ms() + 2000;
         rc = pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
         if (rc && rc != LOOM_ETIMEOUT) return set_error(c, rc, "lost the connection to the head");
@@ -1414,19 +1487,11 @@ int loom_kv_get(loom_client *c, const char *key, int64_t timeout_ms, void **data
     loom_msg_init(&m, LOOM_MSG_KV_GET, 0);
     m.name = (char *)key;
     m.u0 = (uint64_t)timeout_ms;
-    m.req = ++c->next_req;
-    int rc = send_msg(c, &m);
-    if (rc) return rc;
     zmq_msg_t f;
     loom_msg r;
     /* the head answers when the key appears or the wait ends (its clock ticks each second) */
-    rc = await_reply(c, m.req, timeout_ms + REQUEST_TIMEOUT_MS, &f, &r);
+    int rc = request_within(c, &m, LOOM_MSG_INFO, timeout_ms + REQUEST_TIMEOUT_MS, &f, &r);
     if (rc) return rc;
-    if (r.type != LOOM_MSG_INFO) {
-        loom_msg_free(&r);
-        zmq_msg_close(&f);
-        return set_error(c, LOOM_EPROTO, "unexpected answer to a key-value get");
-    }
     *data = malloc(r.data.n ? r.data.n : 1);
     if (*data && r.data.n) memcpy(*data, r.data.p, r.data.n);
     if (len) *len = r.data.n;

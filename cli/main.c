@@ -58,6 +58,8 @@ static const char *usage_text =
     "  get REF [--json]             print an object by its 40-hex ref\n"
     "  logs JOB TASK                print a task's stdout and stderr\n"
     "  cancel JOB [TASK]            cancel a job's tasks (or one of them)\n"
+    "  kv put KEY VALUE | kv get KEY [--timeout S] | kv del KEY\n"
+    "                               the cluster's key-value table (kept across head restarts)\n"
     "  delete JOB                   cancel what still runs and free the job's results\n"
     "\n"
     "common options: --address HOST:PORT (default: $LOOM_ADDRESS, else the running\n"
@@ -695,6 +697,42 @@ static int cmd_kill_actor(const opts *o)
     return rc ? 1 : 0;
 }
 
+/* loom kv put KEY VALUE | get KEY [--timeout S] | del KEY */
+static int cmd_kv(const opts *o)
+{
+    if (o->npos < 2) return usage();
+    const char *op = o->pos[0], *key = o->pos[1];
+    if (strcmp(op, "put") && strcmp(op, "get") && strcmp(op, "del")) {
+        fprintf(stderr, "loom: kv: unknown operation '%s' (put, get or del)\n", op);
+        return 2;
+    }
+    if (!strcmp(op, "put") && o->npos < 3) {
+        fprintf(stderr, "loom: kv put: give a KEY and a VALUE\n");
+        return 2;
+    }
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    int rc;
+    if (!strcmp(op, "put")) {
+        rc = loom_kv_put(c, key, o->pos[2], strlen(o->pos[2]));
+    } else if (!strcmp(op, "del")) {
+        rc = loom_kv_del(c, key);
+    } else {
+        int64_t timeout = opt(o, "timeout") ? (int64_t)(atof(opt(o, "timeout")) * 1000) : 0;
+        void *data = NULL;
+        size_t len = 0;
+        rc = loom_kv_get(c, key, timeout, &data, &len);
+        if (!rc) {
+            fwrite(data, 1, len, stdout);
+            if (len && ((char *)data)[len - 1] != '\n') putchar('\n');
+        }
+        free(data);
+    }
+    if (rc) fprintf(stderr, "loom: kv %s %s: %s\n", op, key, loom_last_error(c));
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
 static int cmd_status(const opts *o)
 {
     loom_client *c;
@@ -930,6 +968,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "actors")) return cmd_actors(&o);
     if (!strcmp(cmd, "kill-actor")) return cmd_kill_actor(&o);
     if (!strcmp(cmd, "drain")) return cmd_drain(&o);
+    if (!strcmp(cmd, "kv")) return cmd_kv(&o);
     if (!strcmp(cmd, "start")) return cmd_start(&o);
     if (!strcmp(cmd, "stop")) return cmd_stop(&o);
     if (!strcmp(cmd, "status")) return cmd_status(&o);

@@ -391,6 +391,12 @@ int main(int argc, char **argv)
         }
     }
     say("fetched %d early objects (%d leaves, %d blobs) as they finished", fetched, nearly, nblobs);
+    for (int e = 0; e < nearly_all; e++)
+        if (!ea[e].got) {
+            char hex[2 * LOOM_ID_LEN + 1];
+            loom_ref_to_hex(&ea[e].ref, hex);
+            say("not fetched: %s %d (object %s)", ea[e].what, ea[e].index, hex);
+        }
 
     /* the root */
     loom_value *v = NULL;

@@ -1601,9 +1601,32 @@ static actor *actor_by_name(head *h, const char *name);
 static void actor_created(head *h, task *t);
 static void actor_requeue_call(head *h, actor *a, task *t);
 
+/* The job a submission already made, when every one of its tasks is known and
+ * in that one job: a client sends a request again when its connection closed
+ * before the answer came (the head may have read it before it died). */
+static job *repeated_submit(head *h, const loom_msg *m)
+{
+    if (m->ntasks == 0) return NULL;
+    task *first = loom_hmap_get(&h->tasks, m->tasks[0].task_id, 16);
+    if (!first || !first->job) return NULL;
+    for (uint32_t i = 1; i < m->ntasks; i++) {
+        task *t = loom_hmap_get(&h->tasks, m->tasks[i].task_id, 16);
+        if (!t || t->job != first->job) return NULL;
+    }
+    return first->job;
+}
+
 static void on_submit(head *h, client *c, loom_msg *m)
 {
     char err[512];
+    job *again = repeated_submit(h, m);
+    if (again) {
+        loom_msg r;
+        loom_msg_init(&r, LOOM_MSG_SUBMITTED, m->req);
+        r.name = again->id;
+        send_to(h, c->ident, c->identlen, &r);
+        return;
+    }
     int rc = validate_submit(h, m, err, sizeof(err));
     if (rc) {
         reply_error(h, c->ident, c->identlen, m->req, rc, err);
@@ -2492,6 +2515,18 @@ static void kv_entry_free(kv_entry *e)
     free(e);
 }
 
+/* A key's record: [name, value], under the key's hash (LMDB keys are short). */
+static void persist_kv(head *h, const uint8_t k[32], const kv_entry *e)
+{
+    loom_pack *p = h->rec;
+    if (!p) return;
+    loom_pack_reset(p);
+    loom_pack_array(p, 2);
+    loom_pack_cstr(p, e->key);
+    loom_pack_bin(p, e->val, e->len);
+    headdb_put(h->db, HEADDB_KV, k, 32, loom_pack_data(p), loom_pack_size(p));
+}
+
 static void on_kv_put(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
@@ -2513,6 +2548,8 @@ static void on_kv_put(head *h, client *c, loom_msg *m)
     free(ne->val);
     ne->val = val;
     ne->len = m->data.n;
+    persist_kv(h, k, ne);
+    headdb_commit(h->db); /* what is acknowledged survives a head restart */
     reply_ok(h, c, m->req);
     for (kv_wait **pw = &h->kv_waits; *pw;) {
         kv_wait *w = *pw;
@@ -2558,6 +2595,8 @@ static void on_kv_del(head *h, client *c, loom_msg *m)
     uint8_t k[32];
     name_key(m->name, k);
     kv_entry_free(loom_hmap_del(&h->kv, k, sizeof(k)));
+    headdb_del(h->db, HEADDB_KV, k, sizeof(k));
+    headdb_commit(h->db);
     reply_ok(h, c, m->req);
 }
 
@@ -3239,6 +3278,35 @@ static void hold_deps(head *h, task *t)
     }
 }
 
+static int load_kv(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    head *h = arg;
+    if (klen != 32 || loom_hmap_get(&h->kv, key, klen)) return 0;
+    loom_unpack u;
+    loom_unpack_init(&u, val, vlen);
+    uint32_t n;
+    const void *data;
+    size_t dn;
+    if (loom_unpack_array(&u, &n) || n != 2) return 0;
+    char *name = unpack_cstr(&u);
+    if (!name || loom_unpack_bin(&u, &data, &dn)) {
+        free(name);
+        return 0;
+    }
+    kv_entry *e = calloc(1, sizeof(*e));
+    if (e) e->val = malloc(dn ? dn : 1);
+    if (!e || !e->val || loom_hmap_put(&h->kv, key, klen, e)) {
+        if (e) free(e->val);
+        free(e);
+        free(name);
+        return 0;
+    }
+    e->key = name;
+    if (dn) memcpy(e->val, data, dn);
+    e->len = dn;
+    return 0;
+}
+
 static int load_job(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
 {
     head *h = arg;
@@ -3329,9 +3397,11 @@ static void load_tables(head *h)
     }
     free(all);
     headdb_foreach(h->db, HEADDB_JOBS, load_job, h);
-    if (h->nodes.count || h->tasks.count || h->objs.count)
-        LOG_INFO("reloaded the tables: %zu nodes (waiting for them to rejoin), %zu tasks, %zu objects, %zu jobs",
-                 h->nodes.count, h->tasks.count, h->objs.count, h->jobs.count);
+    headdb_foreach(h->db, HEADDB_KV, load_kv, h);
+    if (h->nodes.count || h->tasks.count || h->objs.count || h->kv.count)
+        LOG_INFO("reloaded the tables: %zu nodes (waiting for them to rejoin), %zu tasks, %zu objects, %zu jobs, "
+                 "%zu keys",
+                 h->nodes.count, h->tasks.count, h->objs.count, h->jobs.count, h->kv.count);
 }
 
 /* ---- loop --------------------------------------------------------------- */

@@ -14,7 +14,7 @@ struct headdb {
     int failed;         /* a write in this turn failed: abort it */
 };
 
-static const char *table_names[HEADDB_NTABLES] = {"nodes", "jobs", "tasks", "objects"};
+static const char *table_names[HEADDB_NTABLES] = {"nodes", "jobs", "tasks", "objects", "kv"};
 
 int headdb_open(const char *dir, headdb **out)
 {

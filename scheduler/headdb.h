@@ -1,12 +1,12 @@
 /* scheduler/headdb.h — the head's tables on disk: one LMDB environment
  * (<state_dir>/head.lmdb) with a database per table (nodes, jobs, tasks,
- * objects).  Writes go into one transaction per event-loop turn (group commit)
+ * objects, the key-value table).  Writes go into one transaction per event-loop turn (group commit)
  * which headdb_commit closes; the file is synced once a second. */
 #ifndef LOOM_SCHEDULER_HEADDB_H
 #define LOOM_SCHEDULER_HEADDB_H
 #include <stddef.h>
 
-enum { HEADDB_NODES = 0, HEADDB_JOBS, HEADDB_TASKS, HEADDB_OBJECTS, HEADDB_NTABLES };
+enum { HEADDB_NODES = 0, HEADDB_JOBS, HEADDB_TASKS, HEADDB_OBJECTS, HEADDB_KV, HEADDB_NTABLES };
 
 typedef struct headdb headdb;
 

@@ -1,8 +1,8 @@
 #!/bin/bash
 # sys_head_restart.sh — the head killed with SIGKILL in the middle of a graph
 # and restarted with the same state dir: it reloads its tables (LMDB) and
-# keeps its port; the daemons rejoin by themselves with their node ids; a
-# detached job submitted with `loom submit` and a C driver's graph that were
+# keeps its port; the daemons rejoin by themselves with their node ids; the
+# key-value table is kept; a detached job submitted with `loom submit` and a C driver's graph that were
 # running both finish with the right answers; nothing is left after stop.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$@"
@@ -37,6 +37,12 @@ PYEOF
 capture "$LOOM" submit "$T/graph.json" --state-dir "$D"
 check "submit a detached job" test "$RC" -eq 0
 JOB=$OUT
+# the key-value table: one key written, one written then deleted
+capture "$LOOM" kv put model/best "digits v3" --state-dir "$D"
+check "kv put" test "$RC" -eq 0
+capture "$LOOM" kv put scratch 1 --state-dir "$D"
+capture "$LOOM" kv del scratch --state-dir "$D"
+check "kv del" test "$RC" -eq 0
 # and a driver's graph of 5999 tasks, running while the head dies
 LOOM_SECRET_FILE="$D/secret" timeout -k 5 150 "$BUILD/bin/tree_reduce" --address "$ADDR" --leaves 3000 \
     --lib "$EXLIB" >"$T/tree.out" 2>&1 &
@@ -60,6 +66,11 @@ DRC=0
 wait "$DRIVER" || DRC=$?
 echo "  $(cat "$T/tree.out")"
 check "the driver's graph finishes with the right sum" eval '[ "$DRC" -eq 0 ] && grep -q "(correct" "$T/tree.out"'
+
+capture "$LOOM" kv get model/best --state-dir "$D"
+check "a key written before the head died is there after ($OUT)" test "$RC:$OUT" = "0:digits v3"
+capture "$LOOM" kv get scratch --state-dir "$D"
+check "a key deleted before stays deleted (rc $RC: $ERR)" eval '[ "$RC" -ne 0 ] && printf "%s" "$ERR" | grep -q "no such key"'
 
 # the restarted head serves new work
 cat >"$T/small.json" <<JSON
