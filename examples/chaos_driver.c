@@ -110,7 +110,9 @@ static int get_i64(loom_client *c, loom_ref r, int64_t timeout_ms, int64_t *x, c
     loom_value *v = NULL;
     int rc = loom_get(c, r, timeout_ms, &v);
     if (rc) {
-        snprintf(err, errlen, "%s: %s", loom_strerror(rc), loom_last_error(c));
+        char hex[2 * LOOM_ID_LEN + 1];
+        loom_ref_to_hex(&r, hex);
+        snprintf(err, errlen, "%s: %s (object %s)", loom_strerror(rc), loom_last_error(c), hex);
         return rc;
     }
     rc = value_i64(v, x);
