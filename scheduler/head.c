@@ -1962,6 +1962,7 @@ static void actor_requeue_call(head *h, actor *a, task *t)
     a->ncalls++;
     t->state = T_QUEUED;
     t->attempts++;
+    persist_task(h, t); /* not running any more: a restarted head must not wait for it */
 }
 
 static int caller_in(const uint32_t *list, int n, uint32_t id)
@@ -3381,6 +3382,14 @@ static void load_tables(head *h)
     for (size_t i = 0; i < k; i++) {
         task *t = all[i];
         t->pinned++;
+        /* running on a node that was dead already: no daemon will say what
+           became of it, so it waits (and runs) again */
+        node *on = t->state == T_RUNNING ? node_get(h, t->node) : NULL;
+        if (t->state == T_RUNNING && (!on || !on->awaiting)) {
+            history_add(t, t->node, "its node was gone when the head restarted");
+            t->attempts++;
+            t->state = T_WAITING;
+        }
         actor *a = t->spec.actor_op == LOOM_ACTOR_CALL ? loom_hmap_get(&h->actors, t->spec.actor, 16) : NULL;
         if (t->state == T_DONE || t->state == T_RUNNING) {
             hold_deps(h, t);
@@ -3398,6 +3407,19 @@ static void load_tables(head *h)
     free(all);
     headdb_foreach(h->db, HEADDB_JOBS, load_job, h);
     headdb_foreach(h->db, HEADDB_KV, load_kv, h);
+    /* actors alive on a node that was dead already: restarted, as any lost actor */
+    actor *lost[256];
+    int nlost;
+    do {
+        nlost = 0;
+        it = 0;
+        while (nlost < 256 && loom_hmap_next(&h->actors, &it, &v)) {
+            actor *a = v;
+            node *on = node_get(h, a->node);
+            if (a->state == A_ALIVE && (!on || !on->awaiting)) lost[nlost++] = a;
+        }
+        for (int i = 0; i < nlost; i++) actor_lost(h, lost[i], "its node was gone when the head restarted");
+    } while (nlost == 256);
     if (h->nodes.count || h->tasks.count || h->objs.count || h->kv.count)
         LOG_INFO("reloaded the tables: %zu nodes (waiting for them to rejoin), %zu tasks, %zu objects, %zu jobs, "
                  "%zu keys",
