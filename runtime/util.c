@@ -210,6 +210,7 @@ void loom_buf_free(loom_buf *b)
 
 void loom_snprintf(char *buf, size_t len, const char *fmt, ...)
 {
+    if (!buf || len == 0) return; /* nothing asked: the scheduler's fit checks pass NULL */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, len, fmt, ap);

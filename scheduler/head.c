@@ -89,6 +89,7 @@ struct task {
     int deps_held;               /* it holds refs to its arguments (until it is freed: lineage) */
     uint32_t rebuilds;           /* re-runs to rebuild outputs lost with a node */
     char *history;               /* "attempt 1 on node 2: ...; attempt 2 ..." (malloc) */
+    uint32_t feasible_epoch;     /* the head's nodes_epoch when some node could run it */
 };
 
 enum { A_PENDING = 0, A_ALIVE, A_DEAD };
@@ -192,6 +193,8 @@ typedef struct head {
     loom_zwatch *watch, *monitor_watch;
     uv_timer_t tick;
     uv_check_t commit;
+    struct pending_ack *acks;    /* answers sent once this loop turn's writes are committed */
+    int nacks, cap_acks;
     uv_signal_t sigint, sigterm;
     headdb *db;
     char secret[LOOM_SECRET_HEX + 1];
@@ -206,6 +209,7 @@ typedef struct head {
     loom_hmap jobs;              /* job id string -> job */
     task *q_head, *q_tail;       /* ready queue */
     uint32_t next_client_id, next_node_id;
+    uint32_t nodes_epoch;        /* moves on when a node dies or drains (feasibility may change) */
     uint64_t counts[5];          /* tasks by state, ever */
     node **node_list;            /* every node in id order (placement scans it) */
     int nnode_list, cap_node_list;
@@ -253,6 +257,49 @@ static void reply_error(head *h, const uint8_t *ident, size_t identlen, uint64_t
     m.code = code;
     m.text = (char *)text;
     send_to(h, ident, identlen, &m);
+}
+
+/* An answer that says something was recorded (a submission, a put, a key):
+ * sent after the loop turn's group commit (on_commit), so that what a client
+ * was told exists survives a head restart, at one commit per turn rather than
+ * one per message. */
+typedef struct pending_ack {
+    uint8_t ident[MAX_IDENT];
+    size_t identlen;
+    void *data;
+    size_t len;
+} pending_ack;
+
+static void send_after_commit(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m)
+{
+    pending_ack *a = NULL;
+    if (identlen <= MAX_IDENT && loom_wire_encode(m, h->out) == 0 &&
+        !grow_array((void **)&h->acks, &h->cap_acks, h->nacks + 1, sizeof(*h->acks))) {
+        a = &h->acks[h->nacks];
+        a->len = loom_pack_size(h->out);
+        a->data = malloc(a->len ? a->len : 1);
+    }
+    if (!a || !a->data) { /* out of memory: commit now and answer now */
+        headdb_commit(h->db);
+        send_to(h, ident, identlen, m);
+        return;
+    }
+    memcpy(a->data, loom_pack_data(h->out), a->len);
+    memcpy(a->ident, ident, identlen);
+    a->identlen = identlen;
+    h->nacks++;
+}
+
+static void flush_acks(head *h)
+{
+    if (!h->nacks) return;
+    headdb_commit(h->db);
+    for (int i = 0; i < h->nacks; i++) {
+        pending_ack *a = &h->acks[i];
+        if (loom_zsend(h->router, a->ident, a->identlen, a->data, a->len)) LOG_DEBUG("send an answer: peer gone");
+        free(a->data);
+    }
+    h->nacks = 0;
 }
 
 static void reply_ok(head *h, client *c, uint64_t req)
@@ -988,11 +1035,22 @@ static void unlink_queued(head *h, task *prev, task *t)
     t->pinned--;
 }
 
+/* A request only CPUs and memory decide, placed by the default policy: when
+ * one such task found no node, any other that asks as much or more would not
+ * either, in the same pass. */
+static int plain_request(const task *t, const loom_request *r)
+{
+    return r->gpus == 0 && r->nres == 0 && !t->spec.has_pg && t->spec.nlabels == 0 &&
+           t->spec.strategy == LOOM_SCHED_DEFAULT && t->spec.actor_op == LOOM_ACTOR_NONE;
+}
+
 static void schedule(head *h)
 {
     if (h->pending_pgs) pg_retry_pending(h);
     task *prev = NULL, *t = h->q_head;
     int misses = 0;
+    double missed_cpus = -1; /* the smallest plain request that found no node, this pass */
+    uint64_t missed_mem = 0;
     while (t && misses < 256) {
         task *next = t->qnext;
         if (t->state != T_QUEUED) { /* cancelled while queued: unlink */
@@ -1003,11 +1061,20 @@ static void schedule(head *h)
         }
         loom_request r;
         spec_request(&t->spec, &r);
+        int plain = plain_request(t, &r);
+        if (plain && missed_cpus >= 0 && r.cpus >= missed_cpus && r.memory >= missed_mem &&
+            t->feasible_epoch == h->nodes_epoch) {
+            misses++;
+            prev = t;
+            t = next;
+            continue;
+        }
         loom_pool *pool = NULL;
         int bundle = -1;
         node *n = place(h, t, &r, &pool, &bundle);
         char why[1024];
-        if (!n && infeasible_reason(h, t, &r, why, sizeof(why))) {
+        /* whether it could ever run: asked again only when nodes went away */
+        if (!n && t->feasible_epoch != h->nodes_epoch && infeasible_reason(h, t, &r, why, sizeof(why))) {
             /* no node could ever run it: fail it (LOOM_EINFEASIBLE) with the
              * reason rather than leave it queued forever */
             unlink_queued(h, prev, t);
@@ -1020,6 +1087,13 @@ static void schedule(head *h)
             continue;
         }
         if (!n) {
+            t->feasible_epoch = h->nodes_epoch;
+            if (plain && (missed_cpus < 0 || r.cpus < missed_cpus)) {
+                missed_cpus = r.cpus;
+                missed_mem = r.memory;
+            } else if (plain && r.cpus == missed_cpus && r.memory < missed_mem) {
+                missed_mem = r.memory;
+            }
             misses++;
             prev = t;
             t = next;
@@ -1114,6 +1188,7 @@ static void rebuild_lost(head *h, obj **lost, int nl, const char *msg)
 
 static void node_dead(head *h, node *n, const char *why)
 {
+    h->nodes_epoch++;
     if (!n->alive) return;
     n->alive = 0;
     LOG_WARN("node %u (%s) is dead: %s", n->id, n->info.hostname, why);
@@ -1660,11 +1735,10 @@ static void on_submit(head *h, client *c, loom_msg *m)
         task_link_deps(h, j->tasks[i]);
     }
     persist_job(h, j);
-    headdb_commit(h->db); /* what is acknowledged survives a head restart */
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_SUBMITTED, m->req);
     r.name = j->id;
-    send_to(h, c->ident, c->identlen, &r);
+    send_after_commit(h, c->ident, c->identlen, &r);
     schedule(h);
 }
 
@@ -1699,8 +1773,9 @@ static void on_put_done(head *h, client *c, loom_msg *m)
         o->kept = 1;
         o->refs++;
     }
-    headdb_commit(h->db); /* what is acknowledged survives a head restart */
-    reply_ok(h, c, m->req);
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_OK, m->req);
+    send_after_commit(h, c->ident, c->identlen, &r);
 }
 
 static void on_subscribe(head *h, client *c, loom_msg *m)
@@ -2272,6 +2347,7 @@ static void on_drain(head *h, client *c, loom_msg *m)
     }
     if (!n->draining) {
         n->draining = 1;
+        h->nodes_epoch++;
         LOG_INFO("node %u (%s) is draining", n->id, n->info.hostname);
         char why[128];
         loom_snprintf(why, sizeof(why), "node %u is draining", n->id);
@@ -2550,8 +2626,9 @@ static void on_kv_put(head *h, client *c, loom_msg *m)
     ne->val = val;
     ne->len = m->data.n;
     persist_kv(h, k, ne);
-    headdb_commit(h->db); /* what is acknowledged survives a head restart */
-    reply_ok(h, c, m->req);
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_OK, m->req);
+    send_after_commit(h, c->ident, c->identlen, &r);
     for (kv_wait **pw = &h->kv_waits; *pw;) {
         kv_wait *w = *pw;
         if (strcmp(w->key, m->name)) {
@@ -3464,6 +3541,7 @@ static void on_commit(uv_check_t *ck)
 {
     head *h = ck->data;
     headdb_commit(h->db);
+    flush_acks(h);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -3574,6 +3652,7 @@ int loom_head_run(const loom_head_opts *o)
     loom_head_opts opts = *o;
     if (!opts.bind_host) opts.bind_host = "127.0.0.1";
     h.hb_timeout_ms = opts.heartbeat_timeout_ms > 0 ? opts.heartbeat_timeout_ms : 10000;
+    h.nodes_epoch = 1; /* tasks start at 0: each is checked for feasibility once */
     if (!opts.secret || strlen(opts.secret) != LOOM_SECRET_HEX) return LOOM_EAUTH;
     memcpy(h.secret, opts.secret, LOOM_SECRET_HEX + 1);
     int rc = headdb_open(opts.state_dir, &h.db);
@@ -3622,6 +3701,8 @@ out:
     uv_walk(h.loop, close_walk, NULL);
     uv_run(h.loop, UV_RUN_DEFAULT);
     uv_loop_close(h.loop);
+    for (int i = 0; i < h.nacks; i++) free(h.acks[i].data);
+    free(h.acks);
     zmq_close(h.router);
     zmq_ctx_term(h.zctx);
     headdb_close(&h.db);
