@@ -53,6 +53,19 @@ typedef struct ready_info {
     int subscribed;
 } ready_info;
 
+/* A submission sent without waiting (loom_submit) and not answered yet: kept
+ * to be sent again if the connection closes or the head restarts, and to
+ * record the head's refusal as the task's result. */
+typedef struct unacked {
+    uint64_t req;             /* 0: answered (a hole until the front moves past it) */
+    loom_ref out;             /* the task's result */
+    uint8_t *data;            /* the encoded SUBMIT */
+    size_t len;
+} unacked;
+
+/* at most this many submissions in flight; loom_submit waits for answers past it */
+#define MAX_UNACKED 8192
+
 struct loom_client {
     void *zctx, *sock;
     void *mon;                /* PAIR: sock's monitor events (closed connections) */
@@ -74,6 +87,9 @@ struct loom_client {
     int64_t store_wait_ms;    /* backpressure: how long a put waits for room */
     int need_hello;           /* the head answered "say hello" (it restarted) */
     int64_t last_resub_ms;    /* when unfinished subscriptions were last sent again */
+    unacked *ua;              /* submissions in flight: [ua_first, nua) */
+    int ua_first, nua, cap_ua, ua_live;
+    unsigned ua_closes;       /* disconnects when they were last sent again */
     char last_error[2048];
 };
 
@@ -111,6 +127,17 @@ static void ready_free(ready_info *r)
     for (uint32_t i = 0; i < r->nlocs; i++) free(r->locs[i].addr);
     free(r->locs);
     free(r);
+}
+
+static int grow_ua(loom_client *c)
+{
+    if (c->nua < c->cap_ua) return 0;
+    int cap = c->cap_ua ? c->cap_ua * 2 : 64;
+    unacked *n = realloc(c->ua, (size_t)cap * sizeof(*n));
+    if (!n) return LOOM_ENOMEM;
+    c->ua = n;
+    c->cap_ua = cap;
+    return 0;
 }
 
 static ready_info *ready_get(loom_client *c, const loom_ref *ref, int create)
@@ -232,6 +259,44 @@ static int t_says_hello(const char *text)
     return text && strstr(text, "say hello") != NULL;
 }
 
+/* The head's answer to a submission sent without waiting: SUBMITTED drops
+ * it; a refusal becomes the task's result (loom_get returns the error).  A
+ * "say hello" keeps it: it is sent again after the hello.  1 if m was such
+ * an answer. */
+static int note_unacked(loom_client *c, const loom_msg *m)
+{
+    if (m->req == 0 || c->ua_live == 0 || (m->type != LOOM_MSG_SUBMITTED && m->type != LOOM_MSG_ERROR)) return 0;
+    int i;
+    for (i = c->ua_first; i < c->nua && c->ua[i].req != m->req; i++) {}
+    if (i == c->nua) return 0;
+    if (m->type == LOOM_MSG_ERROR && m->code == LOOM_ESTATE && t_says_hello(m->text)) return 1;
+    unacked *u = &c->ua[i];
+    if (m->type == LOOM_MSG_ERROR) {
+        ready_info *r = ready_get(c, &u->out, 1);
+        if (r && !r->done) {
+            r->done = 1;
+            r->code = m->code < 0 ? m->code : LOOM_EPROTO;
+            r->text = strdup(m->text ? m->text : "the head refused the task");
+        }
+    }
+    free(u->data);
+    u->data = NULL;
+    u->req = 0;
+    c->ua_live--;
+    while (c->ua_first < c->nua && c->ua[c->ua_first].req == 0) c->ua_first++;
+    if (c->ua_first == c->nua) c->ua_first = c->nua = 0;
+    return 1;
+}
+
+/* Send every unanswered submission again (a restarted head, a closed
+ * connection); the head takes a repeated one as the first. */
+static void resend_unacked(loom_client *c)
+{
+    c->ua_closes = c->disconnects;
+    for (int i = c->ua_first; i < c->nua; i++)
+        if (c->ua[i].req) zmq_send(c->sock, c->ua[i].data, c->ua[i].len, 0);
+}
+
 /* Process messages until a reply to req arrives (returned in *reply, with
  * its frame in *f) or the deadline passes.  Notifications are recorded. */
 static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg_t *f, loom_msg *reply)
@@ -252,6 +317,8 @@ static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg
             c->need_hello = 1;
         if (reply->type == LOOM_MSG_OBJ_READY && reply->req == 0) {
             record_ready(c, reply);
+        } else if (reply->req != req && note_unacked(c, reply)) {
+            /* an answer to an earlier submission */
         } else if (reply->req == req) {
             if (reply->type == LOOM_MSG_ERROR) {
                 rc = set_error(c, reply->code < 0 ? reply->code : LOOM_EPROTO, "%s", reply->text);
@@ -279,6 +346,7 @@ static int request_within(loom_client *c, loom_msg *m, int want_type, int64_t ti
     if (!reply) reply = &lr;
     int rc;
     for (int attempt = 0;; attempt++) {
+        if (c->ua_live && c->disconnects != c->ua_closes) resend_unacked(c);
         m->req = ++c->next_req;
         rc = send_msg(c, m);
         if (rc) return rc;
@@ -322,6 +390,7 @@ static int pump(loom_client *c, int64_t deadline)
 {
     zmq_msg_t f;
     loom_msg m;
+    if (c->ua_live && c->disconnects != c->ua_closes) resend_unacked(c);
     int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();
     if (deadline >= 0 && left < 0) left = 0;
     int rc = recv_msg(c, left, &f, &m);
@@ -333,6 +402,7 @@ static int pump(loom_client *c, int64_t deadline)
         if (rc == LOOM_OK) {
             if (m.type == LOOM_MSG_ERROR && m.code == LOOM_ESTATE && t_says_hello(m.text)) c->need_hello = 1;
             if (m.type == LOOM_MSG_OBJ_READY) record_ready(c, &m);
+            else note_unacked(c, &m);
             loom_msg_free(&m);
             zmq_msg_close(&f);
         }
@@ -425,6 +495,7 @@ static int rejoin(loom_client *c)
     c->need_hello = 0;
     int rc = say_hello(c);
     if (rc) return rc;
+    resend_unacked(c);
     size_t it = 0;
     void *v;
     loom_hmap_slot *s;
@@ -590,6 +661,8 @@ void loom_disconnect(loom_client **pc)
     void *v;
     while (loom_hmap_next(&c->ready, &it, &v)) ready_free(v);
     loom_hmap_free(&c->ready);
+    for (int i = c->ua_first; i < c->nua; i++) free(c->ua[i].data);
+    free(c->ua);
     loom_store_close_shared(&c->store);
     loom_local_stop(&c->local);
     loom_pack_destroy(&c->out);
@@ -1017,7 +1090,49 @@ static int node_to_wire(loom_client *c, loom_arena *a, const loom_graph_node *n,
     return LOOM_OK;
 }
 
-int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opts, char job_id[LOOM_JOB_ID_LEN])
+/* Send an encoded SUBMIT without waiting for its answer; kept until the
+ * answer comes (note_unacked).  Past MAX_UNACKED in flight, wait for answers. */
+static int send_unacked(loom_client *c, loom_msg *m, const loom_ref *out)
+{
+    int64_t deadline = loom_now_ms() + REQUEST_TIMEOUT_MS;
+    while (c->ua_live >= MAX_UNACKED) {
+        int rc = pump(c, deadline);
+        if (rc && rc != LOOM_ETIMEOUT) return set_error(c, rc, "lost the connection to the head");
+        if (loom_now_ms() >= deadline && c->ua_live >= MAX_UNACKED)
+            return set_error(c, LOOM_ECONN, "the head did not take %d submissions within %d ms", MAX_UNACKED,
+                             REQUEST_TIMEOUT_MS);
+    }
+    if (c->ua_live && c->disconnects != c->ua_closes) resend_unacked(c);
+    if (c->nua == c->cap_ua && c->ua_first > 0) { /* move the live ones to the front */
+        memmove(c->ua, c->ua + c->ua_first, (size_t)(c->nua - c->ua_first) * sizeof(*c->ua));
+        c->nua -= c->ua_first;
+        c->ua_first = 0;
+    }
+    if (grow_ua(c)) return set_error(c, LOOM_ENOMEM, "out of memory");
+    m->req = ++c->next_req;
+    int rc = loom_wire_encode(m, c->out);
+    if (rc) return set_error(c, rc, "cannot encode the submission");
+    unacked *u = &c->ua[c->nua];
+    u->len = loom_pack_size(c->out);
+    u->data = malloc(u->len);
+    if (!u->data) return set_error(c, LOOM_ENOMEM, "out of memory");
+    memcpy(u->data, loom_pack_data(c->out), u->len);
+    u->req = m->req;
+    u->out = *out;
+    if (zmq_send(c->sock, u->data, u->len, 0) < 0) {
+        free(u->data);
+        return set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
+    }
+    c->nua++;
+    c->ua_live++;
+    return LOOM_OK;
+}
+
+/* Encode and send a graph: wait for the head's answer (the job id), or, with
+ * out set (one task, loom_submit), send it without waiting (the answer is
+ * handled as it comes; a refusal becomes out's result). */
+static int graph_send(loom_client *c, loom_graph *g, const loom_submit_opts *opts, char job_id[LOOM_JOB_ID_LEN],
+                      const loom_ref *out)
 {
     if (!c || !g) return LOOM_EINVAL;
     if (g->nnodes == 0) return set_error(c, LOOM_EINVAL, "the graph has no tasks");
@@ -1037,8 +1152,8 @@ int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opt
         m.ntasks = (uint32_t)g->nnodes;
         zmq_msg_t f;
         loom_msg r;
-        rc = request(c, &m, LOOM_MSG_SUBMITTED, &f, &r);
-        if (!rc) {
+        rc = out ? send_unacked(c, &m, out) : request(c, &m, LOOM_MSG_SUBMITTED, &f, &r);
+        if (!rc && !out) {
             if (job_id) loom_snprintf(job_id, LOOM_JOB_ID_LEN, "%s", r.name);
             loom_msg_free(&r);
             zmq_msg_close(&f);
@@ -1047,6 +1162,11 @@ int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opt
     for (int i = 0; i < ntemp; i++) loom_release(c, temp[i]);
     loom_arena_free(&a);
     return rc;
+}
+
+int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opts, char job_id[LOOM_JOB_ID_LEN])
+{
+    return graph_send(c, g, opts, job_id, NULL);
 }
 
 int loom_submit(loom_client *c, loom_ref lib, const char *function, const loom_arg *args, int nargs,
@@ -1066,8 +1186,10 @@ int loom_submit(loom_client *c, loom_ref lib, const char *function, const loom_a
     for (int i = 0; !rc && i < nargs; i++)
         rc = args[i].kind == LOOM_ARG_REF ? loom_graph_arg_ref(g, node, args[i].ref)
                                           : loom_graph_arg_value(g, node, args[i].data, args[i].len);
-    if (!rc) rc = loom_graph_submit(c, g, NULL, NULL);
+    /* sent without waiting for the head: a refusal (an unknown ref, say)
+       is what loom_get of the result returns */
     if (!rc) rc = loom_graph_ref(g, node, 0, out);
+    if (!rc) rc = graph_send(c, g, NULL, NULL, out);
     if (rc && !c->last_error[0]) set_error(c, rc, "%s", loom_strerror(rc));
     loom_graph_destroy(&g);
     return rc;

@@ -16,6 +16,7 @@ struct loom_zwatch {
     void *sock;
     loom_zmsg_cb cb;
     void *arg;
+    void (*after)(void *arg);    /* after each batch (loom_zwatch_after_batch) */
     int closing, handles_open, idle_on;
 };
 
@@ -50,13 +51,21 @@ static int recv_message(void *sock, zmq_msg_t *frames)
 
 static void drain(loom_zwatch *w)
 {
+    int got = 0;
     for (int i = 0; i < DRAIN_BATCH && !w->closing; i++) {
         zmq_msg_t frames[LOOM_ZMAX_FRAMES];
         int n = recv_message(w->sock, frames);
         if (n == 0) break;
         w->cb(w->arg, frames, n);
         for (int k = 0; k < n; k++) zmq_msg_close(&frames[k]);
+        got++;
     }
+    if (got && w->after && !w->closing) w->after(w->arg);
+}
+
+void loom_zwatch_after_batch(loom_zwatch *w, void (*fn)(void *arg))
+{
+    if (w) w->after = fn;
 }
 
 static void on_idle(uv_idle_t *h)

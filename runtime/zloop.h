@@ -19,6 +19,9 @@ typedef void (*loom_zmsg_cb)(void *arg, zmq_msg_t *frames, int n);
 typedef struct loom_zwatch loom_zwatch;
 int loom_zwatch_start(uv_loop_t *loop, void *zsock, loom_zmsg_cb cb, void *arg,
                       loom_zwatch **out);
+/* Call fn(arg) after each batch of messages (up to a few hundred read in
+ * one go): the place for work done once per batch, not per message. */
+void loom_zwatch_after_batch(loom_zwatch *w, void (*fn)(void *arg));
 /* Stops watching; the handles close on the next loop turn.  Sets *w NULL. */
 void loom_zwatch_stop(loom_zwatch **w);
 

@@ -1493,6 +1493,13 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
         return;
     }
     client *old = loom_hmap_get(&h->clients, ident, identlen);
+    if (old && old->role == LOOM_ROLE_DRIVER && m->role == LOOM_ROLE_DRIVER) {
+        /* the same connection says hello again (a driver that saw several
+           "say hello" answers after a head restart): the same client, with
+           its holds and jobs */
+        welcome(h, old, m->req);
+        return;
+    }
     if (old) client_drop(h, old);
     client *c = calloc(1, sizeof(*c));
     if (!c) return;
@@ -3537,6 +3544,12 @@ static void on_tick(uv_timer_t *tm)
     if (nd) schedule(h);
 }
 
+/* After each batch of messages: commit what it changed, then answer. */
+static void after_batch(void *arg)
+{
+    flush_acks(arg);
+}
+
 static void on_commit(uv_check_t *ck)
 {
     head *h = ck->data;
@@ -3668,6 +3681,7 @@ int loom_head_run(const loom_head_opts *o)
     char addr[512];
     rc = bind_router(&h, &opts, addr, sizeof(addr));
     if (!rc) rc = loom_zwatch_start(h.loop, h.router, on_frames, &h, &h.watch);
+    if (!rc) loom_zwatch_after_batch(h.watch, after_batch);
     if (!rc) watch_disconnects(&h);
     if (rc) goto out;
     char path[4096];

@@ -553,10 +553,22 @@ static void test_strerror_and_args(loom_client *c, loom_ref lib)
     loom_ref bogus;
     memset(&bogus, 0x77, sizeof bogus);
     loom_arg ba = loom_arg_ref(bogus);
-    CHECK_RC(loom_submit(c, lib, "length", &ba, 1, NULL, &out), LOOM_ENOTFOUND);
+    /* loom_submit does not wait for the head: its refusal is the result */
+    CHECK_RC(loom_submit(c, lib, "length", &ba, 1, NULL, &out), LOOM_OK);
+    CHECK_RC(loom_get(c, out, 5000, &v), LOOM_ENOTFOUND);
     CHECK_ERR_HAS(c, "not known");
-    CHECK_RC(loom_submit(c, bogus, "noop", NULL, 0, NULL, &out), LOOM_ENOTFOUND);
+    CHECK_RC(loom_submit(c, bogus, "noop", NULL, 0, NULL, &out), LOOM_OK);
+    CHECK_RC(loom_wait(c, &out, 1, 1, 5000, NULL), 1);
+    CHECK_RC(loom_get(c, out, 5000, &v), LOOM_ENOTFOUND);
     CHECK_ERR_HAS(c, "library");
+    /* a graph is answered at once */
+    loom_graph *bg;
+    REQUIRE(loom_graph_new(&bg) == LOOM_OK);
+    int bt = loom_graph_task(bg, lib, "length", NULL);
+    CHECK_RC(loom_graph_arg_ref(bg, bt, bogus), LOOM_OK);
+    CHECK_RC(loom_graph_submit(c, bg, NULL, NULL), LOOM_ENOTFOUND);
+    CHECK_ERR_HAS(c, "not known");
+    loom_graph_destroy(&bg);
     CHECK_RC(loom_get(c, bogus, 5000, &v), LOOM_ENOTFOUND);
     /* the client still works after all that */
     loom_ref ok;
