@@ -26,9 +26,10 @@ int headdb_open(const char *dir, headdb **out)
     int rc = mdb_env_create(&db->env);
     if (!rc) rc = mdb_env_set_maxdbs(db->env, HEADDB_NTABLES + 2);
     if (!rc) rc = mdb_env_set_mapsize(db->env, (size_t)16 << 30);
-    /* WRITEMAP: a commit writes into the map, not with a pwrite per page;
-       the file is synced once a second (headdb_sync) */
-    if (!rc) rc = mdb_env_open(db->env, path, MDB_WRITEMAP | MDB_MAPASYNC | MDB_NOSYNC | MDB_NOTLS, 0600);
+    /* not MDB_WRITEMAP: it grows the file to the whole map size at once (a
+       16 GiB sparse file in the state dir, which some file systems and
+       quotas count in full); commits are grouped per batch of messages */
+    if (!rc) rc = mdb_env_open(db->env, path, MDB_NOSYNC | MDB_NOTLS, 0600);
     MDB_txn *txn = NULL;
     if (!rc) rc = mdb_txn_begin(db->env, NULL, 0, &txn);
     for (int i = 0; !rc && i < HEADDB_NTABLES; i++)
