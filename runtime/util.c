@@ -20,13 +20,18 @@ struct loom_arena_block {
 };
 
 #define ARENA_BLOCK 4096
+#define ARENA_FIRST 256
 
 void *loom_arena_alloc(loom_arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     loom_arena_block *b = a->head;
     if (!b || b->cap - b->used < n) {
-        size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        /* small first (an arena per task spec at the head: most need a few
+           hundred bytes, and a million pending tasks must stay small), then
+           doubling up to ARENA_BLOCK */
+        size_t cap = b ? (b->cap * 2 < ARENA_BLOCK ? b->cap * 2 : ARENA_BLOCK) : ARENA_FIRST;
+        if (cap < n) cap = n;
         b = malloc(sizeof(*b) + cap);
         if (!b) return NULL;
         b->next = a->head;
