@@ -1242,6 +1242,7 @@ static void node_dead(head *h, node *n, const char *why)
                 if (o->nlocs == 0 && !o->value && o->state == O_READY &&
                     !grow_array((void **)&lost, &capl, nl + 1, sizeof(obj *)))
                     lost[nl++] = o;
+                else persist_obj(h, o);
                 break;
             }
     }
@@ -1967,7 +1968,10 @@ static void on_task_done(head *h, client *c, loom_msg *m)
 static void on_obj_added(head *h, client *c, loom_msg *m)
 {
     obj *o = obj_get(h, &m->ref);
-    if (o && o->state == O_READY && !o->value) obj_add_loc(o, c->node_id);
+    if (o && o->state == O_READY && !o->value) {
+        obj_add_loc(o, c->node_id);
+        persist_obj(h, o); /* a restarted head knows every copy */
+    }
 }
 
 /* ---- actors ------------------------------------------------------------- */
@@ -3504,6 +3508,23 @@ static void load_tables(head *h)
         }
         for (int i = 0; i < nlost; i++) actor_lost(h, lost[i], "its node was gone when the head restarted");
     } while (nlost == 256);
+    /* objects whose copies were all on nodes already dead: lost, rebuilt
+       from their lineage where it allows */
+    obj **gone = NULL;
+    int ngone = 0, capg = 0;
+    it = 0;
+    while (loom_hmap_next(&h->objs, &it, &v)) {
+        obj *o = v;
+        if (o->state != O_READY || o->value || o->is_log) continue;
+        int live = 0;
+        for (int i = 0; i < o->nlocs && !live; i++) {
+            node *on = node_get(h, o->locs[i]);
+            live = on && on->awaiting;
+        }
+        if (!live && !grow_array((void **)&gone, &capg, ngone + 1, sizeof(obj *))) gone[ngone++] = o;
+    }
+    if (ngone) rebuild_lost(h, gone, ngone, "its nodes were gone when the head restarted");
+    free(gone);
     if (h->nodes.count || h->tasks.count || h->objs.count || h->kv.count)
         LOG_INFO("reloaded the tables: %zu nodes (waiting for them to rejoin), %zu tasks, %zu objects, %zu jobs, "
                  "%zu keys",
