@@ -51,6 +51,7 @@ typedef struct ready_info {
     loom_wire_loc *locs;     /* addr strings owned */
     uint32_t nlocs;
     int subscribed;
+    int waited;              /* times it appears in the refs of the loom_wait running now */
 } ready_info;
 
 /* A submission sent without waiting (loom_submit) and not answered yet: kept
@@ -90,6 +91,7 @@ struct loom_client {
     unacked *ua;              /* submissions in flight: [ua_first, nua) */
     int ua_first, nua, cap_ua, ua_live;
     unsigned ua_closes;       /* disconnects when they were last sent again */
+    long wait_done;           /* refs of the running loom_wait that became ready (mark_done) */
     char last_error[2048];
 };
 
@@ -152,11 +154,21 @@ static ready_info *ready_get(loom_client *c, const loom_ref *ref, int create)
     return r;
 }
 
+/* r is ready (or failed); a running loom_wait counts it without a rescan */
+static void mark_done(loom_client *c, ready_info *r)
+{
+    r->done = 1;
+    if (r->waited) {
+        c->wait_done += r->waited;
+        r->waited = 0;
+    }
+}
+
 static void record_ready(loom_client *c, const loom_msg *m)
 {
     ready_info *r = ready_get(c, &m->ref, 1);
     if (!r || r->done) return;
-    r->done = 1;
+    mark_done(c, r);
     r->code = m->code;
     r->text = strdup(m->text ? m->text : "");
     r->size = m->u0;
@@ -274,7 +286,7 @@ static int note_unacked(loom_client *c, const loom_msg *m)
     if (m->type == LOOM_MSG_ERROR) {
         ready_info *r = ready_get(c, &u->out, 1);
         if (r && !r->done) {
-            r->done = 1;
+            mark_done(c, r);
             r->code = m->code < 0 ? m->code : LOOM_EPROTO;
             r->text = strdup(m->text ? m->text : "the head refused the task");
         }
@@ -965,22 +977,40 @@ int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_
     int rc = subscribe(c, refs, n);
     if (rc) return rc;
     int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    /* count what is done once, then let mark_done count what becomes ready
+       (a rescan of all n refs per burst of notifications was O(n^2)) */
+    long done0 = 0;
+    c->wait_done = 0;
+    for (int i = 0; i < n; i++) {
+        ready_info *r = ready_get(c, &refs[i], 1);
+        if (!r) return set_error(c, LOOM_ENOMEM, "out of memory");
+        if (r->done) done0++;
+        else r->waited++;
+    }
     for (;;) {
-        int done = 0;
-        for (int i = 0; i < n; i++) {
-            ready_info *r = ready_get(c, &refs[i], 0);
-            int d = r && r->done;
-            if (ready) ready[i] = d;
-            done += d;
+        if (done0 + c->wait_done >= num_ready || (deadline >= 0 && loom_now_ms() >= deadline)) {
+            int done = 0;
+            for (int i = 0; i < n; i++) {
+                ready_info *r = ready_get(c, &refs[i], 0);
+                int d = r && r->done;
+                if (r) r->waited = 0;
+                if (ready) ready[i] = d;
+                done += d;
+            }
+            return done;
         }
-        if (done >= num_ready) return done;
-        if (deadline >= 0 && loom_now_ms() >= deadline) return done;
         /* every 2 s, ask again for what is not done (a restarted head forgot) */
         if (c->need_hello) rejoin(c);
         resubscribe_due(c, refs, n);
         int64_t wake = loom_now_ms() + 2000;
         rc = pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
-        if (rc && rc != LOOM_ETIMEOUT) return set_error(c, rc, "lost the connection to the head");
+        if (rc && rc != LOOM_ETIMEOUT) {
+            for (int i = 0; i < n; i++) {
+                ready_info *r = ready_get(c, &refs[i], 0);
+                if (r) r->waited = 0;
+            }
+            return set_error(c, rc, "lost the connection to the head");
+        }
     }
 }
 

@@ -135,6 +135,7 @@ static void release_all(loom_client *c, const loom_ref *refs, int n)
 
 int main(int argc, char **argv)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* one line per figure, as it comes */
     long pending = 1000000;
     long sizes[MAX_SIZES] = {10000, 100000, 1000000};
     int nsizes = 3, cpus = 2;

@@ -216,7 +216,10 @@ for SEED in $SEEDS; do
     DRIVER=$!
     done_faults=0
     for ((k = 0; k < ${#KINDS[@]}; k++)); do
-        nap "${PAUSES[k]}" || break
+        if ! nap "${PAUSES[k]}"; then
+            echo "# seed $SEED t=$(elapsed)s: the driver ($DRIVER) is not running any more: $(ps -o pid=,stat=,etime=,args= -p "$DRIVER" 2>&1 | cut -c1-100)"
+            break
+        fi
         "fault_${KINDS[k]}"
         done_faults=$((done_faults + 1))
     done

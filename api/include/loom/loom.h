@@ -211,7 +211,13 @@ static inline loom_arg loom_arg_ref(loom_ref ref) {
     return a;
 }
 
-/* Submit one call of `function` from library lib.  *out is its result. */
+/* Submit one call of `function` from library lib.  *out is its result.
+ * Returns once the submission is sent, without waiting for the head: what
+ * the head refuses (an unknown ref or library, say) is the error loom_get or
+ * loom_wait report for *out.  The client keeps the submission until the head
+ * answers and sends it again if the connection closes or the head restarts
+ * (a repeated submission is recognised by its task id: it never runs twice).
+ * Bad arguments (LOOM_EINVAL) are still returned at once. */
 int loom_submit(loom_client *c, loom_ref lib, const char *function,
                 const loom_arg *args, int nargs, const loom_task_opts *opts,
                 loom_ref *out);
