@@ -867,10 +867,11 @@ int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
 }
 
 /* Every 2 s of waiting (counted per client, not per call: a driver may wait
- * in many short calls), send the unfinished subscriptions of refs again.  A
- * head that restarted lost them and cannot tell this client: the answer to
- * this is how the client learns it must say hello again.  The head answers
- * a finished object at once and ignores a repeated one. */
+ * in many short calls), ask again for one unfinished ref of refs.  A head
+ * that restarted lost the subscriptions and cannot tell this client; its
+ * answer ("say hello") is how the client learns it, and rejoin() then sends
+ * every subscription again.  One ref, not all: a wait on a million refs
+ * must not make the head look them all up every 2 s. */
 static void resubscribe_due(loom_client *c, const loom_ref *refs, int n)
 {
     int64_t now = loom_now_ms();
@@ -879,9 +880,12 @@ static void resubscribe_due(loom_client *c, const loom_ref *refs, int n)
     c->last_resub_ms = now;
     for (int i = 0; i < n; i++) {
         ready_info *r = ready_get(c, &refs[i], 0);
-        if (r && !r->done) r->subscribed = 0;
+        if (r && !r->done) {
+            r->subscribed = 0;
+            subscribe(c, &refs[i], 1);
+            return;
+        }
     }
-    subscribe(c, refs, n);
 }
 
 static int await_ready(loom_client *c, const loom_ref *ref, int64_t timeout_ms, ready_info **out)
