@@ -309,6 +309,12 @@ static void resend_unacked(loom_client *c)
         if (c->ua[i].req) zmq_send(c->sock, c->ua[i].data, c->ua[i].len, 0);
 }
 
+/* After a closed connection, the submissions in flight go again (once). */
+static void resend_after_close(loom_client *c)
+{
+    if (c->ua_live && c->disconnects != c->ua_closes) resend_unacked(c);
+}
+
 /* Process messages until a reply to req arrives (returned in *reply, with
  * its frame in *f) or the deadline passes.  Notifications are recorded. */
 static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg_t *f, loom_msg *reply)
@@ -358,7 +364,7 @@ static int request_within(loom_client *c, loom_msg *m, int want_type, int64_t ti
     if (!reply) reply = &lr;
     int rc;
     for (int attempt = 0;; attempt++) {
-        if (c->ua_live && c->disconnects != c->ua_closes) resend_unacked(c);
+        resend_after_close(c);
         m->req = ++c->next_req;
         rc = send_msg(c, m);
         if (rc) return rc;
@@ -402,7 +408,7 @@ static int pump(loom_client *c, int64_t deadline)
 {
     zmq_msg_t f;
     loom_msg m;
-    if (c->ua_live && c->disconnects != c->ua_closes) resend_unacked(c);
+    resend_after_close(c);
     int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();
     if (deadline >= 0 && left < 0) left = 0;
     int rc = recv_msg(c, left, &f, &m);
@@ -1136,7 +1142,7 @@ static int send_unacked(loom_client *c, loom_msg *m, const loom_ref *out)
             return set_error(c, LOOM_ECONN, "the head did not take %d submissions within %d ms", MAX_UNACKED,
                              REQUEST_TIMEOUT_MS);
     }
-    if (c->ua_live && c->disconnects != c->ua_closes) resend_unacked(c);
+    resend_after_close(c);
     if (c->nua == c->cap_ua && c->ua_first > 0) { /* move the live ones to the front */
         memmove(c->ua, c->ua + c->ua_first, (size_t)(c->nua - c->ua_first) * sizeof(*c->ua));
         c->nua -= c->ua_first;

@@ -133,6 +133,57 @@ static void release_all(loom_client *c, const loom_ref *refs, int n)
     for (int i = 0; i < n; i++) loom_release(c, refs[i]);
 }
 
+/* A cluster of one head and one daemon of `cpus` CPUs in a temporary state
+ * dir, started and stopped with the CLI, and a client of it. */
+typedef struct cluster {
+    char state[4096];
+    long hpid;
+    loom_client *c;
+    loom_ref lib;
+} cluster;
+
+static void cluster_stop(cluster *cl)
+{
+    char args[4400];
+    loom_disconnect(&cl->c);
+    snprintf(args, sizeof args, "stop --state-dir %s", cl->state);
+    run_cli(args);
+    if (loom_rm_rf(cl->state)) fprintf(stderr, "loom_scale: could not remove %s\n", cl->state);
+}
+
+static int cluster_start(cluster *cl, int cpus)
+{
+    memset(cl, 0, sizeof(*cl));
+    if (loom_make_temp_dir(NULL, "loom-scale", cl->state, sizeof cl->state)) {
+        perror("loom_scale: a temporary state dir");
+        return 1;
+    }
+    char args[4400];
+    snprintf(args, sizeof args, "start --head --port 0 --num-cpus %d --state-dir %s", cpus, cl->state);
+    if (run_cli(args) != 0) {
+        fprintf(stderr, "loom_scale: could not start a cluster (%s %s)\n", LOOM_CLI_BIN, args);
+        loom_rm_rf(cl->state);
+        return 1;
+    }
+    cl->hpid = head_pid(cl->state);
+    char addr[512] = "", path[4200];
+    snprintf(path, sizeof path, "%s/address", cl->state);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(addr, sizeof addr, f)) addr[0] = 0;
+        fclose(f);
+    }
+    addr[strcspn(addr, "\n")] = 0;
+    loom_connect_opts co = {.state_dir = cl->state};
+    if (cl->hpid <= 0 || !addr[0] || loom_connect(addr, &co, &cl->c) ||
+        loom_library_load(cl->c, LOOM_EXAMPLES_LIB, &cl->lib)) {
+        fprintf(stderr, "loom_scale: cannot use the cluster in %s\n", cl->state);
+        cluster_stop(cl);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line per figure, as it comes */
@@ -163,42 +214,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "loom_scale: --pending 0..10000000, --cpus 1..256\n");
         return 2;
     }
-    char state[4096];
-    if (loom_make_temp_dir(NULL, "loom-scale", state, sizeof state)) {
-        perror("loom_scale: a temporary state dir");
-        return 1;
-    }
-    char args[4400];
-    snprintf(args, sizeof args, "start --head --port 0 --num-cpus %d --state-dir %s", cpus, state);
-    if (run_cli(args) != 0) {
-        fprintf(stderr, "loom_scale: could not start a cluster (%s %s)\n", LOOM_CLI_BIN, args);
-        return 1;
-    }
     int failed = 0;
-    long hpid = head_pid(state);
-    char addr[512] = "";
-    char path[4200];
-    snprintf(path, sizeof path, "%s/address", state);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (!fgets(addr, sizeof addr, f)) addr[0] = 0;
-        fclose(f);
-    }
-    addr[strcspn(addr, "\n")] = 0;
-    loom_client *c = NULL;
-    loom_connect_opts co = {.state_dir = state};
-    loom_ref lib;
-    if (hpid <= 0 || !addr[0] || loom_connect(addr, &co, &c) || loom_library_load(c, LOOM_EXAMPLES_LIB, &lib)) {
-        fprintf(stderr, "loom_scale: cannot use the cluster in %s\n", state);
-        failed = 1;
-        goto stop;
-    }
+    cluster cl;
     FILE *js = json ? fopen(json, "w") : NULL;
     if (js) fputc('{', js);
     const char *sep = "";
 
-    /* submit-to-finish of graphs of no-op tasks */
+    /* submit-to-finish of graphs of no-op tasks (a cluster of their own:
+       freeing a million results keeps a head busy for a while) */
     double first_per_task = 0;
+    if (nsizes > 0 && cluster_start(&cl, cpus)) {
+        failed = 1;
+        nsizes = 0;
+    }
+    loom_client *c = cl.c;
+    loom_ref lib = cl.lib;
+    long hpid = cl.hpid;
     for (int s = 0; s < nsizes; s++) {
         int n = (int)sizes[s];
         loom_ref *refs = calloc((size_t)n, sizeof(loom_ref));
@@ -225,7 +256,16 @@ int main(int argc, char **argv)
         release_all(c, refs, n);
         free(refs);
     }
-    /* memory per pending task */
+    if (nsizes > 0) cluster_stop(&cl);
+
+    /* memory per pending task, in a fresh cluster */
+    if (pending > 0 && cluster_start(&cl, cpus)) {
+        failed = 1;
+        pending = 0;
+    }
+    c = cl.c;
+    lib = cl.lib;
+    hpid = cl.hpid;
     if (pending > 0) {
         loom_pack *p = loom_pack_new();
         loom_pack_i64(p, 600000);
@@ -251,20 +291,13 @@ int main(int argc, char **argv)
             printf("head_bytes_per_pending_task %.0f bytes\n", per);
             if (js) fprintf(js, "%s\"head_bytes_per_pending_task\": %.0f", sep, per), sep = ", ";
         }
-        loom_cancel(c, gate);
-        if (refs) release_all(c, refs, (int)pending);
-        free(refs);
-        loom_release(c, gate);
+        free(refs); /* the cluster goes with everything in it */
     }
 
     if (js) {
         fputs("}\n", js);
         fclose(js);
     }
-stop:
-    loom_disconnect(&c);
-    snprintf(args, sizeof args, "stop --state-dir %s", state);
-    run_cli(args);
-    if (loom_rm_rf(state)) fprintf(stderr, "loom_scale: could not remove %s\n", state);
+    if (pending > 0) cluster_stop(&cl);
     return failed;
 }

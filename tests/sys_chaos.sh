@@ -16,10 +16,10 @@
 #           driver must reconnect by themselves
 # Checks per seed: the driver exits 0 with the right sum, the actor's calls all
 # returned, every object the driver read early reads the same at the end; the
-# head's RSS stays under $LOOM_CHAOS_RSS_MB (default 200 MB: a fault-free run
-# of this graph peaks near 75 MB, for ~10,000 tasks and their objects; 200 MB
-# leaves room for retries and rebuilds yet catches per-task leaks, which at
-# 10,000 tasks x a few faults would be far more); the logs show the retries;
+# head's RSS stays under $LOOM_CHAOS_RSS_MB (default 100 MB: a run of this
+# graph peaks near 33 MB, for ~10,000 tasks and their objects; 100 MB leaves
+# room for retries and rebuilds yet catches per-task leaks, which at 10,000
+# tasks x a few faults would be far more); the logs show the retries;
 # nothing of the cluster is left after `loom stop`.
 #
 # Knobs: LOOM_CHAOS_SEEDS, LOOM_CHAOS_HEAD=0, LOOM_CHAOS_FAULTS (faults per
@@ -32,7 +32,7 @@ set -euo pipefail
 SEEDS=${LOOM_CHAOS_SEEDS:-"1 2 3 4 5"}
 HEADKILL=${LOOM_CHAOS_HEAD:-1}
 NFAULTS=${LOOM_CHAOS_FAULTS:-4}
-RSS_MB=${LOOM_CHAOS_RSS_MB:-200}
+RSS_MB=${LOOM_CHAOS_RSS_MB:-100}
 # AddressSanitizer's shadow memory and quarantine multiply a process's RSS
 # (peaks near 330 MB here): the bound of a sanitizer build is 4 times larger
 if [ -z "${LOOM_CHAOS_RSS_MB:-}" ] && grep -q "^LOOM_SANITIZE:BOOL=ON" "$BUILD/CMakeCache.txt" 2>/dev/null; then
@@ -99,7 +99,13 @@ sample_rss() {
     done
     return 0
 }
-driver_alive() { [ -n "$DRIVER" ] && kill -0 "$DRIVER" 2>/dev/null; }
+# the driver runs until it prints its verdict (its `timeout` wrapper's pid,
+# and the driver by its command line, as a second opinion)
+driver_alive() {
+    [ -n "$DRIVER" ] || return 1
+    grep -q "chaos_driver: \(OK\|FAILED\)" "$T/driver-$SEED.out" 2>/dev/null && return 1
+    kill -0 "$DRIVER" 2>/dev/null || pgrep -f -- "chaos_driver --address $ADDR " >/dev/null 2>&1
+}
 # nap TENTHS: sleep that many tenths of a second (sampling RSS every 0.2 s);
 # returns 1 at once if the driver has exited
 nap() {
