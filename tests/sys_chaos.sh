@@ -108,9 +108,14 @@ driver_alive() {
 }
 # nap TENTHS: sleep that many tenths of a second (sampling RSS every 0.2 s);
 # returns 1 at once if the driver has exited
+# By the clock, not by a count of naps: on a loaded machine (ctest -j2) the
+# sampling's forks can take most of a second, and a fault plan counted in
+# naps then never came before the driver ended.
+now_ms() { local t=${EPOCHREALTIME//[.,]/}; NOW_MS=$((10#$t / 1000)); }
 nap() {
-    local i
-    for ((i = 0; i < $1; i += 2)); do
+    now_ms
+    local until=$((NOW_MS + $1 * 100))
+    while now_ms && [ "$NOW_MS" -lt "$until" ]; do
         driver_alive || return 1
         sample_rss
         sleep 0.2
