@@ -1371,6 +1371,7 @@ static void welcome(head *h, client *c, uint64_t req)
 
 static void actor_requeue_call(head *h, actor *a, task *t);
 static void actor_lost(head *h, actor *a, const char *why);
+static void actors_gc(head *h);
 static void actor_dispatch(head *h, actor *a);
 
 /* A node the head knew before it restarted says hello again with its id:
@@ -1902,9 +1903,26 @@ static void on_task_done(head *h, client *c, loom_msg *m)
         return;
     }
     if (m->code == LOOM_EACTOR && t->spec.actor_op == LOOM_ACTOR_CALL && !t->cancelled) {
-        /* its actor's process died under it: the call waits for the restart
-           if it has retries left (the daemon's ACTOR_DIED follows) */
         actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+        /* the daemon fails the calls of an actor whose process died, then
+           says ACTOR_DIED; a call submitted in between (the ROUTER reads its
+           peers in turn) must not go to the dead process: the actor is lost
+           now, and its running calls, this one too, are retried or failed */
+        if (a && a->state == A_ALIVE && a->node == c->node_id) {
+            t->pinned++;
+            actor_lost(h, a, m->text[0] ? m->text : "its process exited");
+            actors_gc(h);
+            int handled = t->state != T_RUNNING;
+            t->pinned--;
+            if (handled) {
+                task_maybe_free(h, t);
+                schedule(h);
+                return;
+            }
+            a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+        }
+        /* its actor's process died under it: the call waits for the restart
+           if it has retries left */
         if (a && a->state == A_ALIVE && t->attempts < a->max_task_retries &&
             (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts)) {
             release_node_resources(h, t);
