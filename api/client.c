@@ -1033,15 +1033,24 @@ int loom_cancel(loom_client *c, loom_ref ref)
     return request(c, &m, LOOM_MSG_OK, NULL, NULL);
 }
 
+int loom_release_many(loom_client *c, const loom_ref *refs, int n)
+{
+    if (!c || n < 0 || (n && !refs)) return LOOM_EINVAL;
+    for (int i = 0; i < n; i++) ready_free(loom_hmap_del(&c->ready, refs[i].id, LOOM_ID_LEN));
+    for (int base = 0; base < n; base += 10000) {
+        loom_msg m;
+        loom_msg_init(&m, LOOM_MSG_RELEASE, 0);
+        m.refs = (loom_ref *)&refs[base];
+        m.nrefs = (uint32_t)(n - base < 10000 ? n - base : 10000);
+        int rc = send_msg(c, &m);
+        if (rc) return rc;
+    }
+    return LOOM_OK;
+}
+
 int loom_release(loom_client *c, loom_ref ref)
 {
-    if (!c) return LOOM_EINVAL;
-    ready_free(loom_hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_RELEASE, 0);
-    m.refs = &ref;
-    m.nrefs = 1;
-    return send_msg(c, &m);
+    return loom_release_many(c, &ref, 1);
 }
 
 /* ---- tasks and graphs --------------------------------------------------- */

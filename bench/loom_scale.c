@@ -130,7 +130,7 @@ static int submit_many(loom_client *c, loom_ref lib, const char *fn, const loom_
 
 static void release_all(loom_client *c, const loom_ref *refs, int n)
 {
-    for (int i = 0; i < n; i++) loom_release(c, refs[i]);
+    if (loom_release_many(c, refs, n)) fprintf(stderr, "loom_scale: release: %s\n", loom_last_error(c));
 }
 
 /* A cluster of one head and one daemon of `cpus` CPUs in a temporary state

@@ -58,6 +58,17 @@ static void test_put_get(loom_client *c)
         CHECK_RC(loom_release(c, ref), LOOM_OK);
         free(buf);
     }
+    /* several refs released in one go: freed (a get asks the head, which
+       no longer knows them) */
+    {
+        loom_ref many[3];
+        for (int i = 0; i < 3; i++) CHECK_RC(loom_put(c, "abc", 3, &many[i]), LOOM_OK);
+        CHECK_RC(loom_release_many(c, many, 3), LOOM_OK);
+        CHECK_RC(loom_release_many(c, many, -1), LOOM_EINVAL);
+        CHECK_RC(loom_release_many(c, NULL, 0), LOOM_OK);
+        loom_value *gone = NULL;
+        for (int i = 0; i < 3; i++) CHECK_RC(loom_get(c, many[i], 5000, &gone), LOOM_ENOTFOUND);
+    }
     /* a text value */
     loom_ref r;
     CHECK_RC(loom_put(c, "hello", 5, &r), LOOM_OK);

@@ -144,6 +144,9 @@ int loom_cancel(loom_client *c, loom_ref ref);
 
 /* Drop the client's reference; the object is freed when nothing needs it. */
 int loom_release(loom_client *c, loom_ref ref);
+/* The same for n refs, in messages of up to 10,000 refs (one message per
+ * ref kept a head busy for a while after a million results). */
+int loom_release_many(loom_client *c, const loom_ref *refs, int n);
 
 /* ---- tasks -------------------------------------------------------------- */
 
