@@ -980,6 +980,21 @@ void loom_value_release(loom_value **pv)
     *pv = NULL;
 }
 
+/* The end of a loom_wait: the refs are not watched any more; which are done
+ * (to ready[], if given) and how many. */
+static int wait_end(loom_client *c, const loom_ref *refs, int n, int *ready)
+{
+    int done = 0;
+    for (int i = 0; i < n; i++) {
+        ready_info *r = ready_get(c, &refs[i], 0);
+        int d = r && r->done;
+        if (r) r->waited = 0;
+        if (ready) ready[i] = d;
+        done += d;
+    }
+    return done;
+}
+
 int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_t timeout_ms, int *ready)
 {
     if (!c || n < 0 || (n && !refs) || num_ready < 0) return LOOM_EINVAL;
@@ -998,27 +1013,15 @@ int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_
         else r->waited++;
     }
     for (;;) {
-        if (done0 + c->wait_done >= num_ready || (deadline >= 0 && loom_now_ms() >= deadline)) {
-            int done = 0;
-            for (int i = 0; i < n; i++) {
-                ready_info *r = ready_get(c, &refs[i], 0);
-                int d = r && r->done;
-                if (r) r->waited = 0;
-                if (ready) ready[i] = d;
-                done += d;
-            }
-            return done;
-        }
+        if (done0 + c->wait_done >= num_ready || (deadline >= 0 && loom_now_ms() >= deadline))
+            return wait_end(c, refs, n, ready);
         /* every 2 s, ask again for what is not done (a restarted head forgot) */
         if (c->need_hello) rejoin(c);
         resubscribe_due(c, refs, n);
         int64_t wake = loom_now_ms() + 2000;
         rc = pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
         if (rc && rc != LOOM_ETIMEOUT) {
-            for (int i = 0; i < n; i++) {
-                ready_info *r = ready_get(c, &refs[i], 0);
-                if (r) r->waited = 0;
-            }
+            wait_end(c, refs, n, NULL);
             return set_error(c, rc, "lost the connection to the head");
         }
     }

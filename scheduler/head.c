@@ -260,9 +260,9 @@ static void reply_error(head *h, const uint8_t *ident, size_t identlen, uint64_t
 }
 
 /* An answer that says something was recorded (a submission, a put, a key):
- * sent after the loop turn's group commit (on_commit), so that what a client
- * was told exists survives a head restart, at one commit per turn rather than
- * one per message. */
+ * sent after the group commit of its batch of messages (commit_and_answer),
+ * so that what a client was told exists survives a head restart, at one
+ * commit per batch rather than one per message. */
 typedef struct pending_ack {
     uint8_t ident[MAX_IDENT];
     size_t identlen;
@@ -290,9 +290,8 @@ static void send_after_commit(head *h, const uint8_t *ident, size_t identlen, co
     h->nacks++;
 }
 
-static void flush_acks(head *h)
+static void commit_and_answer(head *h)
 {
-    if (!h->nacks) return;
     headdb_commit(h->db);
     for (int i = 0; i < h->nacks; i++) {
         pending_ack *a = &h->acks[i];
@@ -1708,7 +1707,7 @@ static void on_submit(head *h, client *c, loom_msg *m)
         loom_msg r;
         loom_msg_init(&r, LOOM_MSG_SUBMITTED, m->req);
         r.name = again->id;
-        send_to(h, c->ident, c->identlen, &r);
+        send_after_commit(h, c->ident, c->identlen, &r);
         return;
     }
     int rc = validate_submit(h, m, err, sizeof(err));
@@ -1919,17 +1918,6 @@ static void on_task_done(head *h, client *c, loom_msg *m)
                 schedule(h);
                 return;
             }
-            a = loom_hmap_get(&h->actors, t->spec.actor, 16);
-        }
-        /* its actor's process died under it: the call waits for the restart
-           if it has retries left */
-        if (a && a->state == A_ALIVE && t->attempts < a->max_task_retries &&
-            (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts)) {
-            release_node_resources(h, t);
-            if (a->running) a->running--;
-            history_add(t, c->node_id, m->text);
-            actor_requeue_call(h, a, t);
-            return;
         }
     }
     t->pinned++; /* setting an output can free it and with the last one t */
@@ -2344,6 +2332,13 @@ static void kill_actors_of(head *h, uint32_t client_id)
     actors_apply(h, owned_by, &client_id, actor_kill, "the client that created it disconnected");
 }
 
+/* arg: the head; a node that will not rejoin (dead before a restart) */
+static int alive_on_gone_node(const actor *a, const void *arg)
+{
+    node *on = node_get((head *)arg, a->node);
+    return a->state == A_ALIVE && (!on || !on->awaiting);
+}
+
 static int restartable_on_node(const actor *a, const void *arg)
 {
     return alive_on_node(a, arg) && (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts);
@@ -2703,8 +2698,9 @@ static void on_kv_del(head *h, client *c, loom_msg *m)
     name_key(m->name, k);
     kv_entry_free(loom_hmap_del(&h->kv, k, sizeof(k)));
     headdb_del(h->db, HEADDB_KV, k, sizeof(k));
-    headdb_commit(h->db);
-    reply_ok(h, c, m->req);
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_OK, m->req);
+    send_after_commit(h, c->ident, c->identlen, &r);
 }
 
 /* Answer waiters whose time is up (client_id 0), or drop a client's. */
@@ -3514,18 +3510,7 @@ static void load_tables(head *h)
     headdb_foreach(h->db, HEADDB_JOBS, load_job, h);
     headdb_foreach(h->db, HEADDB_KV, load_kv, h);
     /* actors alive on a node that was dead already: restarted, as any lost actor */
-    actor *lost[256];
-    int nlost;
-    do {
-        nlost = 0;
-        it = 0;
-        while (nlost < 256 && loom_hmap_next(&h->actors, &it, &v)) {
-            actor *a = v;
-            node *on = node_get(h, a->node);
-            if (a->state == A_ALIVE && (!on || !on->awaiting)) lost[nlost++] = a;
-        }
-        for (int i = 0; i < nlost; i++) actor_lost(h, lost[i], "its node was gone when the head restarted");
-    } while (nlost == 256);
+    actors_apply(h, alive_on_gone_node, h, actor_lost, "its node was gone when the head restarted");
     /* objects whose copies were all on nodes already dead: lost, rebuilt
        from their lineage where it allows */
     obj **gone = NULL;
@@ -3583,17 +3568,16 @@ static void on_tick(uv_timer_t *tm)
     if (nd) schedule(h);
 }
 
-/* After each batch of messages: commit what it changed, then answer. */
+/* After each batch of messages, and each loop turn: commit what changed,
+ * then answer. */
 static void after_batch(void *arg)
 {
-    flush_acks(arg);
+    commit_and_answer(arg);
 }
 
 static void on_commit(uv_check_t *ck)
 {
-    head *h = ck->data;
-    headdb_commit(h->db);
-    flush_acks(h);
+    commit_and_answer(ck->data);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
