@@ -16,14 +16,20 @@
  * orphan, never a meta record without its value; opening with create repairs
  * both (rebuild_store).
  *
- * Never SIGBUS: the maps are read-only (no MDB_WRITEMAP), LMDB writes through
- * pwrite, so a full file system gives ENOSPC, reported as LOOM_ESTOREFULL.
+ * Writes: the memory tier is opened with MDB_WRITEMAP, so a put is one copy
+ * straight into the shared map (pages of released objects are reused while
+ * still mapped: no page faults, no pwrite).  Never SIGBUS: before a write
+ * transaction touches the map, mem_back() fallocates the data file up to
+ * LMDB's last page plus what the transaction may add, so a full tmpfs is an
+ * ENOSPC from fallocate (LOOM_ESTOREFULL), never a fault on a hole.  The disk
+ * tier keeps pwrite (no WRITEMAP), where a full disk is ENOSPC/EIO.
  */
 #include "objectstore/store.h"
 
 #include "loom/loom.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +45,11 @@
 #define MAX_DBS 4
 #define SPILL_BATCH (64 * MIB)        /* disk bytes per commit while spilling */
 #define MAX_FULL_RETRIES 4            /* LMDB map / file system full: free and retry */
+#define BACKING_SLACK (8 * MIB)       /* tmpfs bytes allocated ahead of LMDB's last page */
+#define POPULATE_MIN (256 * 1024)     /* values this large are pre-faulted in one call */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23        /* Linux 5.14; older kernels: EINVAL, ignored */
+#endif
 #define CONFIG_MAGIC UINT64_C(0x31474643454f4f4c) /* "LOOECFG1" */
 #define CONFIG_VERSION 1u
 
@@ -86,6 +97,9 @@ struct loom_store {
     MDB_env *disk;                 /* NULL: no disk tier */
     MDB_dbi mem_obj, meta, sys, disk_obj;
     uint64_t capacity, spill_capacity;
+    int mem_fd;                    /* the memory tier's data file (LMDB's descriptor) */
+    uint64_t mem_psize;            /* its page size */
+    uint64_t mem_backed;           /* bytes of it this handle has fallocated */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -221,7 +235,7 @@ static uint64_t clamp_to_free_space(const char *dir, uint64_t capacity)
 /* Opens an environment.  mapsize 0 adopts the map size recorded in the file
  * (an attaching process); otherwise the map is at least mapsize and at least
  * what the file records, so creator and attachers agree. */
-static int env_open(const char *dir, uint64_t mapsize, MDB_env **out)
+static int env_open(const char *dir, uint64_t mapsize, unsigned flags, MDB_env **out)
 {
     MDB_env *env = NULL;
     int rc = mdb_env_create(&env);
@@ -232,7 +246,7 @@ static int env_open(const char *dir, uint64_t mapsize, MDB_env **out)
     if (rc == 0)
         rc = mdb_env_set_mapsize(env, 0);
     if (rc == 0)
-        rc = mdb_env_open(env, dir, MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC, 0600);
+        rc = mdb_env_open(env, dir, MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC | flags, 0600);
     if (rc == 0 && mapsize) {
         MDB_envinfo info;
         rc = mdb_env_info(env, &info);
@@ -287,6 +301,72 @@ static int txn_begin(MDB_env *env, unsigned flags, MDB_txn **txn)
         rc = mdb_txn_begin(env, NULL, flags, txn);
     }
     return from_mdb(rc);
+}
+
+/* ---- backing the writable map --------------------------------------------- */
+
+/* Reads the memory tier's descriptor and page size once the env is open. */
+static int mem_map_init(loom_store *s)
+{
+    MDB_stat st;
+    if (mdb_env_get_fd(s->mem, &s->mem_fd) != 0 || mdb_env_stat(s->mem, &st) != 0)
+        return LOOM_EIO;
+    s->mem_psize = st.ms_psize;
+    s->mem_backed = 0;
+    return 0;
+}
+
+/* Allocates the data file's pages from LMDB's last used page up to `extra`
+ * bytes plus BACKING_SLACK beyond it, so the write transaction being started
+ * (or going on) writes only to allocated pages.  RC_PHYSFULL when the file
+ * system cannot hold them.  Pages up to the last used one were written by
+ * earlier transactions and are allocated already. */
+static int mem_back(loom_store *s, uint64_t extra)
+{
+    MDB_envinfo info;
+    if (mdb_env_info(s->mem, &info) != 0)
+        return LOOM_EIO;
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * s->mem_psize;
+    uint64_t want = used + extra + BACKING_SLACK;
+    if (want > info.me_mapsize)
+        want = info.me_mapsize;   /* past the map LMDB itself answers MDB_MAP_FULL */
+    if (want <= s->mem_backed || want <= used)
+        return 0;
+    if (fallocate(s->mem_fd, 0, (off_t)used, (off_t)(want - used)) != 0) {
+        if (errno == ENOSPC || errno == EFBIG || errno == ENOMEM)
+            return RC_PHYSFULL;
+        if (errno != EOPNOTSUPP)
+            return LOOM_EIO;
+        /* a file system without fallocate: writes fault in pages as they go */
+    }
+    s->mem_backed = want;
+    return 0;
+}
+
+/* A write transaction of the memory tier, its pages backed (mem_back). */
+static int mem_write_begin(loom_store *s, MDB_txn **txn)
+{
+    int rc = txn_begin(s->mem, 0, txn);
+    if (rc != 0)
+        return rc;
+    rc = mem_back(s, 0);
+    if (rc != 0) {
+        mdb_txn_abort(*txn);
+        *txn = NULL;
+    }
+    return rc;
+}
+
+/* Maps a value's pages into this process in one call instead of one fault
+ * per page.  A failure only costs speed (pages were fallocated already). */
+static void populate(void *buf, size_t len)
+{
+    if (len < POPULATE_MIN)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)buf & ~(page - 1);
+    uintptr_t end = ((uintptr_t)buf + len + page - 1) & ~(page - 1);
+    (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
 }
 
 /* ---- records ------------------------------------------------------------- */
@@ -378,7 +458,7 @@ static int op_begin(loom_store *s, write_op *op)
     memset(op, 0, sizeof *op);
     op->s = s;
     op->full_tier = TIER_MEM;
-    int rc = txn_begin(s->mem, 0, &op->mt);
+    int rc = mem_write_begin(s, &op->mt);
     if (rc != 0)
         return rc;
     rc = totals_get(s, op->mt, &op->t);
@@ -434,7 +514,7 @@ static void op_drop_disk_values(write_op *op)
 {
     loom_store *s = op->s;
     MDB_txn *mt = NULL, *dt = NULL;
-    if (op->drops.n == 0 || txn_begin(s->mem, 0, &mt) != 0)
+    if (op->drops.n == 0 || mem_write_begin(s, &mt) != 0)
         return;
     if (txn_begin(s->disk, 0, &dt) == 0) {
         for (size_t i = 0; i < op->drops.n; i++) {
@@ -788,18 +868,24 @@ static int store_value(write_op *op, int tier, const uint8_t id[ID_LEN], const v
 {
     MDB_txn *txn = op->mt;
     MDB_dbi dbi = op->s->mem_obj;
+    int rc = 0;
     if (tier == TIER_DISK) {
-        int rc = op_disk_txn(op, &txn);
-        if (rc != 0)
-            return rc;
+        rc = op_disk_txn(op, &txn);
         dbi = op->s->disk_obj;
+    } else {
+        rc = mem_back(op->s, len);
     }
-    MDB_val k = id_key(id), v = {len, (void *)data};
-    int rc = from_mdb(mdb_put(txn, dbi, &k, &v, data ? 0 : MDB_RESERVE));
+    MDB_val k = id_key(id), v = {len, NULL};
+    if (rc == 0)
+        rc = from_mdb(mdb_put(txn, dbi, &k, &v, MDB_RESERVE));
     if (rc != 0) {
         op->full_tier = tier;
         return rc;
     }
+    if (tier == TIER_MEM)
+        populate(v.mv_data, len);
+    if (data)
+        memcpy(v.mv_data, data, len);
     if (buf)
         *buf = v.mv_data;
     return 0;
@@ -1267,7 +1353,7 @@ static int init_created(loom_store *s, const char *spill_dir)
 {
     MDB_txn *mt = NULL, *dt = NULL;
     totals t;
-    int rc = txn_begin(s->mem, 0, &mt);
+    int rc = mem_write_begin(s, &mt);
     if (rc == 0 && s->disk)
         rc = txn_begin(s->disk, 0, &dt);
     if (rc == 0)
@@ -1313,9 +1399,11 @@ static int open_created(loom_store *s, const loom_store_opts *o)
             want = o->capacity > UINT64_MAX / 4 ? UINT64_MAX : o->capacity * 4;
         s->spill_capacity = clamp_to_free_space(o->spill_dir, want);
     }
-    rc = env_open(o->mem_dir, map_size_for(s->capacity), &s->mem);
+    rc = env_open(o->mem_dir, map_size_for(s->capacity), MDB_WRITEMAP, &s->mem);
+    if (rc == 0)
+        rc = mem_map_init(s);
     if (rc == 0 && o->spill_dir)
-        rc = env_open(o->spill_dir, map_size_for(s->spill_capacity), &s->disk);
+        rc = env_open(o->spill_dir, map_size_for(s->spill_capacity), 0, &s->disk);
     if (rc == 0)
         rc = init_created(s, o->spill_dir);
     return rc;
@@ -1328,7 +1416,9 @@ static int open_attached(loom_store *s, const loom_store_opts *o)
     if (rc == 0 && !exists)
         rc = LOOM_ENOTFOUND;
     if (rc == 0)
-        rc = env_open(o->mem_dir, 0, &s->mem);
+        rc = env_open(o->mem_dir, 0, MDB_WRITEMAP, &s->mem);
+    if (rc == 0)
+        rc = mem_map_init(s);
     if (rc != 0)
         return rc;
     MDB_txn *txn;
@@ -1345,7 +1435,7 @@ static int open_attached(loom_store *s, const loom_store_opts *o)
         mdb_txn_abort(txn);
     const char *spill_dir = o->spill_dir ? o->spill_dir : recorded_spill;
     if (rc == 0 && recorded_spill)
-        rc = env_open(spill_dir, 0, &s->disk);
+        rc = env_open(spill_dir, 0, 0, &s->disk);
     if (rc == 0 && s->disk)
         rc = txn_begin(s->disk, MDB_RDONLY, &txn);
     if (rc == 0 && s->disk) {

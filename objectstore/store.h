@@ -9,8 +9,10 @@
  * used first), then spills primary copies (LRU) to the disk tier, then, if the
  * object itself is larger than the memory tier, writes it to the disk tier; if
  * nothing works it fails with LOOM_ESTOREFULL and changes nothing.  Never
- * SIGBUS: the map is written through pwrite (no MDB_WRITEMAP) and the capacity
- * is clamped to the free space of the file system at open.
+ * SIGBUS: the memory tier's map is writable (a put is one copy into it), and
+ * its file's pages are fallocated before a transaction writes to them, so a
+ * full file system is LOOM_ESTOREFULL; the capacity is also clamped to the
+ * free space of the file system at open.
  *
  * Several processes may open the same directories at once (LMDB's locking).
  * Metadata (size, flags, pin count, last use, tier) lives in a "meta" database

@@ -3,7 +3,8 @@
 # what is missing; uses sudo when not root).  Sourced by demo.sh and test.sh.
 set -euo pipefail
 LOOM_PKGS=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev libuv1-dev liblmdb-dev
-           libjansson-dev libssl-dev clang libclang-rt-14-dev iproute2 python3 procps)
+           libjansson-dev libssl-dev clang libclang-rt-14-dev iproute2 python3 procps
+           libhttp-parser-dev libopenblas-dev curl)
 missing=()
 for p in "${LOOM_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
