@@ -54,9 +54,9 @@ typedef struct ready_info {
     int waited;              /* times it appears in the refs of the loom_wait running now */
 } ready_info;
 
-/* A submission sent without waiting (loom_submit) and not answered yet: kept
- * to be sent again if the connection closes or the head restarts, and to
- * record the head's refusal as the task's result. */
+/* A submission (loom_submit) or put (loom_put) sent without waiting and not
+ * answered yet: kept to be sent again if the connection closes or the head
+ * restarts, and to record the head's refusal as the result's error. */
 typedef struct unacked {
     uint64_t req;             /* 0: answered (a hole until the front moves past it) */
     loom_ref out;             /* the task's result */
@@ -277,7 +277,9 @@ static int t_says_hello(const char *text)
  * an answer. */
 static int note_unacked(loom_client *c, const loom_msg *m)
 {
-    if (m->req == 0 || c->ua_live == 0 || (m->type != LOOM_MSG_SUBMITTED && m->type != LOOM_MSG_ERROR)) return 0;
+    if (m->req == 0 || c->ua_live == 0 ||
+        (m->type != LOOM_MSG_SUBMITTED && m->type != LOOM_MSG_OK && m->type != LOOM_MSG_ERROR))
+        return 0;
     int i;
     for (i = c->ua_first; i < c->nua && c->ua[i].req != m->req; i++) {}
     if (i == c->nua) return 0;
@@ -288,7 +290,7 @@ static int note_unacked(loom_client *c, const loom_msg *m)
         if (r && !r->done) {
             mark_done(c, r);
             r->code = m->code < 0 ? m->code : LOOM_EPROTO;
-            r->text = strdup(m->text ? m->text : "the head refused the task");
+            r->text = strdup(m->text ? m->text : "the head refused the request");
         }
     }
     free(u->data);
@@ -819,6 +821,8 @@ static void new_put_ref(loom_ref *ref)
     loom_ref_make(tid, 0, ref);
 }
 
+static int send_unacked(loom_client *c, loom_msg *m, const loom_ref *out);
+
 static int put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
 {
     loom_msg m;
@@ -845,7 +849,11 @@ static int put_with_ref(loom_client *c, const loom_ref *ref, const void *data, s
     } else {
         return set_error(c, LOOM_ESTATE, "the cluster has no node to hold the object");
     }
-    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+    /* A driver's put does not wait for the head: the bytes are in a store (or
+       in the message), and the head reads this before anything that uses the
+       ref; a refusal becomes the ref's error.  A kept put (a task library)
+       waits, as its callers check it at once. */
+    return keep ? request(c, &m, LOOM_MSG_OK, NULL, NULL) : send_unacked(c, &m, ref);
 }
 
 int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out)
@@ -1142,7 +1150,7 @@ static int node_to_wire(loom_client *c, loom_arena *a, const loom_graph_node *n,
     return LOOM_OK;
 }
 
-/* Send an encoded SUBMIT without waiting for its answer; kept until the
+/* Send a SUBMIT or PUT_DONE without waiting for its answer; kept until the
  * answer comes (note_unacked).  Past MAX_UNACKED in flight, wait for answers. */
 static int send_unacked(loom_client *c, loom_msg *m, const loom_ref *out)
 {

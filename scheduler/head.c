@@ -224,6 +224,9 @@ typedef struct head {
     loom_ref *unrefs;            /* refs to drop once the current handler is done */
     int nunrefs, cap_unrefs;
     kv_wait *kv_waits;
+    struct parked_sub *parked;   /* subscriptions to objects not known yet (park_sub) */
+    int nparked, cap_parked;
+    uv_timer_t park_timer;
     char *infeasible[16];        /* the latest reasons a request was infeasible */
     int ninfeasible_next;
     uint64_t ninfeasible;
@@ -411,6 +414,7 @@ static void queue_task(head *h, task *t);
 static void defer_unref(head *h, const loom_ref *ref);
 static void actor_dispatch(head *h, actor *a);
 static void actor_creation_failed(head *h, task *t, int code, const char *msg);
+static void unpark_for(head *h, obj *o);
 
 static void obj_destroy(head *h, obj *o)
 {
@@ -1769,6 +1773,10 @@ static void on_put_done(head *h, client *c, loom_msg *m)
         o->refs = 1;
         client_hold(c, &m->ref);
         obj_set_ready(h, o, m->u0, m->data.p, m->data.n, m->id);
+        if (h->nparked) unpark_for(h, o);
+    } else if (!m->flag && loom_hmap_get(&c->held, m->ref.id, LOOM_ID_LEN)) {
+        /* the same put sent again after a closed connection: a put's ref is
+           random, so only its putter can hold it already; counted once */
     } else {
         o->refs++;
         client_hold(c, &m->ref);
@@ -1786,17 +1794,84 @@ static void on_put_done(head *h, client *c, loom_msg *m)
     send_after_commit(h, c->ident, c->identlen, &r);
 }
 
+/* ---- subscriptions to objects not known yet -------------------------------
+ * loom_put does not wait for the head, so a driver handed a ref by another
+ * driver (out of band) may ask for it before its PUT_DONE arrives.  The answer
+ * "no such object" therefore waits up to PUT_GRACE_MS for the put. */
+
+#define PUT_GRACE_MS 250
+#define MAX_PARKED 65536
+
+typedef struct parked_sub {
+    uint32_t client;
+    loom_ref ref;
+    int64_t deadline;
+} parked_sub;
+
+static void send_not_found(head *h, client *c, const loom_ref *ref)
+{
+    loom_msg r;
+    loom_msg_init(&r, LOOM_MSG_OBJ_READY, 0);
+    r.ref = *ref;
+    r.code = LOOM_ENOTFOUND;
+    r.text = "no such object (never made, or already released)";
+    send_to(h, c->ident, c->identlen, &r);
+}
+
+static void arm_park_timer(head *h);
+
+static void park_sub(head *h, client *c, const loom_ref *ref)
+{
+    if (h->nparked >= MAX_PARKED ||
+        grow_array((void **)&h->parked, &h->cap_parked, h->nparked + 1, sizeof(parked_sub))) {
+        send_not_found(h, c, ref);
+        return;
+    }
+    h->parked[h->nparked++] = (parked_sub){c->id, *ref, loom_now_ms() + PUT_GRACE_MS};
+    if (!uv_is_active((uv_handle_t *)&h->park_timer)) arm_park_timer(h);
+}
+
+/* A put arrived: the drivers waiting for it are told it is ready. */
+static void unpark_for(head *h, obj *o)
+{
+    for (int i = 0; i < h->nparked;) {
+        if (memcmp(h->parked[i].ref.id, o->ref.id, LOOM_ID_LEN) == 0) {
+            notify_ready(h, o, h->parked[i].client);
+            h->parked[i] = h->parked[--h->nparked];
+        } else {
+            i++;
+        }
+    }
+}
+
+static void on_park_timer(uv_timer_t *tm)
+{
+    head *h = tm->data;
+    int64_t now = loom_now_ms();
+    for (int i = 0; i < h->nparked;) {
+        if (h->parked[i].deadline > now) { i++; continue; }
+        client *c = client_by_id(h, h->parked[i].client);
+        if (c) send_not_found(h, c, &h->parked[i].ref);
+        h->parked[i] = h->parked[--h->nparked];
+    }
+    if (h->nparked) arm_park_timer(h);
+}
+
+static void arm_park_timer(head *h)
+{
+    int64_t first = h->parked[0].deadline;
+    for (int i = 1; i < h->nparked; i++)
+        if (h->parked[i].deadline < first) first = h->parked[i].deadline;
+    int64_t wait = first - loom_now_ms();
+    uv_timer_start(&h->park_timer, on_park_timer, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
 static void on_subscribe(head *h, client *c, loom_msg *m)
 {
     for (uint32_t i = 0; i < m->nrefs; i++) {
         obj *o = obj_get(h, &m->refs[i]);
         if (!o) {
-            loom_msg r;
-            loom_msg_init(&r, LOOM_MSG_OBJ_READY, 0);
-            r.ref = m->refs[i];
-            r.code = LOOM_ENOTFOUND;
-            r.text = "no such object (never made, or already released)";
-            send_to(h, c->ident, c->identlen, &r);
+            park_sub(h, c, &m->refs[i]);
         } else if (o->state != O_PENDING) {
             notify_ready(h, o, c->id);
         } else {
@@ -3664,6 +3739,7 @@ static void head_free_tables(head *h)
     }
     for (int i = 0; i < 16; i++) free(h->infeasible[i]);
     free(h->unrefs);
+    free(h->parked);
     loom_hmap_free(&h->actors); loom_hmap_free(&h->actor_names); loom_hmap_free(&h->pgs);
     loom_hmap_free(&h->kv);
     it = 0;
@@ -3721,6 +3797,8 @@ int loom_head_run(const loom_head_opts *o)
     uv_timer_init(h.loop, &h.tick);
     h.tick.data = &h;
     uv_timer_start(&h.tick, on_tick, 1000, 1000);
+    uv_timer_init(h.loop, &h.park_timer);
+    h.park_timer.data = &h;
     uv_check_init(h.loop, &h.commit);
     h.commit.data = &h;
     uv_check_start(&h.commit, on_commit);

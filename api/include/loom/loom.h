@@ -116,7 +116,10 @@ int loom_library_load(loom_client *c, const char *path, loom_ref *lib);
 /* ---- objects ------------------------------------------------------------ */
 
 /* Copy len bytes into the cluster's object store.  The client holds a ref to
- * the object until loom_release or disconnect. */
+ * the object until loom_release or disconnect.  The bytes are stored (in the
+ * node's store, or in the message for small ones) before it returns, but it
+ * does not wait for the head's answer: the head reads the put before anything
+ * that uses *out, and if it refuses the put, loom_get of *out returns why. */
 int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out);
 
 /* A value got from the store.  When the object is on this machine's node the
