@@ -384,10 +384,11 @@ static void on_handler_timeout(uv_timer_t *t)
 {
     conn *c = t->data;
     if (c->state != C_HANDLER || !c->cur) return;
+    /* the late reply lives on until its handler sends it; only its request's
+       flags (never written after dispatch) are read here */
     loom_http_reply *late = c->cur;
-    loom_http_msg req = late->msg;    /* read-only copy of its flags */
     detach_handler(c);
-    conn_answer(c, 504, "the handler did not answer in time", NULL, 0, &req);
+    conn_answer(c, 504, "the handler did not answer in time", NULL, 0, &late->msg);
 }
 
 static void on_write_timeout(uv_timer_t *t)

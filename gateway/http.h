@@ -72,10 +72,12 @@ typedef struct loom_http_opts {
     size_t max_body_bytes;       /* [64 MiB] -> 413 */
     int request_timeout_ms;      /* whole request must arrive within it [30 s] -> 408 */
     int handler_timeout_ms;      /* handler must answer within it [60 s] -> 504 */
-    int idle_timeout_ms;         /* keep-alive connection idle close [60 s] */
+    int idle_timeout_ms;         /* keep-alive idle close, and the time an answer
+                                    may take to be written out [60 s] */
     int max_connections;         /* [1024]; beyond: 503 + Retry-After: 1, closed */
-    int max_inflight;            /* requests in the handler, unanswered [256];
-                                    beyond: 503 + Retry-After: 1 */
+    int max_inflight;            /* requests in the handler [256]; beyond: 503 +
+                                    Retry-After: 1.  A request counts until it is
+                                    answered, its 504 sent or its client gone */
     loom_http_handler handler;   /* required */
     void *ud;
     /* optional: requests exempt from max_inflight (health checks) */

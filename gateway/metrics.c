@@ -102,11 +102,13 @@ static int valid_metric_name(const char *name)
     return n > 0 && name[n] == 0;
 }
 
-/* labels := pair ("," pair)* ; pair := name "=" '"' (char | \\ | \" | \n)* '"' */
+/* labels := pair ("," pair)* ; pair := name "=" '"' (char | \\ | \" | \n)* '"'
+ * (at most MAX_LABEL_PAIRS pairs) */
+#define MAX_LABEL_PAIRS 64
 static int valid_labels(const char *s)
 {
     if (!s || !*s) return 1;
-    for (;;) {
+    for (int pairs = 0; pairs < MAX_LABEL_PAIRS; pairs++) {
         size_t n = name_span(s, 0);
         if (n == 0 || s[n] != '=' || s[n + 1] != '"') return 0;
         s += n + 2;
@@ -123,6 +125,7 @@ static int valid_labels(const char *s)
         if (*s != ',') return 0;
         s++;
     }
+    return 0;
 }
 
 static int valid_bounds(const double *b, int n)
@@ -430,7 +433,7 @@ int loom_metrics_labels(char *out, size_t cap, ...)
     int rc = LOOM_OK;
     va_list ap;
     va_start(ap, cap);
-    for (int i = 0; rc == 0 && i < 64; i++) {   /* at most 64 pairs */
+    for (int i = 0; rc == 0 && i < MAX_LABEL_PAIRS; i++) {
         const char *name = va_arg(ap, const char *);
         if (!name) break;
         const char *value = va_arg(ap, const char *);
