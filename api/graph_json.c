@@ -70,6 +70,7 @@ typedef struct jctx {
     char *err;
     size_t errlen;
     const char *base_dir;
+    int no_files;        /* loom_graph_from_json_remote: "file" arguments refused */
     loom_graph_json_lib_fn lib_fn;
     void *lib_arg;
     json_t *root;
@@ -785,6 +786,9 @@ static int add_file_arg(jctx *c, int node, json_t *a, const char *where)
     char ebuf[128];
     uint8_t *data = NULL;
     size_t len = 0;
+    if (c->no_files)
+        return fail(c, LOOM_EINVAL, "%s: \"file\" arguments are not accepted here: send the bytes as a value",
+                    where);
     char *path = resolve_path(c->base_dir, json_string_value(json_object_get(a, "file")));
     if (!path) return fail_nomem(c);
     int rc = LOOM_OK, err = read_file(path, &data, &len);
@@ -1046,9 +1050,9 @@ static void jctx_free(jctx *c)
     loom_graph_destroy(&c->g);
 }
 
-int loom_graph_from_json(const char *text, size_t len, const char *base_dir,
-                         loom_graph_json_lib_fn lib_fn, void *lib_arg,
-                         loom_graph **out, char *err, size_t errlen)
+static int graph_from_json(const char *text, size_t len, const char *base_dir, int no_files,
+                           loom_graph_json_lib_fn lib_fn, void *lib_arg,
+                           loom_graph **out, char *err, size_t errlen)
 {
     jctx c;
     memset(&c, 0, sizeof c);
@@ -1058,6 +1062,7 @@ int loom_graph_from_json(const char *text, size_t len, const char *base_dir,
     if (out) *out = NULL;
     if (!out || (!text && len)) return fail(&c, LOOM_EINVAL, "invalid arguments");
     c.base_dir = base_dir;
+    c.no_files = no_files;
     c.lib_fn = lib_fn;
     c.lib_arg = lib_arg;
     int rc = parse_document(&c, text ? text : "", len);
@@ -1067,6 +1072,19 @@ int loom_graph_from_json(const char *text, size_t len, const char *base_dir,
     }
     jctx_free(&c);
     return rc;
+}
+
+int loom_graph_from_json(const char *text, size_t len, const char *base_dir,
+                         loom_graph_json_lib_fn lib_fn, void *lib_arg,
+                         loom_graph **out, char *err, size_t errlen)
+{
+    return graph_from_json(text, len, base_dir, 0, lib_fn, lib_arg, out, err, errlen);
+}
+
+int loom_graph_from_json_remote(const char *text, size_t len, loom_graph_json_lib_fn lib_fn, void *lib_arg,
+                                loom_graph **out, char *err, size_t errlen)
+{
+    return graph_from_json(text, len, NULL, 1, lib_fn, lib_arg, out, err, errlen);
 }
 
 int loom_graph_json_name(const char *text, size_t len, char *out, size_t outlen)

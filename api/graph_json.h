@@ -19,6 +19,12 @@ int loom_graph_from_json(const char *text, size_t len, const char *base_dir,
                          loom_graph_json_lib_fn lib_fn, void *lib_arg,
                          loom_graph **out, char *err, size_t errlen);
 
+/* The same for a document from a remote user (the HTTP gateway): "file"
+ * arguments, which would read the server's files, are refused, and library
+ * paths go to lib_fn, which decides what they may name. */
+int loom_graph_from_json_remote(const char *text, size_t len, loom_graph_json_lib_fn lib_fn, void *lib_arg,
+                                loom_graph **out, char *err, size_t errlen);
+
 /* The document's top-level "name" (the job name) into out, truncated to
  * outlen - 1 bytes; "" when it has none.  Call it on text that
  * loom_graph_from_json accepted.  0, or LOOM_EINVAL for bad arguments. */

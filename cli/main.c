@@ -23,6 +23,7 @@
 #include "runtime/util.h"
 #include "scheduler/head.h"
 #include "worker/daemon.h"
+#include "gateway/gateway.h"
 
 #define MAX_OPTS 32
 
@@ -39,7 +40,9 @@ static const char *usage_text =
     "\n"
     "clusters:\n"
     "  start --head [--port P] [--bind HOST] [--num-cpus N] [--store-bytes B] [--no-node] [--block]\n"
-    "        start a head (and a node daemon on this machine) in the background\n"
+    "        [--http-port P] [--http-bind HOST] [--http-lib-dir DIR]\n"
+    "        start a head (and a node daemon on this machine) in the background; with\n"
+    "        --http-port, the head also serves the HTTP gateway (jobs REST, health, metrics)\n"
     "  start --address HOST:PORT [--bind HOST] [--advertise HOST] [--num-cpus N]\n"
     "        [--store-bytes B] [--memory B] [--block]   start a node daemon that joins HOST:PORT\n"
     "     node options (with either): --num-gpus N (default: the GPUs found), --gpu-memory B,\n"
@@ -223,7 +226,28 @@ static int cmd_head(const opts *o)
         .heartbeat_timeout_ms = opt_int(o, "heartbeat-timeout-ms", 10000),
         .ready_fd = opt_int(o, "ready-fd", -1),
     };
+    loom_gateway *gw = NULL;
+    if (opt(o, "http-port")) {
+        loom_gateway_opts go = {
+            .host = opt(o, "http-bind") ? opt(o, "http-bind") : "127.0.0.1",
+            .port = opt_int(o, "http-port", 0),
+            .state_dir = sd,
+            .secret = secret,
+            .lib_dir = opt(o, "http-lib-dir"),
+        };
+        rc = loom_gateway_start(&go, &gw);
+        if (rc) {
+            LOG_ERROR("cannot start the HTTP gateway on %s:%d: %s", go.host, go.port, loom_strerror(rc));
+            return 1;
+        }
+        char gpath[4200], gaddr[300];
+        loom_snprintf(gpath, sizeof(gpath), "%s/http_address", sd);
+        loom_snprintf(gaddr, sizeof(gaddr), "%s:%d", go.host, loom_gateway_port(gw));
+        loom_write_file(gpath, gaddr, strlen(gaddr), 0600);
+        LOG_INFO("HTTP gateway listening on http://%s", gaddr);
+    }
     rc = loom_head_run(&ho);
+    loom_gateway_stop(&gw);
     return rc ? 1 : 0;
 }
 
@@ -484,7 +508,7 @@ static int cmd_start(const opts *o)
     loom_snprintf(logs, sizeof(logs), "%s/logs", sd);
     loom_mkdir_p(logs);
     loom_snprintf(log, sizeof(log), "%s/logs/head.log", sd);
-    char *argv[20];
+    char *argv[32];
     int n = 0;
     argv[n++] = (char *)loom_binary_path();
     argv[n++] = "_head";
@@ -492,10 +516,20 @@ static int cmd_start(const opts *o)
     push_arg(argv, &n, "--port", opt(o, "port"));
     push_arg(argv, &n, "--bind", opt(o, "bind"));
     push_arg(argv, &n, "--heartbeat-timeout-ms", opt(o, "heartbeat-timeout-ms"));
+    push_arg(argv, &n, "--http-port", opt(o, "http-port"));
+    push_arg(argv, &n, "--http-bind", opt(o, "http-bind"));
+    push_arg(argv, &n, "--http-lib-dir", opt(o, "http-lib-dir"));
     push_arg(argv, &n, "--ready-fd", "3");
     argv[n] = NULL;
     if (start_background(sd, argv, log, addr, sizeof(addr), "head")) return 1;
     printf("loom: head listening on %s (state: %s, log: %s)\n", addr, sd, log);
+    if (opt(o, "http-port")) {
+        char gpath[4200], *gaddr = NULL;
+        size_t glen = 0;
+        loom_snprintf(gpath, sizeof(gpath), "%s/http_address", sd);
+        if (loom_read_file(gpath, 300, &gaddr, &glen) == 0) printf("loom: HTTP gateway on http://%s\n", gaddr);
+        free(gaddr);
+    }
     printf("loom: cluster secret in %s/secret: copy it (mode 0600) to nodes that join from other machines\n", sd);
     if (!opt(o, "no-node") && start_node_from(o, sd, addr)) return 1;
     printf("loom: join more nodes with: loom start --address %s\n", addr);

@@ -30,3 +30,6 @@ set_tests_properties(sys_netcut PROPERTIES LABELS "system;chaos" SKIP_REGULAR_EX
 # the head killed mid-graph and restarted with its state dir
 loom_script_test(sys_head_restart sys_head_restart.sh)
 set_tests_properties(sys_head_restart PROPERTIES LABELS system)
+# the HTTP gateway of a real head, driven by curl and Python's http.client
+loom_script_test(sys_gateway sys_gateway.sh)
+set_tests_properties(sys_gateway PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")

@@ -1,0 +1,385 @@
+/* gateway/gateway.c — the gateway's core (see gateway.h): the bounded request
+ * queue, the worker threads and their clients, health, /metrics (refreshed
+ * from the head's status by a stats thread), routing, replies.
+ *
+ * Threads: the HTTP server's loop thread calls on_request, which answers
+ * health and /metrics itself and queues everything else; `workers` threads
+ * take requests from the queue; one stats thread asks the head for its state
+ * every STATS_PERIOD_MS.  The queue, the stop flag and the readiness flag are
+ * under g->mu; the metrics registry has its own lock. */
+#include "gateway/gateway_internal.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/util.h"
+
+#define DEFAULT_WORKERS 4
+#define MAX_WORKERS 64
+#define DEFAULT_QUEUE 256
+#define STATS_PERIOD_MS 2000
+
+typedef struct gw_item {
+    const loom_http_request *req;
+    loom_http_reply *rep;
+} gw_item;
+
+struct loom_gateway {
+    loom_http_server *http;
+    loom_metrics *metrics;
+    char *host, *state_dir, *secret, *lib_dir;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* work queued, or stop (workers wait on it) */
+    pthread_cond_t stats_cv;    /* stop (the stats thread waits on it) */
+    gw_item *queue;             /* ring of queue_max items */
+    int queue_max, qhead, qlen;
+    int stopping;
+    int ready;                  /* the last connection attempt to the head worked */
+    gw_worker *workers;
+    pthread_t *threads;
+    int nworkers, nstarted;
+    pthread_t stats;
+    int stats_started;
+    gw_worker stats_worker;
+};
+
+/* ---- replies ------------------------------------------------------------ */
+
+void gw_reply_json(loom_http_reply *rep, int status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        loom_http_reply_error(rep, 500, "out of memory", NULL);
+        return;
+    }
+    loom_http_reply_send(rep, status, "application/json", text, strlen(text), NULL);
+    free(text);
+}
+
+void gw_reply_error(loom_http_reply *rep, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    loom_http_reply_error(rep, status, msg, status == 503 || status == 429 ? "Retry-After: 1\r\n" : NULL);
+}
+
+int gw_status_of(int rc)
+{
+    switch (rc) {
+    case LOOM_OK: return 200;
+    case LOOM_EINVAL: return 400;
+    case LOOM_ENOTFOUND: return 404;
+    case LOOM_EAUTH: return 403;
+    case LOOM_ETIMEOUT: return 504;
+    case LOOM_ECONN: return 503;
+    case LOOM_ESTOREFULL: return 507;
+    default: return 500;
+    }
+}
+
+int gw_path_segment(const char *path, const char *prefix, char *out, size_t cap, const char **rest)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(path, prefix, n) != 0) return -1;
+    const char *s = path + n, *e = strchr(s, '/');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    if (len == 0 || len >= cap) return -1;
+    memcpy(out, s, len);
+    out[len] = 0;
+    if (rest) *rest = s + len;
+    return 0;
+}
+
+const char *gw_lib_dir(const loom_gateway *g)
+{
+    return g->lib_dir;
+}
+
+/* ---- clients -------------------------------------------------------------- */
+
+static void set_ready(loom_gateway *g, int ready)
+{
+    pthread_mutex_lock(&g->mu);
+    g->ready = ready;
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Connects to the head named in the state dir's address file. */
+static int connect_head(loom_gateway *g, loom_client **out)
+{
+    char path[4200], *addr = NULL;
+    size_t len = 0;
+    loom_snprintf(path, sizeof(path), "%s/address", g->state_dir);
+    int rc = loom_read_file(path, 512, &addr, &len);
+    if (rc) return LOOM_ECONN;
+    while (len && (addr[len - 1] == '\n' || addr[len - 1] == ' ')) addr[--len] = 0;
+    loom_connect_opts co = {.secret = g->secret, .state_dir = g->state_dir};
+    rc = loom_connect(addr, &co, out);
+    free(addr);
+    set_ready(g, rc == LOOM_OK);
+    return rc;
+}
+
+loom_client *gw_client(gw_worker *w, loom_http_reply *rep)
+{
+    if (w->c) return w->c;
+    int rc = connect_head(w->gw, &w->c);
+    if (rc) {
+        w->c = NULL;
+        if (rep) gw_reply_error(rep, 503, "the gateway cannot reach the cluster's head: %s", loom_strerror(rc));
+    }
+    return w->c;
+}
+
+void gw_client_check(gw_worker *w, int rc)
+{
+    if (rc == LOOM_ECONN && w->c) {
+        loom_disconnect(&w->c);
+        set_ready(w->gw, 0);
+    }
+}
+
+/* ---- health and metrics (answered on the HTTP thread) ---------------------- */
+
+static int is_health(const loom_http_request *req)
+{
+    return !strcmp(req->path, "/v2/health/live") || !strcmp(req->path, "/v2/health/ready") ||
+           !strcmp(req->path, "/metrics");
+}
+
+static void answer_health(loom_gateway *g, const loom_http_request *req, loom_http_reply *rep)
+{
+    if (!strcmp(req->path, "/metrics")) {
+        char *text = NULL;
+        size_t len = 0;
+        if (loom_metrics_render(g->metrics, &text, &len) != 0) {
+            loom_http_reply_error(rep, 500, "cannot render the metrics", NULL);
+            return;
+        }
+        loom_http_reply_send(rep, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
+        free(text);
+        return;
+    }
+    if (!strcmp(req->path, "/v2/health/live")) {
+        gw_reply_json(rep, 200, json_pack("{s:b}", "live", 1));
+        return;
+    }
+    pthread_mutex_lock(&g->mu);
+    int ready = g->ready && !g->stopping;
+    pthread_mutex_unlock(&g->mu);
+    gw_reply_json(rep, ready ? 200 : 503, json_pack("{s:b}", "ready", ready));
+}
+
+/* Refreshes the cluster gauges from the head's status JSON. */
+static void refresh_stats(loom_gateway *g, gw_worker *w)
+{
+    loom_client *c = gw_client(w, NULL);
+    if (!c) return;
+    char *text = NULL;
+    int rc = loom_status_json(c, &text);
+    gw_client_check(w, rc);
+    if (rc) return;
+    json_t *st = json_loads(text, 0, NULL);
+    free(text);
+    if (!st) return;
+    json_t *tasks = json_object_get(st, "tasks");
+    const char *k;
+    json_t *v;
+    json_object_foreach(tasks, k, v) {
+        if (!json_is_number(v)) continue;
+        char labels[128];
+        loom_metrics_labels(labels, sizeof(labels), "state", k, NULL);
+        loom_metrics_gauge_set(g->metrics, "loom_tasks", "tasks the head has seen, by state", labels,
+                               json_number_value(v));
+    }
+    json_t *nodes = json_object_get(st, "nodes");
+    double alive = 0, used = 0, cap = 0;
+    size_t i;
+    json_array_foreach(nodes, i, v) {
+        const char *state = json_string_value(json_object_get(v, "state"));
+        if (state && strcmp(state, "dead") != 0) alive++;
+        used += json_number_value(json_object_get(v, "store_used"));
+        cap += json_number_value(json_object_get(v, "store_capacity"));
+    }
+    loom_metrics_gauge_set(g->metrics, "loom_nodes_alive", "nodes alive", NULL, alive);
+    loom_metrics_gauge_set(g->metrics, "loom_object_store_bytes", "object store bytes in use, all nodes", NULL,
+                           used);
+    loom_metrics_gauge_set(g->metrics, "loom_object_store_capacity_bytes", "object store capacity, all nodes",
+                           NULL, cap);
+    json_decref(st);
+}
+
+static void *stats_main(void *arg)
+{
+    loom_gateway *g = arg;
+    for (;;) {
+        pthread_mutex_lock(&g->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += STATS_PERIOD_MS / 1000;
+        while (!g->stopping && pthread_cond_timedwait(&g->stats_cv, &g->mu, &until) == 0) {}
+        int stop = g->stopping;
+        pthread_mutex_unlock(&g->mu);
+        if (stop) break;
+        refresh_stats(g, &g->stats_worker);
+    }
+    if (g->stats_worker.c) loom_disconnect(&g->stats_worker.c);
+    return NULL;
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+
+static void route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
+{
+    if (gw_jobs_route(w, req, rep)) return;
+    gw_reply_error(rep, 404, "no route for %s %s", req->method, req->path);
+}
+
+static void *worker_main(void *arg)
+{
+    gw_worker *w = arg;
+    loom_gateway *g = w->gw;
+    for (;;) {
+        pthread_mutex_lock(&g->mu);
+        while (!g->stopping && g->qlen == 0) pthread_cond_wait(&g->cv, &g->mu);
+        if (g->stopping) {
+            pthread_mutex_unlock(&g->mu);
+            break;
+        }
+        gw_item it = g->queue[g->qhead];
+        g->qhead = (g->qhead + 1) % g->queue_max;
+        g->qlen--;
+        pthread_mutex_unlock(&g->mu);
+        loom_metrics_gauge_set(g->metrics, "loom_gateway_queue_depth", "requests waiting for a worker", NULL,
+                               (double)g->qlen);
+        route(w, it.req, it.rep);
+    }
+    if (w->c) loom_disconnect(&w->c);
+    return NULL;
+}
+
+/* The HTTP thread's handler: health and metrics at once, the rest queued. */
+static void on_request(void *ud, const loom_http_request *req, loom_http_reply *rep)
+{
+    loom_gateway *g = ud;
+    if (is_health(req)) {
+        answer_health(g, req, rep);
+        return;
+    }
+    pthread_mutex_lock(&g->mu);
+    int full = g->stopping || g->qlen >= g->queue_max;
+    if (!full) {
+        g->queue[(g->qhead + g->qlen) % g->queue_max] = (gw_item){req, rep};
+        g->qlen++;
+        pthread_cond_signal(&g->cv);
+    }
+    int depth = g->qlen;
+    pthread_mutex_unlock(&g->mu);
+    loom_metrics_gauge_set(g->metrics, "loom_gateway_queue_depth", "requests waiting for a worker", NULL,
+                           (double)depth);
+    if (full) {
+        loom_metrics_counter_add(g->metrics, "loom_gateway_rejected_total", "requests refused: queue full", NULL,
+                                 1);
+        gw_reply_error(rep, 429, "the gateway is busy (%d requests queued); retry later", depth);
+    }
+}
+
+/* ---- start and stop ----------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int start_threads(loom_gateway *g)
+{
+    for (int i = 0; i < g->nworkers; i++) {
+        g->workers[i] = (gw_worker){.gw = g, .index = i};
+        if (pthread_create(&g->threads[i], NULL, worker_main, &g->workers[i]) != 0) return LOOM_ENOMEM;
+        g->nstarted++;
+    }
+    g->stats_worker = (gw_worker){.gw = g, .index = -1};
+    if (pthread_create(&g->stats, NULL, stats_main, g) != 0) return LOOM_ENOMEM;
+    g->stats_started = 1;
+    return LOOM_OK;
+}
+
+int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
+{
+    if (!o || !out || !o->state_dir || !o->secret || o->port < 0 || o->port > 65535) return LOOM_EINVAL;
+    *out = NULL;
+    loom_gateway *g = calloc(1, sizeof(*g));
+    if (!g) return LOOM_ENOMEM;
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    pthread_cond_init(&g->stats_cv, NULL);
+    g->nworkers = o->workers > 0 ? (o->workers < MAX_WORKERS ? o->workers : MAX_WORKERS) : DEFAULT_WORKERS;
+    g->queue_max = o->queue_max > 0 ? o->queue_max : DEFAULT_QUEUE;
+    g->host = strdup(o->host ? o->host : "127.0.0.1");
+    g->state_dir = strdup(o->state_dir);
+    g->secret = strdup(o->secret);
+    g->lib_dir = dup_or_null(o->lib_dir);
+    g->queue = calloc((size_t)g->queue_max, sizeof(gw_item));
+    g->workers = calloc((size_t)g->nworkers, sizeof(gw_worker));
+    g->threads = calloc((size_t)g->nworkers, sizeof(pthread_t));
+    g->metrics = loom_metrics_new();
+    int rc = g->host && g->state_dir && g->secret && (g->lib_dir || !o->lib_dir) && g->queue && g->workers &&
+                     g->threads && g->metrics
+                 ? LOOM_OK : LOOM_ENOMEM;
+    if (!rc) rc = start_threads(g);
+    if (!rc) {
+        loom_http_opts ho = {
+            .host = g->host, .port = o->port, .handler = on_request, .ud = g,
+            .max_inflight = g->queue_max + g->nworkers + 64, .is_priority = is_health, .metrics = g->metrics,
+        };
+        rc = loom_http_start(&ho, &g->http);
+    }
+    if (rc) {
+        loom_gateway_stop(&g);
+        return rc;
+    }
+    *out = g;
+    return LOOM_OK;
+}
+
+int loom_gateway_port(const loom_gateway *g)
+{
+    return g && g->http ? loom_http_port(g->http) : -1;
+}
+
+void loom_gateway_stop(loom_gateway **gp)
+{
+    if (!gp || !*gp) return;
+    loom_gateway *g = *gp;
+    *gp = NULL;
+    pthread_mutex_lock(&g->mu);
+    g->stopping = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_cond_broadcast(&g->stats_cv);
+    pthread_mutex_unlock(&g->mu);
+    for (int i = 0; i < g->nstarted; i++) pthread_join(g->threads[i], NULL);
+    if (g->stats_started) pthread_join(g->stats, NULL);
+    for (; g->qlen > 0; g->qlen--, g->qhead = (g->qhead + 1) % g->queue_max)
+        gw_reply_error(g->queue[g->qhead].rep, 503, "the gateway is stopping");
+    loom_http_stop(&g->http);
+    loom_metrics_free(&g->metrics);
+    free(g->queue);
+    free(g->workers);
+    free(g->threads);
+    free(g->host);
+    free(g->state_dir);
+    free(g->secret);
+    free(g->lib_dir);
+    pthread_cond_destroy(&g->cv);
+    pthread_cond_destroy(&g->stats_cv);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}

@@ -1,0 +1,177 @@
+/* gateway/jobs.c — the jobs REST routes of the gateway (see gateway.h):
+ * submit a graph as JSON (the document `loom submit` reads), its state, a
+ * task's result and logs, cancel-and-delete.  A submitted job is detached: it
+ * keeps its outputs until DELETE, whoever polls it.  Each function answers its
+ * request exactly once. */
+#include "gateway/gateway_internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/graph_json.h"
+#include "loom/value.h"
+#include "runtime/util.h"
+
+#define JOB_ID_MAX 64
+#define RESULT_WAIT_MS 100    /* a result not ready by then is answered 202 (poll again) */
+
+/* Library paths in a REST job: only inside the gateway's library directory
+ * (the paths name files on the head's machine). */
+static int lib_from_path(void *arg, const char *path, loom_ref *out)
+{
+    gw_worker *w = arg;
+    const char *dir = gw_lib_dir(w->gw);
+    if (!dir) return LOOM_EAUTH;
+    char real[PATH_MAX], realdir[PATH_MAX], full[PATH_MAX + 256];
+    if (path[0] == '/') loom_snprintf(full, sizeof(full), "%s", path);
+    else loom_snprintf(full, sizeof(full), "%s/%s", dir, path);
+    if (!realpath(full, real) || !realpath(dir, realdir)) return LOOM_ENOTFOUND;
+    size_t n = strlen(realdir);
+    if (strncmp(real, realdir, n) != 0 || real[n] != '/') return LOOM_EAUTH;
+    return loom_library_load(w->c, real, out);
+}
+
+static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
+{
+    loom_client *c = gw_client(w, rep);
+    if (!c) return;
+    char err[512], name[128];
+    loom_graph *g = NULL;
+    int rc = loom_graph_from_json_remote(req->body, req->body_len, lib_from_path, w, &g, err, sizeof(err));
+    if (rc) {
+        if (rc == LOOM_EAUTH)
+            gw_reply_error(rep, 403, "%s (library paths must lie in the gateway's library directory; "
+                                     "use \"library_ref\")", err);
+        else
+            gw_reply_error(rep, gw_status_of(rc) == 500 ? 500 : 400, "%s", err);
+        gw_client_check(w, rc);
+        return;
+    }
+    loom_graph_json_name(req->body, req->body_len, name, sizeof(name));
+    char job[LOOM_JOB_ID_LEN];
+    loom_submit_opts so = {.job_name = name[0] ? name : "http", .detached = 1};
+    rc = loom_graph_submit(c, g, &so, job);
+    int ntasks = loom_graph_size(g);
+    loom_graph_destroy(&g);
+    if (rc) {
+        gw_reply_error(rep, gw_status_of(rc), "cannot submit the job: %s", loom_last_error(c));
+        gw_client_check(w, rc);
+        return;
+    }
+    gw_reply_json(rep, 201, json_pack("{s:s,s:i,s:s}", "job_id", job, "tasks", ntasks, "status",
+                                      "submitted"));
+}
+
+static void job_state(gw_worker *w, const char *id, loom_http_reply *rep)
+{
+    loom_client *c = gw_client(w, rep);
+    if (!c) return;
+    char *text = NULL;
+    int rc = loom_job_json(c, id, &text);
+    if (rc) {
+        gw_reply_error(rep, gw_status_of(rc), "job %s: %s", id, loom_last_error(c));
+        gw_client_check(w, rc);
+        return;
+    }
+    loom_http_reply_send(rep, 200, "application/json", text, strlen(text), NULL);
+    free(text);
+}
+
+/* The ref of ?task=T&output=N (default 0) in job id. */
+static int job_task_ref(gw_worker *w, const char *id, const loom_http_request *req, loom_ref *ref,
+                        loom_http_reply *rep)
+{
+    char task[256] = "", out[32] = "0";
+    loom_http_query_get(req, "task", task, sizeof(task));
+    loom_http_query_get(req, "output", out, sizeof(out));
+    if (!task[0]) {
+        gw_reply_error(rep, 400, "say which task: ?task=NAME (its name in the graph)");
+        return LOOM_EINVAL;
+    }
+    char *end = NULL;
+    long output = strtol(out, &end, 10);
+    if (!end || *end || output < 0 || output > 1000000) {
+        gw_reply_error(rep, 400, "output must be a small non-negative integer");
+        return LOOM_EINVAL;
+    }
+    int rc = loom_job_ref(w->c, id, task, (int)output, ref);
+    if (rc) {
+        gw_reply_error(rep, gw_status_of(rc), "job %s: %s", id, loom_last_error(w->c));
+        gw_client_check(w, rc);
+    }
+    return rc;
+}
+
+static void job_result(gw_worker *w, const char *id, const loom_http_request *req, loom_http_reply *rep)
+{
+    loom_ref ref;
+    if (!gw_client(w, rep) || job_task_ref(w, id, req, &ref, rep)) return;
+    loom_value *v = NULL;
+    int rc = loom_get(w->c, ref, RESULT_WAIT_MS, &v);
+    if (rc == LOOM_ETIMEOUT) {
+        gw_reply_json(rep, 202, json_pack("{s:s,s:s}", "job_id", id, "status", "running"));
+        return;
+    }
+    if (rc) {
+        gw_reply_error(rep, rc == LOOM_ECONN ? 503 : 422, "the task failed: %s", loom_last_error(w->c));
+        gw_client_check(w, rc);
+        return;
+    }
+    char *json = NULL;
+    if (loom_msgpack_to_json(loom_value_data(v), loom_value_size(v), &json) == 0) {
+        loom_http_reply_send(rep, 200, "application/json", json, strlen(json), NULL);
+        free(json);
+    } else {
+        loom_http_reply_send(rep, 200, "application/octet-stream", loom_value_data(v), loom_value_size(v), NULL);
+    }
+    loom_value_release(&v);
+}
+
+static void job_logs(gw_worker *w, const char *id, const loom_http_request *req, loom_http_reply *rep)
+{
+    loom_ref ref;
+    if (!gw_client(w, rep) || job_task_ref(w, id, req, &ref, rep)) return;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = loom_logs(w->c, ref, &text, &len);
+    if (rc) {
+        gw_reply_error(rep, gw_status_of(rc), "logs of job %s: %s", id, loom_last_error(w->c));
+        gw_client_check(w, rc);
+        return;
+    }
+    loom_http_reply_send(rep, 200, "text/plain; charset=utf-8", text, len, NULL);
+    free(text);
+}
+
+static void job_delete(gw_worker *w, const char *id, loom_http_reply *rep)
+{
+    loom_client *c = gw_client(w, rep);
+    if (!c) return;
+    int rc = loom_job_delete(c, id);
+    if (rc) {
+        gw_reply_error(rep, gw_status_of(rc), "job %s: %s", id, loom_last_error(c));
+        gw_client_check(w, rc);
+        return;
+    }
+    gw_reply_json(rep, 200, json_pack("{s:s,s:s}", "job_id", id, "status", "deleted"));
+}
+
+int gw_jobs_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
+{
+    const char *m = req->method, *rest = NULL;
+    if (!strcmp(req->path, "/v1/jobs") || !strcmp(req->path, "/v1/jobs/")) {
+        if (!strcmp(m, "POST")) submit_job(w, req, rep);
+        else gw_reply_error(rep, 405, "use POST /v1/jobs with a graph as JSON");
+        return 1;
+    }
+    char id[JOB_ID_MAX];
+    if (gw_path_segment(req->path, "/v1/jobs/", id, sizeof(id), &rest)) return 0;
+    if (!strcmp(rest, "") && !strcmp(m, "GET")) job_state(w, id, rep);
+    else if (!strcmp(rest, "") && !strcmp(m, "DELETE")) job_delete(w, id, rep);
+    else if (!strcmp(rest, "/result") && !strcmp(m, "GET")) job_result(w, id, req, rep);
+    else if (!strcmp(rest, "/logs") && !strcmp(m, "GET")) job_logs(w, id, req, rep);
+    else if (!strcmp(rest, "/cancel") && !strcmp(m, "POST")) job_delete(w, id, rep);
+    else gw_reply_error(rep, 405, "%s %s is not a jobs route", m, req->path);
+    return 1;
+}
