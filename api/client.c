@@ -52,6 +52,8 @@ typedef struct ready_info {
     uint32_t nlocs;
     int subscribed;
     int waited;              /* times it appears in the refs of the loom_wait running now */
+    int views;               /* loom_values pointing at value */
+    int dropped;             /* released while views > 0: freed by the last loom_value_release */
 } ready_info;
 
 /* A submission (loom_submit) or put (loom_put) sent without waiting and not
@@ -99,6 +101,7 @@ struct loom_value {
     const void *data;
     size_t len;
     loom_client *c;
+    ready_info *pin;          /* the inline copy it points at (kept alive by views) */
     loom_store_view view;     /* zero-copy */
     void *owned;              /* a copy */
 };
@@ -129,6 +132,14 @@ static void ready_free(ready_info *r)
     for (uint32_t i = 0; i < r->nlocs; i++) free(r->locs[i].addr);
     free(r->locs);
     free(r);
+}
+
+/* Forget r (released, or to be asked again): freed now, or by the last
+ * loom_value still reading its inline copy. */
+static void ready_drop(ready_info *r)
+{
+    if (r && r->views > 0) r->dropped = 1;
+    else ready_free(r);
 }
 
 static int grow_ua(loom_client *c)
@@ -947,6 +958,8 @@ int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out)
         if (r->value) {
             v->data = r->value;
             v->len = r->size;
+            v->pin = r;
+            r->views++;
         } else if (c->store && loom_store_get(c->store, ref.id, &v->view) == 0) {
             v->data = v->view.data;
             v->len = v->view.len;
@@ -956,7 +969,7 @@ int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out)
                 free(v);
                 /* until the head notices the dead node (its heartbeat timeout) */
                 if (attempt >= 150 || rc == LOOM_ENOMEM || (deadline >= 0 && loom_now_ms() >= deadline)) return rc;
-                ready_free(loom_hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
+                ready_drop(loom_hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
                 usleep(200000);
                 continue;
             }
@@ -983,6 +996,7 @@ void loom_value_release(loom_value **pv)
     if (!pv || !*pv) return;
     loom_value *v = *pv;
     if (v->view.txn_ && v->c && v->c->store) loom_store_view_release(v->c->store, &v->view);
+    if (v->pin && --v->pin->views == 0 && v->pin->dropped) ready_free(v->pin);
     free(v->owned);
     free(v);
     *pv = NULL;
@@ -1047,7 +1061,7 @@ int loom_cancel(loom_client *c, loom_ref ref)
 int loom_release_many(loom_client *c, const loom_ref *refs, int n)
 {
     if (!c || n < 0 || (n && !refs)) return LOOM_EINVAL;
-    for (int i = 0; i < n; i++) ready_free(loom_hmap_del(&c->ready, refs[i].id, LOOM_ID_LEN));
+    for (int i = 0; i < n; i++) ready_drop(loom_hmap_del(&c->ready, refs[i].id, LOOM_ID_LEN));
     for (int base = 0; base < n; base += 10000) {
         loom_msg m;
         loom_msg_init(&m, LOOM_MSG_RELEASE, 0);
@@ -1274,7 +1288,7 @@ int loom_logs(loom_client *c, loom_ref ref, char **out, size_t *len)
     if (n) memcpy(s, loom_value_data(v), n);
     s[n] = 0;
     loom_value_release(&v);
-    ready_free(loom_hmap_del(&c->ready, log.id, LOOM_ID_LEN));
+    ready_drop(loom_hmap_del(&c->ready, log.id, LOOM_ID_LEN));
     *out = s;
     if (len) *len = n;
     return LOOM_OK;
@@ -1463,7 +1477,7 @@ int loom_actor_wait_ready(loom_client *c, loom_actor a, int64_t timeout_ms)
     loom_value *v = NULL;
     int rc = loom_get(c, ready, timeout_ms, &v);
     loom_value_release(&v);
-    ready_free(loom_hmap_del(&c->ready, ready.id, LOOM_ID_LEN));
+    ready_drop(loom_hmap_del(&c->ready, ready.id, LOOM_ID_LEN));
     return rc;
 }
 

@@ -9,16 +9,4 @@ if(TARGET loom_gateway_http)
     set_tests_properties(${name} PROPERTIES TIMEOUT 120)
   endforeach()
 
-  # fuzz/CMakeLists.txt links its targets with libloom only; fuzz_http also
-  # needs libuv and http-parser, which come with loom_gateway_http (its
-  # sources under test are compiled into the libFuzzer binary itself, so the
-  # archive's copies are never pulled in).  Linked once the fuzz targets exist.
-  function(loom_gateway_link_fuzz)
-    foreach(t fuzz_http_corpus fuzz_http)
-      if(TARGET ${t})
-        target_link_libraries(${t} PRIVATE loom_gateway_http)
-      endif()
-    endforeach()
-  endfunction()
-  cmake_language(DEFER CALL loom_gateway_link_fuzz)
 endif()

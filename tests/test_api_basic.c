@@ -80,6 +80,20 @@ static void test_put_get(loom_client *c)
     loom_ref r2;
     CHECK_RC(loom_put(c, "hello", 5, &r2), LOOM_OK);
     CHECK(memcmp(r.id, r2.id, LOOM_ID_LEN) != 0);
+    /* a value stays readable until loom_value_release, even after its ref is
+       released (the small value is the client's own copy) */
+    CHECK_RC(loom_get(c, r2, 5000, &v), LOOM_OK);
+    loom_value *v2 = NULL;
+    CHECK_RC(loom_get(c, r2, 5000, &v2), LOOM_OK);
+    CHECK_RC(loom_release(c, r2), LOOM_OK);
+    char junk[5] = "xxxxx";
+    loom_ref r3;
+    CHECK_RC(loom_put(c, junk, 5, &r3), LOOM_OK);
+    CHECK(v && loom_value_size(v) == 5 && !memcmp(loom_value_data(v), "hello", 5));
+    loom_value_release(&v);
+    CHECK(v2 && loom_value_size(v2) == 5 && !memcmp(loom_value_data(v2), "hello", 5));
+    loom_value_release(&v2);
+    loom_release(c, r3);
 }
 
 static void test_large_zero_copy(loom_client *c, loom_ref lib)
