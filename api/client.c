@@ -61,12 +61,12 @@ typedef struct ready_info {
  * restarts, and to record the head's refusal as the result's error. */
 typedef struct unacked {
     uint64_t req;             /* 0: answered (a hole until the front moves past it) */
-    loom_ref out;             /* the task's result */
-    uint8_t *data;            /* the encoded SUBMIT */
+    loom_ref out;             /* the task's result, or the put object */
+    uint8_t *data;            /* the encoded SUBMIT or PUT_DONE */
     size_t len;
 } unacked;
 
-/* at most this many submissions in flight; loom_submit waits for answers past it */
+/* at most this many submissions and puts in flight; past it they wait for answers */
 #define MAX_UNACKED 8192
 
 struct loom_client {
@@ -90,7 +90,7 @@ struct loom_client {
     int64_t store_wait_ms;    /* backpressure: how long a put waits for room */
     int need_hello;           /* the head answered "say hello" (it restarted) */
     int64_t last_resub_ms;    /* when unfinished subscriptions were last sent again */
-    unacked *ua;              /* submissions in flight: [ua_first, nua) */
+    unacked *ua;              /* submissions and puts in flight: [ua_first, nua) */
     int ua_first, nua, cap_ua, ua_live;
     unsigned ua_closes;       /* disconnects when they were last sent again */
     long wait_done;           /* refs of the running loom_wait that became ready (mark_done) */
@@ -282,8 +282,8 @@ static int t_says_hello(const char *text)
     return text && strstr(text, "say hello") != NULL;
 }
 
-/* The head's answer to a submission sent without waiting: SUBMITTED drops
- * it; a refusal becomes the task's result (loom_get returns the error).  A
+/* The head's answer to a submission or put sent without waiting: SUBMITTED
+ * or OK drops it; a refusal becomes the result's error (loom_get returns it).  A
  * "say hello" keeps it: it is sent again after the hello.  1 if m was such
  * an answer. */
 static int note_unacked(loom_client *c, const loom_msg *m)
@@ -313,7 +313,7 @@ static int note_unacked(loom_client *c, const loom_msg *m)
     return 1;
 }
 
-/* Send every unanswered submission again (a restarted head, a closed
+/* Send every unanswered submission and put again (a restarted head, a closed
  * connection); the head takes a repeated one as the first. */
 static void resend_unacked(loom_client *c)
 {

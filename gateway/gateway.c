@@ -149,13 +149,13 @@ void gw_client_check(gw_worker *w, int rc)
 
 /* ---- health and metrics (answered on the HTTP thread) ---------------------- */
 
-static int is_health(const loom_http_request *req)
+static int is_loop_route(const loom_http_request *req)
 {
     return !strcmp(req->path, "/v2/health/live") || !strcmp(req->path, "/v2/health/ready") ||
            !strcmp(req->path, "/metrics");
 }
 
-static void answer_health(loom_gateway *g, const loom_http_request *req, loom_http_reply *rep)
+static void answer_on_loop(loom_gateway *g, const loom_http_request *req, loom_http_reply *rep)
 {
     if (!strcmp(req->path, "/metrics")) {
         char *text = NULL;
@@ -257,9 +257,10 @@ static void *worker_main(void *arg)
         gw_item it = g->queue[g->qhead];
         g->qhead = (g->qhead + 1) % g->queue_max;
         g->qlen--;
+        int depth = g->qlen;
         pthread_mutex_unlock(&g->mu);
         loom_metrics_gauge_set(g->metrics, "loom_gateway_queue_depth", "requests waiting for a worker", NULL,
-                               (double)g->qlen);
+                               (double)depth);
         route(w, it.req, it.rep);
     }
     if (w->c) loom_disconnect(&w->c);
@@ -270,8 +271,8 @@ static void *worker_main(void *arg)
 static void on_request(void *ud, const loom_http_request *req, loom_http_reply *rep)
 {
     loom_gateway *g = ud;
-    if (is_health(req)) {
-        answer_health(g, req, rep);
+    if (is_loop_route(req)) {
+        answer_on_loop(g, req, rep);
         return;
     }
     pthread_mutex_lock(&g->mu);
@@ -338,7 +339,7 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
     if (!rc) {
         loom_http_opts ho = {
             .host = g->host, .port = o->port, .handler = on_request, .ud = g,
-            .max_inflight = g->queue_max + g->nworkers + 64, .is_priority = is_health, .metrics = g->metrics,
+            .max_inflight = g->queue_max + g->nworkers + 64, .is_priority = is_loop_route, .metrics = g->metrics,
         };
         rc = loom_http_start(&ho, &g->http);
     }

@@ -506,7 +506,7 @@ static void conn_process(conn *c)
             conn_answer(c, st, st == 431 ? "request header fields too large"
                              : st == 413 ? "request body too large"
                              : st == 417 ? "expectation failed"
-                             : st == 501 ? "method not implemented"
+                             : st == 501 ? "this server does not support the method"
                              : st == 505 ? "HTTP version not supported"
                              : st == 500 ? "out of memory" : "bad request", NULL, 1, NULL);
         } else {

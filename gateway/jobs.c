@@ -44,7 +44,7 @@ static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_rep
             gw_reply_error(rep, 403, "%s (library paths must lie in the gateway's library directory; "
                                      "use \"library_ref\")", err);
         else
-            gw_reply_error(rep, gw_status_of(rc) == 500 ? 500 : 400, "%s", err);
+            gw_reply_error(rep, rc == LOOM_ENOMEM ? 500 : 400, "%s", err);
         gw_client_check(w, rc);
         return;
     }

@@ -359,11 +359,11 @@ static int mem_write_begin(loom_store *s, MDB_txn **txn)
 
 /* Maps a value's pages into this process in one call instead of one fault
  * per page.  A failure only costs speed (pages were fallocated already). */
-static void populate(void *buf, size_t len)
+static void populate(const loom_store *s, void *buf, size_t len)
 {
     if (len < POPULATE_MIN)
         return;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t page = (uintptr_t)s->mem_psize;   /* LMDB's page: the OS page */
     uintptr_t start = (uintptr_t)buf & ~(page - 1);
     uintptr_t end = ((uintptr_t)buf + len + page - 1) & ~(page - 1);
     (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
@@ -883,7 +883,7 @@ static int store_value(write_op *op, int tier, const uint8_t id[ID_LEN], const v
         return rc;
     }
     if (tier == TIER_MEM)
-        populate(v.mv_data, len);
+        populate(op->s, v.mv_data, len);
     if (data)
         memcpy(v.mv_data, data, len);
     if (buf)

@@ -382,6 +382,10 @@ static void persist_node(head *h, node *n)
 
 /* ---- objects ------------------------------------------------------------ */
 
+static void unpark_into(head *h, obj *o);
+
+/* A new, pending object; subscriptions that asked for it before it existed
+ * (park_sub) become its subscribers. */
 static obj *obj_new(head *h, const loom_ref *ref)
 {
     obj *o = calloc(1, sizeof(*o));
@@ -391,6 +395,7 @@ static obj *obj_new(head *h, const loom_ref *ref)
         free(o);
         return NULL;
     }
+    if (h->nparked) unpark_into(h, o);
     return o;
 }
 
@@ -414,7 +419,6 @@ static void queue_task(head *h, task *t);
 static void defer_unref(head *h, const loom_ref *ref);
 static void actor_dispatch(head *h, actor *a);
 static void actor_creation_failed(head *h, task *t, int code, const char *msg);
-static void unpark_for(head *h, obj *o);
 
 static void obj_destroy(head *h, obj *o)
 {
@@ -1773,7 +1777,6 @@ static void on_put_done(head *h, client *c, loom_msg *m)
         o->refs = 1;
         client_hold(c, &m->ref);
         obj_set_ready(h, o, m->u0, m->data.p, m->data.n, m->id);
-        if (h->nparked) unpark_for(h, o);
     } else if (!m->flag && loom_hmap_get(&c->held, m->ref.id, LOOM_ID_LEN)) {
         /* the same put sent again after a closed connection: a put's ref is
            random, so only its putter can hold it already; counted once */
@@ -1795,11 +1798,12 @@ static void on_put_done(head *h, client *c, loom_msg *m)
 }
 
 /* ---- subscriptions to objects not known yet -------------------------------
- * loom_put does not wait for the head, so a driver handed a ref by another
- * driver (out of band) may ask for it before its PUT_DONE arrives.  The answer
- * "no such object" therefore waits up to PUT_GRACE_MS for the put. */
+ * loom_put and loom_submit do not wait for the head, so a driver handed a ref
+ * by another driver (out of band) may ask for it before the put or submission
+ * that makes it arrives.  The answer "no such object" therefore waits up to
+ * UNKNOWN_GRACE_MS for the object to appear (obj_new). */
 
-#define PUT_GRACE_MS 250
+#define UNKNOWN_GRACE_MS 250
 #define MAX_PARKED 65536
 
 typedef struct parked_sub {
@@ -1827,20 +1831,22 @@ static void park_sub(head *h, client *c, const loom_ref *ref)
         send_not_found(h, c, ref);
         return;
     }
-    h->parked[h->nparked++] = (parked_sub){c->id, *ref, loom_now_ms() + PUT_GRACE_MS};
+    h->parked[h->nparked++] = (parked_sub){c->id, *ref, loom_now_ms() + UNKNOWN_GRACE_MS};
     if (!uv_is_active((uv_handle_t *)&h->park_timer)) arm_park_timer(h);
 }
 
-/* A put arrived: the drivers waiting for it are told it is ready. */
-static void unpark_for(head *h, obj *o)
+/* o was just made: the drivers that asked for it early subscribe to it (it
+ * is pending; obj_finish tells them when it is ready). */
+static void unpark_into(head *h, obj *o)
 {
     for (int i = 0; i < h->nparked;) {
-        if (memcmp(h->parked[i].ref.id, o->ref.id, LOOM_ID_LEN) == 0) {
-            notify_ready(h, o, h->parked[i].client);
-            h->parked[i] = h->parked[--h->nparked];
-        } else {
+        if (memcmp(h->parked[i].ref.id, o->ref.id, LOOM_ID_LEN) != 0) {
             i++;
+            continue;
         }
+        if (!grow_array((void **)&o->subs, &o->cap_subs, o->nsubs + 1, sizeof(uint32_t)))
+            o->subs[o->nsubs++] = h->parked[i].client;
+        h->parked[i] = h->parked[--h->nparked];
     }
 }
 

@@ -5,11 +5,11 @@
  * bias, then the activation (or the softmax of the last layer), so the two
  * paths differ only in how the products are summed. */
 #include "serve/mlp.h"
+#include "serve/serve_internal.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,19 +29,6 @@ struct loom_mlp {
     loom_mlp_cuda *cuda;             /* NULL: CPU */
     pthread_mutex_t cuda_lock;
 };
-
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 void loom_mlp_destroy(loom_mlp **pm)
 {
@@ -72,19 +59,19 @@ static int copy_param(const loom_st_file *f, const char *name, int ndim, int64_t
                       float **out, char *err, size_t errlen)
 {
     const loom_tensor *t = loom_st_find(f, name);
-    if (!t) return fail(LOOM_EINVAL, err, errlen, "MLP artifact lacks tensor '%s'", name);
+    if (!t) return serve_fail(LOOM_EINVAL, err, errlen, "MLP artifact lacks tensor '%s'", name);
     if (!is_float(t->dtype))
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s' is %s, want a float type", name,
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s' is %s, want a float type", name,
                     loom_tensor_dtype_name(t->dtype));
     if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
         char want[64];
         if (ndim == 2) snprintf(want, sizeof(want), "[%lld, %lld]", (long long)d0, (long long)d1);
         else snprintf(want, sizeof(want), "[%lld]", (long long)d0);
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s' has %d dims of which the first is "
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s' has %d dims of which the first is "
                     "%lld, want %s", name, t->ndim, t->ndim ? (long long)t->shape[0] : 0LL, want);
     }
     *out = malloc(t->nbytes ? t->nbytes / loom_tensor_dtype_size(t->dtype) * sizeof(float) : 1);
-    if (!*out) return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+    if (!*out) return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     loom_tensor_to_f32(t, *out);
     return 0;
 }
@@ -98,20 +85,20 @@ static int read_widths(loom_mlp *m, const loom_st_file *f, char *err, size_t err
         const loom_tensor *t = loom_st_find(f, name);
         if (!t) break;
         if (i == LOOM_MLP_MAX_LAYERS)
-            return fail(LOOM_ETOOBIG, err, errlen, "more than %d layers", LOOM_MLP_MAX_LAYERS);
+            return serve_fail(LOOM_ETOOBIG, err, errlen, "more than %d layers", LOOM_MLP_MAX_LAYERS);
         if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1 ||
             t->shape[0] > LOOM_MLP_MAX_WIDTH || t->shape[1] > LOOM_MLP_MAX_WIDTH)
-            return fail(LOOM_EINVAL, err, errlen, "'%s' must be [out, in] with 1..%d each", name,
+            return serve_fail(LOOM_EINVAL, err, errlen, "'%s' must be [out, in] with 1..%d each", name,
                         LOOM_MLP_MAX_WIDTH);
         if (i == 0) m->width[0] = (int)t->shape[1];
         else if (t->shape[1] != m->width[i])
-            return fail(LOOM_EINVAL, err, errlen, "'%s' takes %lld inputs, layer %d gives %d",
+            return serve_fail(LOOM_EINVAL, err, errlen, "'%s' takes %lld inputs, layer %d gives %d",
                         name, (long long)t->shape[1], i - 1, m->width[i]);
         m->width[i + 1] = (int)t->shape[0];
         m->nlayers = i + 1;
     }
     if (!m->nlayers)
-        return fail(LOOM_EINVAL, err, errlen, "not an MLP artifact: no tensor 'layers.0.weight'");
+        return serve_fail(LOOM_EINVAL, err, errlen, "not an MLP artifact: no tensor 'layers.0.weight'");
     return 0;
 }
 
@@ -120,10 +107,10 @@ static int read_activations(loom_mlp *m, const loom_st_file *f, char *err, size_
     const char *act = loom_st_metadata(f, "activation");
     if (!act || !strcmp(act, "relu")) m->act = LOOM_MLP_RELU;
     else if (!strcmp(act, "tanh")) m->act = LOOM_MLP_TANH;
-    else return fail(LOOM_EINVAL, err, errlen, "activation '%s': want relu or tanh", act);
+    else return serve_fail(LOOM_EINVAL, err, errlen, "activation '%s': want relu or tanh", act);
     const char *out = loom_st_metadata(f, "output_activation");
     if (out && strcmp(out, "softmax"))
-        return fail(LOOM_EINVAL, err, errlen, "output_activation '%s': only softmax is supported",
+        return serve_fail(LOOM_EINVAL, err, errlen, "output_activation '%s': only softmax is supported",
                     out);
     return 0;
 }
@@ -132,7 +119,7 @@ static int copy_metadata(loom_mlp *m, const loom_st_file *f, char *err, size_t e
 {
     int n = loom_st_metadata_count(f);
     m->meta = calloc(2 * (size_t)n + 1, sizeof(char *));
-    if (!m->meta) return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+    if (!m->meta) return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     for (int i = 0; i < n; i++) {
         const char *k, *v;
         loom_st_metadata_entry(f, i, &k, &v);
@@ -140,7 +127,7 @@ static int copy_metadata(loom_mlp *m, const loom_st_file *f, char *err, size_t e
         m->meta[2 * i + 1] = strdup(v);
         m->nmeta++;
         if (!m->meta[2 * i] || !m->meta[2 * i + 1])
-            return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+            return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     }
     return 0;
 }
@@ -157,7 +144,7 @@ static int load_layers(loom_mlp *m, const loom_st_file *f, char *err, size_t err
         if (!rc) rc = copy_param(f, bn, 1, m->width[i + 1], 0, &m->b[i], err, errlen);
     }
     if (!rc && loom_st_count(f) != 2 * m->nlayers)
-        rc = fail(LOOM_EINVAL, err, errlen,
+        rc = serve_fail(LOOM_EINVAL, err, errlen,
                   "MLP artifact has %d tensors, want layers.{0..%d}.weight and .bias only",
                   loom_st_count(f), m->nlayers - 1);
     if (!rc) rc = copy_metadata(m, f, err, errlen);
@@ -173,7 +160,7 @@ int loom_mlp_load(const void *buf, size_t len, loom_mlp **out, char *err, size_t
     loom_mlp *m = calloc(1, sizeof(*m));
     if (!m) {
         loom_st_close(&f);
-        return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+        return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     }
     pthread_mutex_init(&m->cuda_lock, NULL);
     rc = load_layers(m, f, err, errlen);
@@ -292,10 +279,10 @@ static int scratch(const loom_mlp *m, int64_t n, float **buf, char *err, size_t 
 {
     size_t w = (size_t)max_width(m);
     if (n < 0 || n > INT32_MAX || (size_t)n > LOOM_MLP_MAX_BATCH_BYTES / (2 * w * sizeof(float)))
-        return fail(LOOM_ETOOBIG, err, errlen, "batch of %lld rows is too large for this model",
+        return serve_fail(LOOM_ETOOBIG, err, errlen, "batch of %lld rows is too large for this model",
                     (long long)n);
     *buf = malloc(2 * (size_t)n * w * sizeof(float) + 1);
-    return *buf ? 0 : fail(LOOM_ENOMEM, err, errlen, "out of memory");
+    return *buf ? 0 : serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
 }
 
 typedef int (*layer_fn)(const loom_mlp *m, int layer, const float *x, int64_t n, float *y,

@@ -11,10 +11,10 @@
  * does not build yet; for the small models this runtime serves, the copies
  * are a few KiB per batch. */
 #include "serve/mlp_cuda.h"
+#include "serve/serve_internal.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,22 +99,9 @@ static void cuda_load(void)
     cuda.ok = 1;
 }
 
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 static int cuda_fail(char *err, size_t errlen, const char *what, int rc)
 {
-    return fail(LOOM_ESYS, err, errlen, "%s: %s", what, cuda.errstr(rc));
+    return serve_fail(LOOM_ESYS, err, errlen, "%s: %s", what, cuda.errstr(rc));
 }
 
 void loom_mlp_cuda_destroy(loom_mlp_cuda **pc)
@@ -147,12 +134,12 @@ int loom_mlp_cuda_new(int nlayers, const int *width, const float *const *w, loom
 {
     *out = NULL;
     pthread_once(&cuda_once, cuda_load);
-    if (!cuda.ok) return fail(LOOM_ENOTFOUND, why, whylen, "%s", cuda.why);
-    if (nlayers < 1 || nlayers > 64) return fail(LOOM_EINVAL, why, whylen, "bad layer count");
+    if (!cuda.ok) return serve_fail(LOOM_ENOTFOUND, why, whylen, "%s", cuda.why);
+    if (nlayers < 1 || nlayers > 64) return serve_fail(LOOM_EINVAL, why, whylen, "bad layer count");
     loom_mlp_cuda *c = calloc(1, sizeof(*c));
     if (!c || !(c->w = calloc((size_t)nlayers, sizeof(float *)))) {
         free(c);
-        return fail(LOOM_ENOMEM, why, whylen, "out of memory");
+        return serve_fail(LOOM_ENOMEM, why, whylen, "out of memory");
     }
     c->nlayers = nlayers;
     memcpy(c->width, width, sizeof(int) * (size_t)(nlayers + 1));
@@ -161,7 +148,7 @@ int loom_mlp_cuda_new(int nlayers, const int *width, const float *const *w, loom
         rc = cuda_fail(why, whylen, "cudaSetDevice(0)", rc);
     } else if ((rc = cuda.blas_create(&c->blas)) != 0) {
         c->blas = NULL;
-        rc = fail(LOOM_ESYS, why, whylen, "cublasCreate: status %d", rc);
+        rc = serve_fail(LOOM_ESYS, why, whylen, "cublasCreate: status %d", rc);
     }
     for (int i = 0; !rc && i < nlayers; i++)
         rc = upload(&c->w[i], w[i], (size_t)width[i] * (size_t)width[i + 1], why, whylen);
@@ -193,7 +180,7 @@ int loom_mlp_cuda_layer(loom_mlp_cuda *c, int layer, const float *x, int64_t n, 
                         char *err, size_t errlen)
 {
     if (layer < 0 || layer >= c->nlayers || n < 0 || n > INT32_MAX)
-        return fail(LOOM_EINVAL, err, errlen, "bad layer or batch");
+        return serve_fail(LOOM_EINVAL, err, errlen, "bad layer or batch");
     if (n == 0) return 0;
     int in = c->width[layer], out = c->width[layer + 1];
     size_t nx = (size_t)n * (size_t)in, ny = (size_t)n * (size_t)out;
@@ -209,7 +196,7 @@ int loom_mlp_cuda_layer(loom_mlp_cuda *c, int layer, const float *x, int64_t n, 
     const float one = 1.0f, zero = 0.0f;
     rc = cuda.sgemm(c->blas, BLAS_OP_T, BLAS_OP_N, out, (int)n, in, &one, c->w[layer], in, c->dx,
                     in, &zero, c->dy, out);
-    if (rc) return fail(LOOM_ESYS, err, errlen, "cublasSgemm: status %d", rc);
+    if (rc) return serve_fail(LOOM_ESYS, err, errlen, "cublasSgemm: status %d", rc);
     if ((rc = cuda.memcpy(y, c->dy, ny * sizeof(float), MEMCPY_D2H)))
         return cuda_fail(err, errlen, "cudaMemcpy from the device", rc);
     return 0;

@@ -3,8 +3,8 @@
  * it is checked against the buffer before a tensor view is made, because the
  * file comes from outside (an uploaded model). */
 #include "serve/safetensors.h"
+#include "serve/serve_internal.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,19 +47,6 @@ loom_tensor_dtype loom_st_dtype_from_name(const char *name)
     return LOOM_DTYPE_INVALID;
 }
 
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 static uint64_t read_le64(const unsigned char *p)
 {
     uint64_t v = 0;
@@ -91,23 +78,23 @@ static int json_nonneg(const json_t *v, uint64_t *out)
 static int parse_metadata(loom_st_file *f, json_t *meta, char *err, size_t errlen)
 {
     if (!json_is_object(meta))
-        return fail(LOOM_EINVAL, err, errlen, "__metadata__ is not an object of strings");
+        return serve_fail(LOOM_EINVAL, err, errlen, "__metadata__ is not an object of strings");
     size_t n = json_object_size(meta);
     if (n > LOOM_ST_MAX_METADATA)
-        return fail(LOOM_ETOOBIG, err, errlen, "%zu metadata entries, at most %d", n,
+        return serve_fail(LOOM_ETOOBIG, err, errlen, "%zu metadata entries, at most %d", n,
                     LOOM_ST_MAX_METADATA);
     f->meta = calloc(2 * n + 1, sizeof(char *));
-    if (!f->meta) return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+    if (!f->meta) return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     const char *key;
     json_t *v;
     json_object_foreach(meta, key, v) {
         if (!json_is_string(v))
-            return fail(LOOM_EINVAL, err, errlen, "__metadata__ '%s' is not a string", key);
+            return serve_fail(LOOM_EINVAL, err, errlen, "__metadata__ '%s' is not a string", key);
         char *k = strdup(key), *s = strdup(json_string_value(v));
         f->meta[2 * f->nmeta] = k;
         f->meta[2 * f->nmeta + 1] = s;
         f->nmeta++;
-        if (!k || !s) return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+        if (!k || !s) return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     }
     return 0;
 }
@@ -118,42 +105,42 @@ static int parse_entry(const char *name, json_t *e, size_t buflen, loom_tensor *
                        uint64_t *begin, uint64_t *end, char *err, size_t errlen)
 {
     if (strlen(name) == 0 || strlen(name) > LOOM_TENSOR_NAME_MAX)
-        return fail(LOOM_EINVAL, err, errlen, "tensor name of %zu bytes, want 1..%d",
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor name of %zu bytes, want 1..%d",
                     strlen(name), LOOM_TENSOR_NAME_MAX);
     if (!json_is_object(e))
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': entry is not an object", name);
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': entry is not an object", name);
     json_t *jdt = json_object_get(e, "dtype"), *jshape = json_object_get(e, "shape"),
            *joff = json_object_get(e, "data_offsets");
     if (!json_is_string(jdt) || !json_is_array(jshape) || !json_is_array(joff) ||
         json_array_size(joff) != 2 || json_object_size(e) != 3)
-        return fail(LOOM_EINVAL, err, errlen,
+        return serve_fail(LOOM_EINVAL, err, errlen,
                     "tensor '%s': want exactly dtype (string), shape (array), "
                     "data_offsets ([begin, end])", name);
     loom_tensor_dtype dt = loom_st_dtype_from_name(json_string_value(jdt));
     if (dt == LOOM_DTYPE_INVALID)
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': dtype %s is not supported", name,
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': dtype %s is not supported", name,
                     json_string_value(jdt));
     size_t ndim = json_array_size(jshape);
     if (ndim > LOOM_TENSOR_MAX_DIMS)
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': %zu dims, at most %d", name, ndim,
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': %zu dims, at most %d", name, ndim,
                     LOOM_TENSOR_MAX_DIMS);
     int64_t shape[LOOM_TENSOR_MAX_DIMS];
     for (size_t d = 0; d < ndim; d++) {
         uint64_t v;
         if (json_nonneg(json_array_get(jshape, d), &v))
-            return fail(LOOM_EINVAL, err, errlen, "tensor '%s': shape is not integers >= 0",
+            return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': shape is not integers >= 0",
                         name);
         shape[d] = (int64_t)v;
     }
     size_t nbytes;
     int rc = loom_tensor_shape_size(dt, (int)ndim, shape, NULL, &nbytes);
-    if (rc) return fail(rc, err, errlen, "tensor '%s': shape too large", name);
+    if (rc) return serve_fail(rc, err, errlen, "tensor '%s': shape too large", name);
     if (json_nonneg(json_array_get(joff, 0), begin) || json_nonneg(json_array_get(joff, 1), end) ||
         *begin > *end || *end > buflen)
-        return fail(LOOM_EINVAL, err, errlen,
+        return serve_fail(LOOM_EINVAL, err, errlen,
                     "tensor '%s': data_offsets outside the %zu-byte buffer", name, buflen);
     if (*end - *begin != nbytes)
-        return fail(LOOM_EINVAL, err, errlen,
+        return serve_fail(LOOM_EINVAL, err, errlen,
                     "tensor '%s': %llu data bytes, %s shape needs %zu", name,
                     (unsigned long long)(*end - *begin), json_string_value(jdt), nbytes);
     /* data is set once the tiling is checked; the name fits (checked above) */
@@ -182,7 +169,7 @@ static int place_tensors(loom_st_file *f, span *spans, const unsigned char *data
     uint64_t at = 0;
     for (int i = 0; i < f->n; i++) {
         if (spans[i].begin != at)
-            return fail(LOOM_EINVAL, err, errlen,
+            return serve_fail(LOOM_EINVAL, err, errlen,
                         "tensor '%s' starts at byte %llu of the buffer, want %llu "
                         "(tensors overlap or leave a hole)",
                         f->tensors[spans[i].index].name, (unsigned long long)spans[i].begin,
@@ -190,11 +177,11 @@ static int place_tensors(loom_st_file *f, span *spans, const unsigned char *data
         at = spans[i].end;
     }
     if (at != buflen)
-        return fail(LOOM_EINVAL, err, errlen, "tensors cover %llu of the %zu buffer bytes",
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensors cover %llu of the %zu buffer bytes",
                     (unsigned long long)at, buflen);
     size_t count = f->n > 0 ? (size_t)(unsigned)f->n : 1;
     loom_tensor *sorted = calloc(count, sizeof(loom_tensor));
-    if (!sorted) return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+    if (!sorted) return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     for (int i = 0; i < f->n; i++) {
         sorted[i] = f->tensors[spans[i].index];
         sorted[i].data = sorted[i].nbytes ? data + spans[i].begin : NULL;
@@ -208,7 +195,7 @@ static int parse_header(loom_st_file *f, json_t *root, const unsigned char *data
                         char *err, size_t errlen)
 {
     if (!json_is_object(root))
-        return fail(LOOM_EINVAL, err, errlen, "safetensors header is not a JSON object");
+        return serve_fail(LOOM_EINVAL, err, errlen, "safetensors header is not a JSON object");
     size_t n = json_object_size(root);
     json_t *meta = json_object_get(root, META_KEY);
     if (meta) {
@@ -217,12 +204,12 @@ static int parse_header(loom_st_file *f, json_t *root, const unsigned char *data
         n--;
     }
     if (n > LOOM_ST_MAX_TENSORS)
-        return fail(LOOM_ETOOBIG, err, errlen, "%zu tensors, at most %d", n, LOOM_ST_MAX_TENSORS);
+        return serve_fail(LOOM_ETOOBIG, err, errlen, "%zu tensors, at most %d", n, LOOM_ST_MAX_TENSORS);
     f->tensors = calloc(n ? n : 1, sizeof(loom_tensor));
     span *spans = calloc(n ? n : 1, sizeof(span));
     if (!f->tensors || !spans) {
         free(spans);
-        return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+        return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     }
     const char *key;
     json_t *v;
@@ -245,23 +232,23 @@ int loom_st_open(const void *buf, size_t len, loom_st_file **out, char *err, siz
     *out = NULL;
     const unsigned char *p = buf;
     if (!p || len < 8)
-        return fail(LOOM_EINVAL, err, errlen, "not a safetensors file (%zu bytes)", len);
+        return serve_fail(LOOM_EINVAL, err, errlen, "not a safetensors file (%zu bytes)", len);
     uint64_t hlen = read_le64(p);
     if (hlen < 2 || hlen > LOOM_ST_HEADER_MAX || hlen > len - 8)
-        return fail(LOOM_EINVAL, err, errlen,
+        return serve_fail(LOOM_EINVAL, err, errlen,
                     "not a safetensors file: header length %llu, file has %zu bytes after it",
                     (unsigned long long)hlen, len - 8);
     if (p[8] != '{')
-        return fail(LOOM_EINVAL, err, errlen, "not a safetensors file: header is not a JSON object");
+        return serve_fail(LOOM_EINVAL, err, errlen, "not a safetensors file: header is not a JSON object");
     json_error_t jerr;
     json_t *root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return fail(LOOM_EINVAL, err, errlen, "safetensors header: %s (byte %d)", jerr.text,
+        return serve_fail(LOOM_EINVAL, err, errlen, "safetensors header: %s (byte %d)", jerr.text,
                     jerr.position);
     loom_st_file *f = calloc(1, sizeof(*f));
     if (!f) {
         json_decref(root);
-        return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+        return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     }
     size_t start = 8 + (size_t)hlen;
     int rc = parse_header(f, root, p + start, len - start, err, errlen);
@@ -327,7 +314,7 @@ static int build_header(const loom_tensor *t, int n, const char *const *meta, in
                         json_t **out, size_t *buflen, char *err, size_t errlen)
 {
     json_t *root = json_object();
-    if (!root) return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+    if (!root) return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     if (nmeta > 0) {
         json_t *m = json_object();
         for (int i = 0; m && i < nmeta; i++)
@@ -338,7 +325,7 @@ static int build_header(const loom_tensor *t, int n, const char *const *meta, in
             }
         if (!m || json_object_set_new(root, META_KEY, m)) {
             json_decref(root);
-            return fail(LOOM_EINVAL, err, errlen, "metadata must be UTF-8 key/value strings");
+            return serve_fail(LOOM_EINVAL, err, errlen, "metadata must be UTF-8 key/value strings");
         }
     }
     size_t at = 0;
@@ -354,7 +341,7 @@ static int build_header(const loom_tensor *t, int n, const char *const *meta, in
         json_t *e = why ? NULL : entry_json(&t[i], at);
         if (!e || json_object_set_new(root, t[i].name, e)) {
             json_decref(root);
-            return fail(LOOM_EINVAL, err, errlen, "tensor '%s' %s", t[i].name,
+            return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s' %s", t[i].name,
                         why ? why : "cannot be written (name not UTF-8?)");
         }
         at += t[i].nbytes;
@@ -370,23 +357,23 @@ int loom_st_write(const loom_tensor *t, int n, const char *const *meta, int nmet
     *out = NULL;
     if (n < 0 || n > LOOM_ST_MAX_TENSORS || (n && !t) || nmeta < 0 ||
         nmeta > LOOM_ST_MAX_METADATA || (nmeta && !meta))
-        return fail(LOOM_EINVAL, err, errlen, "bad tensor or metadata count");
+        return serve_fail(LOOM_EINVAL, err, errlen, "bad tensor or metadata count");
     json_t *root = NULL;
     size_t buflen = 0;
     int rc = build_header(t, n, meta, nmeta, &root, &buflen, err, errlen);
     if (rc) return rc;
     char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(root);
-    if (!text) return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+    if (!text) return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     size_t tlen = strlen(text), hlen = tlen + (8 - tlen % 8) % 8;
     if (hlen > LOOM_ST_HEADER_MAX || buflen > SIZE_MAX - 8 - hlen) {
         free(text);
-        return fail(LOOM_ETOOBIG, err, errlen, "safetensors header or data too large");
+        return serve_fail(LOOM_ETOOBIG, err, errlen, "safetensors header or data too large");
     }
     unsigned char *buf = malloc(8 + hlen + buflen);
     if (!buf) {
         free(text);
-        return fail(LOOM_ENOMEM, err, errlen, "out of memory");
+        return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory");
     }
     for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     memcpy(buf + 8, text, tlen);

@@ -3,6 +3,7 @@
  * from outside (HTTP bodies, other processes): it checks every length against
  * what is left before it reads, and every product for overflow. */
 #include "serve/tensor.h"
+#include "serve/serve_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -31,9 +32,7 @@ static const struct {
     [LOOM_DTYPE_BF16] = {"BF16", 2},
 };
 
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
+int serve_fail(int rc, char *err, size_t errlen, const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;
@@ -100,16 +99,16 @@ int loom_tensor_set(loom_tensor *t, const char *name, loom_tensor_dtype dt, int 
                     const int64_t *shape, const void *data, char *err, size_t errlen)
 {
     size_t nlen;
-    if (!t) return fail(LOOM_EINVAL, err, errlen, "no tensor");
+    if (!t) return serve_fail(LOOM_EINVAL, err, errlen, "no tensor");
     if (!name_ok(name, &nlen))
-        return fail(LOOM_EINVAL, err, errlen, "tensor name must be 1..%d bytes",
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor name must be 1..%d bytes",
                     LOOM_TENSOR_NAME_MAX);
     size_t nbytes;
     int rc = loom_tensor_shape_size(dt, ndim, shape, NULL, &nbytes);
     if (rc)
-        return fail(rc, err, errlen, "tensor '%s': %s", name,
+        return serve_fail(rc, err, errlen, "tensor '%s': %s", name,
                     rc == LOOM_ETOOBIG ? "shape too large" : "bad dtype, ndim or shape");
-    if (nbytes && !data) return fail(LOOM_EINVAL, err, errlen, "tensor '%s': no data", name);
+    if (nbytes && !data) return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': no data", name);
     memset(t, 0, sizeof(*t));
     memcpy(t->name, name, nlen);
     t->dtype = dt;
@@ -222,12 +221,12 @@ static int check_tensor(const loom_tensor *t, char *err, size_t errlen)
 {
     size_t nlen, nbytes;
     if (!name_ok(t->name, &nlen))
-        return fail(LOOM_EINVAL, err, errlen, "tensor name must be 1..%d bytes",
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor name must be 1..%d bytes",
                     LOOM_TENSOR_NAME_MAX);
     int rc = loom_tensor_shape_size(t->dtype, t->ndim, t->shape, NULL, &nbytes);
-    if (rc) return fail(rc, err, errlen, "tensor '%s': bad dtype, ndim or shape", t->name);
+    if (rc) return serve_fail(rc, err, errlen, "tensor '%s': bad dtype, ndim or shape", t->name);
     if (nbytes != t->nbytes || (nbytes && !t->data))
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': %zu data bytes, shape needs %zu",
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': %zu data bytes, shape needs %zu",
                     t->name, t->nbytes, nbytes);
     return 0;
 }
@@ -235,7 +234,7 @@ static int check_tensor(const loom_tensor *t, char *err, size_t errlen)
 int loom_tensors_encoded_size(const loom_tensor *t, int n, size_t *size, char *err, size_t errlen)
 {
     if (n < 0 || n > LOOM_TENSOR_MAX_COUNT || (n && !t))
-        return fail(LOOM_EINVAL, err, errlen, "tensor count %d not in 0..%d", n,
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor count %d not in 0..%d", n,
                     LOOM_TENSOR_MAX_COUNT);
     size_t off = 8;
     for (int i = 0; i < n; i++) {
@@ -244,7 +243,7 @@ int loom_tensors_encoded_size(const loom_tensor *t, int n, size_t *size, char *e
         off += header_size(&t[i]);
         off += pad_to_align(off);
         if (t[i].nbytes > SIZE_MAX - off)
-            return fail(LOOM_ETOOBIG, err, errlen, "tensors too large");
+            return serve_fail(LOOM_ETOOBIG, err, errlen, "tensors too large");
         off += t[i].nbytes;
     }
     *size = off;
@@ -264,7 +263,7 @@ int loom_tensors_encode(const loom_tensor *t, int n, void *buf, size_t cap, size
     int rc = loom_tensors_encoded_size(t, n, &need, err, errlen);
     if (rc) return rc;
     if (!buf || cap < need)
-        return fail(LOOM_ETOOBIG, err, errlen, "encoding needs %zu bytes, buffer has %zu", need,
+        return serve_fail(LOOM_ETOOBIG, err, errlen, "encoding needs %zu bytes, buffer has %zu", need,
                     cap);
     unsigned char *base = buf, *p = base;
     memcpy(p, LOOM_TENSOR_MAGIC, 4);
@@ -295,7 +294,7 @@ int loom_tensors_encode_alloc(const loom_tensor *t, int n, void **out, size_t *l
     int rc = loom_tensors_encoded_size(t, n, &need, err, errlen);
     if (rc) return rc;
     void *buf = malloc(need);
-    if (!buf) return fail(LOOM_ENOMEM, err, errlen, "out of memory (%zu bytes)", need);
+    if (!buf) return serve_fail(LOOM_ENOMEM, err, errlen, "out of memory (%zu bytes)", need);
     rc = loom_tensors_encode(t, n, buf, need, len, err, errlen);
     if (rc) {
         free(buf);
@@ -336,43 +335,43 @@ static int decode_one(reader *r, int index, loom_tensor *t, char *err, size_t er
     const unsigned char *p;
     memset(t, 0, sizeof(*t));
     if (take_le(r, 2, &v) || v == 0 || v > LOOM_TENSOR_NAME_MAX || take(r, (size_t)v, &p))
-        return fail(LOOM_EINVAL, err, errlen, "tensor %d: bad or truncated name", index);
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor %d: bad or truncated name", index);
     if (memchr(p, 0, (size_t)v))
-        return fail(LOOM_EINVAL, err, errlen, "tensor %d: NUL byte in name", index);
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor %d: NUL byte in name", index);
     memcpy(t->name, p, (size_t)v);
     uint64_t dt, ndim;
     if (take_le(r, 1, &dt) || take_le(r, 1, &ndim))
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': truncated header", t->name);
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': truncated header", t->name);
     if (!dtype_valid((loom_tensor_dtype)dt))
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': unknown dtype code %u", t->name,
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': unknown dtype code %u", t->name,
                     (unsigned)dt);
     if (ndim > LOOM_TENSOR_MAX_DIMS)
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': %u dims, at most %d", t->name,
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': %u dims, at most %d", t->name,
                     (unsigned)ndim, LOOM_TENSOR_MAX_DIMS);
     t->dtype = (loom_tensor_dtype)dt;
     t->ndim = (int)ndim;
     for (int d = 0; d < t->ndim; d++) {
         if (take_le(r, 8, &v))
-            return fail(LOOM_EINVAL, err, errlen, "tensor '%s': truncated shape", t->name);
+            return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': truncated shape", t->name);
         if (v > (uint64_t)INT64_MAX)
-            return fail(LOOM_EINVAL, err, errlen, "tensor '%s': negative dim", t->name);
+            return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': negative dim", t->name);
         t->shape[d] = (int64_t)v;
     }
     size_t want;
     int rc = loom_tensor_shape_size(t->dtype, t->ndim, t->shape, NULL, &want);
-    if (rc) return fail(rc, err, errlen, "tensor '%s': shape too large", t->name);
+    if (rc) return serve_fail(rc, err, errlen, "tensor '%s': shape too large", t->name);
     if (take_le(r, 8, &v))
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': truncated header", t->name);
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': truncated header", t->name);
     if (v != want)
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': %llu data bytes, shape needs %zu",
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': %llu data bytes, shape needs %zu",
                     t->name, (unsigned long long)v, want);
     size_t pad = pad_to_align(r->off);
     if (take(r, pad, &p))
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': truncated", t->name);
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': truncated", t->name);
     for (size_t i = 0; i < pad; i++)
-        if (p[i]) return fail(LOOM_EINVAL, err, errlen, "tensor '%s': nonzero padding", t->name);
+        if (p[i]) return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': nonzero padding", t->name);
     if (take(r, want, &p))
-        return fail(LOOM_EINVAL, err, errlen, "tensor '%s': %zu data bytes, only %zu left",
+        return serve_fail(LOOM_EINVAL, err, errlen, "tensor '%s': %zu data bytes, only %zu left",
                     t->name, want, r->len - r->off);
     t->data = want ? p : NULL;
     t->nbytes = want;
@@ -387,24 +386,24 @@ int loom_tensors_decode(const void *buf, size_t len, loom_tensor *out, int max, 
     const unsigned char *magic;
     uint64_t n;
     if (take(&r, 4, &magic) || memcmp(magic, LOOM_TENSOR_MAGIC, 4))
-        return fail(LOOM_EINVAL, err, errlen, "not a tensor container (no \"%s\" magic)",
+        return serve_fail(LOOM_EINVAL, err, errlen, "not a tensor container (no \"%s\" magic)",
                     LOOM_TENSOR_MAGIC);
-    if (take_le(&r, 4, &n)) return fail(LOOM_EINVAL, err, errlen, "truncated tensor container");
+    if (take_le(&r, 4, &n)) return serve_fail(LOOM_EINVAL, err, errlen, "truncated tensor container");
     if (n > LOOM_TENSOR_MAX_COUNT)
-        return fail(LOOM_ETOOBIG, err, errlen, "%llu tensors, at most %d", (unsigned long long)n,
+        return serve_fail(LOOM_ETOOBIG, err, errlen, "%llu tensors, at most %d", (unsigned long long)n,
                     LOOM_TENSOR_MAX_COUNT);
     if ((int)n > max)
-        return fail(LOOM_ETOOBIG, err, errlen, "%d tensors, room for %d", (int)n, max);
+        return serve_fail(LOOM_ETOOBIG, err, errlen, "%d tensors, room for %d", (int)n, max);
     for (int i = 0; i < (int)n; i++) {
         int rc = decode_one(&r, i, &out[i], err, errlen);
         if (rc) return rc;
         for (int k = 0; k < i; k++)
             if (!strcmp(out[k].name, out[i].name))
-                return fail(LOOM_EINVAL, err, errlen, "tensor name '%s' appears twice",
+                return serve_fail(LOOM_EINVAL, err, errlen, "tensor name '%s' appears twice",
                             out[i].name);
     }
     if (r.off != r.len)
-        return fail(LOOM_EINVAL, err, errlen, "%zu stray bytes after the last tensor",
+        return serve_fail(LOOM_EINVAL, err, errlen, "%zu stray bytes after the last tensor",
                     r.len - r.off);
     *count = (int)n;
     return 0;

@@ -86,9 +86,9 @@ static void test_put_get(loom_client *c)
     loom_value *v2 = NULL;
     CHECK_RC(loom_get(c, r2, 5000, &v2), LOOM_OK);
     CHECK_RC(loom_release(c, r2), LOOM_OK);
-    char junk[5] = "xxxxx";
+    char other[5] = "world";
     loom_ref r3;
-    CHECK_RC(loom_put(c, junk, 5, &r3), LOOM_OK);
+    CHECK_RC(loom_put(c, other, 5, &r3), LOOM_OK);
     CHECK(v && loom_value_size(v) == 5 && !memcmp(loom_value_data(v), "hello", 5));
     loom_value_release(&v);
     CHECK(v2 && loom_value_size(v2) == 5 && !memcmp(loom_value_data(v2), "hello", 5));

@@ -8,6 +8,9 @@
 #include "tests/testutil.h"
 
 #include <stdint.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -466,6 +469,69 @@ static void test_clamp(void)
     CHECK_RC(loom_store_open(&o, NULL), LOOM_EINVAL);
 }
 
+/* The writable map never faults on a full file system: a 24 MiB tmpfs,
+ * mounted in a private mount namespace of a child, is filled by someone else
+ * after the store opened (so the clamp at open did not see it); puts then
+ * fail with LOOM_ESTOREFULL and the child lives.  Needs root (mount). */
+static int full_tmpfs_child(const char *dir)
+{
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", dir, "tmpfs", 0, "size=24m") != 0)
+        return 77;
+    char mem[300], hog[300];
+    snprintf(mem, sizeof mem, "%s/mem", dir);
+    snprintf(hog, sizeof hog, "%s/hog", dir);
+    loom_store_opts o = {mem, NULL, 16 * MIB, 0, 1};
+    loom_store *s = NULL;
+    if (loom_store_open(&o, &s) != 0) return 2;
+    if (put_n(s, 90, 1 * MIB, LOOM_STORE_PRIMARY) != 0) return 3;
+    /* another user takes all but 2 MiB of the file system */
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0) return 4;
+    uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    int fd = open(hog, O_CREAT | O_WRONLY, 0600);
+    if (fd < 0 || free_bytes < 2 * MIB || fallocate(fd, 0, 0, (off_t)(free_bytes - 2 * MIB)) != 0) return 5;
+    int full = 0;
+    for (int i = 0; i < 16 && !full; i++) {
+        int rc = put_n(s, 91 + i, 1 * MIB, LOOM_STORE_PRIMARY);
+        if (rc == LOOM_ESTOREFULL) full = 1;
+        else if (rc != 0) return 6;
+    }
+    if (!full) return 7;
+    if (!get_ok(s, 90, 1 * MIB)) return 8;   /* what was there is intact */
+    close(fd);
+    unlink(hog);                               /* room again: puts work */
+    if (put_n(s, 120, 1 * MIB, LOOM_STORE_PRIMARY) != 0) return 9;
+    loom_store_close(&s);
+    return 0;
+}
+
+static void test_full_tmpfs(void)
+{
+    if (geteuid() != 0) {
+        printf("skip: full tmpfs test needs root (mount)\n");
+        return;
+    }
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/smallfs", root);
+    REQUIRE(loom_mkdir_p(dir) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) _exit(full_tmpfs_child(dir));
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+        printf("skip: cannot mount a tmpfs here\n");
+        return;
+    }
+    CHECK(WIFEXITED(status));                  /* not killed by SIGBUS */
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status))
+        printf("  full tmpfs child: %s %d\n", WIFEXITED(status) ? "exit" : "signal",
+               WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
 int main(void)
 {
     REQUIRE(loom_make_temp_dir(NULL, "loom-test-store", root, sizeof root) == LOOM_OK);
@@ -478,6 +544,7 @@ int main(void)
     test_map_full();
     test_two_processes();
     test_clamp();
+    test_full_tmpfs();
     loom_rm_rf(root);
     return TEST_DONE();
 }
