@@ -239,7 +239,7 @@ static void *stats_main(void *arg)
 
 static void route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
 {
-    if (gw_jobs_route(w, req, rep)) return;
+    if (gw_jobs_route(w, req, rep) || gw_registry_route(w, req, rep) || gw_kserve_route(w, req, rep)) return;
     gw_reply_error(rep, 404, "no route for %s %s", req->method, req->path);
 }
 
@@ -371,6 +371,7 @@ void loom_gateway_stop(loom_gateway **gp)
     for (; g->qlen > 0; g->qlen--, g->qhead = (g->qhead + 1) % g->queue_max)
         gw_reply_error(g->queue[g->qhead].rep, 503, "the gateway is stopping");
     loom_http_stop(&g->http);
+    gw_serving_free();
     loom_metrics_free(&g->metrics);
     free(g->queue);
     free(g->workers);

@@ -35,7 +35,19 @@ int gw_status_of(int rc);
  * *rest points after it ("" or "/..."). 0, or -1 when absent or too long. */
 int gw_path_segment(const char *path, const char *prefix, char *out, size_t cap, const char **rest);
 
-/* jobs.c: /v1/jobs routes; 1 if the path was one of them (answered). */
+/* Route files: each answers its paths and returns 1, or returns 0.
+ *   jobs.c      /v1/jobs...
+ *   registry.c  /v1/models...        the model registry
+ *   kserve.c    /v1/deployments..., /v2, /v2/models/...   serving (KServe v2) */
 int gw_jobs_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
+int gw_registry_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
+int gw_kserve_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
+
+/* registry.c: version `version` (0: the newest) of model `name`: its metadata
+ * (*meta, a new reference) and, with data set, its artifact (malloc'd). */
+int gw_registry_fetch(loom_client *c, const char *name, int version, json_t **meta, char **data, size_t *len);
+
+/* kserve.c: forget the deployment table (the gateway stops). */
+void gw_serving_free(void);
 
 #endif

@@ -33,3 +33,6 @@ set_tests_properties(sys_head_restart PROPERTIES LABELS system)
 # the HTTP gateway of a real head, driven by curl and Python's http.client
 loom_script_test(sys_gateway sys_gateway.sh)
 set_tests_properties(sys_gateway PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")
+# model serving end to end: train, register, deploy, classify over KServe v2
+loom_script_test(sys_serving sys_serving.sh)
+set_tests_properties(sys_serving PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")

@@ -1,0 +1,407 @@
+/* gateway/registry.c — the model registry: versioned model artifacts with
+ * metadata, kept durably in the head's key-value table (LMDB, kept across
+ * head restarts), and its REST routes.
+ *
+ * Layout in the key-value table:
+ *   registry/index                  JSON array of model names
+ *   registry/m/NAME                 JSON {"next": N, "versions": [meta, ...]}
+ *   registry/m/NAME/v/V/NNNNNN      the artifact in chunks of CHUNK bytes
+ * A version's metadata: name, version, author, license, framework, dataset,
+ * tags, parameters, produced_by, sha256, size, created (Unix seconds).
+ * Writers are serialised by one lock (one gateway per head); readers need
+ * none: an artifact's chunks are written before its version is listed and
+ * deleted after it is unlisted. */
+#include "gateway/gateway_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/ids.h"
+#include "runtime/util.h"
+
+#define CHUNK ((size_t)1 << 20)     /* the key-value table holds values up to 1 MiB */
+#define NAME_MAX_LEN 128
+#define FIELD_MAX 512
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- names and keys --------------------------------------------------------- */
+
+/* Model names: letters, digits, '-', '_', '.'; not starting with '.'. */
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NAME_MAX_LEN || s[0] == '.') return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+              ch == '_' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static void model_key(char *out, size_t cap, const char *name)
+{
+    loom_snprintf(out, cap, "registry/m/%s", name);
+}
+
+static void chunk_key(char *out, size_t cap, const char *name, int version, size_t i)
+{
+    loom_snprintf(out, cap, "registry/m/%s/v/%d/%06zu", name, version, i);
+}
+
+/* ---- JSON records in the key-value table --------------------------------------- */
+
+/* The JSON under key, or NULL (*rc LOOM_ENOTFOUND when absent). */
+static json_t *kv_json(loom_client *c, const char *key, int *rc)
+{
+    void *data = NULL;
+    size_t len = 0;
+    *rc = loom_kv_get(c, key, 0, &data, &len);
+    if (*rc) return NULL;
+    json_t *j = json_loadb(data, len, 0, NULL);
+    free(data);
+    if (!j) *rc = LOOM_EPROTO;
+    return j;
+}
+
+static int kv_put_json(loom_client *c, const char *key, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    if (!text) return LOOM_ENOMEM;
+    int rc = loom_kv_put(c, key, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+/* The version entry v of a model record (0: the newest), or NULL. */
+static json_t *find_version(json_t *rec, int v)
+{
+    json_t *versions = json_object_get(rec, "versions"), *e, *best = NULL;
+    size_t i;
+    json_array_foreach(versions, i, e) {
+        int ev = (int)json_integer_value(json_object_get(e, "version"));
+        if (v ? ev == v : (!best || ev > json_integer_value(json_object_get(best, "version")))) best = e;
+        if (v && ev == v) break;
+    }
+    return best;
+}
+
+/* ---- artifacts ------------------------------------------------------------------ */
+
+static int put_chunks(loom_client *c, const char *name, int version, const char *data, size_t len)
+{
+    char key[300];
+    for (size_t off = 0, i = 0; off < len || (len == 0 && i == 0); off += CHUNK, i++) {
+        size_t n = len - off < CHUNK ? len - off : CHUNK;
+        chunk_key(key, sizeof(key), name, version, i);
+        int rc = loom_kv_put(c, key, data + off, n);
+        if (rc) return rc;
+        if (len == 0) break;
+    }
+    return LOOM_OK;
+}
+
+static void del_chunks(loom_client *c, const char *name, int version, size_t len)
+{
+    char key[300];
+    size_t n = len ? (len + CHUNK - 1) / CHUNK : 1;
+    for (size_t i = 0; i < n; i++) {
+        chunk_key(key, sizeof(key), name, version, i);
+        loom_kv_del(c, key);
+    }
+}
+
+int gw_registry_fetch(loom_client *c, const char *name, int version, json_t **meta, char **data, size_t *len)
+{
+    char key[300];
+    model_key(key, sizeof(key), name);
+    int rc;
+    json_t *rec = kv_json(c, key, &rc);
+    json_t *e = rec ? find_version(rec, version) : NULL;
+    if (!e) {
+        json_decref(rec);
+        return rc ? rc : LOOM_ENOTFOUND;
+    }
+    int v = (int)json_integer_value(json_object_get(e, "version"));
+    size_t size = (size_t)json_integer_value(json_object_get(e, "size"));
+    *meta = json_incref(e);
+    json_decref(rec);
+    if (!data) return LOOM_OK;
+    char *buf = malloc(size ? size : 1);
+    if (!buf) rc = LOOM_ENOMEM;
+    for (size_t off = 0, i = 0; !rc && off < size; i++) {
+        void *part = NULL;
+        size_t plen = 0;
+        chunk_key(key, sizeof(key), name, v, i);
+        rc = loom_kv_get(c, key, 0, &part, &plen);
+        if (!rc && (plen == 0 || plen > size - off)) rc = LOOM_EPROTO;
+        if (!rc) memcpy(buf + off, part, plen);
+        off += plen;
+        free(part);
+    }
+    if (rc) {
+        free(buf);
+        json_decref(*meta);
+        *meta = NULL;
+        return rc;
+    }
+    *data = buf;
+    *len = size;
+    return LOOM_OK;
+}
+
+/* ---- routes ----------------------------------------------------------------------- */
+
+static json_t *query_field(const loom_http_request *req, const char *key)
+{
+    char buf[FIELD_MAX];
+    return loom_http_query_get(req, key, buf, sizeof(buf)) >= 0 ? json_string(buf) : json_string("");
+}
+
+/* The new version's metadata from the query (?author=&license=&framework=
+ * &dataset=&produced_by=&tags=a,b&parameters=JSON&public=1). */
+static json_t *upload_meta(const loom_http_request *req, const char *name, int version, const char *sha, char *err,
+                           size_t errlen)
+{
+    char buf[4096];
+    json_t *params = json_object();
+    if (loom_http_query_get(req, "parameters", buf, sizeof(buf)) >= 0 && buf[0]) {
+        json_decref(params);
+        params = json_loads(buf, 0, NULL);
+        if (!json_is_object(params)) {
+            json_decref(params);
+            loom_snprintf(err, errlen, "parameters must be a JSON object");
+            return NULL;
+        }
+    }
+    json_t *tags = json_array();
+    if (loom_http_query_get(req, "tags", buf, sizeof(buf)) >= 0) {
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            if (*t) json_array_append_new(tags, json_string(t));
+    }
+    loom_http_query_get(req, "public", buf, sizeof(buf));
+    json_t *m = json_pack("{s:s,s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:s,s:I,s:b}", "name", name, "version", version,
+                          "author", query_field(req, "author"), "license", query_field(req, "license"),
+                          "framework", query_field(req, "framework"), "dataset", query_field(req, "dataset"),
+                          "produced_by", query_field(req, "produced_by"), "tags", tags, "parameters", params,
+                          "sha256", sha, "created", (json_int_t)time(NULL), "public", !strcmp(buf, "1"));
+    if (!m) loom_snprintf(err, errlen, "out of memory (or a field is not UTF-8)");
+    return m;
+}
+
+static int index_add(loom_client *c, const char *name)
+{
+    int rc;
+    json_t *idx = kv_json(c, "registry/index", &rc);
+    if (!idx && rc != LOOM_ENOTFOUND) return rc;
+    if (!idx) idx = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(idx, i, e) if (!strcmp(json_string_value(e), name)) {
+        json_decref(idx);
+        return LOOM_OK;
+    }
+    json_array_append_new(idx, json_string(name));
+    rc = kv_put_json(c, "registry/index", idx);
+    json_decref(idx);
+    return rc;
+}
+
+static void upload(gw_worker *w, const char *name, const loom_http_request *req, loom_http_reply *rep)
+{
+    loom_client *c = gw_client(w, rep);
+    if (!c) return;
+    if (req->body_len == 0) {
+        gw_reply_error(rep, 400, "the body must be the model artifact");
+        return;
+    }
+    uint8_t digest[32];
+    char sha[65];
+    loom_sha256(req->body, req->body_len, digest);
+    loom_hex_encode(digest, sizeof(digest), sha);
+    char key[300], err[256] = "";
+    model_key(key, sizeof(key), name);
+    pthread_mutex_lock(&registry_lock);
+    int rc;
+    json_t *rec = kv_json(c, key, &rc), *meta = NULL;
+    if (!rec && rc == LOOM_ENOTFOUND) rec = json_pack("{s:i,s:[]}", "next", 1, "versions");
+    int version = rec ? (int)json_integer_value(json_object_get(rec, "next")) : 0;
+    if (rec) meta = upload_meta(req, name, version, sha, err, sizeof(err));
+    if (meta) json_object_set_new(meta, "size", json_integer((json_int_t)req->body_len));
+    rc = !rec ? rc : !meta ? LOOM_EINVAL : put_chunks(c, name, version, req->body, req->body_len);
+    if (!rc) {
+        json_array_append(json_object_get(rec, "versions"), meta);
+        json_object_set_new(rec, "next", json_integer(version + 1));
+        rc = kv_put_json(c, key, rec);
+    }
+    if (!rc) rc = index_add(c, name);
+    pthread_mutex_unlock(&registry_lock);
+    json_decref(rec);
+    if (rc) {
+        gw_client_check(w, rc);
+        json_decref(meta);
+        if (err[0]) gw_reply_error(rep, 400, "%s", err);
+        else gw_reply_error(rep, gw_status_of(rc), "cannot store the model: %s", loom_last_error(c));
+        return;
+    }
+    gw_reply_json(rep, 201, meta);
+}
+
+/* Does version entry e match the search (?name=&tag=&author=&framework=)? */
+static int matches(json_t *e, const loom_http_request *req)
+{
+    static const char *const fields[] = {"author", "framework", "license", "dataset", NULL};
+    char want[FIELD_MAX];
+    if (loom_http_query_get(req, "name", want, sizeof(want)) >= 0 && want[0] &&
+        !strstr(json_string_value(json_object_get(e, "name")), want))
+        return 0;
+    for (int i = 0; fields[i]; i++)
+        if (loom_http_query_get(req, fields[i], want, sizeof(want)) >= 0 && want[0] &&
+            strcmp(json_string_value(json_object_get(e, fields[i])), want) != 0)
+            return 0;
+    if (loom_http_query_get(req, "tag", want, sizeof(want)) >= 0 && want[0]) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(e, "tags"), i, t) if (!strcmp(json_string_value(t), want)) return 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* GET /v1/models: for every model, its newest version that matches. */
+static void list_models(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
+{
+    loom_client *c = gw_client(w, rep);
+    if (!c) return;
+    int rc;
+    json_t *idx = kv_json(c, "registry/index", &rc), *out = json_array(), *name;
+    size_t i;
+    json_array_foreach(idx, i, name) {
+        char key[300];
+        model_key(key, sizeof(key), json_string_value(name));
+        json_t *rec = kv_json(c, key, &rc), *versions = json_object_get(rec, "versions"), *best = NULL, *e;
+        size_t k;
+        json_array_foreach(versions, k, e) if (matches(e, req) && (!best || json_integer_value(json_object_get(
+                                                   e, "version")) > json_integer_value(json_object_get(best, "version"))))
+            best = e;
+        if (best) json_array_append(out, best);
+        json_decref(rec);
+    }
+    json_decref(idx);
+    gw_reply_json(rep, 200, json_pack("{s:o}", "models", out));
+}
+
+static void get_model(gw_worker *w, const char *name, loom_http_reply *rep)
+{
+    loom_client *c = gw_client(w, rep);
+    if (!c) return;
+    char key[300];
+    model_key(key, sizeof(key), name);
+    int rc;
+    json_t *rec = kv_json(c, key, &rc);
+    if (!rec || json_array_size(json_object_get(rec, "versions")) == 0) {
+        json_decref(rec);
+        gw_reply_error(rep, 404, "no model named '%s'", name);
+        return;
+    }
+    gw_reply_json(rep, 200, json_pack("{s:s,s:O}", "name", name, "versions", json_object_get(rec, "versions")));
+    json_decref(rec);
+}
+
+static void get_version(gw_worker *w, const char *name, int version, int artifact, loom_http_reply *rep)
+{
+    loom_client *c = gw_client(w, rep);
+    if (!c) return;
+    json_t *meta = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    int rc = gw_registry_fetch(c, name, version, &meta, artifact ? &data : NULL, &len);
+    if (rc) {
+        gw_client_check(w, rc);
+        gw_reply_error(rep, rc == LOOM_ENOTFOUND ? 404 : gw_status_of(rc), "model '%s' version %d: %s", name,
+                       version, rc == LOOM_ENOTFOUND ? "not found" : loom_strerror(rc));
+        return;
+    }
+    if (!artifact) {
+        gw_reply_json(rep, 200, meta);
+        return;
+    }
+    char extra[128];
+    loom_snprintf(extra, sizeof(extra), "X-Loom-Sha256: %s\r\n", json_string_value(json_object_get(meta, "sha256")));
+    loom_http_reply_send(rep, 200, "application/octet-stream", data, len, extra);
+    free(data);
+    json_decref(meta);
+}
+
+static void delete_version(gw_worker *w, const char *name, int version, loom_http_reply *rep)
+{
+    loom_client *c = gw_client(w, rep);
+    if (!c) return;
+    char key[300];
+    model_key(key, sizeof(key), name);
+    pthread_mutex_lock(&registry_lock);
+    int rc;
+    json_t *rec = kv_json(c, key, &rc), *versions = json_object_get(rec, "versions"), *e;
+    size_t i, found = (size_t)-1, size = 0;
+    json_array_foreach(versions, i, e) if (json_integer_value(json_object_get(e, "version")) == version) {
+        found = i;
+        size = (size_t)json_integer_value(json_object_get(e, "size"));
+    }
+    if (found != (size_t)-1) {
+        json_array_remove(versions, found);
+        rc = kv_put_json(c, key, rec);   /* unlisted first, then its chunks go */
+        if (!rc) del_chunks(c, name, version, size);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    json_decref(rec);
+    if (found == (size_t)-1) {
+        gw_reply_error(rep, 404, "model '%s' has no version %d", name, version);
+        return;
+    }
+    if (rc) {
+        gw_client_check(w, rc);
+        gw_reply_error(rep, gw_status_of(rc), "cannot delete: %s", loom_last_error(c));
+        return;
+    }
+    gw_reply_json(rep, 200, json_pack("{s:s,s:i,s:s}", "name", name, "version", version, "status", "deleted"));
+}
+
+/* "/versions/V[/artifact]" → V and whether the artifact is asked for; -1 if
+ * rest is something else. */
+static int parse_version(const char *rest, int *artifact)
+{
+    char *end = NULL;
+    if (strncmp(rest, "/versions/", 10) != 0) return -1;
+    long v = strtol(rest + 10, &end, 10);
+    if (end == rest + 10 || v < 1 || v > 1000000000) return -1;
+    *artifact = !strcmp(end, "/artifact");
+    return *artifact || !*end ? (int)v : -1;
+}
+
+int gw_registry_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
+{
+    const char *m = req->method, *rest = NULL;
+    if (!strcmp(req->path, "/v1/models")) {
+        if (!strcmp(m, "GET")) list_models(w, req, rep);
+        else gw_reply_error(rep, 405, "use GET /v1/models, or POST /v1/models/NAME with the artifact");
+        return 1;
+    }
+    char name[NAME_MAX_LEN + 2];
+    if (gw_path_segment(req->path, "/v1/models/", name, sizeof(name), &rest)) return 0;
+    if (!valid_name(name)) {
+        gw_reply_error(rep, 400, "a model name is 1-%d letters, digits, '-', '_' or '.'", NAME_MAX_LEN);
+        return 1;
+    }
+    int artifact = 0, version = rest[0] ? parse_version(rest, &artifact) : 0;
+    if (!rest[0] && !strcmp(m, "POST")) upload(w, name, req, rep);
+    else if (!rest[0] && !strcmp(m, "GET")) get_model(w, name, rep);
+    else if (version > 0 && !strcmp(m, "GET")) get_version(w, name, version, artifact, rep);
+    else if (version > 0 && !artifact && !strcmp(m, "DELETE")) delete_version(w, name, version, rep);
+    else gw_reply_error(rep, 405, "%s %s is not a registry route", m, req->path);
+    return 1;
+}
