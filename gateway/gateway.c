@@ -16,9 +16,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "gateway/deploy.h"
 #include "runtime/util.h"
 
-#define DEFAULT_WORKERS 4
+#define DEFAULT_WORKERS 16   /* requests a batch can gather at once */
 #define MAX_WORKERS 64
 #define DEFAULT_QUEUE 256
 #define STATS_PERIOD_MS 2000
@@ -103,6 +104,11 @@ const char *gw_lib_dir(const loom_gateway *g)
     return g->lib_dir;
 }
 
+loom_metrics *gw_metrics(loom_gateway *g)
+{
+    return g->metrics;
+}
+
 /* ---- clients -------------------------------------------------------------- */
 
 static void set_ready(loom_gateway *g, int ready)
@@ -178,7 +184,8 @@ static void answer_on_loop(loom_gateway *g, const loom_http_request *req, loom_h
     gw_reply_json(rep, ready ? 200 : 503, json_pack("{s:b}", "ready", ready));
 }
 
-/* Refreshes the cluster gauges from the head's status JSON. */
+/* Refreshes the cluster gauges from the head's status JSON (every
+ * STATS_PERIOD_MS; deployments' autoscaling runs on the same beat). */
 static void refresh_stats(loom_gateway *g, gw_worker *w)
 {
     loom_client *c = gw_client(w, NULL);
@@ -230,6 +237,7 @@ static void *stats_main(void *arg)
         pthread_mutex_unlock(&g->mu);
         if (stop) break;
         refresh_stats(g, &g->stats_worker);
+        if (gw_client(&g->stats_worker, NULL)) gw_deploy_tick(g->stats_worker.c, g->metrics);
     }
     if (g->stats_worker.c) loom_disconnect(&g->stats_worker.c);
     return NULL;
@@ -371,7 +379,7 @@ void loom_gateway_stop(loom_gateway **gp)
     for (; g->qlen > 0; g->qlen--, g->qhead = (g->qhead + 1) % g->queue_max)
         gw_reply_error(g->queue[g->qhead].rep, 503, "the gateway is stopping");
     loom_http_stop(&g->http);
-    gw_serving_free();
+    gw_deploy_free();
     loom_metrics_free(&g->metrics);
     free(g->queue);
     free(g->workers);

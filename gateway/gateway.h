@@ -25,7 +25,7 @@ typedef struct loom_gateway_opts {
     int port;                  /* 0: any free port (loom_gateway_port) */
     const char *state_dir;     /* the head's state dir: its address file */
     const char *secret;        /* the cluster secret (hex) */
-    int workers;               /* worker threads [4] */
+    int workers;               /* worker threads [16] */
     int queue_max;             /* requests waiting for a worker [256]; beyond: 429 */
     const char *lib_dir;       /* task libraries named by path in REST jobs must lie
                                   in this directory; NULL: only "library_ref" */

@@ -38,7 +38,7 @@ int gw_path_segment(const char *path, const char *prefix, char *out, size_t cap,
 /* Route files: each answers its paths and returns 1, or returns 0.
  *   jobs.c      /v1/jobs...
  *   registry.c  /v1/models...        the model registry
- *   kserve.c    /v1/deployments..., /v2, /v2/models/...   serving (KServe v2) */
+ *   kserve.c    /v1/deployments..., /v2, /v2/models/...   serving (KServe v2, on deploy.c) */
 int gw_jobs_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
 int gw_registry_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
 int gw_kserve_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
@@ -47,7 +47,7 @@ int gw_kserve_route(gw_worker *w, const loom_http_request *req, loom_http_reply 
  * (*meta, a new reference) and, with data set, its artifact (malloc'd). */
 int gw_registry_fetch(loom_client *c, const char *name, int version, json_t **meta, char **data, size_t *len);
 
-/* kserve.c: forget the deployment table (the gateway stops). */
-void gw_serving_free(void);
+/* The gateway's metrics registry. */
+loom_metrics *gw_metrics(loom_gateway *g);
 
 #endif

@@ -31,7 +31,7 @@ check "  ... and prints its test accuracy ($(grep -o 'test accuracy [0-9.]*' <<<
 
 D=$T/st
 use_state_dir "$D"
-capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 3 --http-port 0
+capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 8 --http-port 0
 if [ "$RC" -ne 0 ]; then bad "loom start"; show_capture; finish; exit 1; fi
 H=$(cat "$D/http_address")
 code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
@@ -160,6 +160,88 @@ check "KServe: a version not deployed is 404" test "$(kj 'd["wrong_version"]')" 
 check "KServe: a body that is not JSON is 400" test "$(kj 'd["not_json"][0]')" = 400
 check "the replicas are still alive after the bad requests" \
     test "$("$LOOM" actors --state-dir "$D" | grep -c 'Model .*alive')" = 2
+
+# ---- load: batching, autoscaling, rollout with no failed request --------------------------------------
+check "deploy digits-live (1 replica, autoscaling to 3, batches up to 32)" \
+    test "$(code -X POST -d '{"model":"digits","name":"digits-live","version":1,"replicas":1,"min_replicas":1,"max_replicas":3,"target_load":2,"max_batch_size":32,"max_wait_ms":5}' "http://$H/v1/deployments")" = 201
+cat >"$T/load.py" <<'PYEOF'
+# 16 clients send one digit each, as fast as they can, for 14 s; a rollout
+# to version 2 starts after 3 s.  Every answer must be 200.
+import csv, http.client, json, sys, threading, time
+host, port = sys.argv[1].split(":")
+rows = [[float(x) for x in r] for r in csv.reader(open(sys.argv[2]))]
+stop = time.time() + 14
+res = {"ok": 0, "bad": 0, "versions": {}, "errors": [], "max_replicas": 1}
+lock = threading.Lock()
+
+def client(k):
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    i = k
+    while time.time() < stop:
+        r = rows[i % len(rows)]
+        body = {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": r[:64]}],
+                "outputs": [{"name": "label"}]}
+        conn.request("POST", "/v2/models/digits-live/infer", body=json.dumps(body))
+        resp = conn.getresponse()
+        data = resp.read()
+        with lock:
+            if resp.status != 200:
+                res["bad"] += 1
+                if len(res["errors"]) < 3:
+                    res["errors"].append([resp.status, data.decode()[:200]])
+            else:
+                v = json.loads(data)["model_version"]
+                res["ok"] += 1
+                res["versions"][v] = res["versions"].get(v, 0) + 1
+        i += 16
+
+def watcher():
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    rolled = False
+    while time.time() < stop:
+        time.sleep(0.5)
+        if not rolled and time.time() > stop - 11:
+            conn.request("PUT", "/v1/deployments/digits-live", body=json.dumps({"version": 2}))
+            r = conn.getresponse()
+            r.read()
+            res["rollout"] = r.status
+            rolled = True
+        conn.request("GET", "/v1/deployments/digits-live")
+        r = conn.getresponse()
+        d = json.loads(r.read())
+        res["max_replicas"] = max(res["max_replicas"], d.get("replicas", 0))
+
+ts = [threading.Thread(target=client, args=(k,)) for k in range(16)] + [threading.Thread(target=watcher)]
+t0 = time.time()
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+res["rps"] = round(res["ok"] / (time.time() - t0))
+print(json.dumps(res))
+PYEOF
+capture python3 "$T/load.py" "$H" "$CSV"
+printf '%s\n' "$OUT" >"$T/load.json"
+[ "$RC" -eq 0 ] || show_capture
+lj() { json_eval "$T/load.json" "$1" 2>/dev/null; }
+check "load: $(lj 'd["ok"]') answers at $(lj 'd["rps"]')/s, none failed ($(lj 'd["bad"]') failed: $(lj 'd["errors"]'))" \
+    test "$(lj 'd["ok"] > 100 and d["bad"] == 0')" = True
+check "load: the rollout answered 200" test "$(lj 'd.get("rollout")')" = 200
+check "load: answers came from version 1, then version 2 ($(lj 'd["versions"]'))" \
+    test "$(lj 'd["versions"].get("1", 0) > 0 and d["versions"].get("2", 0) > 0')" = True
+check "load: autoscaling added replicas (up to $(lj 'd["max_replicas"]'))" test "$(lj 'd["max_replicas"] >= 2')" = True
+code "http://$H/metrics" >/dev/null
+cp "$T/body" "$T/metrics.txt"
+BS=$(awk '/^loom_serve_batch_rows_sum\{deployment="digits-live"\}/ {s=$2} /^loom_serve_batch_rows_count\{deployment="digits-live"\}/ {c=$2} END {if (c > 0) printf "%.2f", s / c; else print 0}' "$T/metrics.txt")
+check "metrics: requests were batched (mean batch $BS rows > 1)" awk -v b="$BS" 'BEGIN {exit !(b > 1)}'
+check "metrics: requests counted by model and code" grep -q 'loom_serve_requests_total{model="digits-live",code="200"}' "$T/metrics.txt"
+check "metrics: latency histogram per model" grep -q 'loom_serve_request_seconds_bucket{model="digits-live",le="+Inf"}' "$T/metrics.txt"
+check "metrics: replicas gauge" grep -q 'loom_serve_replicas{deployment="digits-live"}' "$T/metrics.txt"
+check "autoscaling: idle, it scales back down to 1 replica" \
+    wait_until 40 eval 'code "http://$H/v1/deployments/digits-live" >/dev/null; test "$(json_eval "$T/body" "d[\"replicas\"]")" = 1'
+check "the retired replicas ended (digits' 2 and digits-live's 1 alive)" \
+    wait_until 10 eval 'test "$("$LOOM" actors --state-dir "$D" | grep -c "Model .*alive")" = 3'
+check "DELETE /v1/deployments/digits-live is 200" test "$(code -X DELETE "http://$H/v1/deployments/digits-live")" = 200
 
 # ---- undeploy, delete, restart ---------------------------------------------------------------------------
 check "DELETE /v1/deployments/digits is 200" test "$(code -X DELETE "http://$H/v1/deployments/digits")" = 200
