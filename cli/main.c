@@ -40,7 +40,7 @@ static const char *usage_text =
     "\n"
     "clusters:\n"
     "  start --head [--port P] [--bind HOST] [--num-cpus N] [--store-bytes B] [--no-node] [--block]\n"
-    "        [--http-port P] [--http-bind HOST] [--http-lib-dir DIR]\n"
+    "        [--http-port P] [--http-bind HOST] [--http-lib-dir DIR] [--http-auth]\n"
     "        start a head (and a node daemon on this machine) in the background; with\n"
     "        --http-port, the head also serves the HTTP gateway (jobs REST, health, metrics)\n"
     "  start --address HOST:PORT [--bind HOST] [--advertise HOST] [--num-cpus N]\n"
@@ -61,6 +61,8 @@ static const char *usage_text =
     "  get REF [--json]             print an object by its 40-hex ref\n"
     "  logs JOB TASK                print a task's stdout and stderr\n"
     "  cancel JOB [TASK]            cancel a job's tasks (or one of them)\n"
+    "  token create --user NAME [--admin] | token revoke TOKEN\n"
+    "                               bearer tokens for the HTTP gateway's --http-auth\n"
     "  kv put KEY VALUE | kv get KEY [--timeout S] | kv del KEY\n"
     "                               the cluster's key-value table (kept across head restarts)\n"
     "  delete JOB                   cancel what still runs and free the job's results\n"
@@ -234,6 +236,7 @@ static int cmd_head(const opts *o)
             .state_dir = sd,
             .secret = secret,
             .lib_dir = opt(o, "http-lib-dir"),
+            .auth = opt(o, "http-auth") != NULL,
         };
         rc = loom_gateway_start(&go, &gw);
         if (rc) {
@@ -519,6 +522,7 @@ static int cmd_start(const opts *o)
     push_arg(argv, &n, "--http-port", opt(o, "http-port"));
     push_arg(argv, &n, "--http-bind", opt(o, "http-bind"));
     push_arg(argv, &n, "--http-lib-dir", opt(o, "http-lib-dir"));
+    if (opt(o, "http-auth")) argv[n++] = "--http-auth";
     push_arg(argv, &n, "--ready-fd", "3");
     argv[n] = NULL;
     if (start_background(sd, argv, log, addr, sizeof(addr), "head")) return 1;
@@ -732,6 +736,37 @@ static int cmd_kill_actor(const opts *o)
 }
 
 /* loom kv put KEY VALUE | get KEY [--timeout S] | del KEY */
+/* loom token create --user NAME [--admin] | loom token revoke TOKEN */
+static int cmd_token(const opts *o)
+{
+    const char *op = o->npos ? o->pos[0] : "";
+    int create = !strcmp(op, "create");
+    if (!create && strcmp(op, "revoke")) {
+        fprintf(stderr, "loom: token: say create --user NAME [--admin], or revoke TOKEN\n");
+        return 2;
+    }
+    if (create && (!opt(o, "user") || !*opt(o, "user"))) {
+        fprintf(stderr, "loom: token create: give the user: --user NAME\n");
+        return 2;
+    }
+    if (!create && o->npos < 2) {
+        fprintf(stderr, "loom: token revoke: give the TOKEN\n");
+        return 2;
+    }
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    char token[LOOM_GATEWAY_TOKEN_LEN];
+    int rc = create ? loom_gateway_token_create(c, opt(o, "user"), opt(o, "admin") != NULL, token)
+                    : loom_gateway_token_revoke(c, o->pos[1]);
+    if (rc == LOOM_EINVAL) fprintf(stderr, "loom: token: a user name is 1-63 bytes\n");
+    else if (rc == LOOM_ENOTFOUND) fprintf(stderr, "loom: token revoke: no such token\n");
+    else if (rc) fprintf(stderr, "loom: token %s: %s\n", op, loom_last_error(c));
+    else if (create) printf("%s\n", token);
+    else printf("loom: token revoked (the gateway stops taking it within 5 s)\n");
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
 static int cmd_kv(const opts *o)
 {
     if (o->npos < 2) return usage();
@@ -1003,6 +1038,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "kill-actor")) return cmd_kill_actor(&o);
     if (!strcmp(cmd, "drain")) return cmd_drain(&o);
     if (!strcmp(cmd, "kv")) return cmd_kv(&o);
+    if (!strcmp(cmd, "token")) return cmd_token(&o);
     if (!strcmp(cmd, "start")) return cmd_start(&o);
     if (!strcmp(cmd, "stop")) return cmd_stop(&o);
     if (!strcmp(cmd, "status")) return cmd_status(&o);

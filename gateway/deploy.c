@@ -69,6 +69,8 @@ typedef struct deployment {
     int min_replicas, max_replicas, max_batch, max_wait_ms;
     double target_load, num_cpus, num_gpus;
     char *params;
+    char owner[GW_USER_MAX];
+    int public_;
     loom_ref lib;
     int starting;              /* being created: not routed to */
     int deleting;
@@ -288,6 +290,8 @@ static deployment *deployment_new(const gw_deploy_spec *s, json_t *params)
     d->max_batch = s->max_batch;
     d->max_wait_ms = s->max_wait_ms;
     d->params = params ? json_dumps(params, JSON_COMPACT) : NULL;
+    loom_snprintf(d->owner, sizeof(d->owner), "%s", s->owner ? s->owner : "");
+    d->public_ = s->public_;
     d->starting = 1;
     d->last_load_ms = loom_now_ms();
     return d;
@@ -437,11 +441,12 @@ static json_t *deployment_json(const deployment *d)
 {
     json_t *inflight = json_array();
     for (int i = 0; i < d->nreplicas; i++) json_array_append_new(inflight, json_integer(d->r[i]->inflight));
-    return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:o,s:i,s:i,s:i,s:s}", "name", d->name, "model", d->model, "version",
-                     d->version, "replicas", d->nreplicas, "min_replicas", d->min_replicas, "max_replicas",
-                     d->max_replicas, "inflight", inflight, "queued", d->waiting, "max_batch_size", d->max_batch,
-                     "max_wait_ms", d->max_wait_ms, "state",
-                     d->starting ? "starting" : d->deleting ? "deleting" : d->changing ? "changing" : "ready");
+    return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:o,s:i,s:i,s:i,s:s,s:s,s:b}", "name", d->name, "model", d->model,
+                     "version", d->version, "replicas", d->nreplicas, "min_replicas", d->min_replicas,
+                     "max_replicas", d->max_replicas, "inflight", inflight, "queued", d->waiting, "max_batch_size",
+                     d->max_batch, "max_wait_ms", d->max_wait_ms, "state",
+                     d->starting ? "starting" : d->deleting ? "deleting" : d->changing ? "changing" : "ready",
+                     "owner", d->owner, "public", d->public_);
 }
 
 json_t *gw_deploy_list(void)
@@ -461,6 +466,18 @@ json_t *gw_deploy_info(const char *name)
     json_t *out = d && !d->deleting ? deployment_json(d) : NULL;
     pthread_mutex_unlock(&deploy_lock);
     return out;
+}
+
+int gw_deploy_access(const char *name, char *owner, size_t cap, int *public_)
+{
+    pthread_mutex_lock(&deploy_lock);
+    deployment *d = find_locked(name);
+    if (d) {
+        loom_snprintf(owner, cap, "%s", d->owner);
+        *public_ = d->public_;
+    }
+    pthread_mutex_unlock(&deploy_lock);
+    return d ? LOOM_OK : LOOM_ENOTFOUND;
 }
 
 int gw_deploy_serving(const char *name, int version)

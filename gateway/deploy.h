@@ -26,6 +26,8 @@ typedef struct gw_deploy_spec {
     const char *params;        /* runtime params, JSON object text (NULL: {}) */
     int max_batch;             /* rows per batch (1: no batching) */
     int max_wait_ms;           /* how long a batch waits for more rows while every replica is busy */
+    const char *owner;         /* the user it belongs to ("" with auth off) */
+    int public_;               /* readable by everyone (the model version is public) */
 } gw_deploy_spec;
 
 /* Parse a JSON deployment request into s (strings point into body). */
@@ -38,9 +40,11 @@ int gw_deploy_create(loom_client *c, const gw_deploy_spec *s, char *err, size_t 
 int gw_deploy_rollout(loom_client *c, const char *name, int version, char *err, size_t errlen);
 /* Take it out of service, wait for its requests, end its replicas. */
 int gw_deploy_delete(loom_client *c, const char *name);
-/* Every deployment (or one: NULL if absent) as JSON. */
+/* Every deployment (or one: NULL if absent) as JSON, with "owner" and "public". */
 json_t *gw_deploy_list(void);
 json_t *gw_deploy_info(const char *name);
+/* Its owner and whether it is public: 0, or LOOM_ENOTFOUND. */
+int gw_deploy_access(const char *name, char *owner, size_t cap, int *public_);
 /* Whether name serves `version` (0: any) now. */
 int gw_deploy_serving(const char *name, int version);
 /* The runtime's metadata of a deployment serving `version` (0: any); *ver

@@ -40,6 +40,7 @@ struct loom_gateway {
     int queue_max, qhead, qlen;
     int stopping;
     int ready;                  /* the last connection attempt to the head worked */
+    int auth;                   /* bearer tokens required */
     gw_worker *workers;
     pthread_t *threads;
     int nworkers, nstarted;
@@ -102,6 +103,11 @@ int gw_path_segment(const char *path, const char *prefix, char *out, size_t cap,
 const char *gw_lib_dir(const loom_gateway *g)
 {
     return g->lib_dir;
+}
+
+int gw_auth_on(const loom_gateway *g)
+{
+    return g->auth;
 }
 
 loom_metrics *gw_metrics(loom_gateway *g)
@@ -247,6 +253,7 @@ static void *stats_main(void *arg)
 
 static void route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
 {
+    if (gw_authenticate(w, req, rep)) return;
     if (gw_jobs_route(w, req, rep) || gw_registry_route(w, req, rep) || gw_kserve_route(w, req, rep)) return;
     gw_reply_error(rep, 404, "no route for %s %s", req->method, req->path);
 }
@@ -336,6 +343,7 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
     g->state_dir = strdup(o->state_dir);
     g->secret = strdup(o->secret);
     g->lib_dir = dup_or_null(o->lib_dir);
+    g->auth = o->auth != 0;
     g->queue = calloc((size_t)g->queue_max, sizeof(gw_item));
     g->workers = calloc((size_t)g->nworkers, sizeof(gw_worker));
     g->threads = calloc((size_t)g->nworkers, sizeof(pthread_t));

@@ -14,9 +14,15 @@
  *   GET  /v1/jobs/{id}/result?task=T&output=N    a task's output (JSON when msgpack, else bytes)
  *   GET  /v1/jobs/{id}/logs?task=T               a task's logs
  *   DELETE /v1/jobs/{id}                         cancel what runs and drop its outputs
+ *   /v1/models...                                the model registry (registry.c)
+ *   /v1/deployments..., /v2, /v2/models/...      serving, KServe v2 (kserve.c)
+ * With auth on, requests carry bearer tokens and see only their user's jobs,
+ * models and deployments, and public models (auth.c).
  */
 #ifndef LOOM_GATEWAY_GATEWAY_H
 #define LOOM_GATEWAY_GATEWAY_H
+
+#include "loom/loom.h"
 
 typedef struct loom_gateway loom_gateway;
 
@@ -29,6 +35,7 @@ typedef struct loom_gateway_opts {
     int queue_max;             /* requests waiting for a worker [256]; beyond: 429 */
     const char *lib_dir;       /* task libraries named by path in REST jobs must lie
                                   in this directory; NULL: only "library_ref" */
+    int auth;                  /* 1: bearer tokens required (all but health, /metrics) */
 } loom_gateway_opts;
 
 /* Start listening (returns once the port is bound).  0 or LOOM_E*. */
@@ -36,5 +43,13 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out);
 int loom_gateway_port(const loom_gateway *g);
 /* Stop the server and the workers, free everything; NULL-safe. */
 void loom_gateway_stop(loom_gateway **g);
+
+/* Tokens for the gateway's auth (`loom token create/revoke`), kept hashed in
+ * the cluster's key-value table.  create writes a new token ("loom_" + 48
+ * hex) into token (at least LOOM_GATEWAY_TOKEN_LEN bytes); revoke forgets
+ * one (LOOM_ENOTFOUND if unknown). */
+#define LOOM_GATEWAY_TOKEN_LEN 64
+int loom_gateway_token_create(loom_client *c, const char *user, int admin, char *token);
+int loom_gateway_token_revoke(loom_client *c, const char *token);
 
 #endif

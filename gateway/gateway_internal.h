@@ -10,11 +10,25 @@
 #include "gateway/http.h"
 #include "loom/loom.h"
 
+#define GW_USER_MAX 64
+
 typedef struct gw_worker {
     loom_gateway *gw;
     loom_client *c;            /* NULL until the first request (or after a lost connection) */
     int index;
+    char user[GW_USER_MAX];    /* who sent the request being answered ("" with auth off) */
+    int admin;                 /* 1: may do anything (and always with auth off) */
 } gw_worker;
+
+/* auth.c.  Sets w->user and w->admin from the request's bearer token: 0, or
+ * -1 with a 401 (or 503) sent.  With auth off: 0, as an admin. */
+int gw_authenticate(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
+int gw_auth_on(const loom_gateway *g);
+/* May w read something of owner (public: readable by all) / change it? */
+int gw_may_read(const gw_worker *w, const char *owner, int public_);
+int gw_may_write(const gw_worker *w, const char *owner);
+/* The SHA-256 (hex) a token is stored under. */
+void gw_token_hash(const char *token, char out[65]);
 
 /* The worker's client, connected on first use; NULL (and a 503 sent) when the
  * head cannot be reached. */

@@ -59,8 +59,46 @@ static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_rep
         gw_client_check(w, rc);
         return;
     }
+    if (gw_auth_on(w->gw)) {   /* the job is its user's */
+        char key[128];
+        loom_snprintf(key, sizeof(key), "auth/jobs/%s", job);
+        rc = loom_kv_put(c, key, w->user, strlen(w->user));
+        if (rc) {
+            loom_job_delete(c, job);
+            gw_client_check(w, rc);
+            gw_reply_error(rep, gw_status_of(rc), "cannot record the job's owner: %s", loom_last_error(c));
+            return;
+        }
+    }
     gw_reply_json(rep, 201, json_pack("{s:s,s:i,s:s}", "job_id", job, "tasks", ntasks, "status",
                                       "submitted"));
+}
+
+/* May w see and change job id?  With auth on, a job is its submitter's (jobs
+ * submitted outside the gateway have no owner: admins only).  0, or -1 with
+ * the answer sent. */
+static int job_access(gw_worker *w, const char *id, loom_http_reply *rep)
+{
+    if (w->admin) return 0;
+    loom_client *c = gw_client(w, rep);
+    if (!c) return -1;
+    char key[128];
+    loom_snprintf(key, sizeof(key), "auth/jobs/%s", id);
+    void *owner = NULL;
+    size_t len = 0;
+    int rc = loom_kv_get(c, key, 0, &owner, &len);
+    int mine = !rc && len == strlen(w->user) && !memcmp(owner, w->user, len);
+    free(owner);
+    if (rc && rc != LOOM_ENOTFOUND) {
+        gw_client_check(w, rc);
+        gw_reply_error(rep, 503, "cannot check the job's owner: %s", loom_strerror(rc));
+        return -1;
+    }
+    if (!mine) {
+        gw_reply_error(rep, 403, "job %s is not one of user %s's jobs", id, w->user);
+        return -1;
+    }
+    return 0;
 }
 
 static void job_state(gw_worker *w, const char *id, loom_http_reply *rep)
@@ -167,6 +205,7 @@ int gw_jobs_route(gw_worker *w, const loom_http_request *req, loom_http_reply *r
     }
     char id[JOB_ID_MAX];
     if (gw_path_segment(req->path, "/v1/jobs/", id, sizeof(id), &rest)) return 0;
+    if (job_access(w, id, rep)) return 1;
     if (!strcmp(rest, "") && !strcmp(m, "GET")) job_state(w, id, rep);
     else if (!strcmp(rest, "") && !strcmp(m, "DELETE")) job_delete(w, id, rep);
     else if (!strcmp(rest, "/result") && !strcmp(m, "GET")) job_result(w, id, req, rep);

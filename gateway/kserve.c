@@ -240,6 +240,20 @@ static void model_metadata(const char *model, int version, int ready_only, loom_
     gw_reply_json(rep, 200, meta);
 }
 
+/* ---- tenancy ------------------------------------------------------------------------------ */
+
+/* May w use deployment name (write: change or delete it)?  1, or 0 with a 403
+ * sent; an unknown name passes (its route answers 404). */
+static int deployment_allowed(gw_worker *w, const char *name, int write, loom_http_reply *rep)
+{
+    char owner[GW_USER_MAX];
+    int public_ = 0;
+    if (gw_deploy_access(name, owner, sizeof(owner), &public_)) return 1;
+    if (write ? gw_may_write(w, owner) : gw_may_read(w, owner, public_)) return 1;
+    gw_reply_error(rep, 403, "deployment '%s' belongs to user %s", name, owner);
+    return 0;
+}
+
 /* ---- /v1/deployments -------------------------------------------------------------------- */
 
 static int deploy_status(int rc)
@@ -260,7 +274,24 @@ static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *
         params = json_dumps(json_object_get(body, "params"), JSON_COMPACT);
         s.params = params;
     }
+    json_t *meta = NULL;
+    if (!rc) {   /* the model version must be readable by the user, who then owns the deployment */
+        rc = gw_registry_fetch(c, s.model, s.version, &meta, NULL, NULL);
+        if (rc == LOOM_ENOTFOUND)
+            loom_snprintf(err, sizeof(err), "no model '%s' version %d in the registry", s.model, s.version);
+        if (!rc && !gw_may_read(w, json_string_value(json_object_get(meta, "owner")),
+                                json_is_true(json_object_get(meta, "public")))) {
+            json_decref(meta);
+            json_decref(body);
+            free(params);
+            gw_reply_error(rep, 403, "model '%s' is private to another user", s.model);
+            return;
+        }
+        s.owner = w->user;
+        s.public_ = json_is_true(json_object_get(meta, "public"));
+    }
     if (!rc) rc = gw_deploy_create(c, &s, err, sizeof(err));
+    json_decref(meta);
     json_t *info = rc ? NULL : gw_deploy_info(s.name);
     free(params);
     json_decref(body);
@@ -304,6 +335,18 @@ static void undeploy(gw_worker *w, const char *name, loom_http_reply *rep)
     gw_reply_json(rep, 200, json_pack("{s:s,s:s}", "name", name, "status", "deleted"));
 }
 
+/* GET /v1/deployments: those the user may see. */
+static void list_deployments(gw_worker *w, loom_http_reply *rep)
+{
+    json_t *all = gw_deploy_list(), *shown = json_array(), *d;
+    size_t i;
+    json_array_foreach(all, i, d) if (gw_may_read(w, json_string_value(json_object_get(d, "owner")),
+                                                  json_is_true(json_object_get(d, "public"))))
+        json_array_append(shown, d);
+    json_decref(all);
+    gw_reply_json(rep, 200, json_pack("{s:o}", "deployments", shown));
+}
+
 /* ---- routes ------------------------------------------------------------------------- */
 
 int gw_kserve_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
@@ -311,13 +354,14 @@ int gw_kserve_route(gw_worker *w, const loom_http_request *req, loom_http_reply 
     const char *m = req->method, *rest = NULL;
     if (!strcmp(req->path, "/v1/deployments")) {
         if (!strcmp(m, "POST")) deploy(w, req, rep);
-        else if (!strcmp(m, "GET")) gw_reply_json(rep, 200, json_pack("{s:o}", "deployments", gw_deploy_list()));
+        else if (!strcmp(m, "GET")) list_deployments(w, rep);
         else gw_reply_error(rep, 405, "use GET or POST /v1/deployments");
         return 1;
     }
     char name[NAME_LEN + 2];
     if (!gw_path_segment(req->path, "/v1/deployments/", name, sizeof(name), &rest)) {
         json_t *info = NULL;
+        if (!deployment_allowed(w, name, strcmp(m, "GET") != 0, rep)) return 1;
         if (rest[0]) gw_reply_error(rep, 404, "no route %s", req->path);
         else if (!strcmp(m, "DELETE")) undeploy(w, name, rep);
         else if (!strcmp(m, "PUT")) rollout(w, name, req, rep);
@@ -342,6 +386,7 @@ int gw_kserve_route(gw_worker *w, const loom_http_request *req, loom_http_reply 
         version = (int)v;
         rest = end;
     }
+    if (!deployment_allowed(w, name, 0, rep)) return 1;
     if (!rest[0] && !strcmp(m, "GET")) model_metadata(name, version, 0, rep);
     else if (!strcmp(rest, "/ready") && !strcmp(m, "GET")) model_metadata(name, version, 1, rep);
     else if (!strcmp(rest, "/infer") && !strcmp(m, "POST")) infer(w, name, version, req, rep);

@@ -7,7 +7,10 @@
  *   registry/m/NAME                 JSON {"next": N, "versions": [meta, ...]}
  *   registry/m/NAME/v/V/NNNNNN      the artifact in chunks of CHUNK bytes
  * A version's metadata: name, version, author, license, framework, dataset,
- * tags, parameters, produced_by, sha256, size, created (Unix seconds).
+ * tags, parameters, produced_by, sha256, size, created (Unix seconds),
+ * owner (the uploading user; "" with auth off) and public.  A model belongs to
+ * the user who uploaded its first version: only they (or an admin) add or
+ * delete versions; private versions are shown to them only.
  * Writers are serialised by one lock (one gateway per head); readers need
  * none: an artifact's chunks are written before its version is listed and
  * deleted after it is unlisted. */
@@ -157,6 +160,12 @@ int gw_registry_fetch(loom_client *c, const char *name, int version, json_t **me
 
 /* ---- routes ----------------------------------------------------------------------- */
 
+/* May w read version entry e (its owner's, or public)? */
+static int readable(const gw_worker *w, json_t *e)
+{
+    return gw_may_read(w, json_string_value(json_object_get(e, "owner")), json_is_true(json_object_get(e, "public")));
+}
+
 static json_t *query_field(const loom_http_request *req, const char *key)
 {
     char buf[FIELD_MAX];
@@ -229,10 +238,18 @@ static void upload(gw_worker *w, const char *name, const loom_http_request *req,
     pthread_mutex_lock(&registry_lock);
     int rc;
     json_t *rec = kv_json(c, key, &rc), *meta = NULL;
-    if (!rec && rc == LOOM_ENOTFOUND) rec = json_pack("{s:i,s:[]}", "next", 1, "versions");
+    if (!rec && rc == LOOM_ENOTFOUND) rec = json_pack("{s:i,s:s,s:[]}", "next", 1, "owner", w->user, "versions");
+    const char *owner = json_string_value(json_object_get(rec, "owner"));
+    if (rec && !gw_may_write(w, owner)) {
+        pthread_mutex_unlock(&registry_lock);
+        gw_reply_error(rep, 403, "model '%s' belongs to user %s", name, owner);
+        json_decref(rec);
+        return;
+    }
     int version = rec ? (int)json_integer_value(json_object_get(rec, "next")) : 0;
     if (rec) meta = upload_meta(req, name, version, sha, err, sizeof(err));
     if (meta) json_object_set_new(meta, "size", json_integer((json_int_t)req->body_len));
+    if (meta) json_object_set_new(meta, "owner", json_string(w->user));
     rc = !rec ? rc : !meta ? LOOM_EINVAL : put_chunks(c, name, version, req->body, req->body_len);
     if (!rc) {
         json_array_append(json_object_get(rec, "versions"), meta);
@@ -286,7 +303,7 @@ static void list_models(gw_worker *w, const loom_http_request *req, loom_http_re
         model_key(key, sizeof(key), json_string_value(name));
         json_t *rec = kv_json(c, key, &rc), *versions = json_object_get(rec, "versions"), *best = NULL, *e;
         size_t k;
-        json_array_foreach(versions, k, e) if (matches(e, req) && (!best || json_integer_value(json_object_get(
+        json_array_foreach(versions, k, e) if (readable(w, e) && matches(e, req) && (!best || json_integer_value(json_object_get(
                                                    e, "version")) > json_integer_value(json_object_get(best, "version"))))
             best = e;
         if (best) json_array_append(out, best);
@@ -309,8 +326,16 @@ static void get_model(gw_worker *w, const char *name, loom_http_reply *rep)
         gw_reply_error(rep, 404, "no model named '%s'", name);
         return;
     }
-    gw_reply_json(rep, 200, json_pack("{s:s,s:O}", "name", name, "versions", json_object_get(rec, "versions")));
+    json_t *shown = json_array(), *e;
+    size_t i;
+    json_array_foreach(json_object_get(rec, "versions"), i, e) if (readable(w, e)) json_array_append(shown, e);
     json_decref(rec);
+    if (json_array_size(shown) == 0) {
+        json_decref(shown);
+        gw_reply_error(rep, 403, "model '%s' is private to another user", name);
+        return;
+    }
+    gw_reply_json(rep, 200, json_pack("{s:s,s:o}", "name", name, "versions", shown));
 }
 
 static void get_version(gw_worker *w, const char *name, int version, int artifact, loom_http_reply *rep)
@@ -320,7 +345,16 @@ static void get_version(gw_worker *w, const char *name, int version, int artifac
     json_t *meta = NULL;
     char *data = NULL;
     size_t len = 0;
-    int rc = gw_registry_fetch(c, name, version, &meta, artifact ? &data : NULL, &len);
+    int rc = gw_registry_fetch(c, name, version, &meta, NULL, NULL);
+    if (!rc && !readable(w, meta)) {
+        gw_reply_error(rep, 403, "model '%s' version %d is private to another user", name, version);
+        json_decref(meta);
+        return;
+    }
+    if (!rc && artifact) {
+        json_decref(meta);
+        rc = gw_registry_fetch(c, name, version, &meta, &data, &len);
+    }
     if (rc) {
         gw_client_check(w, rc);
         gw_reply_error(rep, rc == LOOM_ENOTFOUND ? 404 : gw_status_of(rc), "model '%s' version %d: %s", name,
@@ -347,6 +381,13 @@ static void delete_version(gw_worker *w, const char *name, int version, loom_htt
     pthread_mutex_lock(&registry_lock);
     int rc;
     json_t *rec = kv_json(c, key, &rc), *versions = json_object_get(rec, "versions"), *e;
+    const char *owner = json_string_value(json_object_get(rec, "owner"));
+    if (rec && !gw_may_write(w, owner)) {
+        pthread_mutex_unlock(&registry_lock);
+        gw_reply_error(rep, 403, "model '%s' belongs to user %s", name, owner);
+        json_decref(rec);
+        return;
+    }
     size_t i, found = (size_t)-1, size = 0;
     json_array_foreach(versions, i, e) if (json_integer_value(json_object_get(e, "version")) == version) {
         found = i;

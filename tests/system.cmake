@@ -36,3 +36,6 @@ set_tests_properties(sys_gateway PROPERTIES LABELS system SKIP_REGULAR_EXPRESSIO
 # model serving end to end: train, register, deploy, classify over KServe v2
 loom_script_test(sys_serving sys_serving.sh)
 set_tests_properties(sys_serving PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")
+# the gateway's bearer tokens and tenancy (--http-auth)
+loom_script_test(sys_gateway_auth sys_gateway_auth.sh)
+set_tests_properties(sys_gateway_auth PROPERTIES LABELS system)

@@ -1,0 +1,115 @@
+#!/bin/bash
+# sys_gateway_auth.sh — the gateway with --http-auth on a real head: bearer
+# tokens made by `loom token create` (401 without one, with an unknown one,
+# and after `loom token revoke`), and tenancy: jobs and private models belong
+# to their user (403 for another user, with the reason), public models are
+# readable and deployable by all, deployments of private models answer their
+# owner only, an admin token may do anything, health checks need no token.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh" "$@"
+
+if ! command -v curl >/dev/null; then
+    skip "curl is not installed"
+    finish
+    exit 0
+fi
+D=$T/st
+use_state_dir "$D"
+capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 6 --http-port 0 --http-auth
+if [ "$RC" -ne 0 ]; then bad "loom start --http-auth"; show_capture; finish; exit 1; fi
+H=http://$(cat "$D/http_address")
+
+capture "$LOOM" token create --user alice --state-dir "$D"
+TA=$OUT
+check "loom token create prints a token" grep -Eq '^loom_[0-9a-f]{48}$' <<<"$TA"
+capture "$LOOM" token create --user bob --state-dir "$D"
+TB=$OUT
+capture "$LOOM" token create --user root --admin --state-dir "$D"
+TR=$OUT
+capture "$LOOM" token create --state-dir "$D"
+check "loom token create without --user is refused" test "$RC" -ne 0
+check "the token is stored hashed, not as itself" \
+    eval '! "$LOOM" kv get "auth/tokens/$TA" --state-dir "$D" >/dev/null 2>&1'
+
+code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
+as() { local tok=$1; shift; code -H "Authorization: Bearer $tok" "$@"; }
+body_has() { grep -q -- "$1" "$T/body"; }
+
+# ---- authentication -----------------------------------------------------------------
+check "health needs no token (200)" test "$(code "$H/v2/health/live")" = 200
+check "no token: 401" test "$(code "$H/v1/models")" = 401
+check "  ... saying how to get one" body_has 'loom token create'
+check "  ... with WWW-Authenticate" eval 'curl -s -D - -o /dev/null "$H/v1/models" | grep -qi "^WWW-Authenticate: Bearer"'
+check "an unknown token: 401" test "$(as loom_0000 "$H/v1/models")" = 401
+check "a token that is not Bearer: 401" test "$(code -H "Authorization: Basic eDp5" "$H/v1/models")" = 401
+check "alice's token works (200)" test "$(as "$TA" "$H/v1/models")" = 200
+
+# ---- jobs --------------------------------------------------------------------------------
+check "alice submits a job (201)" \
+    test "$(as "$TA" -X POST --data-binary '{"tasks":[{"name":"e","command":["echo","hi"]}]}' "$H/v1/jobs")" = 201
+JOB=$(json_eval "$T/body" 'd["job_id"]')
+check "alice reads her job (200)" test "$(as "$TA" "$H/v1/jobs/$JOB")" = 200
+check "bob may not read it (403)" test "$(as "$TB" "$H/v1/jobs/$JOB")" = 403
+check "  ... saying whose it is not" body_has "not one of user bob's jobs"
+check "bob may not delete it (403)" test "$(as "$TB" -X DELETE "$H/v1/jobs/$JOB")" = 403
+check "the admin reads it (200)" test "$(as "$TR" "$H/v1/jobs/$JOB")" = 200
+check "alice deletes it (200)" test "$(as "$TA" -X DELETE "$H/v1/jobs/$JOB")" = 200
+
+# ---- models ------------------------------------------------------------------------------
+rc=0
+CSV=$(bash "$SRC/scripts/get_digits.sh") || rc=$?
+if [ "$rc" = 0 ] && "$BUILD/bin/digits_mlp" train --data "$CSV" --out "$T/m.safetensors" >/dev/null 2>&1; then
+    ART=$T/m.safetensors
+else
+    ART=$SRC/README.md   # any bytes for the registry; the deployment checks are skipped
+fi
+check "alice uploads a private model (201)" test "$(as "$TA" -X POST --data-binary @"$ART" "$H/v1/models/secret")" = 201
+check "  ... owned by alice" test "$(json_eval "$T/body" 'd["owner"]')" = alice
+check "alice uploads a public model (201)" \
+    test "$(as "$TA" -X POST --data-binary @"$ART" "$H/v1/models/shared?public=1")" = 201
+check "bob does not see the private one in the list" \
+    eval 'as "$TB" "$H/v1/models" >/dev/null; test "$(json_eval "$T/body" "\",\".join(m[\"name\"] for m in d[\"models\"])")" = shared'
+check "alice sees both" \
+    eval 'as "$TA" "$H/v1/models" >/dev/null; test "$(json_eval "$T/body" "len(d[\"models\"])")" = 2'
+check "bob may not read the private model (403)" test "$(as "$TB" "$H/v1/models/secret/versions/1")" = 403
+check "  ... nor download it (403)" test "$(as "$TB" "$H/v1/models/secret/versions/1/artifact")" = 403
+check "bob reads the public model (200)" test "$(as "$TB" "$H/v1/models/shared/versions/1")" = 200
+check "bob may not add a version to alice's model (403)" \
+    test "$(as "$TB" -X POST --data-binary @"$ART" "$H/v1/models/shared")" = 403
+check "  ... saying whose it is" body_has "belongs to user alice"
+check "bob may not delete alice's version (403)" test "$(as "$TB" -X DELETE "$H/v1/models/shared/versions/1")" = 403
+check "the admin reads the private model (200)" test "$(as "$TR" "$H/v1/models/secret/versions/1")" = 200
+
+# ---- deployments ------------------------------------------------------------------------------
+if [ "$ART" = "$T/m.safetensors" ]; then
+    INFER='{"inputs":[{"name":"pixels","shape":[1,64],"datatype":"FP32","data":['"$(head -1 "$CSV" | cut -d, -f1-64)"']}]}'
+    check "bob may not deploy alice's private model (403)" \
+        test "$(as "$TB" -X POST -d '{"model":"secret","name":"bob-secret"}' "$H/v1/deployments")" = 403
+    check "alice deploys her private model (201)" \
+        test "$(as "$TA" -X POST -d '{"model":"secret"}' "$H/v1/deployments")" = 201
+    check "alice classifies with it (200)" test "$(as "$TA" -X POST -d "$INFER" "$H/v2/models/secret/infer")" = 200
+    check "bob may not (403)" test "$(as "$TB" -X POST -d "$INFER" "$H/v2/models/secret/infer")" = 403
+    check "  ... nor read its metadata (403)" test "$(as "$TB" "$H/v2/models/secret")" = 403
+    check "bob does not see it in /v1/deployments" \
+        eval 'as "$TB" "$H/v1/deployments" >/dev/null; test "$(json_eval "$T/body" "len(d[\"deployments\"])")" = 0'
+    check "bob may not undeploy it (403)" test "$(as "$TB" -X DELETE "$H/v1/deployments/secret")" = 403
+    check "bob deploys the public model (201)" \
+        test "$(as "$TB" -X POST -d '{"model":"shared","name":"bobs"}' "$H/v1/deployments")" = 201
+    check "alice classifies with bob's deployment of a public model (200)" \
+        test "$(as "$TA" -X POST -d "$INFER" "$H/v2/models/bobs/infer")" = 200
+    check "alice may not undeploy bob's deployment (403)" test "$(as "$TA" -X DELETE "$H/v1/deployments/bobs")" = 403
+    check "the admin undeploys both (200, 200)" \
+        test "$(as "$TR" -X DELETE "$H/v1/deployments/bobs")$(as "$TR" -X DELETE "$H/v1/deployments/secret")" = 200200
+else
+    skip "deployment tenancy: no digits dataset to train a model"
+fi
+
+# ---- revocation ------------------------------------------------------------------------------
+capture "$LOOM" token revoke "$TA" --state-dir "$D"
+check "loom token revoke" test "$RC" -eq 0
+check "the revoked token is refused within 5 s (401)" wait_until 8 eval 'test "$(as "$TA" "$H/v1/models")" = 401'
+check "bob's token still works (200)" test "$(as "$TB" "$H/v1/models")" = 200
+capture "$LOOM" token revoke "$TA" --state-dir "$D"
+check "revoking it again says there is no such token" eval 'test "$RC" -ne 0 && grep -q "no such token" <<<"$ERR"'
+capture "$LOOM" stop --state-dir "$D"
+finish
