@@ -41,6 +41,7 @@ static const char *usage_text =
     "clusters:\n"
     "  start --head [--port P] [--bind HOST] [--num-cpus N] [--store-bytes B] [--no-node] [--block]\n"
     "        [--http-port P] [--http-bind HOST] [--http-lib-dir DIR] [--http-auth]\n"
+    "        [--http-workers N (16)] [--http-queue N (256): beyond, 429 with Retry-After]\n"
     "        start a head (and a node daemon on this machine) in the background; with\n"
     "        --http-port, the head also serves the HTTP gateway (jobs REST, health, metrics)\n"
     "  start --address HOST:PORT [--bind HOST] [--advertise HOST] [--num-cpus N]\n"
@@ -237,6 +238,8 @@ static int cmd_head(const opts *o)
             .secret = secret,
             .lib_dir = opt(o, "http-lib-dir"),
             .auth = opt(o, "http-auth") != NULL,
+            .workers = opt_int(o, "http-workers", 0),
+            .queue_max = opt_int(o, "http-queue", 0),
         };
         rc = loom_gateway_start(&go, &gw);
         if (rc) {
@@ -523,6 +526,8 @@ static int cmd_start(const opts *o)
     push_arg(argv, &n, "--http-bind", opt(o, "http-bind"));
     push_arg(argv, &n, "--http-lib-dir", opt(o, "http-lib-dir"));
     if (opt(o, "http-auth")) argv[n++] = "--http-auth";
+    push_arg(argv, &n, "--http-workers", opt(o, "http-workers"));
+    push_arg(argv, &n, "--http-queue", opt(o, "http-queue"));
     push_arg(argv, &n, "--ready-fd", "3");
     argv[n] = NULL;
     if (start_background(sd, argv, log, addr, sizeof(addr), "head")) return 1;

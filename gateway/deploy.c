@@ -66,7 +66,7 @@ typedef struct deployment {
     int nreplicas;
     replica *retired[MAX_RETIRED];
     int nretired;
-    int min_replicas, max_replicas, max_batch, max_wait_ms;
+    int min_replicas, max_replicas, max_batch, max_wait_ms, max_queued;
     double target_load, num_cpus, num_gpus;
     char *params;
     char owner[GW_USER_MAX];
@@ -255,6 +255,7 @@ int gw_deploy_parse(json_t *body, gw_deploy_spec *s, char *err, size_t errlen)
     s->num_gpus = (v = json_object_get(body, "num_gpus")) ? json_number_value(v) : 0;
     s->max_batch = (v = json_object_get(body, "max_batch_size")) ? (int)json_integer_value(v) : 32;
     s->max_wait_ms = (v = json_object_get(body, "max_wait_ms")) ? (int)json_integer_value(v) : 5;
+    s->max_queued = (v = json_object_get(body, "max_queued")) ? (int)json_integer_value(v) : 1024;
     json_t *params = json_object_get(body, "params");
     const char *why = !s->model ? "\"model\" (a registered model's name) is required"
                     : !s->name || !s->name[0] || strlen(s->name) > GW_DEPLOY_NAME_MAX || strchr(s->name, '/')
@@ -267,6 +268,7 @@ int gw_deploy_parse(json_t *body, gw_deploy_spec *s, char *err, size_t errlen)
                     : s->num_cpus < 0 || s->num_gpus < 0 ? "resources must not be negative"
                     : s->max_batch < 1 || s->max_batch > 4096 ? "\"max_batch_size\" must be 1-4096"
                     : s->max_wait_ms < 0 || s->max_wait_ms > 10000 ? "\"max_wait_ms\" must be 0-10000"
+                    : s->max_queued < 1 ? "\"max_queued\" must be positive"
                     : params && !json_is_object(params) ? "\"params\" must be a JSON object"
                     : NULL;
     if (why) {
@@ -289,6 +291,7 @@ static deployment *deployment_new(const gw_deploy_spec *s, json_t *params)
     d->num_gpus = s->num_gpus;
     d->max_batch = s->max_batch;
     d->max_wait_ms = s->max_wait_ms;
+    d->max_queued = s->max_queued;
     d->params = params ? json_dumps(params, JSON_COMPACT) : NULL;
     loom_snprintf(d->owner, sizeof(d->owner), "%s", s->owner ? s->owner : "");
     d->public_ = s->public_;
@@ -627,6 +630,12 @@ int gw_deploy_predict(loom_client *c, const char *name, int version, const loom_
     if (!serving(d, version)) {
         pthread_mutex_unlock(&deploy_lock);
         return LOOM_ENOTFOUND;
+    }
+    if (d->waiting >= d->max_queued) {
+        pthread_mutex_unlock(&deploy_lock);
+        loom_snprintf(err, errlen, "deployment '%s' has %d requests queued (max_queued); retry later", name,
+                      d->max_queued);
+        return LOOM_EFULL;
     }
     d->waiting++;
     d->last_load_ms = loom_now_ms();

@@ -26,6 +26,7 @@ typedef struct gw_deploy_spec {
     const char *params;        /* runtime params, JSON object text (NULL: {}) */
     int max_batch;             /* rows per batch (1: no batching) */
     int max_wait_ms;           /* how long a batch waits for more rows while every replica is busy */
+    int max_queued;            /* requests queued or running; beyond: LOOM_EFULL (503) */
     const char *owner;         /* the user it belongs to ("" with auth off) */
     int public_;               /* readable by everyone (the model version is public) */
 } gw_deploy_spec;
@@ -54,7 +55,8 @@ json_t *gw_deploy_metadata(const char *name, int version, int *ver);
 /* One prediction: the input tensors go (batched with others when there is
  * one input) to a replica; *out is the replica's whole answer (malloc'd
  * LTN1), of which this request's rows are [*row_off, *row_off + rows of in).
- * LOOM_ENOTFOUND when not deployed; LOOM_ETASK with the runtime's reason. */
+ * LOOM_ENOTFOUND when not deployed; LOOM_EFULL when max_queued requests are
+ * in it already; LOOM_ETASK with the runtime's reason. */
 typedef struct gw_prediction {
     void *out;
     size_t len;

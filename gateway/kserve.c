@@ -204,8 +204,9 @@ static void infer(gw_worker *w, const char *model, int version, const loom_http_
     free(p.out);
     if (rc || !outs) {
         gw_client_check(w, rc);
-        status = rc == LOOM_EINVAL || rc == LOOM_ETASK ? 400 : rc == LOOM_ENOTFOUND ? 404 : rc ? gw_status_of(rc) : 500;
-        gw_reply_error(rep, status, "%s", err);
+        status = rc == LOOM_EINVAL || rc == LOOM_ETASK ? 400 : rc == LOOM_ENOTFOUND ? 404 : rc == LOOM_EFULL ? 503
+               : rc ? gw_status_of(rc) : 500;
+        gw_reply_error(rep, status, "%s", err);   /* 503 comes with Retry-After */
     } else {
         char vbuf[16];
         loom_snprintf(vbuf, sizeof(vbuf), "%d", p.version);

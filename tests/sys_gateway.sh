@@ -124,6 +124,59 @@ check "  ... has a latency histogram" body_has 'loom_http_request_seconds_bucket
 check "  ... reports tasks by state (refreshed from the head)" \
     wait_until 10 eval 'code "$H/metrics" >/dev/null; body_has "loom_tasks{state=\"finished\"}"'
 
+# ---- overload: a tiny gateway (1 worker, 2 queued) under 40 clients ---------------------
+D2=$T/st2
+use_state_dir "$D2"
+capture "$LOOM" start --head --port 0 --state-dir "$D2" --num-cpus 1 --http-port 0 --http-workers 1 --http-queue 2
+check "a gateway with --http-workers 1 --http-queue 2 starts" test "$RC" -eq 0
+H2=$(cat "$D2/http_address")
+wait_until 15 eval 'test "$(code "http://$H2/v2/health/ready")" = 200' || true
+code -X POST --data-binary '{"tasks":[{"name":"slow","command":["sleep","30"]}]}' "http://$H2/v1/jobs" >/dev/null
+SLOW=$(json_eval "$T/body" 'd["job_id"]' 2>/dev/null || echo none)
+cat >"$T/overload.py" <<'PYEOF'
+# 40 clients ask at once for a result that is not ready (each takes the one
+# worker about 100 ms); meanwhile health checks must answer at once.
+import http.client, json, sys, threading, time
+host, port = sys.argv[1].split(":")
+job = sys.argv[2]
+codes, retry, health = {}, [], []
+lock = threading.Lock()
+def ask():
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    c.request("GET", "/v1/jobs/%s/result?task=slow" % job)
+    r = c.getresponse()
+    r.read()
+    with lock:
+        codes[r.status] = codes.get(r.status, 0) + 1
+        if r.status == 429:
+            retry.append(r.getheader("Retry-After"))
+def probe():
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    for _ in range(10):
+        t = time.time()
+        c.request("GET", "/v2/health/live")
+        r = c.getresponse()
+        r.read()
+        health.append((r.status, time.time() - t))
+        time.sleep(0.02)
+ts = [threading.Thread(target=ask) for _ in range(40)] + [threading.Thread(target=probe)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps({"codes": codes, "retry_after": sorted(set(retry)),
+                  "health_ok": all(s == 200 for s, _ in health), "health_max_ms": round(max(d for _, d in health) * 1000)}))
+PYEOF
+capture python3 "$T/overload.py" "$H2" "$SLOW"
+printf '%s\n' "$OUT" >"$T/overload.json"
+[ "$RC" -eq 0 ] || show_capture
+oj() { json_eval "$T/overload.json" "$1" 2>/dev/null; }
+check "overload: some requests refused with 429 ($(oj 'd["codes"]'))" test "$(oj 'd["codes"].get("429", 0) > 0')" = True
+check "  ... the rest answered (202: still running)" test "$(oj 'd["codes"].get("202", 0) > 0')" = True
+check "  ... nothing else" test "$(oj 'sum(d["codes"].values()) == d["codes"].get("429", 0) + d["codes"].get("202", 0)')" = True
+check "  ... 429 carries Retry-After: 1" test "$(oj 'd["retry_after"]')" = "['1']"
+check "  ... health checks answered 200 meanwhile (slowest $(oj 'd["health_max_ms"]') ms)" \
+    test "$(oj 'd["health_ok"] and d["health_max_ms"] < 1000')" = True
+capture "$LOOM" stop --state-dir "$D2"
+
 # ---- stop ----------------------------------------------------------------------------
 capture "$LOOM" stop --state-dir "$D"
 check "loom stop" test "$RC" -eq 0

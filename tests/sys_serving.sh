@@ -243,6 +243,38 @@ check "the retired replicas ended (digits' 2 and digits-live's 1 alive)" \
     wait_until 10 eval 'test "$("$LOOM" actors --state-dir "$D" | grep -c "Model .*alive")" = 3'
 check "DELETE /v1/deployments/digits-live is 200" test "$(code -X DELETE "http://$H/v1/deployments/digits-live")" = 200
 
+# ---- a deployment's bounded queue: 503 with Retry-After ------------------------------------------------
+check "deploy digits-tight (max_queued 1, no batching)" \
+    test "$(code -X POST -d '{"model":"digits","name":"digits-tight","version":1,"max_queued":1,"max_batch_size":1}' "http://$H/v1/deployments")" = 201
+cat >"$T/tight.py" <<'PYEOF'
+import csv, http.client, json, sys, threading
+host, port = sys.argv[1].split(":")
+row = [float(x) for x in next(csv.reader(open(sys.argv[2])))][:64]
+codes, retry = {}, set()
+lock = threading.Lock()
+def client():
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    for _ in range(25):
+        c.request("POST", "/v2/models/digits-tight/infer",
+                  body=json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": row}]}))
+        r = c.getresponse()
+        r.read()
+        with lock:
+            codes[r.status] = codes.get(r.status, 0) + 1
+            if r.status == 503: retry.add(r.getheader("Retry-After"))
+ts = [threading.Thread(target=client) for _ in range(12)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps({"codes": codes, "retry": sorted(retry)}))
+PYEOF
+capture python3 "$T/tight.py" "$H" "$CSV"
+printf '%s\n' "$OUT" >"$T/tight.json"
+tj() { json_eval "$T/tight.json" "$1" 2>/dev/null; }
+check "a full deployment queue answers 503 ($(tj 'd["codes"]'))" test "$(tj 'd["codes"].get("503", 0) > 0')" = True
+check "  ... with Retry-After: 1, and the rest 200" \
+    test "$(tj 'd["retry"] == ["1"] and d["codes"].get("200", 0) + d["codes"].get("503", 0) == 300')" = True
+check "DELETE /v1/deployments/digits-tight" test "$(code -X DELETE "http://$H/v1/deployments/digits-tight")" = 200
+
 # ---- undeploy, delete, restart ---------------------------------------------------------------------------
 check "DELETE /v1/deployments/digits is 200" test "$(code -X DELETE "http://$H/v1/deployments/digits")" = 200
 check "  ... the model is no longer ready (404)" test "$(code "http://$H/v2/models/digits/ready")" = 404
