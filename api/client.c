@@ -1222,6 +1222,7 @@ static int graph_send(loom_client *c, loom_graph *g, const loom_submit_opts *opt
         loom_msg_init(&m, LOOM_MSG_SUBMIT, 0);
         m.name = (char *)(opts && opts->job_name ? opts->job_name : "graph");
         m.flag = opts && opts->detached ? 1 : 0;
+        m.text = (char *)(opts && opts->label ? opts->label : "");
         m.tasks = tasks;
         m.ntasks = (uint32_t)g->nnodes;
         zmq_msg_t f;
@@ -1320,6 +1321,17 @@ int loom_job_json(loom_client *c, const char *job_id, char **json)
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_JOB_INFO, 0);
     m.name = (char *)job_id;
+    return info_json(c, &m, json);
+}
+
+int loom_jobs_json(loom_client *c, const char *label, uint64_t offset, uint64_t limit, char **json)
+{
+    if (!c || !json) return LOOM_EINVAL;
+    loom_msg m;
+    loom_msg_init(&m, LOOM_MSG_JOBS, 0);
+    m.text = (char *)(label ? label : "");
+    m.u0 = offset;
+    m.u1 = limit;
     return info_json(c, &m, json);
 }
 

@@ -57,6 +57,7 @@ static const char *usage_text =
     "\n"
     "work:\n"
     "  submit GRAPH.json [--wait] [--timeout S]   submit a graph; prints the job id\n"
+    "  jobs [--label L] [--offset N] [--limit N] [--json]   jobs, newest first\n"
     "  job JOB                      the job's tasks and their states (JSON)\n"
     "  get JOB TASK[:OUTPUT] [--json] [--timeout S]   print a task's result\n"
     "  get REF [--json]             print an object by its 40-hex ref\n"
@@ -997,6 +998,44 @@ static int cancel_job_tasks(loom_client *c, const char *job_id)
     return rc;
 }
 
+/* loom jobs [--label L] [--offset N] [--limit N] [--json]: newest first. */
+static int cmd_jobs(const opts *o)
+{
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    char *text = NULL;
+    int rc = loom_jobs_json(c, opt(o, "label"), (uint64_t)opt_int(o, "offset", 0), (uint64_t)opt_int(o, "limit", 100),
+                            &text);
+    if (rc) fprintf(stderr, "loom: jobs: %s\n", loom_last_error(c));
+    json_t *j = rc || opt(o, "json") ? NULL : json_loads(text, 0, NULL);
+    if (!rc && !j) printf("%s\n", text);
+    if (j) {
+        printf("%-16s %-20s %-12s %6s  %s\n", "JOB", "NAME", "LABEL", "TASKS", "STATES");
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(j, "jobs"), i, e) {
+            char states[160] = "";
+            const char *k;
+            json_t *v;
+            json_object_foreach(json_object_get(e, "states"), k, v) if (json_integer_value(v)) {
+                size_t n = strlen(states);
+                loom_snprintf(states + n, sizeof(states) - n, "%s%s %lld", n ? ", " : "", k,
+                              (long long)json_integer_value(v));
+            }
+            printf("%-16s %-20s %-12s %6lld  %s\n", json_string_value(json_object_get(e, "id")),
+                   json_string_value(json_object_get(e, "name")), json_string_value(json_object_get(e, "label")),
+                   (long long)json_integer_value(json_object_get(e, "tasks")), states);
+        }
+        printf("(%lld of %lld jobs from %lld)\n", (long long)json_array_size(json_object_get(j, "jobs")),
+               (long long)json_integer_value(json_object_get(j, "total")),
+               (long long)json_integer_value(json_object_get(j, "offset")));
+        json_decref(j);
+    }
+    free(text);
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
 static int cmd_job(const opts *o, const char *what)
 {
     if (o->npos < 1) return usage();
@@ -1044,6 +1083,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "drain")) return cmd_drain(&o);
     if (!strcmp(cmd, "kv")) return cmd_kv(&o);
     if (!strcmp(cmd, "token")) return cmd_token(&o);
+    if (!strcmp(cmd, "jobs")) return cmd_jobs(&o);
     if (!strcmp(cmd, "start")) return cmd_start(&o);
     if (!strcmp(cmd, "stop")) return cmd_stop(&o);
     if (!strcmp(cmd, "status")) return cmd_status(&o);

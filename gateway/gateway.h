@@ -10,6 +10,7 @@
  *   GET  /v2/health/live, /v2/health/ready      KServe v2 health
  *   GET  /metrics                                Prometheus text
  *   POST /v1/jobs                                submit a graph (the JSON of `loom submit`)
+ *   GET  /v1/jobs?offset=N&limit=N               a page of jobs, newest first
  *   GET  /v1/jobs/{id}                           its state
  *   GET  /v1/jobs/{id}/result?task=T&output=N    a task's output (JSON when msgpack, else bytes)
  *   GET  /v1/jobs/{id}/logs?task=T               a task's logs

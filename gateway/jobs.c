@@ -50,7 +50,8 @@ static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_rep
     }
     loom_graph_json_name(req->body, req->body_len, name, sizeof(name));
     char job[LOOM_JOB_ID_LEN];
-    loom_submit_opts so = {.job_name = name[0] ? name : "http", .detached = 1};
+    /* the job is its user's: the head keeps the user as the job's label */
+    loom_submit_opts so = {.job_name = name[0] ? name : "http", .detached = 1, .label = w->user};
     rc = loom_graph_submit(c, g, &so, job);
     int ntasks = loom_graph_size(g);
     loom_graph_destroy(&g);
@@ -59,39 +60,28 @@ static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_rep
         gw_client_check(w, rc);
         return;
     }
-    if (gw_auth_on(w->gw)) {   /* the job is its user's */
-        char key[128];
-        loom_snprintf(key, sizeof(key), "auth/jobs/%s", job);
-        rc = loom_kv_put(c, key, w->user, strlen(w->user));
-        if (rc) {
-            loom_job_delete(c, job);
-            gw_client_check(w, rc);
-            gw_reply_error(rep, gw_status_of(rc), "cannot record the job's owner: %s", loom_last_error(c));
-            return;
-        }
-    }
     gw_reply_json(rep, 201, json_pack("{s:s,s:i,s:s}", "job_id", job, "tasks", ntasks, "status",
                                       "submitted"));
 }
 
-/* May w see and change job id?  With auth on, a job is its submitter's (jobs
- * submitted outside the gateway have no owner: admins only).  0, or -1 with
- * the answer sent. */
+/* May w see and change job id?  With auth on, a job is its submitter's (its
+ * label; jobs submitted outside the gateway have none: admins only).  0, or
+ * -1 with the answer sent (404 for an unknown job). */
 static int job_access(gw_worker *w, const char *id, loom_http_reply *rep)
 {
     if (w->admin) return 0;
     loom_client *c = gw_client(w, rep);
     if (!c) return -1;
-    char key[128];
-    loom_snprintf(key, sizeof(key), "auth/jobs/%s", id);
-    void *owner = NULL;
-    size_t len = 0;
-    int rc = loom_kv_get(c, key, 0, &owner, &len);
-    int mine = !rc && len == strlen(w->user) && !memcmp(owner, w->user, len);
-    free(owner);
-    if (rc && rc != LOOM_ENOTFOUND) {
+    char *text = NULL;
+    int rc = loom_job_json(c, id, &text);
+    json_t *j = rc ? NULL : json_loads(text, 0, NULL);
+    free(text);
+    const char *label = json_string_value(json_object_get(j, "label"));
+    int mine = label && !strcmp(label, w->user);
+    json_decref(j);
+    if (rc) {
         gw_client_check(w, rc);
-        gw_reply_error(rep, 503, "cannot check the job's owner: %s", loom_strerror(rc));
+        gw_reply_error(rep, gw_status_of(rc), "job %s: %s", id, loom_last_error(c));
         return -1;
     }
     if (!mine) {
@@ -99,6 +89,34 @@ static int job_access(gw_worker *w, const char *id, loom_http_reply *rep)
         return -1;
     }
     return 0;
+}
+
+/* GET /v1/jobs?offset=N&limit=N[&label=L]: a page of jobs, newest first; a
+ * user who is not an admin sees only their own. */
+static void list_jobs(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
+{
+    loom_client *c = gw_client(w, rep);
+    if (!c) return;
+    char off[24] = "0", lim[24] = "100", label[GW_USER_MAX] = "";
+    loom_http_query_get(req, "offset", off, sizeof(off));
+    loom_http_query_get(req, "limit", lim, sizeof(lim));
+    if (w->admin) loom_http_query_get(req, "label", label, sizeof(label));
+    else loom_snprintf(label, sizeof(label), "%s", w->user);
+    char *e1 = NULL, *e2 = NULL;
+    long long o = strtoll(off, &e1, 10), l = strtoll(lim, &e2, 10);
+    if (*e1 || *e2 || o < 0 || l < 1 || l > 1000) {
+        gw_reply_error(rep, 400, "offset must be >= 0 and limit 1-1000");
+        return;
+    }
+    char *text = NULL;
+    int rc = loom_jobs_json(c, label, (uint64_t)o, (uint64_t)l, &text);
+    if (rc) {
+        gw_client_check(w, rc);
+        gw_reply_error(rep, gw_status_of(rc), "cannot list jobs: %s", loom_last_error(c));
+        return;
+    }
+    loom_http_reply_send(rep, 200, "application/json", text, strlen(text), NULL);
+    free(text);
 }
 
 static void job_state(gw_worker *w, const char *id, loom_http_reply *rep)
@@ -200,7 +218,8 @@ int gw_jobs_route(gw_worker *w, const loom_http_request *req, loom_http_reply *r
     const char *m = req->method, *rest = NULL;
     if (!strcmp(req->path, "/v1/jobs") || !strcmp(req->path, "/v1/jobs/")) {
         if (!strcmp(m, "POST")) submit_job(w, req, rep);
-        else gw_reply_error(rep, 405, "use POST /v1/jobs with a graph as JSON");
+        else if (!strcmp(m, "GET")) list_jobs(w, req, rep);
+        else gw_reply_error(rep, 405, "use POST /v1/jobs with a graph as JSON, or GET /v1/jobs");
         return 1;
     }
     char id[JOB_ID_MAX];

@@ -398,7 +398,8 @@ static int field_count(int type)
     case LOOM_MSG_HELLO: return 5;
     case LOOM_MSG_WELCOME: return 2;
     case LOOM_MSG_HEARTBEAT: return 2;
-    case LOOM_MSG_SUBMIT: return 3;
+    case LOOM_MSG_SUBMIT: return 4;
+    case LOOM_MSG_JOBS: return 3;
     case LOOM_MSG_SUBMITTED: case LOOM_MSG_JOB_INFO: case LOOM_MSG_JOB_DELETE: return 1;
     case LOOM_MSG_PUT_DONE: return 5;
     case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS: return 1;
@@ -453,6 +454,12 @@ static void decode_fields(dec *d, loom_msg *m)
         rd_str(d, &m->name, "job_name");
         rd_u32(d, &m->flag, "detached");
         RD_LIST(d, m->tasks, m->ntasks, loom_wire_task, rd_task, "tasks");
+        rd_str(d, &m->text, "label");
+        break;
+    case LOOM_MSG_JOBS:
+        rd_str(d, &m->text, "label");
+        rd_u64(d, &m->u0, "offset");
+        rd_u64(d, &m->u1, "limit");
         break;
     case LOOM_MSG_SUBMITTED: case LOOM_MSG_JOB_INFO: case LOOM_MSG_JOB_DELETE:
         rd_str(d, &m->name, "job");
@@ -818,6 +825,12 @@ static int encode_fields(const loom_msg *m, loom_pack *p)
         rc = pk_str(p, m->name);
         if (!rc) rc = loom_pack_u64(p, m->flag);
         if (!rc) rc = pk_tasks(p, m->tasks, m->ntasks);
+        if (!rc) rc = pk_str(p, m->text);
+        return rc;
+    case LOOM_MSG_JOBS:
+        rc = pk_str(p, m->text);
+        if (!rc) rc = loom_pack_u64(p, m->u0);
+        if (!rc) rc = loom_pack_u64(p, m->u1);
         return rc;
     case LOOM_MSG_SUBMITTED: case LOOM_MSG_JOB_INFO: case LOOM_MSG_JOB_DELETE:
         return pk_str(p, m->name);
@@ -916,7 +929,7 @@ const char *loom_msg_type_name(int type)
         "JOB_INFO", "JOB_REF", "REF", "JOB_DELETE", "BYE", "ASSIGN", "CANCEL_TASK",
         "DELETE_OBJS", "TASK_DONE", "OBJ_ADDED", "FETCH", "CHUNK", "PUSH", "RUN", "KV_PUT",
         "KV_GET", "KV_DEL", "ACTOR_LOOKUP", "ACTOR_KILL", "ACTOR_DIED", "ACTORS", "PG_CREATE",
-        "PG_REMOVE", "PG_INFO", "DRAIN", "RUNNING"};
+        "PG_REMOVE", "PG_INFO", "DRAIN", "RUNNING", "JOBS"};
     if (type <= 0 || type >= LOOM_MSG_TYPE_MAX) return "?";
     return names[type];
 }

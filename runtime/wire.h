@@ -31,7 +31,7 @@ enum loom_msg_type {
     LOOM_MSG_HELLO,          /* role, secret, hostname, pid, nodes[0..1] (a node describes itself) */
     LOOM_MSG_WELCOME,        /* id, nodes[] */
     LOOM_MSG_HEARTBEAT,      /* u0 = store bytes used, u1 = tasks running */
-    LOOM_MSG_SUBMIT,         /* name (job name), flag (detached), tasks[] */
+    LOOM_MSG_SUBMIT,         /* name (job name), flag (detached), tasks[], text (job label: its owner) */
     LOOM_MSG_SUBMITTED,      /* name (job id) */
     LOOM_MSG_PUT_DONE,       /* ref, u0 = size, id = node holding it, data = inline bytes,
                                 flag = 1: content-addressed, kept while the head runs */
@@ -67,6 +67,7 @@ enum loom_msg_type {
     LOOM_MSG_PG_INFO,        /* ref (pg id ++ 0); reply INFO */
     LOOM_MSG_DRAIN,          /* id (node id): place nothing new there */
     LOOM_MSG_RUNNING,        /* refs[] (task id ++ 0): what a node that joined again still runs */
+    LOOM_MSG_JOBS,           /* text (label; "": all), u0 = offset, u1 = limit; reply INFO */
     LOOM_MSG_TYPE_MAX
 };
 

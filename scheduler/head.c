@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 #include <zmq.h>
@@ -185,6 +186,8 @@ struct job {
     int ntasks;
     int live;                    /* tasks not yet freed */
     int64_t t_submit;
+    char *label;                 /* the submitter's tag (the gateway's user); "" if none */
+    int64_t t_wall_ms;           /* Unix time of the submission (listing order) */
 };
 
 typedef struct head {
@@ -353,17 +356,27 @@ static void persist_obj(head *h, obj *o)
     headdb_put(h->db, HEADDB_OBJECTS, o->ref.id, LOOM_ID_LEN, loom_pack_data(p), loom_pack_size(p));
 }
 
+/* Unix time in ms (jobs are listed by it, across head restarts). */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void persist_job(head *h, job *j)
 {
     loom_pack *p = h->rec;
     if (!p) return;
     loom_pack_reset(p);
-    loom_pack_array(p, 4);
+    loom_pack_array(p, 6);
     loom_pack_cstr(p, j->name);
     loom_pack_bool(p, j->detached);
     loom_pack_u64(p, j->owner);
     loom_pack_array(p, (uint32_t)j->ntasks);
     for (int i = 0; i < j->ntasks; i++) loom_pack_bin(p, j->tasks[i] ? j->tasks[i]->id : NULL, j->tasks[i] ? 16 : 0);
+    loom_pack_cstr(p, j->label ? j->label : "");
+    loom_pack_i64(p, j->t_wall_ms);
     headdb_put(h->db, HEADDB_JOBS, j->id, strlen(j->id), loom_pack_data(p), loom_pack_size(p));
 }
 
@@ -563,6 +576,7 @@ static void job_free(head *h, job *j)
         if (j->tasks[i]) j->tasks[i]->job = NULL;
     free(j->tasks);
     free(j->name);
+    free(j->label);
     free(j);
 }
 
@@ -1729,11 +1743,13 @@ static void on_submit(head *h, client *c, loom_msg *m)
     loom_random_bytes(raw, sizeof(raw));
     loom_hex_encode(raw, sizeof(raw), j->id);
     j->name = dupstr(m->name[0] ? m->name : "graph");
+    j->label = dupstr(m->text ? m->text : "");
     j->detached = m->flag != 0;
     j->owner = c->id;
     j->t_submit = loom_now_ms();
+    j->t_wall_ms = wall_ms();
     j->tasks = calloc(m->ntasks ? m->ntasks : 1, sizeof(task *));
-    if (!j->tasks) { free(j->name); free(j); return; }
+    if (!j->tasks) { free(j->name); free(j->label); free(j); return; }
     loom_hmap_put(&h->jobs, j->id, strlen(j->id), j);
     for (uint32_t i = 0; i < m->ntasks; i++) {
         task *t = task_create(h, &m->tasks[i], j, c);
@@ -3029,9 +3045,11 @@ static void on_job_info(head *h, client *c, loom_msg *m)
     if (!j) return;
     loom_pack *p = loom_pack_new();
     if (!p) return;
-    loom_pack_map(p, 4);
+    loom_pack_map(p, 6);
     pack_kv_str(p, "id", j->id);
     pack_kv_str(p, "name", j->name);
+    pack_kv_str(p, "label", j->label ? j->label : "");
+    pack_kv_u64(p, "submitted_ms", (uint64_t)j->t_wall_ms);
     loom_pack_cstr(p, "detached");
     loom_pack_bool(p, j->detached);
     loom_pack_cstr(p, "tasks");
@@ -3056,6 +3074,64 @@ static void on_job_info(head *h, client *c, loom_msg *m)
     }
     send_info(h, c, m->req, p);
     loom_pack_destroy(&p);
+}
+
+/* Newest first, then by id (a stable order for pages). */
+static int job_newer(const void *a, const void *b)
+{
+    const job *x = *(job *const *)a, *y = *(job *const *)b;
+    if (x->t_wall_ms != y->t_wall_ms) return x->t_wall_ms > y->t_wall_ms ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static void pack_job_summary(loom_pack *p, const job *j)
+{
+    uint64_t by_state[5] = {0};
+    for (int i = 0; i < j->ntasks; i++)
+        if (j->tasks[i]) by_state[j->tasks[i]->state]++;
+    loom_pack_map(p, 7);
+    pack_kv_str(p, "id", j->id);
+    pack_kv_str(p, "name", j->name);
+    pack_kv_str(p, "label", j->label ? j->label : "");
+    loom_pack_cstr(p, "detached");
+    loom_pack_bool(p, j->detached);
+    pack_kv_u64(p, "submitted_ms", (uint64_t)j->t_wall_ms);
+    pack_kv_u64(p, "tasks", (uint64_t)j->live);
+    loom_pack_cstr(p, "states");
+    loom_pack_map(p, 5);
+    for (int s = 0; s < 5; s++) pack_kv_u64(p, task_state_names[s], by_state[s]);
+}
+
+/* A page of the jobs (with label m->text, if given), newest first. */
+static void on_jobs(head *h, client *c, loom_msg *m)
+{
+    job **all = malloc((h->jobs.count ? h->jobs.count : 1) * sizeof(job *));
+    loom_pack *p = loom_pack_new();
+    if (!all || !p) {
+        free(all);
+        loom_pack_destroy(&p);
+        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        return;
+    }
+    size_t n = 0, it = 0;
+    void *v;
+    while (loom_hmap_next(&h->jobs, &it, &v)) {
+        job *j = v;
+        if (!m->text || !m->text[0] || (j->label && !strcmp(j->label, m->text))) all[n++] = j;
+    }
+    qsort(all, n, sizeof(job *), job_newer);
+    uint64_t off = m->u0 < n ? m->u0 : n, limit = m->u1 ? (m->u1 < 1000 ? m->u1 : 1000) : 100;
+    uint64_t end = n - off < limit ? n : off + limit;
+    loom_pack_map(p, 4);
+    pack_kv_u64(p, "total", n);
+    pack_kv_u64(p, "offset", off);
+    pack_kv_u64(p, "limit", limit);
+    loom_pack_cstr(p, "jobs");
+    loom_pack_array(p, (uint32_t)(end - off));
+    for (uint64_t i = off; i < end; i++) pack_job_summary(p, all[i]);
+    send_info(h, c, m->req, p);
+    loom_pack_destroy(&p);
+    free(all);
 }
 
 static void on_job_ref(head *h, client *c, loom_msg *m)
@@ -3141,6 +3217,7 @@ static void dispatch(head *h, client *c, loom_msg *m)
     case LOOM_MSG_CANCEL: on_cancel(h, c, m); return;
     case LOOM_MSG_STATUS: on_status(h, c, m); return;
     case LOOM_MSG_JOB_INFO: on_job_info(h, c, m); return;
+    case LOOM_MSG_JOBS: on_jobs(h, c, m); return;
     case LOOM_MSG_JOB_REF: on_job_ref(h, c, m); return;
     case LOOM_MSG_JOB_DELETE: on_job_delete(h, c, m); return;
     case LOOM_MSG_BYE: client_drop(h, c); return;
@@ -3500,7 +3577,7 @@ static int load_job(void *arg, const void *key, size_t klen, const void *val, si
     uint32_t n, ntasks;
     int detached;
     uint64_t owner;
-    if (loom_unpack_array(&u, &n) || n != 4) return 0;
+    if (loom_unpack_array(&u, &n) || (n != 4 && n != 6)) return 0;   /* 4: before labels */
     char *name = unpack_cstr(&u);
     if (!name || loom_unpack_bool(&u, &detached) || loom_unpack_u64(&u, &owner) || loom_unpack_array(&u, &ntasks)) {
         free(name);
@@ -3531,6 +3608,10 @@ static int load_job(void *arg, const void *key, size_t klen, const void *val, si
         j->tasks[j->ntasks++] = t;
         j->live++;
     }
+    int64_t wall = 0;
+    j->label = n == 6 ? unpack_cstr(&u) : NULL;
+    if (n == 6 && j->label && loom_unpack_i64(&u, &wall) == 0) j->t_wall_ms = wall;
+    if (!j->label) j->label = dupstr("");
     loom_hmap_put(&h->jobs, j->id, strlen(j->id), j);
     persist_job(h, j);
     return 0;
@@ -3751,7 +3832,7 @@ static void head_free_tables(head *h)
     it = 0;
     while (loom_hmap_next(&h->jobs, &it, &v)) {
         job *j = v;
-        free(j->tasks); free(j->name); free(j);
+        free(j->tasks); free(j->name); free(j->label); free(j);
     }
     loom_hmap_free(&h->tasks); loom_hmap_free(&h->objs); loom_hmap_free(&h->clients);
     loom_hmap_free(&h->clients_by_id); loom_hmap_free(&h->nodes); loom_hmap_free(&h->jobs);

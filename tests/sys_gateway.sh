@@ -77,7 +77,14 @@ check "  ... and a ../ escape too" \
     test "$(code -X POST --data-binary '{"library":"../../../../../../usr/lib/x86_64-linux-gnu/libm.so.6","tasks":[{"name":"a","function":"add","args":[1,2]}]}' "$H/v1/jobs")" = 403
 check "an unknown job is 404" test "$(code "$H/v1/jobs/0123456789abcdef")" = 404
 check "an unknown route is 404" test "$(code "$H/v1/nothing")" = 404
-check "GET /v1/jobs is 405" test "$(code "$H/v1/jobs")" = 405
+check "PUT /v1/jobs is 405" test "$(code -X PUT "$H/v1/jobs")" = 405
+for i in 1 2 3; do code -X POST --data-binary "{\"name\":\"page-$i\",\"tasks\":[{\"name\":\"t\",\"command\":[\"true\"]}]}" "$H/v1/jobs" >/dev/null; done
+check "GET /v1/jobs?limit=2 is a page of 2, newest first" \
+    eval 'code "$H/v1/jobs?limit=2" >/dev/null; test "$(json_eval "$T/body" "\",\".join(j[\"name\"] for j in d[\"jobs\"])")" = page-3,page-2'
+check "  ... of all the jobs (total $(json_eval "$T/body" 'd["total"]' 2>/dev/null))" test "$(json_eval "$T/body" 'd["total"] >= 3')" = True
+check "GET /v1/jobs?offset=2&limit=2 is the next page" \
+    eval 'code "$H/v1/jobs?offset=2&limit=2" >/dev/null; test "$(json_eval "$T/body" "d[\"jobs\"][0][\"name\"]")" = page-1'
+check "a bad limit is 400" test "$(code "$H/v1/jobs?limit=0")" = 400
 check "an empty graph is 400" test "$(code -X POST --data-binary '{"tasks":[]}' "$H/v1/jobs")" = 400
 
 # ---- a client from Python's standard library: keep-alive, several requests ------

@@ -52,6 +52,14 @@ check "alice reads her job (200)" test "$(as "$TA" "$H/v1/jobs/$JOB")" = 200
 check "bob may not read it (403)" test "$(as "$TB" "$H/v1/jobs/$JOB")" = 403
 check "  ... saying whose it is not" body_has "not one of user bob's jobs"
 check "bob may not delete it (403)" test "$(as "$TB" -X DELETE "$H/v1/jobs/$JOB")" = 403
+check "alice's job list has it" \
+    eval 'as "$TA" "$H/v1/jobs" >/dev/null; test "$(json_eval "$T/body" "[j[\"id\"] for j in d[\"jobs\"]] == [\"$JOB\"]")" = True'
+check "bob's job list is empty" \
+    eval 'as "$TB" "$H/v1/jobs" >/dev/null; test "$(json_eval "$T/body" "d[\"total\"]")" = 0'
+check "  ... and labels are his own even if he asks for alice's" \
+    eval 'as "$TB" "$H/v1/jobs?label=alice" >/dev/null; test "$(json_eval "$T/body" "d[\"total\"]")" = 0'
+check "the admin lists alice's jobs by label" \
+    eval 'as "$TR" "$H/v1/jobs?label=alice" >/dev/null; test "$(json_eval "$T/body" "d[\"total\"]")" = 1' 
 check "the admin reads it (200)" test "$(as "$TR" "$H/v1/jobs/$JOB")" = 200
 check "alice deletes it (200)" test "$(as "$TA" -X DELETE "$H/v1/jobs/$JOB")" = 200
 

@@ -274,6 +274,8 @@ typedef struct loom_submit_opts {
     const char *job_name; /* default "graph" */
     int detached;         /* 1: outputs are kept by the job (until `loom delete`),
                              not by this client; used by `loom submit` */
+    const char *label;    /* a tag kept with the job and shown in listings, e.g. its
+                             owner (the HTTP gateway puts its user here); NULL: none */
 } loom_submit_opts;
 
 /* Submit the whole graph in one message.  The client holds refs to every
@@ -396,6 +398,13 @@ int loom_status_json(loom_client *c, char **json);
 
 /* A job's state as JSON text (tasks, their states, refs).  Caller frees. */
 int loom_job_json(loom_client *c, const char *job_id, char **json);
+
+/* A page of the jobs the head knows, newest first, as JSON text:
+ * {"total", "offset", "limit", "jobs": [{"id", "name", "label", "detached",
+ * "submitted_ms", "tasks", "states": {state: count}}]}.  label: only jobs
+ * with that label (NULL or "": all); limit 0 means 100, at most 1000.
+ * Caller frees. */
+int loom_jobs_json(loom_client *c, const char *label, uint64_t offset, uint64_t limit, char **json);
 
 /* Ref of output `output` of the task named `task` in job `job_id`. */
 int loom_job_ref(loom_client *c, const char *job_id, const char *task, int output,
