@@ -282,10 +282,10 @@ static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *
             loom_snprintf(err, sizeof(err), "no model '%s' version %d in the registry", s.model, s.version);
         if (!rc && !gw_may_read(w, json_string_value(json_object_get(meta, "owner")),
                                 json_is_true(json_object_get(meta, "public")))) {
+            gw_reply_error(rep, 403, "model '%s' is private to another user", s.model);   /* s.model is in body */
             json_decref(meta);
             json_decref(body);
             free(params);
-            gw_reply_error(rep, 403, "model '%s' is private to another user", s.model);
             return;
         }
         s.owner = w->user;
