@@ -52,6 +52,7 @@ typedef struct ready_info {
     uint32_t nlocs;
     int subscribed;
     int waited;              /* times it appears in the refs of the loom_wait running now */
+    int64_t sub_ms;          /* when its subscription was last sent */
     int views;               /* loom_values pointing at value */
     int dropped;             /* released while views > 0: freed by the last loom_value_release */
 } ready_info;
@@ -447,11 +448,13 @@ static int subscribe(loom_client *c, const loom_ref *refs, int n)
     loom_ref *list = malloc((size_t)(n ? n : 1) * sizeof(loom_ref));
     if (!list) return set_error(c, LOOM_ENOMEM, "out of memory");
     uint32_t k = 0;
+    int64_t now = loom_now_ms();
     for (int i = 0; i < n; i++) {
         ready_info *r = ready_get(c, &refs[i], 1);
         if (!r) { free(list); return set_error(c, LOOM_ENOMEM, "out of memory"); }
         if (r->done || r->subscribed) continue;
         r->subscribed = 1;
+        r->sub_ms = now;
         list[k++] = refs[i];
     }
     int rc = LOOM_OK;
@@ -905,7 +908,11 @@ static void resubscribe_due(loom_client *c, const loom_ref *refs, int n)
     c->last_resub_ms = now;
     for (int i = 0; i < n; i++) {
         ready_info *r = ready_get(c, &refs[i], 0);
-        if (r && !r->done) {
+        /* only a subscription unanswered for 2 s: asking again while the
+           first answer is on its way would bring a second answer, which,
+           after a release and a new get of the same ref, would be taken
+           for the new one's (an object already freed read as ready) */
+        if (r && !r->done && now - r->sub_ms >= 2000) {
             r->subscribed = 0;
             subscribe(c, &refs[i], 1);
             return;
