@@ -376,6 +376,12 @@ int gw_deploy_rollout(loom_client *c, const char *name, int version, char *err, 
 {
     deployment *d = NULL;
     int rc = claim_change(name, &d);
+    /* a scaling step under way (a replica starting) ends within
+       SCALE_UP_WAIT_MS: the rollout waits for it rather than fail */
+    for (int64_t until = loom_now_ms() + 2 * SCALE_UP_WAIT_MS; rc == LOOM_ESTATE && loom_now_ms() < until;) {
+        usleep(50000);
+        rc = claim_change(name, &d);
+    }
     if (rc) {
         loom_snprintf(err, errlen, rc == LOOM_ESTATE ? "deployment '%s' is changing already; retry"
                                                      : "no deployment named '%s'", name);

@@ -221,6 +221,24 @@ static int index_add(loom_client *c, const char *name)
     return rc;
 }
 
+/* Takes the registry lock and the model's record (*rec, NULL if there is
+ * none yet: *rc LOOM_ENOTFOUND) for a change by w.  0 with the lock held;
+ * -1 with the lock released and a 403 sent when the model is another user's. */
+static int lock_for_change(gw_worker *w, loom_client *c, const char *name, const char *key, json_t **rec, int *rc,
+                           loom_http_reply *rep)
+{
+    pthread_mutex_lock(&registry_lock);
+    *rec = kv_json(c, key, rc);
+    const char *owner = json_string_value(json_object_get(*rec, "owner"));
+    if (*rec && !gw_may_write(w, owner)) {
+        pthread_mutex_unlock(&registry_lock);
+        gw_reply_error(rep, 403, "model '%s' belongs to user %s", name, owner);
+        json_decref(*rec);
+        return -1;
+    }
+    return 0;
+}
+
 static void upload(gw_worker *w, const char *name, const loom_http_request *req, loom_http_reply *rep)
 {
     loom_client *c = gw_client(w, rep);
@@ -235,17 +253,10 @@ static void upload(gw_worker *w, const char *name, const loom_http_request *req,
     loom_hex_encode(digest, sizeof(digest), sha);
     char key[300], err[256] = "";
     model_key(key, sizeof(key), name);
-    pthread_mutex_lock(&registry_lock);
     int rc;
-    json_t *rec = kv_json(c, key, &rc), *meta = NULL;
+    json_t *rec, *meta = NULL;
+    if (lock_for_change(w, c, name, key, &rec, &rc, rep)) return;
     if (!rec && rc == LOOM_ENOTFOUND) rec = json_pack("{s:i,s:s,s:[]}", "next", 1, "owner", w->user, "versions");
-    const char *owner = json_string_value(json_object_get(rec, "owner"));
-    if (rec && !gw_may_write(w, owner)) {
-        pthread_mutex_unlock(&registry_lock);
-        gw_reply_error(rep, 403, "model '%s' belongs to user %s", name, owner);
-        json_decref(rec);
-        return;
-    }
     int version = rec ? (int)json_integer_value(json_object_get(rec, "next")) : 0;
     if (rec) meta = upload_meta(req, name, version, sha, err, sizeof(err));
     if (meta) json_object_set_new(meta, "size", json_integer((json_int_t)req->body_len));
@@ -378,16 +389,10 @@ static void delete_version(gw_worker *w, const char *name, int version, loom_htt
     if (!c) return;
     char key[300];
     model_key(key, sizeof(key), name);
-    pthread_mutex_lock(&registry_lock);
     int rc;
-    json_t *rec = kv_json(c, key, &rc), *versions = json_object_get(rec, "versions"), *e;
-    const char *owner = json_string_value(json_object_get(rec, "owner"));
-    if (rec && !gw_may_write(w, owner)) {
-        pthread_mutex_unlock(&registry_lock);
-        gw_reply_error(rep, 403, "model '%s' belongs to user %s", name, owner);
-        json_decref(rec);
-        return;
-    }
+    json_t *rec, *e;
+    if (lock_for_change(w, c, name, key, &rec, &rc, rep)) return;
+    json_t *versions = json_object_get(rec, "versions");
     size_t i, found = (size_t)-1, size = 0;
     json_array_foreach(versions, i, e) if (json_integer_value(json_object_get(e, "version")) == version) {
         found = i;

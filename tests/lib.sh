@@ -93,6 +93,15 @@ has_proc() { pgrep -f -- "$1" >/dev/null; }
 
 # JSON checks: `json_eval FILE EXPR [ARG...]` prints eval(EXPR) with the
 # document as d (extra arguments are sys.argv[3:]).
+# Skip the whole script (exit 0, "1 skipped") when a command it needs is missing.
+need_cmd()
+{
+    command -v "$1" >/dev/null && return 0
+    skip "$1 is not installed"
+    finish
+    exit 0
+}
+
 json_eval()
 {
     "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"

@@ -9,11 +9,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$@"
 
-if ! command -v curl >/dev/null; then
-    skip "curl is not installed"
-    finish
-    exit 0
-fi
+need_cmd curl
 
 D=$T/st
 use_state_dir "$D"

@@ -8,11 +8,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$@"
 
-if ! command -v curl >/dev/null; then
-    skip "curl is not installed"
-    finish
-    exit 0
-fi
+need_cmd curl
 D=$T/st
 use_state_dir "$D"
 capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 6 --http-port 0 --http-auth

@@ -10,11 +10,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$@"
 
-if ! command -v curl >/dev/null; then
-    skip "curl is not installed"
-    finish
-    exit 0
-fi
+need_cmd curl
 rc=0
 CSV=$(bash "$SRC/scripts/get_digits.sh") || rc=$?
 if [ "$rc" != 0 ]; then
