@@ -24,6 +24,7 @@
 #include "scheduler/head.h"
 #include "worker/daemon.h"
 #include "gateway/gateway.h"
+#include "cli/tune_cmd.h"
 
 #define MAX_OPTS 32
 
@@ -68,6 +69,13 @@ static const char *usage_text =
     "  kv put KEY VALUE | kv get KEY [--timeout S] | kv del KEY\n"
     "                               the cluster's key-value table (kept across head restarts)\n"
     "  delete JOB                   cancel what still runs and free the job's results\n"
+    "\n"
+    "sweeps (tune/README.md):\n"
+    "  tune run SWEEP.json [--output DIR] [--quiet]   run a hyperparameter sweep with a live\n"
+    "                               view; prints its id, the best trial and where results are\n"
+    "  tune status [SWEEP] [--json] the sweeps stored in the cluster, or one with its trials\n"
+    "  tune stop SWEEP              stop a sweep's trials and end it\n"
+    "  tune resume SWEEP            drive a sweep again after its driver or head stopped\n"
     "\n"
     "common options: --address HOST:PORT (default: $LOOM_ADDRESS, else the running\n"
     "  cluster in the state dir), --state-dir DIR (default: $LOOM_STATE_DIR or /tmp/loom-UID),\n"
@@ -808,6 +816,23 @@ static int cmd_kv(const opts *o)
     return rc ? 1 : 0;
 }
 
+static int cmd_tune(const opts *o)
+{
+    if (o->npos < 1) return usage();
+    const char *op = o->pos[0];
+    tune_cli_opts to = {.arg = o->npos > 1 ? o->pos[1] : NULL, .output = opt(o, "output"),
+                        .quiet = opt(o, "quiet") != NULL, .json = opt(o, "json") != NULL};
+    if (!to.arg && strcmp(op, "status")) {
+        fprintf(stderr, "loom tune %s: give %s\n", op, !strcmp(op, "run") ? "a sweep spec (JSON file)" : "a sweep id");
+        return 2;
+    }
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    int rc = tune_cli(c, op, &to);
+    loom_disconnect(&c);
+    return rc;
+}
+
 static int cmd_status(const opts *o)
 {
     loom_client *c;
@@ -1082,6 +1107,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "kill-actor")) return cmd_kill_actor(&o);
     if (!strcmp(cmd, "drain")) return cmd_drain(&o);
     if (!strcmp(cmd, "kv")) return cmd_kv(&o);
+    if (!strcmp(cmd, "tune")) return cmd_tune(&o);
     if (!strcmp(cmd, "token")) return cmd_token(&o);
     if (!strcmp(cmd, "jobs")) return cmd_jobs(&o);
     if (!strcmp(cmd, "start")) return cmd_start(&o);

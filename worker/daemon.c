@@ -884,6 +884,8 @@ static void on_cancel_task(daemon_s *d, loom_msg *m)
     }
     if (t->exec >= 0) {
         exec_proc *e = &d->execs[t->exec];
+        /* never given another task: its DONE may still come before its exit */
+        e->retiring = 1;
         if (e->alive) kill(-e->pid, SIGKILL); /* the executor and its commands */
         return;
     }

@@ -1,0 +1,10 @@
+# tune/: unit tests of the sweep library's parts, and the system tests.
+foreach(t test_tune_search test_tune_sched test_tune_track)
+  if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${t}.c)
+    add_executable(${t} ${t}.c)
+    target_link_libraries(${t} PRIVATE loom loom_tune_core)
+    add_test(NAME ${t} COMMAND ${t})
+    set_tests_properties(${t} PROPERTIES TIMEOUT 300)
+  endif()
+endforeach()
+include(${CMAKE_CURRENT_SOURCE_DIR}/tune_sys.cmake OPTIONAL)
