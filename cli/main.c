@@ -71,8 +71,9 @@ static const char *usage_text =
     "  delete JOB                   cancel what still runs and free the job's results\n"
     "\n"
     "sweeps (tune/README.md):\n"
-    "  tune run SWEEP.json [--output DIR] [--quiet]   run a hyperparameter sweep with a live\n"
-    "                               view; prints its id, the best trial and where results are\n"
+    "  tune run SWEEP.json [--output DIR] [--quiet] [--gateway HOST:PORT]   run a hyperparameter\n"
+    "                               sweep with a live view; prints its id, the best trial and where\n"
+    "                               results are; its \"register\" uses the cluster's HTTP gateway\n"
     "  tune status [SWEEP] [--json] the sweeps stored in the cluster, or one with its trials\n"
     "  tune stop SWEEP              stop a sweep's trials and end it\n"
     "  tune resume SWEEP            drive a sweep again after its driver or head stopped\n"
@@ -826,6 +827,14 @@ static int cmd_tune(const opts *o)
         fprintf(stderr, "loom tune %s: give %s\n", op, !strcmp(op, "run") ? "a sweep spec (JSON file)" : "a sweep id");
         return 2;
     }
+    char sd[4096], gpath[4200], gw[300] = "";
+    loom_snprintf(gpath, sizeof(gpath), "%s/http_address", state_dir(o, sd, sizeof(sd)));
+    FILE *gf = fopen(gpath, "r");
+    if (gf) {
+        if (fgets(gw, sizeof(gw), gf)) gw[strcspn(gw, "\r\n")] = 0;
+        fclose(gf);
+    }
+    to.gateway = opt(o, "gateway") ? opt(o, "gateway") : gw[0] ? gw : NULL;
     loom_client *c;
     if (connect_cli(o, &c)) return 1;
     int rc = tune_cli(c, op, &to);

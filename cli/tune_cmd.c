@@ -191,10 +191,13 @@ static int tune_run(loom_client *c, const tune_cli_opts *o)
         fprintf(stderr, "loom tune run: %s\n", err);
         return 2;
     }
-    if (o->output) { /* --output overrides the spec's */
+    if (o->output || o->gateway) { /* --output overrides the spec's; the cluster's gateway */
         json_error_t e;
         json_t *j = json_loads(spec, 0, &e);
-        json_object_set_new(j, "output", json_string(o->output));
+        if (o->output) json_object_set_new(j, "output", json_string(o->output));
+        json_t *reg = json_object_get(j, "register");
+        if (o->gateway && json_is_object(reg) && !json_object_get(reg, "gateway"))
+            json_object_set_new(reg, "gateway", json_string(o->gateway));
         free(spec);
         spec = json_dumps(j, JSON_COMPACT);
         json_decref(j);

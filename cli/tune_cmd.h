@@ -7,6 +7,7 @@
 typedef struct tune_cli_opts {
     const char *arg;     /* the spec file (run) or sweep id (others); may be NULL for status */
     const char *output;  /* run: --output DIR */
+    const char *gateway; /* run: the gateway of the cluster (HOST:PORT) or NULL, for "register" */
     int quiet, json;
 } tune_cli_opts;
 

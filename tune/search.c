@@ -28,7 +28,8 @@
 #include "loom/loom.h"
 
 /* Generator streams of one trial index. */
-enum { STREAM_SAMPLE = 0, STREAM_TPE = 1 };
+enum { STREAM_SAMPLE = 0, STREAM_TPE = 1, STREAM_SHUFFLE = 2 };
+#define GRID_SHUFFLE_MAX (1 << 22)
 
 #define TPE_PRIOR_WEIGHT 1.0      /* weight of the prior among the kernels */
 #define TPE_MAX_SIGMA_STEPS 100.0 /* narrowest kernel: range / this */
@@ -43,6 +44,8 @@ struct tune_search {
     const tune_space *space;
     uint64_t seed;
     int64_t grid_size, num_samples; /* grid */
+    int shuffle;                    /* grid: each round in a seeded order */
+    int64_t *perm, perm_round;      /* the order of round perm_round */
     int n_startup, n_candidates;    /* tpe */
     double gamma;
     /* Observations with a finite loss, in the order made: loss[i], and
@@ -98,10 +101,17 @@ static int int_option(const char *algo, const json_t *options, const char *key,
 
 static int grid_options(tune_search *s, const json_t *options, char *err, size_t errlen)
 {
-    static const char *const allowed[] = {"num_samples", NULL};
+    static const char *const allowed[] = {"num_samples", "shuffle", NULL};
     int rc = check_option_keys("grid", options, allowed, err, errlen);
     if (rc)
         return rc;
+    json_t *sh = json_object_get(options, "shuffle");
+    if (sh && !json_is_boolean(sh))
+        return fail(err, errlen, "grid search: option 'shuffle' must be true or false");
+    s->shuffle = json_is_true(sh);
+    s->perm_round = -1;
+    if (s->shuffle && tune_space_grid_size(s->space) > GRID_SHUFFLE_MAX)
+        return fail(err, errlen, "grid search: 'shuffle' takes grids of at most %d points", GRID_SHUFFLE_MAX);
     s->num_samples = 1;
     s->grid_size = tune_space_grid_size(s->space);
     return int_option("grid", options, "num_samples", 1, INT64_MAX / s->grid_size,
@@ -180,6 +190,7 @@ void tune_search_destroy(tune_search **sp)
         return;
     free((*sp)->loss);
     free((*sp)->coord);
+    free((*sp)->perm);
     free(*sp);
     *sp = NULL;
 }
@@ -658,6 +669,30 @@ static json_t *random_config(const tune_space *sp, tune_rng *r)
     return config;
 }
 
+/* Grid point of trial `index`: in order, or (shuffle) in the seeded order of
+ * its round. */
+static int64_t grid_point(tune_search *s, int64_t index)
+{
+    int64_t round = index / s->grid_size, j = index % s->grid_size;
+    if (!s->shuffle)
+        return j;
+    if (!s->perm && !(s->perm = malloc((size_t)s->grid_size * sizeof(*s->perm))))
+        return -1;
+    if (s->perm_round != round) {
+        tune_rng r;
+        tune_rng_seed(&r, tune_rng_mix(s->seed, (uint64_t)round, STREAM_SHUFFLE));
+        for (int64_t i = 0; i < s->grid_size; i++)
+            s->perm[i] = i;
+        for (int64_t i = s->grid_size - 1; i > 0; i--) {
+            int64_t k = (int64_t)(tune_rng_next(&r) % (uint64_t)(i + 1)), t = s->perm[i];
+            s->perm[i] = s->perm[k];
+            s->perm[k] = t;
+        }
+        s->perm_round = round;
+    }
+    return s->perm[j];
+}
+
 int tune_search_next(tune_search *s, int64_t index, json_t **config)
 {
     if (!s || !config || index < 0)
@@ -669,8 +704,10 @@ int tune_search_next(tune_search *s, int64_t index, json_t **config)
         return tpe_suggest(s, index, config);
     tune_rng r;
     tune_rng_seed(&r, tune_rng_mix(s->seed, (uint64_t)index, STREAM_SAMPLE));
-    if (s->algo == ALGO_GRID)
-        *config = tune_space_config(s->space, index % s->grid_size, &r);
+    if (s->algo == ALGO_GRID) {
+        int64_t point = grid_point(s, index);
+        *config = point < 0 ? NULL : tune_space_config(s->space, point, &r);
+    }
     else
         *config = random_config(s->space, &r);
     return *config ? 0 : LOOM_ENOMEM;

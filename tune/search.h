@@ -1,7 +1,10 @@
 /* tune/search.h — search algorithms: which config the next trial gets.
  *
  *   grid    every point of the grid params (tune/space.h), num_samples times
- *           (the non-grid params drawn anew each time); then exhausted.
+ *           (the non-grid params drawn anew each time); then exhausted.  With
+ *           "shuffle": true each round visits the points in a seeded random
+ *           order (asynchronous early stopping judges a trial against those
+ *           before it, so an ordered grid would put all of one corner first).
  *   random  every param drawn independently (grid params: uniformly among
  *           their values); never exhausted.
  *   tpe     Tree-structured Parzen Estimator (Bergstra et al. 2011): the first
@@ -17,7 +20,7 @@
  * Resuming a sweep re-observes its finished trials and asks for new indices.
  *
  * Options (JSON object, may be NULL):
- *   grid:   {"num_samples": 1}
+ *   grid:   {"num_samples": 1, "shuffle": false}
  *   tpe:    {"n_startup": 10, "n_candidates": 24, "gamma": 0.25}
  * Unknown options are an error (LOOM_EINVAL).
  *

@@ -39,8 +39,11 @@
 #define DRIVER_STALE_MS 5000
 #define STOP_MARGIN_S 0.5     /* a limit is acted on this long before it is reached */
 #define MAX_TRIALS_HARD 100000
+#define END_GRACE_MS 1000
 
 enum { KIND_FUNCTION, KIND_COMMAND, KIND_ACTOR };
+/* How a trial told to end does end: stopped, paused, or completed (max_t). */
+enum { END_STOP = LOOM_TUNE_STOP, END_PAUSE = LOOM_TUNE_PAUSE, END_COMPLETE = 3 };
 
 typedef struct trial {
     int64_t id;
@@ -55,6 +58,8 @@ typedef struct trial {
     loom_ref call;          /* actor trials: the step call under way */
     int call_out;
     int64_t start_ms;       /* this attempt's submission */
+    int ending;             /* told to end (END_*): waiting for its task, until end_by */
+    int64_t end_by;
     double last_t;
     int dirty;
 } trial;
@@ -269,6 +274,11 @@ static int load_spec(loom_sweep *s)
         (rc = parse_resources(s, json_object_get(sp, "resources"))) ||
         (rc = parse_limits(s, json_object_get(sp, "limits"))))
         return rc;
+    static const char *const reg_keys[] = {"name", "artifact", "gateway", "public", "token_env", NULL};
+    json_t *reg = json_object_get(sp, "register");
+    if (reg && (!json_is_object(reg) || !json_is_string(json_object_get(reg, "name"))))
+        return fail(s, LOOM_EINVAL, "register: want {\"name\": MODEL, \"artifact\": FILE, \"gateway\": HOST:PORT}");
+    if (reg && (rc = check_keys(s, reg, "register", reg_keys))) return rc;
     const char *out = json_string_value(json_object_get(sp, "output"));
     const char *name = json_string_value(json_object_get(sp, "name"));
     if (out) snprintf(s->out_dir, sizeof(s->out_dir), "%s", out);
@@ -540,6 +550,7 @@ static void trial_release(loom_sweep *s, trial *t)
     if (t->has_pg) loom_pg_remove(s->c, t->pg);
     t->has_pg = 0;
     t->running = 0;
+    t->ending = 0;
     t->call_out = 0;
     int64_t now = tune_wall_ms();
     double secs = (double)(now - t->start_ms) / 1000.0;
@@ -681,25 +692,38 @@ static int on_result(loom_sweep *s, trial *t, const json_t *rep)
     return d == TUNE_STOP ? LOOM_TUNE_STOP : d == TUNE_PAUSE ? LOOM_TUNE_PAUSE : LOOM_TUNE_CONTINUE;
 }
 
+
+static void end_now(loom_sweep *s, trial *t, int how)
+{
+    t->ending = 0;
+    if (how == END_COMPLETE) trial_completed(s, t);
+    else trial_ended_by_us(s, t, how, 1);
+}
+
+/* A task trial told stop or pause returns by itself within milliseconds, and
+ * its executor serves the next trial; one that does not is cancelled after
+ * END_GRACE_MS.  Actor trials end at once. */
 static void apply_decision(loom_sweep *s, trial *t, int d)
 {
     if (d == LOOM_TUNE_CONTINUE) return;
     double max_t = tune_sched_max_t(s->sched);
-    if (d == LOOM_TUNE_STOP && max_t > 0 && t->last_t >= max_t) { /* it has run its course */
-        trial_completed(s, t);
-        return;
-    }
+    int how = d == LOOM_TUNE_STOP && max_t > 0 && t->last_t >= max_t ? END_COMPLETE : d;
     if (d == LOOM_TUNE_PAUSE && !json_is_object(json_object_get(t->rec, "checkpoint")))
         fprintf(stderr, "loom tune: trial %lld paused without a checkpoint: it will start over\n",
                 (long long)t->id);
-    trial_ended_by_us(s, t, d, 1);
+    if (s->kind == KIND_ACTOR) {
+        end_now(s, t, how);
+        return;
+    }
+    t->ending = how;
+    t->end_by = tune_wall_ms() + END_GRACE_MS;
 }
 
 /* Read and answer the reports of a task trial; returns how many. */
 static int poll_reports(loom_sweep *s, trial *t)
 {
     int n = 0;
-    while (t->running && n < 64) {
+    while (t->running && !t->ending && n < 64) {
         char key[TUNE_KEY_MAX + 64];
         json_t *rep = NULL;
         snprintf(key, sizeof(key), "tune/s/%s/t/%lld/a%lld/r/%lld", s->id, (long long)t->id,
@@ -786,7 +810,14 @@ static void poll_actor(loom_sweep *s, trial *t)
 static void poll_task_end(loom_sweep *s, trial *t)
 {
     int ready = 0;
-    if (loom_wait(s->c, &t->ref, 1, 1, 0, &ready) < 1 || !ready) return;
+    if (loom_wait(s->c, &t->ref, 1, 1, 0, &ready) < 1 || !ready) {
+        if (t->ending && tune_wall_ms() >= t->end_by) end_now(s, t, t->ending);
+        return;
+    }
+    if (t->ending) {
+        end_now(s, t, t->ending);
+        return;
+    }
     poll_reports(s, t); /* what it said before it ended */
     if (!t->running) return;
     loom_value *v = NULL;
@@ -846,7 +877,8 @@ static void stop_all(loom_sweep *s)
 {
     for (int64_t i = 0; i < s->ntrials; i++) {
         trial *t = s->trials[i];
-        if (t->running) trial_ended_by_us(s, t, LOOM_TUNE_STOP, 0);
+        if (t->running && t->ending) end_now(s, t, t->ending);
+        else if (t->running) trial_ended_by_us(s, t, LOOM_TUNE_STOP, 0);
         else if (!strcmp(trial_state(t), "paused") || !strcmp(trial_state(t), "pending")) {
             mark_end(s, t, !strcmp(trial_state(t), "paused") ? "stopped" : "cancelled", "remove");
             tune_sched_remove(s->sched, t->id);
@@ -1192,7 +1224,12 @@ static void adopt(loom_sweep *s, trial *t)
                 const char *ans = d == LOOM_TUNE_STOP ? "stop" : d == LOOM_TUNE_PAUSE ? "pause" : "continue";
                 snprintf(key, sizeof(key), "tune/s/%s/t/%lld/a%lld/d/%lld", s->id, (long long)t->id,
                          (long long)t->attempt, (long long)(t->next_seq - 1));
-                if (d == LOOM_TUNE_CONTINUE) loom_kv_put(s->c, key, ans, strlen(ans));
+                loom_kv_put(s->c, key, ans, strlen(ans));
+                if (d == LOOM_TUNE_STOP || d == LOOM_TUNE_PAUSE) { /* it was told to end */
+                    double max_t = tune_sched_max_t(s->sched);
+                    t->ending = d == LOOM_TUNE_STOP && max_t > 0 && t->last_t >= max_t ? END_COMPLETE : (int)d;
+                    t->end_by = tune_wall_ms() + END_GRACE_MS;
+                }
             }
             return;
         }
@@ -1276,12 +1313,32 @@ static void update_best(loom_sweep *s)
     json_object_set_new(s->sweep, "best", p.has_best ? json_real(p.best) : json_null());
 }
 
+/* The spec's "register": the best trial's artifact into the model registry. */
+static void register_best(loom_sweep *s)
+{
+    json_t *bt = json_object_get(s->sweep, "best_trial");
+    if (!json_object_get(s->spec, "register") || !json_is_integer(bt)) return;
+    trial *t = find_trial(s, json_integer_value(bt));
+    json_t *r = NULL;
+    char err[600];
+    if (!t) return;
+    if (tune_register_best(s->c, s->sweep, t->rec, &r, err, sizeof(err))) {
+        fprintf(stderr, "loom tune: the best model was not registered: %s\n", err);
+        json_object_set_new(s->sweep, "register_error", json_string(err));
+        return;
+    }
+    fprintf(stderr, "loom tune: registered trial %lld's model as %s version %lld\n", (long long)t->id,
+            json_string_value(json_object_get(r, "name")), (long long)json_integer_value(json_object_get(r, "version")));
+    json_object_set_new(s->sweep, "registered", r);
+}
+
 static void finish(loom_sweep *s, const char *state)
 {
     snprintf(s->state, sizeof(s->state), "%s", state);
     json_object_set_new(s->sweep, "state", json_string(state));
     json_object_set_new(s->sweep, "ended_ms", json_integer(tune_wall_ms()));
     update_best(s);
+    register_best(s);
     save_sweep(s);
     json_t *all = json_array();
     for (int64_t i = 0; i < s->ntrials; i++) json_array_append(all, s->trials[i]->rec);
@@ -1331,7 +1388,7 @@ int loom_sweep_run(loom_sweep *s, loom_sweep_progress_fn progress, void *arg, in
     if (mkdir(s->out_dir, 0755) && errno != EEXIST) {
         /* track.c makes parents; this only checks early that the place is writable */
     }
-    int64_t last_progress = 0;
+    int64_t last_progress = 0, last_busy = 0;
     const char *why = NULL, *end_state = NULL;
     s->interrupt = 0;
     while (!end_state && !s->interrupt) {
@@ -1343,7 +1400,7 @@ int loom_sweep_run(loom_sweep *s, loom_sweep_progress_fn progress, void *arg, in
             if (!t->running) continue;
             if (s->kind == KIND_ACTOR) poll_actor(s, t);
             else {
-                busy += poll_reports(s, t);
+                if (!t->ending) busy += poll_reports(s, t);
                 if (t->running) poll_task_end(s, t);
             }
         }
@@ -1372,7 +1429,9 @@ int loom_sweep_run(loom_sweep *s, loom_sweep_progress_fn progress, void *arg, in
             progress(&p, arg);
             last_progress = now;
         }
-        if (!busy && !end_state) usleep(TICK_MS * 1000);
+        if (busy) last_busy = now;
+        /* look often while trials report, less when they are quiet */
+        if (!busy && !end_state) usleep(now - last_busy < 200 ? 500 : TICK_MS * 1000);
     }
     return !strcmp(s->state, "failed") ? LOOM_ETASK : LOOM_OK;
 }

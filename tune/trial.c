@@ -426,7 +426,7 @@ typedef struct line_buf {
 
 typedef struct runner {
     loom_tune_trial *t;
-    char dir[PATH_MAX], ckdir[PATH_MAX + 16], sock_path[PATH_MAX + 16];
+    char dir[PATH_MAX], ckdir[PATH_MAX + 16], sock_path[PATH_MAX + 16], workdir[PATH_MAX + 16];
     pid_t pid;
     int out_fd, err_fd, listen_fd, conn_fd;
     line_buf out, err, sock;
@@ -503,7 +503,8 @@ static void child_exec(runner *r, char **argv, int out_w, int err_w, const json_
     json_t *e;
     json_array_foreach(env, i, e) if (json_is_string(e)) putenv(strdup(json_string_value(e)));
     const char *cwd = json_string_value(json_object_get(cmd, "cwd"));
-    if (cwd && chdir(cwd)) {
+    if (!cwd) cwd = r->workdir; /* a fresh directory of its own */
+    if (chdir(cwd)) {
         fprintf(stderr, "tune: cannot enter %s: %s\n", cwd, strerror(errno));
         _exit(127);
     }
@@ -531,7 +532,8 @@ static int runner_dirs(runner *r)
     if (!mkdtemp(r->dir)) return LOOM_ESYS;
     snprintf(r->ckdir, sizeof(r->ckdir), "%s/ckpt", r->dir);
     snprintf(r->sock_path, sizeof(r->sock_path), "%s/sock", r->dir);
-    if (mkdir(r->ckdir, 0700)) return LOOM_ESYS;
+    snprintf(r->workdir, sizeof(r->workdir), "%s/work", r->dir);
+    if (mkdir(r->ckdir, 0700) || mkdir(r->workdir, 0700)) return LOOM_ESYS;
     if (r->t->ckpt) {
         char path[PATH_MAX + 32];
         snprintf(path, sizeof(path), "%s/resume.ckpt", r->dir);
@@ -604,11 +606,9 @@ static int runner_report(runner *r, const char *text, size_t len)
     if (ckname && (rc = read_named(r->ckdir, ckname, &ck, &cklen)))
         fprintf(stderr, "tune: cannot read checkpoint %s: %s\n", ckname, loom_strerror(rc));
     if (artpath) {
-        char cwd[PATH_MAX] = ".";
-        if (!getcwd(cwd, sizeof(cwd))) strcpy(cwd, ".");
         const json_t *cmd = json_object_get(r->t->context, "command");
         const char *dir = json_string_value(json_object_get(cmd, "cwd"));
-        if ((rc = read_named(dir ? dir : cwd, artpath, &art, &artlen)))
+        if ((rc = read_named(dir ? dir : r->workdir, artpath, &art, &artlen)))
             fprintf(stderr, "tune: cannot read artifact %s: %s\n", artpath, loom_strerror(rc));
         snprintf(artname, sizeof(artname), "%s", base_name(artpath));
         if (!plain_name(artname)) snprintf(artname, sizeof(artname), "artifact");
@@ -752,7 +752,8 @@ static void runner_loop(runner *r)
         if (err_open) p[i_err = n++] = (struct pollfd){r->err_fd, POLLIN, 0};
         if (r->conn_fd < 0 && r->decision < 0) p[i_lis = n++] = (struct pollfd){r->listen_fd, POLLIN, 0};
         if (r->conn_fd >= 0) p[i_con = n++] = (struct pollfd){r->conn_fd, POLLIN, 0};
-        poll(p, (nfds_t)n, 100);
+        /* once its output is closed, only its exit is awaited: look often */
+        poll(p, (nfds_t)n, out_open || err_open ? 100 : 2);
         if (i_out >= 0 && p[i_out].revents && !(out_open = pump(r->out_fd, &r->out, r, 0)) && r->out.n)
             line_add(&r->out, "\n", 1);
         if (i_out >= 0 && r->out.n) stdout_lines(r);

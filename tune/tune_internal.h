@@ -48,4 +48,10 @@ void tune_sha256_hex(const void *data, size_t len, char out[65]);
 /* Read a whole file (up to max bytes): *data malloc'd.  LOOM_EIO / LOOM_ETOOBIG. */
 int tune_read_file(const char *path, size_t max, void **data, size_t *len);
 
+/* Register the best trial's artifact (spec "register") in the model registry
+ * of the gateway the spec names: *out is the registry's answer (its version
+ * and sha256).  tune/register.c */
+int tune_register_best(loom_client *c, const json_t *sweep, const json_t *trial, json_t **out, char *err,
+                       size_t errlen);
+
 #endif
