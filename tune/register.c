@@ -163,13 +163,15 @@ int tune_register_best(loom_client *c, const json_t *sweep, const json_t *trial,
     }
     void *data = NULL;
     size_t bytes = (size_t)json_integer_value(json_object_get(meta, "bytes"));
-    int rc = tune_kv_get_blob(c, json_string_value(json_object_get(meta, "key")),
-                              (int)json_integer_value(json_object_get(meta, "chunks")), bytes, &data);
+    const char *path = json_string_value(json_object_get(meta, "path"));
+    int rc = path ? tune_read_file(path, TUNE_MAX_BLOB, &data, &bytes)  /* kept in the output */
+                  : tune_kv_get_blob(c, json_string_value(json_object_get(meta, "key")),
+                                     (int)json_integer_value(json_object_get(meta, "chunks")), bytes, &data);
     if (rc) {
         snprintf(err, errlen, "register: cannot read the artifact: %s", loom_strerror(rc));
         return rc;
     }
-    char q[32768] = "", produced[256], tags[512], path[40000];
+    char q[32768] = "", produced[256], tags[512], url[40000];
     const char *metric = json_string_value(json_object_get(spec, "metric"));
     snprintf(produced, sizeof(produced), "loom tune: sweep %s trial %lld",
              json_string_value(json_object_get(sweep, "id")), (long long)json_integer_value(json_object_get(trial, "id")));
@@ -191,10 +193,10 @@ int tune_register_best(loom_client *c, const json_t *sweep, const json_t *trial,
         snprintf(err, errlen, "register: the metadata is too long");
         return LOOM_ETOOBIG;
     }
-    snprintf(path, sizeof(path), "/v1/models/%s?%s", name, q);
+    snprintf(url, sizeof(url), "/v1/models/%s?%s", name, q);
     int status = 0;
     char *reply = NULL;
-    rc = http_post(gw, path, token_env ? getenv(token_env) : NULL, data, bytes, &status, &reply, err, errlen);
+    rc = http_post(gw, url, token_env ? getenv(token_env) : NULL, data, bytes, &status, &reply, err, errlen);
     free(data);
     if (rc) return rc;
     json_t *r = json_loads(reply, 0, NULL);

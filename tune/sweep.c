@@ -502,6 +502,9 @@ static int launch_actor(loom_sweep *s, trial *t, const char *config)
     free(ckbuf);
     if (!rc) rc = loom_actor_call(s->c, t->actor, "step", NULL, 0, &t->call);
     if (rc) return fail(s, rc, "cannot start actor trial %lld: %s", (long long)t->id, loom_last_error(s->c));
+    char hex[33];
+    loom_actor_to_hex(&t->actor, hex);
+    json_object_set_new(t->rec, "actor", json_string(hex));
     t->call_out = 1;
     t->job[0] = 0;
     return LOOM_OK;
@@ -563,11 +566,70 @@ static void trial_release(loom_sweep *s, trial *t)
 }
 
 /* Record how the trial ended (for the replay of a resumed sweep). */
+/* mkdir -p for the directory part of path. */
+static int make_parents(char *path)
+{
+    for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+        *p = 0;
+        int bad = mkdir(path, 0755) && errno != EEXIST;
+        *p = '/';
+        if (bad) return -1;
+    }
+    return 0;
+}
+
+/* An ended trial's artifacts move from the key-value table (the head's
+ * memory) to OUT/artifacts/trial_NNNN/NAME; its checkpoint is dropped. */
+static void trial_cleanup(loom_sweep *s, trial *t)
+{
+    json_t *ck = json_object_get(t->rec, "checkpoint");
+    if (json_is_object(ck)) {
+        tune_kv_del_blob(s->c, json_string_value(json_object_get(ck, "key")),
+                         (int)json_integer_value(json_object_get(ck, "chunks")));
+        json_object_set_new(t->rec, "checkpoint", json_null());
+    }
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(t->rec, "artifacts"), i, a) {
+        const char *key = json_string_value(json_object_get(a, "key"));
+        const char *name = json_string_value(json_object_get(a, "name"));
+        int chunks = (int)json_integer_value(json_object_get(a, "chunks"));
+        size_t bytes = (size_t)json_integer_value(json_object_get(a, "bytes"));
+        void *data = NULL;
+        char path[PATH_MAX + 64];
+        if (!key || !name || json_object_get(a, "path")) continue;
+        snprintf(path, sizeof(path), "%s/artifacts/trial_%04lld/%s", s->out_dir, (long long)t->id, name);
+        int rc = tune_kv_get_blob(s->c, key, chunks, bytes, &data);
+        if (rc) {
+            fprintf(stderr, "loom tune: artifact %s of trial %lld cannot be read: %s\n", name, (long long)t->id,
+                    loom_strerror(rc));
+            continue;
+        }
+        FILE *f = make_parents(path) ? NULL : fopen(path, "wb");
+        int ok = f && fwrite(data, 1, bytes, f) == bytes;
+        if (f && fclose(f)) ok = 0;
+        free(data);
+        if (!ok) {
+            fprintf(stderr, "loom tune: cannot write %s: %s (the artifact stays in the cluster)\n", path, strerror(errno));
+            continue;
+        }
+        char *real = realpath(path, NULL);
+        json_object_set_new(a, "path", json_string(real ? real : path));
+        free(real);
+        char meta[TUNE_KEY_MAX + 16];
+        snprintf(meta, sizeof(meta), "%s/meta", key);
+        tune_kv_del_blob(s->c, key, chunks);
+        loom_kv_del(s->c, meta);
+        json_object_del(a, "key");
+    }
+}
+
 static void mark_end(loom_sweep *s, trial *t, const char *state, const char *event)
 {
     set_state(t, state);
     json_object_set_new(t->rec, "end_g", json_integer(++s->gseq));
     json_object_set_new(t->rec, "end_event", json_string(event));
+    trial_cleanup(s, t);
 }
 
 static double best_loss(const loom_sweep *s, const trial *t)
@@ -615,7 +677,9 @@ static void trial_ended_by_us(loom_sweep *s, trial *t, int decision, int by_sche
 static void trial_failed(loom_sweep *s, trial *t, int rc, const char *msg)
 {
     trial_release(s, t);
-    if (t->attempt <= s->max_failures && (rc == LOOM_ENODE || rc == LOOM_EWORKER || rc == LOOM_EACTOR ||
+    int64_t failures = json_integer_value(json_object_get(t->rec, "failures")) + 1;
+    json_object_set_new(t->rec, "failures", json_integer(failures));
+    if (failures <= s->max_failures && (rc == LOOM_ENODE || rc == LOOM_EWORKER || rc == LOOM_EACTOR ||
                                           rc == LOOM_ECANCELLED || rc == LOOM_ECONN || rc == LOOM_ENOTFOUND)) {
         fprintf(stderr, "loom tune: trial %lld lost its executor (%s); restarting it from its checkpoint\n",
                 (long long)t->id, msg);
@@ -1235,6 +1299,9 @@ static void adopt(loom_sweep *s, trial *t)
         }
     }
     if (t->job[0]) loom_job_delete(s->c, t->job);
+    loom_actor old; /* an actor trial goes on from its last checkpoint in a new actor */
+    const char *ahex = json_string_value(json_object_get(t->rec, "actor"));
+    if (s->kind == KIND_ACTOR && ahex && !loom_actor_from_hex(ahex, &old)) loom_actor_kill(s->c, old);
     if (trial_launch(s, t)) {
         json_object_set_new(t->rec, "error", json_string(sweep_err));
         mark_end(s, t, "failed", "remove");
