@@ -140,6 +140,24 @@ check "  ... never overran it ($(res cpu 'd["sweep"]["usage"]["cpu_hours"]*3600'
 cpus_used() { timeout 30 "$LOOM" status --json --state-dir "$D" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(sum(n["cpus_used"] for n in d["nodes"]) == 0 and d["placement_groups"]["created"] == 0)'; }
 check "  ... their placement groups were removed: no CPU held" wait_until 10 eval '[ "$(cpus_used)" = True ]'
 
+# a multi-worker trial: its second worker runs in bundle 1 of its group
+spec pg '{"name": "pg", "metric": "loss", "mode": "min",
+  "space": {"lib": "'"$TLIB"'", "k": {"type": "grid", "values": [1, 2]}},
+  "search": {"algorithm": "grid"},
+  "trial": {"library": "'"$TLIB"'", "function": "pg_trial"},
+  "resources": {"bundles": [{"cpus": 1}, {"cpus": 1}], "strategy": "PACK"},
+  "limits": {"concurrent": 2}}'
+tune_run pg
+check "2-worker trials: each used bundle 1 of its placement group" test "$RC:$(res pg '[t["last"].get("workers") for t in d["trials"]]')" = "0:[2, 2]"
+
+# GPUs: a command trial sees the device it was given
+spec gpus '{"name": "gpus", "metric": "x", "mode": "min",
+  "space": {"k": {"type": "grid", "values": [1, 2]}}, "search": {"algorithm": "grid"},
+  "trial": {"command": ["sh", "-c", "sleep 0.5; echo \"loom-tune {\\\"x\\\": 1, \\\"gpu\\\": \\\"$CUDA_VISIBLE_DEVICES\\\"}\""]},
+  "resources": {"cpus": 1, "gpus": 1}, "limits": {"concurrent": 2}}'
+tune_run gpus
+check "GPU trials at once get different GPUs (CUDA_VISIBLE_DEVICES)" test "$RC:$(res gpus 'sorted(t["last"]["gpu"] for t in d["trials"])')" = "0:['0', '1']"
+
 # ---- stop from another shell ------------------------------------------------
 spec long '{"name": "long", "metric": "loss", "mode": "min",
   "space": {"a": {"type": "uniform", "lower": 0, "upper": 1}, "b": 1, "step_ms": 300, "max_t": 1000},

@@ -263,6 +263,19 @@ void loom_tune_trial_close(loom_tune_trial **pt)
 }
 
 const char *loom_tune_trial_config(const loom_tune_trial *t) { return t ? t->config_text : NULL; }
+
+int loom_tune_trial_pg(const loom_tune_trial *t, loom_pg *out)
+{
+    if (!t || !out) return LOOM_EINVAL;
+    const char *hex = json_string_value(json_object_get(t->context, "placement_group"));
+    if (!hex || strlen(hex) != 32) return LOOM_ENOTFOUND;
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) return LOOM_EPROTO;
+        out->id[i] = (uint8_t)v;
+    }
+    return LOOM_OK;
+}
 const char *loom_tune_trial_sweep(const loom_tune_trial *t) { return t ? t->sweep : NULL; }
 int64_t loom_tune_trial_id(const loom_tune_trial *t) { return t ? t->id : -1; }
 

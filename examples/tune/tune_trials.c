@@ -7,6 +7,9 @@
  *   branin  (function) reports "value" = Branin(x1, x2) once
  *   Curve   (actor) the curve as a class: init(config, checkpoint), step()
  *           returns {"t", "loss", "done"}, save() returns the checkpoint
+ *   pg_trial (function) a two-worker trial: runs pg_worker in bundle 1 of
+ *           the trial's placement group, reports "workers": 2 when it ran in
+ *           another process
  *
  * Config of curve and Curve: {"a": number, "b": number, "step_ms": int
  * (default 10), "max_t": int (default 9)}. */
@@ -136,3 +139,42 @@ LOOM_ACTOR_METHOD(Curve, save)
 }
 
 LOOM_ACTOR_DESTROY(Curve) { free(state); }
+
+/* ---- a multi-worker trial: its placement group's bundle 1 -------------------- */
+
+/* A worker of pg_trial: returns its process id. */
+LOOM_TASK(pg_worker) { return loom_task_return_i64(ctx, (int64_t)getpid()); }
+
+/* Runs pg_worker in bundle 1 of the trial's placement group (the library's
+ * path is the config's "lib") and reports {"loss": 1, "workers": 2}. */
+LOOM_TASK(pg_trial)
+{
+    loom_tune_trial *tr;
+    int rc = loom_tune_trial_open(ctx, &tr);
+    if (rc) return loom_task_fail(ctx, "pg_trial: not started by a sweep (%s)", loom_strerror(rc));
+    loom_pg pg;
+    const char *lib = NULL;
+    loom_ref libref, out;
+    loom_client *c = loom_task_client(ctx);
+    loom_value *v = NULL;
+    if ((rc = loom_tune_trial_pg(tr, &pg)) || (rc = loom_tune_trial_str(tr, "lib", &lib)) ||
+        (rc = loom_library_load(c, lib, &libref))) {
+        loom_tune_trial_close(&tr);
+        return loom_task_fail(ctx, "pg_trial: no placement group or library (%s)", loom_strerror(rc));
+    }
+    loom_task_opts o = {.num_cpus = 1, .pg = &pg, .bundle = 1};
+    rc = loom_submit(c, libref, "pg_worker", NULL, 0, &o, &out);
+    if (!rc) rc = loom_get(c, out, 30000, &v);
+    int64_t pid = 0;
+    if (!rc) {
+        loom_unpack u;
+        loom_unpack_init(&u, loom_value_data(v), loom_value_size(v));
+        loom_unpack_i64(&u, &pid);
+    }
+    loom_value_release(&v);
+    char m[96];
+    snprintf(m, sizeof(m), "{\"loss\": 1, \"workers\": %d}", !rc && pid > 0 && pid != getpid() ? 2 : 1);
+    rc = loom_tune_trial_report(tr, 1, m, NULL, 0);
+    loom_tune_trial_close(&tr);
+    return rc < 0 ? loom_task_fail(ctx, "pg_trial: %s", loom_strerror(rc)) : loom_task_return_i64(ctx, 0);
+}

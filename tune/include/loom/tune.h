@@ -56,6 +56,11 @@ const char *loom_tune_trial_config(const loom_tune_trial *t);
 int loom_tune_trial_f64(const loom_tune_trial *t, const char *name, double *out);
 int loom_tune_trial_i64(const loom_tune_trial *t, const char *name, int64_t *out);
 int loom_tune_trial_str(const loom_tune_trial *t, const char *name, const char **out);
+/* A trial whose spec asks for "bundles" runs in bundle 0 of a placement
+ * group made for it; the group, for its other workers (loom_task_opts.pg,
+ * .bundle).  LOOM_ENOTFOUND when it has none. */
+int loom_tune_trial_pg(const loom_tune_trial *t, loom_pg *out);
+
 /* Sweep id (hex) and trial number. */
 const char *loom_tune_trial_sweep(const loom_tune_trial *t);
 int64_t loom_tune_trial_id(const loom_tune_trial *t);
