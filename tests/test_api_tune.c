@@ -198,6 +198,30 @@ static void test_interrupt_resume(loom_client *c, const char *dir)
     loom_sweep_destroy(&s);
 }
 
+/* A trial with 300 results (kept in blocks beside its record) reads back
+ * whole and in order. */
+static void test_many_results(loom_client *c, const char *dir)
+{
+    char out[512];
+    snprintf(out, sizeof(out), "%s/out-many", dir);
+    char *spec = spec_text("c-many", 1, 0, 300, out);
+    loom_sweep *s = NULL;
+    REQUIRE(spec && loom_sweep_create(c, spec, &s) == LOOM_OK);
+    free(spec);
+    char id[40];
+    snprintf(id, sizeof(id), "%s", loom_sweep_id(s));
+    CHECK_RC(loom_sweep_run(s, NULL, NULL, 0), LOOM_OK);
+    loom_sweep_destroy(&s);
+    CHECK_RC(loom_sweep_open(c, id, &s), LOOM_OK);
+    json_t *j = sweep_record(s);
+    json_t *res = json_object_get(json_array_get(json_object_get(j, "trials"), 0), "results");
+    CHECK(json_array_size(res) == 300);
+    for (size_t k = 0; k < json_array_size(res); k++)
+        CHECK(json_number_value(json_object_get(json_array_get(res, k), "t")) == (double)(k + 1));
+    json_decref(j);
+    loom_sweep_destroy(&s);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/loom-test-tune-XXXXXX";
@@ -209,6 +233,8 @@ int main(void)
     test_run(c, dir);
     fprintf(stderr, "-- %s\n", "test_stop");
     test_stop(c, dir);
+    fprintf(stderr, "-- %s\n", "test_many_results");
+    test_many_results(c, dir);
     fprintf(stderr, "-- %s\n", "test_interrupt_resume");
     test_interrupt_resume(c, dir);
     loom_disconnect(&c);

@@ -40,6 +40,7 @@
 #define STOP_MARGIN_S 0.5     /* a limit is acted on this long before it is reached */
 #define MAX_TRIALS_HARD 100000
 #define END_GRACE_MS 1000
+#define RESULTS_BLOCK 64
 
 enum { KIND_FUNCTION, KIND_COMMAND, KIND_ACTOR };
 /* How a trial told to end does end: stopped, paused, or completed (max_t). */
@@ -61,6 +62,7 @@ typedef struct trial {
     int ending;             /* told to end (END_*): waiting for its task, until end_by */
     int64_t end_by;
     double last_t;
+    int64_t saved_results;  /* results already in their blocks */
     int dirty;
 } trial;
 
@@ -323,16 +325,66 @@ static int save_sweep(loom_sweep *s)
     return tune_kv_put_json(s->c, key, s->sweep);
 }
 
+/* A trial's results are kept in blocks of RESULTS_BLOCK beside its record
+ * (tune/s/<S>/t/<N>/res/<b>): a report rewrites the record and its block, not
+ * every result so far, and no value outgrows the table's 1 MiB. */
+static void key_block(const char *id, int64_t n, int64_t b, char *out, size_t cap)
+{
+    snprintf(out, cap, "tune/s/%s/t/%lld/res/%lld", id, (long long)n, (long long)b);
+}
+
 static int save_trial(loom_sweep *s, trial *t)
 {
     char key[TUNE_KEY_MAX];
     json_object_set_new(t->rec, "attempts", json_integer(t->attempt));
     json_object_set_new(t->rec, "next_seq", json_integer(t->next_seq));
     json_object_set_new(t->rec, "job", json_string(t->job));
+    json_t *res = json_object_get(t->rec, "results");
+    int64_t n = (int64_t)json_array_size(res), rc = LOOM_OK;
+    for (int64_t b = t->saved_results / RESULTS_BLOCK; !rc && b * RESULTS_BLOCK < n; b++) {
+        json_t *blk = json_array();
+        for (int64_t k = b * RESULTS_BLOCK; k < n && k < (b + 1) * RESULTS_BLOCK; k++)
+            json_array_append(blk, json_array_get(res, (size_t)k));
+        key_block(s->id, t->id, b, key, sizeof(key));
+        rc = tune_kv_put_json(s->c, key, blk);
+        json_decref(blk);
+    }
+    if (rc) return (int)rc;
+    t->saved_results = n;
+    json_t *rec = json_copy(t->rec); /* the record without its results */
+    json_object_del(rec, "results");
+    json_object_set_new(rec, "nresults", json_integer(n));
     key_trial(s->id, t->id, key, sizeof(key));
-    int rc = tune_kv_put_json(s->c, key, t->rec);
+    rc = tune_kv_put_json(s->c, key, rec);
+    json_decref(rec);
     if (!rc) t->dirty = 0;
-    return rc;
+    return (int)rc;
+}
+
+/* A trial's record with its results put back (loom_sweep_open). */
+static int load_trial(loom_client *c, const char *id, int64_t n, json_t **out)
+{
+    char key[TUNE_KEY_MAX];
+    json_t *rec = NULL, *res = json_array();
+    key_trial(id, n, key, sizeof(key));
+    int rc = tune_kv_get_json(c, key, 0, &rec);
+    int64_t nres = rc ? 0 : json_integer_value(json_object_get(rec, "nresults"));
+    for (int64_t b = 0; !rc && b * RESULTS_BLOCK < nres; b++) {
+        json_t *blk = NULL;
+        key_block(id, n, b, key, sizeof(key));
+        if (!(rc = tune_kv_get_json(c, key, 0, &blk))) json_array_extend(res, blk);
+        json_decref(blk);
+    }
+    if (!rc && (int64_t)json_array_size(res) < nres) rc = LOOM_EPROTO;
+    if (rc) {
+        json_decref(rec);
+        json_decref(res);
+        return rc;
+    }
+    json_object_del(rec, "nresults");
+    json_object_set_new(rec, "results", res);
+    *out = rec;
+    return LOOM_OK;
 }
 
 /* ---- trials ------------------------------------------------------------------ */
@@ -1343,10 +1395,12 @@ int loom_sweep_open(loom_client *c, const char *sweep_id, loom_sweep **out)
     for (int64_t i = 0; i < n && !rc; i++) {
         json_t *rec = NULL;
         key_trial(s->id, i, key, sizeof(key));
-        if ((rc = tune_kv_get_json(c, key, 0, &rec))) fail(s, rc, "trial %lld of sweep %s is missing", (long long)i, s->id);
+        if ((rc = load_trial(c, s->id, i, &rec))) fail(s, rc, "trial %lld of sweep %s is missing", (long long)i, s->id);
         else if (!trial_add(s, i, rec)) {
             json_decref(rec);
             rc = LOOM_ENOMEM;
+        } else {
+            s->trials[i]->saved_results = (int64_t)json_array_size(json_object_get(rec, "results"));
         }
     }
     if (!rc) rc = replay(s);
