@@ -25,6 +25,7 @@
 #include "worker/daemon.h"
 #include "gateway/gateway.h"
 #include "cli/tune_cmd.h"
+#include "cli/infer_cmd.h"
 
 #define MAX_OPTS 32
 
@@ -69,6 +70,14 @@ static const char *usage_text =
     "  kv put KEY VALUE | kv get KEY [--timeout S] | kv del KEY\n"
     "                               the cluster's key-value table (kept across head restarts)\n"
     "  delete JOB                   cancel what still runs and free the job's results\n"
+    "\n"
+    "batch inference (shard/README.md):\n"
+    "  infer --model NAME[:VERSION] --input DATASET --output DIR [--shard-size N (1000)]\n"
+    "        [--max-in-flight K (8)] [--params JSON] [--num-cpus C] [--num-gpus G]\n"
+    "        [--straggler-factor F (4)] [--no-cache] [--quiet]\n"
+    "                               run a registered model over a dataset (.npy, .csv, .jsonl or a\n"
+    "                               directory of them), one task per shard; results are cached in\n"
+    "                               the cluster and a run is resumed by running it again\n"
     "\n"
     "sweeps (tune/README.md):\n"
     "  tune run SWEEP.json [--output DIR] [--quiet] [--gateway HOST:PORT]   run a hyperparameter\n"
@@ -817,6 +826,32 @@ static int cmd_kv(const opts *o)
     return rc ? 1 : 0;
 }
 
+static int cmd_infer(const opts *o)
+{
+    infer_cli_opts io = {.model = opt(o, "model"), .input = opt(o, "input"), .output = opt(o, "output"),
+                         .params = opt(o, "params"), .no_cache = opt(o, "no-cache") != NULL,
+                         .quiet = opt(o, "quiet") != NULL};
+    const char *v;
+    if ((v = opt(o, "shard-size"))) io.shard_size = strtoll(v, NULL, 10);
+    if ((v = opt(o, "max-in-flight"))) io.max_in_flight = atoi(v);
+    if ((v = opt(o, "num-cpus"))) io.num_cpus = atof(v);
+    if ((v = opt(o, "num-gpus"))) io.num_gpus = atof(v);
+    if ((v = opt(o, "straggler-factor"))) io.straggler_factor = atof(v);
+    if (!io.model || !*io.model || !io.input || !*io.input || !io.output || !*io.output) {
+        fprintf(stderr, "loom infer: give --model NAME[:VERSION], --input DATASET and --output DIR\n");
+        return 2;
+    }
+    if ((opt(o, "shard-size") && io.shard_size <= 0) || (opt(o, "max-in-flight") && io.max_in_flight <= 0)) {
+        fprintf(stderr, "loom infer: --shard-size and --max-in-flight must be positive\n");
+        return 2;
+    }
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    int rc = infer_cli(c, &io);
+    loom_disconnect(&c);
+    return rc;
+}
+
 static int cmd_tune(const opts *o)
 {
     if (o->npos < 1) return usage();
@@ -1117,6 +1152,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "drain")) return cmd_drain(&o);
     if (!strcmp(cmd, "kv")) return cmd_kv(&o);
     if (!strcmp(cmd, "tune")) return cmd_tune(&o);
+    if (!strcmp(cmd, "infer")) return cmd_infer(&o);
     if (!strcmp(cmd, "token")) return cmd_token(&o);
     if (!strcmp(cmd, "jobs")) return cmd_jobs(&o);
     if (!strcmp(cmd, "start")) return cmd_start(&o);

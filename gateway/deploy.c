@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "gateway/gateway_internal.h"
+#include "serve/registry_store.h"
 #include "runtime/util.h"
 #include "serve/serve_internal.h"
 
@@ -188,7 +189,7 @@ static int start_replicas(loom_client *c, const deployment *d, const char *model
     char *artifact = NULL, *params = NULL;
     size_t len = 0;
     loom_ref art;
-    int made = 0, rc = gw_registry_fetch(c, model, version, &m, &artifact, &len);
+    int made = 0, rc = loom_registry_fetch(c, model, version, &m, &artifact, &len);
     json_decref(m);
     if (rc) {
         loom_snprintf(err, errlen, rc == LOOM_ENOTFOUND ? "no model '%s' version %d in the registry"
@@ -304,7 +305,7 @@ static deployment *deployment_new(const gw_deploy_spec *s, json_t *params)
 static int resolve_version(loom_client *c, const char *model, int v, int *out)
 {
     json_t *m = NULL;
-    int rc = gw_registry_fetch(c, model, v, &m, NULL, NULL);
+    int rc = loom_registry_fetch(c, model, v, &m, NULL, NULL);
     if (!rc) *out = (int)json_integer_value(json_object_get(m, "version"));
     json_decref(m);
     return rc;

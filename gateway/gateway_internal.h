@@ -57,10 +57,6 @@ int gw_jobs_route(gw_worker *w, const loom_http_request *req, loom_http_reply *r
 int gw_registry_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
 int gw_kserve_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
 
-/* registry.c: version `version` (0: the newest) of model `name`: its metadata
- * (*meta, a new reference) and, with data set, its artifact (malloc'd). */
-int gw_registry_fetch(loom_client *c, const char *name, int version, json_t **meta, char **data, size_t *len);
-
 /* The gateway's metrics registry. */
 loom_metrics *gw_metrics(loom_gateway *g);
 

@@ -4,6 +4,7 @@
  * the model runtime (serve/README.md), and its answer — this request's rows
  * of a batch — goes back as JSON tensors.  Errors are {"error": "..."}. */
 #include "gateway/gateway_internal.h"
+#include "serve/registry_store.h"
 
 #include <libgen.h>
 #include <limits.h>
@@ -277,7 +278,7 @@ static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *
     }
     json_t *meta = NULL;
     if (!rc) {   /* the model version must be readable by the user, who then owns the deployment */
-        rc = gw_registry_fetch(c, s.model, s.version, &meta, NULL, NULL);
+        rc = loom_registry_fetch(c, s.model, s.version, &meta, NULL, NULL);
         if (rc == LOOM_ENOTFOUND)
             loom_snprintf(err, sizeof(err), "no model '%s' version %d in the registry", s.model, s.version);
         if (!rc && !gw_may_read(w, json_string_value(json_object_get(meta, "owner")),

@@ -2,19 +2,15 @@
  * metadata, kept durably in the head's key-value table (LMDB, kept across
  * head restarts), and its REST routes.
  *
- * Layout in the key-value table:
- *   registry/index                  JSON array of model names
- *   registry/m/NAME                 JSON {"next": N, "versions": [meta, ...]}
- *   registry/m/NAME/v/V/NNNNNN      the artifact in chunks of CHUNK bytes
- * A version's metadata: name, version, author, license, framework, dataset,
- * tags, parameters, produced_by, sha256, size, created (Unix seconds),
- * owner (the uploading user; "" with auth off) and public.  A model belongs to
+ * The layout in the key-value table is serve/registry_store.h's (its
+ * readers are there too).  A model belongs to
  * the user who uploaded its first version: only they (or an admin) add or
  * delete versions; private versions are shown to them only.
  * Writers are serialised by one lock (one gateway per head); readers need
  * none: an artifact's chunks are written before its version is listed and
  * deleted after it is unlisted. */
 #include "gateway/gateway_internal.h"
+#include "serve/registry_store.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -25,7 +21,7 @@
 #include "runtime/ids.h"
 #include "runtime/util.h"
 
-#define CHUNK ((size_t)1 << 20)     /* the key-value table holds values up to 1 MiB */
+#define CHUNK LOOM_REGISTRY_CHUNK
 #define NAME_MAX_LEN 128
 #define FIELD_MAX 512
 
@@ -47,30 +43,8 @@ static int valid_name(const char *s)
     return 1;
 }
 
-static void model_key(char *out, size_t cap, const char *name)
-{
-    loom_snprintf(out, cap, "registry/m/%s", name);
-}
-
-static void chunk_key(char *out, size_t cap, const char *name, int version, size_t i)
-{
-    loom_snprintf(out, cap, "registry/m/%s/v/%d/%06zu", name, version, i);
-}
-
 /* ---- JSON records in the key-value table --------------------------------------- */
 
-/* The JSON under key, or NULL (*rc LOOM_ENOTFOUND when absent). */
-static json_t *kv_json(loom_client *c, const char *key, int *rc)
-{
-    void *data = NULL;
-    size_t len = 0;
-    *rc = loom_kv_get(c, key, 0, &data, &len);
-    if (*rc) return NULL;
-    json_t *j = json_loadb(data, len, 0, NULL);
-    free(data);
-    if (!j) *rc = LOOM_EPROTO;
-    return j;
-}
 
 static int kv_put_json(loom_client *c, const char *key, json_t *j)
 {
@@ -81,19 +55,6 @@ static int kv_put_json(loom_client *c, const char *key, json_t *j)
     return rc;
 }
 
-/* The version entry v of a model record (0: the newest), or NULL. */
-static json_t *find_version(json_t *rec, int v)
-{
-    json_t *versions = json_object_get(rec, "versions"), *e, *best = NULL;
-    size_t i;
-    json_array_foreach(versions, i, e) {
-        int ev = (int)json_integer_value(json_object_get(e, "version"));
-        if (v ? ev == v : (!best || ev > json_integer_value(json_object_get(best, "version")))) best = e;
-        if (v && ev == v) break;
-    }
-    return best;
-}
-
 /* ---- artifacts ------------------------------------------------------------------ */
 
 static int put_chunks(loom_client *c, const char *name, int version, const char *data, size_t len)
@@ -101,7 +62,7 @@ static int put_chunks(loom_client *c, const char *name, int version, const char 
     char key[300];
     for (size_t off = 0, i = 0; off < len || (len == 0 && i == 0); off += CHUNK, i++) {
         size_t n = len - off < CHUNK ? len - off : CHUNK;
-        chunk_key(key, sizeof(key), name, version, i);
+        loom_registry_chunk_key(key, sizeof(key), name, version, i);
         int rc = loom_kv_put(c, key, data + off, n);
         if (rc) return rc;
         if (len == 0) break;
@@ -114,49 +75,11 @@ static void del_chunks(loom_client *c, const char *name, int version, size_t len
     char key[300];
     size_t n = len ? (len + CHUNK - 1) / CHUNK : 1;
     for (size_t i = 0; i < n; i++) {
-        chunk_key(key, sizeof(key), name, version, i);
+        loom_registry_chunk_key(key, sizeof(key), name, version, i);
         loom_kv_del(c, key);
     }
 }
 
-int gw_registry_fetch(loom_client *c, const char *name, int version, json_t **meta, char **data, size_t *len)
-{
-    char key[300];
-    model_key(key, sizeof(key), name);
-    int rc;
-    json_t *rec = kv_json(c, key, &rc);
-    json_t *e = rec ? find_version(rec, version) : NULL;
-    if (!e) {
-        json_decref(rec);
-        return rc ? rc : LOOM_ENOTFOUND;
-    }
-    int v = (int)json_integer_value(json_object_get(e, "version"));
-    size_t size = (size_t)json_integer_value(json_object_get(e, "size"));
-    *meta = json_incref(e);
-    json_decref(rec);
-    if (!data) return LOOM_OK;
-    char *buf = malloc(size ? size : 1);
-    if (!buf) rc = LOOM_ENOMEM;
-    for (size_t off = 0, i = 0; !rc && off < size; i++) {
-        void *part = NULL;
-        size_t plen = 0;
-        chunk_key(key, sizeof(key), name, v, i);
-        rc = loom_kv_get(c, key, 0, &part, &plen);
-        if (!rc && (plen == 0 || plen > size - off)) rc = LOOM_EPROTO;
-        if (!rc) memcpy(buf + off, part, plen);
-        off += plen;
-        free(part);
-    }
-    if (rc) {
-        free(buf);
-        json_decref(*meta);
-        *meta = NULL;
-        return rc;
-    }
-    *data = buf;
-    *len = size;
-    return LOOM_OK;
-}
 
 /* ---- routes ----------------------------------------------------------------------- */
 
@@ -206,7 +129,7 @@ static json_t *upload_meta(const loom_http_request *req, const char *name, int v
 static int index_add(loom_client *c, const char *name)
 {
     int rc;
-    json_t *idx = kv_json(c, "registry/index", &rc);
+    json_t *idx = loom_registry_kv_json(c, "registry/index", &rc);
     if (!idx && rc != LOOM_ENOTFOUND) return rc;
     if (!idx) idx = json_array();
     size_t i;
@@ -228,7 +151,7 @@ static int lock_for_change(gw_worker *w, loom_client *c, const char *name, const
                            loom_http_reply *rep)
 {
     pthread_mutex_lock(&registry_lock);
-    *rec = kv_json(c, key, rc);
+    *rec = loom_registry_kv_json(c, key, rc);
     const char *owner = json_string_value(json_object_get(*rec, "owner"));
     if (*rec && !gw_may_write(w, owner)) {
         pthread_mutex_unlock(&registry_lock);
@@ -252,7 +175,7 @@ static void upload(gw_worker *w, const char *name, const loom_http_request *req,
     loom_sha256(req->body, req->body_len, digest);
     loom_hex_encode(digest, sizeof(digest), sha);
     char key[300], err[256] = "";
-    model_key(key, sizeof(key), name);
+    loom_registry_model_key(key, sizeof(key), name);
     int rc;
     json_t *rec, *meta = NULL;
     if (lock_for_change(w, c, name, key, &rec, &rc, rep)) return;
@@ -307,12 +230,12 @@ static void list_models(gw_worker *w, const loom_http_request *req, loom_http_re
     loom_client *c = gw_client(w, rep);
     if (!c) return;
     int rc;
-    json_t *idx = kv_json(c, "registry/index", &rc), *out = json_array(), *name;
+    json_t *idx = loom_registry_kv_json(c, "registry/index", &rc), *out = json_array(), *name;
     size_t i;
     json_array_foreach(idx, i, name) {
         char key[300];
-        model_key(key, sizeof(key), json_string_value(name));
-        json_t *rec = kv_json(c, key, &rc), *versions = json_object_get(rec, "versions"), *best = NULL, *e;
+        loom_registry_model_key(key, sizeof(key), json_string_value(name));
+        json_t *rec = loom_registry_kv_json(c, key, &rc), *versions = json_object_get(rec, "versions"), *best = NULL, *e;
         size_t k;
         json_array_foreach(versions, k, e) if (readable(w, e) && matches(e, req) && (!best || json_integer_value(json_object_get(
                                                    e, "version")) > json_integer_value(json_object_get(best, "version"))))
@@ -329,9 +252,9 @@ static void get_model(gw_worker *w, const char *name, loom_http_reply *rep)
     loom_client *c = gw_client(w, rep);
     if (!c) return;
     char key[300];
-    model_key(key, sizeof(key), name);
+    loom_registry_model_key(key, sizeof(key), name);
     int rc;
-    json_t *rec = kv_json(c, key, &rc);
+    json_t *rec = loom_registry_kv_json(c, key, &rc);
     if (!rec || json_array_size(json_object_get(rec, "versions")) == 0) {
         json_decref(rec);
         gw_reply_error(rep, 404, "no model named '%s'", name);
@@ -356,7 +279,7 @@ static void get_version(gw_worker *w, const char *name, int version, int artifac
     json_t *meta = NULL;
     char *data = NULL;
     size_t len = 0;
-    int rc = gw_registry_fetch(c, name, version, &meta, NULL, NULL);
+    int rc = loom_registry_fetch(c, name, version, &meta, NULL, NULL);
     if (!rc && !readable(w, meta)) {
         gw_reply_error(rep, 403, "model '%s' version %d is private to another user", name, version);
         json_decref(meta);
@@ -364,7 +287,7 @@ static void get_version(gw_worker *w, const char *name, int version, int artifac
     }
     if (!rc && artifact) {
         json_decref(meta);
-        rc = gw_registry_fetch(c, name, version, &meta, &data, &len);
+        rc = loom_registry_fetch(c, name, version, &meta, &data, &len);
     }
     if (rc) {
         gw_client_check(w, rc);
@@ -388,7 +311,7 @@ static void delete_version(gw_worker *w, const char *name, int version, loom_htt
     loom_client *c = gw_client(w, rep);
     if (!c) return;
     char key[300];
-    model_key(key, sizeof(key), name);
+    loom_registry_model_key(key, sizeof(key), name);
     int rc;
     json_t *rec, *e;
     if (lock_for_change(w, c, name, key, &rec, &rc, rep)) return;

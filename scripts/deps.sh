@@ -4,7 +4,7 @@
 set -euo pipefail
 LOOM_PKGS=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev libuv1-dev liblmdb-dev
            libjansson-dev libssl-dev clang libclang-rt-14-dev iproute2 python3 procps
-           libhttp-parser-dev libopenblas-dev curl)
+           libhttp-parser-dev libopenblas-dev curl python3-numpy)
 missing=()
 for p in "${LOOM_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
