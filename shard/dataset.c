@@ -1257,7 +1257,7 @@ static int npy_write(const char *path, const char *descr, const void *data, int6
         free(tmp);
         return fail_errno(&src, "cannot create a temporary file");
     }
-    if (fchmod(fd, 0644) || write_all(fd, head, hn) || write_le(fd, data, nbytes, size) || fsync(fd))
+    if (fchmod(fd, 0644) || write_all(fd, head, hn) || write_le(fd, data, nbytes, size))
         rc = fail_errno(&src, "write");
     if (close(fd) && !rc) rc = fail_errno(&src, "write");
     if (!rc && rename(tmp, path)) rc = fail_errno(&src, "rename");

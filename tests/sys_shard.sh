@@ -17,7 +17,7 @@ if ! "$PY" -c 'import numpy' 2>/dev/null; then
     exit 0
 fi
 DATA="$PY $SRC/tests/shard_data.py"
-WIDTHS=${LOOM_SHARD_WIDTHS:-64,4096,4096,10}
+WIDTHS=${LOOM_SHARD_WIDTHS:-64,3072,3072,10}
 
 D=$T/state
 use_state_dir "$D"
