@@ -3,7 +3,8 @@
 #   1. throughput with 1, 2 and 3 node daemons (1 CPU each, one machine; the
 #      head has no node of its own): rows/s of a 64-2048-2048-10 MLP over
 #      20,000 rows in shards of 500, the cache off;
-#   2. the cache: the same 100,000-row run twice, wall time of each.
+#   2. the cache: the same 100,000-row run twice with a 64-3072-3072-10 MLP
+#      (the model of tests/sys_shard.sh), wall time of each.
 # Needs python3-numpy (for the data and the model) and curl.
 #
 #   bash bench/shard_bench.sh [--rows N (20000)]
@@ -45,11 +46,13 @@ for n in 1 2 3; do
 done
 
 echo
-echo "== the cache (100,000 rows, shards of 2000, $(nproc) cores)"
+echo "== the cache (64-3072-3072-10 MLP, 100,000 rows, shards of 2000, $(nproc) cores)"
+data model "$tmp/w.safetensors" --widths 64,3072,3072,10
+curl -sf -o /dev/null --data-binary @"$tmp/w.safetensors" "$H/v1/models/wide?framework=loom-mlp"
 data data "$tmp/big.npy" --rows 100000 --seed 9
 t0=$(now)
-"$loom" infer --model bench --input "$tmp/big.npy" --shard-size 2000 --output "$tmp/c1" --state-dir "$D" --quiet >/dev/null
+"$loom" infer --model wide --input "$tmp/big.npy" --shard-size 2000 --output "$tmp/c1" --state-dir "$D" --quiet >/dev/null
 t1=$(now)
-"$loom" infer --model bench --input "$tmp/big.npy" --shard-size 2000 --output "$tmp/c2" --state-dir "$D" --quiet >/dev/null
+"$loom" infer --model wide --input "$tmp/big.npy" --shard-size 2000 --output "$tmp/c2" --state-dir "$D" --quiet >/dev/null
 t2=$(now)
 "$py" -c "a, b = $t1 - $t0, $t2 - $t1; print('first run %.2f s, second (all cache hits) %.3f s: %.0fx' % (a, b, a / b))"

@@ -732,7 +732,11 @@ int loom_infer(loom_client *c, const loom_infer_opts *o, loom_infer_progress *st
     if (!rc && (rc = shard_dataset_load(o->input, &r.ds, err, sizeof(err)))) fail(rc, "%s", err);
     if (!rc) {
         r.num_gpus = o->num_gpus > 0 ? o->num_gpus : model_gpus(&r);
-        if (strstr(r.params, "\"cuda\"") && r.num_gpus <= 0) rc = fail(LOOM_EINVAL, "device cuda: give the shard tasks GPUs");
+        json_t *pj = json_loads(r.params, 0, NULL);
+        const char *dev = json_string_value(json_object_get(pj, "device"));
+        if (dev && !strcmp(dev, "cuda") && r.num_gpus <= 0)
+            rc = fail(LOOM_EINVAL, "device cuda: give the shard tasks GPUs (--num-gpus, or the model's \"gpus\" parameter)");
+        json_decref(pj);
     }
     if (!rc) rc = make_shards(&r);
     if (!rc) take_earlier_outputs(&r);
