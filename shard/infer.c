@@ -72,7 +72,7 @@ static void sha256_hex(const void *data, size_t len, char out[65])
 
 /* ---- shards ----------------------------------------------------------------- */
 
-enum { S_TODO, S_RUNNING, S_DONE };
+enum { S_PENDING, S_RUNNING, S_DONE };
 enum { FROM_NONE, FROM_OUTPUT, FROM_CACHE, FROM_TASK };
 
 typedef struct copy {
@@ -586,7 +586,7 @@ static int copy_done(run *r, shard *s, copy *cp)
         }
     }
     r->p.retried++;
-    s->state = S_TODO;
+    s->state = S_PENDING;
     return LOOM_OK;
 }
 
@@ -676,7 +676,7 @@ static int drive(run *r)
         shard *s = &r->shards[i];
         void *npy = NULL;
         size_t len = 0;
-        if (s->state != S_TODO || r->o->no_cache || cache_get(r, s, &npy, &len)) continue;
+        if (s->state != S_PENDING || r->o->no_cache || cache_get(r, s, &npy, &len)) continue;
         rc = write_result(r, s, npy, len);
         free(npy);
         if (rc) return rc;
@@ -694,14 +694,14 @@ static int drive(run *r)
     while (r->p.done < r->nshards) {
         while (r->in_flight < r->max_in_flight && next < r->nshards) {
             shard *s = &r->shards[next];
-            if (s->state == S_TODO && (rc = submit_copy(r, s, 0))) return rc;
+            if (s->state == S_PENDING && (rc = submit_copy(r, s, 0))) return rc;
             next++;
         }
         if ((rc = poll_running(r))) return rc;
         report(r, 0);
         if (next >= r->nshards) /* shards to try again */
             for (int64_t i = 0; i < r->nshards; i++)
-                if (r->shards[i].state == S_TODO) {
+                if (r->shards[i].state == S_PENDING) {
                     next = i;
                     break;
                 }
