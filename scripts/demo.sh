@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # scripts/demo.sh — set up loom on a fresh Debian 12 machine and run the demo:
-# install dependencies, build, start a local cluster (a head and three node
-# daemons), run a map-reduce word count, a 10,000-task tree reduction and a
-# command-task graph through the CLI, then stop the cluster.
+# install dependencies, build, start a local cluster (a head with its HTTP
+# gateway and three node daemons), run a map-reduce word count, a 10,000-task
+# tree reduction, a command-task graph through the CLI, data-parallel
+# training with actors, a hyperparameter sweep whose best model is
+# registered, and batch inference with that model (twice: the second from
+# the cache), then stop the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -12,7 +15,7 @@ export LOOM_STATE_DIR=$(mktemp -d --suffix=.loom-demo)
 trap '"$LOOM" stop >/dev/null 2>&1 || true; rm -rf "$LOOM_STATE_DIR"' EXIT
 
 echo "== starting a local cluster: a head and 3 node daemons"
-"$LOOM" start --head --port 0 --num-cpus 1
+"$LOOM" start --head --port 0 --num-cpus 1 --http-port 0
 addr=$(cat "$LOOM_STATE_DIR/address")
 "$LOOM" start --address "$addr" --num-cpus 1 >/dev/null
 "$LOOM" start --address "$addr" --num-cpus 1 >/dev/null
@@ -38,6 +41,29 @@ else
     echo "(skipped: the digits dataset could not be fetched from Debian's archive)"
 fi
 "$LOOM" actors
+
+if [ -n "${digits:-}" ]; then
+    echo "== a hyperparameter sweep: TPE and ASHA over learning rates and widths of the digits classifier"
+    cat >"$LOOM_STATE_DIR/sweep.json" <<JSON
+{"name": "demo-digits", "metric": "accuracy", "mode": "max",
+ "space": {"lr": {"type": "loguniform", "lower": 0.003, "upper": 1.0},
+           "hidden": {"type": "choice", "values": [8, 32, 128]}},
+ "search": {"algorithm": "tpe", "seed": 1, "n_startup": 6},
+ "scheduler": {"type": "asha", "max_t": 27, "grace_period": 1, "reduction_factor": 3},
+ "trial": {"command": ["$PWD/build/bin/digits_mlp", "train", "--data", "$digits", "--val-rows", "360",
+           "--epochs", "27", "--lr", "{lr}", "--hidden", "{hidden}", "--report", "--out", "model.safetensors"]},
+ "limits": {"trials": 12, "concurrent": 3, "wall_seconds": 120},
+ "output": "$LOOM_STATE_DIR/tune", "data": ["$digits"],
+ "register": {"name": "digits-tuned", "artifact": "model.safetensors"}}
+JSON
+    "$LOOM" tune run "$LOOM_STATE_DIR/sweep.json" --quiet
+    echo "== batch inference: the registered best model over the 1,797 digits, twice (the second from the cache)"
+    cut -d, -f1-64 "$digits" >"$LOOM_STATE_DIR/pixels.csv"
+    for run in 1 2; do
+        "$LOOM" infer --model digits-tuned --input "$LOOM_STATE_DIR/pixels.csv" --shard-size 200 \
+            --output "$LOOM_STATE_DIR/infer$run" --quiet | head -1
+    done
+fi
 
 echo "== the cluster after the demo"
 "$LOOM" status
