@@ -5,8 +5,9 @@
  *
  * Cache: the key-value table of the head, key shard/cache/<hex of
  * sha256(model sha256 "\n" canonical parameters "\n" shard digest)>, holding
- * the result's .npy bytes (cache_get says how).  A shard's digest is sha256
- * of its column count and float32 rows.
+ * the result's .npy bytes as a blob (loom_kv_put_blob: checked against its
+ * sha256 when read).  A shard's digest is sha256 of its column count and
+ * float32 rows.
  *
  * In flight: at most max_in_flight tasks.  A failed task (its node died, its
  * executor crashed) is submitted again, its rows put again, up to 3 times.
@@ -32,7 +33,6 @@
 #include "serve/registry_store.h"
 #include "shard/dataset.h"
 
-#define CACHE_CHUNK (1000u * 1000u)
 #define MAX_TRIES 3
 #define MAX_COPIES 2
 
@@ -291,73 +291,18 @@ static int write_result(run *r, shard *s, const void *npy, size_t len)
 
 static void cache_key(const shard *s, char *out, size_t cap) { snprintf(out, cap, "shard/cache/%s", s->key); }
 
-/* An entry is one value: a line of JSON {"bytes", "sha256", "chunks"} and,
- * when chunks is 0, the result's bytes after it; a larger result is in
- * chunks <key>/0 .. <key>/chunks-1 (the table holds values of up to 1 MiB). */
 static int cache_get(run *r, shard *s, void **npy, size_t *len)
 {
-    char key[128], part[160];
-    void *val = NULL;
-    size_t vlen = 0;
+    char key[128];
     cache_key(s, key, sizeof(key));
-    if (loom_kv_get(r->c, key, 0, &val, &vlen)) return -1;
-    const char *nl = memchr(val, '\n', vlen);
-    json_t *m = nl ? json_loadb(val, (size_t)(nl - (const char *)val), 0, NULL) : NULL;
-    size_t bytes = (size_t)json_integer_value(json_object_get(m, "bytes"));
-    int chunks = (int)json_integer_value(json_object_get(m, "chunks"));
-    char want[65];
-    snprintf(want, sizeof(want), "%s", json_string_value(json_object_get(m, "sha256")) ?: "");
-    json_decref(m);
-    char *buf = nl ? malloc(bytes ? bytes : 1) : NULL;
-    size_t off = 0;
-    if (buf && chunks == 0 && (size_t)(vlen - (size_t)(nl + 1 - (const char *)val)) == bytes) {
-        memcpy(buf, nl + 1, bytes);
-        off = bytes;
-    }
-    free(val);
-    for (int i = 0; buf && i < chunks; i++) {
-        void *d = NULL;
-        size_t n = 0;
-        snprintf(part, sizeof(part), "%s/%d", key, i);
-        if (loom_kv_get(r->c, part, 0, &d, &n) || n > bytes - off) {
-            free(d);
-            free(buf);
-            return -1;
-        }
-        memcpy(buf + off, d, n);
-        off += n;
-        free(d);
-    }
-    char got[65];
-    if (buf) sha256_hex(buf, off, got);
-    if (!buf || off != bytes || strcmp(got, want)) { /* torn or stale: compute it again */
-        free(buf);
-        return -1;
-    }
-    *npy = buf;
-    *len = bytes;
-    return 0;
+    return loom_kv_get_blob(r->c, key, npy, len) ? -1 : 0; /* absent, torn or corrupt: compute it */
 }
 
 static void cache_put(run *r, shard *s, const void *npy, size_t len)
 {
-    char key[128], part[160], sha[65], head[256];
+    char key[128];
     cache_key(s, key, sizeof(key));
-    int chunks = len + sizeof(head) <= CACHE_CHUNK ? 0 : (int)((len + CACHE_CHUNK - 1) / CACHE_CHUNK);
-    for (int i = 0; i < chunks; i++) {
-        size_t off = (size_t)i * CACHE_CHUNK, n = len - off < CACHE_CHUNK ? len - off : CACHE_CHUNK;
-        snprintf(part, sizeof(part), "%s/%d", key, i);
-        if (loom_kv_put(r->c, part, (const char *)npy + off, n)) return;
-    }
-    sha256_hex(npy, len, sha);
-    int k = snprintf(head, sizeof(head), "{\"bytes\": %zu, \"chunks\": %d, \"sha256\": \"%s\"}\n", len, chunks, sha);
-    size_t vlen = (size_t)k + (chunks ? 0 : len);
-    char *val = malloc(vlen);
-    if (!val) return;
-    memcpy(val, head, (size_t)k);
-    if (!chunks) memcpy(val + k, npy, len);
-    loom_kv_put(r->c, key, val, vlen); /* the entry last: a reader never sees a torn one as whole */
-    free(val);
+    loom_kv_put_blob(r->c, key, npy, len); /* a cache: a result not kept is computed next time */
 }
 
 /* ---- the manifest --------------------------------------------------------------- */

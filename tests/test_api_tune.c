@@ -3,7 +3,8 @@
  * callback (its snapshots count up, the last says done); its JSON record;
  * the list of sweeps; a stop asked by another client while it runs; an
  * interrupted driver and the same sweep resumed to its end with
- * loom_sweep_open; and the trial side's refusal outside a sweep. */
+ * loom_sweep_open; results in blocks read back; and the blobs of the
+ * key-value table that checkpoints and artifacts are kept in. */
 #include <dirent.h>
 #include <pthread.h>
 #include <jansson.h>
@@ -222,11 +223,48 @@ static void test_many_results(loom_client *c, const char *dir)
     loom_sweep_destroy(&s);
 }
 
+/* loom_kv_put_blob/get_blob/del_blob, which sweeps keep checkpoints and
+ * artifacts in: small and chunked values, a torn or corrupt one, deletion. */
+static void test_kv_blob(loom_client *c)
+{
+    size_t big = 3500000, n = 0;
+    unsigned char *b = malloc(big);
+    REQUIRE(b != NULL);
+    for (size_t i = 0; i < big; i++) b[i] = (unsigned char)(i * 7 + (i >> 13));
+    void *got = NULL;
+    CHECK_RC(loom_kv_put_blob(c, "test/blob/small", "hello", 5), LOOM_OK);
+    CHECK_RC(loom_kv_get_blob(c, "test/blob/small", &got, &n), LOOM_OK);
+    CHECK(n == 5 && got && !memcmp(got, "hello", 5));
+    free(got);
+    CHECK_RC(loom_kv_put_blob(c, "test/blob/empty", NULL, 0), LOOM_OK);
+    CHECK_RC(loom_kv_get_blob(c, "test/blob/empty", &got, &n), LOOM_OK);
+    CHECK(n == 0);
+    free(got);
+    CHECK_RC(loom_kv_put_blob(c, "test/blob/big", b, big), LOOM_OK);
+    CHECK_RC(loom_kv_get_blob(c, "test/blob/big", &got, &n), LOOM_OK);
+    CHECK(n == big && got && !memcmp(got, b, big));
+    free(got);
+    CHECK_RC(loom_kv_put(c, "test/blob/big/1", "x", 1), LOOM_OK); /* a chunk replaced */
+    CHECK_RC(loom_kv_get_blob(c, "test/blob/big", &got, &n), LOOM_EPROTO);
+    CHECK_RC(loom_kv_del(c, "test/blob/big/1"), LOOM_OK); /* a chunk gone */
+    CHECK_RC(loom_kv_get_blob(c, "test/blob/big", &got, &n), LOOM_EPROTO);
+    CHECK_RC(loom_kv_put(c, "test/blob/plain", "not a blob", 10), LOOM_OK);
+    CHECK_RC(loom_kv_get_blob(c, "test/blob/plain", &got, &n), LOOM_EPROTO);
+    CHECK_RC(loom_kv_put_blob(c, "test/blob/big", b, big), LOOM_OK);
+    CHECK_RC(loom_kv_del_blob(c, "test/blob/big"), LOOM_OK);
+    CHECK_RC(loom_kv_get_blob(c, "test/blob/big", &got, &n), LOOM_ENOTFOUND);
+    CHECK_RC(loom_kv_get(c, "test/blob/big/0", 0, &got, &n), LOOM_ENOTFOUND); /* its chunks went too */
+    CHECK_RC(loom_kv_del_blob(c, "test/blob/none"), LOOM_ENOTFOUND);
+    free(b);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/loom-test-tune-XXXXXX";
     REQUIRE(mkdtemp(dir) != NULL);
     loom_client *c = t_connect(1, 2, dir);
+    fprintf(stderr, "-- %s\n", "test_kv_blob");
+    test_kv_blob(c);
     fprintf(stderr, "-- %s\n", "test_refused");
     test_refused(c);
     fprintf(stderr, "-- %s\n", "test_run");

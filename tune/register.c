@@ -164,9 +164,9 @@ int tune_register_best(loom_client *c, const json_t *sweep, const json_t *trial,
     void *data = NULL;
     size_t bytes = (size_t)json_integer_value(json_object_get(meta, "bytes"));
     const char *path = json_string_value(json_object_get(meta, "path"));
+    const char *key = json_string_value(json_object_get(meta, "key"));
     int rc = path ? tune_read_file(path, TUNE_MAX_BLOB, &data, &bytes)  /* kept in the output */
-                  : tune_kv_get_blob(c, json_string_value(json_object_get(meta, "key")),
-                                     (int)json_integer_value(json_object_get(meta, "chunks")), bytes, &data);
+                  : key ? loom_kv_get_blob(c, key, &data, &bytes) : LOOM_ENOTFOUND;
     if (rc) {
         snprintf(err, errlen, "register: cannot read the artifact: %s", loom_strerror(rc));
         return rc;

@@ -541,13 +541,8 @@ static int launch_actor(loom_sweep *s, trial *t, const char *config)
     size_t cklen = 0;
     json_t *cp = json_object_get(t->rec, "checkpoint");
     if (json_is_object(cp)) {
-        int rc = tune_kv_get_blob(s->c, json_string_value(json_object_get(cp, "key")),
-                                  (int)json_integer_value(json_object_get(cp, "chunks")),
-                                  (size_t)json_integer_value(json_object_get(cp, "bytes")), &ckbuf);
-        if (!rc) {
-            ck = ckbuf;
-            cklen = (size_t)json_integer_value(json_object_get(cp, "bytes"));
-        }
+        const char *key = json_string_value(json_object_get(cp, "key"));
+        if (key && !loom_kv_get_blob(s->c, key, &ckbuf, &cklen)) ck = ckbuf;
     }
     loom_arg args[2] = {loom_arg_value(config, strlen(config)), loom_arg_value(ck ? ck : "", cklen)};
     int rc = loom_actor_create(s->c, s->lib, s->actor_cls, args, 2, &o, &t->actor);
@@ -636,8 +631,8 @@ static void trial_cleanup(loom_sweep *s, trial *t)
 {
     json_t *ck = json_object_get(t->rec, "checkpoint");
     if (json_is_object(ck)) {
-        tune_kv_del_blob(s->c, json_string_value(json_object_get(ck, "key")),
-                         (int)json_integer_value(json_object_get(ck, "chunks")));
+        const char *key = json_string_value(json_object_get(ck, "key"));
+        if (key) loom_kv_del_blob(s->c, key);
         json_object_set_new(t->rec, "checkpoint", json_null());
     }
     size_t i;
@@ -645,13 +640,12 @@ static void trial_cleanup(loom_sweep *s, trial *t)
     json_array_foreach(json_object_get(t->rec, "artifacts"), i, a) {
         const char *key = json_string_value(json_object_get(a, "key"));
         const char *name = json_string_value(json_object_get(a, "name"));
-        int chunks = (int)json_integer_value(json_object_get(a, "chunks"));
-        size_t bytes = (size_t)json_integer_value(json_object_get(a, "bytes"));
+        size_t bytes = 0;
         void *data = NULL;
         char path[PATH_MAX + 64];
         if (!key || !name || json_object_get(a, "path")) continue;
         snprintf(path, sizeof(path), "%s/artifacts/trial_%04lld/%s", s->out_dir, (long long)t->id, name);
-        int rc = tune_kv_get_blob(s->c, key, chunks, bytes, &data);
+        int rc = loom_kv_get_blob(s->c, key, &data, &bytes);
         if (rc) {
             fprintf(stderr, "loom tune: artifact %s of trial %lld cannot be read: %s\n", name, (long long)t->id,
                     loom_strerror(rc));
@@ -670,7 +664,7 @@ static void trial_cleanup(loom_sweep *s, trial *t)
         free(real);
         char meta[TUNE_KEY_MAX + 16];
         snprintf(meta, sizeof(meta), "%s/meta", key);
-        tune_kv_del_blob(s->c, key, chunks);
+        loom_kv_del_blob(s->c, key);
         loom_kv_del(s->c, meta);
         json_object_del(a, "key");
     }
@@ -759,9 +753,8 @@ static void note_best(loom_sweep *s, trial *t, double v, double step)
 static void keep_checkpoint(loom_sweep *s, trial *t, const json_t *ck, double step)
 {
     json_t *old = json_object_get(t->rec, "checkpoint");
-    if (json_is_object(old))
-        tune_kv_del_blob(s->c, json_string_value(json_object_get(old, "key")),
-                         (int)json_integer_value(json_object_get(old, "chunks")));
+    const char *old_key = json_is_object(old) ? json_string_value(json_object_get(old, "key")) : NULL;
+    if (old_key) loom_kv_del_blob(s->c, old_key);
     json_t *n = json_deep_copy(ck);
     json_object_set_new(n, "t", json_real(step));
     json_object_set_new(t->rec, "checkpoint", n);
@@ -903,13 +896,11 @@ static void poll_actor(loom_sweep *s, trial *t)
         loom_ref sref;
         loom_value *sv = NULL;
         char prefix[TUNE_KEY_MAX];
-        int chunks = 0;
         snprintf(prefix, sizeof(prefix), "tune/s/%s/t/%lld/a%lld/c/actor", s->id, (long long)t->id,
                  (long long)t->attempt);
         if (!loom_actor_call(s->c, t->actor, "save", NULL, 0, &sref) && !loom_get(s->c, sref, 60000, &sv) &&
-            !tune_kv_put_blob(s->c, prefix, loom_value_data(sv), loom_value_size(sv), &chunks)) {
-            json_t *ck = json_pack("{s:s, s:i, s:I}", "key", prefix, "chunks", chunks, "bytes",
-                                   (json_int_t)loom_value_size(sv));
+            !loom_kv_put_blob(s->c, prefix, loom_value_data(sv), loom_value_size(sv))) {
+            json_t *ck = json_pack("{s:s, s:I}", "key", prefix, "bytes", (json_int_t)loom_value_size(sv));
             keep_checkpoint(s, t, ck, t->last_t);
             json_decref(ck);
         }

@@ -6,7 +6,8 @@
  * for command trials the command).  It reports through the cluster's
  * key-value table (layout in tune_internal.h): a report is a key the
  * controller polls, the answer a key the trial waits on.  A checkpoint or an
- * artifact goes in chunks before the report that names it.
+ * artifact is a blob (loom_kv_put_blob) written before the report that names
+ * it.
  *
  * The task function tune_command of this library runs a command trial: it
  * starts the command and translates its protocol (lines on stdout, or a Unix
@@ -60,60 +61,6 @@ int tune_kv_get_json(loom_client *c, const char *key, int64_t timeout_ms, json_t
     *out = json_loadb(data, len, 0, &e);
     free(data);
     return *out ? LOOM_OK : LOOM_EPROTO;
-}
-
-int tune_kv_put_blob(loom_client *c, const char *prefix, const void *data, size_t len,
-                     int *nchunks)
-{
-    if (len > TUNE_MAX_BLOB) return LOOM_ETOOBIG;
-    int n = (int)((len + TUNE_KV_CHUNK - 1) / TUNE_KV_CHUNK);
-    char key[TUNE_KEY_MAX + 32];
-    for (int i = 0; i < n; i++) {
-        size_t off = (size_t)i * TUNE_KV_CHUNK, k = len - off < TUNE_KV_CHUNK ? len - off : TUNE_KV_CHUNK;
-        snprintf(key, sizeof(key), "%s/%d", prefix, i);
-        int rc = loom_kv_put(c, key, (const char *)data + off, k);
-        if (rc) return rc;
-    }
-    *nchunks = n;
-    return LOOM_OK;
-}
-
-int tune_kv_get_blob(loom_client *c, const char *prefix, int nchunks, size_t bytes, void **out)
-{
-    if (bytes > TUNE_MAX_BLOB || nchunks < 0) return LOOM_EPROTO;
-    char *buf = malloc(bytes ? bytes : 1), key[TUNE_KEY_MAX + 32];
-    if (!buf) return LOOM_ENOMEM;
-    size_t off = 0;
-    for (int i = 0; i < nchunks; i++) {
-        void *d = NULL;
-        size_t n = 0;
-        snprintf(key, sizeof(key), "%s/%d", prefix, i);
-        int rc = loom_kv_get(c, key, 0, &d, &n);
-        if (!rc && n > bytes - off) rc = LOOM_EPROTO;
-        if (rc) {
-            free(d);
-            free(buf);
-            return rc;
-        }
-        memcpy(buf + off, d, n);
-        off += n;
-        free(d);
-    }
-    if (off != bytes) {
-        free(buf);
-        return LOOM_EPROTO;
-    }
-    *out = buf;
-    return LOOM_OK;
-}
-
-void tune_kv_del_blob(loom_client *c, const char *prefix, int nchunks)
-{
-    char key[TUNE_KEY_MAX + 32];
-    for (int i = 0; i < nchunks; i++) {
-        snprintf(key, sizeof(key), "%s/%d", prefix, i);
-        loom_kv_del(c, key);
-    }
 }
 
 void tune_sha256_hex(const void *data, size_t len, char out[65])
@@ -195,12 +142,9 @@ static int load_resume(loom_tune_trial *t)
     json_t *r = json_object_get(t->context, "resume");
     if (!json_is_object(r)) return LOOM_OK;
     const char *key = json_string_value(json_object_get(r, "key"));
-    json_int_t chunks = json_integer_value(json_object_get(r, "chunks"));
-    json_int_t bytes = json_integer_value(json_object_get(r, "bytes"));
-    if (!key || chunks < 0 || bytes < 0) return LOOM_EPROTO;
-    int rc = tune_kv_get_blob(t->c, key, (int)chunks, (size_t)bytes, &t->ckpt);
+    if (!key) return LOOM_EPROTO;
+    int rc = loom_kv_get_blob(t->c, key, &t->ckpt, &t->ckpt_len);
     if (rc) return rc;
-    t->ckpt_len = (size_t)bytes;
     t->ckpt_t = json_number_value(json_object_get(r, "t"));
     t->last_t = t->ckpt_t;
     return LOOM_OK;
@@ -374,13 +318,12 @@ static int report_full(loom_tune_trial *t, double step, json_t *metrics, const v
     int64_t seq = ++t->seq;
     json_t *v = json_pack("{s:f, s:o}", "t", step, "metrics", metrics);
     if (!v) return LOOM_ENOMEM;
-    char prefix[TUNE_KEY_MAX + 32];
-    int rc = LOOM_OK, n = 0;
+    char key[TUNE_KEY_MAX + 32];
+    int rc = LOOM_OK;
     if (ckpt && ckpt_len) {
-        snprintf(prefix, sizeof(prefix), "%s/c/%lld", t->base, (long long)seq);
-        if (!(rc = tune_kv_put_blob(t->c, prefix, ckpt, ckpt_len, &n)))
-            json_object_set_new(v, "ckpt", json_pack("{s:s, s:i, s:I}", "key", prefix, "chunks", n,
-                                                     "bytes", (json_int_t)ckpt_len));
+        snprintf(key, sizeof(key), "%s/c/%lld", t->base, (long long)seq);
+        if (!(rc = loom_kv_put_blob(t->c, key, ckpt, ckpt_len)))
+            json_object_set_new(v, "ckpt", json_pack("{s:s, s:I}", "key", key, "bytes", (json_int_t)ckpt_len));
     }
     if (!rc && art_name) rc = loom_tune_trial_artifact(t, art_name, art, art_len);
     if (!rc && art_name) json_object_set_new(v, "artifact", json_string(art_name));
@@ -415,11 +358,10 @@ int loom_tune_trial_artifact(loom_tune_trial *t, const char *name, const void *d
     if (!t || !plain_name(name) || len > TUNE_MAX_BLOB || (len && !data)) return LOOM_EINVAL;
     char prefix[TUNE_KEY_MAX + 32], key[TUNE_KEY_MAX + 64], sha[65];
     snprintf(prefix, sizeof(prefix), "tune/s/%s/t/%lld/art/%s", t->sweep, (long long)t->id, name);
-    int n = 0, rc = tune_kv_put_blob(t->c, prefix, data, len, &n);
+    int rc = loom_kv_put_blob(t->c, prefix, data, len);
     if (rc) return rc;
     tune_sha256_hex(data, len, sha);
-    json_t *v = json_pack("{s:s, s:s, s:i, s:I, s:s}", "name", name, "key", prefix, "chunks", n,
-                          "bytes", (json_int_t)len, "sha256", sha);
+    json_t *v = json_pack("{s:s, s:s, s:I, s:s}", "name", name, "key", prefix, "bytes", (json_int_t)len, "sha256", sha);
     if (!v) return LOOM_ENOMEM;
     snprintf(key, sizeof(key), "%s/meta", prefix);
     rc = tune_kv_put_json(t->c, key, v);

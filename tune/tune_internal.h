@@ -9,9 +9,10 @@
  *   tune/s/<S>/stop                    present: a stop was asked
  *   tune/s/<S>/t/<N>/a<A>/r/<seq>      attempt A's report seq (0: "started")
  *   tune/s/<S>/t/<N>/a<A>/d/<seq>      the answer: continue | stop | pause
- *   tune/s/<S>/t/<N>/a<A>/c/<seq>/<i>  chunk i of the checkpoint of report seq
- *   tune/s/<S>/t/<N>/art/<name>/<i>    chunk i of an artifact
- * Values are at most 1 MiB, so blobs go in chunks of TUNE_KV_CHUNK bytes. */
+ *   tune/s/<S>/t/<N>/a<A>/c/<seq>      the checkpoint of report seq (a blob:
+ *                                      loom_kv_put_blob)
+ *   tune/s/<S>/t/<N>/art/<name>        an artifact (a blob)
+ *   tune/s/<S>/t/<N>/art/<name>/meta   its name, key, bytes and sha256 */
 #ifndef LOOM_TUNE_INTERNAL_H
 #define LOOM_TUNE_INTERNAL_H
 
@@ -21,7 +22,6 @@
 
 #include "loom/loom.h"
 
-#define TUNE_KV_CHUNK (1000u * 1000u)
 #define TUNE_MAX_BLOB ((size_t)64 << 20)
 #define TUNE_KEY_MAX 512
 /* How long a trial waits for its answer before it gives up (the driver died
@@ -34,13 +34,6 @@ int64_t tune_wall_ms(void);
 int tune_kv_put_json(loom_client *c, const char *key, const json_t *v);
 /* *out: a new reference.  LOOM_ENOTFOUND when absent (timeout_ms 0). */
 int tune_kv_get_json(loom_client *c, const char *key, int64_t timeout_ms, json_t **out);
-
-/* A blob as chunks prefix/0, prefix/1, …; *nchunks receives their number. */
-int tune_kv_put_blob(loom_client *c, const char *prefix, const void *data, size_t len,
-                     int *nchunks);
-/* Read back a blob of `bytes` bytes in nchunks chunks; *out is malloc'd. */
-int tune_kv_get_blob(loom_client *c, const char *prefix, int nchunks, size_t bytes, void **out);
-void tune_kv_del_blob(loom_client *c, const char *prefix, int nchunks);
 
 /* Hex SHA-256 of data (65 bytes with the NUL). */
 void tune_sha256_hex(const void *data, size_t len, char out[65]);

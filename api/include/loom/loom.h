@@ -387,6 +387,16 @@ int loom_kv_put(loom_client *c, const char *key, const void *data, size_t len);
 int loom_kv_get(loom_client *c, const char *key, int64_t timeout_ms, void **data, size_t *len);
 int loom_kv_del(loom_client *c, const char *key);
 
+/* Values of any size up to 1 GiB: KEY holds a small header (and the bytes,
+ * when they fit in one value), KEY/0, KEY/1, … chunks of up to 1,000,000
+ * bytes hold the rest.  The header is written after the chunks and deleted
+ * before them, and a read checks the bytes against the sha256 it records:
+ * a value half written or half deleted reads as LOOM_EPROTO, never as data.
+ * get: *data malloc'd, LOOM_ENOTFOUND when KEY is absent. */
+int loom_kv_put_blob(loom_client *c, const char *key, const void *data, size_t len);
+int loom_kv_get_blob(loom_client *c, const char *key, void **data, size_t *len);
+int loom_kv_del_blob(loom_client *c, const char *key);
+
 /* ---- inspection --------------------------------------------------------- */
 
 /* Logs (stdout then stderr) of the task producing ref; *out is malloc'd and
