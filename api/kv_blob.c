@@ -8,7 +8,6 @@
  * and KEY is deleted before them, so a reader never takes a half-written or
  * half-deleted value for a whole one; it checks the bytes against the sha256
  * all the same. */
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +17,6 @@
 #define BLOB_CHUNK (1000u * 1000u)
 #define BLOB_MAX ((size_t)1 << 30)
 #define HEAD_MAX 200
-
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
 
 static int chunk_key(const char *key, int i, char *out, size_t cap)
 {
@@ -45,7 +36,7 @@ int loom_kv_put_blob(loom_client *c, const char *key, const void *data, size_t l
         if (!rc) rc = loom_kv_put(c, part, (const char *)data + off, n);
         if (rc) return rc;
     }
-    sha256_hex(data ? data : "", len, sha);
+    loom_sha256_hex(data ? data : "", len, sha);
     int k = snprintf(head, sizeof(head), "{\"bytes\": %zu, \"chunks\": %d, \"sha256\": \"%s\"}\n", len, chunks, sha);
     size_t vlen = (size_t)k + (chunks ? 0 : len);
     char *val = malloc(vlen);
@@ -106,7 +97,7 @@ int loom_kv_get_blob(loom_client *c, const char *key, void **data, size_t *len)
         off += n;
         free(d);
     }
-    sha256_hex(buf, off, got);
+    loom_sha256_hex(buf, off, got);
     if (off != bytes || strcmp(got, want)) {
         free(buf);
         return LOOM_EPROTO;

@@ -1,5 +1,5 @@
 /* runtime/ids.c — object and task ids: random generation, hex form, and the
- * task-id ++ output-index layout of a ref. */
+ * task-id ++ output-index layout of a ref; SHA-256 digests (binary and hex). */
 #include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
@@ -76,4 +76,11 @@ uint32_t loom_ref_index(const loom_ref *ref)
 void loom_sha256(const void *data, size_t len, uint8_t out[32])
 {
     SHA256(data, len, out);
+}
+
+void loom_sha256_hex(const void *data, size_t len, char out[65])
+{
+    uint8_t md[32];
+    loom_sha256(data, len, md);
+    loom_hex_encode(md, sizeof md, out);
 }

@@ -62,14 +62,6 @@ static void hex(const unsigned char *md, int n, char *out)
     for (int i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    hex(md, 32, out);
-}
-
 /* ---- shards ----------------------------------------------------------------- */
 
 enum { S_PENDING, S_RUNNING, S_DONE };
@@ -126,7 +118,7 @@ static void digest_shard(run *r, shard *s)
     hex(out, 32, s->digest);
     char keytext[65 + 1024 + 65 + 4];
     int k = snprintf(keytext, sizeof(keytext), "%s\n%s\n%s", r->model_sha, r->params, s->digest);
-    sha256_hex(keytext, (size_t)k, s->key);
+    loom_sha256_hex(keytext, (size_t)k, s->key);
 }
 
 static int make_shards(run *r)
@@ -158,7 +150,7 @@ static int fetch_artifact(run *r)
     json_decref(meta);
     if (rc) return fail(rc, "cannot read model %s version %d: %s", r->model_name, r->model_version, loom_strerror(rc));
     char sha[65];
-    sha256_hex(r->artifact, r->artifact_len, sha);
+    loom_sha256_hex(r->artifact, r->artifact_len, sha);
     if (r->model_sha[0] && strcmp(sha, r->model_sha))
         return fail(LOOM_EPROTO, "model %s version %d: its bytes do not match its sha256", r->model_name,
                     r->model_version);
@@ -283,7 +275,7 @@ static int write_result(run *r, shard *s, const void *npy, size_t len)
     if (!rc && shard_npy_write_i64(path, labels, probs.rows, err, sizeof(err))) rc = fail(LOOM_EIO, "%s", err);
     free(labels);
     shard_dataset_free(&probs);
-    if (!rc) sha256_hex(npy, len, s->out_sha);
+    if (!rc) loom_sha256_hex(npy, len, s->out_sha);
     return rc;
 }
 
@@ -381,7 +373,7 @@ static void take_earlier_outputs(run *r)
             free(data);
             continue;
         }
-        sha256_hex(data, len, got);
+        loom_sha256_hex(data, len, got);
         free(data);
         if (strcmp(got, out_sha)) continue;
         memcpy(s->out_sha, got, sizeof(got));

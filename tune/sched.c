@@ -41,12 +41,12 @@
 #include "tune/sched.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loom/loom.h"
+#include "tune/util.h"
 
 #define NONE SIZE_MAX
 #define MAX_BRACKETS 64
@@ -131,32 +131,6 @@ struct tune_sched {
 
 /* ---- spec ---- */
 
-static int spec_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return LOOM_EINVAL;
-}
-
-static int check_keys(const json_t *spec, const char *type, const char *const *allowed,
-                      char *err, size_t errlen)
-{
-    const char *key;
-    json_t *value;
-    json_object_foreach((json_t *)spec, key, value) {
-        int known = 0;
-        for (const char *const *a = allowed; *a && !known; a++)
-            known = !strcmp(key, *a);
-        if (!known)
-            return spec_error(err, errlen, "scheduler \"%s\": unknown key \"%s\"", type, key);
-    }
-    return 0;
-}
-
 /* An optional positive number; *out keeps its default when the key is absent. */
 static int get_positive(const json_t *spec, const char *key, double *out, char *err, size_t errlen)
 {
@@ -164,10 +138,10 @@ static int get_positive(const json_t *spec, const char *key, double *out, char *
     if (!v)
         return 0;
     if (!json_is_number(v))
-        return spec_error(err, errlen, "scheduler: \"%s\" must be a number", key);
+        return tune_fail(err, errlen, "scheduler: \"%s\" must be a number", key);
     double d = json_number_value(v);
     if (!(d > 0) || !isfinite(d))
-        return spec_error(err, errlen, "scheduler: \"%s\" must be positive (got %g)", key, d);
+        return tune_fail(err, errlen, "scheduler: \"%s\" must be positive (got %g)", key, d);
     *out = d;
     return 0;
 }
@@ -180,11 +154,11 @@ static int get_count(const json_t *spec, const char *key, int64_t max, int64_t *
     if (!v)
         return 0;
     if (!json_is_integer(v))
-        return spec_error(err, errlen, "scheduler: \"%s\" must be an integer", key);
+        return tune_fail(err, errlen, "scheduler: \"%s\" must be an integer", key);
     json_int_t n = json_integer_value(v);
     if (n < 1 || n > max)
-        return spec_error(err, errlen, "scheduler: \"%s\" must be between 1 and %lld (got %lld)",
-                          key, (long long)max, (long long)n);
+        return tune_fail(err, errlen, "scheduler: \"%s\" must be between 1 and %lld (got %lld)",
+                         key, (long long)max, (long long)n);
     *out = (int64_t)n;
     return 0;
 }
@@ -193,22 +167,22 @@ static int get_reduction_factor(const json_t *spec, double *rf, char *err, size_
 {
     int rc = get_positive(spec, "reduction_factor", rf, err, errlen);
     if (rc == 0 && *rf < 2)
-        return spec_error(err, errlen, "scheduler: \"reduction_factor\" must be at least 2 (got %g)", *rf);
+        return tune_fail(err, errlen, "scheduler: \"reduction_factor\" must be at least 2 (got %g)", *rf);
     return rc;
 }
 
 static int check_grace(double grace, double max_t, char *err, size_t errlen)
 {
     if (max_t > 0 && grace > max_t)
-        return spec_error(err, errlen, "scheduler: \"grace_period\" (%g) exceeds \"max_t\" (%g)",
-                          grace, max_t);
+        return tune_fail(err, errlen, "scheduler: \"grace_period\" (%g) exceeds \"max_t\" (%g)",
+                         grace, max_t);
     return 0;
 }
 
 static int parse_fifo(tune_sched *s, const json_t *spec, char *err, size_t errlen)
 {
     static const char *const keys[] = {"type", "max_t", NULL};
-    int rc = check_keys(spec, "fifo", keys, err, errlen);
+    int rc = tune_check_keys(spec, keys, "scheduler \"fifo\"", err, errlen);
     if (rc == 0)
         rc = get_positive(spec, "max_t", &s->max_t, err, errlen);
     return rc;
@@ -219,7 +193,7 @@ static int parse_median(tune_sched *s, const json_t *spec, char *err, size_t err
     static const char *const keys[] = {"type", "grace_period", "min_samples", "max_t", NULL};
     s->grace = 1;
     s->min_samples = 3;
-    int rc = check_keys(spec, "median", keys, err, errlen);
+    int rc = tune_check_keys(spec, keys, "scheduler \"median\"", err, errlen);
     if (rc == 0)
         rc = get_positive(spec, "grace_period", &s->grace, err, errlen);
     if (rc == 0)
@@ -239,7 +213,7 @@ static int parse_asha(tune_sched *s, const json_t *spec, char *err, size_t errle
     s->max_t = 100;
     s->grace = 1;
     s->rf = 3;
-    int rc = check_keys(spec, "asha", keys, err, errlen);
+    int rc = tune_check_keys(spec, keys, "scheduler \"asha\"", err, errlen);
     if (rc == 0)
         rc = get_positive(spec, "max_t", &s->max_t, err, errlen);
     if (rc == 0)
@@ -259,7 +233,7 @@ static int parse_hyperband(tune_sched *s, const json_t *spec, char *err, size_t 
     static const char *const keys[] = {"type", "max_t", "reduction_factor", NULL};
     s->max_t = 81;
     s->rf = 3;
-    int rc = check_keys(spec, "hyperband", keys, err, errlen);
+    int rc = tune_check_keys(spec, keys, "scheduler \"hyperband\"", err, errlen);
     if (rc == 0)
         rc = get_positive(spec, "max_t", &s->max_t, err, errlen);
     if (rc == 0)
@@ -270,12 +244,12 @@ static int parse_hyperband(tune_sched *s, const json_t *spec, char *err, size_t 
 static int parse_spec(tune_sched *s, const json_t *spec, char *err, size_t errlen)
 {
     if (!json_is_object(spec))
-        return spec_error(err, errlen, "scheduler: the spec must be a JSON object");
+        return tune_fail(err, errlen, "scheduler: the spec must be a JSON object");
     const json_t *type = json_object_get(spec, "type");
     if (!type)
-        return spec_error(err, errlen, "scheduler: \"type\" is missing");
+        return tune_fail(err, errlen, "scheduler: \"type\" is missing");
     if (!json_is_string(type))
-        return spec_error(err, errlen, "scheduler: \"type\" must be a string");
+        return tune_fail(err, errlen, "scheduler: \"type\" must be a string");
     const char *name = json_string_value(type);
     if (!strcmp(name, "fifo")) {
         s->kind = KIND_FIFO;
@@ -293,8 +267,8 @@ static int parse_spec(tune_sched *s, const json_t *spec, char *err, size_t errle
         s->kind = KIND_HYPERBAND;
         return parse_hyperband(s, spec, err, errlen);
     }
-    return spec_error(err, errlen,
-                      "scheduler: unknown type \"%s\" (fifo, median, asha, hyperband)", name);
+    return tune_fail(err, errlen,
+                     "scheduler: unknown type \"%s\" (fifo, median, asha, hyperband)", name);
 }
 
 /* ---- ASHA rungs and Hyperband brackets: shapes ---- */
@@ -726,7 +700,7 @@ int tune_sched_new(const json_t *spec, tune_sched **out, char *err, size_t errle
     if (err && errlen)
         err[0] = '\0';
     if (!out)
-        return spec_error(err, errlen, "scheduler: no place for the result");
+        return tune_fail(err, errlen, "scheduler: no place for the result");
     *out = NULL;
     tune_sched *s = calloc(1, sizeof *s);
     if (!s)

@@ -20,12 +20,12 @@
 #include "tune/search.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loom/loom.h"
+#include "tune/util.h"
 
 /* Generator streams of one trial index. */
 enum { STREAM_SAMPLE = 0, STREAM_TPE = 1, STREAM_SHUFFLE = 2 };
@@ -58,30 +58,11 @@ struct tune_search {
 
 /* ---- options ------------------------------------------------------------ */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return LOOM_EINVAL;
-}
-
 static int check_option_keys(const char *algo, const json_t *options,
                              const char *const *allowed, char *err, size_t errlen)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)options, key, v) {
-        int ok = 0;
-        for (const char *const *a = allowed; !ok && *a; a++)
-            ok = !strcmp(key, *a);
-        if (!ok)
-            return fail(err, errlen, "%s search: unknown option '%s'", algo, key);
-    }
-    return 0;
+    const char *key = tune_unknown_key(options, allowed);
+    return key ? tune_fail(err, errlen, "%s search: unknown option '%s'", algo, key) : 0;
 }
 
 /* An integer option in [min, max]; absent leaves *out as it is. */
@@ -92,8 +73,8 @@ static int int_option(const char *algo, const json_t *options, const char *key,
     if (!v)
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        return fail(err, errlen, "%s search: option '%s' must be an integer in [%lld, %lld]",
-                    algo, key, (long long)min, (long long)max);
+        return tune_fail(err, errlen, "%s search: option '%s' must be an integer in [%lld, %lld]",
+                         algo, key, (long long)min, (long long)max);
     }
     *out = json_integer_value(v);
     return 0;
@@ -107,11 +88,12 @@ static int grid_options(tune_search *s, const json_t *options, char *err, size_t
         return rc;
     json_t *sh = json_object_get(options, "shuffle");
     if (sh && !json_is_boolean(sh))
-        return fail(err, errlen, "grid search: option 'shuffle' must be true or false");
+        return tune_fail(err, errlen, "grid search: option 'shuffle' must be true or false");
     s->shuffle = json_is_true(sh);
     s->perm_round = -1;
     if (s->shuffle && tune_space_grid_size(s->space) > GRID_SHUFFLE_MAX)
-        return fail(err, errlen, "grid search: 'shuffle' takes grids of at most %d points", GRID_SHUFFLE_MAX);
+        return tune_fail(err, errlen, "grid search: 'shuffle' takes grids of at most %d points",
+                         GRID_SHUFFLE_MAX);
     s->num_samples = 1;
     s->grid_size = tune_space_grid_size(s->space);
     return int_option("grid", options, "num_samples", 1, INT64_MAX / s->grid_size,
@@ -134,7 +116,7 @@ static int tpe_options(tune_search *s, const json_t *options, char *err, size_t 
     json_t *g = json_object_get(options, "gamma");
     if (g) {
         if (!json_is_number(g) || !(json_number_value(g) > 0 && json_number_value(g) < 1))
-            return fail(err, errlen, "tpe search: option 'gamma' must be a number in (0, 1)");
+            return tune_fail(err, errlen, "tpe search: option 'gamma' must be a number in (0, 1)");
         s->gamma = json_number_value(g);
     }
     return 0;
@@ -157,15 +139,15 @@ int tune_search_new(const char *algo, const tune_space *space, uint64_t seed,
                     const json_t *options, tune_search **out, char *err, size_t errlen)
 {
     if (!out || !space || !algo)
-        return fail(err, errlen, "a search needs an algorithm, a space and an output");
+        return tune_fail(err, errlen, "a search needs an algorithm, a space and an output");
     *out = NULL;
     search_algo a;
     if (parse_algo(algo, &a) < 0)
-        return fail(err, errlen, "unknown search algorithm '%s' (grid, random or tpe)", algo);
+        return tune_fail(err, errlen, "unknown search algorithm '%s' (grid, random or tpe)", algo);
     if (json_is_null(options))
         options = NULL;
     if (options && !json_is_object(options))
-        return fail(err, errlen, "%s search: options must be a JSON object", algo);
+        return tune_fail(err, errlen, "%s search: options must be a JSON object", algo);
     tune_search *s = calloc(1, sizeof *s);
     if (!s)
         return LOOM_ENOMEM;

@@ -9,12 +9,12 @@
 #include "tune/space.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loom/loom.h"
+#include "tune/util.h"
 
 #define MAX_EXACT_INT 9007199254740992.0 /* 2^53: integers exact in a double */
 #define MAX_GRID_SIZE ((int64_t)1 << 53)
@@ -85,17 +85,6 @@ static uint64_t rng_below(tune_rng *r, uint64_t n)
 
 /* ---- parsing ------------------------------------------------------------ */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return LOOM_EINVAL;
-}
-
 static const struct {
     const char *name;
     tune_param_kind kind;
@@ -127,13 +116,13 @@ static int is_int_kind(tune_param_kind k)
     return k == TUNE_RANDINT || k == TUNE_QRANDINT;
 }
 
-/* The keys a param object of this kind may have, besides "type". */
+/* The keys a param object of this kind may have ("type" among them). */
 static const char *const *allowed_keys(tune_param_kind k)
 {
-    static const char *const values[] = {"values", NULL};
-    static const char *const value[] = {"value", NULL};
-    static const char *const bounds[] = {"lower", "upper", NULL};
-    static const char *const qbounds[] = {"lower", "upper", "q", NULL};
+    static const char *const values[] = {"type", "values", NULL};
+    static const char *const value[] = {"type", "value", NULL};
+    static const char *const bounds[] = {"type", "lower", "upper", NULL};
+    static const char *const qbounds[] = {"type", "lower", "upper", "q", NULL};
     switch (k) {
     case TUNE_CONST: return value;
     case TUNE_CHOICE:
@@ -148,16 +137,8 @@ static const char *const *allowed_keys(tune_param_kind k)
 static int check_keys(const char *name, const json_t *obj, tune_param_kind k,
                       char *err, size_t errlen)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
-        int ok = !strcmp(key, "type");
-        for (const char *const *a = allowed_keys(k); !ok && *a; a++)
-            ok = !strcmp(key, *a);
-        if (!ok)
-            return fail(err, errlen, "parameter '%s': unknown key '%s'", name, key);
-    }
-    return 0;
+    const char *key = tune_unknown_key(obj, allowed_keys(k));
+    return key ? tune_fail(err, errlen, "parameter '%s': unknown key '%s'", name, key) : 0;
 }
 
 /* A finite number under `key`; `required` says whether it may be absent. */
@@ -167,11 +148,11 @@ static int get_number(const char *name, const json_t *obj, const char *key,
     json_t *v = json_object_get(obj, key);
     if (!v) {
         if (required)
-            return fail(err, errlen, "parameter '%s': missing \"%s\"", name, key);
+            return tune_fail(err, errlen, "parameter '%s': missing \"%s\"", name, key);
         return 1;
     }
     if (!json_is_number(v) || !isfinite(json_number_value(v)))
-        return fail(err, errlen, "parameter '%s': \"%s\" must be a finite number", name, key);
+        return tune_fail(err, errlen, "parameter '%s': \"%s\" must be a finite number", name, key);
     *out = json_number_value(v);
     return 0;
 }
@@ -186,9 +167,9 @@ static int parse_values(const char *name, const json_t *obj, tune_param *p,
 {
     json_t *v = json_object_get(obj, "values");
     if (!v)
-        return fail(err, errlen, "parameter '%s': missing \"values\"", name);
+        return tune_fail(err, errlen, "parameter '%s': missing \"values\"", name);
     if (!json_is_array(v) || json_array_size(v) == 0)
-        return fail(err, errlen, "parameter '%s': \"values\" must be a non-empty array", name);
+        return tune_fail(err, errlen, "parameter '%s': \"values\" must be a non-empty array", name);
     p->values = json_deep_copy(v);
     return p->values ? 0 : LOOM_ENOMEM;
 }
@@ -198,7 +179,7 @@ static int parse_const_value(const char *name, const json_t *obj, tune_param *p,
 {
     json_t *v = json_object_get(obj, "value");
     if (!v)
-        return fail(err, errlen, "parameter '%s': missing \"value\"", name);
+        return tune_fail(err, errlen, "parameter '%s': missing \"value\"", name);
     p->values = json_deep_copy(v);
     return p->values ? 0 : LOOM_ENOMEM;
 }
@@ -215,25 +196,25 @@ static void quant_range(const tune_param *p, double *kmin, double *kmax)
 static int check_numeric(const char *name, tune_param *p, int has_q, char *err, size_t errlen)
 {
     if (!(p->lower < p->upper))
-        return fail(err, errlen, "parameter '%s': lower (%g) must be below upper (%g)",
-                    name, p->lower, p->upper);
+        return tune_fail(err, errlen, "parameter '%s': lower (%g) must be below upper (%g)",
+                         name, p->lower, p->upper);
     if (is_log_kind(p->kind) && !(p->lower > 0))
-        return fail(err, errlen, "parameter '%s': %s needs positive bounds (lower is %g)",
-                    name, p->kind == TUNE_LOGUNIFORM ? "loguniform" : "qloguniform", p->lower);
+        return tune_fail(err, errlen, "parameter '%s': %s needs positive bounds (lower is %g)",
+                         name, p->kind == TUNE_LOGUNIFORM ? "loguniform" : "qloguniform", p->lower);
     if (is_int_kind(p->kind) && (!is_whole(p->lower) || !is_whole(p->upper)))
-        return fail(err, errlen, "parameter '%s': bounds must be integers (at most 2^53)", name);
+        return tune_fail(err, errlen, "parameter '%s': bounds must be integers (at most 2^53)", name);
     if (has_q && !(p->q > 0))
-        return fail(err, errlen, "parameter '%s': q must be positive (is %g)", name, p->q);
+        return tune_fail(err, errlen, "parameter '%s': q must be positive (is %g)", name, p->q);
     if (p->kind == TUNE_QRANDINT && !is_whole(p->q))
-        return fail(err, errlen, "parameter '%s': q must be an integer (is %g)", name, p->q);
+        return tune_fail(err, errlen, "parameter '%s': q must be an integer (is %g)", name, p->q);
     if (p->q > 0) {
         double kmin, kmax;
         quant_range(p, &kmin, &kmax);
         if (kmin > kmax)
-            return fail(err, errlen, "parameter '%s': no multiple of q (%g) in [%g, %g]",
-                        name, p->q, p->lower, p->upper);
+            return tune_fail(err, errlen, "parameter '%s': no multiple of q (%g) in [%g, %g]",
+                             name, p->q, p->lower, p->upper);
         if (fabs(kmin) > MAX_EXACT_INT || fabs(kmax) > MAX_EXACT_INT)
-            return fail(err, errlen, "parameter '%s': q (%g) too small for the bounds", name, p->q);
+            return tune_fail(err, errlen, "parameter '%s': q (%g) too small for the bounds", name, p->q);
     }
     return 0;
 }
@@ -263,14 +244,14 @@ static int parse_spec_object(const char *name, const json_t *obj, tune_param *p,
 {
     json_t *type = json_object_get(obj, "type");
     if (!type)
-        return fail(err, errlen, "parameter '%s': missing \"type\"", name);
+        return tune_fail(err, errlen, "parameter '%s': missing \"type\"", name);
     if (!json_is_string(type))
-        return fail(err, errlen, "parameter '%s': \"type\" must be a string", name);
+        return tune_fail(err, errlen, "parameter '%s': \"type\" must be a string", name);
     if (kind_from_name(json_string_value(type), &p->kind) < 0)
-        return fail(err, errlen,
-                    "parameter '%s': unknown type '%s' (choice, grid, uniform, quniform, "
-                    "loguniform, qloguniform, randint, qrandint or const)",
-                    name, json_string_value(type));
+        return tune_fail(err, errlen,
+                         "parameter '%s': unknown type '%s' (choice, grid, uniform, quniform, "
+                         "loguniform, qloguniform, randint, qrandint or const)",
+                         name, json_string_value(type));
     int rc = check_keys(name, obj, p->kind, err, errlen);
     if (rc)
         return rc;
@@ -287,7 +268,7 @@ static int parse_param(const char *name, const json_t *value, tune_param *p,
                        char *err, size_t errlen)
 {
     if (!name[0])
-        return fail(err, errlen, "parameter names must not be empty");
+        return tune_fail(err, errlen, "parameter names must not be empty");
     p->name = strdup(name);
     if (!p->name)
         return LOOM_ENOMEM;
@@ -307,8 +288,8 @@ static int check_grid_size(const tune_space *s, char *err, size_t errlen)
             continue;
         int64_t n = (int64_t)json_array_size(s->params[i].values);
         if (size > MAX_GRID_SIZE / n)
-            return fail(err, errlen, "parameter '%s': the grid has too many points",
-                        s->params[i].name);
+            return tune_fail(err, errlen, "parameter '%s': the grid has too many points",
+                             s->params[i].name);
         size *= n;
     }
     return 0;
@@ -317,10 +298,10 @@ static int check_grid_size(const tune_space *s, char *err, size_t errlen)
 int tune_space_parse(const json_t *spec, tune_space **out, char *err, size_t errlen)
 {
     if (!out)
-        return fail(err, errlen, "no output for the search space");
+        return tune_fail(err, errlen, "no output for the search space");
     *out = NULL;
     if (!json_is_object(spec))
-        return fail(err, errlen, "search space must be a JSON object");
+        return tune_fail(err, errlen, "search space must be a JSON object");
     tune_space *s = calloc(1, sizeof *s);
     size_t n = json_object_size(spec);
     if (!s || (n && !(s->params = calloc(n, sizeof *s->params)))) {
@@ -339,7 +320,7 @@ int tune_space_parse(const json_t *spec, tune_space **out, char *err, size_t err
         rc = check_grid_size(s, err, errlen);
     if (rc) {
         if (rc == LOOM_ENOMEM)
-            fail(err, errlen, "out of memory parsing the search space");
+            tune_fail(err, errlen, "out of memory parsing the search space");
         tune_space_destroy(&s);
         return rc;
     }

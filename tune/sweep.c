@@ -33,6 +33,7 @@
 #include "tune/space.h"
 #include "tune/track.h"
 #include "tune/tune_internal.h"
+#include "tune/util.h"
 
 #define TICK_MS 5
 #define HEARTBEAT_MS 1000
@@ -143,16 +144,12 @@ static void set_state(trial *t, const char *st)
 
 /* ---- the spec ---------------------------------------------------------------- */
 
+/* LOOM_EINVAL, with "WHAT: unknown key \"KEY\"" as the last error, when o
+ * has a key not in allowed. */
 static int check_keys(loom_sweep *s, const json_t *o, const char *what, const char *const *allowed)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v) {
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++) ok |= !strcmp(*a, k);
-        if (!ok) return fail(s, LOOM_EINVAL, "%s: unknown key \"%s\"", what, k);
-    }
-    return LOOM_OK;
+    (void)s;
+    return tune_check_keys(o, allowed, what, sweep_err, sizeof sweep_err);
 }
 
 static int parse_resources(loom_sweep *s, const json_t *res)

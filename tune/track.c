@@ -1005,6 +1005,23 @@ static int mlflow_write_value(track_ctx *c, const char *run_dir, const char *sub
     return rc;
 }
 
+/* The end of writing run_dir/sub (params, metrics) after its values, when
+ * rc is 0: remove the files not in keep.  Frees keys, names and keep; returns
+ * rc or the pruning's error. */
+static int mlflow_values_done(track_ctx *c, const char *run_dir, const char *sub, int rc,
+                              const char **keys, json_t *names, json_t *keep)
+{
+    char dir[PATH_MAX];
+    if (!rc)
+        rc = path_fmt(c, dir, "%s/%s", run_dir, sub);
+    if (!rc)
+        rc = prune_dir(c, dir, keep, NULL);
+    free(keys);
+    json_decref(names);
+    json_decref(keep);
+    return rc;
+}
+
 static int mlflow_params(track_ctx *c, const trial_info *t, const char *run_dir)
 {
     const char **keys = NULL;
@@ -1022,15 +1039,7 @@ static int mlflow_params(track_ctx *c, const trial_info *t, const char *run_dir)
                                 json_string_value(json_object_get(names, keys[i])), &b, keep);
         sb_free(&b);
     }
-    char dir[PATH_MAX];
-    if (!rc)
-        rc = path_fmt(c, dir, "%s/params", run_dir);
-    if (!rc)
-        rc = prune_dir(c, dir, keep, NULL);
-    free(keys);
-    json_decref(names);
-    json_decref(keep);
-    return rc;
+    return mlflow_values_done(c, run_dir, "params", rc, keys, names, keep);
 }
 
 /* The numeric metric names over all results: {name: null}. */
@@ -1090,15 +1099,8 @@ static int mlflow_metrics(track_ctx *c, const trial_info *t, const char *run_dir
                                 json_string_value(json_object_get(names, keys[i])), &b, keep);
         sb_free(&b);
     }
-    char dir[PATH_MAX];
-    if (!rc)
-        rc = path_fmt(c, dir, "%s/metrics", run_dir);
-    if (!rc)
-        rc = prune_dir(c, dir, keep, NULL);
-    free(keys);
+    rc = mlflow_values_done(c, run_dir, "metrics", rc, keys, names, keep);
     json_decref(set);
-    json_decref(names);
-    json_decref(keep);
     return rc;
 }
 

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -61,14 +60,6 @@ int tune_kv_get_json(loom_client *c, const char *key, int64_t timeout_ms, json_t
     *out = json_loadb(data, len, 0, &e);
     free(data);
     return *out ? LOOM_OK : LOOM_EPROTO;
-}
-
-void tune_sha256_hex(const void *data, size_t len, char out[65])
-{
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 int tune_read_file(const char *path, size_t max, void **data, size_t *len)
@@ -360,7 +351,7 @@ int loom_tune_trial_artifact(loom_tune_trial *t, const char *name, const void *d
     snprintf(prefix, sizeof(prefix), "tune/s/%s/t/%lld/art/%s", t->sweep, (long long)t->id, name);
     int rc = loom_kv_put_blob(t->c, prefix, data, len);
     if (rc) return rc;
-    tune_sha256_hex(data, len, sha);
+    loom_sha256_hex(data, len, sha);
     json_t *v = json_pack("{s:s, s:s, s:I, s:s}", "name", name, "key", prefix, "bytes", (json_int_t)len, "sha256", sha);
     if (!v) return LOOM_ENOMEM;
     snprintf(key, sizeof(key), "%s/meta", prefix);

@@ -35,9 +35,6 @@ int tune_kv_put_json(loom_client *c, const char *key, const json_t *v);
 /* *out: a new reference.  LOOM_ENOTFOUND when absent (timeout_ms 0). */
 int tune_kv_get_json(loom_client *c, const char *key, int64_t timeout_ms, json_t **out);
 
-/* Hex SHA-256 of data (65 bytes with the NUL). */
-void tune_sha256_hex(const void *data, size_t len, char out[65]);
-
 /* Read a whole file (up to max bytes): *data malloc'd.  LOOM_EIO / LOOM_ETOOBIG. */
 int tune_read_file(const char *path, size_t max, void **data, size_t *len);
 

@@ -50,6 +50,9 @@ enum {
 /* Human-readable name of an error code.  Never NULL; static storage. */
 const char *loom_strerror(int err);
 
+/* SHA-256 of len bytes at data as 64 lowercase hex digits and a NUL. */
+void loom_sha256_hex(const void *data, size_t len, char out[65]);
+
 #define LOOM_ID_LEN 20
 /* A reference to an immutable object in the cluster: a put value or a task output.
  * The first 16 bytes name the task (or put), the last 4 the output index. */
