@@ -12,6 +12,9 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include "api/graph_internal.h"
 #include "api/graph_json.h"
@@ -26,6 +29,7 @@
 #include "gateway/gateway.h"
 #include "cli/tune_cmd.h"
 #include "cli/infer_cmd.h"
+#include "cli/slurm_cmd.h"
 
 #define MAX_OPTS 32
 
@@ -41,7 +45,7 @@ static const char *usage_text =
     "usage: loom COMMAND [options]\n"
     "\n"
     "clusters:\n"
-    "  start --head [--port P] [--bind HOST] [--num-cpus N] [--store-bytes B] [--no-node] [--block]\n"
+    "  start --head [--port P (default: any free port)] [--bind HOST] [--num-cpus N] [--store-bytes B] [--no-node] [--block]\n"
     "        [--http-port P] [--http-bind HOST] [--http-lib-dir DIR] [--http-auth]\n"
     "        [--http-workers N (16)] [--http-queue N (256): beyond, 429 with Retry-After]\n"
     "        start a head (and a node daemon on this machine) in the background; with\n"
@@ -78,6 +82,18 @@ static const char *usage_text =
     "                               run a registered model over a dataset (.npy, .csv, .jsonl or a\n"
     "                               directory of them), one task per shard; results are cached in\n"
     "                               the cluster and a run is resumed by running it again\n"
+    "\n"
+    "Slurm (README: Running on an HPC cluster):\n"
+    "  slurm start [--http-port P] [--job-dir DIR] [--wait S] [--block] [-- DRIVER ARGS...]\n"
+    "                               inside an allocation: head on the first node, a daemon per node\n"
+    "                               (srun), CPUs/GPUs from Slurm; runs DRIVER with LOOM_ADDRESS set and\n"
+    "                               stops the cluster after it (no driver: leaves it running)\n"
+    "  slurm submit --nodes N --time T [--gpus-per-node G] [--cpus-per-node C] [--mem M]\n"
+    "        [--partition P] [--account A] [--name NAME] [--exclusive] [--http-port P] [--dry-run]\n"
+    "        -- DRIVER ARGS...       write JOBDIR/job.sbatch (kept) and submit it; prints the job id\n"
+    "  slurm status [JOB] [--json]  jobs with their state, head address and driver exit code\n"
+    "  slurm cancel JOB             scancel and wait until the job has left the queue\n"
+    "     job dirs: --dir BASE (default: $LOOM_SLURM_DIR or ./loom-slurm), one per job: BASE/JOBID\n"
     "\n"
     "sweeps (tune/README.md):\n"
     "  tune run SWEEP.json [--output DIR] [--quiet] [--gateway HOST:PORT]   run a hyperparameter\n"
@@ -222,7 +238,15 @@ static int cmd_head(const opts *o)
                   sd, sd);
         return 1;
     }
-    loom_snprintf(secret_path, sizeof(secret_path), "%s/secret", sd);
+    if (opt(o, "secret-file") && *opt(o, "secret-file"))
+        loom_snprintf(secret_path, sizeof(secret_path), "%s", opt(o, "secret-file"));
+    else
+        loom_snprintf(secret_path, sizeof(secret_path), "%s/secret", sd);
+    const char *db_dir = opt(o, "db-dir");
+    if (db_dir && (!*db_dir || loom_mkdir_p(db_dir))) {
+        LOG_ERROR("cannot make the database dir '%s': %s", db_dir, strerror(errno));
+        return 1;
+    }
     int rc = loom_secret_load(secret_path, secret);
     if (rc == LOOM_ENOTFOUND) rc = loom_secret_create(secret_path, secret);
     if (rc) {
@@ -231,7 +255,7 @@ static int cmd_head(const opts *o)
     }
     /* a head restarted with its state dir keeps the port its daemons and
        drivers know (--port 0 asks for any free port the first time) */
-    int port = opt_int(o, "port", 7787);
+    int port = opt_int(o, "port", 0);
     char addrpath[4200], *prev = NULL;
     size_t plen = 0;
     loom_snprintf(addrpath, sizeof(addrpath), "%s/address", sd);
@@ -244,6 +268,8 @@ static int cmd_head(const opts *o)
         .bind_host = opt(o, "bind") ? opt(o, "bind") : "127.0.0.1",
         .port = port,
         .state_dir = sd,
+        .db_dir = db_dir,
+        .advertise_host = opt(o, "advertise"),
         .secret = secret,
         .heartbeat_timeout_ms = opt_int(o, "heartbeat-timeout-ms", 10000),
         .ready_fd = opt_int(o, "ready-fd", -1),
@@ -273,6 +299,7 @@ static int cmd_head(const opts *o)
     }
     rc = loom_head_run(&ho);
     loom_gateway_stop(&gw);
+    if (db_dir && opt(o, "db-temp")) loom_rm_rf(db_dir); /* a Slurm cluster's tables end with it */
     return rc ? 1 : 0;
 }
 
@@ -338,18 +365,141 @@ static int check_node_opts(const opts *o)
     return 0;
 }
 
-static int cmd_node(const opts *o)
+/* Give key a value unless the command line did (for values found elsewhere). */
+static void opt_default(opts *o, const char *key, const char *val)
+{
+    if (!val || !*val || opt(o, key) || o->n >= MAX_OPTS) return;
+    o->key[o->n] = key;
+    o->val[o->n++] = val;
+}
+
+/* Wait until PATH holds the head's "HOST:PORT" (written by a head that may
+ * start after this daemon), saying so every 10 s; at most wait_s seconds. */
+static int wait_address_file(const char *path, int wait_s, char *addr, size_t len)
+{
+    int64_t start = loom_now_ms(), said = 0;
+    for (;;) {
+        char *text = NULL;
+        size_t n = 0;
+        if (loom_read_file(path, 512, &text, &n) == 0) {
+            while (n && (text[n - 1] == '\n' || text[n - 1] == ' ')) text[--n] = 0;
+            const char *colon = strrchr(text, ':');
+            int ok = colon && colon != text && atoi(colon + 1) > 0 && n < len;
+            if (ok) loom_snprintf(addr, len, "%s", text);
+            free(text);
+            if (ok) return 0;
+        }
+        int64_t now = loom_now_ms();
+        if (now - start >= (int64_t)wait_s * 1000) {
+            LOG_ERROR("no head address appeared in %s within %d s: did the head start? (its log is beside"
+                      " that file, in logs/head.log)", path, wait_s);
+            return LOOM_ETIMEOUT;
+        }
+        if (now - said >= 10000) {
+            LOG_INFO("waiting for the head's address in %s (%lld s so far; up to %d s)", path,
+                     (long long)((now - start) / 1000), wait_s);
+            said = now;
+        }
+        usleep(200000);
+    }
+}
+
+/* The local address on the route to the head (--advertise auto): what the
+ * other nodes can reach this one at, whatever the hostname resolves to. */
+static int address_toward(const char *head, char *out, size_t len)
+{
+    char host[256];
+    const char *colon = strrchr(head, ':');
+    if (!colon || colon == head || (size_t)(colon - head) >= sizeof(host)) return LOOM_EINVAL;
+    memcpy(host, head, (size_t)(colon - head));
+    host[colon - head] = 0;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai) return LOOM_ENOTFOUND;
+    int rc = LOOM_ECONN, fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in me;
+    socklen_t mlen = sizeof(me);
+    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+        getsockname(fd, (struct sockaddr *)&me, &mlen) == 0 && inet_ntop(AF_INET, &me.sin_addr, out, (socklen_t)len))
+        rc = LOOM_OK;
+    if (fd >= 0) close(fd);
+    freeaddrinfo(ai);
+    return rc;
+}
+
+/* Under Slurm (--slurm): what the allocation gave this node, unless the
+ * command line says otherwise.  Buffers are static: one daemon per process. */
+static void node_opts_from_slurm(opts *o)
+{
+    static char mem[32], labels[600];
+    opt_default(o, "num-cpus", getenv("SLURM_CPUS_ON_NODE"));
+    opt_default(o, "num-gpus", getenv("SLURM_GPUS_ON_NODE"));
+    const char *mb = getenv("SLURM_MEM_PER_NODE");
+    if (mb && atoll(mb) > 0) {
+        loom_snprintf(mem, sizeof(mem), "%lldM", atoll(mb));
+        opt_default(o, "memory", mem);
+    }
+    const char *node = getenv("SLURMD_NODENAME"), *job = getenv("SLURM_JOB_ID");
+    if (node && job && strlen(node) < 200 && strlen(job) < 40) {
+        const char *user = opt(o, "labels");
+        loom_snprintf(labels, sizeof(labels), "%s%sslurm_node=%s,slurm_job=%s", user ? user : "", user && *user ? "," : "",
+                      node, job);
+        for (int i = 0; i < o->n; i++)
+            if (!strcmp(o->key[i], "labels")) o->val[i] = labels;
+        opt_default(o, "labels", labels);
+    }
+}
+
+/* Under Slurm each daemon logs to STATE_DIR/logs/node-SLURMNODE.log (srun's
+ * %N is the host name, which several slurmd's on one host share). */
+static void log_to_node_file(const opts *o)
+{
+    const char *node = getenv("SLURMD_NODENAME");
+    char sd[4096], path[4400];
+    if (!node || !*node || strchr(node, '/')) return;
+    loom_snprintf(path, sizeof(path), "%s/logs/node-%s.log", state_dir(o, sd, sizeof(sd)), node);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+}
+
+static int cmd_node(const opts *given)
 {
     loom_log_init("node");
+    opts local = *given, *o = &local;
+    if (opt(o, "slurm")) {
+        log_to_node_file(o);
+        node_opts_from_slurm(o);
+    }
     if (check_node_opts(o)) return 2;
-    char secret[LOOM_SECRET_HEX + 1], sd[4096], nodedir[4200];
+    char secret[LOOM_SECRET_HEX + 1], sd[4096], nodedir[4200], head[512], adv[64];
+    const char *af = opt(o, "address-file");
+    if (af && *af) {
+        if (wait_address_file(af, opt_int(o, "wait-head", 600), head, sizeof(head))) return 1;
+        opt_default(o, "address", head);
+    }
     if (!opt(o, "address") || !*opt(o, "address")) {
-        LOG_ERROR("--address HOST:PORT of the head is required");
+        LOG_ERROR("--address HOST:PORT (or --address-file FILE) of the head is required");
         return 2;
     }
+    const char *advertise = opt(o, "advertise");
+    if (advertise && !strcmp(advertise, "auto")) {
+        if (address_toward(opt(o, "address"), adv, sizeof(adv))) {
+            LOG_ERROR("--advertise auto: no route to the head at %s", opt(o, "address"));
+            return 1;
+        }
+        advertise = adv;
+        LOG_INFO("advertising %s (the address on the route to the head)", adv);
+    }
     if (read_secret_for_node(o, secret)) return 1;
-    const char *nd = opt(o, "node-dir");
-    if (!nd) {
+    const char *nd = opt(o, "node-dir"), *ndb = opt(o, "node-dir-base");
+    int own_node_dir = 0;
+    if (!nd && ndb && *ndb) { /* --slurm: a node-local dir, removed at the end */
+        loom_snprintf(nodedir, sizeof(nodedir), "%s-%d", ndb, (int)getpid());
+        nd = nodedir;
+        own_node_dir = 1;
+    } else if (!nd) {
         char host[200];
         if (gethostname(host, sizeof(host))) loom_snprintf(host, sizeof(host), "node");
         loom_snprintf(nodedir, sizeof(nodedir), "%s/nodes/%s-%d", state_dir(o, sd, sizeof(sd)), host, (int)getpid());
@@ -359,7 +509,7 @@ static int cmd_node(const opts *o)
         .head_address = opt(o, "address"),
         .secret = secret,
         .bind_host = opt(o, "bind"),
-        .advertise_host = opt(o, "advertise"),
+        .advertise_host = advertise,
         .data_port = opt_int(o, "data-port", 0),
         .node_dir = nd,
         .store_dir = opt(o, "store-dir"),
@@ -373,7 +523,9 @@ static int cmd_node(const opts *o)
         .resources = opt(o, "resources"),
         .labels = opt(o, "labels"),
     };
-    return loom_daemon_run(&d) ? 1 : 0;
+    int rc = loom_daemon_run(&d);
+    if (own_node_dir) loom_rm_rf(nd);
+    return rc ? 1 : 0;
 }
 
 /* A task's client (loom_task_client): one per thread of the executor, made
@@ -540,6 +692,8 @@ static int cmd_start(const opts *o)
     push_arg(argv, &n, "--state-dir", sd);
     push_arg(argv, &n, "--port", opt(o, "port"));
     push_arg(argv, &n, "--bind", opt(o, "bind"));
+    push_arg(argv, &n, "--advertise", opt(o, "advertise"));
+    push_arg(argv, &n, "--db-dir", opt(o, "db-dir"));
     push_arg(argv, &n, "--heartbeat-timeout-ms", opt(o, "heartbeat-timeout-ms"));
     push_arg(argv, &n, "--http-port", opt(o, "http-port"));
     push_arg(argv, &n, "--http-bind", opt(o, "http-bind"));
@@ -564,10 +718,51 @@ static int cmd_start(const opts *o)
     return 0;
 }
 
+/* Wait (up to ms) until no process recorded in STATE_DIR/pids is alive. */
+static void wait_pids_gone(const char *sd, int ms)
+{
+    char dir[4200];
+    loom_snprintf(dir, sizeof(dir), "%s/pids", sd);
+    int64_t deadline = loom_now_ms() + ms;
+    while (loom_now_ms() < deadline) {
+        DIR *dp = opendir(dir);
+        if (!dp) return;
+        struct dirent *e;
+        int alive = 0;
+        while ((e = readdir(dp)))
+            if (atoi(e->d_name) > 0 && kill((pid_t)atoi(e->d_name), 0) == 0) alive++;
+        closedir(dp);
+        if (!alive) return;
+        usleep(100000);
+    }
+}
+
 static int cmd_stop(const opts *o)
 {
     char sd[4096], dir[4200];
     state_dir(o, sd, sizeof(sd));
+    /* pids are this host's: a cluster started by `loom slurm start` elsewhere is not */
+    char hpath[4200], host[256], *started_on = NULL;
+    loom_snprintf(hpath, sizeof(hpath), "%s/slurm_host", sd);
+    if (loom_read_file(hpath, 255, &started_on, NULL) == 0 && !gethostname(host, sizeof(host)) &&
+        strcmp(started_on, host)) {
+        char jpath[4200], *job = NULL;
+        loom_snprintf(jpath, sizeof(jpath), "%s/slurm_job", sd);
+        loom_read_file(jpath, 60, &job, NULL);
+        fprintf(stderr, "loom: the cluster in %s was started on %s; run `loom stop` there, or end Slurm job %s"
+                        " with `loom slurm cancel %s`\n", sd, started_on, job ? job : "?", job ? job : "JOB");
+        free(job);
+        free(started_on);
+        return 1;
+    }
+    if (started_on) { /* srun kills a step it is signalled to stop: ask the step's tasks */
+        char jpath[4200], *job = NULL;
+        loom_snprintf(jpath, sizeof(jpath), "%s/slurm_job", sd);
+        if (loom_read_file(jpath, 60, &job, NULL) == 0 && slurm_signal_steps(job, SIGINT) == 0)
+            wait_pids_gone(sd, 15000); /* srun exits after its tasks */
+        free(job);
+    }
+    free(started_on);
     loom_snprintf(dir, sizeof(dir), "%s/pids", sd);
     DIR *dp = opendir(dir);
     if (!dp) {
@@ -1138,6 +1333,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2) return usage();
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "slurm")) return slurm_cli(argc - 2, argv + 2); /* a driver's argv follows "--" */
     opts o;
     if (parse_opts(argc - 2, argv + 2, &o)) {
         fprintf(stderr, "loom: too many arguments\n");

@@ -3763,7 +3763,9 @@ static int bind_router(head *h, const loom_head_opts *o, char *addr, size_t addr
     zmq_getsockopt(h->router, ZMQ_LAST_ENDPOINT, last, &sz);
     const char *port = strrchr(last, ':');
     char host[256];
-    if (!strcmp(o->bind_host, "0.0.0.0") || !strcmp(o->bind_host, "*")) {
+    if (o->advertise_host && *o->advertise_host) {
+        loom_snprintf(host, sizeof(host), "%s", o->advertise_host);
+    } else if (!strcmp(o->bind_host, "0.0.0.0") || !strcmp(o->bind_host, "*")) {
         if (gethostname(host, sizeof(host)) != 0) loom_snprintf(host, sizeof(host), "127.0.0.1");
     } else {
         loom_snprintf(host, sizeof(host), "%s", o->bind_host);
@@ -3854,7 +3856,7 @@ int loom_head_run(const loom_head_opts *o)
     h.nodes_epoch = 1; /* tasks start at 0: each is checked for feasibility once */
     if (!opts.secret || strlen(opts.secret) != LOOM_SECRET_HEX) return LOOM_EAUTH;
     memcpy(h.secret, opts.secret, LOOM_SECRET_HEX + 1);
-    int rc = headdb_open(opts.state_dir, &h.db);
+    int rc = headdb_open(opts.db_dir ? opts.db_dir : opts.state_dir, &h.db);
     if (rc) return rc;
     h.out = loom_pack_new();
     h.rec = loom_pack_new();

@@ -6,7 +6,7 @@
 # build and the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh test
 jobs=$(nproc)
 echo "== build (RelWithDebInfo)"
 bash scripts/build.sh build
@@ -20,7 +20,7 @@ echo "== tests under ASan + UBSan"
    ctest -j"$jobs" --output-on-failure --timeout 900 -LE fuzz)
 echo "== fuzzing (libFuzzer, ${LOOM_FUZZ_SECONDS:-60} s per parser)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_FUZZ=ON >/dev/null
-targets=(fuzz_wire fuzz_graph_json fuzz_unpack fuzz_http fuzz_tensor fuzz_safetensors fuzz_tune_spec fuzz_shard_dataset)
+targets=(fuzz_wire fuzz_graph_json fuzz_unpack fuzz_http fuzz_tensor fuzz_safetensors fuzz_tune_spec fuzz_shard_dataset fuzz_hostlist)
 cmake --build build-fuzz -j"$jobs" --target "${targets[@]}"
 fails=0
 for t in "${targets[@]}"; do

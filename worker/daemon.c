@@ -120,6 +120,7 @@ struct daemon_s {
     char store_dir[4096], spill_dir[4096], exec_ep[4200], data_addr[300], hostname[256];
     uint32_t node_id;
     int welcomed;
+    int64_t waiting_since, waiting_logged; /* not yet welcomed: when it began, last said */
     exec_proc execs[MAX_EXECUTORS];
     int nexec;
     loom_hmap tasks;          /* task id -> dtask */
@@ -975,6 +976,7 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
         if (d->spawned) rejoined(d, m.id);
         d->node_id = m.id;
         d->welcomed = 1;
+        d->waiting_since = d->waiting_logged = 0;
         if (!d->spawned) {
             char id[16];
             loom_snprintf(id, sizeof(id), "%u", m.id);
@@ -1211,7 +1213,14 @@ static void on_heartbeat(uv_timer_t *tm)
 {
     daemon_s *d = tm->data;
     if (!d->welcomed) {
-        LOG_INFO("waiting for the head at %s ...", d->o.head_address);
+        /* a daemon started before its head keeps trying; say so now and then */
+        int64_t now = loom_now_ms();
+        if (!d->waiting_since) d->waiting_since = now;
+        if (now - d->waiting_logged >= 10000) {
+            LOG_INFO("waiting for the head at %s (%lld s so far; still trying)", d->o.head_address,
+                     (long long)((now - d->waiting_since) / 1000));
+            d->waiting_logged = now;
+        }
         say_hello(d);
         return;
     }
