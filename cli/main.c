@@ -613,6 +613,14 @@ static int start_background(const char *sd, char **argv, const char *log, char *
         return 1;
     }
     int rc = loom_spawn_wait_ready(fd, pid, 20000, line, len);
+    if (rc == LOOM_ETIMEOUT && !strcmp(what, "node daemon") && kill(pid, 0) == 0) {
+        /* its head is not up (yet): the daemon keeps trying in the background */
+        write_pid(sd, pid, what);
+        loom_snprintf(line, len, "a node daemon (pid %d) still waiting for its head", (int)pid);
+        fprintf(stderr, "loom: the head did not answer within 20 s; the daemon keeps trying and joins when it"
+                        " comes up (log: %s; `loom stop` stops it)\n", log);
+        return 0;
+    }
     if (rc) {
         fprintf(stderr, "loom: the %s did not start; its log is %s\n", what, log);
         print_last_error(log);
@@ -657,7 +665,8 @@ static int start_node_from(const opts *o, const char *sd, const char *addr)
     push_arg(argv, &n, "--ready-fd", "3");
     argv[n] = NULL;
     if (start_background(sd, argv, log, line, sizeof(line), "node daemon")) return 1;
-    printf("loom: %s joined the cluster at %s (log: %s)\n", line, addr, log);
+    if (!strncmp(line, "node ", 5)) printf("loom: %s joined the cluster at %s (log: %s)\n", line, addr, log);
+    else printf("loom: %s at %s (log: %s)\n", line, addr, log);
     return 0;
 }
 
@@ -694,6 +703,7 @@ static int cmd_start(const opts *o)
     push_arg(argv, &n, "--bind", opt(o, "bind"));
     push_arg(argv, &n, "--advertise", opt(o, "advertise"));
     push_arg(argv, &n, "--db-dir", opt(o, "db-dir"));
+    push_arg(argv, &n, "--secret-file", opt(o, "secret-file"));
     push_arg(argv, &n, "--heartbeat-timeout-ms", opt(o, "heartbeat-timeout-ms"));
     push_arg(argv, &n, "--http-port", opt(o, "http-port"));
     push_arg(argv, &n, "--http-bind", opt(o, "http-bind"));

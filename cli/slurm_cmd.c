@@ -413,6 +413,18 @@ static int launch_head(sl_cluster *c, const sl_opts *o)
     return start_step(c, argv, "head", &c->steps[0]);
 }
 
+/* GPUs the job has per node: SLURM_GPUS_ON_NODE (batch scripts), else
+ * SLURM_GPUS_PER_NODE ("2" or "a100:2"; salloc shells) */
+static int job_gpus_per_node(void)
+{
+    const char *g = getenv("SLURM_GPUS_ON_NODE");
+    if (g && atoi(g) > 0) return atoi(g);
+    g = getenv("SLURM_GPUS_PER_NODE");
+    if (!g) return 0;
+    const char *colon = strrchr(g, ':');
+    return atoi(colon ? colon + 1 : g);
+}
+
 static int launch_daemons(sl_cluster *c, const sl_opts *o)
 {
     char nodes[64], tasks[64], cpus[64], gpus[64], af[4300], nd[4300];
@@ -436,9 +448,9 @@ static int launch_daemons(sl_cluster *c, const sl_opts *o)
         loom_snprintf(cpus, sizeof(cpus), "--cpus-per-task=%d", ncpu);
         push(argv, &n, cpus);
     }
-    const char *g = getenv("SLURM_GPUS_ON_NODE");
-    if (g && atoi(g) > 0) {
-        loom_snprintf(gpus, sizeof(gpus), "--gpus-per-node=%d", atoi(g));
+    int ngpu = job_gpus_per_node();
+    if (ngpu > 0) {
+        loom_snprintf(gpus, sizeof(gpus), "--gpus-per-node=%d", ngpu);
         push(argv, &n, gpus);
     }
     push(argv, &n, (char *)loom_binary_path());
@@ -919,17 +931,22 @@ static int slurm_submit(const sl_opts *o)
 
 /* ---- status / cancel ---------------------------------------------------- */
 
-/* squeue's state of JOB ("RUNNING", "PENDING", ...), or "" once it left the queue */
+/* squeue's state of JOB ("RUNNING", "PENDING", ...): "" once it has left the
+ * queue, "UNKNOWN" when squeue cannot be asked */
 static void queue_state(const char *job, char *state, size_t len)
 {
     char out[512], err[512];
     char *argv[] = {"squeue", "-h", "-j", (char *)job, "-o", "%T", NULL};
-    state[0] = 0;
-    if (run_capture(argv, out, sizeof(out), err, sizeof(err), 30) == 0) {
+    int st = run_capture(argv, out, sizeof(out), err, sizeof(err), 30);
+    if (st == 0) {
         chomp(out);
         char *nl = strchr(out, '\n');
         if (nl) *nl = 0;
         loom_snprintf(state, len, "%s", out);
+    } else if (strstr(err, "Invalid job id")) {
+        state[0] = 0; /* gone from the controller's memory too */
+    } else {
+        loom_snprintf(state, len, "UNKNOWN");
     }
 }
 
@@ -1020,6 +1037,10 @@ static int slurm_cancel(const sl_opts *o)
     for (;;) {
         queue_state(job, state, sizeof(state));
         if (!*state) break;
+        if (!strcmp(state, "UNKNOWN")) {
+            fprintf(stderr, "loom slurm cancel: squeue cannot tell whether job %s has ended\n", job);
+            return 1;
+        }
         if (loom_now_ms() > deadline) {
             fprintf(stderr, "loom slurm cancel: job %s is still %s after %d s\n", job, state, wait_s);
             return 1;

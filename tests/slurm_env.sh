@@ -649,7 +649,7 @@ slurm_env_down()
     # the caller's client commands still talking to it
     for p in $(_slurm_env_client_pids "$S/slurm.conf"); do kill -KILL "$p" 2>/dev/null || true; done
     if ! _slurm_env_no_pids; then
-        _slurm_env_log "killing leftovers: $(slurm_env_pids | tr '\n' ' ')"
+        _slurm_env_log "killing leftovers: $(for p in $(slurm_env_pids); do printf "%s(%s) " "$p" "$(tr "\\0" " " </proc/$p/cmdline 2>/dev/null | cut -c1-80)"; done)"
         for p in $(slurm_env_pids); do kill -KILL "$p" 2>/dev/null || true; done
         if ! wait_until 5 _slurm_env_no_pids; then
             _slurm_env_log "still alive after SIGKILL: $(slurm_env_pids | tr '\n' ' ')"

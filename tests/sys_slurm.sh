@@ -6,8 +6,10 @@
 #      results, the kept sbatch script, the logs, and that nothing is left;
 #   2. cancels a second job midway (a task running in it) and checks that no
 #      process of it is left;
-#   3. runs two clusters at once on the same node (two salloc allocations,
-#      clusters left in the background), stops one with `loom stop` and
+#   3. runs two clusters at once on the same node (two salloc allocations of
+#      2 CPUs and 1 GPU each, clusters left in the background), checks each
+#      daemon reports the GPU Slurm gave its job and a GPU task sees that
+#      device (0 in one, 1 in the other), stops one with `loom stop` and
 #      checks the other goes on;
 # and stops Slurm.  Before that, without Slurm: a daemon started before its
 # head waits for it, and two heads started with default options on one host
@@ -59,6 +61,20 @@ wait "$EARLY" 2>/dev/null || true
 check "a daemon whose head never comes gives up after --wait-head, saying why" \
     eval '[ "$RC" -ne 0 ] && grep -q "no head address appeared in $T/never/address within 1 s" "$T/never.log"'
 
+# `loom start --address` before the head is up: the daemon stays, waiting
+H5=$T/h5
+use_state_dir "$H5"
+PORT5=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$H5" && chmod 700 "$H5" && cp "$H1/secret" "$H5/secret"   # as for a node of another machine
+capture "$LOOM" start --address "127.0.0.1:$PORT5" --state-dir "$H5"
+check "loom start --address with no head yet leaves the daemon waiting (exit 0)" \
+    eval '[ "$RC" -eq 0 ] && grep -q "keeps trying" <<<"$ERR"'
+capture "$LOOM" start --head --no-node --port "$PORT5" --state-dir "$H5"
+check "the head then starts on that port" test "$RC" -eq 0
+check "... and the waiting daemon joins it" wait_until 20 nodes_alive_eq 1 "$H5"
+capture "$LOOM" stop --state-dir "$H5"
+check "loom stop stops both" eval '[ "$RC" -eq 0 ] && wait_until 10 no_procs_of "$H5"'
+
 # ---- refusals ---------------------------------------------------------------
 capture env -u SLURM_JOB_ID "$LOOM" slurm start
 check "slurm start outside an allocation is refused clearly" \
@@ -83,7 +99,7 @@ check "... and submits nothing" test ! -e "$T/dry"
 
 # ---- a private Slurm ------------------------------------------------------------
 rc=0
-slurm_env_up 2 4 || rc=$?
+slurm_env_up 2 4 2 || rc=$?   # 2 nodes of 4 CPUs and 2 (device-less) GPUs
 if [ "$rc" -eq 2 ]; then
     skip "real Slurm: $SLURM_ENV_WHY"
     finish
@@ -102,6 +118,17 @@ no_job_procs() { [ -z "$(job_procs "$1")" ]; }
 # its node-local dirs (the head's tables, the daemons' work dirs)
 local_dirs() { ls -d "${TMPDIR:-/tmp}/loom-$(id -u)/slurm-$1-"* 2>/dev/null || true; }
 no_local_dirs() { [ -z "$(local_dirs "$1")" ]; }
+
+# ---- 0. a job that runs into its time limit (checked at the end) --------------------
+mkdir -p "$T/e"
+cat >"$T/e/driver.sh" <<EOF
+#!/bin/bash
+touch "$T/e/started"
+sleep 300
+EOF
+chmod +x "$T/e/driver.sh"
+capture "$LOOM" slurm submit --dir "$JOBS" --nodes 2 --cpus-per-node 1 --time 1 --name loom-e -- "$T/e/driver.sh"
+JE=$OUT
 
 # ---- 1. a job: a 2-node cluster, a graph, the results -----------------------------
 mkdir -p "$T/a"
@@ -209,7 +236,7 @@ for i in \$(seq 1200); do [ -e "$T/$tag/stop" ] && break; sleep 0.1; done
 echo \$? >"$T/$tag/stopped"
 EOF
     chmod +x "$T/$tag/alloc.sh"
-    salloc -N1 -c2 -w "$FIRST" -J "loom-$tag" -t 10 "$T/$tag/alloc.sh" >"$T/$tag/salloc.out" 2>&1 &
+    salloc -N1 -c2 --gpus-per-node=1 -w "$FIRST" -J "loom-$tag" -t 10 "$T/$tag/alloc.sh" >"$T/$tag/salloc.out" 2>&1 &
 }
 start_alloc c
 start_alloc d
@@ -230,6 +257,21 @@ for tag in c d; do
     capture "$LOOM" get "$job" sum --json --state-dir "$JOBS/$j"
     check "cluster $tag runs a graph (42)" test "$RC:$OUT" = "0:42"
 done
+cat >"$T/gpu.json" <<EOF
+{"name": "gpu", "tasks": [{"name": "g", "command": ["sh", "-c", "echo \$CUDA_VISIBLE_DEVICES"], "num_gpus": 1}]}
+EOF
+GPUS_SEEN=
+for tag in c d; do
+    j=$(cat "$T/$tag/id")
+    status_json "$JOBS/$j" "$T/$tag/status.json" || true
+    check "cluster $tag's daemon reports the 1 GPU of its allocation" \
+        test "$(json_eval "$T/$tag/status.json" '[n["gpus"] for n in d["nodes"]]' 2>/dev/null)" = "[1]"
+    capture "$LOOM" submit "$T/gpu.json" --wait --timeout 60 --state-dir "$JOBS/$j"
+    capture "$LOOM" logs "$OUT" g --state-dir "$JOBS/$j"
+    GPUS_SEEN="$GPUS_SEEN $(grep -Eo '^[0-9]+$' <<<"$OUT" | head -1)"
+done
+check "the GPU tasks saw the devices Slurm gave each job (0 and 1):$GPUS_SEEN" \
+    test "$(tr ' ' '\n' <<<"$GPUS_SEEN" | grep . | sort | tr '\n' ' ')" = "0 1 "
 check "the env file of a cluster can be sourced" \
     eval '( . "$JOBS/$JC/env" && "$LOOM" status --json >/dev/null )'
 touch "$T/c/stop"
@@ -244,6 +286,15 @@ touch "$T/d/stop"
 check "allocation D ends after loom stop" wait_until 30 eval 'job_gone "$JC" && job_gone "$JD"'
 check "nothing of cluster D is left" wait_until 15 no_job_procs "$JD"
 wait
+
+# ---- 0. (end) the job that ran into its time limit --------------------------------
+check "job E (1 minute) started its driver" test -e "$T/e/started"
+check "job E ends at its time limit" wait_until 120 job_gone "$JE"
+check "nothing of job E is left" wait_until 15 no_job_procs "$JE"
+check "the driver of job E is gone" eval '! pgrep -f "$T/e/driver.sh" >/dev/null'
+echo "# job E: $(scontrol show job -o "$JE" 2>/dev/null | grep -o 'JobState=[A-Z]*' || true)," \
+     "driver exit $(cat "$JOBS/$JE/driver_exit" 2>/dev/null || echo none)," \
+     "$(grep -c 'stopping the cluster' "$JOBS/$JE/slurm.out" 2>/dev/null || true) clean stop"
 
 # ---- Slurm stops ------------------------------------------------------------------
 check "Slurm stops and leaves no process behind" slurm_env_down

@@ -44,3 +44,6 @@ set_tests_properties(sys_gateway_auth PROPERTIES LABELS system)
 # when Slurm cannot be installed or the test is not root
 loom_script_test(sys_slurm sys_slurm.sh)
 set_tests_properties(sys_slurm PROPERTIES TIMEOUT 600 LABELS "system;slurm" SKIP_REGULAR_EXPRESSION " 1 skipped")
+# the same with each Slurm node a separate host (a network namespace)
+loom_script_test(sys_slurm_netns sys_slurm_netns.sh)
+set_tests_properties(sys_slurm_netns PROPERTIES TIMEOUT 400 LABELS "system;slurm" SKIP_REGULAR_EXPRESSION " 1 skipped")
