@@ -600,12 +600,17 @@ static void set_driver_env(const sl_cluster *c)
     free(h);
 }
 
-/* Run the driver in the foreground; a stop signal is passed on to it. */
+/* Run the driver in the foreground; a stop signal is passed on to it.  In a
+ * batch job (no terminal) it gets a process group of its own, so the signal
+ * reaches what it started too, and what it leaves running is ended with it
+ * (a child reparented to init would escape Slurm's process tracking). */
 static int run_driver(char **driver)
 {
+    int own_group = !isatty(STDIN_FILENO);
     pid_t pid = fork();
     if (pid < 0) return 1;
     if (pid == 0) {
+        if (own_group) setpgid(0, 0);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
@@ -613,16 +618,19 @@ static int run_driver(char **driver)
         fprintf(stderr, "loom slurm: cannot run the driver %s: %s\n", driver[0], strerror(errno));
         _exit(127);
     }
+    if (own_group) setpgid(pid, pid); /* also here: no race with a signal before the child's own call */
+    pid_t target = own_group ? -pid : pid;
     int st = 0, forwarded = 0;
     for (;;) {
         pid_t w = waitpid(pid, &st, 0);
         if (w == pid) break;
         if (w < 0 && errno != EINTR) return 1;
         if (got_signal && !forwarded) {
-            kill(pid, SIGTERM);
+            kill(target, SIGTERM);
             forwarded = 1;
         }
     }
+    if (own_group) kill(-pid, SIGKILL); /* what the driver left behind */
     if (WIFEXITED(st)) return WEXITSTATUS(st);
     return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }

@@ -121,10 +121,11 @@ no_local_dirs() { [ -z "$(local_dirs "$1")" ]; }
 
 # ---- 0. a job that runs into its time limit (checked at the end) --------------------
 mkdir -p "$T/e"
+MARKE=$((5000 + RANDOM % 1000))
 cat >"$T/e/driver.sh" <<EOF
 #!/bin/bash
 touch "$T/e/started"
-sleep 300
+sleep $MARKE.25
 EOF
 chmod +x "$T/e/driver.sh"
 capture "$LOOM" slurm submit --dir "$JOBS" --nodes 2 --cpus-per-node 1 --time 1 --name loom-e -- "$T/e/driver.sh"
@@ -146,6 +147,12 @@ cat >"$T/a/driver.sh" <<EOF
 set -u
 out=$T/a
 env | grep -E '^LOOM_(ADDRESS|STATE_DIR|SECRET_FILE)=' | sort >"\$out/env.txt"
+for i in \$(seq 50); do   # ready once the gateway has reached the head (its first stats round)
+    code=\$(curl -s -o /dev/null -w '%{http_code}' "http://\$LOOM_HTTP_ADDRESS/v2/health/ready")
+    [ "\$code" = 200 ] && break
+    sleep 0.2
+done
+echo "\$code" >"\$out/http.txt"
 "$LOOM" status --json >"\$out/status.json" || exit 3
 job=\$("$LOOM" submit "\$out/graph.json" --wait --timeout 120) || exit 4
 "$LOOM" get "\$job" sum --json >"\$out/sum.txt" || exit 5
@@ -153,7 +160,8 @@ job=\$("$LOOM" submit "\$out/graph.json" --wait --timeout 120) || exit 4
 echo "driver done"
 EOF
 chmod +x "$T/a/driver.sh"
-capture "$LOOM" slurm submit --dir "$JOBS" --nodes 2 --cpus-per-node 2 --time 5 --name loom-a -- "$T/a/driver.sh"
+capture "$LOOM" slurm submit --dir "$JOBS" --nodes 2 --cpus-per-node 2 --time 5 --name loom-a --http-port 0 \
+    -- "$T/a/driver.sh"
 check "loom slurm submit prints the job id" grep -Eq '^[0-9]+$' <<<"$OUT"
 JA=$OUT
 [ -n "$JA" ] || { show_capture; finish; }
@@ -167,6 +175,7 @@ fi
 check "the driver ran to its end" grep -q "driver done" "$JOBS/$JA/slurm.out"
 check "the driver's exit status is recorded (0)" test "$(cat "$JOBS/$JA/driver_exit" 2>/dev/null)" = 0
 check "the driver got LOOM_ADDRESS, LOOM_STATE_DIR and LOOM_SECRET_FILE" test "$(wc -l <"$T/a/env.txt")" = 3
+check "the head served its HTTP gateway at LOOM_HTTP_ADDRESS (ready: 200)" test "$(cat "$T/a/http.txt" 2>/dev/null)" = 200
 check "the cluster had 2 alive nodes" \
     test "$(json_eval "$T/a/status.json" 'sum(1 for n in d["nodes"] if n["state"]=="alive")')" = 2
 check "each node has the 2 CPUs Slurm gave it" \
@@ -292,6 +301,7 @@ check "job E (1 minute) started its driver" test -e "$T/e/started"
 check "job E ends at its time limit" wait_until 120 job_gone "$JE"
 check "nothing of job E is left" wait_until 15 no_job_procs "$JE"
 check "the driver of job E is gone" eval '! pgrep -f "$T/e/driver.sh" >/dev/null'
+check "... and so is the command it was running" eval '! pgrep -f "sleep $MARKE.25" >/dev/null'
 echo "# job E: $(scontrol show job -o "$JE" 2>/dev/null | grep -o 'JobState=[A-Z]*' || true)," \
      "driver exit $(cat "$JOBS/$JE/driver_exit" 2>/dev/null || echo none)," \
      "$(grep -c 'stopping the cluster' "$JOBS/$JE/slurm.out" 2>/dev/null || true) clean stop"
