@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -635,6 +636,19 @@ static int run_driver(char **driver)
     return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
+/* Whether a head holds JOBDIR/head.lock (an flock; it works across the
+ * nodes of the usual shared filesystems). */
+static int head_holds_lock(const char *jobdir)
+{
+    char path[4300];
+    loom_snprintf(path, sizeof(path), "%s/head.lock", jobdir);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int busy = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return busy;
+}
+
 static int start_dirs(sl_cluster *c, const sl_opts *o)
 {
     const char *jd = sl_opt(o, "job-dir");
@@ -660,9 +674,16 @@ static int start_dirs(sl_cluster *c, const sl_opts *o)
     loom_snprintf(path, sizeof(path), "%s/address", c->jobdir);
     struct stat st;
     if (stat(path, &st) == 0) {
-        fprintf(stderr, "loom slurm: a cluster already runs from %s (its address file is there); stop it with"
-                        " `loom stop --state-dir %s` or use another --job-dir\n", c->jobdir, c->jobdir);
-        return 1;
+        if (head_holds_lock(c->jobdir)) {
+            fprintf(stderr, "loom slurm: a cluster already runs from %s; stop it with `loom stop --state-dir %s`"
+                            " or use another --job-dir\n", c->jobdir, c->jobdir);
+            return 1;
+        }
+        /* left by a run that was killed (a requeued or preempted job): not ours */
+        fprintf(stderr, "loom slurm: removing the stale address file of an earlier run in %s\n", c->jobdir);
+        unlink(path);
+        loom_snprintf(path, sizeof(path), "%s/http_address", c->jobdir);
+        unlink(path);
     }
     char secret[LOOM_SECRET_HEX + 1];
     loom_snprintf(path, sizeof(path), "%s/secret", c->jobdir);
@@ -717,13 +738,14 @@ static int slurm_start(const sl_opts *o)
     if (start_dirs(&c, o)) goto out;
     node_addr(c.hosts[0], c.head_host, sizeof(c.head_host));
     int background = !o->driver && !sl_opt(o, "block");
+    int64_t t0 = loom_now_ms();
     catch_stop_signals();
     /* daemons first: they wait for the address file the head writes */
     if (launch_daemons(&c, o) || launch_head(&c, o)) goto stop;
     if (wait_head_address(&c, wait_s) || wait_nodes(&c, wait_s)) goto stop;
     write_env_file(&c);
-    printf("loom: cluster of Slurm job %s: head on %s at %s, %zu node daemon%s\n", c.job, c.hosts[0], c.addr,
-           c.nhosts, c.nhosts == 1 ? "" : "s");
+    printf("loom: cluster of Slurm job %s: head on %s at %s, %zu node daemon%s (up in %.2f s)\n", c.job, c.hosts[0],
+           c.addr, c.nhosts, c.nhosts == 1 ? "" : "s", (double)(loom_now_ms() - t0) / 1000.0);
     printf("loom: job dir %s (logs in logs/); use it with: source %s/env\n", c.jobdir, c.jobdir);
     fflush(stdout);
     if (background) {

@@ -173,6 +173,7 @@ if ! grep -q "driver done" "$JOBS/$JA/slurm.out" 2>/dev/null; then
     for f in "$JOBS/$JA"/logs/*; do echo "# $f:"; tail -15 "$f" | sed 's/^/#   /'; done
 fi
 check "the driver ran to its end" grep -q "driver done" "$JOBS/$JA/slurm.out"
+echo "# job A: $(grep -o 'up in [0-9.]* s' "$JOBS/$JA/slurm.out" || true) (loom slurm start, 2 nodes)"
 check "the driver's exit status is recorded (0)" test "$(cat "$JOBS/$JA/driver_exit" 2>/dev/null)" = 0
 check "the driver got LOOM_ADDRESS, LOOM_STATE_DIR and LOOM_SECRET_FILE" test "$(wc -l <"$T/a/env.txt")" = 3
 check "the head served its HTTP gateway at LOOM_HTTP_ADDRESS (ready: 200)" test "$(cat "$T/a/http.txt" 2>/dev/null)" = 200
@@ -198,6 +199,14 @@ check "its node-local dirs are gone" wait_until 10 no_local_dirs "$JA"
 capture "$LOOM" slurm status "$JA" --dir "$JOBS" --json
 check "loom slurm status: job A ended with exit 0" \
     test "$("$PY" -c 'import json,sys; d=json.loads(sys.argv[1])[0]; print(d["state"], d["driver_exit"])' "$OUT")" = "ENDED 0"
+
+# a job dir with a stale address file (a run that was killed: a requeued job)
+mkdir -p "$JOBS/stale"
+echo "127.0.0.1:1" >"$JOBS/stale/address"
+capture salloc -N1 -c1 -t 5 -J loom-stale "$LOOM" slurm start --job-dir "$JOBS/stale" -- "$LOOM" status --json
+check "slurm start over a stale address file of a killed run starts anyway, saying so" \
+    eval '[ "$RC" -eq 0 ] && grep -q "removing the stale address file" <<<"$ERR" && grep -q "\"alive\"" <<<"$OUT"'
+[ "$RC" -eq 0 ] || show_capture
 
 # ---- 2. cancel a job midway ---------------------------------------------------
 mkdir -p "$T/b"
@@ -289,6 +298,12 @@ check "... with success" test "$(cat "$T/c/stopped" 2>/dev/null)" = 0
 check "... and nothing of cluster C is left" wait_until 15 no_job_procs "$JC"
 check "... nor its node-local dirs" wait_until 10 no_local_dirs "$JC"
 check "cluster D still runs" nodes_alive_eq 1 "$JOBS/$JD"
+# a start in a job dir whose cluster runs is refused; a stale address file
+# (a run that was killed) is not in the way
+capture env SLURM_JOB_ID="$JD" SLURM_JOB_NODELIST="$FIRST" "$LOOM" slurm start --job-dir "$JOBS/$JD"
+check "slurm start where a cluster runs is refused" \
+    eval '[ "$RC" -ne 0 ] && grep -q "a cluster already runs from" <<<"$ERR"'
+check "... and the running cluster is untouched" nodes_alive_eq 1 "$JOBS/$JD"
 capture "$LOOM" submit "$T/a/graph.json" --wait --timeout 60 --state-dir "$JOBS/$JD"
 check "... and runs graphs" test "$RC" -eq 0 || show_capture
 touch "$T/d/stop"
