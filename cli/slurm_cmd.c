@@ -374,6 +374,12 @@ static void push(char **argv, int *n, const char *a)
     argv[(*n)++] = (char *)a;
 }
 
+static void push2(char **argv, int *n, const char *opt, const char *val)
+{
+    push(argv, n, opt);
+    push(argv, n, val);
+}
+
 static int launch_head(sl_cluster *c, const sl_opts *o)
 {
     char nodelist[300], out[4300], db[4300];
@@ -393,22 +399,15 @@ static int launch_head(sl_cluster *c, const sl_opts *o)
     push(argv, &n, out);
     push(argv, &n, (char *)loom_binary_path());
     push(argv, &n, "_head");
-    push(argv, &n, "--state-dir");
-    push(argv, &n, c->jobdir);
-    push(argv, &n, "--db-dir");
-    push(argv, &n, db);
+    push2(argv, &n, "--state-dir", c->jobdir);
+    push2(argv, &n, "--db-dir", db);
     push(argv, &n, "--db-temp");
-    push(argv, &n, "--bind");
-    push(argv, &n, "0.0.0.0");
-    push(argv, &n, "--advertise");
-    push(argv, &n, c->head_host);
-    push(argv, &n, "--port");
-    push(argv, &n, sl_opt(o, "port") ? sl_opt(o, "port") : "0");
+    push2(argv, &n, "--bind", "0.0.0.0");
+    push2(argv, &n, "--advertise", c->head_host);
+    push2(argv, &n, "--port", sl_opt(o, "port") ? sl_opt(o, "port") : "0");
     if (sl_opt(o, "http-port")) {
-        push(argv, &n, "--http-port");
-        push(argv, &n, sl_opt(o, "http-port"));
-        push(argv, &n, "--http-bind");
-        push(argv, &n, sl_opt(o, "http-bind") ? sl_opt(o, "http-bind") : "0.0.0.0");
+        push2(argv, &n, "--http-port", sl_opt(o, "http-port"));
+        push2(argv, &n, "--http-bind", sl_opt(o, "http-bind") ? sl_opt(o, "http-bind") : "0.0.0.0");
     }
     argv[n] = NULL;
     return start_step(c, argv, "head", &c->steps[0]);
@@ -457,25 +456,18 @@ static int launch_daemons(sl_cluster *c, const sl_opts *o)
     push(argv, &n, (char *)loom_binary_path());
     push(argv, &n, "_node");
     push(argv, &n, "--slurm");
-    push(argv, &n, "--address-file");
-    push(argv, &n, af);
-    push(argv, &n, "--wait-head");
-    push(argv, &n, sl_opt(o, "wait") ? sl_opt(o, "wait") : "300");
-    push(argv, &n, "--state-dir");
-    push(argv, &n, c->jobdir);
-    push(argv, &n, "--node-dir-base");
-    push(argv, &n, nd);
-    push(argv, &n, "--bind");
-    push(argv, &n, "0.0.0.0");
-    push(argv, &n, "--advertise");
-    push(argv, &n, "auto");
+    push2(argv, &n, "--address-file", af);
+    push2(argv, &n, "--wait-head", sl_opt(o, "wait") ? sl_opt(o, "wait") : "300");
+    push2(argv, &n, "--state-dir", c->jobdir);
+    push2(argv, &n, "--node-dir-base", nd);
+    push2(argv, &n, "--bind", "0.0.0.0");
+    push2(argv, &n, "--advertise", "auto");
     static const char *pass[] = {"num-cpus", "num-gpus", "store-bytes", "memory", "resources", "labels", NULL};
     char keys[8][64];
     for (int i = 0; pass[i]; i++)
         if (sl_opt(o, pass[i])) {
             loom_snprintf(keys[i], sizeof(keys[i]), "--%s", pass[i]);
-            push(argv, &n, keys[i]);
-            push(argv, &n, sl_opt(o, pass[i]));
+            push2(argv, &n, keys[i], sl_opt(o, pass[i]));
         }
     argv[n] = NULL;
     return start_step(c, argv, "nodes", &c->steps[1]);
