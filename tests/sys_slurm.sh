@@ -107,16 +107,18 @@ fi
 check "a private Slurm with 2 nodes comes up" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || finish
 JOBS=$T/jobs
-mkdir -p "$JOBS"
+# node-local dirs under T (jobs inherit TMPDIR): another test's Slurm numbers its jobs 1, 2, ... too
+export TMPDIR=$T/local
+mkdir -p "$JOBS" "$TMPDIR"
 
 job_state() { squeue -h -j "$1" -o %T 2>/dev/null || true; }
 job_gone() { [ -z "$(job_state "$1")" ]; }
 # processes of a loom cluster of Slurm job $1: anything naming its job dir or
 # its node-local dir (head, daemons, executors, srun)
-job_procs() { pgrep -f -- "$JOBS/$1/|$JOBS/$1\$|/slurm-$1-[0-9]+-" || true; }
+job_procs() { pgrep -f -- "$JOBS/$1/|$JOBS/$1\$|$TMPDIR/loom-[0-9]+/slurm-$1-[0-9]+-" || true; }
 no_job_procs() { [ -z "$(job_procs "$1")" ]; }
 # its node-local dirs (the head's tables, the daemons' work dirs)
-local_dirs() { ls -d "${TMPDIR:-/tmp}/loom-$(id -u)/slurm-$1-"* 2>/dev/null || true; }
+local_dirs() { ls -d "$TMPDIR/loom-$(id -u)/slurm-$1-"* 2>/dev/null || true; }
 no_local_dirs() { [ -z "$(local_dirs "$1")" ]; }
 
 # ---- 0. a job that runs into its time limit (checked at the end) --------------------

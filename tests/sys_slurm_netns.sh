@@ -20,7 +20,8 @@ fi
 check "a private Slurm with 2 nodes in 2 network namespaces comes up" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || finish
 JOBS=$T/jobs
-mkdir -p "$JOBS" "$T/a"
+export TMPDIR=$T/local   # node-local dirs under T: another test's Slurm numbers its jobs 1, 2, ... too
+mkdir -p "$JOBS" "$T/a" "$TMPDIR"
 
 cat >"$T/a/graph.json" <<EOF
 {"name": "netns", "library": "$EXLIB", "tasks": [
@@ -69,6 +70,7 @@ check "its tasks ran on both hosts" \
     test "$(json_eval "$T/a/job.json" 'len(set(t["node"] for t in d["tasks"] if t["name"].startswith("w")))' 2>/dev/null)" = 2
 check "a GPU task saw its node's Slurm GPU (CUDA_VISIBLE_DEVICES=0)" grep -qx 0 "$T/a/w0.log"
 check "no loom process of the job is left" \
-    wait_until 15 eval '[ -z "$(pgrep -f -- "$JOBS/$JA|/slurm-$JA-[0-9]+-" || true)" ]'
+    wait_until 15 eval '[ -z "$(pgrep -f -- "$JOBS/$JA|$TMPDIR/loom-[0-9]+/slurm-$JA-[0-9]+-" || true)" ]'
+check "its node-local dirs are gone" eval '[ -z "$(ls -d "$TMPDIR"/loom-*/slurm-"$JA"-* 2>/dev/null)" ]'
 check "Slurm stops and leaves no process behind" slurm_env_down
 finish
