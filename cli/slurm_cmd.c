@@ -718,6 +718,12 @@ static int slurm_start(const sl_opts *o)
                         " run it in an sbatch script or an salloc shell, or use `loom slurm submit`\n");
         return 2;
     }
+    const char *step_tasks = getenv("SLURM_STEP_NUM_TASKS");
+    if (step_tasks && atoi(step_tasks) > 1) {
+        fprintf(stderr, "loom slurm start: runs once per allocation, not in each of the %s tasks of an srun: run it"
+                        " from the batch script or the salloc shell (it starts the srun steps itself)\n", step_tasks);
+        return 2;
+    }
     sl_cluster c = {0};
     loom_snprintf(c.job, sizeof(c.job), "%s", job);
     char err[300];

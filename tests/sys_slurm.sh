@@ -210,6 +210,10 @@ check "slurm start over a stale address file of a killed run starts anyway, sayi
     eval '[ "$RC" -eq 0 ] && grep -q "removing the stale address file" <<<"$ERR" && grep -q "\"alive\"" <<<"$OUT"'
 [ "$RC" -eq 0 ] || show_capture
 
+capture salloc -N2 -c1 -t 5 -J loom-srun srun -N2 -n2 "$LOOM" slurm start --dir "$T/under-srun"
+check "slurm start in each task of an srun is refused, saying why" \
+    eval '[ "$RC" -ne 0 ] && grep -q "runs once per allocation" <<<"$OUT$ERR" && [ ! -e "$T/under-srun" ]'
+
 # ---- 2. cancel a job midway ---------------------------------------------------
 mkdir -p "$T/b"
 MARK=$((4000 + RANDOM % 1000))
