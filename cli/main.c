@@ -464,6 +464,33 @@ static void log_to_node_file(const opts *o)
     close(fd);
 }
 
+/* Node-local work dirs of Slurm daemons that were killed (BASE-PID, PID
+ * gone: Slurm SIGKILLs what outlives an allocation) are removed by the next
+ * daemon that starts on the node. */
+static void remove_stale_node_dirs(const char *base)
+{
+    char dir[4200];
+    loom_snprintf(dir, sizeof(dir), "%s", base);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return;
+    *slash = 0;
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    struct dirent *e;
+    int seen = 0;
+    while ((e = readdir(dp)) && seen++ < 10000) {
+        const char *tail = strstr(e->d_name, "-node-");
+        if (strncmp(e->d_name, "slurm-", 6) || !tail) continue;
+        char *end;
+        long pid = strtol(tail + 6, &end, 10);
+        if (*end || pid <= 1 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[4500];
+        loom_snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (loom_rm_rf(path) == 0) LOG_INFO("removed the work dir of a daemon that is gone: %s", path);
+    }
+    closedir(dp);
+}
+
 static int cmd_node(const opts *given)
 {
     loom_log_init("node");
@@ -496,6 +523,7 @@ static int cmd_node(const opts *given)
     const char *nd = opt(o, "node-dir"), *ndb = opt(o, "node-dir-base");
     int own_node_dir = 0;
     if (!nd && ndb && *ndb) { /* --slurm: a node-local dir, removed at the end */
+        remove_stale_node_dirs(ndb);
         loom_snprintf(nodedir, sizeof(nodedir), "%s-%d", ndb, (int)getpid());
         nd = nodedir;
         own_node_dir = 1;

@@ -133,6 +133,9 @@ chmod +x "$T/e/driver.sh"
 capture "$LOOM" slurm submit --dir "$JOBS" --nodes 2 --cpus-per-node 1 --time 1 --name loom-e -- "$T/e/driver.sh"
 JE=$OUT
 
+# the work dir of a daemon Slurm killed (its pid is gone): the next daemon removes it
+mkdir -p "$TMPDIR/loom-$(id -u)/slurm-999-1-node-4194303/logs"
+
 # ---- 1. a job: a 2-node cluster, a graph, the results -----------------------------
 mkdir -p "$T/a"
 cat >"$T/a/graph.json" <<EOF
@@ -198,6 +201,7 @@ check "each daemon's log is in the job's directory (logs/node-NODE.log)" test "$
 check "the address file is gone after the job" test ! -e "$JOBS/$JA/address"
 check "no process of job A is left" wait_until 10 no_job_procs "$JA"
 check "its node-local dirs are gone" wait_until 10 no_local_dirs "$JA"
+check "... and so is the stale one of a killed daemon" test ! -e "$TMPDIR/loom-$(id -u)/slurm-999-1-node-4194303"
 capture "$LOOM" slurm status "$JA" --dir "$JOBS" --json
 check "loom slurm status: job A ended with exit 0" \
     test "$("$PY" -c 'import json,sys; d=json.loads(sys.argv[1])[0]; print(d["state"], d["driver_exit"])' "$OUT")" = "ENDED 0"
