@@ -234,15 +234,10 @@ static void *stats_main(void *arg)
 {
     loom_gateway *g = arg;
     for (;;) {
-        /* until it has reached the head (which starts after the gateway), try
-           every 100 ms, so /v2/health/ready turns 200 as soon as it can */
-        int period_ms = g->stats_worker.c ? STATS_PERIOD_MS : 100;
         pthread_mutex_lock(&g->mu);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        long long ns = (long long)until.tv_nsec + (long long)period_ms * 1000000LL;
-        until.tv_sec += (time_t)(ns / 1000000000LL);
-        until.tv_nsec = (long)(ns % 1000000000LL);
+        until.tv_sec += STATS_PERIOD_MS / 1000;
         while (!g->stopping && pthread_cond_timedwait(&g->stats_cv, &g->mu, &until) == 0) {}
         int stop = g->stopping;
         pthread_mutex_unlock(&g->mu);

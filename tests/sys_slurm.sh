@@ -152,7 +152,7 @@ cat >"$T/a/driver.sh" <<EOF
 set -u
 out=$T/a
 env | grep -E '^LOOM_(ADDRESS|STATE_DIR|SECRET_FILE)=' | sort >"\$out/env.txt"
-for i in \$(seq 50); do   # ready once the gateway has reached the head (it tries every 100 ms)
+for i in \$(seq 50); do   # ready once the gateway has reached the head (its first stats round)
     code=\$(curl -s -o /dev/null -w '%{http_code}' "http://\$LOOM_HTTP_ADDRESS/v2/health/ready")
     [ "\$code" = 200 ] && break
     sleep 0.2
