@@ -600,11 +600,19 @@ static void keep_tail(runner *r, const char *p, size_t n)
     r->tail[have + n] = 0;
 }
 
+/* Signal the command while it runs.  Once reaped its pid is -1, and kill(-1)
+ * would signal every process the runner may signal (all of them, as root):
+ * report lines can still arrive after the exit, from the pipe's buffer. */
+static void signal_child(runner *r, int sig)
+{
+    if (r->pid > 0) kill(r->pid, sig);
+}
+
 static void end_child(runner *r, int decision)
 {
     r->decision = decision;
-    kill(r->pid, SIGKILL);
-    kill(r->pid, SIGCONT);
+    signal_child(r, SIGKILL);
+    signal_child(r, SIGCONT);
 }
 
 /* Complete lines of the command's stdout: log them, act on reports. */
@@ -617,7 +625,7 @@ static void stdout_lines(runner *r)
         fwrite(start, 1, len + 1, stdout);
         fflush(stdout);
         if (len > sizeof(tag) - 1 && !memcmp(start, tag, sizeof(tag) - 1)) {
-            kill(r->pid, SIGSTOP);
+            signal_child(r, SIGSTOP);
             int d = runner_report(r, start + sizeof(tag) - 1, len - (sizeof(tag) - 1));
             if (d < 0) {
                 snprintf(r->failure, sizeof(r->failure), "reporting failed: %s", loom_strerror(d));
@@ -625,7 +633,7 @@ static void stdout_lines(runner *r)
             } else if (d != LOOM_TUNE_CONTINUE) {
                 end_child(r, d);
             } else {
-                kill(r->pid, SIGCONT);
+                signal_child(r, SIGCONT);
             }
         }
         start = nl + 1;
