@@ -111,6 +111,16 @@ static int sl_check(const sl_opts *o, const char *op, const char *const *known)
 /* Run argv (found on PATH), its stdout into out (NUL-terminated, cut at
  * outlen-1), its stderr into err; killed after timeout_s.  Returns the exit
  * status, or -1 when it could not run or was killed. */
+/* Read what a non-blocking pipe holds now into dst (kept to len-1 bytes;
+ * the rest is read and dropped, so the writer never blocks). */
+static void drain(int fd, char *dst, size_t len, size_t *n)
+{
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof(buf))) > 0)
+        for (ssize_t i = 0; i < r && dst && *n + 1 < len; i++) dst[(*n)++] = buf[i];
+}
+
 static int run_capture(char *const argv[], char *out, size_t outlen, char *err, size_t errlen, int timeout_s)
 {
     int po[2], pe[2];
@@ -136,12 +146,8 @@ static int run_capture(char *const argv[], char *out, size_t outlen, char *err, 
     int64_t deadline = loom_now_ms() + (int64_t)timeout_s * 1000;
     int status = -1, done = 0;
     while (!done) {
-        char buf[4096];
-        ssize_t r;
-        while ((r = read(po[0], buf, sizeof(buf))) > 0)
-            for (ssize_t i = 0; i < r && out && no + 1 < outlen; i++) out[no++] = buf[i];
-        while ((r = read(pe[0], buf, sizeof(buf))) > 0)
-            for (ssize_t i = 0; i < r && err && ne + 1 < errlen; i++) err[ne++] = buf[i];
+        drain(po[0], out, outlen, &no);
+        drain(pe[0], err, errlen, &ne);
         int st;
         pid_t w = waitpid(pid, &st, WNOHANG);
         if (w == pid) {
@@ -155,12 +161,8 @@ static int run_capture(char *const argv[], char *out, size_t outlen, char *err, 
             usleep(20000);
         }
     }
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(po[0], buf, sizeof(buf))) > 0)
-        for (ssize_t i = 0; i < r && out && no + 1 < outlen; i++) out[no++] = buf[i];
-    while ((r = read(pe[0], buf, sizeof(buf))) > 0)
-        for (ssize_t i = 0; i < r && err && ne + 1 < errlen; i++) err[ne++] = buf[i];
+    drain(po[0], out, outlen, &no);
+    drain(pe[0], err, errlen, &ne);
     if (out && outlen) out[no] = 0;
     if (err && errlen) err[ne] = 0;
     close(po[0]);
