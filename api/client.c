@@ -845,6 +845,9 @@ static int put_with_ref(loom_client *c, const loom_ref *ref, const void *data, s
     m.u0 = len;
     m.flag = keep ? 1 : 0;
     int rc = LOOM_OK;
+    /* a client that connected before any node joined (a gateway starting
+       with its head) learns the nodes now: a second hello lists them */
+    if (len > LOOM_INLINE_MAX && !c->store && !c->home_addr[0] && (rc = say_hello(c)) != LOOM_OK) return rc;
     if (len <= LOOM_INLINE_MAX) {
         m.data.p = data;
         m.data.n = len;

@@ -223,6 +223,12 @@ static int head_running(const char *sd)
     return busy;
 }
 
+static void head_listening(void *arg, const char *addr)
+{
+    (void)addr;
+    loom_gateway_head_listening(arg);
+}
+
 static int cmd_head(const opts *o)
 {
     char sd[4096], secret_path[4200], secret[LOOM_SECRET_HEX + 1];
@@ -297,6 +303,8 @@ static int cmd_head(const opts *o)
         loom_write_file(gpath, gaddr, strlen(gaddr), 0600);
         LOG_INFO("HTTP gateway listening on http://%s", gaddr);
     }
+    ho.on_listening = head_listening;
+    ho.on_listening_arg = gw;
     rc = loom_head_run(&ho);
     loom_gateway_stop(&gw);
     if (db_dir && opt(o, "db-temp")) loom_rm_rf(db_dir); /* a Slurm cluster's tables end with it */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "gateway/gateway_internal.h"
+#include "runtime/log.h"
 #include "serve/registry_store.h"
 #include "runtime/util.h"
 #include "serve/serve_internal.h"
@@ -750,7 +751,10 @@ static void autoscale(loom_client *c)
     char err[256];
     int rc = start_replicas(c, d, d->model, d->version, 1, SCALE_UP_WAIT_MS, made, NULL, err, sizeof(err));
     pthread_mutex_lock(&deploy_lock);
-    if (rc) d->no_scale_until_ms = loom_now_ms() + SCALE_UP_BACKOFF_MS;
+    if (rc) {
+        LOG_WARN("deployment %s: no replica added (next try in %d s): %s", d->name, SCALE_UP_BACKOFF_MS / 1000, err);
+        d->no_scale_until_ms = loom_now_ms() + SCALE_UP_BACKOFF_MS;
+    }
     else if (d->nreplicas < MAX_REPLICAS) d->r[d->nreplicas++] = made[0];
     else retire_locked(d, 0);
     pthread_mutex_unlock(&deploy_lock);

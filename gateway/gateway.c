@@ -35,7 +35,8 @@ struct loom_gateway {
     char *host, *state_dir, *secret, *lib_dir;
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* work queued, or stop (workers wait on it) */
-    pthread_cond_t stats_cv;    /* stop (the stats thread waits on it) */
+    pthread_cond_t stats_cv;    /* stop or kick (the stats thread waits on it) */
+    int kicked;                 /* refresh now: the head has just started listening */
     gw_item *queue;             /* ring of queue_max items */
     int queue_max, qhead, qlen;
     int stopping;
@@ -238,7 +239,8 @@ static void *stats_main(void *arg)
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += STATS_PERIOD_MS / 1000;
-        while (!g->stopping && pthread_cond_timedwait(&g->stats_cv, &g->mu, &until) == 0) {}
+        while (!g->stopping && !g->kicked && pthread_cond_timedwait(&g->stats_cv, &g->mu, &until) == 0) {}
+        g->kicked = 0;
         int stop = g->stopping;
         pthread_mutex_unlock(&g->mu);
         if (stop) break;
@@ -247,6 +249,19 @@ static void *stats_main(void *arg)
     }
     if (g->stats_worker.c) loom_disconnect(&g->stats_worker.c);
     return NULL;
+}
+
+/* The head starts after its gateway (they share a process): the first
+ * connection attempt fails, and without this the gateway would stay unready
+ * until the next stats round, up to STATS_PERIOD_MS later.  One extra round
+ * now; the rounds' period (the autoscaler's beat) does not change. */
+void loom_gateway_head_listening(loom_gateway *g)
+{
+    if (!g) return;
+    pthread_mutex_lock(&g->mu);
+    g->kicked = 1;
+    pthread_cond_broadcast(&g->stats_cv);
+    pthread_mutex_unlock(&g->mu);
 }
 
 /* ---- routing ------------------------------------------------------------------ */

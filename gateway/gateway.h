@@ -44,6 +44,9 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out);
 int loom_gateway_port(const loom_gateway *g);
 /* Stop the server and the workers, free everything; NULL-safe. */
 void loom_gateway_stop(loom_gateway **g);
+/* Tells the gateway that the head now takes connections (it connects and
+ * turns ready at once instead of at its next stats round).  Thread-safe. */
+void loom_gateway_head_listening(loom_gateway *g);
 
 /* Tokens for the gateway's auth (`loom token create/revoke`), kept hashed in
  * the cluster's key-value table.  create writes a new token ("loom_" + 48

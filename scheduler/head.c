@@ -3883,6 +3883,7 @@ int loom_head_run(const loom_head_opts *o)
         (void)w;
         close(opts.ready_fd);
     }
+    if (opts.on_listening) opts.on_listening(opts.on_listening_arg, addr);
     uv_timer_init(h.loop, &h.tick);
     h.tick.data = &h;
     uv_timer_start(&h.tick, on_tick, 1000, 1000);

@@ -13,6 +13,10 @@ typedef struct loom_head_opts {
     const char *secret;           /* the cluster secret (hex) */
     int heartbeat_timeout_ms;     /* a node silent this long is dead (default 10000) */
     int ready_fd;                 /* >= 0: write "HOST:PORT\n" here once listening, then close */
+    /* called once, on the head's thread, right after the address file is
+       written (the head takes connections from then on); may be NULL */
+    void (*on_listening)(void *arg, const char *addr);
+    void *on_listening_arg;
 } loom_head_opts;
 
 int loom_head_run(const loom_head_opts *opts);

@@ -37,9 +37,7 @@ loom_script_test(sys_gateway sys_gateway.sh)
 set_tests_properties(sys_gateway PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")
 # model serving end to end: train, register, deploy, classify over KServe v2
 loom_script_test(sys_serving sys_serving.sh)
-# alone: its load phase checks autoscaling, which a replica slowed down by a
-# neighbour test (sys_slurm starting daemons) can miss on 2 cores
-set_tests_properties(sys_serving PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped" RUN_SERIAL TRUE)
+set_tests_properties(sys_serving PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")
 # the gateway's bearer tokens and tenancy (--http-auth)
 loom_script_test(sys_gateway_auth sys_gateway_auth.sh)
 set_tests_properties(sys_gateway_auth PROPERTIES LABELS system)
