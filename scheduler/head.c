@@ -38,7 +38,7 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-int grow_array(void **arr, int *cap, int need, size_t elem)
+int head_grow_array(void **arr, int *cap, int need, size_t elem)
 {
     if (need <= *cap) return 0;
     int ncap = *cap ? *cap * 2 : 4;
@@ -50,20 +50,20 @@ int grow_array(void **arr, int *cap, int need, size_t elem)
     return 0;
 }
 
-void send_to(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m)
+void head_send_to(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m)
 {
     if (loom_zsend_msg(h->router, ident, identlen, m, h->out))
         LOG_DEBUG("send %s: peer gone", loom_msg_type_name(m->type));
 }
 
-void reply_error(head *h, const uint8_t *ident, size_t identlen, uint64_t req, int code,
-                        const char *text)
+void head_reply_error(head *h, const uint8_t *ident, size_t identlen, uint64_t req, int code,
+                      const char *text)
 {
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_ERROR, req);
     m.code = code;
     m.text = (char *)text;
-    send_to(h, ident, identlen, &m);
+    head_send_to(h, ident, identlen, &m);
 }
 
 /* An answer that says something was recorded (a submission, a put, a key):
@@ -77,18 +77,18 @@ typedef struct pending_ack {
     size_t len;
 } pending_ack;
 
-void send_after_commit(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m)
+void head_send_after_commit(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m)
 {
     pending_ack *a = NULL;
     if (identlen <= MAX_IDENT && loom_wire_encode(m, h->out) == 0 &&
-        !grow_array((void **)&h->acks, &h->cap_acks, h->nacks + 1, sizeof(*h->acks))) {
+        !head_grow_array((void **)&h->acks, &h->cap_acks, h->nacks + 1, sizeof(*h->acks))) {
         a = &h->acks[h->nacks];
         a->len = loom_pack_size(h->out);
         a->data = malloc(a->len ? a->len : 1);
     }
     if (!a || !a->data) { /* out of memory: commit now and answer now */
         headdb_commit(h->db);
-        send_to(h, ident, identlen, m);
+        head_send_to(h, ident, identlen, m);
         return;
     }
     memcpy(a->data, loom_pack_data(h->out), a->len);
@@ -108,26 +108,26 @@ static void commit_and_answer(head *h)
     h->nacks = 0;
 }
 
-void reply_ok(head *h, client *c, uint64_t req)
+void head_reply_ok(head *h, client *c, uint64_t req)
 {
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_OK, req);
-    send_to(h, c->ident, c->identlen, &m);
+    head_send_to(h, c->ident, c->identlen, &m);
 }
 
-node *node_get(head *h, uint32_t id)
+node *head_node_get(head *h, uint32_t id)
 {
     return loom_hmap_get(&h->nodes, &id, sizeof(id));
 }
 
-client *client_by_id(head *h, uint32_t id)
+client *head_client_by_id(head *h, uint32_t id)
 {
     return loom_hmap_get(&h->clients_by_id, &id, sizeof(id));
 }
 
 /* ---- persistence -------------------------------------------------------- */
 
-void persist_task(head *h, task *t)
+void head_persist_task(head *h, task *t)
 {
     loom_pack *p = h->rec;
     if (!p) return;
@@ -141,7 +141,7 @@ void persist_task(head *h, task *t)
     headdb_put(h->db, HEADDB_TASKS, t->id, 16, loom_pack_data(p), loom_pack_size(p));
 }
 
-void persist_obj(head *h, obj *o)
+void head_persist_obj(head *h, obj *o)
 {
     loom_pack *p = h->rec;
     if (!p) return;
@@ -158,14 +158,14 @@ void persist_obj(head *h, obj *o)
 }
 
 /* Unix time in ms (jobs are listed by it, across head restarts). */
-int64_t wall_ms(void)
+int64_t head_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void persist_job(head *h, job *j)
+void head_persist_job(head *h, job *j)
 {
     loom_pack *p = h->rec;
     if (!p) return;
@@ -196,13 +196,13 @@ static void persist_node(head *h, node *n)
 
 /* ---- clients and nodes -------------------------------------------------- */
 
-void client_hold(client *c, const loom_ref *ref)
+void head_client_hold(client *c, const loom_ref *ref)
 {
     uintptr_t cnt = (uintptr_t)loom_hmap_get(&c->held, ref->id, LOOM_ID_LEN);
     loom_hmap_put(&c->held, ref->id, LOOM_ID_LEN, (void *)(cnt + 1));
 }
 
-int client_unhold(client *c, const loom_ref *ref)
+int head_client_unhold(client *c, const loom_ref *ref)
 {
     uintptr_t cnt = (uintptr_t)loom_hmap_get(&c->held, ref->id, LOOM_ID_LEN);
     if (!cnt) return 0;
@@ -227,7 +227,7 @@ static const char *lineage_blocker(const obj *o)
 /* Objects whose every copy went with a dead node: rebuild those whose task
  * can run again (recursively: inputs lost too are rebuilt first, since their
  * waiters wait for them), fail the others with the reason. */
-void rebuild_lost(head *h, obj **lost, int nl, const char *msg)
+void head_rebuild_lost(head *h, obj **lost, int nl, const char *msg)
 {
     task **redo = NULL;
     int nr = 0, cap = 0;
@@ -241,16 +241,16 @@ void rebuild_lost(head *h, obj **lost, int nl, const char *msg)
             o->code = LOOM_ENODE;
             free(o->error);
             o->error = strdup(text);
-            persist_obj(h, o);
+            head_persist_obj(h, o);
             continue;
         }
         o->state = O_PENDING;
-        persist_obj(h, o);
+        head_persist_obj(h, o);
         task *p = o->producer;
         if (p->state != T_DONE) continue; /* already running again */
         int seen = 0;
         for (int k = 0; k < nr && !seen; k++) seen = redo[k] == p;
-        if (!seen && !grow_array((void **)&redo, &cap, nr + 1, sizeof(task *))) {
+        if (!seen && !head_grow_array((void **)&redo, &cap, nr + 1, sizeof(task *))) {
             p->pinned++;
             redo[nr++] = p;
         }
@@ -260,9 +260,9 @@ void rebuild_lost(head *h, obj **lost, int nl, const char *msg)
         p->rebuilds++;
         p->node = 0;
         LOG_INFO("task '%s' runs again to rebuild what was lost (%s)", p->spec.name, msg);
-        task_requeue(h, p);
+        head_task_requeue(h, p);
         p->pinned--;
-        task_maybe_free(h, p);
+        head_task_maybe_free(h, p);
     }
     free(redo);
 }
@@ -283,9 +283,9 @@ static void node_dead(head *h, node *n, const char *why)
     int nv = 0, cap = 0;
     while (loom_hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
-        /* calls go with their actor (actors_on_dead_node): it may restart */
+        /* calls go with their actor (head_actors_on_dead_node): it may restart */
         if (t->state == T_RUNNING && t->node == n->id && t->spec.actor_op != LOOM_ACTOR_CALL &&
-            !grow_array((void **)&victims, &cap, nv + 1, sizeof(task *)))
+            !head_grow_array((void **)&victims, &cap, nv + 1, sizeof(task *)))
             victims[nv++] = t;
     }
     for (int i = 0; i < nv; i++) {
@@ -297,20 +297,20 @@ static void node_dead(head *h, node *n, const char *why)
             /* an actor (re)starting there: one more restart, elsewhere */
             a->restarts++;
             LOG_INFO("actor %s %s was starting on node %u: restart %u", a->cls, a->name, n->id, a->restarts);
-            task_requeue(h, t);
+            head_task_requeue(h, t);
             continue;
         }
-        if (task_should_retry(t, LOOM_ENODE)) {
-            task_retry(h, t, n->id, msg);
+        if (head_task_should_retry(t, LOOM_ENODE)) {
+            head_task_retry(h, t, n->id, msg);
             continue;
         }
         char full[20000];
         t->state = T_QUEUED; /* not running any more: fail it like a queued task */
-        task_fail(h, t, LOOM_ENODE, with_history(t, msg, full, sizeof(full)));
+        head_task_fail(h, t, LOOM_ENODE, head_with_history(t, msg, full, sizeof(full)));
     }
     free(victims);
     n->running = 0;
-    actors_on_dead_node(h, n, msg);
+    head_actors_on_dead_node(h, n, msg);
     /* forget its copies; objects left with none are lost */
     it = 0;
     obj **lost = NULL;
@@ -321,13 +321,13 @@ static void node_dead(head *h, node *n, const char *why)
             if (o->locs[i] == n->id) {
                 o->locs[i] = o->locs[--o->nlocs];
                 if (o->nlocs == 0 && !o->value && o->state == O_READY &&
-                    !grow_array((void **)&lost, &capl, nl + 1, sizeof(obj *)))
+                    !head_grow_array((void **)&lost, &capl, nl + 1, sizeof(obj *)))
                     lost[nl++] = o;
-                else persist_obj(h, o);
+                else head_persist_obj(h, o);
                 break;
             }
     }
-    rebuild_lost(h, lost, nl, msg);
+    head_rebuild_lost(h, lost, nl, msg);
     free(lost);
 }
 
@@ -335,10 +335,10 @@ static void client_drop(head *h, client *c)
 {
     /* what a driver submitted stops with it (detached jobs and actors go on) */
     if (c->role == LOOM_ROLE_DRIVER) {
-        cancel_jobs_of(h, c->id);
-        kill_actors_of(h, c->id);
-        remove_pgs_of(h, c->id);
-        kv_expire(h, c->id);
+        head_cancel_jobs_of(h, c->id);
+        head_kill_actors_of(h, c->id);
+        head_remove_pgs_of(h, c->id);
+        head_kv_expire(h, c->id);
     }
     /* release everything it held */
     size_t it = 0;
@@ -360,16 +360,16 @@ static void client_drop(head *h, client *c)
     }
     loom_hmap_free(&c->held);
     for (size_t i = 0; i < k; i++) {
-        obj *o = obj_get(h, &refs[i]);
+        obj *o = head_obj_get(h, &refs[i]);
         for (uintptr_t j = 0; o && j < counts[i]; j++) {
             if (o->refs > 0) o->refs--;
         }
-        if (o) obj_maybe_free(h, o);
+        if (o) head_obj_maybe_free(h, o);
     }
     free(refs);
     free(counts);
     if (c->role == LOOM_ROLE_NODE) {
-        node *nd = node_get(h, c->node_id);
+        node *nd = head_node_get(h, c->node_id);
         if (nd) node_dead(h, nd, "it left the cluster");
     }
     loom_hmap_del(&h->clients, c->ident, c->identlen);
@@ -377,12 +377,12 @@ static void client_drop(head *h, client *c)
     free(c);
 }
 
-char *dupstr(const char *s)
+char *head_dupstr(const char *s)
 {
     return strdup(s ? s : "");
 }
 
-void node_info_free(loom_wire_node *info)
+void head_node_info_free(loom_wire_node *info)
 {
     free(info->hostname); free(info->data_addr); free(info->store_dir); free(info->spill_dir);
     for (uint32_t i = 0; i < info->nres; i++) free(info->res[i].name);
@@ -396,7 +396,7 @@ void node_info_free(loom_wire_node *info)
 
 /* Copy a joining node's resources and labels, build its pool, and list it
  * (unless it is listed: a node rejoining). */
-int node_init_resources(head *h, node *n, const loom_wire_node *w)
+int head_node_init_resources(head *h, node *n, const loom_wire_node *w)
 {
     int listed = 0;
     for (int i = 0; i < h->nnode_list && !listed; i++) listed = h->node_list[i] == n;
@@ -408,18 +408,18 @@ int node_init_resources(head *h, node *n, const loom_wire_node *w)
     if (w->nlabels) n->info.labels = calloc(w->nlabels, sizeof(loom_wire_label));
     if ((w->nres && !n->info.res) || (w->nlabels && !n->info.labels)) return LOOM_ENOMEM;
     for (uint32_t i = 0; i < w->nres; i++) {
-        n->info.res[i].name = dupstr(w->res[i].name);
+        n->info.res[i].name = head_dupstr(w->res[i].name);
         n->info.res[i].amount = w->res[i].amount;
         n->info.nres++;
         if (loom_pool_add_res(&n->pool, w->res[i].name, w->res[i].amount)) return LOOM_EINVAL;
     }
     for (uint32_t i = 0; i < w->nlabels; i++) {
-        n->info.labels[i].key = dupstr(w->labels[i].key);
-        n->info.labels[i].value = dupstr(w->labels[i].value);
+        n->info.labels[i].key = head_dupstr(w->labels[i].key);
+        n->info.labels[i].value = head_dupstr(w->labels[i].value);
         n->info.nlabels++;
     }
     if (listed) return LOOM_OK;
-    if (grow_array((void **)&h->node_list, &h->cap_node_list, h->nnode_list + 1, sizeof(node *)))
+    if (head_grow_array((void **)&h->node_list, &h->cap_node_list, h->nnode_list + 1, sizeof(node *)))
         return LOOM_ENOMEM;
     loom_candidate *cands = realloc(h->cands, (size_t)h->cap_node_list * sizeof(*cands));
     if (!cands) return LOOM_ENOMEM;
@@ -441,7 +441,7 @@ static void welcome(head *h, client *c, uint64_t req)
         if (n->alive) list[m.nnodes++] = n->info;
     }
     m.nodes = list;
-    send_to(h, c->ident, c->identlen, &m);
+    head_send_to(h, c->ident, c->identlen, &m);
     free(list);
 }
 
@@ -450,15 +450,15 @@ static void welcome(head *h, client *c, uint64_t req)
  * nothing new is placed there. */
 static int node_rejoin(head *h, node *n, const uint8_t *ident, size_t identlen, const loom_wire_node *w)
 {
-    node_info_free(&n->info);
+    head_node_info_free(&n->info);
     memset(&n->info, 0, sizeof(n->info));
     n->info = *w;
     n->info.id = n->id;
-    n->info.hostname = dupstr(w->hostname);
-    n->info.data_addr = dupstr(w->data_addr);
-    n->info.store_dir = dupstr(w->store_dir);
-    n->info.spill_dir = dupstr(w->spill_dir);
-    if (node_init_resources(h, n, w)) return LOOM_EINVAL;
+    n->info.hostname = head_dupstr(w->hostname);
+    n->info.data_addr = head_dupstr(w->data_addr);
+    n->info.store_dir = head_dupstr(w->store_dir);
+    n->info.spill_dir = head_dupstr(w->spill_dir);
+    if (head_node_init_resources(h, n, w)) return LOOM_EINVAL;
     memcpy(n->ident, ident, identlen);
     n->identlen = identlen;
     n->awaiting = 0;
@@ -476,7 +476,7 @@ static int node_rejoin(head *h, node *n, const uint8_t *ident, size_t identlen, 
  * reports went to it) and run again. */
 static void on_running(head *h, client *c, loom_msg *m)
 {
-    node *n = node_get(h, c->node_id);
+    node *n = head_node_get(h, c->node_id);
     if (!n || !n->reconciling) return;
     n->reconciling = 0;
     loom_hmap still = {0};
@@ -494,7 +494,7 @@ static void on_running(head *h, client *c, loom_msg *m)
             n->running++;
         } else if (loom_hmap_get(&still, t->id, 16)) {
             loom_request r;
-            spec_request(&t->spec, &r);
+            head_spec_request(&t->spec, &r);
             t->grant = malloc(sizeof(loom_grant));
             if (t->grant && loom_pool_take(&n->pool, &r, t->grant)) {
                 free(t->grant);
@@ -502,7 +502,7 @@ static void on_running(head *h, client *c, loom_msg *m)
             }
             t->bundle = -1;
             n->running++;
-        } else if (!grow_array((void **)&lost, &cap, nl + 1, 16)) {
+        } else if (!head_grow_array((void **)&lost, &cap, nl + 1, 16)) {
             memcpy(lost[nl++], t->id, 16);
         }
     }
@@ -512,16 +512,16 @@ static void on_running(head *h, client *c, loom_msg *m)
         if (t->spec.actor_op == LOOM_ACTOR_CALL) {
             actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
             if (a && a->state != A_DEAD && t->attempts < a->max_task_retries) {
-                history_add(t, n->id, "its result was lost when the head restarted");
-                actor_requeue_call(h, a, t);
+                head_history_add(t, n->id, "its result was lost when the head restarted");
+                head_actor_requeue_call(h, a, t);
             } else {
                 t->state = T_QUEUED;
-                task_fail(h, t, LOOM_EACTOR, "the call ran when the head went down and its result was lost");
+                head_task_fail(h, t, LOOM_EACTOR, "the call ran when the head went down and its result was lost");
             }
             continue;
         }
         LOG_INFO("task '%s' ran on node %u when the head went down: it runs again", t->spec.name, n->id);
-        task_requeue(h, t);
+        head_task_requeue(h, t);
     }
     free(lost);
     /* the actors it hosted: take their resources again, or they are gone */
@@ -542,11 +542,11 @@ static void on_running(head *h, client *c, loom_msg *m)
         }
     }
     loom_hmap_free(&still);
-    for (int i = 0; i < ng; i++) actor_lost(h, gone[i], "its process was gone when the head restarted");
+    for (int i = 0; i < ng; i++) head_actor_lost(h, gone[i], "its process was gone when the head restarted");
     it = 0;
     while (loom_hmap_next(&h->actors, &it, &v))
-        if (((actor *)v)->node == n->id) actor_dispatch(h, v);
-    schedule(h);
+        if (((actor *)v)->node == n->id) head_actor_dispatch(h, v);
+    head_schedule(h);
 }
 
 static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m)
@@ -554,15 +554,15 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
     if (!loom_secret_equal(m->secret, h->secret)) {
         LOG_WARN("refused a %s from %s: wrong cluster secret",
                  m->role == LOOM_ROLE_NODE ? "node" : "driver", m->hostname);
-        reply_error(h, ident, identlen, m->req, LOOM_EAUTH, "wrong cluster secret");
+        head_reply_error(h, ident, identlen, m->req, LOOM_EAUTH, "wrong cluster secret");
         return;
     }
     if (m->role == LOOM_ROLE_NODE && m->nnodes != 1) {
-        reply_error(h, ident, identlen, m->req, LOOM_EPROTO, "a node's hello must describe it");
+        head_reply_error(h, ident, identlen, m->req, LOOM_EPROTO, "a node's hello must describe it");
         return;
     }
     if (m->role == LOOM_ROLE_EXECUTOR) {
-        reply_error(h, ident, identlen, m->req, LOOM_EPROTO, "executors talk to their daemon");
+        head_reply_error(h, ident, identlen, m->req, LOOM_EPROTO, "executors talk to their daemon");
         return;
     }
     client *old = loom_hmap_get(&h->clients, ident, identlen);
@@ -580,11 +580,11 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
     memcpy(c->ident, ident, identlen);
     c->identlen = identlen;
     c->role = (int)m->role;
-    node *prev = m->role == LOOM_ROLE_NODE && m->nodes[0].id ? node_get(h, m->nodes[0].id) : NULL;
+    node *prev = m->role == LOOM_ROLE_NODE && m->nodes[0].id ? head_node_get(h, m->nodes[0].id) : NULL;
     if (prev && prev->awaiting) {
         if (node_rejoin(h, prev, ident, identlen, &m->nodes[0])) {
             free(c);
-            reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
+            head_reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
             return;
         }
         c->node_id = prev->id;
@@ -596,15 +596,15 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
         n->identlen = identlen;
         n->info = m->nodes[0];
         n->info.id = n->id;
-        n->info.hostname = dupstr(m->nodes[0].hostname);
-        n->info.data_addr = dupstr(m->nodes[0].data_addr);
-        n->info.store_dir = dupstr(m->nodes[0].store_dir);
-        n->info.spill_dir = dupstr(m->nodes[0].spill_dir);
-        if (node_init_resources(h, n, &m->nodes[0])) {
-            node_info_free(&n->info);
+        n->info.hostname = head_dupstr(m->nodes[0].hostname);
+        n->info.data_addr = head_dupstr(m->nodes[0].data_addr);
+        n->info.store_dir = head_dupstr(m->nodes[0].store_dir);
+        n->info.spill_dir = head_dupstr(m->nodes[0].spill_dir);
+        if (head_node_init_resources(h, n, &m->nodes[0])) {
+            head_node_info_free(&n->info);
             free(n);
             free(c);
-            reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
+            head_reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
             return;
         }
         n->alive = 1;
@@ -619,7 +619,7 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
     loom_hmap_put(&h->clients, c->ident, c->identlen, c);
     loom_hmap_put(&h->clients_by_id, &c->id, sizeof(c->id), c);
     welcome(h, c, m->req);
-    if (m->role == LOOM_ROLE_NODE) schedule(h);
+    if (m->role == LOOM_ROLE_NODE) head_schedule(h);
 }
 
 /* ---- dispatch ----------------------------------------------------------- */
@@ -630,12 +630,12 @@ static void dispatch(head *h, client *c, loom_msg *m)
     switch (m->type) {
     case LOOM_MSG_HEARTBEAT:
         if (is_node) {
-            node *n = node_get(h, c->node_id);
+            node *n = head_node_get(h, c->node_id);
             if (n && !n->alive) {
                 /* declared dead (a cut link that came back): its work went
                    elsewhere; it joins again as a new node */
-                reply_error(h, c->ident, c->identlen, 0, LOOM_ESTATE,
-                            "this node was declared dead: say hello again to rejoin");
+                head_reply_error(h, c->ident, c->identlen, 0, LOOM_ESTATE,
+                                 "this node was declared dead: say hello again to rejoin");
                 client_drop(h, c);
                 return;
             }
@@ -646,43 +646,43 @@ static void dispatch(head *h, client *c, loom_msg *m)
             }
         }
         return;
-    case LOOM_MSG_SUBMIT: on_submit(h, c, m); return;
-    case LOOM_MSG_PUT_DONE: on_put_done(h, c, m); return;
-    case LOOM_MSG_SUBSCRIBE: on_subscribe(h, c, m); return;
-    case LOOM_MSG_RELEASE: on_release(h, c, m); return;
-    case LOOM_MSG_CANCEL: on_cancel(h, c, m); return;
-    case LOOM_MSG_STATUS: on_status(h, c, m); return;
-    case LOOM_MSG_JOB_INFO: on_job_info(h, c, m); return;
-    case LOOM_MSG_JOBS: on_jobs(h, c, m); return;
-    case LOOM_MSG_JOB_REF: on_job_ref(h, c, m); return;
-    case LOOM_MSG_JOB_DELETE: on_job_delete(h, c, m); return;
+    case LOOM_MSG_SUBMIT: head_on_submit(h, c, m); return;
+    case LOOM_MSG_PUT_DONE: head_on_put_done(h, c, m); return;
+    case LOOM_MSG_SUBSCRIBE: head_on_subscribe(h, c, m); return;
+    case LOOM_MSG_RELEASE: head_on_release(h, c, m); return;
+    case LOOM_MSG_CANCEL: head_on_cancel(h, c, m); return;
+    case LOOM_MSG_STATUS: head_on_status(h, c, m); return;
+    case LOOM_MSG_JOB_INFO: head_on_job_info(h, c, m); return;
+    case LOOM_MSG_JOBS: head_on_jobs(h, c, m); return;
+    case LOOM_MSG_JOB_REF: head_on_job_ref(h, c, m); return;
+    case LOOM_MSG_JOB_DELETE: head_on_job_delete(h, c, m); return;
     case LOOM_MSG_BYE: client_drop(h, c); return;
     case LOOM_MSG_TASK_DONE:
-        if (is_node) { on_task_done(h, c, m); return; }
+        if (is_node) { head_on_task_done(h, c, m); return; }
         break;
     case LOOM_MSG_OBJ_ADDED:
-        if (is_node) { on_obj_added(h, c, m); return; }
+        if (is_node) { head_on_obj_added(h, c, m); return; }
         break;
     case LOOM_MSG_ACTOR_DIED:
-        if (is_node) { on_actor_died(h, c, m); return; }
+        if (is_node) { head_on_actor_died(h, c, m); return; }
         break;
-    case LOOM_MSG_ACTOR_LOOKUP: on_actor_lookup(h, c, m); return;
-    case LOOM_MSG_ACTOR_KILL: on_actor_kill(h, c, m); return;
-    case LOOM_MSG_ACTORS: on_actors(h, c, m); return;
-    case LOOM_MSG_PG_CREATE: on_pg_create(h, c, m); return;
-    case LOOM_MSG_PG_REMOVE: on_pg_remove(h, c, m); return;
-    case LOOM_MSG_PG_INFO: on_pg_info(h, c, m); return;
-    case LOOM_MSG_DRAIN: on_drain(h, c, m); return;
+    case LOOM_MSG_ACTOR_LOOKUP: head_on_actor_lookup(h, c, m); return;
+    case LOOM_MSG_ACTOR_KILL: head_on_actor_kill(h, c, m); return;
+    case LOOM_MSG_ACTORS: head_on_actors(h, c, m); return;
+    case LOOM_MSG_PG_CREATE: head_on_pg_create(h, c, m); return;
+    case LOOM_MSG_PG_REMOVE: head_on_pg_remove(h, c, m); return;
+    case LOOM_MSG_PG_INFO: head_on_pg_info(h, c, m); return;
+    case LOOM_MSG_DRAIN: head_on_drain(h, c, m); return;
     case LOOM_MSG_RUNNING:
         if (is_node) { on_running(h, c, m); return; }
         break;
-    case LOOM_MSG_KV_PUT: on_kv_put(h, c, m); return;
-    case LOOM_MSG_KV_GET: on_kv_get(h, c, m); return;
-    case LOOM_MSG_KV_DEL: on_kv_del(h, c, m); return;
+    case LOOM_MSG_KV_PUT: head_on_kv_put(h, c, m); return;
+    case LOOM_MSG_KV_GET: head_on_kv_get(h, c, m); return;
+    case LOOM_MSG_KV_DEL: head_on_kv_del(h, c, m); return;
     default:
         break;
     }
-    reply_error(h, c->ident, c->identlen, m->req, LOOM_EPROTO, "unexpected message for the head");
+    head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EPROTO, "unexpected message for the head");
 }
 
 /* The request number of a frame that did not decode, when its head
@@ -713,8 +713,8 @@ static void on_frames(void *arg, zmq_msg_t *frames, int n)
     char err[256];
     if (loom_wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
         LOG_WARN("rejected a malformed message: %s", err);
-        reply_error(h, ident, identlen, frame_req(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1])),
-                    LOOM_EPROTO, err);
+        head_reply_error(h, ident, identlen, frame_req(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1])),
+                         LOOM_EPROTO, err);
         return;
     }
     if (m.type == LOOM_MSG_HELLO) {
@@ -722,11 +722,11 @@ static void on_frames(void *arg, zmq_msg_t *frames, int n)
     } else {
         client *c = loom_hmap_get(&h->clients, ident, identlen);
         /* ESTATE, not EAUTH: a peer of a head that restarted joins again */
-        if (!c) reply_error(h, ident, identlen, m.req, LOOM_ESTATE, "say hello with the cluster secret first");
+        if (!c) head_reply_error(h, ident, identlen, m.req, LOOM_ESTATE, "say hello with the cluster secret first");
         else dispatch(h, c, &m);
     }
     loom_msg_free(&m);
-    drain_unrefs(h);
+    head_drain_unrefs(h);
 }
 
 /* ---- drivers that go away ---------------------------------------------- */
@@ -758,7 +758,7 @@ static void probe_drivers(head *h)
         LOG_INFO("driver %u went away without saying goodbye: releasing what it held", gone[i]->id);
         client_drop(h, gone[i]);
     }
-    if (n) schedule(h);
+    if (n) head_schedule(h);
 }
 
 static void on_monitor(void *arg, zmq_msg_t *frames, int n)
@@ -808,11 +808,11 @@ static void on_tick(uv_timer_t *tm)
         }
     }
     (void)gone;
-    if (h->kv_waits) kv_expire(h, 0);
-    drain_unrefs(h);
+    if (h->kv_waits) head_kv_expire(h, 0);
+    head_drain_unrefs(h);
     headdb_commit(h->db);
     headdb_sync(h->db);
-    if (nd) schedule(h);
+    if (nd) head_schedule(h);
 }
 
 /* After each batch of messages, and each loop turn: commit what changed,
@@ -886,7 +886,7 @@ static void head_free_tables(head *h)
     it = 0;
     while (loom_hmap_next(&h->nodes, &it, &v)) {
         node *n = v;
-        node_info_free(&n->info);
+        head_node_info_free(&n->info);
         free(n);
     }
     free(h->node_list);
@@ -904,7 +904,7 @@ static void head_free_tables(head *h)
         free(g);
     }
     it = 0;
-    while (loom_hmap_next(&h->kv, &it, &v)) kv_entry_free(v);
+    while (loom_hmap_next(&h->kv, &it, &v)) head_kv_entry_free(v);
     while (h->kv_waits) {
         kv_wait *w = h->kv_waits;
         h->kv_waits = w->next;
@@ -945,7 +945,7 @@ int loom_head_run(const loom_head_opts *o)
     if (rc) return rc;
     h.out = loom_pack_new();
     h.rec = loom_pack_new();
-    load_tables(&h);
+    head_load_tables(&h);
     headdb_commit(h.db);
     h.loop = uv_default_loop();
     h.zctx = zmq_ctx_new();

@@ -10,27 +10,27 @@
 /* ---- actors ------------------------------------------------------------- */
 
 /* Names (actor names, keys) are longer than the map's keys: map their hash. */
-void name_key(const char *name, uint8_t out[32])
+void head_name_key(const char *name, uint8_t out[32])
 {
     loom_sha256(name, strlen(name), out);
 }
 
-actor *actor_by_name(head *h, const char *name)
+actor *head_actor_by_name(head *h, const char *name)
 {
     uint8_t k[32];
-    name_key(name, k);
+    head_name_key(name, k);
     return loom_hmap_get(&h->actor_names, k, sizeof(k));
 }
 
 /* The actor that creation task t makes, owned by client owner (0: none
  * known, as after a head restart); NULL when out of memory. */
-actor *actor_new_owned(head *h, task *t, uint32_t owner)
+actor *head_actor_new_owned(head *h, task *t, uint32_t owner)
 {
     actor *a = calloc(1, sizeof(*a));
     if (!a) return NULL;
     memcpy(a->id, t->id, 16);
-    a->name = dupstr(t->spec.actor_name);
-    a->cls = dupstr(t->spec.function);
+    a->name = head_dupstr(t->spec.actor_name);
+    a->cls = head_dupstr(t->spec.function);
     a->owner = owner;
     a->detached = t->spec.detached || !owner;
     a->max_concurrency = t->spec.max_concurrency ? t->spec.max_concurrency : 1;
@@ -45,29 +45,29 @@ actor *actor_new_owned(head *h, task *t, uint32_t owner)
     }
     if (a->name[0]) {
         uint8_t k[32];
-        name_key(a->name, k);
+        head_name_key(a->name, k);
         loom_hmap_put(&h->actor_names, k, sizeof(k), a);
     }
     return a;
 }
 
-void actor_new(head *h, task *t, client *c)
+void head_actor_new(head *h, task *t, client *c)
 {
-    actor_new_owned(h, t, c->id);
+    head_actor_new_owned(h, t, c->id);
 }
 
-void actor_add_call(head *h, task *t)
+void head_actor_add_call(head *h, task *t)
 {
     actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
-    if (!a || grow_array((void **)&a->calls, &a->cap_calls, a->ncalls + 1, sizeof(*a->calls))) return;
+    if (!a || head_grow_array((void **)&a->calls, &a->cap_calls, a->ncalls + 1, sizeof(*a->calls))) return;
     t->seq = ++a->next_seq;
     memcpy(a->calls[a->ncalls++], t->id, 16);
 }
 
 /* Put a call that was running back among the waiting ones, in its place. */
-void actor_requeue_call(head *h, actor *a, task *t)
+void head_actor_requeue_call(head *h, actor *a, task *t)
 {
-    if (grow_array((void **)&a->calls, &a->cap_calls, a->ncalls + 1, sizeof(*a->calls))) return;
+    if (head_grow_array((void **)&a->calls, &a->cap_calls, a->ncalls + 1, sizeof(*a->calls))) return;
     int at = a->ncalls;
     for (int i = 0; i < a->ncalls; i++) {
         task *o = loom_hmap_get(&h->tasks, a->calls[i], 16);
@@ -81,7 +81,7 @@ void actor_requeue_call(head *h, actor *a, task *t)
     a->ncalls++;
     t->state = T_QUEUED;
     t->attempts++;
-    persist_task(h, t); /* not running any more: a restarted head must not wait for it */
+    head_persist_task(h, t); /* not running any more: a restarted head must not wait for it */
 }
 
 static int caller_in(const uint32_t *list, int n, uint32_t id)
@@ -94,10 +94,10 @@ static int caller_in(const uint32_t *list, int n, uint32_t id)
 /* Hand the actor's ready calls to its node, in order: a call goes only when
  * every earlier call of the same caller has gone.  Calls of a dead actor
  * fail as they become ready. */
-void actor_dispatch(head *h, actor *a)
+void head_actor_dispatch(head *h, actor *a)
 {
     if (a->state == A_PENDING) return;
-    node *n = a->state == A_ALIVE ? node_get(h, a->node) : NULL;
+    node *n = a->state == A_ALIVE ? head_node_get(h, a->node) : NULL;
     uint32_t blocked[64];
     int nb = 0, w = 0;
     char msg[700];
@@ -109,12 +109,12 @@ void actor_dispatch(head *h, actor *a)
             loom_snprintf(msg, sizeof(msg), "actor %s%s%s is dead: %s", a->cls, a->name[0] ? " " : "",
                           a->name, a->error ? a->error : "");
             a->calls_failed++;
-            task_fail(h, t, LOOM_EACTOR, msg);
+            head_task_fail(h, t, LOOM_EACTOR, msg);
             continue;
         }
         if (!is_blocked && t->state == T_QUEUED && n && n->alive) {
             a->running++;
-            assign(h, t, n, NULL, NULL, -1);
+            head_assign(h, t, n, NULL, NULL, -1);
             continue;
         }
         if (!is_blocked) blocked[nb++] = t->caller;
@@ -132,7 +132,7 @@ static int running_calls(head *h, const actor *a, uint8_t (**ids)[16])
     while (loom_hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
         if (t->state == T_RUNNING && t->spec.actor_op == LOOM_ACTOR_CALL && !memcmp(t->spec.actor, a->id, 16) &&
-            !grow_array((void **)ids, &cap, n + 1, 16))
+            !head_grow_array((void **)ids, &cap, n + 1, 16))
             memcpy((*ids)[n++], t->id, 16);
     }
     return n;
@@ -150,20 +150,20 @@ static void actor_die(head *h, actor *a, const char *why)
     a->t_died = loom_now_ms();
     h->dead_actors++;
     LOG_INFO("actor %s %s is dead: %s", a->cls, a->name, why);
-    if (a->name[0] && actor_by_name(h, a->name) == a) {
+    if (a->name[0] && head_actor_by_name(h, a->name) == a) {
         uint8_t k[32];
-        name_key(a->name, k);
+        head_name_key(a->name, k);
         loom_hmap_del(&h->actor_names, k, sizeof(k));
     }
-    if (a->grant) give_grant(h, a->node, a->has_pg ? a->pg : NULL, a->bundle, a->req, &a->grant);
+    if (a->grant) head_give_grant(h, a->node, a->has_pg ? a->pg : NULL, a->bundle, a->req, &a->grant);
     free(a->req);
     a->req = NULL;
     /* its creation, if still under way */
     task *ct = loom_hmap_get(&h->tasks, a->id, 16);
-    if (ct && ct->state < T_DONE) cancel_task(h, ct);
+    if (ct && ct->state < T_DONE) head_cancel_task(h, ct);
     if (a->deps_held && ct) {
         a->deps_held = 0;
-        task_release_deps(h, ct);
+        head_task_release_deps(h, ct);
     }
     /* calls handed to its node: fail them now (the node's reports come too late) */
     if (was_alive) {
@@ -175,15 +175,15 @@ static void actor_die(head *h, actor *a, const char *why)
         for (int i = 0; i < n; i++) {
             task *t = loom_hmap_get(&h->tasks, ids[i], 16);
             if (!t || t->state != T_RUNNING) continue;
-            release_node_resources(h, t);
+            head_release_node_resources(h, t);
             t->state = T_QUEUED;
             a->calls_failed++;
-            task_fail(h, t, LOOM_EACTOR, msg);
+            head_task_fail(h, t, LOOM_EACTOR, msg);
         }
         free(ids);
         a->running = 0;
     }
-    actor_dispatch(h, a);
+    head_actor_dispatch(h, a);
 }
 
 /* The actor's process or node died and it may restart: give back what it
@@ -196,7 +196,7 @@ static void actor_restart(head *h, actor *a, const char *why)
     a->state = A_PENDING;
     free(a->error);
     a->error = strdup(why);
-    if (a->grant) give_grant(h, a->node, a->has_pg ? a->pg : NULL, a->bundle, a->req, &a->grant);
+    if (a->grant) head_give_grant(h, a->node, a->has_pg ? a->pg : NULL, a->bundle, a->req, &a->grant);
     LOG_INFO("actor %s %s died (%s): restart %u%s", a->cls, a->name, why, a->restarts,
              a->max_restarts < 0 ? "" : " of its limit");
     /* calls handed to its node */
@@ -208,15 +208,15 @@ static void actor_restart(head *h, actor *a, const char *why)
     for (int i = 0; i < n; i++) {
         task *t = loom_hmap_get(&h->tasks, ids[i], 16);
         if (!t || t->state != T_RUNNING) continue;
-        release_node_resources(h, t);
+        head_release_node_resources(h, t);
         if (t->attempts < a->max_task_retries) {
-            history_add(t, t->node, msg);
-            actor_requeue_call(h, a, t);
+            head_history_add(t, t->node, msg);
+            head_actor_requeue_call(h, a, t);
         } else {
             t->state = T_QUEUED;
             a->calls_failed++;
             char full[20000];
-            task_fail(h, t, LOOM_EACTOR, with_history(t, msg, full, sizeof(full)));
+            head_task_fail(h, t, LOOM_EACTOR, head_with_history(t, msg, full, sizeof(full)));
         }
     }
     free(ids);
@@ -227,12 +227,12 @@ static void actor_restart(head *h, actor *a, const char *why)
         return;
     }
     ct->t_start = ct->t_end = 0;
-    queue_task(h, ct);
-    persist_task(h, ct);
+    head_queue_task(h, ct);
+    head_persist_task(h, ct);
 }
 
 /* The actor's process or node died: restart it if it may, else it is dead. */
-void actor_lost(head *h, actor *a, const char *why)
+void head_actor_lost(head *h, actor *a, const char *why)
 {
     if (a->state == A_ALIVE && (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts)) {
         actor_restart(h, a, why);
@@ -247,7 +247,7 @@ void actor_lost(head *h, actor *a, const char *why)
 }
 
 /* Forget dead actors beyond the newest few hundred (listing keeps those). */
-void actors_gc(head *h)
+void head_actors_gc(head *h)
 {
     while (h->dead_actors > 256) {
         actor *oldest = NULL;
@@ -263,30 +263,30 @@ void actors_gc(head *h)
         obj *o = oldest->ready_obj;
         free(oldest->name); free(oldest->cls); free(oldest->calls); free(oldest->error);
         free(oldest);
-        if (o && obj_get(h, &o->ref) == o) obj_unref(h, o);
+        if (o && head_obj_get(h, &o->ref) == o) head_obj_unref(h, o);
     }
 }
 
 /* Kill an actor: its node ends its process. */
-void actor_kill(head *h, actor *a, const char *why)
+void head_actor_kill(head *h, actor *a, const char *why)
 {
     if (a->state == A_DEAD) return;
     if (a->state == A_ALIVE) {
-        node *n = node_get(h, a->node);
+        node *n = head_node_get(h, a->node);
         if (n && n->alive) {
             loom_msg m;
             loom_msg_init(&m, LOOM_MSG_ACTOR_KILL, 0);
             loom_ref_make(a->id, 0, &m.ref);
-            send_to(h, n->ident, n->identlen, &m);
+            head_send_to(h, n->ident, n->identlen, &m);
         }
     }
     actor_die(h, a, why);
-    actors_gc(h);
+    head_actors_gc(h);
 }
 
 /* Its creation task finished well: the actor is alive on that node and keeps
  * the resources the task was given. */
-void actor_created(head *h, task *t)
+void head_actor_created(head *h, task *t)
 {
     actor *a = loom_hmap_get(&h->actors, t->id, 16);
     if (!a || a->state != A_PENDING) return;
@@ -299,25 +299,25 @@ void actor_created(head *h, task *t)
     a->has_pg = t->spec.has_pg;
     memcpy(a->pg, t->spec.pg, 16);
     if (!a->req) a->req = malloc(sizeof(loom_request));
-    if (a->req) spec_request(&t->spec, a->req);
-    if (a->max_restarts != 0) a->deps_held = 1; /* on_task_done keeps them for restarts */
-    actor_dispatch(h, a);
+    if (a->req) head_spec_request(&t->spec, a->req);
+    if (a->max_restarts != 0) a->deps_held = 1; /* head_on_task_done keeps them for restarts */
+    head_actor_dispatch(h, a);
 }
 
-void actor_creation_failed(head *h, task *t, int code, const char *msg)
+void head_actor_creation_failed(head *h, task *t, int code, const char *msg)
 {
     actor *a = loom_hmap_get(&h->actors, t->id, 16);
     if (!a) return;
     char why[1200];
     loom_snprintf(why, sizeof(why), "%s%s", code == LOOM_ECANCELLED ? "" : "its init failed: ", msg);
     actor_die(h, a, why);
-    actors_gc(h);
+    head_actors_gc(h);
 }
 
 /* Apply fn to every actor match() accepts; in batches, since fn can change
  * the table. */
 
-void actors_apply(head *h, actor_match_fn match, const void *arg, actor_fn fn, const char *why)
+void head_actors_apply(head *h, actor_match_fn match, const void *arg, actor_fn fn, const char *why)
 {
     actor *victims[256];
     int nv;
@@ -331,7 +331,7 @@ void actors_apply(head *h, actor_match_fn match, const void *arg, actor_fn fn, c
     } while (nv == 256);
 }
 
-int alive_on_node(const actor *a, const void *arg)
+int head_alive_on_node(const actor *a, const void *arg)
 {
     return a->state == A_ALIVE && a->node == *(const uint32_t *)arg;
 }
@@ -341,44 +341,44 @@ static int owned_by(const actor *a, const void *arg)
     return a->state != A_DEAD && a->owner == *(const uint32_t *)arg && !a->detached;
 }
 
-int in_pg(const actor *a, const void *arg)
+int head_in_pg(const actor *a, const void *arg)
 {
     return a->state != A_DEAD && a->has_pg && !memcmp(a->pg, arg, 16);
 }
 
-void actors_on_dead_node(head *h, node *n, const char *msg)
+void head_actors_on_dead_node(head *h, node *n, const char *msg)
 {
-    actors_apply(h, alive_on_node, &n->id, actor_lost, msg);
-    actors_gc(h);
+    head_actors_apply(h, head_alive_on_node, &n->id, head_actor_lost, msg);
+    head_actors_gc(h);
 }
 
-void kill_actors_of(head *h, uint32_t client_id)
+void head_kill_actors_of(head *h, uint32_t client_id)
 {
-    actors_apply(h, owned_by, &client_id, actor_kill, "the client that created it disconnected");
+    head_actors_apply(h, owned_by, &client_id, head_actor_kill, "the client that created it disconnected");
 }
 
 /* arg: the head; a node that will not rejoin (dead before a restart) */
-int alive_on_gone_node(const actor *a, const void *arg)
+int head_alive_on_gone_node(const actor *a, const void *arg)
 {
-    node *on = node_get((head *)arg, a->node);
+    node *on = head_node_get((head *)arg, a->node);
     return a->state == A_ALIVE && (!on || !on->awaiting);
 }
 
 static int restartable_on_node(const actor *a, const void *arg)
 {
-    return alive_on_node(a, arg) && (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts);
+    return head_alive_on_node(a, arg) && (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts);
 }
 
 /* Move an actor off a draining node: end its process there and restart it
  * elsewhere (its calls in flight follow its max_task_retries). */
 static void actor_move(head *h, actor *a, const char *why)
 {
-    node *n = node_get(h, a->node);
+    node *n = head_node_get(h, a->node);
     if (n && n->alive) {
         loom_msg m;
         loom_msg_init(&m, LOOM_MSG_ACTOR_KILL, 0);
         loom_ref_make(a->id, 0, &m.ref);
-        send_to(h, n->ident, n->identlen, &m);
+        head_send_to(h, n->ident, n->identlen, &m);
     }
     actor_restart(h, a, why);
 }
@@ -387,11 +387,11 @@ static void actor_move(head *h, actor *a, const char *why)
  * finishes; actors that may restart move to other nodes.  The node reads
  * "drained" in `loom status` once nothing runs there; stopping its daemon is
  * then safe (what only it held is rebuilt from lineage). */
-void on_drain(head *h, client *c, loom_msg *m)
+void head_on_drain(head *h, client *c, loom_msg *m)
 {
-    node *n = node_get(h, m->id);
+    node *n = head_node_get(h, m->id);
     if (!n || !n->alive) {
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such live node");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such live node");
         return;
     }
     if (!n->draining) {
@@ -400,42 +400,42 @@ void on_drain(head *h, client *c, loom_msg *m)
         LOG_INFO("node %u (%s) is draining", n->id, n->info.hostname);
         char why[128];
         loom_snprintf(why, sizeof(why), "node %u is draining", n->id);
-        actors_apply(h, restartable_on_node, &n->id, actor_move, why);
+        head_actors_apply(h, restartable_on_node, &n->id, actor_move, why);
     }
-    reply_ok(h, c, m->req);
-    schedule(h);
+    head_reply_ok(h, c, m->req);
+    head_schedule(h);
 }
 
-void on_actor_lookup(head *h, client *c, loom_msg *m)
+void head_on_actor_lookup(head *h, client *c, loom_msg *m)
 {
-    actor *a = actor_by_name(h, m->name);
+    actor *a = head_actor_by_name(h, m->name);
     if (!a) {
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no live actor has that name");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no live actor has that name");
         return;
     }
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_REF, m->req);
     loom_ref_make(a->id, 0, &r.ref);
-    send_to(h, c->ident, c->identlen, &r);
+    head_send_to(h, c->ident, c->identlen, &r);
 }
 
-void on_actor_kill(head *h, client *c, loom_msg *m)
+void head_on_actor_kill(head *h, client *c, loom_msg *m)
 {
     actor *a = loom_hmap_get(&h->actors, m->ref.id, 16);
     if (!a) {
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such actor");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such actor");
         return;
     }
-    actor_kill(h, a, "killed");
-    reply_ok(h, c, m->req);
-    schedule(h);
+    head_actor_kill(h, a, "killed");
+    head_reply_ok(h, c, m->req);
+    head_schedule(h);
 }
 
-void on_actor_died(head *h, client *c, loom_msg *m)
+void head_on_actor_died(head *h, client *c, loom_msg *m)
 {
     actor *a = loom_hmap_get(&h->actors, m->ref.id, 16);
     if (!a || a->state != A_ALIVE || a->node != c->node_id) return;
-    actor_lost(h, a, m->text[0] ? m->text : "its process exited");
-    actors_gc(h);
-    schedule(h);
+    head_actor_lost(h, a, m->text[0] ? m->text : "its process exited");
+    head_actors_gc(h);
+    head_schedule(h);
 }

@@ -37,7 +37,7 @@ static void send_info(head *h, client *c, uint64_t req, loom_pack *p)
     loom_msg_init(&r, LOOM_MSG_INFO, req);
     r.data.p = loom_pack_data(p);
     r.data.n = loom_pack_size(p);
-    send_to(h, c->ident, c->identlen, &r);
+    head_send_to(h, c->ident, c->identlen, &r);
 }
 
 static int node_hosts_actors(head *h, uint32_t node_id)
@@ -45,7 +45,7 @@ static int node_hosts_actors(head *h, uint32_t node_id)
     size_t it = 0;
     void *v;
     while (loom_hmap_next(&h->actors, &it, &v))
-        if (alive_on_node(v, &node_id)) return 1;
+        if (head_alive_on_node(v, &node_id)) return 1;
     return 0;
 }
 
@@ -55,7 +55,7 @@ static int node_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-void on_status(head *h, client *c, loom_msg *m)
+void head_on_status(head *h, client *c, loom_msg *m)
 {
     loom_pack *p = loom_pack_new();
     if (!p) return;
@@ -148,7 +148,7 @@ static void pack_hex16(loom_pack *p, const char *k, const uint8_t *id)
     pack_kv_str(p, k, hex);
 }
 
-void on_actors(head *h, client *c, loom_msg *m)
+void head_on_actors(head *h, client *c, loom_msg *m)
 {
     loom_pack *p = loom_pack_new();
     if (!p) return;
@@ -185,11 +185,11 @@ void on_actors(head *h, client *c, loom_msg *m)
     loom_pack_destroy(&p);
 }
 
-void on_pg_info(head *h, client *c, loom_msg *m)
+void head_on_pg_info(head *h, client *c, loom_msg *m)
 {
     pgroup *g = loom_hmap_get(&h->pgs, m->ref.id, 16);
     if (!g) {
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group (removed?)");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group (removed?)");
         return;
     }
     loom_pack *p = loom_pack_new();
@@ -205,7 +205,7 @@ void on_pg_info(head *h, client *c, loom_msg *m)
     for (int b = 0; b < g->nb; b++) {
         char ids[128] = "";
         if (g->state == PG_CREATED) {
-            node *nd = node_get(h, g->bnode[b]);
+            node *nd = head_node_get(h, g->bnode[b]);
             if (nd) loom_grant_gpu_ids(&nd->pool, &g->bgrant[b], ids, sizeof(ids));
         }
         loom_pack_map(p, 6);
@@ -223,11 +223,11 @@ void on_pg_info(head *h, client *c, loom_msg *m)
 static job *find_job(head *h, client *c, loom_msg *m)
 {
     job *j = loom_hmap_get(&h->jobs, m->name, strlen(m->name));
-    if (!j) reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such job");
+    if (!j) head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such job");
     return j;
 }
 
-void on_job_info(head *h, client *c, loom_msg *m)
+void head_on_job_info(head *h, client *c, loom_msg *m)
 {
     job *j = find_job(h, c, m);
     if (!j) return;
@@ -291,14 +291,14 @@ static void pack_job_summary(loom_pack *p, const job *j)
 }
 
 /* A page of the jobs (with label m->text, if given), newest first. */
-void on_jobs(head *h, client *c, loom_msg *m)
+void head_on_jobs(head *h, client *c, loom_msg *m)
 {
     job **all = malloc((h->jobs.count ? h->jobs.count : 1) * sizeof(job *));
     loom_pack *p = loom_pack_new();
     if (!all || !p) {
         free(all);
         loom_pack_destroy(&p);
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     size_t n = 0, it = 0;
@@ -322,7 +322,7 @@ void on_jobs(head *h, client *c, loom_msg *m)
     free(all);
 }
 
-void on_job_ref(head *h, client *c, loom_msg *m)
+void head_on_job_ref(head *h, client *c, loom_msg *m)
 {
     job *j = find_job(h, c, m);
     if (!j) return;
@@ -330,19 +330,19 @@ void on_job_ref(head *h, client *c, loom_msg *m)
         task *t = j->tasks[i];
         if (!t || strcmp(t->spec.name, m->text)) continue;
         if (m->u0 >= (uint64_t)(t->nouts - 1) && m->u0 != LOG_INDEX) {
-            reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such output");
+            head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such output");
             return;
         }
         loom_msg r;
         loom_msg_init(&r, LOOM_MSG_REF, m->req);
         loom_ref_make(t->id, (uint32_t)m->u0, &r.ref);
-        send_to(h, c->ident, c->identlen, &r);
+        head_send_to(h, c->ident, c->identlen, &r);
         return;
     }
-    reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such task in the job");
+    head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such task in the job");
 }
 
-void on_job_delete(head *h, client *c, loom_msg *m)
+void head_on_job_delete(head *h, client *c, loom_msg *m)
 {
     job *j = find_job(h, c, m);
     if (!j) return;
@@ -352,15 +352,15 @@ void on_job_delete(head *h, client *c, loom_msg *m)
     int detached = j->detached, n = 0;
     uint8_t (*ids)[16] = malloc((size_t)(j->ntasks ? j->ntasks : 1) * 16);
     if (!ids) {
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     for (int i = 0; i < j->ntasks; i++)
         if (j->tasks[i]) memcpy(ids[n++], j->tasks[i]->id, 16);
-    job_free(h, j); /* clears every task's job pointer */
+    head_job_free(h, j); /* clears every task's job pointer */
     for (int i = 0; i < n; i++) {
         task *t = loom_hmap_get(&h->tasks, ids[i], 16);
-        if (t) cancel_task(h, t);
+        if (t) head_cancel_task(h, t);
     }
     /* a detached job held one ref to each output; the task goes with the
      * last, so look it up again after each */
@@ -368,8 +368,8 @@ void on_job_delete(head *h, client *c, loom_msg *m)
     for (int i = 0; detached && i < n; i++)
         for (int k = 0; (t = loom_hmap_get(&h->tasks, ids[i], 16)) && k < t->nouts; k++) {
             obj *o = t->outs[k];
-            if (o && !o->is_log) obj_unref(h, o);
+            if (o && !o->is_log) head_obj_unref(h, o);
         }
     free(ids);
-    reply_ok(h, c, m->req);
+    head_reply_ok(h, c, m->req);
 }

@@ -13,16 +13,16 @@
 
 static void kv_reply(head *h, uint32_t client_id, uint64_t req, const kv_entry *e)
 {
-    client *c = client_by_id(h, client_id);
+    client *c = head_client_by_id(h, client_id);
     if (!c) return;
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_INFO, req);
     r.data.p = e->val;
     r.data.n = e->len;
-    send_to(h, c->ident, c->identlen, &r);
+    head_send_to(h, c->ident, c->identlen, &r);
 }
 
-void kv_entry_free(kv_entry *e)
+void head_kv_entry_free(kv_entry *e)
 {
     if (!e) return;
     free(e->key);
@@ -42,21 +42,21 @@ static void persist_kv(head *h, const uint8_t k[32], const kv_entry *e)
     headdb_put(h->db, HEADDB_KV, k, 32, loom_pack_data(p), loom_pack_size(p));
 }
 
-void on_kv_put(head *h, client *c, loom_msg *m)
+void head_on_kv_put(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
-    name_key(m->name, k);
+    head_name_key(m->name, k);
     kv_entry *e = loom_hmap_get(&h->kv, k, sizeof(k));
     if (!e && h->kv.count >= KV_MAX_KEYS) {
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_EFULL, "the key-value table is full");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EFULL, "the key-value table is full");
         return;
     }
     uint8_t *val = malloc(m->data.n ? m->data.n : 1);
     kv_entry *ne = e ? e : calloc(1, sizeof(*ne));
     if (!val || !ne || (!e && !(ne->key = strdup(m->name))) || (!e && loom_hmap_put(&h->kv, k, sizeof(k), ne))) {
         free(val);
-        if (!e) kv_entry_free(ne);
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        if (!e) head_kv_entry_free(ne);
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     if (m->data.n) memcpy(val, m->data.p, m->data.n);
@@ -66,7 +66,7 @@ void on_kv_put(head *h, client *c, loom_msg *m)
     persist_kv(h, k, ne);
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_OK, m->req);
-    send_after_commit(h, c->ident, c->identlen, &r);
+    head_send_after_commit(h, c->ident, c->identlen, &r);
     for (kv_wait **pw = &h->kv_waits; *pw;) {
         kv_wait *w = *pw;
         if (strcmp(w->key, m->name)) {
@@ -80,23 +80,23 @@ void on_kv_put(head *h, client *c, loom_msg *m)
     }
 }
 
-void on_kv_get(head *h, client *c, loom_msg *m)
+void head_on_kv_get(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
-    name_key(m->name, k);
+    head_name_key(m->name, k);
     kv_entry *e = loom_hmap_get(&h->kv, k, sizeof(k));
     if (e) {
         kv_reply(h, c->id, m->req, e);
         return;
     }
     if (m->u0 == 0) {
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such key");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such key");
         return;
     }
     kv_wait *w = calloc(1, sizeof(*w));
     if (!w || !(w->key = strdup(m->name))) {
         free(w);
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     w->client = c->id;
@@ -106,19 +106,19 @@ void on_kv_get(head *h, client *c, loom_msg *m)
     h->kv_waits = w;
 }
 
-void on_kv_del(head *h, client *c, loom_msg *m)
+void head_on_kv_del(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
-    name_key(m->name, k);
-    kv_entry_free(loom_hmap_del(&h->kv, k, sizeof(k)));
+    head_name_key(m->name, k);
+    head_kv_entry_free(loom_hmap_del(&h->kv, k, sizeof(k)));
     headdb_del(h->db, HEADDB_KV, k, sizeof(k));
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_OK, m->req);
-    send_after_commit(h, c->ident, c->identlen, &r);
+    head_send_after_commit(h, c->ident, c->identlen, &r);
 }
 
 /* Answer waiters whose time is up (client_id 0), or drop a client's. */
-void kv_expire(head *h, uint32_t drop_client)
+void head_kv_expire(head *h, uint32_t drop_client)
 {
     int64_t now = loom_now_ms();
     for (kv_wait **pw = &h->kv_waits; *pw;) {
@@ -129,10 +129,10 @@ void kv_expire(head *h, uint32_t drop_client)
             continue;
         }
         if (!drop_client) {
-            client *c = client_by_id(h, w->client);
+            client *c = head_client_by_id(h, w->client);
             char msg[700];
             loom_snprintf(msg, sizeof(msg), "key '%s' did not appear in time", w->key);
-            if (c) reply_error(h, c->ident, c->identlen, w->req, LOOM_ETIMEOUT, msg);
+            if (c) head_reply_error(h, c->ident, c->identlen, w->req, LOOM_ETIMEOUT, msg);
         }
         *pw = w->next;
         free(w->key);

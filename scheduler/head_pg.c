@@ -53,7 +53,7 @@ static int pg_try_place(head *h, pgroup *g)
         h->pending_pgs--;
         changed = 1;
         loom_snprintf(msg, sizeof(msg), "placement group '%s' is infeasible: %s", g->name, why);
-        note_infeasible(h, msg);
+        head_note_infeasible(h, msg);
         LOG_WARN("%s", msg);
     }
 out:
@@ -63,14 +63,14 @@ out:
     return changed;
 }
 
-void pg_retry_pending(head *h)
+void head_pg_retry_pending(head *h)
 {
     size_t it = 0;
     void *v;
     while (h->pending_pgs && loom_hmap_next(&h->pgs, &it, &v)) pg_try_place(h, v);
 }
 
-void on_pg_create(head *h, client *c, loom_msg *m)
+void head_on_pg_create(head *h, client *c, loom_msg *m)
 {
     pgroup *g = calloc(1, sizeof(*g));
     if (!g) return;
@@ -81,7 +81,7 @@ void on_pg_create(head *h, client *c, loom_msg *m)
     g->bnode = calloc(m->nbundles, sizeof(uint32_t));
     if (!g->breq || !g->bpool || !g->bgrant || !g->bnode) {
         free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g);
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     for (int b = 0; b < g->nb; b++) {
@@ -100,19 +100,19 @@ void on_pg_create(head *h, client *c, loom_msg *m)
             char msg[300];
             loom_snprintf(msg, sizeof(msg), "bundle %d: %s", b, err);
             free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g);
-            reply_error(h, c->ident, c->identlen, m->req, LOOM_EINVAL, msg);
+            head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EINVAL, msg);
             return;
         }
     }
     loom_random_bytes(g->id, 16);
-    g->name = dupstr(m->name[0] ? m->name : "pg");
+    g->name = head_dupstr(m->name[0] ? m->name : "pg");
     g->strategy = (int)m->flag;
     g->owner = c->id;
     g->t_created = loom_now_ms();
     if (loom_hmap_put(&h->pgs, g->id, 16, g)) {
         g->state = PG_REMOVED;
         pg_free(h, g);
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     h->pending_pgs++;
@@ -120,8 +120,8 @@ void on_pg_create(head *h, client *c, loom_msg *m)
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_REF, m->req);
     loom_ref_make(g->id, 0, &r.ref);
-    send_to(h, c->ident, c->identlen, &r);
-    schedule(h);
+    head_send_to(h, c->ident, c->identlen, &r);
+    head_schedule(h);
 }
 
 /* Remove a group: cancel its tasks, kill its actors, give its bundles back. */
@@ -134,18 +134,18 @@ static void pg_remove(head *h, pgroup *g)
     while (loom_hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
         if (t->state < T_DONE && t->spec.has_pg && !memcmp(t->spec.pg, g->id, 16) &&
-            t->spec.actor_op != LOOM_ACTOR_CALL && !grow_array((void **)&ids, &cap, n + 1, 16))
+            t->spec.actor_op != LOOM_ACTOR_CALL && !head_grow_array((void **)&ids, &cap, n + 1, 16))
             memcpy(ids[n++], t->id, 16);
     }
     for (int i = 0; i < n; i++) {
         task *t = loom_hmap_get(&h->tasks, ids[i], 16);
-        if (t) cancel_task(h, t);
+        if (t) head_cancel_task(h, t);
     }
     free(ids);
-    actors_apply(h, in_pg, g->id, actor_kill, "its placement group was removed");
+    head_actors_apply(h, head_in_pg, g->id, head_actor_kill, "its placement group was removed");
     if (g->state == PG_CREATED)
         for (int b = 0; b < g->nb; b++) {
-            node *nd = node_get(h, g->bnode[b]);
+            node *nd = head_node_get(h, g->bnode[b]);
             if (nd && nd->alive) loom_pool_give(&nd->pool, &g->breq[b], &g->bgrant[b]);
         }
     if (g->state == PG_PENDING) h->pending_pgs--;
@@ -153,19 +153,19 @@ static void pg_remove(head *h, pgroup *g)
     pg_free(h, g);
 }
 
-void on_pg_remove(head *h, client *c, loom_msg *m)
+void head_on_pg_remove(head *h, client *c, loom_msg *m)
 {
     pgroup *g = loom_hmap_get(&h->pgs, m->ref.id, 16);
     if (!g) {
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group");
         return;
     }
     pg_remove(h, g);
-    reply_ok(h, c, m->req);
-    schedule(h);
+    head_reply_ok(h, c, m->req);
+    head_schedule(h);
 }
 
-void remove_pgs_of(head *h, uint32_t client_id)
+void head_remove_pgs_of(head *h, uint32_t client_id)
 {
     pgroup *victims[64];
     int nv;

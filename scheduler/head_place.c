@@ -11,7 +11,7 @@
 /* ---- resources and placement ------------------------------------------- */
 
 /* What a task asks for, as the pool arithmetic wants it. */
-void spec_request(const loom_wire_task *s, loom_request *r)
+void head_spec_request(const loom_wire_task *s, loom_request *r)
 {
     memset(r, 0, sizeof(*r));
     r->cpus = s->num_cpus;
@@ -37,7 +37,7 @@ static int labels_match(const node *n, const loom_wire_task *s)
 }
 
 /* Keep the latest reasons requests were infeasible, for `loom status`. */
-void note_infeasible(head *h, const char *msg)
+void head_note_infeasible(head *h, const char *msg)
 {
     free(h->infeasible[h->ninfeasible_next]);
     h->infeasible[h->ninfeasible_next] = strdup(msg);
@@ -52,7 +52,7 @@ static node *place_in_pg(head *h, task *t, const loom_request *r, loom_pool **po
     int lo = t->spec.bundle >= 0 ? t->spec.bundle : 0;
     int hi = t->spec.bundle >= 0 ? t->spec.bundle + 1 : g->nb;
     for (int b = lo; b < hi && b < g->nb; b++) {
-        node *n = node_get(h, g->bnode[b]);
+        node *n = head_node_get(h, g->bnode[b]);
         if (!n || !n->alive || !loom_pool_fits(&g->bpool[b], r)) continue;
         *pool = &g->bpool[b];
         *bundle = b;
@@ -63,7 +63,7 @@ static node *place_in_pg(head *h, task *t, const loom_request *r, loom_pool **po
 
 /* Choose where t runs now: a node, and the pool it takes from (the node's,
  * or a bundle of its placement group).  NULL when nothing fits now. */
-node *place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle)
+node *head_place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle)
 {
     *bundle = -1;
     if (t->spec.has_pg) return place_in_pg(h, t, r, pool, bundle);
@@ -73,7 +73,7 @@ node *place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bund
         c->node_id = n->id;
         c->pool = &n->pool;
         c->eligible = n->alive && !n->draining && !n->reconciling && labels_match(n, &t->spec);
-        c->local_bytes = c->eligible && t->spec.nargs ? local_bytes(h, t, n->id) : 0;
+        c->local_bytes = c->eligible && t->spec.nargs ? head_local_bytes(h, t, n->id) : 0;
     }
     int k = loom_choose_node(h->cands, h->nnode_list, r, (int)t->spec.strategy, t->spec.affinity_node,
                              t->spec.soft, &h->rr);
@@ -85,7 +85,7 @@ node *place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bund
 /* Whether t can never run as the cluster stands (1, with the reason in why)
  * or may run once resources free up (0).  With no live node the answer is 0:
  * daemons may still be joining. */
-int infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t whylen)
+int head_infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t whylen)
 {
     char one[256];
     why[0] = 0;
@@ -128,7 +128,7 @@ int infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t
     }
     if (!live) return 0;
     if (t->spec.strategy == LOOM_SCHED_NODE && !t->spec.soft) {
-        node *n = node_get(h, t->spec.affinity_node);
+        node *n = head_node_get(h, t->spec.affinity_node);
         if (n && n->alive && n->draining) {
             loom_snprintf(why, whylen, "it must run on node %u, which is draining", t->spec.affinity_node);
             return 1;
@@ -156,8 +156,8 @@ int infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t
 
 /* Give back what t (or an actor) took: to its bundle while its placement
  * group stands, else to its node. */
-void give_grant(head *h, uint32_t node_id, const uint8_t *pg, int bundle, const loom_request *r,
-                       loom_grant **g)
+void head_give_grant(head *h, uint32_t node_id, const uint8_t *pg, int bundle, const loom_request *r,
+                     loom_grant **g)
 {
     if (!*g) return;
     loom_pool *pool = NULL;
@@ -165,7 +165,7 @@ void give_grant(head *h, uint32_t node_id, const uint8_t *pg, int bundle, const 
         pgroup *grp = loom_hmap_get(&h->pgs, pg, 16);
         if (grp && grp->state == PG_CREATED && bundle < grp->nb) pool = &grp->bpool[bundle];
     } else {
-        node *n = node_get(h, node_id);
+        node *n = head_node_get(h, node_id);
         if (n && n->alive) pool = &n->pool;
     }
     if (pool) loom_pool_give(pool, r, *g);
@@ -179,7 +179,7 @@ static void resolve_arg(head *h, loom_arena *a, loom_wire_arg *dst, const loom_w
 {
     *dst = *src;
     if (src->kind != LOOM_WARG_REF) return;
-    obj *o = obj_get(h, &src->ref);
+    obj *o = head_obj_get(h, &src->ref);
     if (!o) return;
     dst->size = o->size;
     if (o->value) {
@@ -191,7 +191,7 @@ static void resolve_arg(head *h, loom_arena *a, loom_wire_arg *dst, const loom_w
     dst->locs = loom_arena_alloc(a, (size_t)(o->nlocs ? o->nlocs : 1) * sizeof(loom_wire_loc));
     if (!dst->locs) return;
     for (int i = 0; i < o->nlocs; i++) {
-        node *n = node_get(h, o->locs[i]);
+        node *n = head_node_get(h, o->locs[i]);
         if (!n || (!n->alive && !n->awaiting)) continue;
         dst->locs[dst->nlocs].node = n->id;
         dst->locs[dst->nlocs].addr = n->info.data_addr;
@@ -201,7 +201,7 @@ static void resolve_arg(head *h, loom_arena *a, loom_wire_arg *dst, const loom_w
 
 /* Hand t to node n, taking r from pool (NULL for an actor call: the actor
  * holds the resources). */
-void assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, int bundle)
+void head_assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, int bundle)
 {
     loom_arena a = {0};
     loom_wire_task wt = t->spec;
@@ -217,7 +217,7 @@ void assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, i
         /* an empty object cannot be a library, and the daemon would refuse
          * the ASSIGN (leaving the task running forever): fail it here */
         loom_arena_free(&a);
-        task_fail(h, t, LOOM_ETASK, "cannot load the task library: it is empty (0 bytes)");
+        head_task_fail(h, t, LOOM_ETASK, "cannot load the task library: it is empty (0 bytes)");
         return;
     }
     if (pool) {
@@ -226,7 +226,7 @@ void assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, i
             free(t->grant);
             t->grant = NULL;
             loom_arena_free(&a);
-            task_fail(h, t, LOOM_ENOMEM, "cannot take the resources the task was placed with");
+            head_task_fail(h, t, LOOM_ENOMEM, "cannot take the resources the task was placed with");
             return;
         }
         t->bundle = bundle;
@@ -238,12 +238,12 @@ void assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, i
     loom_msg_init(&m, LOOM_MSG_ASSIGN, 0);
     m.tasks = &wt;
     m.ntasks = 1;
-    send_to(h, n->ident, n->identlen, &m);
+    head_send_to(h, n->ident, n->identlen, &m);
     loom_arena_free(&a);
     t->node = n->id;
     t->t_start = loom_now_ms();
     n->running++;
-    task_set_state(h, t, T_RUNNING);
+    head_task_set_state(h, t, T_RUNNING);
 }
 
 static void unlink_queued(head *h, task *prev, task *t)
@@ -263,9 +263,9 @@ static int plain_request(const task *t, const loom_request *r)
            t->spec.strategy == LOOM_SCHED_DEFAULT && t->spec.actor_op == LOOM_ACTOR_NONE;
 }
 
-void schedule(head *h)
+void head_schedule(head *h)
 {
-    if (h->pending_pgs) pg_retry_pending(h);
+    if (h->pending_pgs) head_pg_retry_pending(h);
     task *prev = NULL, *t = h->q_head;
     int misses = 0;
     double missed_cpus = -1; /* the smallest plain request that found no node, this pass */
@@ -274,12 +274,12 @@ void schedule(head *h)
         task *next = t->qnext;
         if (t->state != T_QUEUED) { /* cancelled while queued: unlink */
             unlink_queued(h, prev, t);
-            task_maybe_free(h, t);
+            head_task_maybe_free(h, t);
             t = next;
             continue;
         }
         loom_request r;
-        spec_request(&t->spec, &r);
+        head_spec_request(&t->spec, &r);
         int plain = plain_request(t, &r);
         if (plain && missed_cpus >= 0 && r.cpus >= missed_cpus && r.memory >= missed_mem &&
             t->feasible_epoch == h->nodes_epoch) {
@@ -290,18 +290,18 @@ void schedule(head *h)
         }
         loom_pool *pool = NULL;
         int bundle = -1;
-        node *n = place(h, t, &r, &pool, &bundle);
+        node *n = head_place(h, t, &r, &pool, &bundle);
         char why[1024];
         /* whether it could ever run: asked again only when nodes went away */
-        if (!n && t->feasible_epoch != h->nodes_epoch && infeasible_reason(h, t, &r, why, sizeof(why))) {
+        if (!n && t->feasible_epoch != h->nodes_epoch && head_infeasible_reason(h, t, &r, why, sizeof(why))) {
             /* no node could ever run it: fail it (LOOM_EINFEASIBLE) with the
              * reason rather than leave it queued forever */
             unlink_queued(h, prev, t);
             char msg[1400];
             loom_snprintf(msg, sizeof(msg), "task '%s' is infeasible: %s", t->spec.name, why);
-            note_infeasible(h, msg);
+            head_note_infeasible(h, msg);
             LOG_WARN("%s", msg);
-            task_fail(h, t, LOOM_EINFEASIBLE, msg);
+            head_task_fail(h, t, LOOM_EINFEASIBLE, msg);
             t = next;
             continue;
         }
@@ -319,12 +319,12 @@ void schedule(head *h)
             continue;
         }
         unlink_queued(h, prev, t);
-        if (t->spec.actor_op == LOOM_ACTOR_NONE && !deps_ready(h, t)) {
-            task_requeue(h, t); /* an argument was lost and is being rebuilt */
+        if (t->spec.actor_op == LOOM_ACTOR_NONE && !head_deps_ready(h, t)) {
+            head_task_requeue(h, t); /* an argument was lost and is being rebuilt */
             t = next;
             continue;
         }
-        assign(h, t, n, &r, pool, bundle);
+        head_assign(h, t, n, &r, pool, bundle);
         t = next;
     }
 }

@@ -36,7 +36,7 @@ static int load_node(void *arg, const void *key, size_t klen, const void *val, s
     loom_unpack_init(&u, val, vlen);
     if (loom_unpack_array(&u, &n) || n != 4) return 0;
     char *host = unpack_cstr(&u), *addr = unpack_cstr(&u);
-    if (!host || !addr || loom_unpack_f64(&u, &cpus) || loom_unpack_bool(&u, &alive) || node_get(h, id)) {
+    if (!host || !addr || loom_unpack_f64(&u, &cpus) || loom_unpack_bool(&u, &alive) || head_node_get(h, id)) {
         free(host);
         free(addr);
         return 0;
@@ -51,12 +51,12 @@ static int load_node(void *arg, const void *key, size_t klen, const void *val, s
     nd->info.id = id;
     nd->info.hostname = host;
     nd->info.data_addr = addr;
-    nd->info.store_dir = dupstr("");
-    nd->info.spill_dir = dupstr("");
+    nd->info.store_dir = head_dupstr("");
+    nd->info.spill_dir = head_dupstr("");
     nd->info.num_cpus = cpus;
     loom_wire_node w = {.num_cpus = cpus};
-    if (node_init_resources(h, nd, &w) || loom_hmap_put(&h->nodes, &nd->id, sizeof(nd->id), nd)) {
-        node_info_free(&nd->info);
+    if (head_node_init_resources(h, nd, &w) || loom_hmap_put(&h->nodes, &nd->id, sizeof(nd->id), nd)) {
+        head_node_info_free(&nd->info);
         free(nd);
         return 0;
     }
@@ -84,11 +84,11 @@ static int load_obj(void *arg, const void *key, size_t klen, const void *val, si
         return 0;
     char *error = unpack_cstr(&u);
     if (!error || loom_unpack_u64(&u, &size) || loom_unpack_bin(&u, &value, &vn) || loom_unpack_array(&u, &nlocs) ||
-        obj_get(h, &ref)) {
+        head_obj_get(h, &ref)) {
         free(error);
         return 0;
     }
-    obj *o = obj_new(h, &ref);
+    obj *o = head_obj_new(h, &ref);
     if (!o) {
         free(error);
         return 0;
@@ -105,7 +105,7 @@ static int load_obj(void *arg, const void *key, size_t klen, const void *val, si
     for (uint32_t i = 0; i < nlocs; i++) {
         uint64_t loc;
         if (loom_unpack_u64(&u, &loc)) break;
-        obj_add_loc(o, (uint32_t)loc);
+        head_obj_add_loc(o, (uint32_t)loc);
     }
     return 0;
 }
@@ -157,8 +157,8 @@ static int load_task(void *arg, const void *key, size_t klen, const void *val, s
     for (int i = 0; i <= nouts; i++) {
         loom_ref r;
         loom_ref_make(t->id, i == nouts ? LOG_INDEX : (uint32_t)i, &r);
-        obj *o = obj_get(h, &r);
-        if (!o) o = obj_new(h, &r);
+        obj *o = head_obj_get(h, &r);
+        if (!o) o = head_obj_new(h, &r);
         if (!o) continue;
         o->producer = t;
         o->is_log = i == nouts;
@@ -175,13 +175,13 @@ static int load_task(void *arg, const void *key, size_t klen, const void *val, s
  * Its creator's connection is not known any more: it lives until killed. */
 static void actor_reload(head *h, task *t)
 {
-    actor *a = actor_new_owned(h, t, 0);
+    actor *a = head_actor_new_owned(h, t, 0);
     if (!a) return;
     a->state = t->state == T_DONE ? A_ALIVE : A_PENDING;
     a->node = t->node;
     if (a->state == A_ALIVE) {
         a->req = malloc(sizeof(loom_request));
-        if (a->req) spec_request(&t->spec, a->req);
+        if (a->req) head_spec_request(&t->spec, a->req);
         a->deps_held = a->max_restarts != 0;
     }
 }
@@ -190,12 +190,12 @@ static void hold_deps(head *h, task *t)
 {
     t->deps_held = 1;
     if (t->spec.kind == LOOM_TASK_FUNCTION && t->spec.actor_op != LOOM_ACTOR_CALL) {
-        obj *o = obj_get(h, &t->spec.lib.ref);
+        obj *o = head_obj_get(h, &t->spec.lib.ref);
         if (o) o->refs++;
     }
     for (uint32_t i = 0; i < t->spec.nargs; i++) {
         if (t->spec.args[i].kind != LOOM_WARG_REF) continue;
-        obj *o = obj_get(h, &t->spec.args[i].ref);
+        obj *o = head_obj_get(h, &t->spec.args[i].ref);
         if (o) o->refs++;
     }
 }
@@ -272,16 +272,16 @@ static int load_job(void *arg, const void *key, size_t klen, const void *val, si
     int64_t wall = 0;
     j->label = n == 6 ? unpack_cstr(&u) : NULL;
     if (n == 6 && j->label && loom_unpack_i64(&u, &wall) == 0) j->t_wall_ms = wall;
-    if (!j->label) j->label = dupstr("");
+    if (!j->label) j->label = head_dupstr("");
     loom_hmap_put(&h->jobs, j->id, strlen(j->id), j);
-    persist_job(h, j);
+    head_persist_job(h, j);
     return 0;
 }
 
 /* Rebuild the tables from the state dir: nodes wait for their daemons,
  * finished results stay, tasks that waited wait again, tasks that ran keep
  * running (their nodes say so when they rejoin, else they run again). */
-void load_tables(head *h)
+void head_load_tables(head *h)
 {
     headdb_foreach(h->db, HEADDB_NODES, load_node, h);
     headdb_foreach(h->db, HEADDB_OBJECTS, load_obj, h);
@@ -309,9 +309,9 @@ void load_tables(head *h)
         t->pinned++;
         /* running on a node that was dead already: no daemon will say what
            became of it, so it waits (and runs) again */
-        node *on = t->state == T_RUNNING ? node_get(h, t->node) : NULL;
+        node *on = t->state == T_RUNNING ? head_node_get(h, t->node) : NULL;
         if (t->state == T_RUNNING && (!on || !on->awaiting)) {
-            history_add(t, t->node, "its node was gone when the head restarted");
+            head_history_add(t, t->node, "its node was gone when the head restarted");
             t->attempts++;
             t->state = T_WAITING;
         }
@@ -320,12 +320,12 @@ void load_tables(head *h)
             hold_deps(h, t);
         } else if (t->state == T_WAITING || t->state == T_QUEUED) {
             t->state = T_WAITING;
-            if (a) actor_add_call(h, t); /* in the order the table lists them */
-            task_link_deps(h, t);
+            if (a) head_actor_add_call(h, t); /* in the order the table lists them */
+            head_task_link_deps(h, t);
         }
         if (t->spec.actor_op == LOOM_ACTOR_CALL && !a && t->state < T_DONE) {
             if (t->state == T_RUNNING) t->state = T_QUEUED;
-            task_fail(h, t, LOOM_EACTOR, "its actor is gone (the head restarted)");
+            head_task_fail(h, t, LOOM_EACTOR, "its actor is gone (the head restarted)");
         }
         t->pinned--;
     }
@@ -333,7 +333,7 @@ void load_tables(head *h)
     headdb_foreach(h->db, HEADDB_JOBS, load_job, h);
     headdb_foreach(h->db, HEADDB_KV, load_kv, h);
     /* actors alive on a node that was dead already: restarted, as any lost actor */
-    actors_apply(h, alive_on_gone_node, h, actor_lost, "its node was gone when the head restarted");
+    head_actors_apply(h, head_alive_on_gone_node, h, head_actor_lost, "its node was gone when the head restarted");
     /* objects whose copies were all on nodes already dead: lost, rebuilt
        from their lineage where it allows */
     obj **gone = NULL;
@@ -344,12 +344,12 @@ void load_tables(head *h)
         if (o->state != O_READY || o->value || o->is_log) continue;
         int live = 0;
         for (int i = 0; i < o->nlocs && !live; i++) {
-            node *on = node_get(h, o->locs[i]);
+            node *on = head_node_get(h, o->locs[i]);
             live = on && on->awaiting;
         }
-        if (!live && !grow_array((void **)&gone, &capg, ngone + 1, sizeof(obj *))) gone[ngone++] = o;
+        if (!live && !head_grow_array((void **)&gone, &capg, ngone + 1, sizeof(obj *))) gone[ngone++] = o;
     }
-    if (ngone) rebuild_lost(h, gone, ngone, "its nodes were gone when the head restarted");
+    if (ngone) head_rebuild_lost(h, gone, ngone, "its nodes were gone when the head restarted");
     free(gone);
     if (h->nodes.count || h->tasks.count || h->objs.count || h->kv.count)
         LOG_INFO("reloaded the tables: %zu nodes (waiting for them to rejoin), %zu tasks, %zu objects, %zu jobs, "

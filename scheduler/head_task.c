@@ -15,7 +15,7 @@ static void unpark_into(head *h, obj *o);
 
 /* A new, pending object; subscriptions that asked for it before it existed
  * (park_sub) become its subscribers. */
-obj *obj_new(head *h, const loom_ref *ref)
+obj *head_obj_new(head *h, const loom_ref *ref)
 {
     obj *o = calloc(1, sizeof(*o));
     if (!o) return NULL;
@@ -28,16 +28,16 @@ obj *obj_new(head *h, const loom_ref *ref)
     return o;
 }
 
-obj *obj_get(head *h, const loom_ref *ref)
+obj *head_obj_get(head *h, const loom_ref *ref)
 {
     return loom_hmap_get(&h->objs, ref->id, LOOM_ID_LEN);
 }
 
-void obj_add_loc(obj *o, uint32_t node_id)
+void head_obj_add_loc(obj *o, uint32_t node_id)
 {
     for (int i = 0; i < o->nlocs; i++)
         if (o->locs[i] == node_id) return;
-    if (grow_array((void **)&o->locs, &o->cap_locs, o->nlocs + 1, sizeof(uint32_t))) return;
+    if (head_grow_array((void **)&o->locs, &o->cap_locs, o->nlocs + 1, sizeof(uint32_t))) return;
     o->locs[o->nlocs++] = node_id;
 }
 
@@ -48,13 +48,13 @@ static void obj_destroy(head *h, obj *o)
 {
     /* tell every node holding a copy to drop it */
     for (int i = 0; i < o->nlocs; i++) {
-        node *n = node_get(h, o->locs[i]);
+        node *n = head_node_get(h, o->locs[i]);
         if (!n || !n->alive) continue;
         loom_msg m;
         loom_msg_init(&m, LOOM_MSG_DELETE_OBJS, 0);
         m.refs = &o->ref;
         m.nrefs = 1;
-        send_to(h, n->ident, n->identlen, &m);
+        head_send_to(h, n->ident, n->identlen, &m);
     }
     headdb_del(h->db, HEADDB_OBJECTS, o->ref.id, LOOM_ID_LEN);
     loom_hmap_del(&h->objs, o->ref.id, LOOM_ID_LEN);
@@ -68,7 +68,7 @@ static void obj_destroy(head *h, obj *o)
 
 /* Free o when nothing holds it any more and it is final (not a log: logs go
  * with their task). */
-void obj_maybe_free(head *h, obj *o)
+void head_obj_maybe_free(head *h, obj *o)
 {
     if (o->refs > 0 || o->state == O_PENDING || o->is_log || o->nsubs) return;
     task *t = o->producer;
@@ -78,14 +78,14 @@ void obj_maybe_free(head *h, obj *o)
         t->live_outs--;
     }
     obj_destroy(h, o);
-    if (t) task_maybe_free(h, t);
+    if (t) head_task_maybe_free(h, t);
 }
 
-void obj_unref(head *h, obj *o)
+void head_obj_unref(head *h, obj *o)
 {
     if (!o) return;
     if (o->refs > 0) o->refs--;
-    obj_maybe_free(h, o);
+    head_obj_maybe_free(h, o);
 }
 
 static void obj_finish(head *h, obj *o)
@@ -107,18 +107,18 @@ static void obj_finish(head *h, obj *o)
         task *t = loom_hmap_get(&h->tasks, waiters[i], 16);
         if (!t || t->state != T_WAITING) continue;
         if (o->state == O_READY) {
-            if (--t->pending_deps == 0) queue_task(h, t);
+            if (--t->pending_deps == 0) head_queue_task(h, t);
         } else {
             char msg[1024];
             const char *dep = o->producer ? o->producer->spec.name : "put object";
             loom_snprintf(msg, sizeof(msg), "dependency '%s' failed: %s", dep,
                           o->error ? o->error : loom_strerror(o->code));
-            task_fail(h, t, o->code == LOOM_ECANCELLED ? LOOM_ECANCELLED : LOOM_EDEP, msg);
+            head_task_fail(h, t, o->code == LOOM_ECANCELLED ? LOOM_ECANCELLED : LOOM_EDEP, msg);
         }
     }
     free(waiters);
-    persist_obj(h, o);
-    obj_unref(h, o);
+    head_persist_obj(h, o);
+    head_obj_unref(h, o);
 }
 
 static void obj_set_ready(head *h, obj *o, uint64_t size, const void *value, size_t vlen,
@@ -131,7 +131,7 @@ static void obj_set_ready(head *h, obj *o, uint64_t size, const void *value, siz
         o->value = malloc(vlen ? vlen : 1);
         if (o->value && vlen) memcpy(o->value, value, vlen);
     } else if (node_id) {
-        obj_add_loc(o, node_id);
+        head_obj_add_loc(o, node_id);
     }
     obj_finish(h, o);
 }
@@ -147,7 +147,7 @@ static void obj_set_failed(head *h, obj *o, int code, const char *msg)
 
 static void notify_ready(head *h, obj *o, uint32_t client_id)
 {
-    client *c = client_by_id(h, client_id);
+    client *c = head_client_by_id(h, client_id);
     if (!c) return;
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_OBJ_READY, 0);
@@ -162,7 +162,7 @@ static void notify_ready(head *h, obj *o, uint32_t client_id)
         m.data.n = o->size;
     } else {
         for (int i = 0; i < o->nlocs && m.nlocs < 16; i++) {
-            node *n = node_get(h, o->locs[i]);
+            node *n = head_node_get(h, o->locs[i]);
             if (!n || (!n->alive && !n->awaiting)) continue;
             locs[m.nlocs].node = n->id;
             locs[m.nlocs].addr = n->info.data_addr;
@@ -174,12 +174,12 @@ static void notify_ready(head *h, obj *o, uint32_t client_id)
             m.text = "every copy of the object was lost with its node";
         }
     }
-    send_to(h, c->ident, c->identlen, &m);
+    head_send_to(h, c->ident, c->identlen, &m);
 }
 
 /* ---- tasks -------------------------------------------------------------- */
 
-void job_free(head *h, job *j)
+void head_job_free(head *h, job *j)
 {
     loom_hmap_del(&h->jobs, j->id, strlen(j->id));
     headdb_del(h->db, HEADDB_JOBS, j->id, strlen(j->id));
@@ -206,7 +206,7 @@ static void task_free(head *h, task *t)
         for (int i = 0; i < j->ntasks; i++)
             if (j->tasks[i] == t) j->tasks[i] = NULL;
         /* a driver's job goes when its last task does; a detached one waits for delete */
-        if (--j->live == 0 && !j->detached) job_free(h, j);
+        if (--j->live == 0 && !j->detached) head_job_free(h, j);
     }
     for (int i = 0; i < t->nouts; i++) {
         obj *o = t->outs[i];
@@ -222,19 +222,19 @@ static void task_free(head *h, task *t)
     free(t);
 }
 
-void task_maybe_free(head *h, task *t)
+void head_task_maybe_free(head *h, task *t)
 {
     if (t->pinned || t->live_outs > 0 || t->state < T_DONE || t->state == T_RUNNING) return;
     task_free(h, t);
 }
 
-void task_release_deps(head *h, task *t)
+void head_task_release_deps(head *h, task *t)
 {
     if (!t->deps_held) return;
     t->deps_held = 0;
-    if (t->spec.kind == LOOM_TASK_FUNCTION) obj_unref(h, obj_get(h, &t->spec.lib.ref));
+    if (t->spec.kind == LOOM_TASK_FUNCTION) head_obj_unref(h, head_obj_get(h, &t->spec.lib.ref));
     for (uint32_t i = 0; i < t->spec.nargs; i++)
-        if (t->spec.args[i].kind == LOOM_WARG_REF) obj_unref(h, obj_get(h, &t->spec.args[i].ref));
+        if (t->spec.args[i].kind == LOOM_WARG_REF) head_obj_unref(h, head_obj_get(h, &t->spec.args[i].ref));
 }
 
 /* A finished task keeps its arguments alive while its outputs live, so a
@@ -243,23 +243,23 @@ void task_release_deps(head *h, task *t)
  * upstream tasks, and doing that iteratively keeps the stack flat. */
 static void defer_unref(head *h, const loom_ref *ref)
 {
-    if (grow_array((void **)&h->unrefs, &h->cap_unrefs, h->nunrefs + 1, sizeof(loom_ref))) return;
+    if (head_grow_array((void **)&h->unrefs, &h->cap_unrefs, h->nunrefs + 1, sizeof(loom_ref))) return;
     h->unrefs[h->nunrefs++] = *ref;
 }
 
-void drain_unrefs(head *h)
+void head_drain_unrefs(head *h)
 {
     for (int rounds = 0; h->nunrefs && rounds < 100000000; rounds++) {
         loom_ref r = h->unrefs[--h->nunrefs];
-        obj_unref(h, obj_get(h, &r));
+        head_obj_unref(h, head_obj_get(h, &r));
     }
 }
 
-void task_set_state(head *h, task *t, int state)
+void head_task_set_state(head *h, task *t, int state)
 {
     t->state = state;
     h->counts[state]++;
-    persist_task(h, t);
+    head_persist_task(h, t);
 }
 
 static void task_finish_outputs_failed(head *h, task *t, int code, const char *msg)
@@ -273,7 +273,7 @@ static void task_finish_outputs_failed(head *h, task *t, int code, const char *m
 }
 
 /* Fail a task that is not running (waiting or queued, or cancelled). */
-void task_fail(head *h, task *t, int code, const char *msg)
+void head_task_fail(head *h, task *t, int code, const char *msg)
 {
     if (t->state >= T_DONE) return;
     int was_waiting = t->state == T_WAITING || t->state == T_QUEUED;
@@ -281,14 +281,14 @@ void task_fail(head *h, task *t, int code, const char *msg)
     free(t->error);
     t->error = strdup(msg);
     t->t_end = loom_now_ms();
-    task_set_state(h, t, T_FAILED);
+    head_task_set_state(h, t, T_FAILED);
     /* failing an output can free it and with the last one t: not before the end */
     t->pinned++;
-    if (was_waiting) task_release_deps(h, t);
+    if (was_waiting) head_task_release_deps(h, t);
     task_finish_outputs_failed(h, t, code, msg);
-    if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_creation_failed(h, t, code, msg);
+    if (t->spec.actor_op == LOOM_ACTOR_CREATE) head_actor_creation_failed(h, t, code, msg);
     t->pinned--;
-    task_maybe_free(h, t);
+    head_task_maybe_free(h, t);
 }
 
 /* ---- retries ------------------------------------------------------------ */
@@ -296,7 +296,7 @@ void task_fail(head *h, task *t, int code, const char *msg)
 /* Whether a run of t that failed with code gets another attempt: its executor
  * or node died (or, if it asked, the task itself failed), and its retries are
  * not used up.  Actors have their own restarts. */
-int task_should_retry(const task *t, int code)
+int head_task_should_retry(const task *t, int code)
 {
     if (t->cancelled || t->spec.actor_op != LOOM_ACTOR_NONE) return 0;
     int system = code == LOOM_EWORKER || code == LOOM_ENODE;
@@ -304,7 +304,7 @@ int task_should_retry(const task *t, int code)
     return (system || app) && t->attempts < t->spec.max_retries;
 }
 
-void history_add(task *t, uint32_t node_id, const char *msg)
+void head_history_add(task *t, uint32_t node_id, const char *msg)
 {
     char line[1200];
     loom_snprintf(line, sizeof(line), "%sattempt %u on node %u: %s", t->history ? "; " : "", t->attempts + 1,
@@ -318,7 +318,7 @@ void history_add(task *t, uint32_t node_id, const char *msg)
 }
 
 /* The final error of a task that was retried: every attempt, then the last. */
-const char *with_history(const task *t, const char *msg, char *buf, size_t len)
+const char *head_with_history(const task *t, const char *msg, char *buf, size_t len)
 {
     if (!t->history) return msg;
     loom_snprintf(buf, len, "failed after %u attempts: %s; attempt %u on node %u: %s", t->attempts + 1,
@@ -329,7 +329,7 @@ const char *with_history(const task *t, const char *msg, char *buf, size_t len)
 /* Put t (whose arguments it still holds) back to wait for them: queued at
  * once when every one is ready, else waiting on those being rebuilt.  A
  * failed or vanished argument fails it. */
-void task_requeue(head *h, task *t)
+void head_task_requeue(head *h, task *t)
 {
     t->state = T_WAITING;
     t->pending_deps = 0;
@@ -338,7 +338,7 @@ void task_requeue(head *h, task *t)
     for (uint32_t k = 0; k < t->spec.nargs && !failed; k++) {
         loom_wire_arg *a = &t->spec.args[k];
         if (a->kind != LOOM_WARG_REF) continue;
-        obj *o = obj_get(h, &a->ref);
+        obj *o = head_obj_get(h, &a->ref);
         if (!o) {
             failed = "an argument is gone (freed), so the task cannot run again";
             failed_code = LOOM_ENODE;
@@ -346,7 +346,7 @@ void task_requeue(head *h, task *t)
             failed = o->error ? o->error : loom_strerror(o->code);
             failed_code = o->code == LOOM_ECANCELLED ? LOOM_ECANCELLED : LOOM_EDEP;
         } else if (o->state == O_PENDING &&
-                   !grow_array((void **)&o->waiters, &o->cap_wait, o->nwait + 1, sizeof(*o->waiters))) {
+                   !head_grow_array((void **)&o->waiters, &o->cap_wait, o->nwait + 1, sizeof(*o->waiters))) {
             memcpy(o->waiters[o->nwait++], t->id, 16);
             t->pending_deps++;
         }
@@ -354,44 +354,44 @@ void task_requeue(head *h, task *t)
     if (failed) {
         char msg[1200], full[20000];
         loom_snprintf(msg, sizeof(msg), "a dependency failed: %s", failed);
-        task_fail(h, t, failed_code, with_history(t, msg, full, sizeof(full)));
+        head_task_fail(h, t, failed_code, head_with_history(t, msg, full, sizeof(full)));
         return;
     }
-    if (t->pending_deps == 0) queue_task(h, t);
-    persist_task(h, t);
+    if (t->pending_deps == 0) head_queue_task(h, t);
+    head_persist_task(h, t);
 }
 
 /* Whether every stored argument of t is ready (and has a copy somewhere). */
-int deps_ready(head *h, const task *t)
+int head_deps_ready(head *h, const task *t)
 {
     for (uint32_t k = 0; k < t->spec.nargs; k++) {
         const loom_wire_arg *a = &t->spec.args[k];
         if (a->kind != LOOM_WARG_REF) continue;
-        obj *o = obj_get(h, &a->ref);
+        obj *o = head_obj_get(h, &a->ref);
         if (!o || o->state != O_READY) return 0;
     }
     return 1;
 }
 
 /* Run t again: note the failed attempt, free what it held, requeue it. */
-void task_retry(head *h, task *t, uint32_t node_id, const char *msg)
+void head_task_retry(head *h, task *t, uint32_t node_id, const char *msg)
 {
-    history_add(t, node_id, msg);
+    head_history_add(t, node_id, msg);
     t->attempts++;
     LOG_INFO("task '%s' failed on node %u (%s): attempt %u of %u", t->spec.name, node_id, msg, t->attempts + 1,
              t->spec.max_retries + 1);
-    release_node_resources(h, t);
-    task_requeue(h, t);
+    head_release_node_resources(h, t);
+    head_task_requeue(h, t);
 }
 
-void queue_task(head *h, task *t)
+void head_queue_task(head *h, task *t)
 {
     if (t->spec.actor_op == LOOM_ACTOR_CALL) {
         /* calls go to their actor's node in their callers' order, not through
            the ready queue */
         t->state = T_QUEUED;
         actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
-        if (a) actor_dispatch(h, a);
+        if (a) head_actor_dispatch(h, a);
         return;
     }
     t->state = T_QUEUED;
@@ -403,13 +403,13 @@ void queue_task(head *h, task *t)
 }
 
 /* Bytes of t's stored (non-inline) arguments that node n already holds. */
-uint64_t local_bytes(head *h, task *t, uint32_t node_id)
+uint64_t head_local_bytes(head *h, task *t, uint32_t node_id)
 {
     uint64_t sum = 0;
     for (uint32_t i = 0; i <= t->spec.nargs; i++) {
         loom_wire_arg *a = i < t->spec.nargs ? &t->spec.args[i] : &t->spec.lib;
         if (a->kind != LOOM_WARG_REF) continue;
-        obj *o = obj_get(h, &a->ref);
+        obj *o = head_obj_get(h, &a->ref);
         if (!o || o->value) continue;
         for (int k = 0; k < o->nlocs; k++)
             if (o->locs[k] == node_id) sum += o->size;
@@ -436,7 +436,7 @@ static int validate_submit(head *h, loom_msg *m, char *err, size_t errlen)
                 rc = LOOM_ENOTFOUND;
                 break;
             }
-        } else if (t->actor_op == LOOM_ACTOR_CREATE && t->actor_name[0] && actor_by_name(h, t->actor_name)) {
+        } else if (t->actor_op == LOOM_ACTOR_CREATE && t->actor_name[0] && head_actor_by_name(h, t->actor_name)) {
             loom_snprintf(err, errlen, "an actor named '%s' already exists", t->actor_name);
             rc = LOOM_EINVAL;
             break;
@@ -455,7 +455,7 @@ static int validate_submit(head *h, loom_msg *m, char *err, size_t errlen)
             loom_wire_arg *a = k < t->nargs ? &t->args[k] : &t->lib;
             if (a->kind != LOOM_WARG_REF) continue;
             if (k == t->nargs && t->kind != LOOM_TASK_FUNCTION) continue;
-            if (obj_get(h, &a->ref)) continue;
+            if (head_obj_get(h, &a->ref)) continue;
             uintptr_t nout = (uintptr_t)loom_hmap_get(&seen, a->ref.id, 16);
             uint32_t idx = loom_ref_index(&a->ref);
             if (nout && (idx < nout - 1 || idx == LOG_INDEX)) continue;
@@ -493,7 +493,7 @@ static task *task_create(head *h, const loom_wire_task *spec, job *j, client *c)
     for (int i = 0; i <= nouts; i++) {
         loom_ref r;
         loom_ref_make(t->id, i == nouts ? LOG_INDEX : (uint32_t)i, &r);
-        obj *o = obj_new(h, &r);
+        obj *o = head_obj_new(h, &r);
         if (!o) continue;
         o->producer = t;
         o->is_log = i == nouts;
@@ -501,7 +501,7 @@ static task *task_create(head *h, const loom_wire_task *spec, job *j, client *c)
         if (o->is_log) continue;
         t->live_outs++;
         o->refs = 1; /* the client's, the detached job's, or (a creation) the actor's */
-        if (!j->detached && spec->actor_op != LOOM_ACTOR_CREATE) client_hold(c, &r);
+        if (!j->detached && spec->actor_op != LOOM_ACTOR_CREATE) head_client_hold(c, &r);
     }
     return t;
 oom:
@@ -511,7 +511,7 @@ oom:
     return NULL;
 }
 
-void task_link_deps(head *h, task *t)
+void head_task_link_deps(head *h, task *t)
 {
     const char *failed_msg = NULL;
     int failed_code = 0;
@@ -520,11 +520,11 @@ void task_link_deps(head *h, task *t)
         loom_wire_arg *a = k < t->spec.nargs ? &t->spec.args[k] : &t->spec.lib;
         if (a->kind != LOOM_WARG_REF) continue;
         if (k == t->spec.nargs && t->spec.kind != LOOM_TASK_FUNCTION) continue;
-        obj *o = obj_get(h, &a->ref);
+        obj *o = head_obj_get(h, &a->ref);
         if (!o) continue;
         o->refs++;
         if (o->state == O_PENDING) {
-            if (!grow_array((void **)&o->waiters, &o->cap_wait, o->nwait + 1, sizeof(*o->waiters))) {
+            if (!head_grow_array((void **)&o->waiters, &o->cap_wait, o->nwait + 1, sizeof(*o->waiters))) {
                 memcpy(o->waiters[o->nwait++], t->id, 16);
                 t->pending_deps++;
             }
@@ -536,11 +536,11 @@ void task_link_deps(head *h, task *t)
     if (failed_msg) {
         char msg[1024];
         loom_snprintf(msg, sizeof(msg), "a dependency failed: %s", failed_msg);
-        task_fail(h, t, failed_code == LOOM_ECANCELLED ? LOOM_ECANCELLED : LOOM_EDEP, msg);
+        head_task_fail(h, t, failed_code == LOOM_ECANCELLED ? LOOM_ECANCELLED : LOOM_EDEP, msg);
     } else if (t->pending_deps == 0) {
-        queue_task(h, t);
+        head_queue_task(h, t);
     }
-    if (t->state < T_DONE) persist_task(h, t);
+    if (t->state < T_DONE) head_persist_task(h, t);
 }
 
 /* The job a submission already made, when every one of its tasks is known and
@@ -558,7 +558,7 @@ static job *repeated_submit(head *h, const loom_msg *m)
     return first->job;
 }
 
-void on_submit(head *h, client *c, loom_msg *m)
+void head_on_submit(head *h, client *c, loom_msg *m)
 {
     char err[512];
     job *again = repeated_submit(h, m);
@@ -566,12 +566,12 @@ void on_submit(head *h, client *c, loom_msg *m)
         loom_msg r;
         loom_msg_init(&r, LOOM_MSG_SUBMITTED, m->req);
         r.name = again->id;
-        send_after_commit(h, c->ident, c->identlen, &r);
+        head_send_after_commit(h, c->ident, c->identlen, &r);
         return;
     }
     int rc = validate_submit(h, m, err, sizeof(err));
     if (rc) {
-        reply_error(h, c->ident, c->identlen, m->req, rc, err);
+        head_reply_error(h, c->ident, c->identlen, m->req, rc, err);
         return;
     }
     job *j = calloc(1, sizeof(*j));
@@ -579,12 +579,12 @@ void on_submit(head *h, client *c, loom_msg *m)
     uint8_t raw[8];
     loom_random_bytes(raw, sizeof(raw));
     loom_hex_encode(raw, sizeof(raw), j->id);
-    j->name = dupstr(m->name[0] ? m->name : "graph");
-    j->label = dupstr(m->text ? m->text : "");
+    j->name = head_dupstr(m->name[0] ? m->name : "graph");
+    j->label = head_dupstr(m->text ? m->text : "");
     j->detached = m->flag != 0;
     j->owner = c->id;
     j->t_submit = loom_now_ms();
-    j->t_wall_ms = wall_ms();
+    j->t_wall_ms = head_wall_ms();
     j->tasks = calloc(m->ntasks ? m->ntasks : 1, sizeof(task *));
     if (!j->tasks) { free(j->name); free(j->label); free(j); return; }
     loom_hmap_put(&h->jobs, j->id, strlen(j->id), j);
@@ -593,49 +593,49 @@ void on_submit(head *h, client *c, loom_msg *m)
         if (t) {
             j->tasks[j->ntasks++] = t;
             j->live++;
-            if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_new(h, t, c);
-            else if (t->spec.actor_op == LOOM_ACTOR_CALL) actor_add_call(h, t);
+            if (t->spec.actor_op == LOOM_ACTOR_CREATE) head_actor_new(h, t, c);
+            else if (t->spec.actor_op == LOOM_ACTOR_CALL) head_actor_add_call(h, t);
         }
     }
     /* link after all are created so refs to earlier tasks of this graph resolve */
     for (int i = 0; i < j->ntasks; i++) {
         j->tasks[i]->state = T_WAITING;
         h->counts[T_WAITING]++;
-        task_link_deps(h, j->tasks[i]);
+        head_task_link_deps(h, j->tasks[i]);
     }
-    persist_job(h, j);
+    head_persist_job(h, j);
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_SUBMITTED, m->req);
     r.name = j->id;
-    send_after_commit(h, c->ident, c->identlen, &r);
-    schedule(h);
+    head_send_after_commit(h, c->ident, c->identlen, &r);
+    head_schedule(h);
 }
 
-void on_put_done(head *h, client *c, loom_msg *m)
+void head_on_put_done(head *h, client *c, loom_msg *m)
 {
-    obj *o = obj_get(h, &m->ref);
+    obj *o = head_obj_get(h, &m->ref);
     if (!o) {
         if (m->u0 > LOOM_INLINE_MAX || m->data.n != m->u0) {
-            node *n = node_get(h, m->id);
+            node *n = head_node_get(h, m->id);
             if (!n || !n->alive) {
-                reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such node");
+                head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such node");
                 return;
             }
         }
-        o = obj_new(h, &m->ref);
+        o = head_obj_new(h, &m->ref);
         if (!o) {
-            reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+            head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
             return;
         }
         o->refs = 1;
-        client_hold(c, &m->ref);
+        head_client_hold(c, &m->ref);
         obj_set_ready(h, o, m->u0, m->data.p, m->data.n, m->id);
     } else if (!m->flag && loom_hmap_get(&c->held, m->ref.id, LOOM_ID_LEN)) {
         /* the same put sent again after a closed connection: a put's ref is
            random, so only its putter can hold it already; counted once */
     } else {
         o->refs++;
-        client_hold(c, &m->ref);
+        head_client_hold(c, &m->ref);
     }
     /* A content-addressed object (a task library) is never freed while the head
      * runs: another driver may put the same bytes under the same ref at any time,
@@ -647,14 +647,14 @@ void on_put_done(head *h, client *c, loom_msg *m)
     }
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_OK, m->req);
-    send_after_commit(h, c->ident, c->identlen, &r);
+    head_send_after_commit(h, c->ident, c->identlen, &r);
 }
 
 /* ---- subscriptions to objects not known yet -------------------------------
  * loom_put and loom_submit do not wait for the head, so a driver handed a ref
  * by another driver (out of band) may ask for it before the put or submission
  * that makes it arrives.  The answer "no such object" therefore waits up to
- * UNKNOWN_GRACE_MS for the object to appear (obj_new). */
+ * UNKNOWN_GRACE_MS for the object to appear (head_obj_new). */
 
 #define UNKNOWN_GRACE_MS 250
 #define MAX_PARKED 65536
@@ -672,7 +672,7 @@ static void send_not_found(head *h, client *c, const loom_ref *ref)
     r.ref = *ref;
     r.code = LOOM_ENOTFOUND;
     r.text = "no such object (never made, or already released)";
-    send_to(h, c->ident, c->identlen, &r);
+    head_send_to(h, c->ident, c->identlen, &r);
 }
 
 static void arm_park_timer(head *h);
@@ -680,7 +680,7 @@ static void arm_park_timer(head *h);
 static void park_sub(head *h, client *c, const loom_ref *ref)
 {
     if (h->nparked >= MAX_PARKED ||
-        grow_array((void **)&h->parked, &h->cap_parked, h->nparked + 1, sizeof(parked_sub))) {
+        head_grow_array((void **)&h->parked, &h->cap_parked, h->nparked + 1, sizeof(parked_sub))) {
         send_not_found(h, c, ref);
         return;
     }
@@ -697,7 +697,7 @@ static void unpark_into(head *h, obj *o)
             i++;
             continue;
         }
-        if (!grow_array((void **)&o->subs, &o->cap_subs, o->nsubs + 1, sizeof(uint32_t)))
+        if (!head_grow_array((void **)&o->subs, &o->cap_subs, o->nsubs + 1, sizeof(uint32_t)))
             o->subs[o->nsubs++] = h->parked[i].client;
         h->parked[i] = h->parked[--h->nparked];
     }
@@ -709,7 +709,7 @@ static void on_park_timer(uv_timer_t *tm)
     int64_t now = loom_now_ms();
     for (int i = 0; i < h->nparked;) {
         if (h->parked[i].deadline > now) { i++; continue; }
-        client *c = client_by_id(h, h->parked[i].client);
+        client *c = head_client_by_id(h, h->parked[i].client);
         if (c) send_not_found(h, c, &h->parked[i].ref);
         h->parked[i] = h->parked[--h->nparked];
     }
@@ -725,10 +725,10 @@ static void arm_park_timer(head *h)
     uv_timer_start(&h->park_timer, on_park_timer, wait > 0 ? (uint64_t)wait : 0, 0);
 }
 
-void on_subscribe(head *h, client *c, loom_msg *m)
+void head_on_subscribe(head *h, client *c, loom_msg *m)
 {
     for (uint32_t i = 0; i < m->nrefs; i++) {
-        obj *o = obj_get(h, &m->refs[i]);
+        obj *o = head_obj_get(h, &m->refs[i]);
         if (!o) {
             park_sub(h, c, &m->refs[i]);
         } else if (o->state != O_PENDING) {
@@ -736,42 +736,42 @@ void on_subscribe(head *h, client *c, loom_msg *m)
         } else {
             int already = 0; /* clients ask again now and then: once is enough */
             for (int k = 0; k < o->nsubs && !already; k++) already = o->subs[k] == c->id;
-            if (!already && !grow_array((void **)&o->subs, &o->cap_subs, o->nsubs + 1, sizeof(uint32_t)))
+            if (!already && !head_grow_array((void **)&o->subs, &o->cap_subs, o->nsubs + 1, sizeof(uint32_t)))
                 o->subs[o->nsubs++] = c->id;
         }
     }
 }
 
-void on_release(head *h, client *c, loom_msg *m)
+void head_on_release(head *h, client *c, loom_msg *m)
 {
     for (uint32_t i = 0; i < m->nrefs; i++) {
-        if (!client_unhold(c, &m->refs[i])) continue;
-        obj_unref(h, obj_get(h, &m->refs[i]));
+        if (!head_client_unhold(c, &m->refs[i])) continue;
+        head_obj_unref(h, head_obj_get(h, &m->refs[i]));
     }
 }
 
-void cancel_task(head *h, task *t)
+void head_cancel_task(head *h, task *t)
 {
     if (t->state >= T_DONE || t->cancelled) return;
     if (t->state == T_RUNNING) {
-        node *n = node_get(h, t->node);
+        node *n = head_node_get(h, t->node);
         t->cancelled = 1;
         if (n && n->alive) {
             loom_msg m;
             loom_msg_init(&m, LOOM_MSG_CANCEL_TASK, 0);
             loom_ref_make(t->id, 0, &m.ref);
-            send_to(h, n->ident, n->identlen, &m);
+            head_send_to(h, n->ident, n->identlen, &m);
         }
         task_finish_outputs_failed(h, t, LOOM_ECANCELLED, "cancelled");
-        if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_creation_failed(h, t, LOOM_ECANCELLED, "cancelled");
+        if (t->spec.actor_op == LOOM_ACTOR_CREATE) head_actor_creation_failed(h, t, LOOM_ECANCELLED, "cancelled");
         return;
     }
-    task_fail(h, t, LOOM_ECANCELLED, "cancelled");
+    head_task_fail(h, t, LOOM_ECANCELLED, "cancelled");
 }
 
 /* Cancel the unfinished tasks of a driver's (non-detached) jobs.  Works from
  * task ids: cancelling one task can free others. */
-void cancel_jobs_of(head *h, uint32_t client_id)
+void head_cancel_jobs_of(head *h, uint32_t client_id)
 {
     uint8_t (*ids)[16] = NULL;
     size_t n = 0, cap = 0;
@@ -796,43 +796,43 @@ void cancel_jobs_of(head *h, uint32_t client_id)
     }
     for (size_t i = 0; i < n; i++) {
         task *t = loom_hmap_get(&h->tasks, ids[i], 16);
-        if (t) cancel_task(h, t);
+        if (t) head_cancel_task(h, t);
     }
     if (n) LOG_INFO("cancelled %zu unfinished tasks of driver %u", n, client_id);
     free(ids);
 }
 
-void on_cancel(head *h, client *c, loom_msg *m)
+void head_on_cancel(head *h, client *c, loom_msg *m)
 {
     task *t = loom_hmap_get(&h->tasks, m->ref.id, 16);
     if (!t) {
-        reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such task");
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such task");
         return;
     }
-    cancel_task(h, t);
-    reply_ok(h, c, m->req);
+    head_cancel_task(h, t);
+    head_reply_ok(h, c, m->req);
 }
 
-void release_node_resources(head *h, task *t)
+void head_release_node_resources(head *h, task *t)
 {
-    node *n = node_get(h, t->node);
+    node *n = head_node_get(h, t->node);
     if (n && n->running) n->running--;
     if (!t->grant) return;
     loom_request r;
-    spec_request(&t->spec, &r);
-    give_grant(h, t->node, t->spec.has_pg ? t->spec.pg : NULL, t->bundle, &r, &t->grant);
+    head_spec_request(&t->spec, &r);
+    head_give_grant(h, t->node, t->spec.has_pg ? t->spec.pg : NULL, t->bundle, &r, &t->grant);
 }
 
-void on_task_done(head *h, client *c, loom_msg *m)
+void head_on_task_done(head *h, client *c, loom_msg *m)
 {
     task *t = loom_hmap_get(&h->tasks, m->ref.id, 16);
     if (!t || t->state != T_RUNNING || t->node != c->node_id) {
         LOG_DEBUG("TASK_DONE for a task not running on node %u: ignored", c->node_id);
         return;
     }
-    if (m->code && task_should_retry(t, m->code)) {
-        task_retry(h, t, c->node_id, m->text[0] ? m->text : loom_strerror(m->code));
-        schedule(h);
+    if (m->code && head_task_should_retry(t, m->code)) {
+        head_task_retry(h, t, c->node_id, m->text[0] ? m->text : loom_strerror(m->code));
+        head_schedule(h);
         return;
     }
     if (m->code == LOOM_EACTOR && t->spec.actor_op == LOOM_ACTOR_CALL && !t->cancelled) {
@@ -843,13 +843,13 @@ void on_task_done(head *h, client *c, loom_msg *m)
            now, and its running calls, this one too, are retried or failed */
         if (a && a->state == A_ALIVE && a->node == c->node_id) {
             t->pinned++;
-            actor_lost(h, a, m->text[0] ? m->text : "its process exited");
-            actors_gc(h);
+            head_actor_lost(h, a, m->text[0] ? m->text : "its process exited");
+            head_actors_gc(h);
             int handled = t->state != T_RUNNING;
             t->pinned--;
             if (handled) {
-                task_maybe_free(h, t);
-                schedule(h);
+                head_task_maybe_free(h, t);
+                head_schedule(h);
                 return;
             }
         }
@@ -864,14 +864,14 @@ void on_task_done(head *h, client *c, loom_msg *m)
         }
     }
     int created = t->spec.actor_op == LOOM_ACTOR_CREATE && !m->code && !t->cancelled;
-    if (created) actor_created(h, t); /* the actor keeps the task's resources */
-    release_node_resources(h, t);
+    if (created) head_actor_created(h, t); /* the actor keeps the task's resources */
+    head_release_node_resources(h, t);
     t->t_end = loom_now_ms();
     /* a finished task keeps its arguments for lineage (and an actor that may
        restart its creation's); calls and failed tasks let them go */
     int keep = !m->code && !t->cancelled && t->spec.actor_op != LOOM_ACTOR_CALL &&
                (t->spec.actor_op != LOOM_ACTOR_CREATE || t->spec.max_restarts != 0);
-    if (!keep) task_release_deps(h, t);
+    if (!keep) head_task_release_deps(h, t);
     /* the log, even of a failed task */
     for (uint32_t i = 0; i < m->noutputs; i++) {
         loom_wire_output *out = &m->outputs[i];
@@ -882,16 +882,16 @@ void on_task_done(head *h, client *c, loom_msg *m)
     if (t->cancelled) {
         t->code = LOOM_ECANCELLED;
         t->error = strdup("cancelled");
-        task_set_state(h, t, T_FAILED);
+        head_task_set_state(h, t, T_FAILED);
     } else if (m->code) {
         char full[20000];
         t->code = m->code;
-        t->error = strdup(with_history(t, m->text[0] ? m->text : loom_strerror(m->code), full, sizeof(full)));
-        task_set_state(h, t, T_FAILED);
+        t->error = strdup(head_with_history(t, m->text[0] ? m->text : loom_strerror(m->code), full, sizeof(full)));
+        head_task_set_state(h, t, T_FAILED);
         task_finish_outputs_failed(h, t, m->code, t->error);
-        if (t->spec.actor_op == LOOM_ACTOR_CREATE) actor_creation_failed(h, t, m->code, t->error);
+        if (t->spec.actor_op == LOOM_ACTOR_CREATE) head_actor_creation_failed(h, t, m->code, t->error);
     } else {
-        task_set_state(h, t, T_DONE);
+        head_task_set_state(h, t, T_DONE);
         for (uint32_t i = 0; i < m->noutputs; i++) {
             loom_wire_output *out = &m->outputs[i];
             if (out->index == LOG_INDEX || (int)out->index >= t->nouts - 1) continue;
@@ -901,15 +901,15 @@ void on_task_done(head *h, client *c, loom_msg *m)
         task_finish_outputs_failed(h, t, LOOM_EPROTO, "the executor reported no such output");
     }
     t->pinned--;
-    task_maybe_free(h, t);
-    schedule(h);
+    head_task_maybe_free(h, t);
+    head_schedule(h);
 }
 
-void on_obj_added(head *h, client *c, loom_msg *m)
+void head_on_obj_added(head *h, client *c, loom_msg *m)
 {
-    obj *o = obj_get(h, &m->ref);
+    obj *o = head_obj_get(h, &m->ref);
     if (o && o->state == O_READY && !o->value) {
-        obj_add_loc(o, c->node_id);
-        persist_obj(h, o); /* a restarted head knows every copy */
+        head_obj_add_loc(o, c->node_id);
+        head_persist_obj(h, o); /* a restarted head knows every copy */
     }
 }
