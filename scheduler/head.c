@@ -624,63 +624,88 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
 
 /* ---- dispatch ----------------------------------------------------------- */
 
-static void dispatch(head *h, client *c, loom_msg *m)
+static void on_heartbeat(head *h, client *c, loom_msg *m)
 {
     int is_node = c->role == LOOM_ROLE_NODE;
-    switch (m->type) {
-    case LOOM_MSG_HEARTBEAT:
-        if (is_node) {
-            node *n = head_node_get(h, c->node_id);
-            if (n && !n->alive) {
-                /* declared dead (a cut link that came back): its work went
-                   elsewhere; it joins again as a new node */
-                head_reply_error(h, c->ident, c->identlen, 0, LOOM_ESTATE,
-                                 "this node was declared dead: say hello again to rejoin");
-                client_drop(h, c);
-                return;
-            }
-            if (n) {
-                n->last_seen = loom_now_ms();
-                n->store_used = m->u0;
-                n->reported_running = m->u1;
-            }
+    if (is_node) {
+        node *n = head_node_get(h, c->node_id);
+        if (n && !n->alive) {
+            /* declared dead (a cut link that came back): its work went
+               elsewhere; it joins again as a new node */
+            head_reply_error(h, c->ident, c->identlen, 0, LOOM_ESTATE,
+                             "this node was declared dead: say hello again to rejoin");
+            client_drop(h, c);
+            return;
         }
+        if (n) {
+            n->last_seen = loom_now_ms();
+            n->store_used = m->u0;
+            n->reported_running = m->u1;
+        }
+    }
+}
+
+static void on_bye(head *h, client *c, loom_msg *m)
+{
+    client_drop(h, c);
+}
+
+/* Who may send a message: a bitmask of roles (role_bit). */
+#define R_DRIVER (1u << LOOM_ROLE_DRIVER)
+#define R_NODE (1u << LOOM_ROLE_NODE)
+#define R_EXECUTOR (1u << LOOM_ROLE_EXECUTOR)
+#define R_ANY (R_DRIVER | R_NODE | R_EXECUTOR)
+
+typedef void (*handler_fn)(head *h, client *c, loom_msg *m);
+
+typedef struct handler {
+    uint32_t roles;
+    handler_fn fn;
+} handler;
+
+/* Every message a client may send the head, by type: who may send it and
+ * what handles it.  A type not here, or from a role not allowed, gets an
+ * ERROR. */
+static const handler handlers[LOOM_MSG_TYPE_MAX] = {
+    [LOOM_MSG_HEARTBEAT] = {R_ANY, on_heartbeat}, /* ignored unless from a node */
+    [LOOM_MSG_SUBMIT] = {R_ANY, head_on_submit},
+    [LOOM_MSG_PUT_DONE] = {R_ANY, head_on_put_done},
+    [LOOM_MSG_SUBSCRIBE] = {R_ANY, head_on_subscribe},
+    [LOOM_MSG_RELEASE] = {R_ANY, head_on_release},
+    [LOOM_MSG_CANCEL] = {R_ANY, head_on_cancel},
+    [LOOM_MSG_STATUS] = {R_ANY, head_on_status},
+    [LOOM_MSG_JOB_INFO] = {R_ANY, head_on_job_info},
+    [LOOM_MSG_JOBS] = {R_ANY, head_on_jobs},
+    [LOOM_MSG_JOB_REF] = {R_ANY, head_on_job_ref},
+    [LOOM_MSG_JOB_DELETE] = {R_ANY, head_on_job_delete},
+    [LOOM_MSG_BYE] = {R_ANY, on_bye},
+    [LOOM_MSG_TASK_DONE] = {R_NODE, head_on_task_done},
+    [LOOM_MSG_OBJ_ADDED] = {R_NODE, head_on_obj_added},
+    [LOOM_MSG_ACTOR_DIED] = {R_NODE, head_on_actor_died},
+    [LOOM_MSG_ACTOR_LOOKUP] = {R_ANY, head_on_actor_lookup},
+    [LOOM_MSG_ACTOR_KILL] = {R_ANY, head_on_actor_kill},
+    [LOOM_MSG_ACTORS] = {R_ANY, head_on_actors},
+    [LOOM_MSG_PG_CREATE] = {R_ANY, head_on_pg_create},
+    [LOOM_MSG_PG_REMOVE] = {R_ANY, head_on_pg_remove},
+    [LOOM_MSG_PG_INFO] = {R_ANY, head_on_pg_info},
+    [LOOM_MSG_DRAIN] = {R_ANY, head_on_drain},
+    [LOOM_MSG_RUNNING] = {R_NODE, on_running},
+    [LOOM_MSG_KV_PUT] = {R_ANY, head_on_kv_put},
+    [LOOM_MSG_KV_GET] = {R_ANY, head_on_kv_get},
+    [LOOM_MSG_KV_DEL] = {R_ANY, head_on_kv_del},
+};
+
+static uint32_t role_bit(int role)
+{
+    return role >= LOOM_ROLE_DRIVER && role <= LOOM_ROLE_EXECUTOR ? 1u << role : 0;
+}
+
+static void dispatch(head *h, client *c, loom_msg *m)
+{
+    const handler *hd = m->type > 0 && m->type < LOOM_MSG_TYPE_MAX ? &handlers[m->type] : NULL;
+    if (hd && hd->fn && (hd->roles & role_bit(c->role))) {
+        hd->fn(h, c, m);
         return;
-    case LOOM_MSG_SUBMIT: head_on_submit(h, c, m); return;
-    case LOOM_MSG_PUT_DONE: head_on_put_done(h, c, m); return;
-    case LOOM_MSG_SUBSCRIBE: head_on_subscribe(h, c, m); return;
-    case LOOM_MSG_RELEASE: head_on_release(h, c, m); return;
-    case LOOM_MSG_CANCEL: head_on_cancel(h, c, m); return;
-    case LOOM_MSG_STATUS: head_on_status(h, c, m); return;
-    case LOOM_MSG_JOB_INFO: head_on_job_info(h, c, m); return;
-    case LOOM_MSG_JOBS: head_on_jobs(h, c, m); return;
-    case LOOM_MSG_JOB_REF: head_on_job_ref(h, c, m); return;
-    case LOOM_MSG_JOB_DELETE: head_on_job_delete(h, c, m); return;
-    case LOOM_MSG_BYE: client_drop(h, c); return;
-    case LOOM_MSG_TASK_DONE:
-        if (is_node) { head_on_task_done(h, c, m); return; }
-        break;
-    case LOOM_MSG_OBJ_ADDED:
-        if (is_node) { head_on_obj_added(h, c, m); return; }
-        break;
-    case LOOM_MSG_ACTOR_DIED:
-        if (is_node) { head_on_actor_died(h, c, m); return; }
-        break;
-    case LOOM_MSG_ACTOR_LOOKUP: head_on_actor_lookup(h, c, m); return;
-    case LOOM_MSG_ACTOR_KILL: head_on_actor_kill(h, c, m); return;
-    case LOOM_MSG_ACTORS: head_on_actors(h, c, m); return;
-    case LOOM_MSG_PG_CREATE: head_on_pg_create(h, c, m); return;
-    case LOOM_MSG_PG_REMOVE: head_on_pg_remove(h, c, m); return;
-    case LOOM_MSG_PG_INFO: head_on_pg_info(h, c, m); return;
-    case LOOM_MSG_DRAIN: head_on_drain(h, c, m); return;
-    case LOOM_MSG_RUNNING:
-        if (is_node) { on_running(h, c, m); return; }
-        break;
-    case LOOM_MSG_KV_PUT: head_on_kv_put(h, c, m); return;
-    case LOOM_MSG_KV_GET: head_on_kv_get(h, c, m); return;
-    case LOOM_MSG_KV_DEL: head_on_kv_del(h, c, m); return;
-    default:
-        break;
     }
     head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EPROTO, "unexpected message for the head");
 }
