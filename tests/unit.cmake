@@ -1,6 +1,7 @@
 loom_unit_test(test_wire)
 loom_unit_test(test_gpu)
 loom_unit_test(test_pool)
+loom_unit_test(test_place)
 loom_unit_test(test_collective)
 set_tests_properties(test_collective PROPERTIES TIMEOUT 120 LABELS unit)
 loom_unit_test(test_hostlist)
