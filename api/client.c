@@ -1,6 +1,8 @@
 /* api/client.c — the driver side of loom (loom/loom.h): connecting (or
- * starting a local cluster), put/get, submitting tasks and graphs, waiting,
- * cancelling, releasing, inspection.
+ * starting a local cluster), the messages to and from the head, submitting
+ * tasks and graphs, inspection.  Objects (put/get/wait, the data port) are in
+ * client_obj.c; actors, placement groups, nodes and the key-value table in
+ * client_actor.c; what they share in client_internal.h.
  *
  * One DEALER socket to the head.  Requests carry a request number that the
  * reply echoes; OBJ_READY notifications (req 0) may arrive between them and
@@ -21,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
+#include "api/client_internal.h"
 #include "api/graph_internal.h"
 #include "api/local.h"
 #include "objectstore/store.h"
@@ -32,83 +35,14 @@
 #include "runtime/zloop.h"
 #include "loom/value.h"
 
-#define REQUEST_TIMEOUT_MS 30000
 /* await_reply's answer when the connection closed while a request was out: a
  * head killed then may never have read it, so it is sent again (positive: no
  * loom error code is) */
 #define RESEND 1
 /* how many times a request is sent again (a head restarted, a connection closed) */
 #define MAX_RESENDS 5
-#define PUSH_WINDOW 4
 
-/* What the client knows about an object it subscribed to. */
-typedef struct ready_info {
-    int done;
-    int code;
-    char *text;
-    uint64_t size;
-    uint8_t *value;          /* inline copy, or NULL */
-    loom_wire_loc *locs;     /* addr strings owned */
-    uint32_t nlocs;
-    int subscribed;
-    int waited;              /* times it appears in the refs of the loom_wait running now */
-    int64_t sub_ms;          /* when its subscription was last sent */
-    int views;               /* loom_values pointing at value */
-    int dropped;             /* released while views > 0: freed by the last loom_value_release */
-} ready_info;
-
-/* A submission (loom_submit) or put (loom_put) sent without waiting and not
- * answered yet: kept to be sent again if the connection closes or the head
- * restarts, and to record the head's refusal as the result's error. */
-typedef struct unacked {
-    uint64_t req;             /* 0: answered (a hole until the front moves past it) */
-    loom_ref out;             /* the task's result, or the put object */
-    uint8_t *data;            /* the encoded SUBMIT or PUT_DONE */
-    size_t len;
-} unacked;
-
-/* at most this many submissions and puts in flight; past it they wait for answers */
-#define MAX_UNACKED 8192
-
-struct loom_client {
-    void *zctx, *sock;
-    void *mon;                /* PAIR: sock's monitor events (closed connections) */
-    unsigned disconnects;     /* connections to the head closed so far */
-    loom_pack *out;
-    uint64_t next_req;
-    char secret[LOOM_SECRET_HEX + 1];
-    char address[512];
-    char hostname[256];
-    uint32_t id;
-    loom_hmap ready;          /* ref -> ready_info */
-    loom_store *store;        /* the co-located node's store, if any */
-    uint32_t store_node;
-    char home_addr[300];      /* a node's data port, for remote put/get */
-    uint32_t home_node;
-    void *data_sock;          /* DEALER to home_addr or a fetch peer (lazy) */
-    char data_sock_addr[300];
-    loom_local *local;        /* a local cluster this client started */
-    int64_t store_wait_ms;    /* backpressure: how long a put waits for room */
-    int need_hello;           /* the head answered "say hello" (it restarted) */
-    int64_t last_resub_ms;    /* when unfinished subscriptions were last sent again */
-    unacked *ua;              /* submissions and puts in flight: [ua_first, nua) */
-    int ua_first, nua, cap_ua, ua_live;
-    unsigned ua_closes;       /* disconnects when they were last sent again */
-    long wait_done;           /* refs of the running loom_wait that became ready (mark_done) */
-    char last_error[2048];
-};
-
-struct loom_value {
-    const void *data;
-    size_t len;
-    loom_client *c;
-    ready_info *pin;          /* the inline copy it points at (kept alive by views) */
-    loom_store_view view;     /* zero-copy */
-    void *owned;              /* a copy */
-};
-
-static int set_error(loom_client *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_error(loom_client *c, int rc, const char *fmt, ...)
+int client_set_error(loom_client *c, int rc, const char *fmt, ...)
 {
     if (!c) return rc;
     va_list ap;
@@ -125,7 +59,7 @@ const char *loom_last_error(const loom_client *c)
 
 /* ---- messaging ---------------------------------------------------------- */
 
-static void ready_free(ready_info *r)
+void client_ready_free(ready_info *r)
 {
     if (!r) return;
     free(r->text);
@@ -137,10 +71,10 @@ static void ready_free(ready_info *r)
 
 /* Forget r (released, or to be asked again): freed now, or by the last
  * loom_value still reading its inline copy. */
-static void ready_drop(ready_info *r)
+void client_ready_drop(ready_info *r)
 {
     if (r && r->views > 0) r->dropped = 1;
-    else ready_free(r);
+    else client_ready_free(r);
 }
 
 static int grow_ua(loom_client *c)
@@ -154,7 +88,7 @@ static int grow_ua(loom_client *c)
     return 0;
 }
 
-static ready_info *ready_get(loom_client *c, const loom_ref *ref, int create)
+ready_info *client_ready_get(loom_client *c, const loom_ref *ref, int create)
 {
     ready_info *r = loom_hmap_get(&c->ready, ref->id, LOOM_ID_LEN);
     if (r || !create) return r;
@@ -167,7 +101,7 @@ static ready_info *ready_get(loom_client *c, const loom_ref *ref, int create)
 }
 
 /* r is ready (or failed); a running loom_wait counts it without a rescan */
-static void mark_done(loom_client *c, ready_info *r)
+void client_mark_done(loom_client *c, ready_info *r)
 {
     r->done = 1;
     if (r->waited) {
@@ -178,9 +112,9 @@ static void mark_done(loom_client *c, ready_info *r)
 
 static void record_ready(loom_client *c, const loom_msg *m)
 {
-    ready_info *r = ready_get(c, &m->ref, 1);
+    ready_info *r = client_ready_get(c, &m->ref, 1);
     if (!r || r->done) return;
-    mark_done(c, r);
+    client_mark_done(c, r);
     r->code = m->code;
     r->text = strdup(m->text ? m->text : "");
     r->size = m->u0;
@@ -198,12 +132,12 @@ static void record_ready(loom_client *c, const loom_msg *m)
     }
 }
 
-static int send_msg(loom_client *c, loom_msg *m)
+int client_send_msg(loom_client *c, loom_msg *m)
 {
     int rc = loom_wire_encode(m, c->out);
-    if (rc) return set_error(c, rc, "cannot encode %s", loom_msg_type_name(m->type));
+    if (rc) return client_set_error(c, rc, "cannot encode %s", loom_msg_type_name(m->type));
     if (zmq_send(c->sock, loom_pack_data(c->out), loom_pack_size(c->out), 0) < 0)
-        return set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
+        return client_set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
     return LOOM_OK;
 }
 
@@ -271,7 +205,7 @@ static int recv_msg(loom_client *c, int64_t timeout_ms, zmq_msg_t *f, loom_msg *
     char err[256];
     if (loom_wire_decode(zmq_msg_data(f), zmq_msg_size(f), m, err, sizeof(err))) {
         zmq_msg_close(f);
-        set_error(c, LOOM_EPROTO, "bad message from the head: %s", err);
+        client_set_error(c, LOOM_EPROTO, "bad message from the head: %s", err);
         return LOOM_EPROTO;
     }
     return LOOM_OK;
@@ -298,9 +232,9 @@ static int note_unacked(loom_client *c, const loom_msg *m)
     if (m->type == LOOM_MSG_ERROR && m->code == LOOM_ESTATE && t_says_hello(m->text)) return 1;
     unacked *u = &c->ua[i];
     if (m->type == LOOM_MSG_ERROR) {
-        ready_info *r = ready_get(c, &u->out, 1);
+        ready_info *r = client_ready_get(c, &u->out, 1);
         if (r && !r->done) {
-            mark_done(c, r);
+            client_mark_done(c, r);
             r->code = m->code < 0 ? m->code : LOOM_EPROTO;
             r->text = strdup(m->text ? m->text : "the head refused the request");
         }
@@ -342,9 +276,9 @@ static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg
         if (rc == LOOM_ETIMEOUT && c->disconnects != closes) return RESEND;
         if (rc == LOOM_EPROTO) continue;
         if (rc == LOOM_ETIMEOUT)
-            return set_error(c, LOOM_ECONN, "the head at %s did not answer within %lld ms", c->address,
+            return client_set_error(c, LOOM_ECONN, "the head at %s did not answer within %lld ms", c->address,
                              (long long)timeout_ms);
-        if (rc) return set_error(c, rc, "connection to the head failed");
+        if (rc) return client_set_error(c, rc, "connection to the head failed");
         if (reply->type == LOOM_MSG_ERROR && reply->code == LOOM_ESTATE && t_says_hello(reply->text))
             c->need_hello = 1;
         if (reply->type == LOOM_MSG_OBJ_READY && reply->req == 0) {
@@ -353,7 +287,7 @@ static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg
             /* an answer to an earlier submission */
         } else if (reply->req == req) {
             if (reply->type == LOOM_MSG_ERROR) {
-                rc = set_error(c, reply->code < 0 ? reply->code : LOOM_EPROTO, "%s", reply->text);
+                rc = client_set_error(c, reply->code < 0 ? reply->code : LOOM_EPROTO, "%s", reply->text);
                 loom_msg_free(reply);
                 zmq_msg_close(f);
                 return rc;
@@ -367,9 +301,7 @@ static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg
 
 /* Send m and wait for its reply; OK replies are consumed here when want_type
  * is LOOM_MSG_OK.  Otherwise the caller frees *reply and closes *f. */
-static int rejoin(loom_client *c);
-
-static int request_within(loom_client *c, loom_msg *m, int want_type, int64_t timeout_ms, zmq_msg_t *f,
+int client_request_within(loom_client *c, loom_msg *m, int want_type, int64_t timeout_ms, zmq_msg_t *f,
                           loom_msg *reply)
 {
     zmq_msg_t lf;
@@ -380,7 +312,7 @@ static int request_within(loom_client *c, loom_msg *m, int want_type, int64_t ti
     for (int attempt = 0;; attempt++) {
         resend_after_close(c);
         m->req = ++c->next_req;
-        rc = send_msg(c, m);
+        rc = client_send_msg(c, m);
         if (rc) return rc;
         rc = await_reply(c, m->req, timeout_ms, f, reply);
         /* the connection closed while the request was out (the head may have
@@ -390,16 +322,16 @@ static int request_within(loom_client *c, loom_msg *m, int want_type, int64_t ti
         /* a head that restarted does not know this client: say hello again
            and send the request once more */
         if (rc == LOOM_ESTATE && c->need_hello && attempt < MAX_RESENDS && m->type != LOOM_MSG_HELLO &&
-            rejoin(c) == 0)
+            client_rejoin(c) == 0)
             continue;
         break;
     }
     if (rc == RESEND)
-        return set_error(c, LOOM_ECONN, "the connection to the head at %s closed %d times during a request",
+        return client_set_error(c, LOOM_ECONN, "the connection to the head at %s closed %d times during a request",
                          c->address, MAX_RESENDS + 1);
     if (rc) return rc;
     if (reply->type != want_type) {
-        rc = set_error(c, LOOM_EPROTO, "the head answered %s, expected %s", loom_msg_type_name(reply->type),
+        rc = client_set_error(c, LOOM_EPROTO, "the head answered %s, expected %s", loom_msg_type_name(reply->type),
                        loom_msg_type_name(want_type));
         loom_msg_free(reply);
         zmq_msg_close(f);
@@ -412,13 +344,13 @@ static int request_within(loom_client *c, loom_msg *m, int want_type, int64_t ti
     return LOOM_OK;
 }
 
-static int request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply)
+int client_request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply)
 {
-    return request_within(c, m, want_type, REQUEST_TIMEOUT_MS, f, reply);
+    return client_request_within(c, m, want_type, REQUEST_TIMEOUT_MS, f, reply);
 }
 
 /* Wait for notifications until pred is satisfied or the deadline. */
-static int pump(loom_client *c, int64_t deadline)
+int client_pump(loom_client *c, int64_t deadline)
 {
     zmq_msg_t f;
     loom_msg m;
@@ -443,15 +375,15 @@ static int pump(loom_client *c, int64_t deadline)
     return LOOM_OK;
 }
 
-static int subscribe(loom_client *c, const loom_ref *refs, int n)
+int client_subscribe(loom_client *c, const loom_ref *refs, int n)
 {
     loom_ref *list = malloc((size_t)(n ? n : 1) * sizeof(loom_ref));
-    if (!list) return set_error(c, LOOM_ENOMEM, "out of memory");
+    if (!list) return client_set_error(c, LOOM_ENOMEM, "out of memory");
     uint32_t k = 0;
     int64_t now = loom_now_ms();
     for (int i = 0; i < n; i++) {
-        ready_info *r = ready_get(c, &refs[i], 1);
-        if (!r) { free(list); return set_error(c, LOOM_ENOMEM, "out of memory"); }
+        ready_info *r = client_ready_get(c, &refs[i], 1);
+        if (!r) { free(list); return client_set_error(c, LOOM_ENOMEM, "out of memory"); }
         if (r->done || r->subscribed) continue;
         r->subscribed = 1;
         r->sub_ms = now;
@@ -463,7 +395,7 @@ static int subscribe(loom_client *c, const loom_ref *refs, int n)
         loom_msg_init(&m, LOOM_MSG_SUBSCRIBE, 0);
         m.refs = list;
         m.nrefs = k;
-        rc = send_msg(c, &m);
+        rc = client_send_msg(c, &m);
     }
     free(list);
     return rc;
@@ -503,7 +435,7 @@ static int find_home(loom_client *c, const loom_msg *w)
     return LOOM_OK;
 }
 
-static int say_hello(loom_client *c)
+int client_say_hello(loom_client *c)
 {
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_HELLO, 0);
@@ -513,7 +445,7 @@ static int say_hello(loom_client *c)
     m.id = (uint32_t)getpid();
     zmq_msg_t f;
     loom_msg w;
-    int rc = request_within(c, &m, LOOM_MSG_WELCOME, 10000, &f, &w);
+    int rc = client_request_within(c, &m, LOOM_MSG_WELCOME, 10000, &f, &w);
     if (rc) return rc;
     c->id = w.id;
     find_home(c, &w);
@@ -524,10 +456,10 @@ static int say_hello(loom_client *c)
 
 /* Say hello again to a head that restarted, and subscribe again to every
  * object the client is still waiting for. */
-static int rejoin(loom_client *c)
+int client_rejoin(loom_client *c)
 {
     c->need_hello = 0;
-    int rc = say_hello(c);
+    int rc = client_say_hello(c);
     if (rc) return rc;
     resend_unacked(c);
     size_t it = 0;
@@ -541,7 +473,7 @@ static int rejoin(loom_client *c)
         r->subscribed = 0;
         loom_ref ref;
         memcpy(ref.id, s->key, LOOM_ID_LEN);
-        subscribe(c, &ref, 1);
+        client_subscribe(c, &ref, 1);
     }
     (void)v;
     return LOOM_OK;
@@ -557,7 +489,7 @@ static int refresh_nodes(loom_client *c, int want, int64_t timeout_ms)
         loom_msg_init(&m, LOOM_MSG_STATUS, 0);
         zmq_msg_t f;
         loom_msg r;
-        int rc = request(c, &m, LOOM_MSG_INFO, &f, &r);
+        int rc = client_request(c, &m, LOOM_MSG_INFO, &f, &r);
         if (rc) return rc;
         /* count live nodes from the status map */
         int live = 0;
@@ -569,12 +501,12 @@ static int refresh_nodes(loom_client *c, int want, int64_t timeout_ms)
         zmq_msg_close(&f);
         if (live >= want) break;
         if (loom_now_ms() > deadline)
-            return set_error(c, LOOM_ECONN, "only %d of %d node daemons joined within %lld ms", live, want,
+            return client_set_error(c, LOOM_ECONN, "only %d of %d node daemons joined within %lld ms", live, want,
                              (long long)timeout_ms);
         usleep(20000);
     }
     /* a second hello gets the node list with the new nodes */
-    return say_hello(c);
+    return client_say_hello(c);
 }
 
 static int resolve_address(loom_client *c, const char *address, const loom_connect_opts *o,
@@ -610,7 +542,7 @@ static int load_secret(loom_client *c, const loom_connect_opts *o, const char *s
 {
     if (o && o->secret) {
         if (strlen(o->secret) != LOOM_SECRET_HEX)
-            return set_error(c, LOOM_EAUTH, "the cluster secret must be %d hex characters", LOOM_SECRET_HEX);
+            return client_set_error(c, LOOM_EAUTH, "the cluster secret must be %d hex characters", LOOM_SECRET_HEX);
         memcpy(c->secret, o->secret, LOOM_SECRET_HEX + 1);
         return LOOM_OK;
     }
@@ -627,9 +559,9 @@ static int load_secret(loom_client *c, const loom_connect_opts *o, const char *s
     }
     int rc = loom_secret_load(file, c->secret);
     if (rc == LOOM_ENOTFOUND)
-        return set_error(c, LOOM_EAUTH, "no cluster secret: %s does not exist (set LOOM_SECRET_FILE)", file);
+        return client_set_error(c, LOOM_EAUTH, "no cluster secret: %s does not exist (set LOOM_SECRET_FILE)", file);
     if (rc)
-        return set_error(c, LOOM_EAUTH, "cannot use the cluster secret in %s (it must be 0600 and hold %d hex characters)",
+        return client_set_error(c, LOOM_EAUTH, "cannot use the cluster secret in %s (it must be 0600 and hold %d hex characters)",
                          file, LOOM_SECRET_HEX);
     return LOOM_OK;
 }
@@ -660,11 +592,11 @@ int loom_connect(const char *address, const loom_connect_opts *opts, loom_client
     char ep[600];
     loom_snprintf(ep, sizeof(ep), "tcp://%s", c->address);
     if (zmq_connect(c->sock, ep) != 0) {
-        rc = set_error(c, LOOM_EINVAL, "bad cluster address '%s' (want HOST:PORT or \"local\")", c->address);
+        rc = client_set_error(c, LOOM_EINVAL, "bad cluster address '%s' (want HOST:PORT or \"local\")", c->address);
         goto fail;
     }
     watch_connection(c);
-    rc = say_hello(c);
+    rc = client_say_hello(c);
     if (!rc && c->local) rc = refresh_nodes(c, loom_local_num_nodes(c->local), 30000);
     if (rc) goto fail;
     *out = c;
@@ -683,7 +615,7 @@ void loom_disconnect(loom_client **pc)
     if (c->sock && c->id) {
         loom_msg m;
         loom_msg_init(&m, LOOM_MSG_BYE, 0);
-        send_msg(c, &m);
+        client_send_msg(c, &m);
         int linger = 1000;
         zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
     }
@@ -693,7 +625,7 @@ void loom_disconnect(loom_client **pc)
     if (c->zctx) zmq_ctx_term(c->zctx);
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&c->ready, &it, &v)) ready_free(v);
+    while (loom_hmap_next(&c->ready, &it, &v)) client_ready_free(v);
     loom_hmap_free(&c->ready);
     for (int i = c->ua_first; i < c->nua; i++) free(c->ua[i].data);
     free(c->ua);
@@ -701,391 +633,6 @@ void loom_disconnect(loom_client **pc)
     loom_local_stop(&c->local);
     loom_pack_destroy(&c->out);
     free(c);
-}
-
-/* ---- data port (remote put and get) ------------------------------------- */
-
-static int data_connect(loom_client *c, const char *addr)
-{
-    if (c->data_sock && !strcmp(c->data_sock_addr, addr)) return LOOM_OK;
-    if (c->data_sock) zmq_close(c->data_sock);
-    c->data_sock = zmq_socket(c->zctx, ZMQ_DEALER);
-    loom_zsock_setup(c->data_sock, ZMQ_DEALER);
-    char ep[400];
-    loom_snprintf(ep, sizeof(ep), "tcp://%s", addr);
-    if (zmq_connect(c->data_sock, ep) != 0) {
-        zmq_close(c->data_sock);
-        c->data_sock = NULL;
-        return set_error(c, LOOM_ECONN, "cannot connect to the node at %s", addr);
-    }
-    loom_snprintf(c->data_sock_addr, sizeof(c->data_sock_addr), "%s", addr);
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_HELLO, 0);
-    m.role = LOOM_ROLE_DRIVER;
-    m.secret = c->secret;
-    m.hostname = c->hostname;
-    loom_wire_encode(&m, c->out);
-    zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0);
-    return LOOM_OK;
-}
-
-/* Wait for a data-port reply with request number req (others are dropped). */
-static int data_await(loom_client *c, uint64_t req, zmq_msg_t *f, loom_msg *m)
-{
-    int64_t deadline = loom_now_ms() + REQUEST_TIMEOUT_MS;
-    for (;;) {
-        int64_t left = deadline - loom_now_ms();
-        zmq_pollitem_t pi = {c->data_sock, 0, ZMQ_POLLIN, 0};
-        if (left <= 0 || zmq_poll(&pi, 1, (long)left) <= 0)
-            return set_error(c, LOOM_ECONN, "the node at %s did not answer", c->data_sock_addr);
-        zmq_msg_init(f);
-        if (zmq_msg_recv(f, c->data_sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(f);
-            continue;
-        }
-        if (loom_wire_decode(zmq_msg_data(f), zmq_msg_size(f), m, NULL, 0)) {
-            zmq_msg_close(f);
-            continue;
-        }
-        if (m->type == LOOM_MSG_ERROR && (m->req == req || m->code == LOOM_EAUTH)) {
-            int rc = set_error(c, m->code < 0 ? m->code : LOOM_EPROTO, "node %s: %s", c->data_sock_addr, m->text);
-            loom_msg_free(m);
-            zmq_msg_close(f);
-            return rc;
-        }
-        if (m->req == req) return LOOM_OK;
-        loom_msg_free(m);
-        zmq_msg_close(f);
-    }
-}
-
-static int remote_push(loom_client *c, const loom_ref *ref, const void *data, size_t len)
-{
-    int rc = data_connect(c, c->home_addr);
-    if (rc) return rc;
-    size_t off = 0;
-    do {
-        size_t n = len - off < LOOM_CHUNK_SIZE ? len - off : LOOM_CHUNK_SIZE;
-        loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_PUSH, ++c->next_req);
-        m.ref = *ref;
-        m.u0 = off;
-        m.u1 = len;
-        m.data.p = (const uint8_t *)data + off;
-        m.data.n = n;
-        loom_wire_encode(&m, c->out);
-        if (zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0) < 0)
-            return set_error(c, LOOM_ECONN, "cannot send to %s", c->data_sock_addr);
-        zmq_msg_t f;
-        loom_msg r;
-        rc = data_await(c, m.req, &f, &r);
-        if (rc) return rc;
-        loom_msg_free(&r);
-        zmq_msg_close(&f);
-        off += n;
-    } while (off < len);
-    return LOOM_OK;
-}
-
-static int remote_fetch(loom_client *c, const ready_info *r, const loom_ref *ref, uint8_t **out)
-{
-    int rc = LOOM_ENOTFOUND;
-    for (uint32_t k = 0; k < r->nlocs; k++) {
-        rc = data_connect(c, r->locs[k].addr);
-        if (rc) continue;
-        uint8_t *buf = malloc(r->size ? r->size : 1);
-        if (!buf) return set_error(c, LOOM_ENOMEM, "out of memory for %llu bytes", (unsigned long long)r->size);
-        uint64_t off = 0;
-        rc = LOOM_OK;
-        while (!rc && (off < r->size || off == 0)) {
-            loom_msg m;
-            loom_msg_init(&m, LOOM_MSG_FETCH, ++c->next_req);
-            m.ref = *ref;
-            m.u0 = off;
-            m.u1 = LOOM_CHUNK_SIZE;
-            loom_wire_encode(&m, c->out);
-            zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0);
-            zmq_msg_t f;
-            loom_msg ch;
-            rc = data_await(c, m.req, &f, &ch);
-            if (rc) break;
-            if (ch.type != LOOM_MSG_CHUNK || ch.u1 != r->size || ch.u0 != off) rc = LOOM_EPROTO;
-            else memcpy(buf + off, ch.data.p, ch.data.n);
-            off += ch.data.n;
-            int empty = ch.data.n == 0;
-            loom_msg_free(&ch);
-            zmq_msg_close(&f);
-            if (empty) break;
-        }
-        if (!rc && off == r->size) {
-            *out = buf;
-            return LOOM_OK;
-        }
-        free(buf);
-    }
-    return set_error(c, rc ? rc : LOOM_EIO, "cannot fetch the object from any node holding it");
-}
-
-/* ---- objects ------------------------------------------------------------ */
-
-static void new_put_ref(loom_ref *ref)
-{
-    uint8_t tid[LOOM_TASK_ID_LEN];
-    loom_random_bytes(tid, sizeof(tid));
-    loom_ref_make(tid, 0, ref);
-}
-
-static int send_unacked(loom_client *c, loom_msg *m, const loom_ref *out);
-
-static int put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
-{
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_PUT_DONE, 0);
-    m.ref = *ref;
-    m.u0 = len;
-    m.flag = keep ? 1 : 0;
-    int rc = LOOM_OK;
-    /* a client that connected before any node joined (a gateway starting
-       with its head) learns the nodes now: a second hello lists them */
-    if (len > LOOM_INLINE_MAX && !c->store && !c->home_addr[0] && (rc = say_hello(c)) != LOOM_OK) return rc;
-    if (len <= LOOM_INLINE_MAX) {
-        m.data.p = data;
-        m.data.n = len;
-    } else if (c->store) {
-        rc = loom_store_put_wait(c->store, ref->id, data, len, LOOM_STORE_PRIMARY, c->store_wait_ms);
-        if (rc) return set_error(c, rc, "cannot put %zu bytes in the node's store: %s%s", len, loom_strerror(rc),
-                                 rc == LOOM_ESTOREFULL && loom_store_could_hold(c->store, len)
-                                     ? " (no room freed up in time)" : "");
-        m.id = c->store_node;
-    } else if (c->home_addr[0]) {
-        int64_t deadline = loom_now_ms() + c->store_wait_ms;
-        while ((rc = remote_push(c, ref, data, len)) == LOOM_ESTOREFULL && loom_now_ms() < deadline)
-            usleep(100000); /* the node's store is under pressure: wait for room */
-        if (rc) return rc;
-        m.id = c->home_node;
-    } else {
-        return set_error(c, LOOM_ESTATE, "the cluster has no node to hold the object");
-    }
-    /* A driver's put does not wait for the head: the bytes are in a store (or
-       in the message), and the head reads this before anything that uses the
-       ref; a refusal becomes the ref's error.  A kept put (a task library)
-       waits, as its callers check it at once. */
-    return keep ? request(c, &m, LOOM_MSG_OK, NULL, NULL) : send_unacked(c, &m, ref);
-}
-
-int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out)
-{
-    if (!c || !out || (len && !data)) return LOOM_EINVAL;
-    new_put_ref(out);
-    return put_with_ref(c, out, data, len, 0);
-}
-
-int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
-{
-    if (!c || !path || !lib) return LOOM_EINVAL;
-    char *data;
-    size_t len;
-    int rc = loom_read_file(path, (size_t)1 << 30, &data, &len);
-    if (rc) return set_error(c, rc, "cannot read task library %s: %s", path, strerror(errno));
-    /* content-addressed: the ref is the SHA-256 of the file */
-    uint8_t digest[32];
-    loom_sha256(data, len, digest);
-    loom_ref_make(digest, 0, lib);
-    ready_info *r = ready_get(c, lib, 0);
-    rc = r && r->done && !r->code ? LOOM_OK : put_with_ref(c, lib, data, len, 1);
-    free(data);
-    return rc;
-}
-
-/* Every 2 s of waiting (counted per client, not per call: a driver may wait
- * in many short calls), ask again for one unfinished ref of refs.  A head
- * that restarted lost the subscriptions and cannot tell this client; its
- * answer ("say hello") is how the client learns it, and rejoin() then sends
- * every subscription again.  One ref, not all: a wait on a million refs
- * must not make the head look them all up every 2 s. */
-static void resubscribe_due(loom_client *c, const loom_ref *refs, int n)
-{
-    int64_t now = loom_now_ms();
-    if (c->last_resub_ms == 0) c->last_resub_ms = now;
-    if (now - c->last_resub_ms < 2000) return;
-    c->last_resub_ms = now;
-    for (int i = 0; i < n; i++) {
-        ready_info *r = ready_get(c, &refs[i], 0);
-        /* only a subscription unanswered for 2 s: asking again while the
-           first answer is on its way would bring a second answer, which,
-           after a release and a new get of the same ref, would be taken
-           for the new one's (an object already freed read as ready) */
-        if (r && !r->done && now - r->sub_ms >= 2000) {
-            r->subscribed = 0;
-            subscribe(c, &refs[i], 1);
-            return;
-        }
-    }
-}
-
-static int await_ready(loom_client *c, const loom_ref *ref, int64_t timeout_ms, ready_info **out)
-{
-    int rc = subscribe(c, ref, 1);
-    if (rc) return rc;
-    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
-    ready_info *r;
-    while (!(r = ready_get(c, ref, 0)) || !r->done) {
-        /* a head that restarted forgot the subscription: ask again now and
-           then (it answers a known object at once, and "say hello" if it
-           does not know this client) */
-        if (c->need_hello) rejoin(c);
-        resubscribe_due(c, ref, 1);
-        if (deadline >= 0 && loom_now_ms() >= deadline) {
-            char hex[41];
-            loom_ref_to_hex(ref, hex);
-            return set_error(c, LOOM_ETIMEOUT, "object %s not ready after %lld ms", hex, (long long)timeout_ms);
-        }
-        /* wake at least every 2 s to ask again (see above) */
-        int64_t wake = loom_now_ms() + 2000;
-        rc = pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
-        if (rc && rc != LOOM_ETIMEOUT) return set_error(c, rc, "lost the connection to the head");
-    }
-    *out = r;
-    return LOOM_OK;
-}
-
-int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out)
-{
-    if (!c || !out) return LOOM_EINVAL;
-    *out = NULL;
-    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
-    /* a copy may vanish with its node after the head said where it was: ask
-       again (the head rebuilds what lineage allows), a few times */
-    for (int attempt = 0;; attempt++) {
-        ready_info *r = NULL;
-        int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();
-        int rc = await_ready(c, &ref, left < 0 && deadline >= 0 ? 0 : left, &r);
-        if (rc) return rc;
-        if (r->code) return set_error(c, r->code, "%s", r->text && r->text[0] ? r->text : loom_strerror(r->code));
-        loom_value *v = calloc(1, sizeof(*v));
-        if (!v) return set_error(c, LOOM_ENOMEM, "out of memory");
-        v->c = c;
-        if (r->value) {
-            v->data = r->value;
-            v->len = r->size;
-            v->pin = r;
-            r->views++;
-        } else if (c->store && loom_store_get(c->store, ref.id, &v->view) == 0) {
-            v->data = v->view.data;
-            v->len = v->view.len;
-        } else {
-            rc = remote_fetch(c, r, &ref, (uint8_t **)&v->owned);
-            if (rc) {
-                free(v);
-                /* until the head notices the dead node (its heartbeat timeout) */
-                if (attempt >= 150 || rc == LOOM_ENOMEM || (deadline >= 0 && loom_now_ms() >= deadline)) return rc;
-                ready_drop(loom_hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
-                usleep(200000);
-                continue;
-            }
-            v->data = v->owned;
-            v->len = r->size;
-        }
-        *out = v;
-        return LOOM_OK;
-    }
-}
-
-const void *loom_value_data(const loom_value *v)
-{
-    return v ? v->data : NULL;
-}
-
-size_t loom_value_size(const loom_value *v)
-{
-    return v ? v->len : 0;
-}
-
-void loom_value_release(loom_value **pv)
-{
-    if (!pv || !*pv) return;
-    loom_value *v = *pv;
-    if (v->view.txn_ && v->c && v->c->store) loom_store_view_release(v->c->store, &v->view);
-    if (v->pin && --v->pin->views == 0 && v->pin->dropped) ready_free(v->pin);
-    free(v->owned);
-    free(v);
-    *pv = NULL;
-}
-
-/* The end of a loom_wait: the refs are not watched any more; which are done
- * (to ready[], if given) and how many. */
-static int wait_end(loom_client *c, const loom_ref *refs, int n, int *ready)
-{
-    int done = 0;
-    for (int i = 0; i < n; i++) {
-        ready_info *r = ready_get(c, &refs[i], 0);
-        int d = r && r->done;
-        if (r) r->waited = 0;
-        if (ready) ready[i] = d;
-        done += d;
-    }
-    return done;
-}
-
-int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_t timeout_ms, int *ready)
-{
-    if (!c || n < 0 || (n && !refs) || num_ready < 0) return LOOM_EINVAL;
-    if (num_ready > n) num_ready = n;
-    int rc = subscribe(c, refs, n);
-    if (rc) return rc;
-    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
-    /* count what is done once, then let mark_done count what becomes ready
-       (a rescan of all n refs per burst of notifications was O(n^2)) */
-    long done0 = 0;
-    c->wait_done = 0;
-    for (int i = 0; i < n; i++) {
-        ready_info *r = ready_get(c, &refs[i], 1);
-        if (!r) return set_error(c, LOOM_ENOMEM, "out of memory");
-        if (r->done) done0++;
-        else r->waited++;
-    }
-    for (;;) {
-        if (done0 + c->wait_done >= num_ready || (deadline >= 0 && loom_now_ms() >= deadline))
-            return wait_end(c, refs, n, ready);
-        /* every 2 s, ask again for what is not done (a restarted head forgot) */
-        if (c->need_hello) rejoin(c);
-        resubscribe_due(c, refs, n);
-        int64_t wake = loom_now_ms() + 2000;
-        rc = pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
-        if (rc && rc != LOOM_ETIMEOUT) {
-            wait_end(c, refs, n, NULL);
-            return set_error(c, rc, "lost the connection to the head");
-        }
-    }
-}
-
-int loom_cancel(loom_client *c, loom_ref ref)
-{
-    if (!c) return LOOM_EINVAL;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_CANCEL, 0);
-    m.ref = ref;
-    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
-}
-
-int loom_release_many(loom_client *c, const loom_ref *refs, int n)
-{
-    if (!c || n < 0 || (n && !refs)) return LOOM_EINVAL;
-    for (int i = 0; i < n; i++) ready_drop(loom_hmap_del(&c->ready, refs[i].id, LOOM_ID_LEN));
-    for (int base = 0; base < n; base += 10000) {
-        loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_RELEASE, 0);
-        m.refs = (loom_ref *)&refs[base];
-        m.nrefs = (uint32_t)(n - base < 10000 ? n - base : 10000);
-        int rc = send_msg(c, &m);
-        if (rc) return rc;
-    }
-    return LOOM_OK;
-}
-
-int loom_release(loom_client *c, loom_ref ref)
-{
-    return loom_release_many(c, &ref, 1);
 }
 
 /* ---- tasks and graphs --------------------------------------------------- */
@@ -1176,14 +723,14 @@ static int node_to_wire(loom_client *c, loom_arena *a, const loom_graph_node *n,
 
 /* Send a SUBMIT or PUT_DONE without waiting for its answer; kept until the
  * answer comes (note_unacked).  Past MAX_UNACKED in flight, wait for answers. */
-static int send_unacked(loom_client *c, loom_msg *m, const loom_ref *out)
+int client_send_unacked(loom_client *c, loom_msg *m, const loom_ref *out)
 {
     int64_t deadline = loom_now_ms() + REQUEST_TIMEOUT_MS;
     while (c->ua_live >= MAX_UNACKED) {
-        int rc = pump(c, deadline);
-        if (rc && rc != LOOM_ETIMEOUT) return set_error(c, rc, "lost the connection to the head");
+        int rc = client_pump(c, deadline);
+        if (rc && rc != LOOM_ETIMEOUT) return client_set_error(c, rc, "lost the connection to the head");
         if (loom_now_ms() >= deadline && c->ua_live >= MAX_UNACKED)
-            return set_error(c, LOOM_ECONN, "the head did not take %d submissions within %d ms", MAX_UNACKED,
+            return client_set_error(c, LOOM_ECONN, "the head did not take %d submissions within %d ms", MAX_UNACKED,
                              REQUEST_TIMEOUT_MS);
     }
     resend_after_close(c);
@@ -1192,20 +739,20 @@ static int send_unacked(loom_client *c, loom_msg *m, const loom_ref *out)
         c->nua -= c->ua_first;
         c->ua_first = 0;
     }
-    if (grow_ua(c)) return set_error(c, LOOM_ENOMEM, "out of memory");
+    if (grow_ua(c)) return client_set_error(c, LOOM_ENOMEM, "out of memory");
     m->req = ++c->next_req;
     int rc = loom_wire_encode(m, c->out);
-    if (rc) return set_error(c, rc, "cannot encode the submission");
+    if (rc) return client_set_error(c, rc, "cannot encode the submission");
     unacked *u = &c->ua[c->nua];
     u->len = loom_pack_size(c->out);
     u->data = malloc(u->len);
-    if (!u->data) return set_error(c, LOOM_ENOMEM, "out of memory");
+    if (!u->data) return client_set_error(c, LOOM_ENOMEM, "out of memory");
     memcpy(u->data, loom_pack_data(c->out), u->len);
     u->req = m->req;
     u->out = *out;
     if (zmq_send(c->sock, u->data, u->len, 0) < 0) {
         free(u->data);
-        return set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
+        return client_set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
     }
     c->nua++;
     c->ua_live++;
@@ -1219,7 +766,7 @@ static int graph_send(loom_client *c, loom_graph *g, const loom_submit_opts *opt
                       const loom_ref *out)
 {
     if (!c || !g) return LOOM_EINVAL;
-    if (g->nnodes == 0) return set_error(c, LOOM_EINVAL, "the graph has no tasks");
+    if (g->nnodes == 0) return client_set_error(c, LOOM_EINVAL, "the graph has no tasks");
     loom_arena a = {0};
     int total_args = 0;
     for (int i = 0; i < g->nnodes; i++) total_args += g->nodes[i].nargs;
@@ -1237,7 +784,7 @@ static int graph_send(loom_client *c, loom_graph *g, const loom_submit_opts *opt
         m.ntasks = (uint32_t)g->nnodes;
         zmq_msg_t f;
         loom_msg r;
-        rc = out ? send_unacked(c, &m, out) : request(c, &m, LOOM_MSG_SUBMITTED, &f, &r);
+        rc = out ? client_send_unacked(c, &m, out) : client_request(c, &m, LOOM_MSG_SUBMITTED, &f, &r);
         if (!rc && !out) {
             if (job_id) loom_snprintf(job_id, LOOM_JOB_ID_LEN, "%s", r.name);
             loom_msg_free(&r);
@@ -1265,7 +812,7 @@ int loom_submit(loom_client *c, loom_ref lib, const char *function, const loom_a
     int node = loom_graph_task(g, lib, function, opts);
     rc = node < 0 ? node : LOOM_OK;
     if (rc == LOOM_EINVAL)
-        set_error(c, rc, "invalid task '%s' or options: num_cpus 0..1024, num_gpus a fraction below 1 or a whole "
+        client_set_error(c, rc, "invalid task '%s' or options: num_cpus 0..1024, num_gpus a fraction below 1 or a whole "
                   "number up to 16 (gpu_memory only with GPUs), resources with names of 1..63 characters and "
                   "amounts > 0, labels, strategy, bundle", function);
     for (int i = 0; !rc && i < nargs; i++)
@@ -1275,7 +822,7 @@ int loom_submit(loom_client *c, loom_ref lib, const char *function, const loom_a
        is what loom_get of the result returns */
     if (!rc) rc = loom_graph_ref(g, node, 0, out);
     if (!rc) rc = graph_send(c, g, NULL, NULL, out);
-    if (rc && !c->last_error[0]) set_error(c, rc, "%s", loom_strerror(rc));
+    if (rc && !c->last_error[0]) client_set_error(c, rc, "%s", loom_strerror(rc));
     loom_graph_destroy(&g);
     return rc;
 }
@@ -1299,17 +846,17 @@ int loom_logs(loom_client *c, loom_ref ref, char **out, size_t *len)
     if (n) memcpy(s, loom_value_data(v), n);
     s[n] = 0;
     loom_value_release(&v);
-    ready_drop(loom_hmap_del(&c->ready, log.id, LOOM_ID_LEN));
+    client_ready_drop(loom_hmap_del(&c->ready, log.id, LOOM_ID_LEN));
     *out = s;
     if (len) *len = n;
     return LOOM_OK;
 }
 
-static int info_json(loom_client *c, loom_msg *m, char **json)
+int client_info_json(loom_client *c, loom_msg *m, char **json)
 {
     zmq_msg_t f;
     loom_msg r;
-    int rc = request(c, m, LOOM_MSG_INFO, &f, &r);
+    int rc = client_request(c, m, LOOM_MSG_INFO, &f, &r);
     if (rc) return rc;
     rc = loom_msgpack_to_json(r.data.p, r.data.n, json);
     loom_msg_free(&r);
@@ -1322,7 +869,7 @@ int loom_status_json(loom_client *c, char **json)
     if (!c || !json) return LOOM_EINVAL;
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_STATUS, 0);
-    return info_json(c, &m, json);
+    return client_info_json(c, &m, json);
 }
 
 int loom_job_json(loom_client *c, const char *job_id, char **json)
@@ -1331,7 +878,7 @@ int loom_job_json(loom_client *c, const char *job_id, char **json)
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_JOB_INFO, 0);
     m.name = (char *)job_id;
-    return info_json(c, &m, json);
+    return client_info_json(c, &m, json);
 }
 
 int loom_jobs_json(loom_client *c, const char *label, uint64_t offset, uint64_t limit, char **json)
@@ -1342,7 +889,7 @@ int loom_jobs_json(loom_client *c, const char *label, uint64_t offset, uint64_t 
     m.text = (char *)(label ? label : "");
     m.u0 = offset;
     m.u1 = limit;
-    return info_json(c, &m, json);
+    return client_info_json(c, &m, json);
 }
 
 int loom_job_ref(loom_client *c, const char *job_id, const char *task, int output, loom_ref *out)
@@ -1355,7 +902,7 @@ int loom_job_ref(loom_client *c, const char *job_id, const char *task, int outpu
     m.u0 = output < 0 ? 0xFFFFFFFFu : (uint64_t)output;
     zmq_msg_t f;
     loom_msg r;
-    int rc = request(c, &m, LOOM_MSG_REF, &f, &r);
+    int rc = client_request(c, &m, LOOM_MSG_REF, &f, &r);
     if (rc) return rc;
     *out = r.ref;
     loom_msg_free(&r);
@@ -1369,360 +916,5 @@ int loom_job_delete(loom_client *c, const char *job_id)
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_JOB_DELETE, 0);
     m.name = (char *)job_id;
-    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
-}
-
-/* ---- actors ------------------------------------------------------------- */
-
-void loom_actor_to_hex(const loom_actor *a, char out[33])
-{
-    loom_hex_encode(a->id, 16, out);
-}
-
-int loom_actor_from_hex(const char *hex, loom_actor *out)
-{
-    if (!hex || !out || strlen(hex) != 32) return LOOM_EINVAL;
-    return loom_hex_decode(hex, out->id, 16) ? LOOM_EINVAL : LOOM_OK;
-}
-
-static int valid_member_name(const char *s)
-{
-    if (!s || !*s || strlen(s) > 200 || strstr(s, "__")) return 0;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
-            return 0;
-    return !(*s >= '0' && *s <= '9');
-}
-
-/* Submit a one-node graph whose node is an actor's creation or call. */
-static int submit_actor_task(loom_client *c, loom_ref lib, const char *fn, const loom_arg *args, int nargs,
-                             const loom_task_opts *res, const loom_graph_extra *actor_fields,
-                             const char *job_name, uint8_t task_id[16])
-{
-    loom_graph *g;
-    int rc = loom_graph_new(&g);
-    if (rc) return set_error(c, rc, "out of memory");
-    loom_task_opts o;
-    memset(&o, 0, sizeof(o));
-    if (res) o = *res;
-    o.name = NULL;
-    double cpus = o.num_cpus;
-    int node = loom_graph_task(g, lib, fn, &o);
-    rc = node < 0 ? node : LOOM_OK;
-    if (rc) set_error(c, rc, "invalid options for actor '%s': num_cpus 0..1024, num_gpus a fraction below 1 or a "
-                      "whole number up to 16, resources with names of 1..63 characters and amounts > 0", fn);
-    loom_graph_node *n = rc ? NULL : &g->nodes[node];
-    if (n) {
-        n->num_cpus = cpus; /* actors: 0 unless asked (the head applies defaults) */
-        if (!n->extra) {
-            if ((n->extra = calloc(1, sizeof(*n->extra)))) {
-                n->extra->bundle = -1;
-                n->extra->max_retries = LOOM_DEFAULT_RETRIES;
-            } else {
-                rc = LOOM_ENOMEM;
-            }
-        }
-    }
-    if (!rc) {
-        loom_graph_extra *e = n->extra;
-        e->actor_op = actor_fields->actor_op;
-        memcpy(e->actor, actor_fields->actor, 16);
-        e->max_concurrency = actor_fields->max_concurrency;
-        e->detached = actor_fields->detached;
-        e->max_restarts = actor_fields->max_restarts;
-        e->max_task_retries = actor_fields->max_task_retries;
-        if (actor_fields->actor_name && !(e->actor_name = strdup(actor_fields->actor_name))) rc = LOOM_ENOMEM;
-        if (e->actor_op == LOOM_ACTOR_CREATE) memcpy(e->actor, n->task_id, 16);
-    }
-    for (int i = 0; !rc && i < nargs; i++)
-        rc = args[i].kind == LOOM_ARG_REF ? loom_graph_arg_ref(g, node, args[i].ref)
-                                          : loom_graph_arg_value(g, node, args[i].data, args[i].len);
-    if (!rc) {
-        loom_submit_opts so = {.job_name = job_name};
-        rc = loom_graph_submit(c, g, &so, NULL);
-    }
-    if (!rc) memcpy(task_id, g->nodes[node].task_id, 16);
-    loom_graph_destroy(&g);
-    return rc;
-}
-
-int loom_actor_create(loom_client *c, loom_ref lib, const char *cls, const loom_arg *args, int nargs,
-                      const loom_actor_opts *opts, loom_actor *out)
-{
-    if (!c || !out || nargs < 0 || (nargs && !args)) return LOOM_EINVAL;
-    if (!valid_member_name(cls))
-        return set_error(c, LOOM_EINVAL, "'%s' is not a valid actor class name (a C identifier without \"__\")",
-                         cls ? cls : "(null)");
-    if (opts && opts->name && (!*opts->name || strlen(opts->name) > 255))
-        return set_error(c, LOOM_EINVAL, "an actor name has 1 to 255 characters");
-    if (opts && (opts->max_concurrency < 0 || opts->max_concurrency > 1024))
-        return set_error(c, LOOM_EINVAL, "max_concurrency must be 1..1024");
-    if (opts && (opts->max_restarts < -1 || opts->max_restarts > 100000 || opts->max_task_retries < 0 ||
-                 opts->max_task_retries > 1000))
-        return set_error(c, LOOM_EINVAL, "max_restarts must be -1..100000 and max_task_retries 0..1000");
-    loom_graph_extra f;
-    memset(&f, 0, sizeof(f));
-    f.actor_op = LOOM_ACTOR_CREATE;
-    f.max_concurrency = opts && opts->max_concurrency > 0 ? (uint32_t)opts->max_concurrency : 1;
-    f.detached = opts && opts->detached ? 1 : 0;
-    f.actor_name = opts && opts->name ? (char *)opts->name : NULL;
-    f.max_restarts = opts ? opts->max_restarts : 0;
-    f.max_task_retries = opts ? (uint32_t)opts->max_task_retries : 0;
-    char job[300];
-    loom_snprintf(job, sizeof(job), "actor %s", cls);
-    return submit_actor_task(c, lib, cls, args, nargs, opts ? &opts->res : NULL, &f, job, out->id);
-}
-
-int loom_actor_call(loom_client *c, loom_actor a, const char *method, const loom_arg *args, int nargs,
-                    loom_ref *out)
-{
-    if (!c || !out || nargs < 0 || (nargs && !args)) return LOOM_EINVAL;
-    if (!valid_member_name(method) || !strcmp(method, "init") || !strcmp(method, "destroy"))
-        return set_error(c, LOOM_EINVAL, "'%s' is not a method that can be called", method ? method : "(null)");
-    loom_graph_extra f;
-    memset(&f, 0, sizeof(f));
-    f.actor_op = LOOM_ACTOR_CALL;
-    memcpy(f.actor, a.id, 16);
-    loom_ref none;
-    memset(&none, 0, sizeof(none));
-    uint8_t id[16];
-    int rc = submit_actor_task(c, none, method, args, nargs, NULL, &f, "call", id);
-    if (!rc) loom_ref_make(id, 0, out);
-    return rc;
-}
-
-int loom_actor_wait_ready(loom_client *c, loom_actor a, int64_t timeout_ms)
-{
-    if (!c) return LOOM_EINVAL;
-    loom_ref ready;
-    loom_ref_make(a.id, 0, &ready);
-    loom_value *v = NULL;
-    int rc = loom_get(c, ready, timeout_ms, &v);
-    loom_value_release(&v);
-    ready_drop(loom_hmap_del(&c->ready, ready.id, LOOM_ID_LEN));
-    return rc;
-}
-
-int loom_actor_lookup(loom_client *c, const char *name, loom_actor *out)
-{
-    if (!c || !name || !*name || !out) return LOOM_EINVAL;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_ACTOR_LOOKUP, 0);
-    m.name = (char *)name;
-    zmq_msg_t f;
-    loom_msg r;
-    int rc = request(c, &m, LOOM_MSG_REF, &f, &r);
-    if (rc) return rc;
-    memcpy(out->id, r.ref.id, 16);
-    loom_msg_free(&r);
-    zmq_msg_close(&f);
-    return LOOM_OK;
-}
-
-int loom_actor_kill(loom_client *c, loom_actor a)
-{
-    if (!c) return LOOM_EINVAL;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_ACTOR_KILL, 0);
-    loom_ref_make(a.id, 0, &m.ref);
-    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
-}
-
-int loom_actors_json(loom_client *c, char **json)
-{
-    if (!c || !json) return LOOM_EINVAL;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_ACTORS, 0);
-    return info_json(c, &m, json);
-}
-
-/* ---- placement groups --------------------------------------------------- */
-
-int loom_pg_create(loom_client *c, const loom_bundle *bundles, int n, int strategy, const char *name,
-                   loom_pg *out)
-{
-    if (!c || !bundles || !out || n < 1 || n > LOOM_WIRE_MAX_BUNDLES) return LOOM_EINVAL;
-    if (strategy < LOOM_PG_PACK || strategy > LOOM_PG_STRICT_SPREAD)
-        return set_error(c, LOOM_EINVAL, "unknown placement strategy %d", strategy);
-    loom_arena a = {0};
-    loom_wire_bundle *wb = loom_arena_alloc(&a, (size_t)n * sizeof(*wb));
-    int rc = wb ? LOOM_OK : LOOM_ENOMEM;
-    for (int b = 0; !rc && b < n; b++) {
-        const loom_bundle *in = &bundles[b];
-        if (in->nresources < 0 || in->nresources > LOOM_WIRE_MAX_RES || (in->nresources && !in->resources)) {
-            rc = set_error(c, LOOM_EINVAL, "bundle %d: bad resources", b);
-            break;
-        }
-        double g = in->num_gpus;
-        if (!(in->num_cpus >= 0 && in->num_cpus <= 1024) || !(g >= 0 && g <= 16) || (g > 1 && g != (double)(int)g) ||
-            (in->gpu_memory && g <= 0)) {
-            rc = set_error(c, LOOM_EINVAL, "bundle %d: num_cpus must be 0..1024, num_gpus a fraction below 1 or a "
-                           "whole number up to 16, gpu_memory only with GPUs", b);
-            break;
-        }
-        if (in->num_cpus == 0 && g == 0 && in->memory == 0 && in->nresources == 0) {
-            rc = set_error(c, LOOM_EINVAL, "bundle %d reserves nothing", b);
-            break;
-        }
-        wb[b].num_cpus = in->num_cpus;
-        wb[b].memory = in->memory;
-        wb[b].num_gpus = in->num_gpus;
-        wb[b].gpu_memory = in->gpu_memory;
-        wb[b].nres = (uint32_t)in->nresources;
-        wb[b].res = in->nresources ? loom_arena_alloc(&a, (size_t)in->nresources * sizeof(loom_wire_res)) : NULL;
-        if (in->nresources && !wb[b].res) rc = LOOM_ENOMEM;
-        for (int i = 0; !rc && i < in->nresources; i++) {
-            const loom_resource *r = &in->resources[i];
-            if (!r->name || !*r->name || strlen(r->name) > 63 || !(r->amount > 0 && r->amount <= 1e12)) {
-                rc = set_error(c, LOOM_EINVAL, "bundle %d: a resource needs a name of 1..63 characters and an amount > 0", b);
-                break;
-            }
-            wb[b].res[i].name = (char *)in->resources[i].name;
-            wb[b].res[i].amount = in->resources[i].amount;
-        }
-    }
-    if (!rc) {
-        loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_PG_CREATE, 0);
-        m.name = (char *)(name ? name : "");
-        m.flag = (uint32_t)strategy;
-        m.bundles = wb;
-        m.nbundles = (uint32_t)n;
-        zmq_msg_t f;
-        loom_msg r;
-        rc = request(c, &m, LOOM_MSG_REF, &f, &r);
-        if (!rc) {
-            memcpy(out->id, r.ref.id, 16);
-            loom_msg_free(&r);
-            zmq_msg_close(&f);
-        }
-    }
-    loom_arena_free(&a);
-    return rc;
-}
-
-/* The group's state ("pending", "created", ...) and reason, from PG_INFO. */
-static int pg_state(loom_client *c, loom_pg pg, char *state, size_t slen, char *reason, size_t rlen)
-{
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_PG_INFO, 0);
-    loom_ref_make(pg.id, 0, &m.ref);
-    zmq_msg_t f;
-    loom_msg r;
-    int rc = request(c, &m, LOOM_MSG_INFO, &f, &r);
-    if (rc) return rc;
-    /* the reply is a map; find "state" and "reason" */
-    loom_unpack u;
-    loom_unpack_init(&u, r.data.p, r.data.n);
-    uint32_t n = 0;
-    state[0] = reason[0] = 0;
-    if (loom_unpack_map(&u, &n) == 0) {
-        for (uint32_t i = 0; i < n; i++) {
-            const char *k, *v;
-            size_t kn, vn;
-            if (loom_unpack_str(&u, &k, &kn)) break;
-            if (loom_unpack_peek(&u) == LOOM_TYPE_STR && !loom_unpack_str(&u, &v, &vn)) {
-                if (kn == 5 && !memcmp(k, "state", 5)) loom_snprintf(state, slen, "%.*s", (int)vn, v);
-                if (kn == 6 && !memcmp(k, "reason", 6)) loom_snprintf(reason, rlen, "%.*s", (int)vn, v);
-            } else if (loom_unpack_skip(&u)) {
-                break;
-            }
-        }
-    }
-    loom_msg_free(&r);
-    zmq_msg_close(&f);
-    return LOOM_OK;
-}
-
-int loom_pg_wait(loom_client *c, loom_pg pg, int64_t timeout_ms)
-{
-    if (!c) return LOOM_EINVAL;
-    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
-    int sleep_us = 2000;
-    for (;;) {
-        char state[32], reason[600];
-        int rc = pg_state(c, pg, state, sizeof(state), reason, sizeof(reason));
-        if (rc) return rc;
-        if (!strcmp(state, "created")) return LOOM_OK;
-        if (!strcmp(state, "infeasible"))
-            return set_error(c, LOOM_EINFEASIBLE, "the placement group is infeasible: %s", reason);
-        if (deadline >= 0 && loom_now_ms() >= deadline)
-            return set_error(c, LOOM_ETIMEOUT, "the placement group was not placed within %lld ms (state %s)",
-                             (long long)timeout_ms, state);
-        usleep((useconds_t)sleep_us);
-        if (sleep_us < 50000) sleep_us *= 2;
-    }
-}
-
-int loom_pg_remove(loom_client *c, loom_pg pg)
-{
-    if (!c) return LOOM_EINVAL;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_PG_REMOVE, 0);
-    loom_ref_make(pg.id, 0, &m.ref);
-    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
-}
-
-int loom_pg_json(loom_client *c, loom_pg pg, char **json)
-{
-    if (!c || !json) return LOOM_EINVAL;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_PG_INFO, 0);
-    loom_ref_make(pg.id, 0, &m.ref);
-    return info_json(c, &m, json);
-}
-
-/* ---- nodes -------------------------------------------------------------- */
-
-int loom_node_drain(loom_client *c, uint32_t node)
-{
-    if (!c || !node) return LOOM_EINVAL;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_DRAIN, 0);
-    m.id = node;
-    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
-}
-
-/* ---- key-value table ---------------------------------------------------- */
-
-int loom_kv_put(loom_client *c, const char *key, const void *data, size_t len)
-{
-    if (!c || !key || !*key || strlen(key) > 512 || (len && !data)) return LOOM_EINVAL;
-    if (len > (1u << 20)) return set_error(c, LOOM_ETOOBIG, "a value holds at most 1 MiB");
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_KV_PUT, 0);
-    m.name = (char *)key;
-    m.data.p = data;
-    m.data.n = len;
-    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
-}
-
-int loom_kv_get(loom_client *c, const char *key, int64_t timeout_ms, void **data, size_t *len)
-{
-    if (!c || !key || !*key || strlen(key) > 512 || !data) return LOOM_EINVAL;
-    if (timeout_ms < 0 || timeout_ms > 3600000) timeout_ms = 3600000;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_KV_GET, 0);
-    m.name = (char *)key;
-    m.u0 = (uint64_t)timeout_ms;
-    zmq_msg_t f;
-    loom_msg r;
-    /* the head answers when the key appears or the wait ends (its clock ticks each second) */
-    int rc = request_within(c, &m, LOOM_MSG_INFO, timeout_ms + REQUEST_TIMEOUT_MS, &f, &r);
-    if (rc) return rc;
-    *data = malloc(r.data.n ? r.data.n : 1);
-    if (*data && r.data.n) memcpy(*data, r.data.p, r.data.n);
-    if (len) *len = r.data.n;
-    loom_msg_free(&r);
-    zmq_msg_close(&f);
-    return *data ? LOOM_OK : LOOM_ENOMEM;
-}
-
-int loom_kv_del(loom_client *c, const char *key)
-{
-    if (!c || !key || !*key || strlen(key) > 512) return LOOM_EINVAL;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_KV_DEL, 0);
-    m.name = (char *)key;
-    return request(c, &m, LOOM_MSG_OK, NULL, NULL);
+    return client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
 }

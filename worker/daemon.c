@@ -1,8 +1,8 @@
 /* worker/daemon.c — the node daemon: joins the head, reports its resources,
  * owns the node's object store, keeps a pool of executor processes and hands
- * them the tasks the head assigns, after pulling every argument the node lacks
- * from the nodes holding it (in chunks, several in flight).  It also serves
- * its own objects to other nodes and to drivers on its data port.
+ * them the tasks the head assigns, once every argument is on the node (the
+ * pulls from other nodes, and the data port on which it serves its own
+ * objects to other nodes and to drivers, are in transfer.c).
  *
  * Sockets: a DEALER to the head; a ROUTER on tcp (the data port: FETCH and
  * PUSH from peers, each of which must first say HELLO with the cluster
@@ -28,122 +28,10 @@
 #include "runtime/wire.h"
 #include "runtime/zloop.h"
 #include "worker/daemon.h"
+#include "worker/daemon_internal.h"
 #include "worker/gpu.h"
 
-#define FETCH_WINDOW 4       /* chunk requests in flight per transfer */
-#define TRANSFER_STALL_MS 10000 /* a transfer with no chunk for this long tries another copy */
-#define MAX_EXECUTORS 256
-#define MAX_PEER_IDENT 32
-
-typedef struct dtask dtask;
-typedef struct daemon_s daemon_s;
-typedef struct actor_proc actor_proc;
-
-/* A pull of one object from another node. */
-typedef struct transfer {
-    loom_ref ref;
-    uint64_t total, received, next_offset;
-    int started;
-    uint8_t *buf;
-    int loc_index;
-    loom_wire_loc *locs;      /* copies (owned) of where to fetch from */
-    uint32_t nlocs;
-    dtask **waiters;
-    int nwait, cap_wait;
-    int64_t last_activity;
-    uint64_t serial;          /* echoed by the peer in replies (req) */
-} transfer;
-
-/* A task assigned by the head, waiting for arguments or an executor. */
-struct dtask {
-    uint8_t id[16];
-    loom_arena arena;
-    loom_wire_task spec;
-    int missing;              /* arguments still being fetched */
-    int pinned_n;
-    loom_ref *pinned;         /* refs pinned in the store for it */
-    int failed;
-    char error[512];
-    int cancelled;
-    int exec;                 /* executor index running it, or -1 */
-    dtask *qnext;
-    actor_proc *actor;        /* an actor's creation or call: its process */
-};
-
-/* An actor's own executor process: it runs the creation task, then the
- * calls in the order they arrived (`queue`: not sent yet; `sent`: running). */
-struct actor_proc {
-    uv_process_t proc;
-    uv_timer_t kill_timer;
-    int timer_started;
-    int alive, ready, pid, dying, initialised;
-    uint8_t ident[MAX_PEER_IDENT];
-    size_t identlen;
-    uint8_t id[16];
-    char hex[33];
-    dtask *create;            /* until init reports */
-    dtask **queue;
-    int nq, capq;
-    dtask **sent;
-    int nsent, capsent;
-    daemon_s *d;
-};
-
-typedef struct exec_proc {
-    uv_process_t proc;
-    int alive, ready;
-    int pid;
-    uint8_t ident[MAX_PEER_IDENT];
-    size_t identlen;
-    dtask *task;
-    int index;
-    int retiring;             /* ran a GPU function task: exits after it */
-    daemon_s *d;
-} exec_proc;
-
-typedef struct peer {
-    char addr[256];
-    void *sock;
-    loom_zwatch *watch;
-    daemon_s *d;
-} peer;
-
-struct daemon_s {
-    loom_daemon_opts o;
-    uv_loop_t *loop;
-    void *zctx, *head, *data, *execs_sock;
-    loom_zwatch *w_head, *w_data, *w_exec;
-    uv_timer_t hb;
-    uv_signal_t sigint, sigterm;
-    loom_store *store;
-    loom_pack *out;
-    char store_dir[4096], spill_dir[4096], exec_ep[4200], data_addr[300], hostname[256];
-    uint32_t node_id;
-    int welcomed;
-    int64_t waiting_since, waiting_logged; /* not yet welcomed: when it began, last said */
-    exec_proc execs[MAX_EXECUTORS];
-    int nexec;
-    loom_hmap tasks;          /* task id -> dtask */
-    loom_hmap transfers;      /* ref -> transfer */
-    loom_hmap peers;          /* addr -> peer */
-    loom_hmap data_peers;     /* authenticated data-port identities -> (void*)1 */
-    loom_hmap pushes;         /* ident ++ ref -> loom_buf* (remote puts in progress) */
-    dtask *q_head, *q_tail;   /* ready to run */
-    uint64_t running;
-    uint64_t next_serial;
-    int stopping;
-    loom_hmap actors;         /* actor id (16) -> actor_proc */
-    int spawned;              /* the executor pool has been started */
-    loom_gpu_info gpus;
-    uint32_t num_gpus;
-    uint64_t gpu_memory;
-    char parent_gpus[256];    /* CUDA_VISIBLE_DEVICES the daemon was started with */
-    loom_arena res_arena;     /* owns res and labels */
-    loom_wire_res *res;       uint32_t nres;
-    loom_wire_label *labels;  uint32_t nlabels;
-};
-
-static void send_head(daemon_s *d, const loom_msg *m)
+void daemon_send_head(daemon_s *d, const loom_msg *m)
 {
     if (loom_zsend_msg(d->head, NULL, 0, m, d->out)) LOG_WARN("cannot send %s to the head", loom_msg_type_name(m->type));
 }
@@ -265,7 +153,7 @@ static void task_report(daemon_s *d, dtask *t, const loom_msg *done)
 {
     loom_msg m = *done;
     m.req = 0;
-    send_head(d, &m);
+    daemon_send_head(d, &m);
     if (d->running) d->running--;
     task_free(d, t);
 }
@@ -291,7 +179,7 @@ static void enqueue(daemon_s *d, dtask *t)
 static void actor_start(daemon_s *d, dtask *t);
 static void actor_flush(daemon_s *d, actor_proc *a);
 
-static void arg_ready(daemon_s *d, dtask *t)
+void daemon_arg_ready(daemon_s *d, dtask *t)
 {
     if (--t->missing > 0) return;
     if (t->spec.actor_op == LOOM_ACTOR_CALL && t->actor) {
@@ -477,7 +365,7 @@ static void on_actor_exit(uv_process_t *p, int64_t status, int sig)
         loom_ref_make(a->id, 0, &m.ref);
         m.code = LOOM_EACTOR;
         m.text = why;
-        send_head(d, &m);
+        daemon_send_head(d, &m);
     }
     if (!d->stopping) LOG_INFO("actor %s (pid %d): %s", a->hex, a->pid, why);
     if (a->timer_started) uv_close((uv_handle_t *)&a->kill_timer, actor_timer_closed);
@@ -627,216 +515,6 @@ static void actor_kill(daemon_s *d, actor_proc *a)
     uv_timer_start(&a->kill_timer, on_kill_timer, a->ready && !a->nsent ? 2000 : 200, 0);
 }
 
-/* ---- transfers (pulling objects from other nodes) ---------------------- */
-
-static void on_peer_frames(void *arg, zmq_msg_t *frames, int n);
-
-static peer *peer_get(daemon_s *d, const char *addr)
-{
-    peer *p = loom_hmap_get(&d->peers, addr, strlen(addr));
-    if (p) return p;
-    if (strlen(addr) >= sizeof(p->addr) || strlen(addr) > LOOM_HMAP_KEY_MAX) return NULL;
-    p = calloc(1, sizeof(*p));
-    if (!p) return NULL;
-    loom_snprintf(p->addr, sizeof(p->addr), "%s", addr);
-    p->d = d;
-    p->sock = zmq_socket(d->zctx, ZMQ_DEALER);
-    loom_zsock_setup(p->sock, ZMQ_DEALER);
-    char ep[300];
-    loom_snprintf(ep, sizeof(ep), "tcp://%s", addr);
-    if (zmq_connect(p->sock, ep) != 0 || loom_zwatch_start(d->loop, p->sock, on_peer_frames, p, &p->watch)) {
-        zmq_close(p->sock);
-        free(p);
-        return NULL;
-    }
-    loom_msg hello;
-    loom_msg_init(&hello, LOOM_MSG_HELLO, 0);
-    hello.role = LOOM_ROLE_NODE;
-    hello.secret = (char *)d->o.secret;
-    hello.hostname = d->hostname;
-    loom_zsend_msg(p->sock, NULL, 0, &hello, d->out);
-    loom_hmap_put(&d->peers, p->addr, strlen(p->addr), p);
-    return p;
-}
-
-static void transfer_request(daemon_s *d, transfer *x, uint64_t offset)
-{
-    peer *p = x->loc_index < (int)x->nlocs ? peer_get(d, x->locs[x->loc_index].addr) : NULL;
-    if (!p) return;
-    loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_FETCH, x->serial);
-    m.ref = x->ref;
-    m.u0 = offset;
-    m.u1 = LOOM_CHUNK_SIZE;
-    loom_zsend_msg(p->sock, NULL, 0, &m, d->out);
-    x->last_activity = loom_now_ms();
-}
-
-static void transfer_free(transfer *x)
-{
-    for (uint32_t i = 0; i < x->nlocs; i++) free(x->locs[i].addr);
-    free(x->waiters);
-    free(x->locs);
-    free(x->buf);
-    free(x);
-}
-
-static void transfer_finish(daemon_s *d, transfer *x, int rc, const char *why)
-{
-    loom_hmap_del(&d->transfers, x->ref.id, LOOM_ID_LEN);
-    if (!rc) {
-        rc = loom_store_put(d->store, x->ref.id, x->buf, x->total, 0);
-        if (rc) why = loom_strerror(rc);
-        else {
-            loom_msg m;
-            loom_msg_init(&m, LOOM_MSG_OBJ_ADDED, 0);
-            m.ref = x->ref;
-            m.u0 = x->total;
-            send_head(d, &m);
-        }
-    }
-    for (int i = 0; i < x->nwait; i++) {
-        dtask *t = x->waiters[i];
-        if (rc == 0) {
-            if (loom_store_pin(d->store, x->ref.id) == 0) t->pinned[t->pinned_n++] = x->ref;
-        } else if (!t->failed) {
-            char hex[41];
-            loom_ref_to_hex(&x->ref, hex);
-            t->failed = 1;
-            loom_snprintf(t->error, sizeof(t->error), "cannot fetch argument %s: %s", hex, why);
-        }
-        arg_ready(d, t);
-    }
-    transfer_free(x);
-}
-
-static void transfer_retry_or_fail(daemon_s *d, transfer *x, const char *why)
-{
-    if (x->loc_index + 1 < (int)x->nlocs) {
-        LOG_WARN("fetch from %s failed (%s); trying the next copy", x->locs[x->loc_index].addr, why);
-        x->loc_index++;
-        x->received = x->next_offset = 0;
-        x->started = 0;
-        free(x->buf);
-        x->buf = NULL;
-        transfer_request(d, x, 0);
-        return;
-    }
-    transfer_finish(d, x, LOOM_ENODE, why);
-}
-
-static transfer *transfer_by_serial(daemon_s *d, uint64_t serial)
-{
-    size_t it = 0;
-    void *v;
-    while (loom_hmap_next(&d->transfers, &it, &v))
-        if (((transfer *)v)->serial == serial) return v;
-    return NULL;
-}
-
-static void on_chunk(daemon_s *d, loom_msg *m)
-{
-    transfer *x = transfer_by_serial(d, m->req);
-    if (!x || (m->type == LOOM_MSG_CHUNK && memcmp(x->ref.id, m->ref.id, LOOM_ID_LEN))) return;
-    if (m->type == LOOM_MSG_ERROR) {
-        transfer_retry_or_fail(d, x, m->text);
-        return;
-    }
-    if (!x->started) {
-        x->started = 1;
-        x->total = m->u1;
-        x->buf = malloc(x->total ? x->total : 1);
-        if (!x->buf) {
-            transfer_finish(d, x, LOOM_ENOMEM, "out of memory");
-            return;
-        }
-        x->next_offset = m->data.n;
-        /* open the window */
-        for (int i = 1; i < FETCH_WINDOW && x->next_offset < x->total; i++) {
-            transfer_request(d, x, x->next_offset);
-            x->next_offset += LOOM_CHUNK_SIZE;
-        }
-    } else if (m->u1 != x->total) {
-        transfer_retry_or_fail(d, x, "object size changed during the transfer");
-        return;
-    }
-    if (m->u0 + m->data.n > x->total) return;
-    memcpy(x->buf + m->u0, m->data.p, m->data.n);
-    x->received += m->data.n;
-    x->last_activity = loom_now_ms();
-    if (x->received >= x->total) {
-        transfer_finish(d, x, 0, NULL);
-        return;
-    }
-    if (x->next_offset < x->total) {
-        transfer_request(d, x, x->next_offset);
-        x->next_offset += LOOM_CHUNK_SIZE;
-    }
-}
-
-static void on_peer_frames(void *arg, zmq_msg_t *frames, int n)
-{
-    peer *p = arg;
-    if (n != 1) return;
-    loom_msg m;
-    if (loom_wire_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &m, NULL, 0)) return;
-    if (m.type == LOOM_MSG_CHUNK || (m.type == LOOM_MSG_ERROR && m.req)) on_chunk(p->d, &m);
-    else if (m.type == LOOM_MSG_ERROR) LOG_WARN("peer %s: %s", p->addr, m.text);
-    loom_msg_free(&m);
-}
-
-/* Make sure arg is in the local store for t: pin it, or start/join a fetch. */
-static void need_arg(daemon_s *d, dtask *t, const loom_wire_arg *a)
-{
-    if (a->kind != LOOM_WARG_REF) return;
-    if (loom_store_pin(d->store, a->ref.id) == 0) {
-        t->pinned[t->pinned_n++] = a->ref;
-        return;
-    }
-    t->missing++;
-    transfer *x = loom_hmap_get(&d->transfers, a->ref.id, LOOM_ID_LEN);
-    if (!x) {
-        x = calloc(1, sizeof(*x));
-        if (!x) goto fail;
-        x->ref = a->ref;
-        x->serial = ++d->next_serial;
-        x->nlocs = a->nlocs;
-        x->locs = calloc(a->nlocs ? a->nlocs : 1, sizeof(loom_wire_loc));
-        if (!x->locs) { free(x); goto fail; }
-        for (uint32_t i = 0; i < a->nlocs; i++) {
-            x->locs[i].node = a->locs[i].node;
-            x->locs[i].addr = strdup(a->locs[i].addr);
-        }
-        loom_hmap_put(&d->transfers, x->ref.id, LOOM_ID_LEN, x);
-        if (x->nlocs == 0) {
-            x->nwait = 0;
-            if (!t->failed) {
-                t->failed = 1;
-                loom_snprintf(t->error, sizeof(t->error), "an argument has no copy on any live node");
-            }
-            loom_hmap_del(&d->transfers, x->ref.id, LOOM_ID_LEN);
-            free(x->locs);
-            free(x);
-            t->missing--;
-            return;
-        }
-        transfer_request(d, x, 0);
-    }
-    if (x->nwait == x->cap_wait) {
-        int cap = x->cap_wait ? x->cap_wait * 2 : 4;
-        void *w = realloc(x->waiters, (size_t)cap * sizeof(dtask *));
-        if (!w) goto fail;
-        x->waiters = w;
-        x->cap_wait = cap;
-    }
-    x->waiters[x->nwait++] = t;
-    return;
-fail:
-    t->missing--;
-    t->failed = 1;
-    loom_snprintf(t->error, sizeof(t->error), "out of memory fetching an argument");
-}
-
 static void on_assign(daemon_s *d, loom_msg *m)
 {
     const loom_wire_task *src = &m->tasks[0];
@@ -863,9 +541,9 @@ static void on_assign(daemon_s *d, loom_msg *m)
         t->actor = a;
     }
     t->missing = 1; /* held while the arguments are looked at */
-    if (src->kind == LOOM_TASK_FUNCTION && src->actor_op != LOOM_ACTOR_CALL) need_arg(d, t, &src->lib);
-    for (uint32_t i = 0; i < src->nargs; i++) need_arg(d, t, &src->args[i]);
-    arg_ready(d, t);
+    if (src->kind == LOOM_TASK_FUNCTION && src->actor_op != LOOM_ACTOR_CALL) daemon_need_arg(d, t, &src->lib);
+    for (uint32_t i = 0; i < src->nargs; i++) daemon_need_arg(d, t, &src->args[i]);
+    daemon_arg_ready(d, t);
 }
 
 static void on_cancel_task(daemon_s *d, loom_msg *m)
@@ -931,7 +609,7 @@ static void reject_assign(daemon_s *d, const void *buf, size_t len, const char *
     char text[400];
     loom_snprintf(text, sizeof(text), "the node could not read the task: %s", why);
     m.text = text;
-    send_head(d, &m);
+    daemon_send_head(d, &m);
 }
 
 static void say_hello(daemon_s *d);
@@ -956,7 +634,7 @@ static void rejoined(daemon_s *d, uint32_t id)
     loom_msg_init(&m, LOOM_MSG_RUNNING, 0);
     m.refs = refs;
     m.nrefs = n;
-    send_head(d, &m);
+    daemon_send_head(d, &m);
     free(refs);
 }
 
@@ -1068,126 +746,6 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
     loom_msg_free(&m);
 }
 
-/* An error on the data port, answering request req (0: not a request). */
-static void data_reply_error(daemon_s *d, const uint8_t *ident, size_t n, uint64_t req, int code, const char *text)
-{
-    loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_ERROR, req);
-    r.code = code;
-    r.text = (char *)text;
-    loom_zsend_msg(d->data, ident, n, &r, d->out);
-}
-
-static void on_fetch(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
-{
-    loom_store_view v;
-    int rc = loom_store_get(d->store, m->ref.id, &v);
-    if (rc) {
-        loom_msg r;
-        loom_msg_init(&r, LOOM_MSG_ERROR, m->req);
-        r.code = rc;
-        r.text = "object not on this node";
-        loom_zsend_msg(d->data, ident, n, &r, d->out);
-        return;
-    }
-    uint64_t off = m->u0 < v.len ? m->u0 : v.len;
-    uint64_t len = m->u1 < LOOM_CHUNK_SIZE ? m->u1 : LOOM_CHUNK_SIZE;
-    if (len > v.len - off) len = v.len - off;
-    loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_CHUNK, m->req);
-    r.ref = m->ref;
-    r.u0 = off;
-    r.u1 = v.len;
-    r.data.p = (const uint8_t *)v.data + off;
-    r.data.n = len;
-    loom_zsend_msg(d->data, ident, n, &r, d->out);
-    loom_store_view_release(d->store, &v);
-}
-
-static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
-{
-    uint8_t key[MAX_PEER_IDENT + LOOM_ID_LEN];
-    memcpy(key, ident, n);
-    memcpy(key + n, m->ref.id, LOOM_ID_LEN);
-    size_t klen = n + LOOM_ID_LEN > LOOM_HMAP_KEY_MAX ? LOOM_HMAP_KEY_MAX : n + LOOM_ID_LEN;
-    loom_buf *b = loom_hmap_get(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
-    if (m->u1 > (uint64_t)LOOM_MAX_FRAME * 64) {
-        data_reply_error(d, ident, n, m->req, LOOM_ETOOBIG, "object too large");
-        return;
-    }
-    if (!b) {
-        if (m->u0 != 0) {
-            data_reply_error(d, ident, n, m->req, LOOM_EPROTO, "push must start at offset 0");
-            return;
-        }
-        b = calloc(1, sizeof(*b));
-        if (!b) return;
-        loom_hmap_put(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen, b);
-    }
-    if (m->u0 != b->n) {
-        loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
-        loom_buf_free(b);
-        free(b);
-        data_reply_error(d, ident, n, m->req, LOOM_EPROTO, "push chunks out of order");
-        return;
-    }
-    int rc = loom_buf_append(b, m->data.p, m->data.n);
-    if (!rc && b->n < m->u1) {
-        loom_msg r;
-        loom_msg_init(&r, LOOM_MSG_OK, m->req);
-        loom_zsend_msg(d->data, ident, n, &r, d->out);
-        return;
-    }
-    loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
-    if (!rc) rc = loom_store_put(d->store, m->ref.id, b->p, b->n, LOOM_STORE_PRIMARY);
-    loom_buf_free(b);
-    free(b);
-    if (rc) {
-        data_reply_error(d, ident, n, m->req, rc, loom_strerror(rc));
-        return;
-    }
-    loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_OK, m->req);
-    loom_zsend_msg(d->data, ident, n, &r, d->out);
-}
-
-static void on_data_frames(void *arg, zmq_msg_t *frames, int n)
-{
-    daemon_s *d = arg;
-    if (n != 2) return;
-    const uint8_t *ident = zmq_msg_data(&frames[0]);
-    size_t identlen = zmq_msg_size(&frames[0]);
-    if (identlen == 0 || identlen > MAX_PEER_IDENT) return;
-    loom_msg m;
-    char err[256];
-    if (loom_wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
-        LOG_WARN("data port: rejected a malformed message: %s", err);
-        data_reply_error(d, ident, identlen, 0, LOOM_EPROTO, err);
-        return;
-    }
-    int authed = loom_hmap_get(&d->data_peers, ident, identlen) != NULL;
-    if (m.type == LOOM_MSG_HELLO) {
-        if (loom_secret_equal(m.secret, d->o.secret)) {
-            loom_hmap_put(&d->data_peers, ident, identlen, (void *)1);
-            loom_msg r;
-            loom_msg_init(&r, LOOM_MSG_OK, m.req);
-            loom_zsend_msg(d->data, ident, identlen, &r, d->out);
-        } else {
-            LOG_WARN("data port: refused a peer with a wrong cluster secret");
-            data_reply_error(d, ident, identlen, 0, LOOM_EAUTH, "wrong cluster secret");
-        }
-    } else if (!authed) {
-        data_reply_error(d, ident, identlen, 0, LOOM_EAUTH, "say hello with the cluster secret first");
-    } else if (m.type == LOOM_MSG_FETCH) {
-        on_fetch(d, ident, identlen, &m);
-    } else if (m.type == LOOM_MSG_PUSH) {
-        on_push(d, ident, identlen, &m);
-    } else {
-        data_reply_error(d, ident, identlen, m.req, LOOM_EPROTO, "unexpected message on the data port");
-    }
-    loom_msg_free(&m);
-}
-
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static void say_hello(daemon_s *d)
@@ -1206,7 +764,7 @@ static void say_hello(daemon_s *d)
     m.id = (uint32_t)getpid();
     m.nodes = &self;
     m.nnodes = 1;
-    send_head(d, &m);
+    daemon_send_head(d, &m);
 }
 
 static void on_heartbeat(uv_timer_t *tm)
@@ -1230,16 +788,8 @@ static void on_heartbeat(uv_timer_t *tm)
     loom_msg_init(&m, LOOM_MSG_HEARTBEAT, 0);
     m.u0 = st.used;
     m.u1 = d->running;
-    send_head(d, &m);
-    /* transfers that stopped moving: try another copy */
-    size_t it = 0;
-    void *v;
-    transfer *stale[32];
-    int ns = 0;
-    int64_t now = loom_now_ms();
-    while (loom_hmap_next(&d->transfers, &it, &v) && ns < 32)
-        if (now - ((transfer *)v)->last_activity > TRANSFER_STALL_MS) stale[ns++] = v;
-    for (int i = 0; i < ns; i++) transfer_retry_or_fail(d, stale[i], "no answer for 10 s (its node is gone?)");
+    daemon_send_head(d, &m);
+    daemon_retry_stalled_transfers(d);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -1296,21 +846,9 @@ static void close_walk(uv_handle_t *hd, void *arg)
 
 static void daemon_cleanup(daemon_s *d)
 {
+    daemon_transfers_cleanup(d);
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&d->peers, &it, &v)) {
-        peer *p = v;
-        loom_zwatch_stop(&p->watch);
-        zmq_close(p->sock);
-        free(p);
-    }
-    loom_hmap_free(&d->peers);
-    it = 0;
-    while (loom_hmap_next(&d->transfers, &it, &v)) {
-        transfer_free(v);
-    }
-    loom_hmap_free(&d->transfers);
-    it = 0;
     while (loom_hmap_next(&d->tasks, &it, &v)) {
         dtask *t = v;
         free(t->pinned);
@@ -1318,13 +856,6 @@ static void daemon_cleanup(daemon_s *d)
         free(t);
     }
     loom_hmap_free(&d->tasks);
-    it = 0;
-    while (loom_hmap_next(&d->pushes, &it, &v)) {
-        loom_buf_free(v);
-        free(v);
-    }
-    loom_hmap_free(&d->pushes);
-    loom_hmap_free(&d->data_peers);
     loom_hmap_free(&d->actors);
     loom_arena_free(&d->res_arena);
 }
@@ -1518,7 +1049,7 @@ int loom_daemon_run(const loom_daemon_opts *opts)
     d->loop = uv_default_loop();
     rc = open_sockets(d);
     if (!rc) rc = loom_zwatch_start(d->loop, d->head, on_head_frames, d, &d->w_head);
-    if (!rc) rc = loom_zwatch_start(d->loop, d->data, on_data_frames, d, &d->w_data);
+    if (!rc) rc = loom_zwatch_start(d->loop, d->data, daemon_on_data_frames, d, &d->w_data);
     if (!rc) rc = loom_zwatch_start(d->loop, d->execs_sock, on_exec_frames, d, &d->w_exec);
     if (!rc) {
         d->nexec = (int)(d->o.num_cpus + 0.999);
@@ -1541,7 +1072,7 @@ int loom_daemon_run(const loom_daemon_opts *opts)
         if (d->welcomed) {
             loom_msg bye;
             loom_msg_init(&bye, LOOM_MSG_BYE, 0);
-            send_head(d, &bye);
+            daemon_send_head(d, &bye);
         }
         stop_executors(d);
     }
