@@ -5,13 +5,15 @@
 if(TARGET loom_serve_core)
   foreach(t test_tensor test_safetensors test_mlp)
     add_executable(${t} ${t}.c)
-    target_link_libraries(${t} PRIVATE loom loom_serve_core)
+    target_link_libraries(${t} PRIVATE loom_serve_core)
+    loom_link_internal(${t})
     add_test(NAME ${t} COMMAND ${t})
     set_tests_properties(${t} PROPERTIES TIMEOUT 120 LABELS unit)
   endforeach()
 
   add_executable(test_api_model test_api_model.c)
-  target_link_libraries(test_api_model PRIVATE loom loom_serve_core)
+  target_link_libraries(test_api_model PRIVATE loom_serve_core)
+  loom_link_internal(test_api_model)
   target_compile_definitions(test_api_model PRIVATE
     LOOM_MLP_LIB="$<TARGET_FILE:loom_mlp>"
     LOOM_EXAMPLES_LIB="$<TARGET_FILE:loom_examples>"

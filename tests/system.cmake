@@ -49,3 +49,7 @@ set_tests_properties(sys_slurm PROPERTIES TIMEOUT 600 LABELS "system;slurm" SKIP
 # the same with each Slurm node a separate host (a network namespace)
 loom_script_test(sys_slurm_netns sys_slurm_netns.sh)
 set_tests_properties(sys_slurm_netns PROPERTIES TIMEOUT 400 LABELS "system;slurm" SKIP_REGULAR_EXPRESSION " 1 skipped")
+# libloom.so, libloom_tune.so and libloom_shard.so export only what
+# include/loom/ declares (LOOM_API)
+loom_script_test(check_exports check_exports.sh)
+set_tests_properties(check_exports PROPERTIES LABELS unit)

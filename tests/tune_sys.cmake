@@ -9,7 +9,8 @@ endif()
 # the sweep API from C on a local cluster
 find_package(Threads REQUIRED)
 add_executable(test_api_tune test_api_tune.c)
-target_link_libraries(test_api_tune PRIVATE loom loom_tune PkgConfig::JANSSON Threads::Threads)
+target_link_libraries(test_api_tune PRIVATE loom_tune PkgConfig::JANSSON Threads::Threads)
+loom_link_internal(test_api_tune)
 target_compile_definitions(test_api_tune PRIVATE
   LOOM_TUNE_EXAMPLES_LIB="$<TARGET_FILE:loom_tune_examples>"
   LOOM_EXAMPLES_LIB="$<TARGET_FILE:loom_examples>"

@@ -13,6 +13,8 @@
 #ifndef LOOM_LOOM_H
 #define LOOM_LOOM_H
 
+#include "loom/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,10 +50,10 @@ enum {
 };
 
 /* Human-readable name of an error code.  Never NULL; static storage. */
-const char *loom_strerror(int err);
+LOOM_API const char *loom_strerror(int err);
 
 /* SHA-256 of len bytes at data as 64 lowercase hex digits and a NUL. */
-void loom_sha256_hex(const void *data, size_t len, char out[65]);
+LOOM_API void loom_sha256_hex(const void *data, size_t len, char out[65]);
 
 #define LOOM_ID_LEN 20
 /* A reference to an immutable object in the cluster: a put value or a task output.
@@ -61,8 +63,8 @@ typedef struct loom_ref {
 } loom_ref;
 
 /* Hex form of a ref (40 chars + NUL) and back. */
-void loom_ref_to_hex(const loom_ref *ref, char out[2 * LOOM_ID_LEN + 1]);
-int loom_ref_from_hex(const char *hex, loom_ref *out);
+LOOM_API void loom_ref_to_hex(const loom_ref *ref, char out[2 * LOOM_ID_LEN + 1]);
+LOOM_API int loom_ref_from_hex(const char *hex, loom_ref *out);
 
 /* ---- connecting -------------------------------------------------------- */
 
@@ -98,23 +100,23 @@ typedef struct loom_connect_opts {
  * when this process exits).  NULL or "" means $LOOM_ADDRESS, else the address
  * file of a running `loom start --head` in the default state dir, else "local".
  * opts may be NULL. */
-int loom_connect(const char *address, const loom_connect_opts *opts, loom_client **out);
+LOOM_API int loom_connect(const char *address, const loom_connect_opts *opts, loom_client **out);
 
 /* Release everything the client holds, say goodbye to the head, stop a local
  * cluster the client started.  Tasks of the client's graphs that have not
  * finished are cancelled (detached graphs go on); the head does the same when
  * a driver's connection closes without a goodbye.  Sets *c to NULL.  NULL-safe. */
-void loom_disconnect(loom_client **c);
+LOOM_API void loom_disconnect(loom_client **c);
 
 /* Detailed message of the last failed call on this client ("" if none). */
-const char *loom_last_error(const loom_client *c);
+LOOM_API const char *loom_last_error(const loom_client *c);
 
 /* ---- task libraries ----------------------------------------------------- */
 
 /* Upload a shared library of task functions (see loom/task.h) to the cluster.
  * *lib names it in loom_submit/loom_graph_task; it is content-addressed, so
  * loading the same file twice gives the same ref. */
-int loom_library_load(loom_client *c, const char *path, loom_ref *lib);
+LOOM_API int loom_library_load(loom_client *c, const char *path, loom_ref *lib);
 
 /* ---- objects ------------------------------------------------------------ */
 
@@ -123,36 +125,36 @@ int loom_library_load(loom_client *c, const char *path, loom_ref *lib);
  * node's store, or in the message for small ones) before it returns, but it
  * does not wait for the head's answer: the head reads the put before anything
  * that uses *out, and if it refuses the put, loom_get of *out returns why. */
-int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out);
+LOOM_API int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out);
 
 /* A value got from the store.  When the object is on this machine's node the
  * bytes are mapped zero-copy from the store; the mapping stays valid until
  * loom_value_release. */
 typedef struct loom_value loom_value;
-const void *loom_value_data(const loom_value *v);
-size_t loom_value_size(const loom_value *v);
-void loom_value_release(loom_value **v);
+LOOM_API const void *loom_value_data(const loom_value *v);
+LOOM_API size_t loom_value_size(const loom_value *v);
+LOOM_API void loom_value_release(loom_value **v);
 
 /* Wait up to timeout_ms (-1: forever) for ref to be ready and return its value.
  * A failed task gives its error code (LOOM_ETASK, LOOM_EDEP, LOOM_ECANCELLED, …)
  * with the task's message in loom_last_error. */
-int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out);
+LOOM_API int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out);
 
 /* Wait until at least num_ready of the n refs are done (succeeded or failed), or
  * timeout_ms passes.  ready[i] is set to 1 for each done ref, 0 otherwise.
  * Returns the number done (>= 0), or a negative error. */
-int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready,
+LOOM_API int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready,
               int64_t timeout_ms, int *ready);
 
 /* Cancel the task that produces ref (queued: dropped; running: killed).  Its
  * outputs and those of tasks depending on it fail with LOOM_ECANCELLED. */
-int loom_cancel(loom_client *c, loom_ref ref);
+LOOM_API int loom_cancel(loom_client *c, loom_ref ref);
 
 /* Drop the client's reference; the object is freed when nothing needs it. */
-int loom_release(loom_client *c, loom_ref ref);
+LOOM_API int loom_release(loom_client *c, loom_ref ref);
 /* The same for n refs, in messages of up to 10,000 refs (one message per
  * ref kept a head busy for a while after a million results). */
-int loom_release_many(loom_client *c, const loom_ref *refs, int n);
+LOOM_API int loom_release_many(loom_client *c, const loom_ref *refs, int n);
 
 /* ---- tasks -------------------------------------------------------------- */
 
@@ -227,7 +229,7 @@ static inline loom_arg loom_arg_ref(loom_ref ref) {
  * answers and sends it again if the connection closes or the head restarts
  * (a repeated submission is recognised by its task id: it never runs twice).
  * Bad arguments (LOOM_EINVAL) are still returned at once. */
-int loom_submit(loom_client *c, loom_ref lib, const char *function,
+LOOM_API int loom_submit(loom_client *c, loom_ref lib, const char *function,
                 const loom_arg *args, int nargs, const loom_task_opts *opts,
                 loom_ref *out);
 
@@ -237,12 +239,12 @@ int loom_submit(loom_client *c, loom_ref lib, const char *function,
  * from 0 in the order they are added. */
 typedef struct loom_graph loom_graph;
 
-int loom_graph_new(loom_graph **out);
-void loom_graph_destroy(loom_graph **g);
-int loom_graph_size(const loom_graph *g);
+LOOM_API int loom_graph_new(loom_graph **out);
+LOOM_API void loom_graph_destroy(loom_graph **g);
+LOOM_API int loom_graph_size(const loom_graph *g);
 
 /* Add a function task; returns its node number (>= 0) or an error. */
-int loom_graph_task(loom_graph *g, loom_ref lib, const char *function,
+LOOM_API int loom_graph_task(loom_graph *g, loom_ref lib, const char *function,
                     const loom_task_opts *opts);
 
 /* A command task: argv[0] is looked up in PATH.  env entries are "NAME=VALUE"
@@ -257,20 +259,20 @@ typedef struct loom_command {
     const char *cwd;
     const char *const *outputs; int noutputs;
 } loom_command;
-int loom_graph_command(loom_graph *g, const loom_command *cmd, const loom_task_opts *opts);
+LOOM_API int loom_graph_command(loom_graph *g, const loom_command *cmd, const loom_task_opts *opts);
 
 /* Append an argument to node `node`: an inline value, an existing ref, or output
  * `output` of an earlier node `src` of the same graph. */
-int loom_graph_arg_value(loom_graph *g, int node, const void *data, size_t len);
-int loom_graph_arg_ref(loom_graph *g, int node, loom_ref ref);
-int loom_graph_arg_node(loom_graph *g, int node, int src, int output);
+LOOM_API int loom_graph_arg_value(loom_graph *g, int node, const void *data, size_t len);
+LOOM_API int loom_graph_arg_ref(loom_graph *g, int node, loom_ref ref);
+LOOM_API int loom_graph_arg_node(loom_graph *g, int node, int src, int output);
 
 /* The ref of output `output` of node `node` (known before submission). */
-int loom_graph_ref(const loom_graph *g, int node, int output, loom_ref *out);
+LOOM_API int loom_graph_ref(const loom_graph *g, int node, int output, loom_ref *out);
 /* Name of a node (opts->name or the function or argv[0]); NULL if out of range. */
-const char *loom_graph_node_name(const loom_graph *g, int node);
+LOOM_API const char *loom_graph_node_name(const loom_graph *g, int node);
 /* Find a node by name; returns its number or LOOM_ENOTFOUND. */
-int loom_graph_find(const loom_graph *g, const char *name);
+LOOM_API int loom_graph_find(const loom_graph *g, const char *name);
 
 #define LOOM_JOB_ID_LEN 24   /* hex chars + NUL */
 typedef struct loom_submit_opts {
@@ -283,7 +285,7 @@ typedef struct loom_submit_opts {
 
 /* Submit the whole graph in one message.  The client holds refs to every
  * node's outputs (unless detached).  job_id (may be NULL) receives the job's id. */
-int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opts,
+LOOM_API int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opts,
                       char job_id[LOOM_JOB_ID_LEN]);
 
 /* ---- actors ------------------------------------------------------------- */
@@ -317,24 +319,24 @@ typedef struct loom_actor_opts {
 /* Create an instance of class `cls` of library lib: runs cls's init with args
  * on a node chosen for opts->res.  Returns at once; calls made before init
  * finishes wait for it, and fail with LOOM_EACTOR if it fails. */
-int loom_actor_create(loom_client *c, loom_ref lib, const char *cls, const loom_arg *args,
+LOOM_API int loom_actor_create(loom_client *c, loom_ref lib, const char *cls, const loom_arg *args,
                       int nargs, const loom_actor_opts *opts, loom_actor *out);
 /* Wait up to timeout_ms until the actor's init has run: 0, or its error. */
-int loom_actor_wait_ready(loom_client *c, loom_actor a, int64_t timeout_ms);
+LOOM_API int loom_actor_wait_ready(loom_client *c, loom_actor a, int64_t timeout_ms);
 /* Call method `method`; *out is its result. */
-int loom_actor_call(loom_client *c, loom_actor a, const char *method, const loom_arg *args,
+LOOM_API int loom_actor_call(loom_client *c, loom_actor a, const char *method, const loom_arg *args,
                     int nargs, loom_ref *out);
 /* Find a named actor. LOOM_ENOTFOUND if none is alive under that name. */
-int loom_actor_lookup(loom_client *c, const char *name, loom_actor *out);
+LOOM_API int loom_actor_lookup(loom_client *c, const char *name, loom_actor *out);
 /* Kill an actor: its process ends, calls not finished fail with LOOM_EACTOR,
  * its resources are freed and its name released. */
-int loom_actor_kill(loom_client *c, loom_actor a);
+LOOM_API int loom_actor_kill(loom_client *c, loom_actor a);
 /* Every actor the head knows (alive and recently dead) as JSON.  Caller frees. */
-int loom_actors_json(loom_client *c, char **json);
+LOOM_API int loom_actors_json(loom_client *c, char **json);
 
 /* Hex form of an actor id (32 chars + NUL) and back. */
-void loom_actor_to_hex(const loom_actor *a, char out[33]);
-int loom_actor_from_hex(const char *hex, loom_actor *out);
+LOOM_API void loom_actor_to_hex(const loom_actor *a, char out[33]);
+LOOM_API int loom_actor_from_hex(const char *hex, loom_actor *out);
 
 /* An actor handle as a task argument (16 bytes, read with loom_task_arg_actor). */
 static inline loom_arg loom_arg_actor(const loom_actor *a) {
@@ -362,16 +364,16 @@ enum {
 /* Reserve n bundles atomically across the cluster's nodes.  Returns at once:
  * the group is placed as soon as resources allow (loom_pg_wait).  A group no
  * cluster of these nodes could hold fails with LOOM_EINFEASIBLE and a reason. */
-int loom_pg_create(loom_client *c, const loom_bundle *bundles, int n, int strategy,
+LOOM_API int loom_pg_create(loom_client *c, const loom_bundle *bundles, int n, int strategy,
                    const char *name, loom_pg *out);
 /* Wait until the group is placed: 0, LOOM_ETIMEOUT, LOOM_EINFEASIBLE (reason
  * in loom_last_error) or LOOM_ENOTFOUND (removed). */
-int loom_pg_wait(loom_client *c, loom_pg pg, int64_t timeout_ms);
+LOOM_API int loom_pg_wait(loom_client *c, loom_pg pg, int64_t timeout_ms);
 /* Free the group's resources; tasks running in it are cancelled and actors in
  * it killed. */
-int loom_pg_remove(loom_client *c, loom_pg pg);
+LOOM_API int loom_pg_remove(loom_client *c, loom_pg pg);
 /* The group as JSON (state, strategy, bundles and their nodes).  Caller frees. */
-int loom_pg_json(loom_client *c, loom_pg pg, char **json);
+LOOM_API int loom_pg_json(loom_client *c, loom_pg pg, char **json);
 
 /* ---- nodes -------------------------------------------------------------- */
 
@@ -379,16 +381,16 @@ int loom_pg_json(loom_client *c, loom_pg pg, char **json);
  * what runs there finishes, actors that may restart move elsewhere.  Its state
  * reads "draining", then "drained" once idle; stopping its daemon is then
  * safe. */
-int loom_node_drain(loom_client *c, uint32_t node);
+LOOM_API int loom_node_drain(loom_client *c, uint32_t node);
 
 /* ---- key-value table ---------------------------------------------------- */
 
 /* A small table in the head, for rendezvous (collective groups) and
  * coordination.  Values up to 1 MiB. */
-int loom_kv_put(loom_client *c, const char *key, const void *data, size_t len);
+LOOM_API int loom_kv_put(loom_client *c, const char *key, const void *data, size_t len);
 /* Wait up to timeout_ms (0: do not wait) for key; *data is malloc'd. */
-int loom_kv_get(loom_client *c, const char *key, int64_t timeout_ms, void **data, size_t *len);
-int loom_kv_del(loom_client *c, const char *key);
+LOOM_API int loom_kv_get(loom_client *c, const char *key, int64_t timeout_ms, void **data, size_t *len);
+LOOM_API int loom_kv_del(loom_client *c, const char *key);
 
 /* Values of any size up to 1 GiB: KEY holds a small header (and the bytes,
  * when they fit in one value), KEY/0, KEY/1, … chunks of up to 1,000,000
@@ -396,35 +398,35 @@ int loom_kv_del(loom_client *c, const char *key);
  * before them, and a read checks the bytes against the sha256 it records:
  * a value half written or half deleted reads as LOOM_EPROTO, never as data.
  * get: *data malloc'd, LOOM_ENOTFOUND when KEY is absent. */
-int loom_kv_put_blob(loom_client *c, const char *key, const void *data, size_t len);
-int loom_kv_get_blob(loom_client *c, const char *key, void **data, size_t *len);
-int loom_kv_del_blob(loom_client *c, const char *key);
+LOOM_API int loom_kv_put_blob(loom_client *c, const char *key, const void *data, size_t len);
+LOOM_API int loom_kv_get_blob(loom_client *c, const char *key, void **data, size_t *len);
+LOOM_API int loom_kv_del_blob(loom_client *c, const char *key);
 
 /* ---- inspection --------------------------------------------------------- */
 
 /* Logs (stdout then stderr) of the task producing ref; *out is malloc'd and
  * NUL-terminated, freed by the caller. */
-int loom_logs(loom_client *c, loom_ref ref, char **out, size_t *len);
+LOOM_API int loom_logs(loom_client *c, loom_ref ref, char **out, size_t *len);
 
 /* Cluster state as JSON text (nodes, resources, task counts).  Caller frees. */
-int loom_status_json(loom_client *c, char **json);
+LOOM_API int loom_status_json(loom_client *c, char **json);
 
 /* A job's state as JSON text (tasks, their states, refs).  Caller frees. */
-int loom_job_json(loom_client *c, const char *job_id, char **json);
+LOOM_API int loom_job_json(loom_client *c, const char *job_id, char **json);
 
 /* A page of the jobs the head knows, newest first, as JSON text:
  * {"total", "offset", "limit", "jobs": [{"id", "name", "label", "detached",
  * "submitted_ms", "tasks", "states": {state: count}}]}.  label: only jobs
  * with that label (NULL or "": all); limit 0 means 100, at most 1000.
  * Caller frees. */
-int loom_jobs_json(loom_client *c, const char *label, uint64_t offset, uint64_t limit, char **json);
+LOOM_API int loom_jobs_json(loom_client *c, const char *label, uint64_t offset, uint64_t limit, char **json);
 
 /* Ref of output `output` of the task named `task` in job `job_id`. */
-int loom_job_ref(loom_client *c, const char *job_id, const char *task, int output,
+LOOM_API int loom_job_ref(loom_client *c, const char *job_id, const char *task, int output,
                  loom_ref *out);
 
 /* Drop a detached job's hold on its outputs (and cancel what still runs). */
-int loom_job_delete(loom_client *c, const char *job_id);
+LOOM_API int loom_job_delete(loom_client *c, const char *job_id);
 
 #ifdef __cplusplus
 }

@@ -30,6 +30,8 @@
 #ifndef LOOM_COLLECTIVE_H
 #define LOOM_COLLECTIVE_H
 
+#include "loom/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include "loom/loom.h"
@@ -56,9 +58,9 @@ typedef struct loom_rendezvous {
 /* A rendezvous in a directory every member can read (a shared file system,
  * or one machine): keys are files written atomically.  *rv points into
  * storage owned by the caller's `dir` string, which must outlive the group. */
-void loom_rendezvous_dir(loom_rendezvous *rv, const char *dir);
+LOOM_API void loom_rendezvous_dir(loom_rendezvous *rv, const char *dir);
 /* The cluster's rendezvous: the head's key-value table (loom_kv_put/get). */
-void loom_rendezvous_cluster(loom_rendezvous *rv, loom_client *c);
+LOOM_API void loom_rendezvous_cluster(loom_rendezvous *rv, loom_client *c);
 
 typedef struct loom_collective_opts {
     int backend;            /* LOOM_COLL_AUTO (default), _CPU or _NCCL */
@@ -70,32 +72,32 @@ typedef struct loom_collective_opts {
 
 /* Join group `name` of `world` members as `rank` (0..world-1).  Blocks until
  * every member has joined or the timeout.  opts may be NULL. */
-int loom_collective_init(const loom_rendezvous *rv, const char *name, int world, int rank,
+LOOM_API int loom_collective_init(const loom_rendezvous *rv, const char *name, int world, int rank,
                          const loom_collective_opts *opts, loom_collective **out);
-void loom_collective_destroy(loom_collective **g);   /* NULL-safe */
+LOOM_API void loom_collective_destroy(loom_collective **g);   /* NULL-safe */
 
-int loom_collective_rank(const loom_collective *g);
-int loom_collective_world(const loom_collective *g);
-int loom_collective_backend(const loom_collective *g);   /* LOOM_COLL_CPU or _NCCL */
+LOOM_API int loom_collective_rank(const loom_collective *g);
+LOOM_API int loom_collective_world(const loom_collective *g);
+LOOM_API int loom_collective_backend(const loom_collective *g);   /* LOOM_COLL_CPU or _NCCL */
 /* Message of the last failure on this group ("" if none).  With g NULL: why
  * this thread's last loom_collective_init failed. */
-const char *loom_collective_error(const loom_collective *g);
+LOOM_API const char *loom_collective_error(const loom_collective *g);
 
-size_t loom_dtype_size(int dtype);
+LOOM_API size_t loom_dtype_size(int dtype);
 
 /* buf (count elements) becomes the elementwise reduction over all members. */
-int loom_allreduce(loom_collective *g, void *buf, size_t count, int dtype, int op);
+LOOM_API int loom_allreduce(loom_collective *g, void *buf, size_t count, int dtype, int op);
 /* buf (count elements) on every member becomes root's. */
-int loom_broadcast(loom_collective *g, void *buf, size_t count, int dtype, int root);
+LOOM_API int loom_broadcast(loom_collective *g, void *buf, size_t count, int dtype, int root);
 /* recv (world * count elements) gets every member's send (count), in rank order.
  * send may be recv + rank * count (in place); otherwise they must not overlap. */
-int loom_allgather(loom_collective *g, const void *send, size_t count, int dtype, void *recv);
+LOOM_API int loom_allgather(loom_collective *g, const void *send, size_t count, int dtype, void *recv);
 /* send holds world * count elements; recv (count) gets the reduction of block
  * `rank` over all members.  recv may be send + rank * count (in place);
  * otherwise they must not overlap. */
-int loom_reduce_scatter(loom_collective *g, const void *send, size_t count, int dtype, int op,
+LOOM_API int loom_reduce_scatter(loom_collective *g, const void *send, size_t count, int dtype, int op,
                         void *recv);
-int loom_barrier(loom_collective *g);
+LOOM_API int loom_barrier(loom_collective *g);
 
 #ifdef __cplusplus
 }

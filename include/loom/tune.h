@@ -29,6 +29,8 @@
 #ifndef LOOM_TUNE_H
 #define LOOM_TUNE_H
 
+#include "loom/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,28 +49,28 @@ typedef struct loom_tune_trial loom_tune_trial;
 
 /* The trial this task function runs (its arguments 0 and 1, as the sweep
  * passes them).  LOOM_EINVAL when the task was not started by a sweep. */
-int loom_tune_trial_open(loom_task_ctx *ctx, loom_tune_trial **out);
-void loom_tune_trial_close(loom_tune_trial **t);
+LOOM_API int loom_tune_trial_open(loom_task_ctx *ctx, loom_tune_trial **out);
+LOOM_API void loom_tune_trial_close(loom_tune_trial **t);
 
 /* The config as JSON text, and one parameter by name (LOOM_ENOTFOUND when
  * absent, LOOM_EINVAL when of another type; integers read as f64 too). */
-const char *loom_tune_trial_config(const loom_tune_trial *t);
-int loom_tune_trial_f64(const loom_tune_trial *t, const char *name, double *out);
-int loom_tune_trial_i64(const loom_tune_trial *t, const char *name, int64_t *out);
-int loom_tune_trial_str(const loom_tune_trial *t, const char *name, const char **out);
+LOOM_API const char *loom_tune_trial_config(const loom_tune_trial *t);
+LOOM_API int loom_tune_trial_f64(const loom_tune_trial *t, const char *name, double *out);
+LOOM_API int loom_tune_trial_i64(const loom_tune_trial *t, const char *name, int64_t *out);
+LOOM_API int loom_tune_trial_str(const loom_tune_trial *t, const char *name, const char **out);
 /* A trial whose spec asks for "bundles" runs in bundle 0 of a placement
  * group made for it; the group, for its other workers (loom_task_opts.pg,
  * .bundle).  LOOM_ENOTFOUND when it has none. */
-int loom_tune_trial_pg(const loom_tune_trial *t, loom_pg *out);
+LOOM_API int loom_tune_trial_pg(const loom_tune_trial *t, loom_pg *out);
 
 /* Sweep id (hex) and trial number. */
-const char *loom_tune_trial_sweep(const loom_tune_trial *t);
-int64_t loom_tune_trial_id(const loom_tune_trial *t);
+LOOM_API const char *loom_tune_trial_sweep(const loom_tune_trial *t);
+LOOM_API int64_t loom_tune_trial_id(const loom_tune_trial *t);
 
 /* The checkpoint to go on from (a paused trial resumed, or a trial restarted
  * after its node or the head died): its bytes and the t it was taken at.
  * *len = 0 and *t = 0 when the trial starts afresh.  Valid until close. */
-int loom_tune_trial_checkpoint(const loom_tune_trial *t, const void **data, size_t *len,
+LOOM_API int loom_tune_trial_checkpoint(const loom_tune_trial *t, const void **data, size_t *len,
                                double *at);
 
 /* Report a result: progress `step` (> the previous one), metrics as a JSON
@@ -77,13 +79,13 @@ int loom_tune_trial_checkpoint(const loom_tune_trial *t, const void **data, size
  * Waits for the scheduler: returns LOOM_TUNE_CONTINUE, LOOM_TUNE_STOP or
  * LOOM_TUNE_PAUSE (>= 0; on the last two the function should return at once),
  * or a negative error. */
-int loom_tune_trial_report(loom_tune_trial *t, double step, const char *metrics_json,
+LOOM_API int loom_tune_trial_report(loom_tune_trial *t, double step, const char *metrics_json,
                            const void *ckpt, size_t ckpt_len);
 
 /* Keep a file the trial made (a model) as an artifact of the trial: its
  * bytes are stored with the sweep (up to 64 MiB), listed in the results and
  * the trial's lineage, and registered when the sweep registers its best. */
-int loom_tune_trial_artifact(loom_tune_trial *t, const char *name, const void *data,
+LOOM_API int loom_tune_trial_artifact(loom_tune_trial *t, const char *name, const void *data,
                              size_t len);
 
 /* ---- driver side -------------------------------------------------------- */
@@ -93,15 +95,15 @@ typedef struct loom_sweep loom_sweep;
 /* Check spec_json and create a sweep (not started): its id is new, its spec
  * and state are stored in the cluster.  Errors: LOOM_EINVAL and others, with
  * the reason in loom_sweep_last_error(). */
-int loom_sweep_create(loom_client *c, const char *spec_json, loom_sweep **out);
+LOOM_API int loom_sweep_create(loom_client *c, const char *spec_json, loom_sweep **out);
 /* Open a stored sweep to resume it (or to read it).  LOOM_ENOTFOUND. */
-int loom_sweep_open(loom_client *c, const char *sweep_id, loom_sweep **out);
-void loom_sweep_destroy(loom_sweep **s);
+LOOM_API int loom_sweep_open(loom_client *c, const char *sweep_id, loom_sweep **out);
+LOOM_API void loom_sweep_destroy(loom_sweep **s);
 
-const char *loom_sweep_id(const loom_sweep *s);
+LOOM_API const char *loom_sweep_id(const loom_sweep *s);
 
 /* Why the last loom_sweep_* call of this thread failed ("" if none). */
-const char *loom_sweep_last_error(void);
+LOOM_API const char *loom_sweep_last_error(void);
 
 /* A snapshot for progress views. */
 typedef struct loom_sweep_progress {
@@ -125,25 +127,25 @@ typedef void (*loom_sweep_progress_fn)(const loom_sweep_progress *p, void *arg);
  * or a stop asked (loom_sweep_request_stop, here or from another client).
  * progress (may be NULL) is called about every interval_ms and at the end.
  * Returns 0 when the sweep ended (its state says how), or an error. */
-int loom_sweep_run(loom_sweep *s, loom_sweep_progress_fn progress, void *arg,
+LOOM_API int loom_sweep_run(loom_sweep *s, loom_sweep_progress_fn progress, void *arg,
                    int interval_ms);
 
 /* Make loom_sweep_run return soon (async-signal-safe: a signal handler may
  * call it).  The trials go on without a driver; loom_sweep_open and
  * loom_sweep_run take the sweep up again. */
-void loom_sweep_interrupt(loom_sweep *s);
+LOOM_API void loom_sweep_interrupt(loom_sweep *s);
 
 /* The sweep's record with all its trials, as JSON ({"sweep", "trials"}).
  * Caller frees. */
-int loom_sweep_json(loom_sweep *s, char **json);
+LOOM_API int loom_sweep_json(loom_sweep *s, char **json);
 
 /* Ask a sweep to stop: its driver stops its trials and ends it; when no driver
  * runs it (it died), this stops its trials and ends it now. */
-int loom_sweep_request_stop(loom_client *c, const char *sweep_id);
+LOOM_API int loom_sweep_request_stop(loom_client *c, const char *sweep_id);
 
 /* Sweeps stored in the cluster, newest first: [{"id","name","state",
  * "created_ms","trials","best"}].  Caller frees. */
-int loom_sweeps_json(loom_client *c, char **json);
+LOOM_API int loom_sweeps_json(loom_client *c, char **json);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,8 @@
 #ifndef LOOM_SHARD_H
 #define LOOM_SHARD_H
 
+#include "loom/export.h"
+
 #include <stdint.h>
 
 #include "loom/loom.h"
@@ -68,10 +70,10 @@ typedef struct loom_infer_opts {
  * LOOM_ENOTFOUND (no such model or version), LOOM_EINVAL (a bad option, a
  * malformed dataset, a model that does not take its columns), LOOM_EIO (the
  * output directory), LOOM_ETASK (a shard failed on every try). */
-int loom_infer(loom_client *c, const loom_infer_opts *o, loom_infer_progress *stats);
+LOOM_API int loom_infer(loom_client *c, const loom_infer_opts *o, loom_infer_progress *stats);
 
 /* Why the last loom_infer of this thread failed ("" if none). */
-const char *loom_infer_last_error(void);
+LOOM_API const char *loom_infer_last_error(void);
 
 #ifdef __cplusplus
 }
