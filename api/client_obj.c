@@ -204,8 +204,10 @@ int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
     uint8_t digest[32];
     loom_sha256(data, len, digest);
     loom_ref_make(digest, 0, lib);
-    ready_info *r = client_ready_get(c, lib, 0);
-    rc = r && r->done && !r->code ? LOOM_OK : put_with_ref(c, lib, data, len, 1);
+    /* put every time, even when this client saw it ready: its nodes may
+       have died since, and the head makes a lost library live again from
+       this copy (a store that has it already keeps the one it has) */
+    rc = put_with_ref(c, lib, data, len, 1);
     free(data);
     return rc;
 }

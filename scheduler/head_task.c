@@ -611,17 +611,56 @@ void head_on_submit(head *h, client *c, loom_msg *m)
     head_schedule(h);
 }
 
+/* A put object whose every copy went with its nodes: failed as lost (no
+ * lineage to rebuild it from), or still READY in a table reloaded before the
+ * nodes were declared gone. */
+static int put_obj_lost(head *h, const obj *o)
+{
+    if (o->producer) return 0;
+    if (o->state == O_FAILED) return o->code == LOOM_ENODE;
+    if (o->state != O_READY || o->value) return 0;
+    for (int i = 0; i < o->nlocs; i++) {
+        node *n = head_node_get(h, o->locs[i]);
+        if (n && (n->alive || n->awaiting)) return 0;
+    }
+    return 1;
+}
+
+/* The same ref put again after it was lost (a task library uploaded again
+ * once the nodes that held it died): the new copy makes it live again, in
+ * the tables and in LMDB, instead of a failure kept for good. */
+static void put_obj_revive(head *h, obj *o, const loom_msg *m)
+{
+    char hex[2 * LOOM_ID_LEN + 1];
+    loom_hex_encode(o->ref.id, LOOM_ID_LEN, hex);
+    LOG_INFO("object %s was lost and is put again: live again", hex);
+    o->state = O_PENDING;
+    o->code = 0;
+    free(o->error);
+    o->error = NULL;
+    free(o->value);
+    o->value = NULL;
+    o->nlocs = 0;
+    obj_set_ready(h, o, m->u0, m->data.p, m->data.n, m->id);
+}
+
+/* A put's bytes are in the message, or on a live node. */
+static int put_source_ok(head *h, const loom_msg *m)
+{
+    if (m->u0 <= LOOM_INLINE_MAX && m->data.n == m->u0) return 1;
+    node *n = head_node_get(h, m->id);
+    return n && n->alive;
+}
+
 void head_on_put_done(head *h, client *c, loom_msg *m)
 {
     obj *o = head_obj_get(h, &m->ref);
+    if ((!o || put_obj_lost(h, o)) && !put_source_ok(h, m)) {
+        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such node");
+        return;
+    }
+    if (o && put_obj_lost(h, o)) put_obj_revive(h, o, m);
     if (!o) {
-        if (m->u0 > LOOM_INLINE_MAX || m->data.n != m->u0) {
-            node *n = head_node_get(h, m->id);
-            if (!n || !n->alive) {
-                head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such node");
-                return;
-            }
-        }
         o = head_obj_new(h, &m->ref);
         if (!o) {
             head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");

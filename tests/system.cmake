@@ -53,3 +53,7 @@ set_tests_properties(sys_slurm_netns PROPERTIES TIMEOUT 400 LABELS "system;slurm
 # include/loom/ declares (LOOM_API)
 loom_script_test(check_exports check_exports.sh)
 set_tests_properties(check_exports PROPERTIES LABELS unit)
+# a task library lost with its nodes is live again when put again (after new
+# daemons join, and after loom stop / loom start on the same state dir)
+loom_script_test(sys_lost_object sys_lost_object.sh)
+set_tests_properties(sys_lost_object PROPERTIES LABELS system)
