@@ -101,6 +101,9 @@ int client_subscribe(loom_client *c, const loom_ref *refs, int n);
 int client_rejoin(loom_client *c);
 /* HELLO to the head; its WELCOME lists the nodes (finds the home node again). */
 int client_say_hello(loom_client *c);
+/* A put under a ref the caller chose (loom_put draws a random one; a
+ * library's is its digest).  keep: content-addressed, waits for the head. */
+int client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep);
 int client_send_unacked(loom_client *c, loom_msg *m, const loom_ref *out);
 int client_info_json(loom_client *c, loom_msg *m, char **json);
 

@@ -150,7 +150,7 @@ static void new_put_ref(loom_ref *ref)
     loom_ref_make(tid, 0, ref);
 }
 
-static int put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
+int client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
 {
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_PUT_DONE, 0);
@@ -190,7 +190,7 @@ int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out)
 {
     if (!c || !out || (len && !data)) return LOOM_EINVAL;
     new_put_ref(out);
-    return put_with_ref(c, out, data, len, 0);
+    return client_put_with_ref(c, out, data, len, 0);
 }
 
 int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
@@ -207,7 +207,7 @@ int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
     /* put every time, even when this client saw it ready: its nodes may
        have died since, and the head makes a lost library live again from
        this copy (a store that has it already keeps the one it has) */
-    rc = put_with_ref(c, lib, data, len, 1);
+    rc = client_put_with_ref(c, lib, data, len, 1);
     free(data);
     return rc;
 }
@@ -271,6 +271,10 @@ int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out)
     int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
     /* a copy may vanish with its node after the head said where it was: ask
        again (the head rebuilds what lineage allows), a few times */
+    ready_info *seen = client_ready_get(c, &ref, 0);
+    if (seen && seen->done && seen->code == LOOM_ENODE && !seen->views)
+        /* seen lost before: it may have been put again since, ask anew */
+        client_ready_drop(loom_hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
     for (int attempt = 0;; attempt++) {
         ready_info *r = NULL;
         int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();

@@ -4,7 +4,7 @@
 # ports, so they can run in parallel with each other and with other tests.
 foreach(t test_api_basic test_api_failures test_api_graph test_api_command test_api_auth
           test_api_store test_api_actors test_api_placement test_api_collective
-          test_api_retries)
+          test_api_retries test_lost_put)
   if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${t}.c)
     loom_cluster_test(${t})
     set_tests_properties(${t} PROPERTIES LABELS "integration;api" TIMEOUT 180)
