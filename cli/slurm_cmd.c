@@ -99,7 +99,7 @@ static int sl_check(const sl_opts *o, const char *op, const char *const *known)
         int ok = 0;
         for (int j = 0; known[j] && !ok; j++) ok = !strcmp(known[j], o->key[i]);
         if (!ok) {
-            fprintf(stderr, "loom slurm %s: unknown option --%s (see `loom help`)\n", op, o->key[i]);
+            fprintf(stderr, "loom slurm %s: unknown option --%s (see 'loom slurm %s --help')\n", op, o->key[i], op);
             return -1;
         }
     }
@@ -1084,7 +1084,7 @@ static int slurm_cancel(const sl_opts *o)
 int slurm_cli(int argc, char **argv)
 {
     if (argc < 1) {
-        fprintf(stderr, "usage: loom slurm start|submit|status|cancel ... (see `loom help`)\n");
+        fprintf(stderr, "usage: loom slurm start|submit|status|cancel ... (see 'loom slurm --help')\n");
         return 2;
     }
     sl_opts o;
