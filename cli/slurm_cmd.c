@@ -65,7 +65,10 @@ static int sl_parse(int argc, char **argv, sl_opts *o)
             return 0;
         }
         if (!strncmp(argv[i], "--", 2)) {
-            if (o->n >= SL_MAX_OPTS) return -1;
+            if (o->n >= SL_MAX_OPTS) {
+                fprintf(stderr, "loom slurm: too many options\n");
+                return -1;
+            }
             const char *k = argv[i] + 2;
             o->key[o->n] = k;
             if (is_flag(k)) {
@@ -78,7 +81,10 @@ static int sl_parse(int argc, char **argv, sl_opts *o)
             }
             o->val[o->n++] = argv[++i];
         } else {
-            if (o->npos >= SL_MAX_OPTS) return -1;
+            if (o->npos >= SL_MAX_OPTS) {
+                fprintf(stderr, "loom slurm: too many arguments\n");
+                return -1;
+            }
             o->pos[o->npos++] = argv[i];
         }
     }
@@ -1088,10 +1094,7 @@ int slurm_cli(int argc, char **argv)
         return 2;
     }
     sl_opts o;
-    if (sl_parse(argc - 1, argv + 1, &o)) {
-        fprintf(stderr, "loom slurm: bad arguments\n");
-        return 2;
-    }
+    if (sl_parse(argc - 1, argv + 1, &o)) return 2; /* it said what is wrong */
     const char *op = argv[0];
     if (!strcmp(op, "start")) return slurm_start(&o);
     if (!strcmp(op, "submit")) return slurm_submit(&o);
