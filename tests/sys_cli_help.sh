@@ -29,7 +29,7 @@ for want in start stop status actors drain kill-actor submit jobs job get logs c
     "token create" "token revoke" "kv put" "kv get" "kv del" infer \
     "slurm start" "slurm submit" "slurm status" "slurm cancel" \
     "tune run" "tune status" "tune stop" "tune resume" help version; do
-    printf '%s\n' "${CMDS[@]}" | grep -qx -- "$want" || bad "loom help lists '$want'"
+    grep -qx -- "$want" <<<"$(printf '%s\n' "${CMDS[@]}")" || bad "loom help lists '$want'"
 done
 
 # ---- a running cluster, which no --help may touch ---------------------------
@@ -116,7 +116,8 @@ for cmd in "${CMDS[@]}"; do
     read -r -a words <<<"$cmd"
     grep -qx -- "${words[0]}" <<<"$TOP" || bad "completion offers '${words[0]}'"
     if [ ${#words[@]} -eq 2 ]; then
-        complete_words loom "${words[0]}" "" | grep -qx -- "${words[1]}" || bad "completion offers '$cmd'"
+        SUBS=$(complete_words loom "${words[0]}" "")
+        grep -qx -- "${words[1]}" <<<"$SUBS" || bad "completion offers '$cmd'"
     fi
 done
 ok "completion offers every command and subcommand of loom help"
