@@ -841,24 +841,32 @@ int cmd_version(const opts *o)
     return 0;
 }
 
-/* loom [--help|-h|help|--version|version] | loom COMMAND [SUB] [ARGS...] */
+/* The command argv names ("--help" and "-h" are `help`, "--version" is
+ * `version`) and in *used how many words named it; NULL (said, with the
+ * usage) when there is none. */
+static const cli_cmd *command_of(int argc, char **argv, int *used)
+{
+    const cli_cmd *c = cli_find(argc, argv, used);
+    if (c) return c;
+    *used = 1;
+    if (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) return cli_lookup("help");
+    if (!strcmp(argv[0], "--version")) return cli_lookup("version");
+    fprintf(stderr, "loom: unknown command '%s'\n", argv[0]);
+    cli_print_usage(stderr);
+    return NULL;
+}
+
+/* loom COMMAND [SUB] [ARGS...]: --help or -h anywhere before a lone "--"
+ * prints the command's help and runs nothing. */
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         cli_print_usage(stderr);
         return 2;
     }
-    const char *name = argv[1];
-    if (!strcmp(name, "--help") || !strcmp(name, "-h")) name = "help";
-    if (!strcmp(name, "--version")) name = "version";
     int used = 0;
-    const cli_cmd *c = cli_find(argc - 1, argv + 1, &used);
-    if (!c && !strcmp(argv[1], name)) {
-        fprintf(stderr, "loom: unknown command '%s'\n", name);
-        cli_print_usage(stderr);
-        return 2;
-    }
-    if (!c) c = cli_lookup(name), used = 1;
+    const cli_cmd *c = command_of(argc - 1, argv + 1, &used);
+    if (!c) return 2;
     if (cli_wants_help(argc - 1 - used, argv + 1 + used)) {
         cli_print_help(c, stdout);
         return 0;
@@ -868,6 +876,7 @@ int main(int argc, char **argv)
     opts o;
     int rc = parse_opts(c, argc - 1 - first, argv + 1 + first, &o);
     if (rc) return rc;
-    signal(SIGPIPE, SIG_IGN);
+    /* not for slurm: the drivers it runs would inherit SIGPIPE ignored */
+    if (!(c->flags & CLI_RAW)) signal(SIGPIPE, SIG_IGN);
     return c->run(&o);
 }
