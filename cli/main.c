@@ -1,216 +1,33 @@
-/* cli/main.c — the `loom` command: start and stop clusters, submit graphs
- * written in JSON, look at status, results and logs.  It is also the program
- * behind the head (`loom _head`), node daemons (`loom _node`) and executors
- * (`loom executor`), so one binary is all a machine needs. */
+/* cli/main.c — the `loom` command: main() finds the command in the table
+ * (cli/commands.c), answers --help from it, parses the options it names and
+ * runs it.  The user commands are here: start and stop clusters, submit
+ * graphs written in JSON, look at status, results and logs, tokens and the
+ * kv table; tune, infer and slurm have their own files, and the processes
+ * loom starts itself (_head, _node, executor) are in cli/procs.c. */
 #include <errno.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <sys/socket.h>
 #include <jansson.h>
 #include "api/graph_internal.h"
 #include "api/graph_json.h"
+#include "cli/cli.h"
 #include "loom/loom.h"
 #include "loom/value.h"
-#include "runtime/log.h"
-#include "runtime/secret.h"
 #include "runtime/spawn.h"
 #include "runtime/util.h"
-#include "scheduler/head.h"
-#include "worker/daemon.h"
 #include "gateway/gateway.h"
 #include "cli/tune_cmd.h"
 #include "cli/infer_cmd.h"
 #include "cli/slurm_cmd.h"
 
-#define MAX_OPTS 32
-
-typedef struct opts {
-    const char *key[MAX_OPTS];
-    const char *val[MAX_OPTS];
-    int n;
-    const char *pos[MAX_OPTS];
-    int npos;
-} opts;
-
-static const char *usage_text =
-    "usage: loom COMMAND [options]\n"
-    "\n"
-    "clusters:\n"
-    "  start --head [--port P (default: any free port)] [--bind HOST] [--num-cpus N] [--store-bytes B] [--no-node] [--block]\n"
-    "        [--http-port P] [--http-bind HOST] [--http-lib-dir DIR] [--http-auth]\n"
-    "        [--http-workers N (16)] [--http-queue N (256): beyond, 429 with Retry-After]\n"
-    "        start a head (and a node daemon on this machine) in the background; with\n"
-    "        --http-port, the head also serves the HTTP gateway (jobs REST, health, metrics)\n"
-    "  start --address HOST:PORT [--bind HOST] [--advertise HOST] [--num-cpus N]\n"
-    "        [--store-bytes B] [--memory B] [--block]   start a node daemon that joins HOST:PORT\n"
-    "     node options (with either): --num-gpus N (default: the GPUs found), --gpu-memory B,\n"
-    "        --resources NAME=AMOUNT,...  --labels KEY=VALUE,...\n"
-    "  stop                         stop the head and daemons started from this state dir\n"
-    "  status [--json]              nodes, resources and task counts\n"
-    "  actors [--json]              actors and their states\n"
-    "  drain NODE                   place nothing new on node NODE (an id from status);\n"
-    "                               it reads 'drained' once idle\n"
-    "  kill-actor ID|NAME           kill an actor\n"
-    "\n"
-    "work:\n"
-    "  submit GRAPH.json [--wait] [--timeout S]   submit a graph; prints the job id\n"
-    "  jobs [--label L] [--offset N] [--limit N] [--json]   jobs, newest first\n"
-    "  job JOB                      the job's tasks and their states (JSON)\n"
-    "  get JOB TASK[:OUTPUT] [--json] [--timeout S]   print a task's result\n"
-    "  get REF [--json]             print an object by its 40-hex ref\n"
-    "  logs JOB TASK                print a task's stdout and stderr\n"
-    "  cancel JOB [TASK]            cancel a job's tasks (or one of them)\n"
-    "  token create --user NAME [--admin] | token revoke TOKEN\n"
-    "                               bearer tokens for the HTTP gateway's --http-auth\n"
-    "  kv put KEY VALUE | kv get KEY [--timeout S] | kv del KEY\n"
-    "                               the cluster's key-value table (kept across head restarts)\n"
-    "  delete JOB                   cancel what still runs and free the job's results\n"
-    "\n"
-    "batch inference (shard/README.md):\n"
-    "  infer --model NAME[:VERSION] --input DATASET --output DIR [--shard-size N (1000)]\n"
-    "        [--max-in-flight K (8)] [--params JSON] [--num-cpus C] [--num-gpus G]\n"
-    "        [--straggler-factor F (4)] [--no-cache] [--quiet]\n"
-    "                               run a registered model over a dataset (.npy, .csv, .jsonl or a\n"
-    "                               directory of them), one task per shard; results are cached in\n"
-    "                               the cluster and a run is resumed by running it again\n"
-    "\n"
-    "Slurm (README: Running on an HPC cluster):\n"
-    "  slurm start [--http-port P] [--job-dir DIR] [--wait S] [--block] [-- DRIVER ARGS...]\n"
-    "                               inside an allocation: head on the first node, a daemon per node\n"
-    "                               (srun), CPUs/GPUs from Slurm; runs DRIVER with LOOM_ADDRESS set and\n"
-    "                               stops the cluster after it (no driver: leaves it running)\n"
-    "  slurm submit --nodes N --time T [--gpus-per-node G] [--cpus-per-node C] [--mem M]\n"
-    "        [--partition P] [--account A] [--name NAME] [--exclusive] [--http-port P] [--dry-run]\n"
-    "        -- DRIVER ARGS...       write JOBDIR/job.sbatch (kept) and submit it; prints the job id\n"
-    "  slurm status [JOB] [--json]  jobs with their state, head address and driver exit code\n"
-    "  slurm cancel JOB             scancel and wait until the job has left the queue\n"
-    "     job dirs: --dir BASE (default: $LOOM_SLURM_DIR or ./loom-slurm), one per job: BASE/JOBID\n"
-    "\n"
-    "sweeps (tune/README.md):\n"
-    "  tune run SWEEP.json [--output DIR] [--quiet] [--gateway HOST:PORT]   run a hyperparameter\n"
-    "                               sweep with a live view; prints its id, the best trial and where\n"
-    "                               results are; its \"register\" uses the cluster's HTTP gateway\n"
-    "  tune status [SWEEP] [--json] the sweeps stored in the cluster, or one with its trials\n"
-    "  tune stop SWEEP              stop a sweep's trials and end it\n"
-    "  tune resume SWEEP            drive a sweep again after its driver or head stopped\n"
-    "\n"
-    "common options: --address HOST:PORT (default: $LOOM_ADDRESS, else the running\n"
-    "  cluster in the state dir), --state-dir DIR (default: $LOOM_STATE_DIR or /tmp/loom-UID),\n"
-    "  --secret-file FILE (default: STATE_DIR/secret)\n";
-
-static int usage(void)
-{
-    fputs(usage_text, stderr);
-    return 2;
-}
-
-static int parse_opts(int argc, char **argv, opts *o)
-{
-    memset(o, 0, sizeof(*o));
-    for (int i = 0; i < argc; i++) {
-        if (!strncmp(argv[i], "--", 2) && argv[i][2]) {
-            if (o->n >= MAX_OPTS) return -1;
-            o->key[o->n] = argv[i] + 2;
-            o->val[o->n] = (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) ? argv[++i] : "";
-            o->n++;
-        } else {
-            if (o->npos >= MAX_OPTS) return -1;
-            o->pos[o->npos++] = argv[i];
-        }
-    }
-    return 0;
-}
-
-static const char *opt(const opts *o, const char *key)
-{
-    for (int i = 0; i < o->n; i++)
-        if (!strcmp(o->key[i], key)) return o->val[i];
-    return NULL;
-}
-
-static int opt_int(const opts *o, const char *key, int def)
-{
-    const char *v = opt(o, key);
-    return v && *v ? atoi(v) : def;
-}
-
-/* "512M", "2G", "1048576" -> bytes; 0 on a bad value */
-static uint64_t parse_bytes(const char *s)
-{
-    if (!s || !*s) return 0;
-    char *end;
-    double v = strtod(s, &end);
-    if (v < 0) return 0;
-    switch (*end) {
-    case 'k': case 'K': v *= 1024; break;
-    case 'm': case 'M': v *= 1024.0 * 1024; break;
-    case 'g': case 'G': v *= 1024.0 * 1024 * 1024; break;
-    case 't': case 'T': v *= 1024.0 * 1024 * 1024 * 1024; break;
-    case 0: break;
-    default: return 0;
-    }
-    return (uint64_t)v;
-}
-
-static const char *state_dir(const opts *o, char *buf, size_t len)
-{
-    const char *sd = opt(o, "state-dir");
-    if (sd && *sd) {
-        loom_snprintf(buf, len, "%s", sd);
-        return buf;
-    }
-    return loom_default_state_dir(buf, len);
-}
-
-static int connect_cli(const opts *o, loom_client **c)
-{
-    char sd[4096];
-    loom_connect_opts co = {0};
-    co.state_dir = state_dir(o, sd, sizeof(sd));
-    co.secret_file = opt(o, "secret-file");
-    const char *addr = opt(o, "address");
-    if (!addr || !*addr) addr = getenv("LOOM_ADDRESS");
-    if (!addr || !*addr) {
-        char path[4200];
-        struct stat st;
-        loom_snprintf(path, sizeof(path), "%s/address", sd);
-        if (stat(path, &st) != 0) {
-            fprintf(stderr, "loom: no cluster is running here (no %s); start one with `loom start --head`"
-                            " or pass --address HOST:PORT\n", path);
-            return LOOM_ECONN;
-        }
-    }
-    int rc = loom_connect(addr, &co, c);
-    if (rc) fprintf(stderr, "loom: cannot connect: %s\n", loom_strerror(rc));
-    return rc;
-}
-
-/* ---- internal process entry points -------------------------------------- */
-
-/* One head per state dir: its tables (head.lmdb) and address file belong to
- * one head.  The head holds an flock on STATE_DIR/head.lock for as long as it
- * runs (the descriptor is never closed; the kernel drops the lock at exit). */
-static int lock_head_state(const char *sd)
-{
-    char path[4200];
-    loom_snprintf(path, sizeof(path), "%s/head.lock", sd);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return -1;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        close(fd);
-        return -1;
-    }
-    return 0;
-}
+/* ---- start / stop ------------------------------------------------------- */
 
 static int head_running(const char *sd)
 {
@@ -223,394 +40,6 @@ static int head_running(const char *sd)
     return busy;
 }
 
-static void head_listening(void *arg, const char *addr)
-{
-    (void)addr;
-    loom_gateway_head_listening(arg);
-}
-
-static int cmd_head(const opts *o)
-{
-    char sd[4096], secret_path[4200], secret[LOOM_SECRET_HEX + 1];
-    state_dir(o, sd, sizeof(sd));
-    loom_log_init("head");
-    if (loom_mkdir_p(sd)) {
-        LOG_ERROR("cannot make state dir %s: %s", sd, strerror(errno));
-        return 1;
-    }
-    chmod(sd, 0700);
-    if (lock_head_state(sd)) {
-        LOG_ERROR("another head is running with the state dir %s (stop it with `loom stop --state-dir %s`)",
-                  sd, sd);
-        return 1;
-    }
-    if (opt(o, "secret-file") && *opt(o, "secret-file"))
-        loom_snprintf(secret_path, sizeof(secret_path), "%s", opt(o, "secret-file"));
-    else
-        loom_snprintf(secret_path, sizeof(secret_path), "%s/secret", sd);
-    const char *db_dir = opt(o, "db-dir");
-    if (db_dir && (!*db_dir || loom_mkdir_p(db_dir))) {
-        LOG_ERROR("cannot make the database dir '%s': %s", db_dir, strerror(errno));
-        return 1;
-    }
-    int rc = loom_secret_load(secret_path, secret);
-    if (rc == LOOM_ENOTFOUND) rc = loom_secret_create(secret_path, secret);
-    if (rc) {
-        LOG_ERROR("cannot use the cluster secret %s: %s", secret_path, loom_strerror(rc));
-        return 1;
-    }
-    /* a head restarted with its state dir keeps the port its daemons and
-       drivers know (--port 0 asks for any free port the first time) */
-    int port = opt_int(o, "port", 0);
-    char addrpath[4200], *prev = NULL;
-    size_t plen = 0;
-    loom_snprintf(addrpath, sizeof(addrpath), "%s/address", sd);
-    if (port == 0 && loom_read_file(addrpath, 512, &prev, &plen) == 0) {
-        const char *colon = strrchr(prev, ':');
-        if (colon && atoi(colon + 1) > 0) port = atoi(colon + 1);
-    }
-    free(prev);
-    loom_head_opts ho = {
-        .bind_host = opt(o, "bind") ? opt(o, "bind") : "127.0.0.1",
-        .port = port,
-        .state_dir = sd,
-        .db_dir = db_dir,
-        .advertise_host = opt(o, "advertise"),
-        .secret = secret,
-        .heartbeat_timeout_ms = opt_int(o, "heartbeat-timeout-ms", 10000),
-        .ready_fd = opt_int(o, "ready-fd", -1),
-    };
-    loom_gateway *gw = NULL;
-    if (opt(o, "http-port")) {
-        loom_gateway_opts go = {
-            .host = opt(o, "http-bind") ? opt(o, "http-bind") : "127.0.0.1",
-            .port = opt_int(o, "http-port", 0),
-            .state_dir = sd,
-            .secret = secret,
-            .lib_dir = opt(o, "http-lib-dir"),
-            .auth = opt(o, "http-auth") != NULL,
-            .workers = opt_int(o, "http-workers", 0),
-            .queue_max = opt_int(o, "http-queue", 0),
-        };
-        rc = loom_gateway_start(&go, &gw);
-        if (rc) {
-            LOG_ERROR("cannot start the HTTP gateway on %s:%d: %s", go.host, go.port, loom_strerror(rc));
-            return 1;
-        }
-        char gpath[4200], gaddr[300];
-        loom_snprintf(gpath, sizeof(gpath), "%s/http_address", sd);
-        loom_snprintf(gaddr, sizeof(gaddr), "%s:%d", go.host, loom_gateway_port(gw));
-        loom_write_file(gpath, gaddr, strlen(gaddr), 0600);
-        LOG_INFO("HTTP gateway listening on http://%s", gaddr);
-    }
-    ho.on_listening = head_listening;
-    ho.on_listening_arg = gw;
-    rc = loom_head_run(&ho);
-    loom_gateway_stop(&gw);
-    if (db_dir && opt(o, "db-temp")) loom_rm_rf(db_dir); /* a Slurm cluster's tables end with it */
-    return rc ? 1 : 0;
-}
-
-static int read_secret_for_node(const opts *o, char *secret)
-{
-    const char *file = opt(o, "secret-file");
-    if (!file) file = getenv("LOOM_SECRET_FILE");
-    char path[4200], sd[4096];
-    if (!file) {
-        loom_snprintf(path, sizeof(path), "%s/secret", state_dir(o, sd, sizeof(sd)));
-        file = path;
-    }
-    const char *env = getenv("LOOM_SECRET");
-    if (env && strlen(env) == LOOM_SECRET_HEX) {
-        memcpy(secret, env, LOOM_SECRET_HEX + 1);
-        return 0;
-    }
-    int rc = loom_secret_load(file, secret);
-    if (rc) LOG_ERROR("cannot read the cluster secret from %s: %s (copy the head's secret file there,"
-                      " mode 0600, or set LOOM_SECRET_FILE)", file, loom_strerror(rc));
-    return rc;
-}
-
-/* Check the node options before starting anything, so a mistake is reported
- * by the command itself (not only in a daemon's log). */
-static int check_node_opts(const opts *o)
-{
-    const char *g = opt(o, "num-gpus");
-    if (g) {
-        char *end;
-        long v = strtol(g, &end, 10);
-        if (!*g || *end || v < 0 || v > 16) {
-            fprintf(stderr, "loom: --num-gpus wants a whole number from 0 to 16, not '%s'\n", g);
-            return 1;
-        }
-    }
-    const char *gm = opt(o, "gpu-memory");
-    if (gm && !parse_bytes(gm)) {
-        fprintf(stderr, "loom: --gpu-memory wants a size such as 16G, not '%s'\n", gm);
-        return 1;
-    }
-    const char *cpus = opt(o, "num-cpus");
-    if (cpus) {
-        char *end;
-        double v = strtod(cpus, &end);
-        if (!*cpus || *end || !(v > 0 && v <= 1024)) {
-            fprintf(stderr, "loom: --num-cpus wants a number above 0 and up to 1024, not '%s'\n", cpus);
-            return 1;
-        }
-    }
-    loom_arena a = {0};
-    loom_wire_res *res;
-    loom_wire_label *labels;
-    uint32_t n;
-    char err[300];
-    int rc = loom_parse_resources(opt(o, "resources"), &a, &res, &n, err, sizeof(err));
-    if (!rc) rc = loom_parse_labels(opt(o, "labels"), &a, &labels, &n, err, sizeof(err));
-    loom_arena_free(&a);
-    if (rc) {
-        fprintf(stderr, "loom: %s\n", err);
-        return 1;
-    }
-    return 0;
-}
-
-/* Give key a value unless the command line did (for values found elsewhere). */
-static void opt_default(opts *o, const char *key, const char *val)
-{
-    if (!val || !*val || opt(o, key) || o->n >= MAX_OPTS) return;
-    o->key[o->n] = key;
-    o->val[o->n++] = val;
-}
-
-/* Wait until PATH holds the head's "HOST:PORT" (written by a head that may
- * start after this daemon), saying so every 10 s; at most wait_s seconds. */
-static int wait_address_file(const char *path, int wait_s, char *addr, size_t len)
-{
-    int64_t start = loom_now_ms(), said = 0;
-    for (;;) {
-        char *text = NULL;
-        size_t n = 0;
-        if (loom_read_file(path, 512, &text, &n) == 0) {
-            while (n && (text[n - 1] == '\n' || text[n - 1] == ' ')) text[--n] = 0;
-            const char *colon = strrchr(text, ':');
-            int ok = colon && colon != text && atoi(colon + 1) > 0 && n < len;
-            if (ok) loom_snprintf(addr, len, "%s", text);
-            free(text);
-            if (ok) return 0;
-        }
-        int64_t now = loom_now_ms();
-        if (now - start >= (int64_t)wait_s * 1000) {
-            LOG_ERROR("no head address appeared in %s within %d s: did the head start? (its log is beside"
-                      " that file, in logs/head.log)", path, wait_s);
-            return LOOM_ETIMEOUT;
-        }
-        if (now - said >= 10000) {
-            LOG_INFO("waiting for the head's address in %s (%lld s so far; up to %d s)", path,
-                     (long long)((now - start) / 1000), wait_s);
-            said = now;
-        }
-        usleep(200000);
-    }
-}
-
-/* The local address on the route to the head (--advertise auto): what the
- * other nodes can reach this one at, whatever the hostname resolves to. */
-static int address_toward(const char *head, char *out, size_t len)
-{
-    char host[256];
-    const char *colon = strrchr(head, ':');
-    if (!colon || colon == head || (size_t)(colon - head) >= sizeof(host)) return LOOM_EINVAL;
-    memcpy(host, head, (size_t)(colon - head));
-    host[colon - head] = 0;
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
-    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai) return LOOM_ENOTFOUND;
-    int rc = LOOM_ECONN, fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in me;
-    socklen_t mlen = sizeof(me);
-    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-        getsockname(fd, (struct sockaddr *)&me, &mlen) == 0 && inet_ntop(AF_INET, &me.sin_addr, out, (socklen_t)len))
-        rc = LOOM_OK;
-    if (fd >= 0) close(fd);
-    freeaddrinfo(ai);
-    return rc;
-}
-
-/* Under Slurm (--slurm): what the allocation gave this node, unless the
- * command line says otherwise.  Buffers are static: one daemon per process. */
-static void node_opts_from_slurm(opts *o)
-{
-    static char mem[32], labels[600];
-    opt_default(o, "num-cpus", getenv("SLURM_CPUS_ON_NODE"));
-    opt_default(o, "num-gpus", getenv("SLURM_GPUS_ON_NODE"));
-    const char *mb = getenv("SLURM_MEM_PER_NODE");
-    if (mb && atoll(mb) > 0) {
-        loom_snprintf(mem, sizeof(mem), "%lldM", atoll(mb));
-        opt_default(o, "memory", mem);
-    }
-    const char *node = getenv("SLURMD_NODENAME"), *job = getenv("SLURM_JOB_ID");
-    if (node && job && strlen(node) < 200 && strlen(job) < 40) {
-        const char *user = opt(o, "labels");
-        loom_snprintf(labels, sizeof(labels), "%s%sslurm_node=%s,slurm_job=%s", user ? user : "", user && *user ? "," : "",
-                      node, job);
-        for (int i = 0; i < o->n; i++)
-            if (!strcmp(o->key[i], "labels")) o->val[i] = labels;
-        opt_default(o, "labels", labels);
-    }
-}
-
-/* Under Slurm each daemon logs to STATE_DIR/logs/node-SLURMNODE.log (srun's
- * %N is the host name, which several slurmd's on one host share). */
-static void log_to_node_file(const opts *o)
-{
-    const char *node = getenv("SLURMD_NODENAME");
-    char sd[4096], path[4400];
-    if (!node || !*node || strchr(node, '/')) return;
-    loom_snprintf(path, sizeof(path), "%s/logs/node-%s.log", state_dir(o, sd, sizeof(sd)), node);
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) return;
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-}
-
-/* Node-local work dirs of Slurm daemons that were killed (BASE-PID, PID
- * gone: Slurm SIGKILLs what outlives an allocation) are removed by the next
- * daemon that starts on the node. */
-static void remove_stale_node_dirs(const char *base)
-{
-    char dir[4200];
-    loom_snprintf(dir, sizeof(dir), "%s", base);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir) return;
-    *slash = 0;
-    DIR *dp = opendir(dir);
-    if (!dp) return;
-    struct dirent *e;
-    int seen = 0;
-    while ((e = readdir(dp)) && seen++ < 10000) {
-        const char *tail = strstr(e->d_name, "-node-");
-        if (strncmp(e->d_name, "slurm-", 6) || !tail) continue;
-        char *end;
-        long pid = strtol(tail + 6, &end, 10);
-        if (*end || pid <= 1 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        char path[4500];
-        loom_snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (loom_rm_rf(path) == 0) LOG_INFO("removed the work dir of a daemon that is gone: %s", path);
-    }
-    closedir(dp);
-}
-
-static int cmd_node(const opts *given)
-{
-    loom_log_init("node");
-    opts local = *given, *o = &local;
-    if (opt(o, "slurm")) {
-        log_to_node_file(o);
-        node_opts_from_slurm(o);
-    }
-    if (check_node_opts(o)) return 2;
-    char secret[LOOM_SECRET_HEX + 1], sd[4096], nodedir[4200], head[512], adv[64];
-    const char *af = opt(o, "address-file");
-    if (af && *af) {
-        if (wait_address_file(af, opt_int(o, "wait-head", 600), head, sizeof(head))) return 1;
-        opt_default(o, "address", head);
-    }
-    if (!opt(o, "address") || !*opt(o, "address")) {
-        LOG_ERROR("--address HOST:PORT (or --address-file FILE) of the head is required");
-        return 2;
-    }
-    const char *advertise = opt(o, "advertise");
-    if (advertise && !strcmp(advertise, "auto")) {
-        if (address_toward(opt(o, "address"), adv, sizeof(adv))) {
-            LOG_ERROR("--advertise auto: no route to the head at %s", opt(o, "address"));
-            return 1;
-        }
-        advertise = adv;
-        LOG_INFO("advertising %s (the address on the route to the head)", adv);
-    }
-    if (read_secret_for_node(o, secret)) return 1;
-    const char *nd = opt(o, "node-dir"), *ndb = opt(o, "node-dir-base");
-    int own_node_dir = 0;
-    if (!nd && ndb && *ndb) { /* --slurm: a node-local dir, removed at the end */
-        remove_stale_node_dirs(ndb);
-        loom_snprintf(nodedir, sizeof(nodedir), "%s-%d", ndb, (int)getpid());
-        nd = nodedir;
-        own_node_dir = 1;
-    } else if (!nd) {
-        char host[200];
-        if (gethostname(host, sizeof(host))) loom_snprintf(host, sizeof(host), "node");
-        loom_snprintf(nodedir, sizeof(nodedir), "%s/nodes/%s-%d", state_dir(o, sd, sizeof(sd)), host, (int)getpid());
-        nd = nodedir;
-    }
-    loom_daemon_opts d = {
-        .head_address = opt(o, "address"),
-        .secret = secret,
-        .bind_host = opt(o, "bind"),
-        .advertise_host = advertise,
-        .data_port = opt_int(o, "data-port", 0),
-        .node_dir = nd,
-        .store_dir = opt(o, "store-dir"),
-        .num_cpus = opt(o, "num-cpus") ? atof(opt(o, "num-cpus")) : 0,
-        .memory = parse_bytes(opt(o, "memory")),
-        .store_bytes = parse_bytes(opt(o, "store-bytes")),
-        .heartbeat_ms = opt_int(o, "heartbeat-ms", 1000),
-        .ready_fd = opt_int(o, "ready-fd", -1),
-        .num_gpus = opt_int(o, "num-gpus", -1),
-        .gpu_memory = parse_bytes(opt(o, "gpu-memory")),
-        .resources = opt(o, "resources"),
-        .labels = opt(o, "labels"),
-    };
-    int rc = loom_daemon_run(&d);
-    if (own_node_dir) loom_rm_rf(nd);
-    return rc ? 1 : 0;
-}
-
-/* A task's client (loom_task_client): one per thread of the executor, made
- * on first use from the environment the daemon set (LOOM_ADDRESS) and the
- * cluster secret, and kept for the executor's life. */
-static char exec_secret[LOOM_SECRET_HEX + 1];
-static __thread loom_client *task_client;
-
-static loom_client *connect_task_client(char *err, size_t errlen)
-{
-    if (task_client) return task_client;
-    const char *addr = getenv("LOOM_ADDRESS");
-    if (!addr || !*addr) {
-        loom_snprintf(err, errlen, "LOOM_ADDRESS is not set in the executor");
-        return NULL;
-    }
-    loom_connect_opts co = {.secret = exec_secret};
-    loom_client *c = NULL;
-    int rc = loom_connect(addr, &co, &c);
-    if (rc) {
-        loom_snprintf(err, errlen, "%s", loom_strerror(rc));
-        return NULL;
-    }
-    task_client = c;
-    return c;
-}
-
-static int cmd_executor(const opts *o)
-{
-    static char secret[LOOM_SECRET_HEX + 1];
-    const char *env = getenv("LOOM_SECRET_EXEC");
-    loom_snprintf(secret, sizeof(secret), "%s", env ? env : "");
-    unsetenv("LOOM_SECRET_EXEC"); /* commands the executor runs need not see it */
-    loom_executor_opts e = {
-        .daemon_endpoint = opt(o, "ipc"),
-        .secret = secret,
-        .store_dir = opt(o, "store"),
-        .spill_dir = opt(o, "spill"),
-        .node_dir = opt(o, "node-dir"),
-        .actor = opt(o, "actor"),
-        .gpus = opt(o, "gpus"),
-        .connect = connect_task_client,
-    };
-    loom_snprintf(exec_secret, sizeof(exec_secret), "%s", secret);
-    if (!e.daemon_endpoint || !e.store_dir || !e.node_dir) return 2;
-    return loom_executor_run(&e) ? 1 : 0;
-}
-
-/* ---- start / stop ------------------------------------------------------- */
 
 static int write_pid(const char *sd, pid_t pid, const char *what)
 {
@@ -706,7 +135,7 @@ static int start_node_from(const opts *o, const char *sd, const char *addr)
     return 0;
 }
 
-static int cmd_start(const opts *o)
+int cmd_start(const opts *o)
 {
     char sd[4096];
     state_dir(o, sd, sizeof(sd));
@@ -718,7 +147,7 @@ static int cmd_start(const opts *o)
     }
     chmod(sd, 0700);
     if (!opt(o, "head")) {
-        if (!opt(o, "address") || !*opt(o, "address")) return usage();
+        if (!opt(o, "address") || !*opt(o, "address")) return cli_usage_error(o->cmd);
         return start_node_from(o, sd, opt(o, "address"));
     }
     if (head_running(sd)) {
@@ -783,7 +212,7 @@ static void wait_pids_gone(const char *sd, int ms)
     }
 }
 
-static int cmd_stop(const opts *o)
+int cmd_stop(const opts *o)
 {
     char sd[4096], dir[4200];
     state_dir(o, sd, sizeof(sd));
@@ -936,7 +365,7 @@ static void print_status(const char *text)
     json_decref(root);
 }
 
-static int cmd_actors(const opts *o)
+int cmd_actors(const opts *o)
 {
     loom_client *c;
     if (connect_cli(o, &c)) return 1;
@@ -969,9 +398,9 @@ static int cmd_actors(const opts *o)
     return rc ? 1 : 0;
 }
 
-static int cmd_drain(const opts *o)
+int cmd_drain(const opts *o)
 {
-    if (o->npos < 1) return usage();
+    if (o->npos < 1) return cli_usage_error(o->cmd);
     char *end;
     long id = strtol(o->pos[0], &end, 10);
     if (*end || id < 1 || id > UINT32_MAX) {
@@ -987,9 +416,9 @@ static int cmd_drain(const opts *o)
     return rc ? 1 : 0;
 }
 
-static int cmd_kill_actor(const opts *o)
+int cmd_kill_actor(const opts *o)
 {
-    if (o->npos < 1) return usage();
+    if (o->npos < 1) return cli_usage_error(o->cmd);
     loom_client *c;
     if (connect_cli(o, &c)) return 1;
     loom_actor a;
@@ -1002,7 +431,7 @@ static int cmd_kill_actor(const opts *o)
 
 /* loom kv put KEY VALUE | get KEY [--timeout S] | del KEY */
 /* loom token create --user NAME [--admin] | loom token revoke TOKEN */
-static int cmd_token(const opts *o)
+int cmd_token(const opts *o)
 {
     const char *op = o->npos ? o->pos[0] : "";
     int create = !strcmp(op, "create");
@@ -1032,9 +461,9 @@ static int cmd_token(const opts *o)
     return rc ? 1 : 0;
 }
 
-static int cmd_kv(const opts *o)
+int cmd_kv(const opts *o)
 {
-    if (o->npos < 2) return usage();
+    if (o->npos < 2) return cli_usage_error(o->cmd);
     const char *op = o->pos[0], *key = o->pos[1];
     if (strcmp(op, "put") && strcmp(op, "get") && strcmp(op, "del")) {
         fprintf(stderr, "loom: kv: unknown operation '%s' (put, get or del)\n", op);
@@ -1067,7 +496,7 @@ static int cmd_kv(const opts *o)
     return rc ? 1 : 0;
 }
 
-static int cmd_infer(const opts *o)
+int cmd_infer(const opts *o)
 {
     infer_cli_opts io = {.model = opt(o, "model"), .input = opt(o, "input"), .output = opt(o, "output"),
                          .params = opt(o, "params"), .no_cache = opt(o, "no-cache") != NULL,
@@ -1093,9 +522,9 @@ static int cmd_infer(const opts *o)
     return rc;
 }
 
-static int cmd_tune(const opts *o)
+int cmd_tune(const opts *o)
 {
-    if (o->npos < 1) return usage();
+    if (o->npos < 1) return cli_usage_error(o->cmd);
     const char *op = o->pos[0];
     tune_cli_opts to = {.arg = o->npos > 1 ? o->pos[1] : NULL, .output = opt(o, "output"),
                         .quiet = opt(o, "quiet") != NULL, .json = opt(o, "json") != NULL};
@@ -1118,7 +547,7 @@ static int cmd_tune(const opts *o)
     return rc;
 }
 
-static int cmd_status(const opts *o)
+int cmd_status(const opts *o)
 {
     loom_client *c;
     if (connect_cli(o, &c)) return 1;
@@ -1165,9 +594,9 @@ static int print_value(loom_value *v, int as_json)
     return 0;
 }
 
-static int cmd_submit(const opts *o)
+int cmd_submit(const opts *o)
 {
-    if (o->npos < 1) return usage();
+    if (o->npos < 1) return cli_usage_error(o->cmd);
     const char *file = o->pos[0];
     char *text;
     size_t len;
@@ -1251,16 +680,16 @@ static int resolve_ref(loom_client *c, const opts *o, int log, loom_ref *ref)
     return rc;
 }
 
-static int cmd_get(const opts *o, int logs)
+static int get_or_logs(const opts *o, int logs)
 {
-    if (o->npos < 1) return usage();
+    if (o->npos < 1) return cli_usage_error(o->cmd);
     loom_client *c;
     if (connect_cli(o, &c)) return 1;
     loom_ref ref;
     int rc = resolve_ref(c, o, logs, &ref);
     if (rc == LOOM_EINVAL) {
         loom_disconnect(&c);
-        return usage();
+        return cli_usage_error(o->cmd);
     }
     if (!rc && logs) {
         char *text;
@@ -1309,7 +738,7 @@ static int cancel_job_tasks(loom_client *c, const char *job_id)
 }
 
 /* loom jobs [--label L] [--offset N] [--limit N] [--json]: newest first. */
-static int cmd_jobs(const opts *o)
+int cmd_jobs(const opts *o)
 {
     loom_client *c;
     if (connect_cli(o, &c)) return 1;
@@ -1346,9 +775,9 @@ static int cmd_jobs(const opts *o)
     return rc ? 1 : 0;
 }
 
-static int cmd_job(const opts *o, const char *what)
+static int job_op(const opts *o, const char *what)
 {
-    if (o->npos < 1) return usage();
+    if (o->npos < 1) return cli_usage_error(o->cmd);
     loom_client *c;
     if (connect_cli(o, &c)) return 1;
     int rc;
@@ -1375,43 +804,79 @@ static int cmd_job(const opts *o, const char *what)
     return rc ? 1 : 0;
 }
 
+int cmd_get(const opts *o)
+{
+    return get_or_logs(o, 0);
+}
+
+int cmd_logs(const opts *o)
+{
+    return get_or_logs(o, 1);
+}
+
+int cmd_job(const opts *o)
+{
+    return job_op(o, "job");
+}
+
+int cmd_cancel(const opts *o)
+{
+    return job_op(o, "cancel");
+}
+
+int cmd_delete(const opts *o)
+{
+    return job_op(o, "delete");
+}
+
+int cmd_slurm(const opts *o)
+{
+    return slurm_cli(o->argc, o->argv); /* a driver's argv follows "--" */
+}
+
+int cmd_version(const opts *o)
+{
+    (void)o;
+    printf("loom %s\n", LOOM_VERSION_STRING);
+    return 0;
+}
+
+/* The command argv names ("--help" and "-h" are `help`, "--version" is
+ * `version`) and in *used how many words named it; NULL (said, with the
+ * usage) when there is none. */
+static const cli_cmd *command_of(int argc, char **argv, int *used)
+{
+    const cli_cmd *c = cli_find(argc, argv, used);
+    if (c) return c;
+    *used = 1;
+    if (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) return cli_lookup("help");
+    if (!strcmp(argv[0], "--version")) return cli_lookup("version");
+    fprintf(stderr, "loom: unknown command '%s'\n", argv[0]);
+    cli_print_usage(stderr);
+    return NULL;
+}
+
+/* loom COMMAND [SUB] [ARGS...]: --help or -h anywhere before a lone "--"
+ * prints the command's help and runs nothing. */
 int main(int argc, char **argv)
 {
-    if (argc < 2) return usage();
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "slurm")) return slurm_cli(argc - 2, argv + 2); /* a driver's argv follows "--" */
-    opts o;
-    if (parse_opts(argc - 2, argv + 2, &o)) {
-        fprintf(stderr, "loom: too many arguments\n");
+    if (argc < 2) {
+        cli_print_usage(stderr);
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
-    if (!strcmp(cmd, "_head")) return cmd_head(&o);
-    if (!strcmp(cmd, "_node")) return cmd_node(&o);
-    if (!strcmp(cmd, "executor")) return cmd_executor(&o);
-    if (!strcmp(cmd, "actors")) return cmd_actors(&o);
-    if (!strcmp(cmd, "kill-actor")) return cmd_kill_actor(&o);
-    if (!strcmp(cmd, "drain")) return cmd_drain(&o);
-    if (!strcmp(cmd, "kv")) return cmd_kv(&o);
-    if (!strcmp(cmd, "tune")) return cmd_tune(&o);
-    if (!strcmp(cmd, "infer")) return cmd_infer(&o);
-    if (!strcmp(cmd, "token")) return cmd_token(&o);
-    if (!strcmp(cmd, "jobs")) return cmd_jobs(&o);
-    if (!strcmp(cmd, "start")) return cmd_start(&o);
-    if (!strcmp(cmd, "stop")) return cmd_stop(&o);
-    if (!strcmp(cmd, "status")) return cmd_status(&o);
-    if (!strcmp(cmd, "submit")) return cmd_submit(&o);
-    if (!strcmp(cmd, "get")) return cmd_get(&o, 0);
-    if (!strcmp(cmd, "logs")) return cmd_get(&o, 1);
-    if (!strcmp(cmd, "job") || !strcmp(cmd, "cancel") || !strcmp(cmd, "delete")) return cmd_job(&o, cmd);
-    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("loom %s\n", LOOM_VERSION_STRING);
+    int used = 0;
+    const cli_cmd *c = command_of(argc - 1, argv + 1, &used);
+    if (!c) return 2;
+    if (cli_wants_help(argc - 1 - used, argv + 1 + used)) {
+        cli_print_help(c, stdout);
         return 0;
     }
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-        fputs(usage_text, stdout);
-        return 0;
-    }
-    fprintf(stderr, "loom: unknown command '%s'\n", cmd);
-    return usage();
+    /* a subcommand's handler is its group's: it reads the operation from pos[0] */
+    int first = strchr(c->name, ' ') ? used - 1 : used;
+    opts o;
+    int rc = parse_opts(c, argc - 1 - first, argv + 1 + first, &o);
+    if (rc) return rc;
+    /* not for slurm: the drivers it runs would inherit SIGPIPE ignored */
+    if (!(c->flags & CLI_RAW)) signal(SIGPIPE, SIG_IGN);
+    return c->run(&o);
 }

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "cli/cli.h"
 #include "cli/slurm_cmd.h"
 #include "loom/loom.h"
 #include "runtime/hostlist.h"
@@ -65,7 +66,10 @@ static int sl_parse(int argc, char **argv, sl_opts *o)
             return 0;
         }
         if (!strncmp(argv[i], "--", 2)) {
-            if (o->n >= SL_MAX_OPTS) return -1;
+            if (o->n >= SL_MAX_OPTS) {
+                fprintf(stderr, "loom slurm: too many options\n");
+                return -1;
+            }
             const char *k = argv[i] + 2;
             o->key[o->n] = k;
             if (is_flag(k)) {
@@ -78,7 +82,10 @@ static int sl_parse(int argc, char **argv, sl_opts *o)
             }
             o->val[o->n++] = argv[++i];
         } else {
-            if (o->npos >= SL_MAX_OPTS) return -1;
+            if (o->npos >= SL_MAX_OPTS) {
+                fprintf(stderr, "loom slurm: too many arguments\n");
+                return -1;
+            }
             o->pos[o->npos++] = argv[i];
         }
     }
@@ -92,16 +99,17 @@ static const char *sl_opt(const sl_opts *o, const char *k)
     return NULL;
 }
 
-/* Only these options are known to each operation: a typo is an error. */
-static int sl_check(const sl_opts *o, const char *op, const char *const *known)
+/* Only the options that the command table (cli/commands.c) gives "slurm OP"
+ * are known to it: a typo is an error. */
+static int sl_check(const sl_opts *o, const char *op)
 {
+    char name[64];
+    loom_snprintf(name, sizeof(name), "slurm %s", op);
+    const cli_cmd *c = cli_lookup(name);
     for (int i = 0; i < o->n; i++) {
-        int ok = 0;
-        for (int j = 0; known[j] && !ok; j++) ok = !strcmp(known[j], o->key[i]);
-        if (!ok) {
-            fprintf(stderr, "loom slurm %s: unknown option --%s (see `loom help`)\n", op, o->key[i]);
-            return -1;
-        }
+        if (c && cli_option_kind(c, o->key[i], strlen(o->key[i])) >= 0) continue;
+        fprintf(stderr, "loom slurm %s: unknown option --%s (see 'loom slurm %s --help')\n", op, o->key[i], op);
+        return -1;
     }
     return 0;
 }
@@ -710,10 +718,7 @@ static void record_background(const sl_cluster *c)
 
 static int slurm_start(const sl_opts *o)
 {
-    static const char *const known[] = {"job-dir", "dir", "http-port", "http-bind", "port", "wait", "block",
-                                        "num-cpus", "num-gpus", "store-bytes", "memory", "resources", "labels",
-                                        "quiet", NULL};
-    if (sl_check(o, "start", known)) return 2;
+    if (sl_check(o, "start")) return 2;
     const char *job = getenv("SLURM_JOB_ID"), *nodelist = getenv("SLURM_JOB_NODELIST");
     if (!job || !*job || !nodelist || !*nodelist) {
         fprintf(stderr, "loom slurm start: not inside a Slurm allocation (no SLURM_JOB_ID or SLURM_JOB_NODELIST):"
@@ -882,10 +887,7 @@ static char *build_script(const sl_opts *o, const char *base)
 
 static int slurm_submit(const sl_opts *o)
 {
-    static const char *const known[] = {"nodes", "gpus-per-node", "cpus-per-node", "mem", "time", "partition",
-                                        "account", "name", "dir", "exclusive", "http-port", "num-cpus",
-                                        "num-gpus", "store-bytes", "wait", "dry-run", NULL};
-    if (sl_check(o, "submit", known)) return 2;
+    if (sl_check(o, "submit")) return 2;
     if (positive("nodes", sl_opt(o, "nodes"), 1) || positive("gpus-per-node", sl_opt(o, "gpus-per-node"), 0) ||
         positive("cpus-per-node", sl_opt(o, "cpus-per-node"), 0))
         return 2;
@@ -1002,8 +1004,7 @@ static json_t *job_info(const char *base, const char *job)
 
 static int slurm_status(const sl_opts *o)
 {
-    static const char *const known[] = {"dir", "json", NULL};
-    if (sl_check(o, "status", known)) return 2;
+    if (sl_check(o, "status")) return 2;
     char base[4096];
     base_dir(o, base, sizeof(base));
     json_t *all = json_array();
@@ -1047,8 +1048,7 @@ static int slurm_status(const sl_opts *o)
 
 static int slurm_cancel(const sl_opts *o)
 {
-    static const char *const known[] = {"dir", "wait", NULL};
-    if (sl_check(o, "cancel", known)) return 2;
+    if (sl_check(o, "cancel")) return 2;
     if (o->npos != 1 || !valid_job_id(o->pos[0])) {
         fprintf(stderr, "loom slurm cancel: want one Slurm job id\n");
         return 2;
@@ -1084,14 +1084,11 @@ static int slurm_cancel(const sl_opts *o)
 int slurm_cli(int argc, char **argv)
 {
     if (argc < 1) {
-        fprintf(stderr, "usage: loom slurm start|submit|status|cancel ... (see `loom help`)\n");
+        fprintf(stderr, "usage: loom slurm start|submit|status|cancel ... (see 'loom slurm --help')\n");
         return 2;
     }
     sl_opts o;
-    if (sl_parse(argc - 1, argv + 1, &o)) {
-        fprintf(stderr, "loom slurm: bad arguments\n");
-        return 2;
-    }
+    if (sl_parse(argc - 1, argv + 1, &o)) return 2; /* it said what is wrong */
     const char *op = argv[0];
     if (!strcmp(op, "start")) return slurm_start(&o);
     if (!strcmp(op, "submit")) return slurm_submit(&o);

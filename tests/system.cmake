@@ -15,6 +15,9 @@ set_tests_properties(sys_cli sys_auth sys_garbage sys_netns sys_examples sys_nod
 # a skipped test (netns without root, dp_train without its dataset) prints
 # this line; ctest shows it as skipped, not passed
 set_tests_properties(sys_netns sys_dp_train PROPERTIES SKIP_REGULAR_EXPRESSION " 1 skipped")
+# every command's --help/-h, `loom help X`, usage errors and the bash completion
+loom_script_test(sys_cli_help sys_cli_help.sh)
+set_tests_properties(sys_cli_help PROPERTIES LABELS system)
 # resources, placement and the actor commands through the CLI
 loom_script_test(sys_actors_cli sys_actors_cli.sh)
 set_tests_properties(sys_actors_cli PROPERTIES LABELS system)
