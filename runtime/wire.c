@@ -1,6 +1,6 @@
 /* runtime/wire.c — encoding and validated decoding of loom's messages (see
  * wire.h for the frame layout).  Every message's fields are listed once, in
- * the schema table below (`schema[]`); one encode loop and one decode loop
+ * the schema table at the top (`schema[]`); one encode loop and one decode loop
  * walk it, with a pack and an unpack helper per kind of field. */
 #include <math.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include "runtime/wire.h"
 
-/* ---- decoding ----------------------------------------------------------- */
+/* ---- the decoder's state ---------------------------------------------- */
 
 typedef struct dec {
     loom_unpack u;
@@ -31,6 +31,179 @@ static int fail(dec *d, const char *fmt, ...)
     if (d->rc == 0) d->rc = LOOM_EPROTO;
     return d->rc;
 }
+
+/* ---- the schema ----------------------------------------------------------
+ * A field's kind says how it is packed and checked, and what type its
+ * loom_msg member has. */
+enum field_kind {
+    F_END = 0,  /* no more fields */
+    F_I32,      /* int32_t: a msgpack integer */
+    F_U32,      /* uint32_t: an unsigned integer */
+    F_U64,      /* uint64_t: an unsigned integer */
+    F_STR,      /* char *: a string without NUL bytes */
+    F_NAME,     /* char *: a string of 1..max bytes (0..max where empty_ok) */
+    F_REF,      /* loom_ref: LOOM_ID_LEN bytes */
+    F_BIN,      /* loom_bytes: bytes (pointing into the frame) */
+    /* arrays: the member points to the elements, n<member> counts them */
+    F_REFS, F_LOCS, F_TASKS, F_OUTPUTS, F_NODES, F_BUNDLES
+};
+
+typedef struct wire_field {
+    uint8_t kind;
+    uint8_t empty_ok;       /* F_NAME: "" is accepted */
+    uint16_t max;           /* F_NAME: the longest accepted, in bytes */
+    uint16_t off;           /* offsetof(loom_msg, member) */
+    uint16_t count_off;     /* arrays: offsetof(loom_msg, n<member>) */
+    const char *what;       /* the field's name in decode errors */
+} wire_field;
+
+#define WIRE_MAX_FIELDS 6
+typedef struct msg_schema {
+    const char *name;                       /* loom_msg_type_name */
+    wire_field f[WIRE_MAX_FIELDS];          /* in wire order; F_END after the last */
+    int (*check)(dec *d, const loom_msg *m); /* after the fields: what their types can't say */
+} msg_schema;
+
+/* offsetof(loom_msg, m); comparing distinct pointer types is a compile error
+ * (-Werror), so a table entry whose kind does not match its member's type T
+ * does not build. */
+#define AT(m, T) ((uint16_t)(offsetof(loom_msg, m) + 0 * sizeof(&((loom_msg *)0)->m == (T *)0)))
+#define I32(m, w) {.kind = F_I32, .off = AT(m, int32_t), .what = w}
+#define U32(m, w) {.kind = F_U32, .off = AT(m, uint32_t), .what = w}
+#define U64(m, w) {.kind = F_U64, .off = AT(m, uint64_t), .what = w}
+#define STR(m, w) {.kind = F_STR, .off = AT(m, char *), .what = w}
+#define NAME(m, mx, empty, w) {.kind = F_NAME, .max = mx, .empty_ok = empty, .off = AT(m, char *), .what = w}
+#define REF(m, w) {.kind = F_REF, .off = AT(m, loom_ref), .what = w}
+#define BIN(m, w) {.kind = F_BIN, .off = AT(m, loom_bytes), .what = w}
+#define LIST(k, m, T) {.kind = k, .off = AT(m, T *), .count_off = AT(n##m, uint32_t), .what = #m}
+#define REFS LIST(F_REFS, refs, loom_ref)
+#define LOCS LIST(F_LOCS, locs, loom_wire_loc)
+#define TASKS LIST(F_TASKS, tasks, loom_wire_task)
+#define OUTPUTS LIST(F_OUTPUTS, outputs, loom_wire_output)
+#define NODES LIST(F_NODES, nodes, loom_wire_node)
+#define BUNDLES LIST(F_BUNDLES, bundles, loom_wire_bundle)
+
+/* The checks that span fields, run once a message's fields decoded. */
+static int check_hello(dec *d, const loom_msg *m)
+{
+    if (m->role < LOOM_ROLE_DRIVER || m->role > LOOM_ROLE_EXECUTOR)
+        return fail(d, "role: unknown role %u", m->role);
+    if (m->nnodes > 1) return fail(d, "nodes: a hello describes at most one node");
+    return 0;
+}
+
+static int check_put_done(dec *d, const loom_msg *m)
+{
+    if (m->data.n && m->data.n != m->size) return fail(d, "value: size mismatch");
+    return 0;
+}
+
+static int check_one_task(dec *d, const loom_msg *m)
+{
+    if (m->ntasks != 1) return fail(d, "tasks: want exactly one task");
+    return 0;
+}
+
+static int check_chunk(dec *d, const loom_msg *m)
+{
+    if (m->offset > m->total || m->data.n > m->total - m->offset)
+        return fail(d, "chunk: %zu bytes at %llu overrun a total of %llu", m->data.n,
+                    (unsigned long long)m->offset, (unsigned long long)m->total);
+    return 0;
+}
+
+static int check_kv_value(dec *d, const loom_msg *m)
+{
+    if (m->data.n > (1u << 20)) return fail(d, "value: at most 1 MiB");
+    return 0;
+}
+
+static int check_pg_create(dec *d, const loom_msg *m)
+{
+    if (m->strategy > 3) return fail(d, "strategy: unknown placement strategy %u", m->strategy);
+    if (m->nbundles == 0 || m->nbundles > LOOM_WIRE_MAX_BUNDLES)
+        return fail(d, "bundles: want 1..%d", LOOM_WIRE_MAX_BUNDLES);
+    return 0;
+}
+
+/* Every message: its fields after [version, type, req], in wire order, each as
+ * KIND(loom_msg member, name in errors).  A message with no entry here does
+ * not exist; one with no fields is just its name. */
+static const msg_schema schema[LOOM_MSG_TYPE_MAX] = {
+    [LOOM_MSG_ERROR] = {.name = "ERROR", .f = {I32(code, "code"), STR(text, "text")}},
+    [LOOM_MSG_OK] = {.name = "OK"},
+    [LOOM_MSG_HELLO] = {.name = "HELLO", .check = check_hello,
+        .f = {U32(role, "role"), STR(secret, "secret"), STR(hostname, "hostname"), U32(pid, "pid"), NODES}},
+    [LOOM_MSG_WELCOME] = {.name = "WELCOME", .f = {U32(assigned_id, "id"), NODES}},
+    [LOOM_MSG_HEARTBEAT] = {.name = "HEARTBEAT", .f = {U64(store_used, "store_used"), U64(running, "running")}},
+    [LOOM_MSG_SUBMIT] = {.name = "SUBMIT",
+        .f = {STR(job_name, "job_name"), U32(detached, "detached"), TASKS, STR(label, "label")}},
+    [LOOM_MSG_SUBMITTED] = {.name = "SUBMITTED", .f = {STR(job, "job")}},
+    [LOOM_MSG_PUT_DONE] = {.name = "PUT_DONE", .check = check_put_done,
+        .f = {REF(ref, "ref"), U64(size, "size"), U32(node, "node"), BIN(data, "value"), U32(keep, "keep")}},
+    [LOOM_MSG_SUBSCRIBE] = {.name = "SUBSCRIBE", .f = {REFS}},
+    [LOOM_MSG_OBJ_READY] = {.name = "OBJ_READY",
+        .f = {REF(ref, "ref"), I32(code, "code"), U64(size, "size"), BIN(data, "value"), LOCS, STR(text, "text")}},
+    [LOOM_MSG_RELEASE] = {.name = "RELEASE", .f = {REFS}},
+    [LOOM_MSG_CANCEL] = {.name = "CANCEL", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_STATUS] = {.name = "STATUS"},
+    [LOOM_MSG_INFO] = {.name = "INFO", .f = {BIN(data, "info")}},
+    [LOOM_MSG_JOB_INFO] = {.name = "JOB_INFO", .f = {STR(job, "job")}},
+    [LOOM_MSG_JOB_REF] = {.name = "JOB_REF",
+        .f = {STR(job, "job"), STR(task_name, "task"), U64(output, "output")}},
+    [LOOM_MSG_REF] = {.name = "REF", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_JOB_DELETE] = {.name = "JOB_DELETE", .f = {STR(job, "job")}},
+    [LOOM_MSG_BYE] = {.name = "BYE"},
+    [LOOM_MSG_ASSIGN] = {.name = "ASSIGN", .check = check_one_task, .f = {TASKS}},
+    [LOOM_MSG_CANCEL_TASK] = {.name = "CANCEL_TASK", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_DELETE_OBJS] = {.name = "DELETE_OBJS", .f = {REFS}},
+    [LOOM_MSG_TASK_DONE] = {.name = "TASK_DONE",
+        .f = {REF(ref, "task"), I32(code, "code"), STR(text, "text"), OUTPUTS, U64(log_size, "log_size")}},
+    [LOOM_MSG_OBJ_ADDED] = {.name = "OBJ_ADDED", .f = {REF(ref, "ref"), U64(size, "size")}},
+    [LOOM_MSG_FETCH] = {.name = "FETCH",
+        .f = {REF(ref, "ref"), U64(offset, "offset"), U64(length, "length")}},
+    [LOOM_MSG_CHUNK] = {.name = "CHUNK", .check = check_chunk,
+        .f = {REF(ref, "ref"), U64(offset, "offset"), U64(total, "total"), BIN(data, "data")}},
+    [LOOM_MSG_PUSH] = {.name = "PUSH", .check = check_chunk,
+        .f = {REF(ref, "ref"), U64(offset, "offset"), U64(total, "total"), BIN(data, "data")}},
+    [LOOM_MSG_RUN] = {.name = "RUN", .check = check_one_task, .f = {TASKS}},
+    [LOOM_MSG_KV_PUT] = {.name = "KV_PUT", .check = check_kv_value,
+        .f = {NAME(key, 512, 0, "key"), BIN(data, "value")}},
+    [LOOM_MSG_KV_GET] = {.name = "KV_GET", .f = {NAME(key, 512, 0, "key"), U64(wait_ms, "wait_ms")}},
+    [LOOM_MSG_KV_DEL] = {.name = "KV_DEL", .f = {NAME(key, 512, 0, "key")}},
+    [LOOM_MSG_ACTOR_LOOKUP] = {.name = "ACTOR_LOOKUP", .f = {NAME(name, 255, 0, "name")}},
+    [LOOM_MSG_ACTOR_KILL] = {.name = "ACTOR_KILL", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_ACTOR_DIED] = {.name = "ACTOR_DIED",
+        .f = {REF(ref, "actor"), I32(code, "code"), STR(text, "text")}},
+    [LOOM_MSG_ACTORS] = {.name = "ACTORS"},
+    [LOOM_MSG_PG_CREATE] = {.name = "PG_CREATE", .check = check_pg_create,
+        .f = {NAME(name, 255, 1, "name"), U32(strategy, "strategy"), BUNDLES}},
+    [LOOM_MSG_PG_REMOVE] = {.name = "PG_REMOVE", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_PG_INFO] = {.name = "PG_INFO", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_DRAIN] = {.name = "DRAIN", .f = {U32(node, "node")}},
+    [LOOM_MSG_RUNNING] = {.name = "RUNNING", .f = {REFS}},
+    [LOOM_MSG_JOBS] = {.name = "JOBS",
+        .f = {STR(label, "label"), U64(offset, "offset"), U64(limit, "limit")}},
+};
+
+/* The type's schema, or NULL for a type that does not exist. */
+static const msg_schema *schema_of(int type)
+{
+    if (type <= 0 || type >= LOOM_MSG_TYPE_MAX || !schema[type].name) return NULL;
+    return &schema[type];
+}
+
+/* The number of fields after [version, type, req]; -1 for no such type. */
+static int field_count(int type)
+{
+    const msg_schema *s = schema_of(type);
+    if (!s) return -1;
+    int n = 0;
+    while (n < WIRE_MAX_FIELDS && s->f[n].kind != F_END) n++;
+    return n;
+}
+
+/* ---- decoding ----------------------------------------------------------- */
 
 static int rd_u64(dec *d, uint64_t *v, const char *what)
 {
@@ -575,172 +748,6 @@ static int pk_outputs(loom_pack *p, const loom_wire_output *o, uint32_t n)
         if (!rc) rc = loom_pack_bin(p, o[i].value.p, o[i].value.n);
     }
     return rc;
-}
-
-/* ---- the schema ----------------------------------------------------------
- * A field's kind says how it is packed and checked, and what type its
- * loom_msg member has. */
-enum field_kind {
-    F_END = 0,  /* no more fields */
-    F_I32,      /* int32_t: a msgpack integer */
-    F_U32,      /* uint32_t: an unsigned integer */
-    F_U64,      /* uint64_t: an unsigned integer */
-    F_STR,      /* char *: a string without NUL bytes */
-    F_NAME,     /* char *: a string of 1..max bytes (0..max where empty_ok) */
-    F_REF,      /* loom_ref: LOOM_ID_LEN bytes */
-    F_BIN,      /* loom_bytes: bytes (pointing into the frame) */
-    /* arrays: the member points to the elements, n<member> counts them */
-    F_REFS, F_LOCS, F_TASKS, F_OUTPUTS, F_NODES, F_BUNDLES
-};
-
-typedef struct wire_field {
-    uint8_t kind;
-    uint8_t empty_ok;       /* F_NAME: "" is accepted */
-    uint16_t max;           /* F_NAME: the longest accepted, in bytes */
-    uint16_t off;           /* offsetof(loom_msg, member) */
-    uint16_t count_off;     /* arrays: offsetof(loom_msg, n<member>) */
-    const char *what;       /* the field's name in decode errors */
-} wire_field;
-
-#define WIRE_MAX_FIELDS 6
-typedef struct msg_schema {
-    const char *name;                       /* loom_msg_type_name */
-    wire_field f[WIRE_MAX_FIELDS];          /* in wire order; F_END after the last */
-    int (*check)(dec *d, const loom_msg *m); /* after the fields: what their types can't say */
-} msg_schema;
-
-/* offsetof(loom_msg, m); comparing distinct pointer types is a compile error
- * (-Werror), so a table entry whose kind does not match its member's type T
- * does not build. */
-#define AT(m, T) ((uint16_t)(offsetof(loom_msg, m) + 0 * sizeof(&((loom_msg *)0)->m == (T *)0)))
-#define I32(m, w) {.kind = F_I32, .off = AT(m, int32_t), .what = w}
-#define U32(m, w) {.kind = F_U32, .off = AT(m, uint32_t), .what = w}
-#define U64(m, w) {.kind = F_U64, .off = AT(m, uint64_t), .what = w}
-#define STR(m, w) {.kind = F_STR, .off = AT(m, char *), .what = w}
-#define NAME(m, mx, empty, w) {.kind = F_NAME, .max = mx, .empty_ok = empty, .off = AT(m, char *), .what = w}
-#define REF(m, w) {.kind = F_REF, .off = AT(m, loom_ref), .what = w}
-#define BIN(m, w) {.kind = F_BIN, .off = AT(m, loom_bytes), .what = w}
-#define LIST(k, m, T) {.kind = k, .off = AT(m, T *), .count_off = AT(n##m, uint32_t), .what = #m}
-#define REFS LIST(F_REFS, refs, loom_ref)
-#define LOCS LIST(F_LOCS, locs, loom_wire_loc)
-#define TASKS LIST(F_TASKS, tasks, loom_wire_task)
-#define OUTPUTS LIST(F_OUTPUTS, outputs, loom_wire_output)
-#define NODES LIST(F_NODES, nodes, loom_wire_node)
-#define BUNDLES LIST(F_BUNDLES, bundles, loom_wire_bundle)
-
-/* The checks that span fields, run once a message's fields decoded. */
-static int check_hello(dec *d, const loom_msg *m)
-{
-    if (m->role < LOOM_ROLE_DRIVER || m->role > LOOM_ROLE_EXECUTOR)
-        return fail(d, "role: unknown role %u", m->role);
-    if (m->nnodes > 1) return fail(d, "nodes: a hello describes at most one node");
-    return 0;
-}
-
-static int check_put_done(dec *d, const loom_msg *m)
-{
-    if (m->data.n && m->data.n != m->size) return fail(d, "value: size mismatch");
-    return 0;
-}
-
-static int check_one_task(dec *d, const loom_msg *m)
-{
-    if (m->ntasks != 1) return fail(d, "tasks: want exactly one task");
-    return 0;
-}
-
-static int check_chunk(dec *d, const loom_msg *m)
-{
-    if (m->offset > m->total || m->data.n > m->total - m->offset)
-        return fail(d, "chunk: %zu bytes at %llu overrun a total of %llu", m->data.n,
-                    (unsigned long long)m->offset, (unsigned long long)m->total);
-    return 0;
-}
-
-static int check_kv_value(dec *d, const loom_msg *m)
-{
-    if (m->data.n > (1u << 20)) return fail(d, "value: at most 1 MiB");
-    return 0;
-}
-
-static int check_pg_create(dec *d, const loom_msg *m)
-{
-    if (m->strategy > 3) return fail(d, "strategy: unknown placement strategy %u", m->strategy);
-    if (m->nbundles == 0 || m->nbundles > LOOM_WIRE_MAX_BUNDLES)
-        return fail(d, "bundles: want 1..%d", LOOM_WIRE_MAX_BUNDLES);
-    return 0;
-}
-
-/* Every message: its fields after [version, type, req], in wire order, each as
- * KIND(loom_msg member, name in errors).  A message with no entry here does
- * not exist; one with no fields is just its name. */
-static const msg_schema schema[LOOM_MSG_TYPE_MAX] = {
-    [LOOM_MSG_ERROR] = {"ERROR", {I32(code, "code"), STR(text, "text")}},
-    [LOOM_MSG_OK] = {"OK"},
-    [LOOM_MSG_HELLO] = {"HELLO", {U32(role, "role"), STR(secret, "secret"), STR(hostname, "hostname"),
-                                  U32(pid, "pid"), NODES}, check_hello},
-    [LOOM_MSG_WELCOME] = {"WELCOME", {U32(assigned_id, "id"), NODES}},
-    [LOOM_MSG_HEARTBEAT] = {"HEARTBEAT", {U64(store_used, "store_used"), U64(running, "running")}},
-    [LOOM_MSG_SUBMIT] = {"SUBMIT", {STR(job_name, "job_name"), U32(detached, "detached"), TASKS,
-                                    STR(label, "label")}},
-    [LOOM_MSG_SUBMITTED] = {"SUBMITTED", {STR(job, "job")}},
-    [LOOM_MSG_PUT_DONE] = {"PUT_DONE", {REF(ref, "ref"), U64(size, "size"), U32(node, "node"),
-                                        BIN(data, "value"), U32(keep, "keep")}, check_put_done},
-    [LOOM_MSG_SUBSCRIBE] = {"SUBSCRIBE", {REFS}},
-    [LOOM_MSG_OBJ_READY] = {"OBJ_READY", {REF(ref, "ref"), I32(code, "code"), U64(size, "size"),
-                                          BIN(data, "value"), LOCS, STR(text, "text")}},
-    [LOOM_MSG_RELEASE] = {"RELEASE", {REFS}},
-    [LOOM_MSG_CANCEL] = {"CANCEL", {REF(ref, "ref")}},
-    [LOOM_MSG_STATUS] = {"STATUS"},
-    [LOOM_MSG_INFO] = {"INFO", {BIN(data, "info")}},
-    [LOOM_MSG_JOB_INFO] = {"JOB_INFO", {STR(job, "job")}},
-    [LOOM_MSG_JOB_REF] = {"JOB_REF", {STR(job, "job"), STR(task_name, "task"), U64(output, "output")}},
-    [LOOM_MSG_REF] = {"REF", {REF(ref, "ref")}},
-    [LOOM_MSG_JOB_DELETE] = {"JOB_DELETE", {STR(job, "job")}},
-    [LOOM_MSG_BYE] = {"BYE"},
-    [LOOM_MSG_ASSIGN] = {"ASSIGN", {TASKS}, check_one_task},
-    [LOOM_MSG_CANCEL_TASK] = {"CANCEL_TASK", {REF(ref, "ref")}},
-    [LOOM_MSG_DELETE_OBJS] = {"DELETE_OBJS", {REFS}},
-    [LOOM_MSG_TASK_DONE] = {"TASK_DONE", {REF(ref, "task"), I32(code, "code"), STR(text, "text"), OUTPUTS,
-                                          U64(log_size, "log_size")}},
-    [LOOM_MSG_OBJ_ADDED] = {"OBJ_ADDED", {REF(ref, "ref"), U64(size, "size")}},
-    [LOOM_MSG_FETCH] = {"FETCH", {REF(ref, "ref"), U64(offset, "offset"), U64(length, "length")}},
-    [LOOM_MSG_CHUNK] = {"CHUNK", {REF(ref, "ref"), U64(offset, "offset"), U64(total, "total"),
-                                  BIN(data, "data")}, check_chunk},
-    [LOOM_MSG_PUSH] = {"PUSH", {REF(ref, "ref"), U64(offset, "offset"), U64(total, "total"),
-                                BIN(data, "data")}, check_chunk},
-    [LOOM_MSG_RUN] = {"RUN", {TASKS}, check_one_task},
-    [LOOM_MSG_KV_PUT] = {"KV_PUT", {NAME(key, 512, 0, "key"), BIN(data, "value")}, check_kv_value},
-    [LOOM_MSG_KV_GET] = {"KV_GET", {NAME(key, 512, 0, "key"), U64(wait_ms, "wait_ms")}},
-    [LOOM_MSG_KV_DEL] = {"KV_DEL", {NAME(key, 512, 0, "key")}},
-    [LOOM_MSG_ACTOR_LOOKUP] = {"ACTOR_LOOKUP", {NAME(name, 255, 0, "name")}},
-    [LOOM_MSG_ACTOR_KILL] = {"ACTOR_KILL", {REF(ref, "ref")}},
-    [LOOM_MSG_ACTOR_DIED] = {"ACTOR_DIED", {REF(ref, "actor"), I32(code, "code"), STR(text, "text")}},
-    [LOOM_MSG_ACTORS] = {"ACTORS"},
-    [LOOM_MSG_PG_CREATE] = {"PG_CREATE", {NAME(name, 255, 1, "name"), U32(strategy, "strategy"), BUNDLES},
-                            check_pg_create},
-    [LOOM_MSG_PG_REMOVE] = {"PG_REMOVE", {REF(ref, "ref")}},
-    [LOOM_MSG_PG_INFO] = {"PG_INFO", {REF(ref, "ref")}},
-    [LOOM_MSG_DRAIN] = {"DRAIN", {U32(node, "node")}},
-    [LOOM_MSG_RUNNING] = {"RUNNING", {REFS}},
-    [LOOM_MSG_JOBS] = {"JOBS", {STR(label, "label"), U64(offset, "offset"), U64(limit, "limit")}},
-};
-
-/* The type's schema, or NULL for a type that does not exist. */
-static const msg_schema *schema_of(int type)
-{
-    if (type <= 0 || type >= LOOM_MSG_TYPE_MAX || !schema[type].name) return NULL;
-    return &schema[type];
-}
-
-/* The number of fields after [version, type, req]; -1 for no such type. */
-static int field_count(int type)
-{
-    const msg_schema *s = schema_of(type);
-    if (!s) return -1;
-    int n = 0;
-    while (n < WIRE_MAX_FIELDS && s->f[n].kind != F_END) n++;
-    return n;
 }
 
 /* ---- the decode and encode loops ---------------------------------------- */
