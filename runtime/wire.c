@@ -1,13 +1,15 @@
 /* runtime/wire.c — encoding and validated decoding of loom's messages (see
- * wire.h for the frame layout).  Each type's field list is written once in
- * encode_fields and once in decode_fields, in the same order. */
+ * wire.h for the frame layout).  Every message's fields are listed once, in
+ * the schema table at the top (`schema[]`); one encode loop and one decode loop
+ * walk it, with a pack and an unpack helper per kind of field. */
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include "runtime/wire.h"
 
-/* ---- decoding ----------------------------------------------------------- */
+/* ---- the decoder's state ---------------------------------------------- */
 
 typedef struct dec {
     loom_unpack u;
@@ -29,6 +31,179 @@ static int fail(dec *d, const char *fmt, ...)
     if (d->rc == 0) d->rc = LOOM_EPROTO;
     return d->rc;
 }
+
+/* ---- the schema ----------------------------------------------------------
+ * A field's kind says how it is packed and checked, and what type its
+ * loom_msg member has. */
+enum field_kind {
+    F_END = 0,  /* no more fields */
+    F_I32,      /* int32_t: a msgpack integer */
+    F_U32,      /* uint32_t: an unsigned integer */
+    F_U64,      /* uint64_t: an unsigned integer */
+    F_STR,      /* char *: a string without NUL bytes */
+    F_NAME,     /* char *: a string of 1..max bytes (0..max where empty_ok) */
+    F_REF,      /* loom_ref: LOOM_ID_LEN bytes */
+    F_BIN,      /* loom_bytes: bytes (pointing into the frame) */
+    /* arrays: the member points to the elements, n<member> counts them */
+    F_REFS, F_LOCS, F_TASKS, F_OUTPUTS, F_NODES, F_BUNDLES
+};
+
+typedef struct wire_field {
+    uint8_t kind;
+    uint8_t empty_ok;       /* F_NAME: "" is accepted */
+    uint16_t max;           /* F_NAME: the longest accepted, in bytes */
+    uint16_t off;           /* offsetof(loom_msg, member) */
+    uint16_t count_off;     /* arrays: offsetof(loom_msg, n<member>) */
+    const char *what;       /* the field's name in decode errors */
+} wire_field;
+
+#define WIRE_MAX_FIELDS 6
+typedef struct msg_schema {
+    const char *name;                       /* loom_msg_type_name */
+    wire_field f[WIRE_MAX_FIELDS];          /* in wire order; F_END after the last */
+    int (*check)(dec *d, const loom_msg *m); /* after the fields: what their types can't say */
+} msg_schema;
+
+/* offsetof(loom_msg, m); comparing distinct pointer types is a compile error
+ * (-Werror), so a table entry whose kind does not match its member's type T
+ * does not build. */
+#define AT(m, T) ((uint16_t)(offsetof(loom_msg, m) + 0 * sizeof(&((loom_msg *)0)->m == (T *)0)))
+#define I32(m, w) {.kind = F_I32, .off = AT(m, int32_t), .what = w}
+#define U32(m, w) {.kind = F_U32, .off = AT(m, uint32_t), .what = w}
+#define U64(m, w) {.kind = F_U64, .off = AT(m, uint64_t), .what = w}
+#define STR(m, w) {.kind = F_STR, .off = AT(m, char *), .what = w}
+#define NAME(m, mx, empty, w) {.kind = F_NAME, .max = mx, .empty_ok = empty, .off = AT(m, char *), .what = w}
+#define REF(m, w) {.kind = F_REF, .off = AT(m, loom_ref), .what = w}
+#define BIN(m, w) {.kind = F_BIN, .off = AT(m, loom_bytes), .what = w}
+#define LIST(k, m, T) {.kind = k, .off = AT(m, T *), .count_off = AT(n##m, uint32_t), .what = #m}
+#define REFS LIST(F_REFS, refs, loom_ref)
+#define LOCS LIST(F_LOCS, locs, loom_wire_loc)
+#define TASKS LIST(F_TASKS, tasks, loom_wire_task)
+#define OUTPUTS LIST(F_OUTPUTS, outputs, loom_wire_output)
+#define NODES LIST(F_NODES, nodes, loom_wire_node)
+#define BUNDLES LIST(F_BUNDLES, bundles, loom_wire_bundle)
+
+/* The checks that span fields, run once a message's fields decoded. */
+static int check_hello(dec *d, const loom_msg *m)
+{
+    if (m->role < LOOM_ROLE_DRIVER || m->role > LOOM_ROLE_EXECUTOR)
+        return fail(d, "role: unknown role %u", m->role);
+    if (m->nnodes > 1) return fail(d, "nodes: a hello describes at most one node");
+    return 0;
+}
+
+static int check_put_done(dec *d, const loom_msg *m)
+{
+    if (m->data.n && m->data.n != m->size) return fail(d, "value: size mismatch");
+    return 0;
+}
+
+static int check_one_task(dec *d, const loom_msg *m)
+{
+    if (m->ntasks != 1) return fail(d, "tasks: want exactly one task");
+    return 0;
+}
+
+static int check_chunk(dec *d, const loom_msg *m)
+{
+    if (m->offset > m->total || m->data.n > m->total - m->offset)
+        return fail(d, "chunk: %zu bytes at %llu overrun a total of %llu", m->data.n,
+                    (unsigned long long)m->offset, (unsigned long long)m->total);
+    return 0;
+}
+
+static int check_kv_value(dec *d, const loom_msg *m)
+{
+    if (m->data.n > (1u << 20)) return fail(d, "value: at most 1 MiB");
+    return 0;
+}
+
+static int check_pg_create(dec *d, const loom_msg *m)
+{
+    if (m->strategy > 3) return fail(d, "strategy: unknown placement strategy %u", m->strategy);
+    if (m->nbundles == 0 || m->nbundles > LOOM_WIRE_MAX_BUNDLES)
+        return fail(d, "bundles: want 1..%d", LOOM_WIRE_MAX_BUNDLES);
+    return 0;
+}
+
+/* Every message: its fields after [version, type, req], in wire order, each as
+ * KIND(loom_msg member, name in errors).  A message with no entry here does
+ * not exist; one with no fields is just its name. */
+static const msg_schema schema[LOOM_MSG_TYPE_MAX] = {
+    [LOOM_MSG_ERROR] = {.name = "ERROR", .f = {I32(code, "code"), STR(text, "text")}},
+    [LOOM_MSG_OK] = {.name = "OK"},
+    [LOOM_MSG_HELLO] = {.name = "HELLO", .check = check_hello,
+        .f = {U32(role, "role"), STR(secret, "secret"), STR(hostname, "hostname"), U32(pid, "pid"), NODES}},
+    [LOOM_MSG_WELCOME] = {.name = "WELCOME", .f = {U32(assigned_id, "id"), NODES}},
+    [LOOM_MSG_HEARTBEAT] = {.name = "HEARTBEAT", .f = {U64(store_used, "store_used"), U64(running, "running")}},
+    [LOOM_MSG_SUBMIT] = {.name = "SUBMIT",
+        .f = {STR(job_name, "job_name"), U32(detached, "detached"), TASKS, STR(label, "label")}},
+    [LOOM_MSG_SUBMITTED] = {.name = "SUBMITTED", .f = {STR(job, "job")}},
+    [LOOM_MSG_PUT_DONE] = {.name = "PUT_DONE", .check = check_put_done,
+        .f = {REF(ref, "ref"), U64(size, "size"), U32(node, "node"), BIN(data, "value"), U32(keep, "keep")}},
+    [LOOM_MSG_SUBSCRIBE] = {.name = "SUBSCRIBE", .f = {REFS}},
+    [LOOM_MSG_OBJ_READY] = {.name = "OBJ_READY",
+        .f = {REF(ref, "ref"), I32(code, "code"), U64(size, "size"), BIN(data, "value"), LOCS, STR(text, "text")}},
+    [LOOM_MSG_RELEASE] = {.name = "RELEASE", .f = {REFS}},
+    [LOOM_MSG_CANCEL] = {.name = "CANCEL", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_STATUS] = {.name = "STATUS"},
+    [LOOM_MSG_INFO] = {.name = "INFO", .f = {BIN(data, "info")}},
+    [LOOM_MSG_JOB_INFO] = {.name = "JOB_INFO", .f = {STR(job, "job")}},
+    [LOOM_MSG_JOB_REF] = {.name = "JOB_REF",
+        .f = {STR(job, "job"), STR(task_name, "task"), U64(output, "output")}},
+    [LOOM_MSG_REF] = {.name = "REF", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_JOB_DELETE] = {.name = "JOB_DELETE", .f = {STR(job, "job")}},
+    [LOOM_MSG_BYE] = {.name = "BYE"},
+    [LOOM_MSG_ASSIGN] = {.name = "ASSIGN", .check = check_one_task, .f = {TASKS}},
+    [LOOM_MSG_CANCEL_TASK] = {.name = "CANCEL_TASK", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_DELETE_OBJS] = {.name = "DELETE_OBJS", .f = {REFS}},
+    [LOOM_MSG_TASK_DONE] = {.name = "TASK_DONE",
+        .f = {REF(ref, "task"), I32(code, "code"), STR(text, "text"), OUTPUTS, U64(log_size, "log_size")}},
+    [LOOM_MSG_OBJ_ADDED] = {.name = "OBJ_ADDED", .f = {REF(ref, "ref"), U64(size, "size")}},
+    [LOOM_MSG_FETCH] = {.name = "FETCH",
+        .f = {REF(ref, "ref"), U64(offset, "offset"), U64(length, "length")}},
+    [LOOM_MSG_CHUNK] = {.name = "CHUNK", .check = check_chunk,
+        .f = {REF(ref, "ref"), U64(offset, "offset"), U64(total, "total"), BIN(data, "data")}},
+    [LOOM_MSG_PUSH] = {.name = "PUSH", .check = check_chunk,
+        .f = {REF(ref, "ref"), U64(offset, "offset"), U64(total, "total"), BIN(data, "data")}},
+    [LOOM_MSG_RUN] = {.name = "RUN", .check = check_one_task, .f = {TASKS}},
+    [LOOM_MSG_KV_PUT] = {.name = "KV_PUT", .check = check_kv_value,
+        .f = {NAME(key, 512, 0, "key"), BIN(data, "value")}},
+    [LOOM_MSG_KV_GET] = {.name = "KV_GET", .f = {NAME(key, 512, 0, "key"), U64(wait_ms, "wait_ms")}},
+    [LOOM_MSG_KV_DEL] = {.name = "KV_DEL", .f = {NAME(key, 512, 0, "key")}},
+    [LOOM_MSG_ACTOR_LOOKUP] = {.name = "ACTOR_LOOKUP", .f = {NAME(name, 255, 0, "name")}},
+    [LOOM_MSG_ACTOR_KILL] = {.name = "ACTOR_KILL", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_ACTOR_DIED] = {.name = "ACTOR_DIED",
+        .f = {REF(ref, "actor"), I32(code, "code"), STR(text, "text")}},
+    [LOOM_MSG_ACTORS] = {.name = "ACTORS"},
+    [LOOM_MSG_PG_CREATE] = {.name = "PG_CREATE", .check = check_pg_create,
+        .f = {NAME(name, 255, 1, "name"), U32(strategy, "strategy"), BUNDLES}},
+    [LOOM_MSG_PG_REMOVE] = {.name = "PG_REMOVE", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_PG_INFO] = {.name = "PG_INFO", .f = {REF(ref, "ref")}},
+    [LOOM_MSG_DRAIN] = {.name = "DRAIN", .f = {U32(node, "node")}},
+    [LOOM_MSG_RUNNING] = {.name = "RUNNING", .f = {REFS}},
+    [LOOM_MSG_JOBS] = {.name = "JOBS",
+        .f = {STR(label, "label"), U64(offset, "offset"), U64(limit, "limit")}},
+};
+
+/* The type's schema, or NULL for a type that does not exist. */
+static const msg_schema *schema_of(int type)
+{
+    if (type <= 0 || type >= LOOM_MSG_TYPE_MAX || !schema[type].name) return NULL;
+    return &schema[type];
+}
+
+/* The number of fields after [version, type, req]; -1 for no such type. */
+static int field_count(int type)
+{
+    const msg_schema *s = schema_of(type);
+    if (!s) return -1;
+    int n = 0;
+    while (n < WIRE_MAX_FIELDS && s->f[n].kind != F_END) n++;
+    return n;
+}
+
+/* ---- decoding ----------------------------------------------------------- */
 
 static int rd_u64(dec *d, uint64_t *v, const char *what)
 {
@@ -389,229 +564,6 @@ static int rd_ref_list_elem(dec *d, loom_ref *r)
         for (uint32_t i_ = 0; i_ < (count) && !(d)->rc; i_++) reader(d, &(field)[i_]); \
     } while (0)
 
-/* The number of fields after [version, type, req] for each type. */
-static int field_count(int type)
-{
-    switch (type) {
-    case LOOM_MSG_ERROR: return 2;
-    case LOOM_MSG_OK: case LOOM_MSG_STATUS: case LOOM_MSG_BYE: return 0;
-    case LOOM_MSG_HELLO: return 5;
-    case LOOM_MSG_WELCOME: return 2;
-    case LOOM_MSG_HEARTBEAT: return 2;
-    case LOOM_MSG_SUBMIT: return 4;
-    case LOOM_MSG_JOBS: return 3;
-    case LOOM_MSG_SUBMITTED: case LOOM_MSG_JOB_INFO: case LOOM_MSG_JOB_DELETE: return 1;
-    case LOOM_MSG_PUT_DONE: return 5;
-    case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS: return 1;
-    case LOOM_MSG_OBJ_READY: return 6;
-    case LOOM_MSG_CANCEL: case LOOM_MSG_REF: case LOOM_MSG_CANCEL_TASK: return 1;
-    case LOOM_MSG_INFO: return 1;
-    case LOOM_MSG_JOB_REF: return 3;
-    case LOOM_MSG_ASSIGN: case LOOM_MSG_RUN: return 1;
-    case LOOM_MSG_TASK_DONE: return 5;
-    case LOOM_MSG_KV_PUT: return 2;
-    case LOOM_MSG_KV_GET: return 2;
-    case LOOM_MSG_KV_DEL: case LOOM_MSG_ACTOR_LOOKUP: return 1;
-    case LOOM_MSG_ACTOR_KILL: case LOOM_MSG_PG_REMOVE: case LOOM_MSG_PG_INFO: return 1;
-    case LOOM_MSG_ACTOR_DIED: return 3;
-    case LOOM_MSG_ACTORS: return 0;
-    case LOOM_MSG_DRAIN: return 1;
-    case LOOM_MSG_RUNNING: return 1;
-    case LOOM_MSG_PG_CREATE: return 3;
-    case LOOM_MSG_OBJ_ADDED: return 2;
-    case LOOM_MSG_FETCH: return 3;
-    case LOOM_MSG_CHUNK: case LOOM_MSG_PUSH: return 4;
-    default: return -1;
-    }
-}
-
-static void decode_fields(dec *d, loom_msg *m)
-{
-    switch (m->type) {
-    case LOOM_MSG_ERROR:
-        rd_i32(d, &m->code, "code");
-        rd_str(d, &m->text, "text");
-        break;
-    case LOOM_MSG_HELLO:
-        rd_u32(d, &m->role, "role");
-        rd_str(d, &m->secret, "secret");
-        rd_str(d, &m->hostname, "hostname");
-        rd_u32(d, &m->id, "pid");
-        RD_LIST(d, m->nodes, m->nnodes, loom_wire_node, rd_node, "nodes");
-        if (!d->rc && (m->role < LOOM_ROLE_DRIVER || m->role > LOOM_ROLE_EXECUTOR))
-            fail(d, "role: unknown role %u", m->role);
-        if (!d->rc && m->nnodes > 1) fail(d, "nodes: a hello describes at most one node");
-        break;
-    case LOOM_MSG_WELCOME:
-        rd_u32(d, &m->id, "id");
-        RD_LIST(d, m->nodes, m->nnodes, loom_wire_node, rd_node, "nodes");
-        break;
-    case LOOM_MSG_HEARTBEAT:
-        rd_u64(d, &m->u0, "store_used");
-        rd_u64(d, &m->u1, "running");
-        break;
-    case LOOM_MSG_SUBMIT:
-        rd_str(d, &m->name, "job_name");
-        rd_u32(d, &m->flag, "detached");
-        RD_LIST(d, m->tasks, m->ntasks, loom_wire_task, rd_task, "tasks");
-        rd_str(d, &m->text, "label");
-        break;
-    case LOOM_MSG_JOBS:
-        rd_str(d, &m->text, "label");
-        rd_u64(d, &m->u0, "offset");
-        rd_u64(d, &m->u1, "limit");
-        break;
-    case LOOM_MSG_SUBMITTED: case LOOM_MSG_JOB_INFO: case LOOM_MSG_JOB_DELETE:
-        rd_str(d, &m->name, "job");
-        break;
-    case LOOM_MSG_PUT_DONE:
-        rd_ref(d, &m->ref, "ref");
-        rd_u64(d, &m->u0, "size");
-        rd_u32(d, &m->id, "node");
-        rd_bin(d, &m->data, "value");
-        rd_u32(d, &m->flag, "keep");
-        if (!d->rc && m->data.n && m->data.n != m->u0) fail(d, "value: size mismatch");
-        break;
-    case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS: case LOOM_MSG_RUNNING:
-        RD_LIST(d, m->refs, m->nrefs, loom_ref, rd_ref_list_elem, "refs");
-        break;
-    case LOOM_MSG_OBJ_READY:
-        rd_ref(d, &m->ref, "ref");
-        rd_i32(d, &m->code, "code");
-        rd_u64(d, &m->u0, "size");
-        rd_bin(d, &m->data, "value");
-        rd_locs(d, &m->locs, &m->nlocs);
-        rd_str(d, &m->text, "text");
-        break;
-    case LOOM_MSG_CANCEL: case LOOM_MSG_REF: case LOOM_MSG_CANCEL_TASK:
-        rd_ref(d, &m->ref, "ref");
-        break;
-    case LOOM_MSG_INFO:
-        rd_bin(d, &m->data, "info");
-        break;
-    case LOOM_MSG_JOB_REF:
-        rd_str(d, &m->name, "job");
-        rd_str(d, &m->text, "task");
-        rd_u64(d, &m->u0, "output");
-        break;
-    case LOOM_MSG_ASSIGN: case LOOM_MSG_RUN:
-        RD_LIST(d, m->tasks, m->ntasks, loom_wire_task, rd_task, "tasks");
-        if (!d->rc && m->ntasks != 1) fail(d, "tasks: want exactly one task");
-        break;
-    case LOOM_MSG_TASK_DONE:
-        rd_ref(d, &m->ref, "task");
-        rd_i32(d, &m->code, "code");
-        rd_str(d, &m->text, "text");
-        RD_LIST(d, m->outputs, m->noutputs, loom_wire_output, rd_output, "outputs");
-        rd_u64(d, &m->u0, "log_size");
-        break;
-    case LOOM_MSG_OBJ_ADDED:
-        rd_ref(d, &m->ref, "ref");
-        rd_u64(d, &m->u0, "size");
-        break;
-    case LOOM_MSG_FETCH:
-        rd_ref(d, &m->ref, "ref");
-        rd_u64(d, &m->u0, "offset");
-        rd_u64(d, &m->u1, "length");
-        break;
-    case LOOM_MSG_KV_PUT:
-        rd_name(d, &m->name, 512, 0, "key");
-        rd_bin(d, &m->data, "value");
-        if (!d->rc && m->data.n > (1u << 20)) fail(d, "value: at most 1 MiB");
-        break;
-    case LOOM_MSG_KV_GET:
-        rd_name(d, &m->name, 512, 0, "key");
-        rd_u64(d, &m->u0, "wait_ms");
-        break;
-    case LOOM_MSG_KV_DEL:
-        rd_name(d, &m->name, 512, 0, "key");
-        break;
-    case LOOM_MSG_ACTOR_LOOKUP:
-        rd_name(d, &m->name, 255, 0, "name");
-        break;
-    case LOOM_MSG_ACTOR_KILL: case LOOM_MSG_PG_REMOVE: case LOOM_MSG_PG_INFO:
-        rd_ref(d, &m->ref, "ref");
-        break;
-    case LOOM_MSG_DRAIN:
-        rd_u32(d, &m->id, "node");
-        break;
-    case LOOM_MSG_ACTOR_DIED:
-        rd_ref(d, &m->ref, "actor");
-        rd_i32(d, &m->code, "code");
-        rd_str(d, &m->text, "text");
-        break;
-    case LOOM_MSG_PG_CREATE:
-        rd_name(d, &m->name, 255, 1, "name");
-        rd_u32(d, &m->flag, "strategy");
-        RD_LIST(d, m->bundles, m->nbundles, loom_wire_bundle, rd_bundle, "bundles");
-        if (!d->rc && m->flag > 3) fail(d, "strategy: unknown placement strategy %u", m->flag);
-        if (!d->rc && (m->nbundles == 0 || m->nbundles > LOOM_WIRE_MAX_BUNDLES))
-            fail(d, "bundles: want 1..%d", LOOM_WIRE_MAX_BUNDLES);
-        break;
-    case LOOM_MSG_CHUNK: case LOOM_MSG_PUSH:
-        rd_ref(d, &m->ref, "ref");
-        rd_u64(d, &m->u0, "offset");
-        rd_u64(d, &m->u1, "total");
-        rd_bin(d, &m->data, "data");
-        if (!d->rc && (m->u0 > m->u1 || m->data.n > m->u1 - m->u0))
-            fail(d, "chunk: %zu bytes at %llu overrun a total of %llu", m->data.n,
-                 (unsigned long long)m->u0, (unsigned long long)m->u1);
-        break;
-    default:
-        break;
-    }
-}
-
-int loom_wire_decode(const void *buf, size_t len, loom_msg *m, char *err, size_t errlen)
-{
-    memset(m, 0, sizeof(*m));
-    dec d = {.arena = &m->arena, .err = err, .errlen = errlen};
-    if (err && errlen) err[0] = 0;
-    if (!buf && len) return fail(&d, "no data");
-    loom_unpack_init(&d.u, buf, len);
-    uint32_t n;
-    uint64_t version = 0, type = 0;
-    if (loom_unpack_array(&d.u, &n) || n < 3) return fail(&d, "not a loom message (want an array)");
-    if (loom_unpack_u64(&d.u, &version) || version != LOOM_PROTO_VERSION)
-        return fail(&d, "protocol version %llu is not %d", (unsigned long long)version,
-                    LOOM_PROTO_VERSION);
-    if (loom_unpack_u64(&d.u, &type) || type == 0 || type >= LOOM_MSG_TYPE_MAX)
-        return fail(&d, "unknown message type %llu", (unsigned long long)type);
-    m->type = (int)type;
-    if (loom_unpack_u64(&d.u, &m->req)) return fail(&d, "req: want an unsigned integer");
-    if ((int)n - 3 != field_count(m->type))
-        return fail(&d, "%s: want %d fields, got %u", loom_msg_type_name(m->type),
-                    field_count(m->type), n - 3);
-    decode_fields(&d, m);
-    if (!d.rc && !loom_unpack_done(&d.u)) fail(&d, "trailing bytes after the message");
-    if (d.rc) {
-        loom_arena_free(&m->arena);
-        return d.rc;
-    }
-    return 0;
-}
-
-void loom_msg_free(loom_msg *m)
-{
-    if (m) loom_arena_free(&m->arena);
-}
-
-void loom_msg_init(loom_msg *m, int type, uint64_t req)
-{
-    memset(m, 0, sizeof(*m));
-    m->type = type;
-    m->req = req;
-}
-
-int loom_wire_unpack_task(loom_unpack *u, loom_arena *arena, loom_wire_task *t, char *err, size_t errlen)
-{
-    dec d = {.u = *u, .arena = arena, .err = err, .errlen = errlen};
-    memset(t, 0, sizeof(*t));
-    rd_task(&d, t);
-    if (!d.rc) *u = d.u;
-    return d.rc;
-}
-
 /* ---- encoding ----------------------------------------------------------- */
 
 static int pk_str(loom_pack *p, const char *s)
@@ -798,116 +750,87 @@ static int pk_outputs(loom_pack *p, const loom_wire_output *o, uint32_t n)
     return rc;
 }
 
-static int encode_fields(const loom_msg *m, loom_pack *p)
+/* ---- the decode and encode loops ---------------------------------------- */
+
+static int rd_field(dec *d, const wire_field *f, loom_msg *m)
 {
-    int rc = 0;
-    switch (m->type) {
-    case LOOM_MSG_ERROR:
-        rc = loom_pack_i64(p, m->code);
-        if (!rc) rc = pk_str(p, m->text);
-        return rc;
-    case LOOM_MSG_HELLO:
-        rc = loom_pack_u64(p, m->role);
-        if (!rc) rc = pk_str(p, m->secret);
-        if (!rc) rc = pk_str(p, m->hostname);
-        if (!rc) rc = loom_pack_u64(p, m->id);
-        if (!rc) rc = pk_nodes(p, m->nodes, m->nnodes);
-        return rc;
-    case LOOM_MSG_WELCOME:
-        rc = loom_pack_u64(p, m->id);
-        if (!rc) rc = pk_nodes(p, m->nodes, m->nnodes);
-        return rc;
-    case LOOM_MSG_HEARTBEAT:
-        rc = loom_pack_u64(p, m->u0);
-        if (!rc) rc = loom_pack_u64(p, m->u1);
-        return rc;
-    case LOOM_MSG_SUBMIT:
-        rc = pk_str(p, m->name);
-        if (!rc) rc = loom_pack_u64(p, m->flag);
-        if (!rc) rc = pk_tasks(p, m->tasks, m->ntasks);
-        if (!rc) rc = pk_str(p, m->text);
-        return rc;
-    case LOOM_MSG_JOBS:
-        rc = pk_str(p, m->text);
-        if (!rc) rc = loom_pack_u64(p, m->u0);
-        if (!rc) rc = loom_pack_u64(p, m->u1);
-        return rc;
-    case LOOM_MSG_SUBMITTED: case LOOM_MSG_JOB_INFO: case LOOM_MSG_JOB_DELETE:
-        return pk_str(p, m->name);
-    case LOOM_MSG_PUT_DONE:
-        rc = pk_ref(p, &m->ref);
-        if (!rc) rc = loom_pack_u64(p, m->u0);
-        if (!rc) rc = loom_pack_u64(p, m->id);
-        if (!rc) rc = loom_pack_bin(p, m->data.p, m->data.n);
-        if (!rc) rc = loom_pack_u64(p, m->flag);
-        return rc;
-    case LOOM_MSG_SUBSCRIBE: case LOOM_MSG_RELEASE: case LOOM_MSG_DELETE_OBJS: case LOOM_MSG_RUNNING:
-        return pk_refs(p, m->refs, m->nrefs);
-    case LOOM_MSG_OBJ_READY:
-        rc = pk_ref(p, &m->ref);
-        if (!rc) rc = loom_pack_i64(p, m->code);
-        if (!rc) rc = loom_pack_u64(p, m->u0);
-        if (!rc) rc = loom_pack_bin(p, m->data.p, m->data.n);
-        if (!rc) rc = pk_locs(p, m->locs, m->nlocs);
-        if (!rc) rc = pk_str(p, m->text);
-        return rc;
-    case LOOM_MSG_CANCEL: case LOOM_MSG_REF: case LOOM_MSG_CANCEL_TASK:
-        return pk_ref(p, &m->ref);
-    case LOOM_MSG_INFO:
-        return loom_pack_bin(p, m->data.p, m->data.n);
-    case LOOM_MSG_JOB_REF:
-        rc = pk_str(p, m->name);
-        if (!rc) rc = pk_str(p, m->text);
-        if (!rc) rc = loom_pack_u64(p, m->u0);
-        return rc;
-    case LOOM_MSG_ASSIGN: case LOOM_MSG_RUN:
-        return pk_tasks(p, m->tasks, m->ntasks);
-    case LOOM_MSG_TASK_DONE:
-        rc = pk_ref(p, &m->ref);
-        if (!rc) rc = loom_pack_i64(p, m->code);
-        if (!rc) rc = pk_str(p, m->text);
-        if (!rc) rc = pk_outputs(p, m->outputs, m->noutputs);
-        if (!rc) rc = loom_pack_u64(p, m->u0);
-        return rc;
-    case LOOM_MSG_OBJ_ADDED:
-        rc = pk_ref(p, &m->ref);
-        if (!rc) rc = loom_pack_u64(p, m->u0);
-        return rc;
-    case LOOM_MSG_FETCH: case LOOM_MSG_CHUNK: case LOOM_MSG_PUSH:
-        rc = pk_ref(p, &m->ref);
-        if (!rc) rc = loom_pack_u64(p, m->u0);
-        if (!rc) rc = loom_pack_u64(p, m->u1);
-        if (!rc && m->type != LOOM_MSG_FETCH) rc = loom_pack_bin(p, m->data.p, m->data.n);
-        return rc;
-    case LOOM_MSG_KV_PUT:
-        rc = pk_str(p, m->name);
-        if (!rc) rc = loom_pack_bin(p, m->data.p, m->data.n);
-        return rc;
-    case LOOM_MSG_KV_GET:
-        rc = pk_str(p, m->name);
-        if (!rc) rc = loom_pack_u64(p, m->u0);
-        return rc;
-    case LOOM_MSG_KV_DEL: case LOOM_MSG_ACTOR_LOOKUP:
-        return pk_str(p, m->name);
-    case LOOM_MSG_ACTOR_KILL: case LOOM_MSG_PG_REMOVE: case LOOM_MSG_PG_INFO:
-        return pk_ref(p, &m->ref);
-    case LOOM_MSG_DRAIN:
-        return loom_pack_u64(p, m->id);
-    case LOOM_MSG_ACTOR_DIED:
-        rc = pk_ref(p, &m->ref);
-        if (!rc) rc = loom_pack_i64(p, m->code);
-        if (!rc) rc = pk_str(p, m->text);
-        return rc;
-    case LOOM_MSG_PG_CREATE:
-        rc = pk_str(p, m->name);
-        if (!rc) rc = loom_pack_u64(p, m->flag);
-        if (!rc) rc = pk_bundles(p, m->bundles, m->nbundles);
-        return rc;
-    default:
-        return 0;
+    void *at = (char *)m + f->off;
+    uint32_t *count = (uint32_t *)((char *)m + f->count_off);
+    switch (f->kind) {
+    case F_I32: return rd_i32(d, at, f->what);
+    case F_U32: return rd_u32(d, at, f->what);
+    case F_U64: return rd_u64(d, at, f->what);
+    case F_STR: return rd_str(d, at, f->what);
+    case F_NAME: return rd_name(d, at, f->max, f->empty_ok, f->what);
+    case F_REF: return rd_ref(d, at, f->what);
+    case F_BIN: return rd_bin(d, at, f->what);
+    case F_REFS: RD_LIST(d, *(loom_ref **)at, *count, loom_ref, rd_ref_list_elem, f->what); break;
+    case F_LOCS: return rd_locs(d, at, count);
+    case F_TASKS: RD_LIST(d, *(loom_wire_task **)at, *count, loom_wire_task, rd_task, f->what); break;
+    case F_OUTPUTS: RD_LIST(d, *(loom_wire_output **)at, *count, loom_wire_output, rd_output, f->what); break;
+    case F_NODES: RD_LIST(d, *(loom_wire_node **)at, *count, loom_wire_node, rd_node, f->what); break;
+    case F_BUNDLES: RD_LIST(d, *(loom_wire_bundle **)at, *count, loom_wire_bundle, rd_bundle, f->what); break;
+    default: break;
+    }
+    return d->rc;
+}
+
+static int pk_field(loom_pack *p, const wire_field *f, const loom_msg *m)
+{
+    const void *at = (const char *)m + f->off;
+    const uint32_t *count = (const uint32_t *)((const char *)m + f->count_off);
+    switch (f->kind) {
+    case F_I32: return loom_pack_i64(p, *(const int32_t *)at);
+    case F_U32: return loom_pack_u64(p, *(const uint32_t *)at);
+    case F_U64: return loom_pack_u64(p, *(const uint64_t *)at);
+    case F_STR: case F_NAME: return pk_str(p, *(char *const *)at);
+    case F_REF: return pk_ref(p, at);
+    case F_BIN: return loom_pack_bin(p, ((const loom_bytes *)at)->p, ((const loom_bytes *)at)->n);
+    case F_REFS: return pk_refs(p, *(loom_ref *const *)at, *count);
+    case F_LOCS: return pk_locs(p, *(loom_wire_loc *const *)at, *count);
+    case F_TASKS: return pk_tasks(p, *(loom_wire_task *const *)at, *count);
+    case F_OUTPUTS: return pk_outputs(p, *(loom_wire_output *const *)at, *count);
+    case F_NODES: return pk_nodes(p, *(loom_wire_node *const *)at, *count);
+    case F_BUNDLES: return pk_bundles(p, *(loom_wire_bundle *const *)at, *count);
+    default: return 0;
     }
 }
 
+static void decode_fields(dec *d, loom_msg *m)
+{
+    const msg_schema *s = schema_of(m->type);
+    for (int i = 0; i < WIRE_MAX_FIELDS && s->f[i].kind != F_END; i++) rd_field(d, &s->f[i], m);
+    if (!d->rc && s->check) s->check(d, m);
+}
+
+int loom_wire_decode(const void *buf, size_t len, loom_msg *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof(*m));
+    dec d = {.arena = &m->arena, .err = err, .errlen = errlen};
+    if (err && errlen) err[0] = 0;
+    if (!buf && len) return fail(&d, "no data");
+    loom_unpack_init(&d.u, buf, len);
+    uint32_t n;
+    uint64_t version = 0, type = 0;
+    if (loom_unpack_array(&d.u, &n) || n < 3) return fail(&d, "not a loom message (want an array)");
+    if (loom_unpack_u64(&d.u, &version) || version != LOOM_PROTO_VERSION)
+        return fail(&d, "protocol version %llu is not %d", (unsigned long long)version,
+                    LOOM_PROTO_VERSION);
+    if (loom_unpack_u64(&d.u, &type) || type == 0 || type >= LOOM_MSG_TYPE_MAX)
+        return fail(&d, "unknown message type %llu", (unsigned long long)type);
+    m->type = (int)type;
+    if (loom_unpack_u64(&d.u, &m->req)) return fail(&d, "req: want an unsigned integer");
+    if ((int)n - 3 != field_count(m->type))
+        return fail(&d, "%s: want %d fields, got %u", loom_msg_type_name(m->type),
+                    field_count(m->type), n - 3);
+    decode_fields(&d, m);
+    if (!d.rc && !loom_unpack_done(&d.u)) fail(&d, "trailing bytes after the message");
+    if (d.rc) {
+        loom_arena_free(&m->arena);
+        return d.rc;
+    }
+    return 0;
+}
 int loom_wire_encode(const loom_msg *m, loom_pack *p)
 {
     int nf = field_count(m->type);
@@ -917,21 +840,35 @@ int loom_wire_encode(const loom_msg *m, loom_pack *p)
     if (!rc) rc = loom_pack_u64(p, LOOM_PROTO_VERSION);
     if (!rc) rc = loom_pack_u64(p, (uint64_t)m->type);
     if (!rc) rc = loom_pack_u64(p, m->req);
-    if (!rc) rc = encode_fields(m, p);
+    for (int i = 0; i < nf && !rc; i++) rc = pk_field(p, &schema[m->type].f[i], m);
     return rc;
 }
 
 const char *loom_msg_type_name(int type)
 {
-    static const char *names[] = {
-        "?", "ERROR", "OK", "HELLO", "WELCOME", "HEARTBEAT", "SUBMIT", "SUBMITTED",
-        "PUT_DONE", "SUBSCRIBE", "OBJ_READY", "RELEASE", "CANCEL", "STATUS", "INFO",
-        "JOB_INFO", "JOB_REF", "REF", "JOB_DELETE", "BYE", "ASSIGN", "CANCEL_TASK",
-        "DELETE_OBJS", "TASK_DONE", "OBJ_ADDED", "FETCH", "CHUNK", "PUSH", "RUN", "KV_PUT",
-        "KV_GET", "KV_DEL", "ACTOR_LOOKUP", "ACTOR_KILL", "ACTOR_DIED", "ACTORS", "PG_CREATE",
-        "PG_REMOVE", "PG_INFO", "DRAIN", "RUNNING", "JOBS"};
-    if (type <= 0 || type >= LOOM_MSG_TYPE_MAX) return "?";
-    return names[type];
+    const msg_schema *s = schema_of(type);
+    return s ? s->name : "?";
+}
+
+void loom_msg_free(loom_msg *m)
+{
+    if (m) loom_arena_free(&m->arena);
+}
+
+void loom_msg_init(loom_msg *m, int type, uint64_t req)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = type;
+    m->req = req;
+}
+
+int loom_wire_unpack_task(loom_unpack *u, loom_arena *arena, loom_wire_task *t, char *err, size_t errlen)
+{
+    dec d = {.u = *u, .arena = arena, .err = err, .errlen = errlen};
+    memset(t, 0, sizeof(*t));
+    rd_task(&d, t);
+    if (!d.rc) *u = d.u;
+    return d.rc;
 }
 
 /* ---- deep copy ---------------------------------------------------------- */

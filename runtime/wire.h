@@ -25,49 +25,52 @@
 #define LOOM_CHUNK_SIZE (4u << 20)      /* node-to-node transfer chunk */
 #define LOOM_WIRE_MAX_LIST (1u << 22)   /* bound on any array in a message */
 
+/* The message types.  Each one's fields — their order on the wire, the
+ * loom_msg member each lands in, and the checks beyond their types — are listed
+ * once, in the schema table in wire.c (`schema[]`); the loom_msg members below
+ * say which message uses which name. */
 enum loom_msg_type {
-    LOOM_MSG_ERROR = 1,      /* code, text */
-    LOOM_MSG_OK,             /* (none) */
-    LOOM_MSG_HELLO,          /* role, secret, hostname, pid, nodes[0..1] (a node describes itself) */
-    LOOM_MSG_WELCOME,        /* id, nodes[] */
-    LOOM_MSG_HEARTBEAT,      /* u0 = store bytes used, u1 = tasks running */
-    LOOM_MSG_SUBMIT,         /* name (job name), flag (detached), tasks[], text (job label: its owner) */
-    LOOM_MSG_SUBMITTED,      /* name (job id) */
-    LOOM_MSG_PUT_DONE,       /* ref, u0 = size, id = node holding it, data = inline bytes,
-                                flag = 1: content-addressed, kept while the head runs */
-    LOOM_MSG_SUBSCRIBE,      /* refs[] */
-    LOOM_MSG_OBJ_READY,      /* ref, code, u0 = size, data = inline bytes, locs[], text */
-    LOOM_MSG_RELEASE,        /* refs[] */
-    LOOM_MSG_CANCEL,         /* ref */
-    LOOM_MSG_STATUS,         /* (none) */
-    LOOM_MSG_INFO,           /* data = msgpack map (reply to STATUS / JOB_INFO) */
-    LOOM_MSG_JOB_INFO,       /* name (job id) */
-    LOOM_MSG_JOB_REF,        /* name (job id), text (task name), u0 = output */
-    LOOM_MSG_REF,            /* ref (reply to JOB_REF) */
-    LOOM_MSG_JOB_DELETE,     /* name (job id) */
-    LOOM_MSG_BYE,            /* (none) */
-    LOOM_MSG_ASSIGN,         /* tasks[0] (args resolved to values or refs with locations) */
-    LOOM_MSG_CANCEL_TASK,    /* ref (task id ++ 0) */
-    LOOM_MSG_DELETE_OBJS,    /* refs[] */
-    LOOM_MSG_TASK_DONE,      /* ref (task id ++ 0), code, text, outputs[], u0 = log size */
-    LOOM_MSG_OBJ_ADDED,      /* ref, u0 = size */
-    LOOM_MSG_FETCH,          /* ref, u0 = offset, u1 = length */
-    LOOM_MSG_CHUNK,          /* ref, u0 = offset, u1 = total, data */
-    LOOM_MSG_PUSH,           /* ref, u0 = offset, u1 = total, data (a remote put) */
-    LOOM_MSG_RUN,            /* tasks[0] (daemon -> executor) */
-    LOOM_MSG_KV_PUT,         /* name (key), data (value) */
-    LOOM_MSG_KV_GET,         /* name (key), u0 = wait ms; reply INFO (data = value) */
-    LOOM_MSG_KV_DEL,         /* name (key) */
-    LOOM_MSG_ACTOR_LOOKUP,   /* name; reply REF (actor id ++ 0) */
-    LOOM_MSG_ACTOR_KILL,     /* ref (actor id ++ 0): driver -> head, head -> daemon */
-    LOOM_MSG_ACTOR_DIED,     /* ref (actor id ++ 0), code, text (daemon -> head) */
-    LOOM_MSG_ACTORS,         /* (none); reply INFO */
-    LOOM_MSG_PG_CREATE,      /* name, flag = strategy, bundles[]; reply REF (pg id ++ 0) */
-    LOOM_MSG_PG_REMOVE,      /* ref (pg id ++ 0) */
-    LOOM_MSG_PG_INFO,        /* ref (pg id ++ 0); reply INFO */
-    LOOM_MSG_DRAIN,          /* id (node id): place nothing new there */
-    LOOM_MSG_RUNNING,        /* refs[] (task id ++ 0): what a node that joined again still runs */
-    LOOM_MSG_JOBS,           /* text (label; "": all), u0 = offset, u1 = limit; reply INFO */
+    LOOM_MSG_ERROR = 1,      /* a request failed */
+    LOOM_MSG_OK,             /* a request succeeded */
+    LOOM_MSG_HELLO,          /* a driver, node or executor introduces itself */
+    LOOM_MSG_WELCOME,        /* reply to HELLO */
+    LOOM_MSG_HEARTBEAT,      /* node -> head: its load */
+    LOOM_MSG_SUBMIT,         /* driver -> head: a job's tasks; reply SUBMITTED */
+    LOOM_MSG_SUBMITTED,      /* the new job's id */
+    LOOM_MSG_PUT_DONE,       /* an object was stored */
+    LOOM_MSG_SUBSCRIBE,      /* tell me when these objects are ready */
+    LOOM_MSG_OBJ_READY,      /* an object is ready (or failed) */
+    LOOM_MSG_RELEASE,        /* the driver no longer holds these refs */
+    LOOM_MSG_CANCEL,         /* cancel the task making an object */
+    LOOM_MSG_STATUS,         /* reply INFO: the cluster */
+    LOOM_MSG_INFO,           /* a msgpack map (reply to STATUS, JOB_INFO, ...) */
+    LOOM_MSG_JOB_INFO,       /* reply INFO: a job */
+    LOOM_MSG_JOB_REF,        /* reply REF: a job's task output */
+    LOOM_MSG_REF,            /* reply to JOB_REF, ACTOR_LOOKUP, PG_CREATE */
+    LOOM_MSG_JOB_DELETE,
+    LOOM_MSG_BYE,
+    LOOM_MSG_ASSIGN,         /* head -> daemon: run one task (args resolved) */
+    LOOM_MSG_CANCEL_TASK,    /* head -> daemon */
+    LOOM_MSG_DELETE_OBJS,    /* head -> daemon */
+    LOOM_MSG_TASK_DONE,      /* a task finished */
+    LOOM_MSG_OBJ_ADDED,      /* a daemon stored an object */
+    LOOM_MSG_FETCH,          /* node -> node: ask for a chunk; reply CHUNK */
+    LOOM_MSG_CHUNK,          /* a chunk of an object */
+    LOOM_MSG_PUSH,           /* a chunk of a remote put */
+    LOOM_MSG_RUN,            /* daemon -> executor: run one task */
+    LOOM_MSG_KV_PUT,
+    LOOM_MSG_KV_GET,         /* reply INFO (data = value) */
+    LOOM_MSG_KV_DEL,
+    LOOM_MSG_ACTOR_LOOKUP,   /* reply REF (actor id ++ 0) */
+    LOOM_MSG_ACTOR_KILL,     /* driver -> head, head -> daemon */
+    LOOM_MSG_ACTOR_DIED,     /* daemon -> head */
+    LOOM_MSG_ACTORS,         /* reply INFO */
+    LOOM_MSG_PG_CREATE,      /* reply REF (pg id ++ 0) */
+    LOOM_MSG_PG_REMOVE,
+    LOOM_MSG_PG_INFO,        /* reply INFO */
+    LOOM_MSG_DRAIN,          /* place nothing new on a node */
+    LOOM_MSG_RUNNING,        /* what a node that joined again still runs */
+    LOOM_MSG_JOBS,           /* reply INFO: the jobs, a page of them */
     LOOM_MSG_TYPE_MAX
 };
 
@@ -180,21 +183,69 @@ typedef struct loom_wire_node {
     loom_wire_label *labels;  uint32_t nlabels;
 } loom_wire_node;
 
+/* A decoded message, or one being built.  The scalar and string slots are
+ * shared by many types: each is a union of the names its messages give it,
+ * so a handler reads m->store_used, not m->u0.  The old generic names (u0, u1,
+ * id, flag) still compile while callers move to the names; the schema in
+ * wire.c uses only the names. */
 typedef struct loom_msg {
     int type;
     uint64_t req;
-    int32_t code;
-    uint32_t role, id, flag;
-    uint64_t u0, u1;
-    char *secret, *hostname, *name, *text;
-    loom_ref ref;
-    loom_bytes data;
-    loom_ref *refs;             uint32_t nrefs;
-    loom_wire_loc *locs;        uint32_t nlocs;
-    loom_wire_task *tasks;      uint32_t ntasks;
-    loom_wire_output *outputs;  uint32_t noutputs;
-    loom_wire_node *nodes;      uint32_t nnodes;
-    loom_wire_bundle *bundles;  uint32_t nbundles;
+    int32_t code;               /* ERROR, OBJ_READY, TASK_DONE, ACTOR_DIED: a LOOM_E* code */
+    uint32_t role;              /* HELLO: LOOM_ROLE_* */
+    union {
+        uint32_t id;
+        uint32_t pid;           /* HELLO: the sender's process id */
+        uint32_t assigned_id;   /* WELCOME: the sender's node id (a node) or client id */
+        uint32_t node;          /* PUT_DONE: the node holding the object; DRAIN: the node */
+    };
+    union {
+        uint32_t flag;
+        uint32_t detached;      /* SUBMIT: the job outlives its driver */
+        uint32_t keep;          /* PUT_DONE: 1 = content-addressed, kept while the head runs */
+        uint32_t strategy;      /* PG_CREATE: the placement strategy (0..3) */
+    };
+    union {
+        uint64_t u0;
+        uint64_t store_used;    /* HEARTBEAT: store bytes used */
+        uint64_t size;          /* PUT_DONE, OBJ_READY, OBJ_ADDED: the object's size */
+        uint64_t output;        /* JOB_REF: the output's index */
+        uint64_t log_size;      /* TASK_DONE: the task's log size */
+        uint64_t offset;        /* FETCH, CHUNK, PUSH: byte offset; JOBS: jobs to skip */
+        uint64_t wait_ms;       /* KV_GET: how long to wait for the key */
+    };
+    union {
+        uint64_t u1;
+        uint64_t running;       /* HEARTBEAT: tasks running */
+        uint64_t length;        /* FETCH: bytes wanted */
+        uint64_t total;         /* CHUNK, PUSH: the object's size */
+        uint64_t limit;         /* JOBS: jobs at most */
+    };
+    char *secret;               /* HELLO: the cluster secret */
+    char *hostname;             /* HELLO */
+    union {
+        char *name;             /* ACTOR_LOOKUP: actor name; PG_CREATE: group name */
+        char *job_name;         /* SUBMIT */
+        char *job;              /* SUBMITTED, JOB_INFO, JOB_REF, JOB_DELETE: the job id */
+        char *key;              /* KV_PUT, KV_GET, KV_DEL */
+    };
+    union {
+        char *text;             /* ERROR, OBJ_READY, TASK_DONE, ACTOR_DIED: the error text */
+        char *label;            /* SUBMIT: the job's label; JOBS: the label listed ("": all) */
+        char *task_name;        /* JOB_REF */
+    };
+    loom_ref ref;               /* an object; TASK_DONE, CANCEL_TASK: task id ++ 0;
+                                   ACTOR_KILL, ACTOR_DIED: actor id ++ 0;
+                                   PG_REMOVE, PG_INFO: pg id ++ 0; REF: the answer */
+    loom_bytes data;            /* PUT_DONE, OBJ_READY: inline value; INFO: msgpack map;
+                                   CHUNK, PUSH: bytes at offset; KV_PUT: the value */
+    loom_ref *refs;             uint32_t nrefs;     /* SUBSCRIBE, RELEASE, DELETE_OBJS, RUNNING */
+    loom_wire_loc *locs;        uint32_t nlocs;     /* OBJ_READY: where the object is */
+    loom_wire_task *tasks;      uint32_t ntasks;    /* SUBMIT; ASSIGN, RUN: exactly one */
+    loom_wire_output *outputs;  uint32_t noutputs;  /* TASK_DONE */
+    loom_wire_node *nodes;      uint32_t nnodes;    /* HELLO: 0..1 (a node describes itself);
+                                                       WELCOME: the cluster's nodes */
+    loom_wire_bundle *bundles;  uint32_t nbundles;  /* PG_CREATE: 1..LOOM_WIRE_MAX_BUNDLES */
     loom_arena arena;           /* owns every decoded string and array */
 } loom_msg;
 

@@ -6,6 +6,7 @@
 #include "runtime/ids.h"
 #include "runtime/wire.h"
 #include "testutil.h"
+#include "wire_golden.h"
 
 static loom_pack *pk;
 static const char *corpus_dir; /* --write-corpus DIR: save one frame per type */
@@ -217,6 +218,243 @@ static void test_every_type(void)
     }
 }
 
+/* ---- golden frames ---------------------------------------------------------
+ * For every message type, a message with distinctive values in all its fields
+ * and the exact bytes protocol version 1 encodes it to (tests/wire_golden.h,
+ * written by `test_wire --write-golden FILE` from the codec of the time the
+ * frames were recorded).  Encoding must give exactly those bytes, decoding them
+ * must give back the same fields: a change to the codec that moves a byte on
+ * the wire fails here. */
+
+typedef struct golden_parts {
+    loom_wire_task tasks[2];
+    loom_wire_arg args[2];
+    loom_wire_loc arg_locs[1];
+    loom_wire_loc locs[2];
+    loom_ref refs[2];
+    loom_wire_output outputs[2];
+    loom_wire_node nodes[2];
+    loom_wire_bundle bundles[2];
+} golden_parts;
+
+static void golden_actor_task(loom_wire_task *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (int i = 0; i < 16; i++) t->task_id[i] = (uint8_t)(0x30 + i);
+    t->kind = LOOM_TASK_FUNCTION;
+    t->name = "counter";
+    t->lib.kind = LOOM_WARG_REF;
+    for (int i = 0; i < LOOM_ID_LEN; i++) t->lib.ref.id[i] = (uint8_t)(0x50 + i);
+    t->lib.size = 4242;
+    t->function = "Counter";
+    t->cwd = "";
+    t->num_cpus = 0.5;
+    t->memory = 777;
+    t->bundle = -1;
+    t->gpu_ids = "1,2";
+    t->max_retries = 5;
+    t->retry_on_error = 1;
+    t->actor_op = LOOM_ACTOR_CREATE;
+    for (int i = 0; i < 16; i++) t->actor[i] = (uint8_t)(0x60 + i);
+    t->max_concurrency = 4;
+    t->detached = 1;
+    t->actor_name = "cnt";
+    t->max_restarts = 7;
+    t->max_task_retries = 3;
+}
+
+/* Fill every member of m with a distinctive value, within what each type's
+ * decoder accepts. */
+static void golden_msg(int type, loom_msg *m, golden_parts *g)
+{
+    static loom_wire_res res[] = {{"nvlink", 2}, {"tpu", 0.75}};
+    static loom_wire_label labels[] = {{"zone", "b"}, {"rack", ""}};
+    loom_msg_init(m, type, 0x1234567);
+    make_task(&g->tasks[0], g->args, g->arg_locs);
+    golden_actor_task(&g->tasks[1]);
+    g->locs[0] = (loom_wire_loc){.node = 11, .addr = "10.0.0.1:7001"};
+    g->locs[1] = (loom_wire_loc){.node = 12, .addr = "10.0.0.2:7002"};
+    memset(&g->refs[0], 0x11, sizeof(g->refs[0]));
+    memset(&g->refs[1], 0x22, sizeof(g->refs[1]));
+    g->outputs[0] = (loom_wire_output){.index = 0, .size = 2, .value = {(const uint8_t *)"ok", 2}};
+    g->outputs[1] = (loom_wire_output){.index = 3, .size = 1u << 24};
+    g->nodes[0] = (loom_wire_node){.id = 1, .hostname = "h1", .data_addr = "a:1", .store_dir = "/s1",
+                                   .spill_dir = "/p1", .num_cpus = 2.5, .memory = 3, .capacity = 4,
+                                   .num_gpus = 2, .gpu_memory = 80, .res = res, .nres = 2,
+                                   .labels = labels, .nlabels = 2};
+    g->nodes[1] = (loom_wire_node){.id = 2, .hostname = "h2", .data_addr = "a:2", .store_dir = "/s2",
+                                   .spill_dir = "", .num_cpus = 64, .memory = 5ull << 33,
+                                   .capacity = 6ull << 34};
+    g->bundles[0] = (loom_wire_bundle){.num_cpus = 1, .num_gpus = 0.5, .res = res, .nres = 1};
+    g->bundles[1] = (loom_wire_bundle){.num_cpus = 0, .memory = 1u << 30, .num_gpus = 2,
+                                       .gpu_memory = 9};
+    m->code = -1234567;
+    m->role = LOOM_ROLE_NODE;
+    m->id = 0xBEEF01;
+    m->flag = 3;
+    m->u0 = 0x0102030405ull;
+    m->u1 = 0x0A0B0C0D0Eull;
+    m->secret = "s3cret";
+    m->hostname = "host-h";
+    m->name = "name-n";
+    m->text = "text-t";
+    for (int i = 0; i < LOOM_ID_LEN; i++) m->ref.id[i] = (uint8_t)(0x40 + i);
+    m->data = (loom_bytes){(const uint8_t *)"data-bytes", 10};
+    m->refs = g->refs;
+    m->nrefs = 2;
+    m->locs = g->locs;
+    m->nlocs = 2;
+    m->tasks = g->tasks;
+    m->ntasks = type == LOOM_MSG_ASSIGN || type == LOOM_MSG_RUN ? 1 : 2;
+    m->outputs = g->outputs;
+    m->noutputs = 2;
+    m->nodes = g->nodes;
+    m->nnodes = type == LOOM_MSG_HELLO ? 1 : 2;
+    m->bundles = g->bundles;
+    m->nbundles = 2;
+    if (type == LOOM_MSG_PUT_DONE) m->u0 = m->data.n;   /* inline bytes match the size */
+}
+
+static char *to_hex(const uint8_t *p, size_t n)
+{
+    char *s = malloc(2 * n + 1);
+    REQUIRE(s);
+    for (size_t i = 0; i < n; i++) snprintf(s + 2 * i, 3, "%02x", p[i]);
+    s[2 * n] = 0;
+    return s;
+}
+
+/* Write tests/wire_golden.h: one hex string per type, the current encoding. */
+static int write_golden(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return 1;
+    fprintf(f, "/* tests/wire_golden.h — the bytes of protocol version 1: for each message\n"
+               " * type, how golden_msg() in test_wire.c encodes (written by\n"
+               " * `test_wire --write-golden`; never regenerate it to make a codec change\n"
+               " * pass: a change here is a protocol change). */\n"
+               "static const char *const wire_golden[] = {\n");
+    for (int type = 1; type < LOOM_MSG_TYPE_MAX; type++) {
+        loom_msg m;
+        golden_parts g;
+        golden_msg(type, &m, &g);
+        REQUIRE(loom_wire_encode(&m, pk) == 0);
+        char *hex = to_hex(loom_pack_data(pk), loom_pack_size(pk));
+        fprintf(f, "    [%d] = /* %s */\n", type, loom_msg_type_name(type));
+        size_t len = strlen(hex);
+        for (size_t i = 0; i < len; i += 96)
+            fprintf(f, "        \"%.*s\"%s\n", (int)(len - i < 96 ? len - i : 96), hex + i,
+                    i + 96 >= len ? "," : "");
+        free(hex);
+    }
+    fprintf(f, "};\n");
+    return fclose(f) != 0;
+}
+
+static size_t from_hex(const char *hex, uint8_t **out)
+{
+    size_t n = strlen(hex) / 2;
+    uint8_t *p = malloc(n ? n : 1);
+    REQUIRE(p);
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        REQUIRE(sscanf(hex + 2 * i, "%2x", &v) == 1);
+        p[i] = (uint8_t)v;
+    }
+    *out = p;
+    return n;
+}
+
+/* A decoded scalar is the value built or, for a member its type does not
+ * carry, zero. */
+#define SAME_OR_ZERO(d, m, f) ((d)->f == (m)->f || (d)->f == 0)
+
+static void check_golden_fields(const loom_msg *m, const loom_msg *d)
+{
+    CHECK(d->type == m->type && d->req == m->req);
+    CHECK(SAME_OR_ZERO(d, m, code) && SAME_OR_ZERO(d, m, role) && SAME_OR_ZERO(d, m, id));
+    CHECK(SAME_OR_ZERO(d, m, flag) && SAME_OR_ZERO(d, m, u0) && SAME_OR_ZERO(d, m, u1));
+    CHECK(!d->secret || !strcmp(d->secret, m->secret));
+    CHECK(!d->hostname || !strcmp(d->hostname, m->hostname));
+    CHECK(!d->name || !strcmp(d->name, m->name));
+    CHECK(!d->text || !strcmp(d->text, m->text));
+    CHECK(!d->data.n || (d->data.n == m->data.n && !memcmp(d->data.p, m->data.p, m->data.n)));
+    CHECK(SAME_OR_ZERO(d, m, nrefs) && SAME_OR_ZERO(d, m, nlocs) && SAME_OR_ZERO(d, m, ntasks));
+    CHECK(SAME_OR_ZERO(d, m, noutputs) && SAME_OR_ZERO(d, m, nnodes) && SAME_OR_ZERO(d, m, nbundles));
+}
+
+/* The per-message names of the shared members read what golden_msg() put in
+ * the generic slots (u0, u1, id, flag, name, text). */
+static void check_golden_names(const loom_msg *d)
+{
+    const uint64_t u0 = 0x0102030405ull, u1 = 0x0A0B0C0D0Eull;
+    switch (d->type) {
+    case LOOM_MSG_HELLO: CHECK(d->pid == 0xBEEF01 && d->role == LOOM_ROLE_NODE); break;
+    case LOOM_MSG_WELCOME: CHECK(d->assigned_id == 0xBEEF01); break;
+    case LOOM_MSG_HEARTBEAT: CHECK(d->store_used == u0 && d->running == u1); break;
+    case LOOM_MSG_SUBMIT:
+        CHECK(!strcmp(d->job_name, "name-n") && d->detached == 3 && !strcmp(d->label, "text-t"));
+        break;
+    case LOOM_MSG_SUBMITTED: case LOOM_MSG_JOB_INFO: case LOOM_MSG_JOB_DELETE:
+        CHECK(!strcmp(d->job, "name-n"));
+        break;
+    case LOOM_MSG_PUT_DONE: CHECK(d->size == 10 && d->node == 0xBEEF01 && d->keep == 3); break;
+    case LOOM_MSG_OBJ_READY: case LOOM_MSG_OBJ_ADDED: CHECK(d->size == u0); break;
+    case LOOM_MSG_JOB_REF:
+        CHECK(!strcmp(d->job, "name-n") && !strcmp(d->task_name, "text-t") && d->output == u0);
+        break;
+    case LOOM_MSG_TASK_DONE: CHECK(d->log_size == u0 && !strcmp(d->text, "text-t")); break;
+    case LOOM_MSG_FETCH: CHECK(d->offset == u0 && d->length == u1); break;
+    case LOOM_MSG_CHUNK: case LOOM_MSG_PUSH: CHECK(d->offset == u0 && d->total == u1); break;
+    case LOOM_MSG_KV_PUT: case LOOM_MSG_KV_DEL: CHECK(!strcmp(d->key, "name-n")); break;
+    case LOOM_MSG_KV_GET: CHECK(!strcmp(d->key, "name-n") && d->wait_ms == u0); break;
+    case LOOM_MSG_PG_CREATE: CHECK(!strcmp(d->name, "name-n") && d->strategy == 3); break;
+    case LOOM_MSG_DRAIN: CHECK(d->node == 0xBEEF01); break;
+    case LOOM_MSG_JOBS: CHECK(!strcmp(d->label, "text-t") && d->offset == u0 && d->limit == u1); break;
+    default: break;
+    }
+}
+
+/* Every type encodes to its recorded bytes; the recorded bytes decode, and the
+ * decoded message encodes to them again (so no field was lost or moved). */
+static void test_golden(void)
+{
+    REQUIRE(sizeof(wire_golden) / sizeof(wire_golden[0]) == LOOM_MSG_TYPE_MAX);
+    for (int type = 1; type < LOOM_MSG_TYPE_MAX; type++) {
+        if (!wire_golden[type]) {
+            fprintf(stderr, "  no golden frame for %s\n", loom_msg_type_name(type));
+            CHECK(wire_golden[type] != NULL);
+            continue;
+        }
+        loom_msg m, d;
+        golden_parts g;
+        golden_msg(type, &m, &g);
+        REQUIRE(loom_wire_encode(&m, pk) == 0);
+        char *hex = to_hex(loom_pack_data(pk), loom_pack_size(pk));
+        if (strcmp(hex, wire_golden[type]))
+            fprintf(stderr, "  %s encodes to\n    %s\n  want\n    %s\n", loom_msg_type_name(type), hex,
+                    wire_golden[type]);
+        CHECK(!strcmp(hex, wire_golden[type]));
+        free(hex);
+        uint8_t *frame;
+        size_t n = from_hex(wire_golden[type], &frame);
+        char err[256];
+        int rc = loom_wire_decode(frame, n, &d, err, sizeof(err));
+        CHECK_RC(rc, 0);
+        if (rc) {
+            fprintf(stderr, "  %s: %s\n", loom_msg_type_name(type), err);
+            free(frame);
+            continue;
+        }
+        check_golden_fields(&m, &d);
+        check_golden_names(&d);
+        REQUIRE(loom_wire_encode(&d, pk) == 0);
+        CHECK(loom_pack_size(pk) == n && !memcmp(loom_pack_data(pk), frame, n));
+        loom_msg_free(&d);
+        free(frame);
+    }
+}
+
 static void test_rejections(void)
 {
     loom_msg d;
@@ -348,9 +586,15 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--write-corpus")) corpus_dir = argv[2];
     pk = loom_pack_new();
+    if (argc == 3 && !strcmp(argv[1], "--write-golden")) {
+        int rc = write_golden(argv[2]);
+        loom_pack_destroy(&pk);
+        return rc;
+    }
     test_task_roundtrip();
     test_actor_task();
     test_every_type();
+    test_golden();
     test_rejections();
     test_hmap();
     test_ids();
