@@ -179,7 +179,7 @@ static int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    loom_verrf(err, errlen, rc, fmt, ap);
     va_end(ap);
     return rc;
 }

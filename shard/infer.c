@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/errf.h"
 #include "loom/shard.h"
 #include "serve/registry_store.h"
 #include "shard/dataset.h"
@@ -45,7 +46,7 @@ static int fail(int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(infer_err, sizeof(infer_err), fmt, ap);
+    loom_verrf(infer_err, sizeof(infer_err), rc, fmt, ap);
     va_end(ap);
     return rc;
 }

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/errf.h"
 #include "loom/tune.h"
 #include "tune/sched.h"
 #include "tune/search.h"
@@ -51,7 +52,7 @@ int sweep_fail(loom_sweep *s, int rc, const char *fmt, ...)
     (void)s;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(sweep_err, sizeof(sweep_err), fmt, ap);
+    loom_verrf(sweep_err, sizeof(sweep_err), rc, fmt, ap);
     va_end(ap);
     return rc;
 }

@@ -39,6 +39,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE   /* the GNU strerror_r, which returns the message; mkostemp */
 #endif
+#include "base/errf.h"
 #include "tune/track.h"
 #include "tune/track_internal.h"
 
@@ -68,12 +69,10 @@
 __attribute__((format(printf, 3, 4)))
 int track_fail(track_ctx *c, int code, const char *fmt, ...)
 {
-    if (c->err && c->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(c->err, c->errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    loom_verrf(c->err, c->errlen, code, fmt, ap);
+    va_end(ap);
     return code;
 }
 
