@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/errf.h"
 #include "loom/shard.h"
 #include "serve/registry_store.h"
@@ -51,12 +52,7 @@ static int fail(int rc, const char *fmt, ...)
     return rc;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)loom_now_us() / 1e6; }
 
 static void hex(const unsigned char *md, int n, char *out)
 {

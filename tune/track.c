@@ -40,6 +40,7 @@
 #define _GNU_SOURCE   /* the GNU strerror_r, which returns the message; mkostemp */
 #endif
 #include "base/errf.h"
+#include "base/clock.h"
 #include "tune/track.h"
 #include "tune/track_internal.h"
 
@@ -126,13 +127,6 @@ void track_iso_time(long long ms, char out[80])
     }
     snprintf(out, 80, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A number field of a record as long long; 0 when absent. */
@@ -477,7 +471,7 @@ static int sweep_parse(track_ctx *c, const char *out_dir, const json_t *sweep)
     if (!c->name || !*c->name)
         c->name = json_string_value(json_object_get(c->spec, "name"));
     if (!track_get_ll(sweep, "created_ms", &c->created_ms))
-        c->created_ms = now_ms();
+        c->created_ms = loom_wall_ms();
     c->has_ended = track_get_ll(sweep, "ended_ms", &c->ended_ms);
 
     unsigned char d[SHA256_DIGEST_LENGTH];
