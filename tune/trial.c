@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/file.h"
 #include "loom/task.h"
 #include "loom/tune.h"
 #include "tune/tune_internal.h"
@@ -57,41 +58,10 @@ int tune_kv_get_json(loom_client *c, const char *key, int64_t timeout_ms, json_t
 
 int tune_read_file(const char *path, size_t max, void **data, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return LOOM_EIO;
     char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = LOOM_OK;
-    for (;;) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, ncap + 1);
-            if (!nb) {
-                rc = LOOM_ENOMEM;
-                break;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (n > max) {
-            rc = LOOM_ETOOBIG;
-            break;
-        }
-        if (k == 0) {
-            if (ferror(f)) rc = LOOM_EIO;
-            break;
-        }
-    }
-    fclose(f);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    if (!buf && !(buf = malloc(1))) return LOOM_ENOMEM;
+    int rc = loom_file_read(path, max, &buf, len);
+    if (rc) return rc == -EFBIG ? LOOM_ETOOBIG : rc == -ENOMEM ? LOOM_ENOMEM : LOOM_EIO;
     *data = buf;
-    *len = n;
     return LOOM_OK;
 }
 
