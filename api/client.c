@@ -47,7 +47,7 @@ int client_set_error(loom_client *c, int rc, const char *fmt, ...)
     if (!c) return rc;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
+    loom_verrf(c->last_error, sizeof(c->last_error), rc, fmt, ap);
     va_end(ap);
     return rc;
 }

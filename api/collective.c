@@ -81,7 +81,7 @@ static int fail(loom_collective *g, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g->err, sizeof(g->err), fmt, ap);
+    loom_verrf(g->err, sizeof(g->err), rc, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -432,8 +432,8 @@ static int publish_record(loom_collective *g, const loom_rendezvous *rv, const c
 {
     int ipv6 = strchr(host, ':') != NULL;
     loom_buf rec = { 0 };
-    int rc = loom_buf_append(&rec, host, strlen(host));
-    rc = rc ? rc : loom_buf_append(&rec, "\n", 1);
+    loom_buf_puts(&rec, host);
+    int rc = loom_buf_append(&rec, "\n", 1) ? LOOM_ENOMEM : LOOM_OK;
     char ep[MAX_HOST + 32], key[MAX_NAME + 64];
     endpoint(ep, sizeof(ep), host, "*");
     for (int p = 0; p < g->world && !rc; p++) {
@@ -455,14 +455,15 @@ static int publish_record(loom_collective *g, const loom_rendezvous *rv, const c
             }
             loom_snprintf(port, sizeof(port), "%d", port_n);
         }
-        rc = loom_buf_append(&rec, port, strlen(port));
-        if (!rc && p + 1 < g->world) rc = loom_buf_append(&rec, ",", 1);
+        loom_buf_puts(&rec, port);
+        if (p + 1 < g->world) loom_buf_append(&rec, ",", 1);
+        if (rec.oom) rc = LOOM_ENOMEM;
     }
     if (!rc) {
         char rank[16];
         loom_snprintf(rank, sizeof(rank), "%d", g->rank);
         key_of(key, sizeof(key), g->name, rank);
-        rc = rv->put(rv->arg, key, rec.p, rec.n);
+        rc = rv->put(rv->arg, key, rec.p, rec.len);
         if (rc) fail(g, rc, "publishing this member's address under %s: %s", key, loom_strerror(rc));
     }
     if (rc == LOOM_ENOMEM) fail(g, rc, "no memory for the address record");

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "base/cuda_dl.h"
 #include "api/collective_internal.h"
 #include "runtime/util.h"
 
@@ -90,24 +91,11 @@ static int sym(void *lib, const char *name, void *fp)
 
 static void load_api(void)
 {
-    void *nccl = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (!nccl) {
-        const char *e = dlerror();
-        loom_snprintf(api.why, sizeof(api.why), "libnccl.so.2 not found: %s", e ? e : "?");
-        return;
-    }
-    static const char *const cudarts[] = { "libcudart.so", "libcudart.so.13", "libcudart.so.12" };
-    void *cudart = NULL;
-    const char *cuda_err = "?";
-    for (size_t i = 0; i < sizeof(cudarts) / sizeof(cudarts[0]) && !cudart; i++) {
-        cudart = dlopen(cudarts[i], RTLD_NOW | RTLD_LOCAL);
-        if (!cudart) {
-            const char *e = dlerror();
-            if (e) cuda_err = e;
-        }
-    }
+    const char *why = NULL;
+    void *nccl = loom_cuda_dl(LOOM_CUDA_LIB_NCCL, NULL, &why);
+    void *cudart = nccl ? loom_cuda_dl(LOOM_CUDA_LIB_CUDART, NULL, &why) : NULL;
     if (!cudart) {
-        loom_snprintf(api.why, sizeof(api.why), "libcudart not found: %s", cuda_err);
+        loom_snprintf(api.why, sizeof(api.why), "%s", why);
         return;
     }
     const char *missing = NULL;
@@ -179,7 +167,7 @@ static int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    loom_verrf(err, errlen, rc, fmt, ap);
     va_end(ap);
     return rc;
 }

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "base/errf.h"
 #include "loom/loom.h"
 #include "loom/value.h"
 #include "api/graph_internal.h"
@@ -94,7 +95,7 @@ static int fail(jctx *c, int rc, const char *fmt, ...)
     if (c->err && c->errlen) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(c->err, c->errlen, fmt, ap);
+        loom_verrf(c->err, c->errlen, rc, fmt, ap);
         va_end(ap);
         /* One line, whatever the input: jansson quotes the bad token. */
         for (char *p = c->err; *p; p++)

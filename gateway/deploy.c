@@ -26,7 +26,6 @@
 #include "runtime/log.h"
 #include "serve/registry_store.h"
 #include "runtime/util.h"
-#include "serve/serve_internal.h"
 
 #define MAX_REPLICAS 64
 #define MAX_RETIRED 128

@@ -69,7 +69,7 @@ void gw_reply_error(loom_http_reply *rep, int status, const char *fmt, ...)
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    loom_verrf(msg, sizeof(msg), status, fmt, ap);
     va_end(ap);
     loom_http_reply_error(rep, status, msg, status == 503 || status == 429 ? "Retry-After: 1\r\n" : NULL);
 }

@@ -16,7 +16,7 @@
 
 #include "gateway/deploy.h"
 #include "runtime/util.h"
-#include "serve/serve_internal.h"
+#include "base/errf.h"
 #include "serve/tensor.h"
 
 #define NAME_LEN GW_DEPLOY_NAME_MAX
@@ -63,25 +63,25 @@ static int input_tensor(json_t *in, loom_tensor *t, void **data, char *err, size
     json_t *shape = json_object_get(in, "shape"), *values = json_object_get(in, "data");
     loom_tensor_dtype dt = dtn ? loom_tensor_dtype_from_name(dtn) : LOOM_DTYPE_INVALID;
     if (!name || !json_is_array(shape) || !json_is_array(values))
-        return serve_fail(LOOM_EINVAL, err, errlen, "an input needs \"name\", \"shape\", \"datatype\" and \"data\"");
+        return loom_errf(err, errlen, LOOM_EINVAL, "an input needs \"name\", \"shape\", \"datatype\" and \"data\"");
     if (dt != LOOM_DTYPE_FP32 && dt != LOOM_DTYPE_FP64 && dt != LOOM_DTYPE_INT32 && dt != LOOM_DTYPE_INT64 &&
         dt != LOOM_DTYPE_UINT8 && dt != LOOM_DTYPE_BOOL)
-        return serve_fail(LOOM_EINVAL, err, errlen, "input '%s': datatype %s is not one of FP32, FP64, INT32, INT64, "
+        return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': datatype %s is not one of FP32, FP64, INT32, INT64, "
                                "UINT8, BOOL", name, dtn ? dtn : "(none)");
     int64_t dims[LOOM_TENSOR_MAX_DIMS];
     int ndim = (int)json_array_size(shape);
     if (ndim < 1 || ndim > LOOM_TENSOR_MAX_DIMS)
-        return serve_fail(LOOM_EINVAL, err, errlen, "input '%s': shape must have 1-%d dims", name, LOOM_TENSOR_MAX_DIMS);
+        return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': shape must have 1-%d dims", name, LOOM_TENSOR_MAX_DIMS);
     for (int i = 0; i < ndim; i++) {
         json_t *d = json_array_get(shape, (size_t)i);
         if (!json_is_integer(d) || json_integer_value(d) < 0)
-            return serve_fail(LOOM_EINVAL, err, errlen, "input '%s': shape must be non-negative integers", name);
+            return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': shape must be non-negative integers", name);
         dims[i] = json_integer_value(d);
     }
     int64_t numel = 0;
     size_t nbytes = 0;
     if (loom_tensor_shape_size(dt, ndim, dims, &numel, &nbytes) || numel > (int64_t)1 << 26)
-        return serve_fail(LOOM_EINVAL, err, errlen, "input '%s': shape too large", name);
+        return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': shape too large", name);
     double *vals = malloc((size_t)(numel ? numel : 1) * sizeof(double));
     *data = malloc(nbytes ? nbytes : 1);
     size_t n = 0;
@@ -90,7 +90,7 @@ static int input_tensor(json_t *in, loom_tensor *t, void **data, char *err, size
     for (size_t i = 0; !rc && i < n; i++) store_elem(dt, *data, i, vals[i]);
     free(vals);
     if (rc)
-        return serve_fail(LOOM_EINVAL, err, errlen, "input '%s': data must be %lld numbers (shape), nested or flat", name,
+        return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': data must be %lld numbers (shape), nested or flat", name,
                                (long long)numel);
     return loom_tensor_set(t, name, dt, ndim, dims, *data, err, errlen);
 }
@@ -120,7 +120,7 @@ static int request_tensors(json_t *body, loom_tensor *t, void **bufs, int *n, ch
     json_t *inputs = json_object_get(body, "inputs");
     *n = (int)json_array_size(inputs);
     if (!json_is_array(inputs) || *n < 1 || *n > LOOM_TENSOR_MAX_COUNT)
-        return serve_fail(LOOM_EINVAL, err, errlen, "\"inputs\" must be an array of 1-%d tensors",
+        return loom_errf(err, errlen, LOOM_EINVAL, "\"inputs\" must be an array of 1-%d tensors",
                           LOOM_TENSOR_MAX_COUNT);
     int rc = LOOM_OK;
     for (int i = 0; !rc && i < *n; i++)

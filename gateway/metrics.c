@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/buf.h"
 #include "loom/loom.h"
 #include "gateway/metrics.h"
 
@@ -300,30 +301,7 @@ int loom_metrics_value(loom_metrics *m, const char *name, const char *labels, do
 
 /* ---- rendering ---- */
 
-typedef struct out_buf {
-    char *p;
-    size_t n, cap;
-    int err;
-} out_buf;
-
-static void out_printf(out_buf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_printf(out_buf *o, const char *fmt, ...)
-{
-    if (o->err) return;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
-        va_end(ap);
-        if (k < 0) { o->err = LOOM_EINVAL; return; }
-        if ((size_t)k < o->cap - o->n) { o->n += (size_t)k; return; }
-        size_t ncap = o->cap * 2 > o->n + (size_t)k + 1 ? o->cap * 2 : o->n + (size_t)k + 1;
-        char *np = realloc(o->p, ncap);
-        if (!np) { o->err = LOOM_ENOMEM; return; }
-        o->p = np;
-        o->cap = ncap;
-    }
-}
+/* The text goes into a loom_buf (base/buf.h): out of memory is sticky. */
 
 /* A sample value: shortest decimal that reads back exactly; +Inf, -Inf, NaN. */
 static void format_number(char *buf, size_t cap, double v)
@@ -337,30 +315,30 @@ static void format_number(char *buf, size_t cap, double v)
 }
 
 /* HELP text escapes backslash and newline. */
-static void render_help(out_buf *o, const family *f)
+static void render_help(loom_buf *o, const family *f)
 {
-    out_printf(o, "# HELP %s ", f->name);
-    for (const char *h = f->help; *h && !o->err; h++) {
-        if (*h == '\\') out_printf(o, "\\\\");
-        else if (*h == '\n') out_printf(o, "\\n");
-        else out_printf(o, "%c", *h);
+    loom_buf_appendf(o, "# HELP %s ", f->name);
+    for (const char *h = f->help; *h && !o->oom; h++) {
+        if (*h == '\\') loom_buf_appendf(o, "\\\\");
+        else if (*h == '\n') loom_buf_appendf(o, "\\n");
+        else loom_buf_appendf(o, "%c", *h);
     }
-    out_printf(o, "\n# TYPE %s %s\n", f->name, kind_names[f->kind]);
+    loom_buf_appendf(o, "\n# TYPE %s %s\n", f->name, kind_names[f->kind]);
 }
 
 /* name{labels,extra} value — either part of the braces may be empty. */
-static void render_sample(out_buf *o, const char *name, const char *suffix, const char *labels,
+static void render_sample(loom_buf *o, const char *name, const char *suffix, const char *labels,
                           const char *extra, double v)
 {
     char num[40];
     format_number(num, sizeof num, v);
     int has_l = labels && *labels, has_e = extra && *extra;
-    if (!has_l && !has_e) { out_printf(o, "%s%s %s\n", name, suffix, num); return; }
-    out_printf(o, "%s%s{%s%s%s} %s\n", name, suffix, has_l ? labels : "",
+    if (!has_l && !has_e) { loom_buf_appendf(o, "%s%s %s\n", name, suffix, num); return; }
+    loom_buf_appendf(o, "%s%s{%s%s%s} %s\n", name, suffix, has_l ? labels : "",
                has_l && has_e ? "," : "", has_e ? extra : "", num);
 }
 
-static void render_histogram(out_buf *o, const family *f, const series *s)
+static void render_histogram(loom_buf *o, const family *f, const series *s)
 {
     unsigned long long cum = 0;
     char le[64], num[40];
@@ -378,23 +356,22 @@ static void render_histogram(out_buf *o, const family *f, const series *s)
 int loom_metrics_render(loom_metrics *m, char **text, size_t *len)
 {
     if (!m || !text) return LOOM_EINVAL;
-    out_buf o = { .cap = 4096 };
-    o.p = malloc(o.cap);
-    if (!o.p) return LOOM_ENOMEM;
-    o.p[0] = 0;
+    loom_buf o;
+    loom_buf_init(&o);
+    loom_buf_append(&o, "", 0); /* "" when there is nothing to render */
     pthread_mutex_lock(&m->mu);
-    for (int i = 0; i < m->nf && !o.err; i++) {
+    for (int i = 0; i < m->nf && !o.oom; i++) {
         const family *f = &m->f[i];
         render_help(&o, f);
-        for (int k = 0; k < f->ns && !o.err; k++) {
+        for (int k = 0; k < f->ns && !o.oom; k++) {
             if (f->kind == KIND_HISTOGRAM) render_histogram(&o, f, &f->s[k]);
             else render_sample(&o, f->name, "", f->s[k].labels, NULL, f->s[k].value);
         }
     }
     pthread_mutex_unlock(&m->mu);
-    if (o.err) { free(o.p); return o.err; }
+    if (o.oom) { loom_buf_free(&o); return LOOM_ENOMEM; }
     *text = o.p;
-    if (len) *len = o.n;
+    if (len) *len = o.len;
     return LOOM_OK;
 }
 

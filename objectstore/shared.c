@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "base/clock.h"
 #include "objectstore/store.h"
 #include "loom/loom.h"
 
@@ -91,21 +92,14 @@ int loom_store_could_hold(loom_store *s, uint64_t len)
     return len + len / 32 + (256u << 10) <= tier;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int loom_store_put_wait(loom_store *s, const uint8_t id[20], const void *data, uint64_t len, int flags,
                         int64_t wait_ms)
 {
-    int64_t deadline = now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    int64_t deadline = loom_now_ms() + (wait_ms > 0 ? wait_ms : 0);
     useconds_t pause = 5000;
     for (;;) {
         int rc = loom_store_put(s, id, data, len, flags);
-        if (rc != LOOM_ESTOREFULL || wait_ms <= 0 || now_ms() >= deadline || !loom_store_could_hold(s, len))
+        if (rc != LOOM_ESTOREFULL || wait_ms <= 0 || loom_now_ms() >= deadline || !loom_store_could_hold(s, len))
             return rc;
         usleep(pause);
         if (pause < 200000) pause *= 2;

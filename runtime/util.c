@@ -1,4 +1,5 @@
-/* runtime/util.c — arena, time, file and directory helpers (see util.h). */
+/* runtime/util.c — arena, file and directory helpers (see util.h); the
+ * clocks, files and buffers themselves live in base/. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -65,20 +66,6 @@ void loom_arena_free(loom_arena *a)
     a->head = NULL;
 }
 
-int64_t loom_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t loom_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 int loom_mkdir_p(const char *path)
 {
     char tmp[4096];
@@ -120,54 +107,23 @@ int loom_rm_rf(const char *path)
     return nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) == 0 ? LOOM_OK : LOOM_ESYS;
 }
 
+/* base/file.c's errno answers as loom codes. */
+static int file_rc(int rc)
+{
+    return rc == 0 ? LOOM_OK
+         : rc == -ENOENT ? LOOM_ENOTFOUND
+         : rc == -EFBIG ? LOOM_ETOOBIG
+         : rc == -ENOMEM ? LOOM_ENOMEM : LOOM_EIO;
+}
+
 int loom_read_file(const char *path, size_t max, char **out, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? LOOM_ENOTFOUND : LOOM_EIO;
-    struct stat st;
-    if (fstat(fd, &st) != 0) { close(fd); return LOOM_EIO; }
-    if ((uint64_t)st.st_size > max) { close(fd); return LOOM_ETOOBIG; }
-    size_t cap = (size_t)st.st_size + 1, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) { close(fd); return LOOM_ENOMEM; }
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (cap > max) { free(buf); close(fd); return LOOM_ETOOBIG; }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); close(fd); return LOOM_ENOMEM; }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) { free(buf); close(fd); return LOOM_EIO; }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = 0;
-    *out = buf;
-    if (len) *len = n;
-    return LOOM_OK;
+    return file_rc(loom_file_read(path, max, out, len));
 }
 
 int loom_write_file(const char *path, const void *data, size_t len, int mode)
 {
-    char tmp[4200];
-    loom_snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0) return LOOM_EIO;
-    const char *p = data;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) { close(fd); unlink(tmp); return LOOM_EIO; }
-        p += w;
-        len -= (size_t)w;
-    }
-    if (fchmod(fd, (mode_t)mode) != 0 || close(fd) != 0) { unlink(tmp); return LOOM_EIO; }
-    if (rename(tmp, path) != 0) { unlink(tmp); return LOOM_EIO; }
-    return LOOM_OK;
+    return loom_file_write(path, data, len, mode) ? LOOM_EIO : LOOM_OK;
 }
 
 const char *loom_default_state_dir(char *buf, size_t len)
@@ -189,36 +145,4 @@ const char *loom_binary_path(void)
     if (access(LOOM_INSTALL_BIN, X_OK) == 0) return LOOM_INSTALL_BIN;
 #endif
     return "loom";
-}
-
-int loom_buf_append(loom_buf *b, const void *data, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n) cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) return LOOM_ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, data, n);
-    b->n += n;
-    return LOOM_OK;
-}
-
-void loom_buf_free(loom_buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
-}
-
-void loom_snprintf(char *buf, size_t len, const char *fmt, ...)
-{
-    if (!buf || len == 0) return; /* nothing asked: the scheduler's fit checks pass NULL */
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-    if (n < 0 && len) buf[0] = 0;
 }

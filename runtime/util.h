@@ -1,9 +1,14 @@
 /* runtime/util.h — small helpers every process uses: an arena allocator for
- * decoded messages, monotonic time, files and directories, dynamic buffers. */
+ * decoded messages, files and directories; it brings in base/ (clocks, files,
+ * buffers, loom_snprintf) for every file that includes it. */
 #ifndef LOOM_RUNTIME_UTIL_H
 #define LOOM_RUNTIME_UTIL_H
 #include <stddef.h>
 #include <stdint.h>
+#include "base/buf.h"     /* loom_buf */
+#include "base/clock.h"   /* loom_now_ms, loom_now_us, loom_wall_ms */
+#include "base/errf.h"    /* loom_snprintf, loom_errf */
+#include "base/file.h"
 
 /* Bump allocator: many small allocations freed at once. */
 typedef struct loom_arena_block loom_arena_block;
@@ -14,8 +19,6 @@ void *loom_arena_alloc(loom_arena *a, size_t n);          /* zeroed; NULL on OOM
 char *loom_arena_strndup(loom_arena *a, const char *s, size_t n);
 void loom_arena_free(loom_arena *a);
 
-int64_t loom_now_ms(void);     /* CLOCK_MONOTONIC */
-int64_t loom_now_us(void);
 
 /* mkdir -p with mode 0700 for created components. 0 or LOOM_ESYS. */
 int loom_mkdir_p(const char *path);
@@ -24,7 +27,8 @@ int loom_mkdir_p(const char *path);
 int loom_make_temp_dir(const char *parent, const char *prefix, char *out, size_t outlen);
 /* rm -rf; 0 or LOOM_ESYS. */
 int loom_rm_rf(const char *path);
-/* Read a whole file (max bytes; NUL-terminated, *len without it). */
+/* Read a whole file (max bytes; NUL-terminated, *len without it): base/file.c
+ * with loom codes (LOOM_ENOTFOUND, LOOM_ETOOBIG, LOOM_ENOMEM, LOOM_EIO). */
 int loom_read_file(const char *path, size_t max, char **out, size_t *len);
 /* Write a file atomically (tmp + rename) with the given mode. */
 int loom_write_file(const char *path, const void *data, size_t len, int mode);
@@ -33,15 +37,4 @@ const char *loom_default_state_dir(char *buf, size_t len);
 /* Path of the running `loom` executable (for starting daemons/executors):
  * $LOOM_BIN, else the build-time path, else "loom" from PATH. */
 const char *loom_binary_path(void);
-
-/* Growable byte buffer. */
-typedef struct loom_buf {
-    uint8_t *p;
-    size_t n, cap;
-} loom_buf;
-int loom_buf_append(loom_buf *b, const void *data, size_t n);
-void loom_buf_free(loom_buf *b);
-
-/* Simple printf into a fixed buffer that never overflows. */
-void loom_snprintf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #endif

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include "base/errf.h"
 #include "runtime/wire.h"
 
 /* ---- the decoder's state ---------------------------------------------- */
@@ -22,10 +23,10 @@ typedef struct dec {
 static int fail(dec *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(dec *d, const char *fmt, ...)
 {
-    if (d->rc == 0 && d->err && d->errlen) {
+    if (d->rc == 0) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(d->err, d->errlen, fmt, ap);
+        loom_verrf(d->err, d->errlen, LOOM_EPROTO, fmt, ap);
         va_end(ap);
     }
     if (d->rc == 0) d->rc = LOOM_EPROTO;

@@ -157,14 +157,6 @@ void head_persist_obj(head *h, obj *o)
     headdb_put(h->db, HEADDB_OBJECTS, o->ref.id, LOOM_ID_LEN, loom_pack_data(p), loom_pack_size(p));
 }
 
-/* Unix time in ms (jobs are listed by it, across head restarts). */
-int64_t head_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void head_persist_job(head *h, job *j)
 {
     loom_pack *p = h->rec;

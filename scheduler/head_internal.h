@@ -243,7 +243,6 @@ node *head_node_get(head *h, uint32_t id);
 client *head_client_by_id(head *h, uint32_t id);
 void head_persist_task(head *h, task *t);
 void head_persist_obj(head *h, obj *o);
-int64_t head_wall_ms(void);
 void head_persist_job(head *h, job *j);
 void head_client_hold(client *c, const loom_ref *ref);
 int head_client_unhold(client *c, const loom_ref *ref);

@@ -584,7 +584,7 @@ void head_on_submit(head *h, client *c, loom_msg *m)
     j->detached = m->flag != 0;
     j->owner = c->id;
     j->t_submit = loom_now_ms();
-    j->t_wall_ms = head_wall_ms();
+    j->t_wall_ms = loom_wall_ms(); /* Unix ms: jobs are listed by it, across head restarts */
     j->tasks = calloc(m->ntasks ? m->ntasks : 1, sizeof(task *));
     if (!j->tasks) { free(j->name); free(j->label); free(j); return; }
     loom_hmap_put(&h->jobs, j->id, strlen(j->id), j);

@@ -2,7 +2,7 @@
  * cuBLAS (serve/mlp_cuda.h).  No CUDA header is needed: the few entry points
  * used are declared here with the stable C ABI of libcudart and libcublas
  * (enum values from driver_types.h and cublas_api.h), and looked up with
- * dlsym, as worker/gpu.c and examples/gpu_tasks.c do.
+ * dlsym; the libraries are opened by base/cuda_dl.c, once per process.
  *
  * What runs where: weights live on the device from loom_mlp_cuda_new to
  * destroy; each layer uploads its input, runs one cublasSgemm and downloads
@@ -10,6 +10,7 @@
  * A fused device epilogue needs a kernel (nvcc or NVRTC), which the project
  * does not build yet; for the small models this runtime serves, the copies
  * are a few KiB per batch. */
+#include "base/cuda_dl.h"
 #include "serve/mlp_cuda.h"
 #include "serve/serve_internal.h"
 
@@ -50,26 +51,13 @@ struct loom_mlp_cuda {
     size_t dx_cap, dy_cap;  /* in floats */
 };
 
-static void *open_first(const char *const *names)
-{
-    for (int i = 0; names[i]; i++) {
-        void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (h) return h;
-    }
-    return NULL;
-}
-
 #define SYM(lib, field, name) (*(void **)&cuda.field = dlsym(lib, name))
 
 /* Libraries stay loaded for the life of the process: CUDA is not safe to
  * unload once initialised. */
 static void cuda_load(void)
 {
-    static const char *const rt_names[] = {"libcudart.so", "libcudart.so.13", "libcudart.so.12",
-                                           "/usr/local/cuda/lib64/libcudart.so", NULL};
-    static const char *const blas_names[] = {"libcublas.so", "libcublas.so.13", "libcublas.so.12",
-                                             "/usr/local/cuda/lib64/libcublas.so", NULL};
-    void *rt = open_first(rt_names);
+    void *rt = loom_cuda_dl(LOOM_CUDA_LIB_CUDART, NULL, NULL);
     if (!rt) {
         snprintf(cuda.why, sizeof(cuda.why), "libcudart not found");
         return;
@@ -86,7 +74,7 @@ static void cuda_load(void)
                  rc ? cuda.errstr(rc) : "no devices");
         return;
     }
-    void *blas = open_first(blas_names);
+    void *blas = loom_cuda_dl(LOOM_CUDA_LIB_CUBLAS, NULL, NULL);
     if (!blas) {
         snprintf(cuda.why, sizeof(cuda.why), "libcublas not found");
         return;

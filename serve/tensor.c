@@ -2,6 +2,7 @@
  * LTN1 container codec of serve/tensor.h.  The decoder reads bytes that come
  * from outside (HTTP bodies, other processes): it checks every length against
  * what is left before it reads, and every product for overflow. */
+#include "base/errf.h"
 #include "serve/tensor.h"
 #include "serve/serve_internal.h"
 
@@ -34,12 +35,10 @@ static const struct {
 
 int serve_fail(int rc, char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    loom_verrf(err, errlen, rc, fmt, ap);
+    va_end(ap);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* strtod_l, mkostemp, the GNU strerror_r */
 #endif
+#include "base/errf.h"
 #include "shard/dataset.h"
 
 #include <dirent.h>
@@ -54,13 +55,11 @@ static int fail(const source *src, int rc, const char *fmt, ...) __attribute__((
 static int fail(const source *src, int rc, const char *fmt, ...)
 {
     if (!src->err || !src->errlen) return rc;
-    int n = snprintf(src->err, src->errlen, "%s: ", src->name);
-    if (n >= 0 && (size_t)n < src->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(src->err + n, src->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    loom_errf(src->err, src->errlen, rc, "%s: ", src->name);
+    va_list ap;
+    va_start(ap, fmt);
+    loom_verrf_append(src->err, src->errlen, rc, fmt, ap);
+    va_end(ap);
     return rc;
 }
 

@@ -29,6 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/errf.h"
+#include "base/file.h"
 #include "loom/shard.h"
 #include "serve/registry_store.h"
 #include "shard/dataset.h"
@@ -45,17 +48,12 @@ static int fail(int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(infer_err, sizeof(infer_err), fmt, ap);
+    loom_verrf(infer_err, sizeof(infer_err), rc, fmt, ap);
     va_end(ap);
     return rc;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)loom_now_us() / 1e6; }
 
 static void hex(const unsigned char *md, int n, char *out)
 {
@@ -235,20 +233,10 @@ static int write_file(const char *path, const void *data, size_t len)
 
 static int read_whole(const char *path, void **data, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    struct stat st;
     char *buf = NULL;
-    if (!fstat(fileno(f), &st) && st.st_size >= 0 && (buf = malloc((size_t)st.st_size + 1)) &&
-        fread(buf, 1, (size_t)st.st_size, f) == (size_t)st.st_size) {
-        fclose(f);
-        *data = buf;
-        *len = (size_t)st.st_size;
-        return 0;
-    }
-    free(buf);
-    fclose(f);
-    return -1;
+    if (loom_file_read(path, SIZE_MAX - 1, &buf, len)) return -1;
+    *data = buf;
+    return 0;
 }
 
 /* The probabilities (.npy bytes of float32 [rows, k]) of a finished shard

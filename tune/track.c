@@ -39,6 +39,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE   /* the GNU strerror_r, which returns the message; mkostemp */
 #endif
+#include "base/errf.h"
+#include "base/clock.h"
 #include "tune/track.h"
 #include "tune/track_internal.h"
 
@@ -68,12 +70,10 @@
 __attribute__((format(printf, 3, 4)))
 int track_fail(track_ctx *c, int code, const char *fmt, ...)
 {
-    if (c->err && c->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(c->err, c->errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    loom_verrf(c->err, c->errlen, code, fmt, ap);
+    va_end(ap);
     return code;
 }
 
@@ -127,13 +127,6 @@ void track_iso_time(long long ms, char out[80])
     }
     snprintf(out, 80, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A number field of a record as long long; 0 when absent. */
@@ -296,7 +289,7 @@ failed:;
     return fail_io(c, "cannot write", path);
 }
 
-int track_write_sbuf(track_ctx *c, const char *tmp_dir, const char *path, const sbuf *b)
+int track_write_sbuf(track_ctx *c, const char *tmp_dir, const char *path, const loom_buf *b)
 {
     if (b->oom)
         return track_fail(c, LOOM_ENOMEM, "out of memory writing %s", path);
@@ -407,12 +400,12 @@ static int digest_cache_save(track_ctx *c)
         rc = track_path_fmt(c, dir, "%s/prov", c->out);
     if (!rc)
         rc = track_mkdir_p(c, dir);
-    sbuf b = {0};
+    loom_buf b = {0};
     track_json_write(&b, c->digests, 2, 0);
-    track_sb_add(&b, "\n", 1);
+    loom_buf_append(&b, "\n", 1);
     if (!rc)
         rc = track_write_sbuf(c, dir, path, &b);
-    track_sb_free(&b);
+    loom_buf_free(&b);
     c->digests_dirty = 0;
     return rc;
 }
@@ -478,7 +471,7 @@ static int sweep_parse(track_ctx *c, const char *out_dir, const json_t *sweep)
     if (!c->name || !*c->name)
         c->name = json_string_value(json_object_get(c->spec, "name"));
     if (!track_get_ll(sweep, "created_ms", &c->created_ms))
-        c->created_ms = now_ms();
+        c->created_ms = loom_wall_ms();
     c->has_ended = track_get_ll(sweep, "ended_ms", &c->ended_ms);
 
     unsigned char d[SHA256_DIGEST_LENGTH];
@@ -597,28 +590,28 @@ json_t *track_metric_names(const trial_info *t)
 
 /* ---- results table ---------------------------------------------------------- */
 
-static void csv_cell(sbuf *b, const char *s, size_t n, int first)
+static void csv_cell(loom_buf *b, const char *s, size_t n, int first)
 {
     if (!first)
-        track_sb_add(b, ",", 1);
+        loom_buf_append(b, ",", 1);
     if (!memchr(s, ',', n) && !memchr(s, '"', n) && !memchr(s, '\n', n) && !memchr(s, '\r', n)) {
-        track_sb_add(b, s, n);
+        loom_buf_append(b, s, n);
         return;
     }
-    track_sb_add(b, "\"", 1);
+    loom_buf_append(b, "\"", 1);
     for (size_t i = 0; i < n; i++)
-        track_sb_add(b, s[i] == '"' ? "\"\"" : s + i, s[i] == '"' ? 2 : 1);
-    track_sb_add(b, "\"", 1);
+        loom_buf_append(b, s[i] == '"' ? "\"\"" : s + i, s[i] == '"' ? 2 : 1);
+    loom_buf_append(b, "\"", 1);
 }
 
-static void csv_value(sbuf *b, const json_t *v)
+static void csv_value(loom_buf *b, const json_t *v)
 {
-    sbuf cell = {0};
+    loom_buf cell = {0};
     track_value_text(&cell, v);
     if (cell.oom)
         b->oom = 1;
     csv_cell(b, cell.p ? cell.p : "", cell.len, 0);
-    track_sb_free(&cell);
+    loom_buf_free(&cell);
 }
 
 static const char *const csv_fixed[] = {"id", "name", "state", "t", "objective", "best",
@@ -626,20 +619,20 @@ static const char *const csv_fixed[] = {"id", "name", "state", "t", "objective",
 
 /* A metric column's header: its name, or metric.NAME where that would be
  * taken by a fixed or a config column. */
-static void csv_metric_header(sbuf *b, const char *name)
+static void csv_metric_header(loom_buf *b, const char *name)
 {
     int taken = !strncmp(name, "config.", 7) || !strncmp(name, "metric.", 7);
     for (size_t i = 0; i < sizeof csv_fixed / sizeof csv_fixed[0]; i++)
         taken = taken || !strcmp(name, csv_fixed[i]);
-    sbuf h = {0};
-    track_sb_printf(&h, "%s%s", taken ? "metric." : "", name);
+    loom_buf h = {0};
+    loom_buf_appendf(&h, "%s%s", taken ? "metric." : "", name);
     if (h.oom)
         b->oom = 1;
     csv_cell(b, h.p ? h.p : "", h.len, 0);
-    track_sb_free(&h);
+    loom_buf_free(&h);
 }
 
-static void csv_row(track_ctx *c, sbuf *b, const trial_info *t, const char **cfg, size_t ncfg,
+static void csv_row(track_ctx *c, loom_buf *b, const trial_info *t, const char **cfg, size_t ncfg,
                     const char **met, size_t nmet)
 {
     char num[40];
@@ -660,7 +653,7 @@ static void csv_row(track_ctx *c, sbuf *b, const trial_info *t, const char **cfg
         const json_t *v = json_object_get(last, met[i]);
         csv_value(b, json_is_number(v) ? v : NULL);
     }
-    track_sb_puts(b, "\r\n");
+    loom_buf_puts(b, "\r\n");
 }
 
 /* The union of config keys and of the last results' numeric metrics. */
@@ -694,21 +687,21 @@ static int results_csv(track_ctx *c, const json_t *trials)
                                 : track_fail(c, LOOM_ENOMEM, "out of memory");
     if (!rc && (track_sorted_keys(cfg_set, &cfg, &ncfg) || track_sorted_keys(met_set, &met, &nmet)))
         rc = track_fail(c, LOOM_ENOMEM, "out of memory");
-    sbuf b = {0};
+    loom_buf b = {0};
     if (!rc) {
         for (size_t i = 0; i < sizeof csv_fixed / sizeof csv_fixed[0]; i++)
             csv_cell(&b, csv_fixed[i], strlen(csv_fixed[i]), i == 0);
         for (size_t i = 0; i < ncfg; i++) {
-            sbuf h = {0};
-            track_sb_printf(&h, "config.%s", cfg[i]);
+            loom_buf h = {0};
+            loom_buf_appendf(&h, "config.%s", cfg[i]);
             if (h.oom)
                 b.oom = 1;
             csv_cell(&b, h.p ? h.p : "", h.len, 0);
-            track_sb_free(&h);
+            loom_buf_free(&h);
         }
         for (size_t i = 0; i < nmet; i++)
             csv_metric_header(&b, met[i]);
-        track_sb_puts(&b, "\r\n");
+        loom_buf_puts(&b, "\r\n");
     }
     for (size_t i = 0; i < json_array_size(trials) && !rc; i++) {
         trial_info t;
@@ -721,7 +714,7 @@ static int results_csv(track_ctx *c, const json_t *trials)
         rc = track_path_fmt(c, path, "%s/results.csv", c->out);
     if (!rc)
         rc = track_write_sbuf(c, c->out, path, &b);
-    track_sb_free(&b);
+    loom_buf_free(&b);
     free(cfg);
     free(met);
     json_decref(cfg_set);
@@ -731,17 +724,17 @@ static int results_csv(track_ctx *c, const json_t *trials)
 
 static int results_json(track_ctx *c, const json_t *trials)
 {
-    sbuf b = {0};
-    track_sb_puts(&b, "{\n  \"sweep\": ");
+    loom_buf b = {0};
+    loom_buf_puts(&b, "{\n  \"sweep\": ");
     track_json_write(&b, c->sweep, 2, 1);
-    track_sb_puts(&b, ",\n  \"trials\": ");
+    loom_buf_puts(&b, ",\n  \"trials\": ");
     track_json_write(&b, trials, 2, 1);
-    track_sb_puts(&b, "\n}\n");
+    loom_buf_puts(&b, "\n}\n");
     char path[PATH_MAX];
     int rc = track_path_fmt(c, path, "%s/results.json", c->out);
     if (!rc)
         rc = track_write_sbuf(c, c->out, path, &b);
-    track_sb_free(&b);
+    loom_buf_free(&b);
     return rc;
 }
 
@@ -771,17 +764,17 @@ static const json_t *best_trial(const track_ctx *c, const json_t *trials)
 static int results_best(track_ctx *c, const json_t *trials)
 {
     const json_t *best = best_trial(c, trials);
-    sbuf b = {0};
+    loom_buf b = {0};
     if (best)
         track_json_write(&b, best, 2, 0);
     else
-        track_sb_puts(&b, "null");
-    track_sb_add(&b, "\n", 1);
+        loom_buf_puts(&b, "null");
+    loom_buf_append(&b, "\n", 1);
     char path[PATH_MAX];
     int rc = track_path_fmt(c, path, "%s/best.json", c->out);
     if (!rc)
         rc = track_write_sbuf(c, c->out, path, &b);
-    track_sb_free(&b);
+    loom_buf_free(&b);
     return rc;
 }
 

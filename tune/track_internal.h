@@ -7,6 +7,7 @@
 #define LOOM_TUNE_TRACK_INTERNAL_H
 
 #include <jansson.h>
+#include "base/buf.h"
 #include <limits.h>
 #include <stddef.h>
 
@@ -38,26 +39,15 @@ typedef struct trial_info {
     char run_id[33];
 } trial_info;
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-/* track_write.c: a growable text buffer (oom set on failure) */
-void track_sb_add(sbuf *b, const char *s, size_t n);
-void track_sb_puts(sbuf *b, const char *s);
-__attribute__((format(printf, 2, 3)))
-void track_sb_printf(sbuf *b, const char *fmt, ...);
-void track_sb_free(sbuf *b);
+/* the text writers below append to a loom_buf (base/buf.h; oom is sticky) */
 /* JSON text of v; indent > 0: pretty, that many spaces a level. */
-void track_json_write(sbuf *b, const json_t *v, int indent, int depth);
+void track_json_write(loom_buf *b, const json_t *v, int indent, int depth);
 /* A value as plain text: strings bare, numbers shortest, others as JSON. */
-void track_value_text(sbuf *b, const json_t *v);
+void track_value_text(loom_buf *b, const json_t *v);
 /* "key: value\n" with value as a YAML scalar. */
-void track_yaml_kv(sbuf *b, const char *key, const char *value);
+void track_yaml_kv(loom_buf *b, const char *key, const char *value);
 /* file:// URI of an absolute path. */
-void track_file_uri(sbuf *b, const char *path);
+void track_file_uri(loom_buf *b, const char *path);
 
 /* track.c */
 __attribute__((format(printf, 3, 4)))
@@ -71,7 +61,7 @@ int track_sorted_keys(const json_t *obj, const char ***keys, size_t *n);
 int track_safe_names(const char **names, size_t n, json_t **out);
 int track_path_fmt(track_ctx *c, char out[PATH_MAX], const char *fmt, ...);
 int track_mkdir_p(track_ctx *c, const char *path);
-int track_write_sbuf(track_ctx *c, const char *tmp_dir, const char *path, const sbuf *b);
+int track_write_sbuf(track_ctx *c, const char *tmp_dir, const char *path, const loom_buf *b);
 int track_prune_dir(track_ctx *c, const char *dir, const json_t *keep, const char *prefix);
 int track_digest_of(track_ctx *c, const char *path, char abs[PATH_MAX], char hex[65]);
 int track_trial_parse(track_ctx *c, const json_t *trial, trial_info *t);

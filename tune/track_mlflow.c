@@ -30,20 +30,20 @@ static int run_status(const char *state)
 }
 
 /* The spec's "trial" as one line for MLflow's source name. */
-static void source_name(const track_ctx *c, sbuf *b)
+static void source_name(const track_ctx *c, loom_buf *b)
 {
     const json_t *trial = json_object_get(c->spec, "trial");
     const json_t *argv = json_object_get(trial, "command");
     const char *lib = json_string_value(json_object_get(trial, "library"));
     for (size_t i = 0; i < json_array_size(argv); i++) {
         if (i)
-            track_sb_puts(b, " ");
+            loom_buf_puts(b, " ");
         track_value_text(b, json_array_get(argv, i));
     }
     if (lib) {
         const char *fn = json_string_value(json_object_get(trial, "function"));
         const char *actor = json_string_value(json_object_get(trial, "actor"));
-        track_sb_printf(b, "%s%s%s", lib, fn || actor ? ":" : "", fn ? fn : actor ? actor : "");
+        loom_buf_appendf(b, "%s%s%s", lib, fn || actor ? ":" : "", fn ? fn : actor ? actor : "");
     }
 }
 
@@ -60,19 +60,19 @@ static int mlflow_experiment_meta(track_ctx *c, const char *exp_id, const char *
         rc = track_mkdir_p(c, dir);
     if (rc)
         return rc;
-    sbuf uri = {0}, b = {0};
+    loom_buf uri = {0}, b = {0};
     track_file_uri(&uri, dir);
     track_yaml_kv(&b, "artifact_location", uri.p ? uri.p : "");
-    track_sb_printf(&b, "creation_time: %lld\n", created);
+    loom_buf_appendf(&b, "creation_time: %lld\n", created);
     track_yaml_kv(&b, "experiment_id", exp_id);
-    track_sb_printf(&b, "last_update_time: %lld\n", updated);
-    track_sb_puts(&b, "lifecycle_stage: active\n");
+    loom_buf_appendf(&b, "last_update_time: %lld\n", updated);
+    loom_buf_puts(&b, "lifecycle_stage: active\n");
     track_yaml_kv(&b, "name", name);
     if (uri.oom)
         b.oom = 1;
     rc = track_write_sbuf(c, dir, path, &b);
-    track_sb_free(&uri);
-    track_sb_free(&b);
+    loom_buf_free(&uri);
+    loom_buf_free(&b);
     return rc;
 }
 
@@ -106,38 +106,38 @@ static int mlflow_run_meta(track_ctx *c, const trial_info *t, const char *run_di
         rc = track_path_fmt(c, art, "%s/artifacts", run_dir);
     if (rc)
         return rc;
-    sbuf uri = {0}, b = {0};
+    loom_buf uri = {0}, b = {0};
     track_file_uri(&uri, art);
     track_yaml_kv(&b, "artifact_uri", uri.p ? uri.p : "");
     if (t->has_end)
-        track_sb_printf(&b, "end_time: %lld\n", t->end_ms);
+        loom_buf_appendf(&b, "end_time: %lld\n", t->end_ms);
     else
-        track_sb_puts(&b, "end_time: null\n");
-    track_sb_puts(&b, "entry_point_name: ''\n");
+        loom_buf_puts(&b, "end_time: null\n");
+    loom_buf_puts(&b, "entry_point_name: ''\n");
     track_yaml_kv(&b, "experiment_id", c->exp_id);
-    track_sb_puts(&b, "lifecycle_stage: active\n");
+    loom_buf_puts(&b, "lifecycle_stage: active\n");
     track_yaml_kv(&b, "run_id", t->run_id);
     track_yaml_kv(&b, "run_name", t->name);
     track_yaml_kv(&b, "run_uuid", t->run_id);
-    track_sb_puts(&b, "source_name: ''\n");
-    track_sb_printf(&b, "source_type: %d\n", SOURCE_LOCAL);
-    track_sb_puts(&b, "source_version: ''\n");
-    track_sb_printf(&b, "start_time: %lld\n", track_trial_start_ms(c, t));
-    track_sb_printf(&b, "status: %d\n", run_status(t->state));
-    track_sb_puts(&b, "tags: []\n");
+    loom_buf_puts(&b, "source_name: ''\n");
+    loom_buf_appendf(&b, "source_type: %d\n", SOURCE_LOCAL);
+    loom_buf_puts(&b, "source_version: ''\n");
+    loom_buf_appendf(&b, "start_time: %lld\n", track_trial_start_ms(c, t));
+    loom_buf_appendf(&b, "status: %d\n", run_status(t->state));
+    loom_buf_puts(&b, "tags: []\n");
     track_yaml_kv(&b, "user_id", c->user);
     if (uri.oom)
         b.oom = 1;
     rc = track_write_sbuf(c, run_dir, path, &b);
-    track_sb_free(&uri);
-    track_sb_free(&b);
+    loom_buf_free(&uri);
+    loom_buf_free(&b);
     return rc;
 }
 
 /* Write text as run_dir/sub/file (its temporary in run_dir, which MLflow
  * does not list); keep collects the file names written. */
 static int mlflow_write_value(track_ctx *c, const char *run_dir, const char *sub,
-                              const char *file, const sbuf *text, json_t *keep)
+                              const char *file, const loom_buf *text, json_t *keep)
 {
     char path[PATH_MAX];
     int rc = track_path_fmt(c, path, "%s/%s/%s", run_dir, sub, file);
@@ -176,18 +176,18 @@ static int mlflow_params(track_ctx *c, const trial_info *t, const char *run_dir)
     if (rc)
         rc = track_fail(c, rc, "out of memory");
     for (size_t i = 0; i < n && !rc; i++) {
-        sbuf b = {0};
+        loom_buf b = {0};
         track_value_text(&b, json_object_get(t->config, keys[i]));
         rc = mlflow_write_value(c, run_dir, "params",
                                 json_string_value(json_object_get(names, keys[i])), &b, keep);
-        track_sb_free(&b);
+        loom_buf_free(&b);
     }
     return mlflow_values_done(c, run_dir, "params", rc, keys, names, keep);
 }
 
 /* "<timestamp_ms> <value> <step>" lines of one metric; step is the result's
  * t (rounded down when fractional: MLflow steps are integers). */
-static void metric_lines(const track_ctx *c, const trial_info *t, const char *name, sbuf *b)
+static void metric_lines(const track_ctx *c, const trial_info *t, const char *name, loom_buf *b)
 {
     long long fallback = track_trial_start_ms(c, t);
     for (size_t i = 0; i < json_array_size(t->results); i++) {
@@ -204,7 +204,7 @@ static void metric_lines(const track_ctx *c, const trial_info *t, const char *na
             step = (long long)floor(json_real_value(tv));
         char num[40];
         track_number_text(v, num);
-        track_sb_printf(b, "%lld %s %lld\n", ms < 0 ? 0 : ms, num, step);
+        loom_buf_appendf(b, "%lld %s %lld\n", ms < 0 ? 0 : ms, num, step);
     }
 }
 
@@ -219,11 +219,11 @@ static int mlflow_metrics(track_ctx *c, const trial_info *t, const char *run_dir
     if (rc)
         rc = track_fail(c, rc, "out of memory");
     for (size_t i = 0; i < n && !rc; i++) {
-        sbuf b = {0};
+        loom_buf b = {0};
         metric_lines(c, t, keys[i], &b);
         rc = mlflow_write_value(c, run_dir, "metrics",
                                 json_string_value(json_object_get(names, keys[i])), &b, keep);
-        track_sb_free(&b);
+        loom_buf_free(&b);
     }
     rc = mlflow_values_done(c, run_dir, "metrics", rc, keys, names, keep);
     json_decref(set);
@@ -233,10 +233,10 @@ static int mlflow_metrics(track_ctx *c, const trial_info *t, const char *run_dir
 static int mlflow_tag(track_ctx *c, const char *run_dir, const char *name, const char *value,
                       json_t *keep)
 {
-    sbuf b = {0};
-    track_sb_puts(&b, value);
+    loom_buf b = {0};
+    loom_buf_puts(&b, value);
     int rc = mlflow_write_value(c, run_dir, "tags", name, &b, keep);
-    track_sb_free(&b);
+    loom_buf_free(&b);
     return rc;
 }
 
@@ -249,7 +249,7 @@ static int mlflow_tags(track_ctx *c, const trial_info *t, const char *run_dir)
         return track_fail(c, LOOM_ENOMEM, "out of memory");
     char id[32];
     snprintf(id, sizeof id, "%lld", t->id);
-    sbuf src = {0};
+    loom_buf src = {0};
     source_name(c, &src);
     const char *error = json_string_value(json_object_get(t->rec, "error"));
     int rc = src.oom ? track_fail(c, LOOM_ENOMEM, "out of memory") : 0;
@@ -276,7 +276,7 @@ static int mlflow_tags(track_ctx *c, const trial_info *t, const char *run_dir)
         rc = track_path_fmt(c, dir, "%s/tags", run_dir);
     if (!rc)
         rc = track_prune_dir(c, dir, keep, "loom.");
-    track_sb_free(&src);
+    loom_buf_free(&src);
     json_decref(keep);
     return rc;
 }

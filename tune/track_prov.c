@@ -61,10 +61,10 @@ static json_t *prov_value(const json_t *v)
     if (json_is_boolean(v))
         return typed(json_is_true(v) ? "true" : "false", "xsd:boolean");
     if (json_is_array(v) || json_is_object(v)) {
-        sbuf b = {0};
+        loom_buf b = {0};
         track_json_write(&b, v, 0, 0);
         json_t *s = b.oom ? NULL : json_string(b.p);
-        track_sb_free(&b);
+        loom_buf_free(&b);
         return s;
     }
     return NULL;
@@ -103,15 +103,15 @@ static int prov_init(track_ctx *c, prov *p)
     p->inputs = json_array();
     json_t *prefix = json_object();
     pset(p, p->doc, "prefix", prefix);
-    sbuf ns = {0};
-    track_sb_puts(&ns, "urn:loom:sweep:");
+    loom_buf ns = {0};
+    loom_buf_puts(&ns, "urn:loom:sweep:");
     for (const unsigned char *s = (const unsigned char *)c->sweep_id; *s; s++)
         if ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
             *s == '-' || *s == '_' || *s == '.')
-            track_sb_add(&ns, (const char *)s, 1);
+            loom_buf_append(&ns, (const char *)s, 1);
         else
-            track_sb_printf(&ns, "%%%02X", *s);
-    track_sb_puts(&ns, ":");
+            loom_buf_appendf(&ns, "%%%02X", *s);
+    loom_buf_puts(&ns, ":");
     pset(p, prefix, "prov", json_string("http://www.w3.org/ns/prov#"));
     pset(p, prefix, "xsd", json_string("http://www.w3.org/2001/XMLSchema#"));
     pset(p, prefix, "loom", json_string("urn:loom:"));
@@ -119,7 +119,7 @@ static int prov_init(track_ctx *c, prov *p)
     pset(p, prefix, "param", json_string("urn:loom:param:"));
     pset(p, prefix, "metric", json_string("urn:loom:metric:"));
     pset(p, prefix, "mlflow", json_string("runs:/"));   /* MLflow's run URIs */
-    track_sb_free(&ns);
+    loom_buf_free(&ns);
     for (size_t i = 0; i < sizeof prov_sections / sizeof prov_sections[0]; i++)
         pset(p, p->doc, prov_sections[i], json_object());
     if (!p->inputs)
@@ -403,11 +403,11 @@ static int prov_write(track_ctx *c, prov *p, const char *file)
             strcmp(prov_sections[i], "entity") && strcmp(prov_sections[i], "activity") &&
             strcmp(prov_sections[i], "agent"))
             json_object_del(p->doc, prov_sections[i]);
-    sbuf b = {0};
+    loom_buf b = {0};
     track_json_write(&b, p->doc, 2, 0);
-    track_sb_add(&b, "\n", 1);
+    loom_buf_append(&b, "\n", 1);
     rc = track_write_sbuf(c, dir, path, &b);
-    track_sb_free(&b);
+    loom_buf_free(&b);
     return rc;
 }
 

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/clock.h"
 #include "loom/loom.h"
 
 #define TUNE_MAX_BLOB ((size_t)64 << 20)
@@ -28,7 +29,6 @@
  * and nobody resumed the sweep). */
 #define TUNE_ANSWER_WAIT_MS (30 * 60 * 1000)
 
-int64_t tune_wall_ms(void);
 
 /* JSON in the key-value table. */
 int tune_kv_put_json(loom_client *c, const char *key, const json_t *v);

@@ -7,16 +7,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/errf.h"
 #include "loom/loom.h"
 
 int tune_fail(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    loom_verrf(err, errlen, LOOM_EINVAL, fmt, ap);
+    va_end(ap);
     return LOOM_EINVAL;
 }
 

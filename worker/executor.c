@@ -94,7 +94,7 @@ static void result_fail(run_result *r, int code, const char *fmt, ...)
     r->code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->text, sizeof(r->text), fmt, ap);
+    loom_verrf(r->text, sizeof(r->text), code, fmt, ap);
     va_end(ap);
 }
 

@@ -16,6 +16,7 @@
  * cudaGetDeviceProperties is not used: struct cudaDeviceProp changes between
  * CUDA versions.  Libraries are kept loaded once opened (unloading libcuda
  * after cuInit is not safe).  Nothing here fails: count 0 and `why` instead. */
+#include "base/cuda_dl.h"
 #include "worker/gpu.h"
 
 #include <dlfcn.h>
@@ -310,10 +311,8 @@ static int try_cuda_driver(loom_gpu_info *out)
 
 static int try_cudart(loom_gpu_info *out)
 {
-    static const char *const names[] = {"libcudart.so", "libcudart.so.13", "libcudart.so.12",
-                                        "/usr/local/cuda/lib64/libcudart.so", NULL};
     const char *opened = NULL;
-    void *h = open_first(names, &opened);
+    void *h = loom_cuda_dl(LOOM_CUDA_LIB_CUDART, &opened, NULL);
     if (!h) {
         why_add(out, "libcudart not found");
         return -1;

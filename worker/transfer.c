@@ -349,22 +349,22 @@ static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
         if (!b) return;
         loom_hmap_put(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen, b);
     }
-    if (m->u0 != b->n) {
+    if (m->u0 != b->len) {
         loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
         loom_buf_free(b);
         free(b);
         data_reply_error(d, ident, n, m->req, LOOM_EPROTO, "push chunks out of order");
         return;
     }
-    int rc = loom_buf_append(b, m->data.p, m->data.n);
-    if (!rc && b->n < m->u1) {
+    int rc = loom_buf_append(b, m->data.p, m->data.n) ? LOOM_ENOMEM : LOOM_OK;
+    if (!rc && b->len < m->u1) {
         loom_msg r;
         loom_msg_init(&r, LOOM_MSG_OK, m->req);
         loom_zsend_msg(d->data, ident, n, &r, d->out);
         return;
     }
     loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
-    if (!rc) rc = loom_store_put(d->store, m->ref.id, b->p, b->n, LOOM_STORE_PRIMARY);
+    if (!rc) rc = loom_store_put(d->store, m->ref.id, b->p, b->len, LOOM_STORE_PRIMARY);
     loom_buf_free(b);
     free(b);
     if (rc) {
