@@ -81,7 +81,7 @@ int main(void)
     t_setup_env();
     unsetenv("LOOM_SECRET");
     unsetenv("LOOM_SECRET_FILE");
-    REQUIRE(loom_make_temp_dir(NULL, "loom-test-auth", state, sizeof state) == LOOM_OK);
+    REQUIRE(t_temp_dir("loom-test-auth", state, sizeof state) == 0);
     loom_client *c1 = t_connect(1, 1, state);
     loom_ref lib = t_lib(c1);
     find_cluster_dir();
@@ -271,6 +271,6 @@ int main(void)
     loom_disconnect(&c1);
     /* the local cluster removed its files */
     CHECK(access(cluster_dir, F_OK) != 0 || getenv("LOOM_KEEP_LOCAL"));
-    if (!getenv("LOOM_KEEP_LOCAL") && loom_rm_rf(state)) fprintf(stderr, "cannot remove %s\n", state);
+    if (!getenv("LOOM_KEEP_LOCAL") && t_rm_rf(state)) fprintf(stderr, "cannot remove %s\n", state);
     return TEST_DONE();
 }

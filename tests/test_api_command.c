@@ -352,7 +352,7 @@ static void test_pipeline(loom_client *c, loom_ref lib)
 
 int main(void)
 {
-    REQUIRE(loom_make_temp_dir(NULL, "loom-test-command", tmpdir, sizeof tmpdir) == LOOM_OK);
+    REQUIRE(t_temp_dir("loom-test-command", tmpdir, sizeof tmpdir) == 0);
     loom_client *c = t_connect(1, 2, NULL);
     loom_ref lib = t_lib(c);
     test_basics(c);
@@ -361,6 +361,6 @@ int main(void)
     test_cancel(c);
     test_pipeline(c, lib);
     loom_disconnect(&c);
-    if (loom_rm_rf(tmpdir)) fprintf(stderr, "cannot remove %s\n", tmpdir);
+    if (t_rm_rf(tmpdir)) fprintf(stderr, "cannot remove %s\n", tmpdir);
     return TEST_DONE();
 }

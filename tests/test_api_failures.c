@@ -249,7 +249,7 @@ int main(void)
     add_sanitizer_option("ASAN_OPTIONS", "handle_segv=0");
     add_sanitizer_option("UBSAN_OPTIONS", "handle_segv=0");
     char dir[128];
-    REQUIRE(loom_make_temp_dir(NULL, "loom-test-failures", dir, sizeof dir) == LOOM_OK);
+    REQUIRE(t_temp_dir("loom-test-failures", dir, sizeof dir) == 0);
     const int cpus = 2;
     loom_client *c = t_connect(1, cpus, NULL);
     loom_ref lib = t_lib(c);

@@ -203,7 +203,7 @@ static void test_node_death(loom_client *c, loom_ref lib)
 int main(void)
 {
     t_setup_env();
-    REQUIRE(loom_make_temp_dir(NULL, "loom-test-retries", dir, sizeof dir) == LOOM_OK);
+    REQUIRE(t_temp_dir("loom-test-retries", dir, sizeof dir) == 0);
     loom_connect_opts o;
     memset(&o, 0, sizeof o);
     o.num_nodes = 2;
@@ -216,6 +216,6 @@ int main(void)
     test_error_retries(c, lib);
     test_node_death(c, lib);
     loom_disconnect(&c);
-    loom_rm_rf(dir);
+    t_rm_rf(dir);
     return TEST_DONE();
 }

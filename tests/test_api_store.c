@@ -77,7 +77,7 @@ int main(void)
 {
     t_setup_env();
     char state_dir[4096];
-    REQUIRE(loom_make_temp_dir(NULL, "loom-test-store", state_dir, sizeof state_dir) == LOOM_OK);
+    REQUIRE(t_temp_dir("loom-test-store", state_dir, sizeof state_dir) == 0);
     loom_connect_opts o = {.num_nodes = 2, .num_cpus = 1, .store_bytes = 64u << 20, .state_dir = state_dir,
                            .store_wait_ms = 5000};
     loom_client *c = NULL;
@@ -177,6 +177,6 @@ int main(void)
 
     test_backpressure(state_dir);
     loom_disconnect(&c);
-    loom_rm_rf(state_dir);
+    t_rm_rf(state_dir);
     return TEST_DONE();
 }

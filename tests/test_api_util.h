@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <loom/loom.h>
 #include <loom/value.h>
 #include "testutil.h"
@@ -19,6 +21,27 @@ static inline int64_t t_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A fresh private directory TMPDIR/PREFIX-XXXXXX (0 or -1). */
+static inline int t_temp_dir(const char *prefix, char *out, size_t len)
+{
+    const char *tmp = getenv("TMPDIR");
+    int n = snprintf(out, len, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", prefix);
+    if (n < 0 || (size_t)n >= len) return -1;
+    return mkdtemp(out) ? 0 : -1;
+}
+
+static inline int t_rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st; (void)type; (void)ftw;
+    return remove(path);
+}
+
+/* Remove a directory tree (0 or -1). */
+static inline int t_rm_rf(const char *dir)
+{
+    return nftw(dir, t_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Point the client library at the freshly built loom binary (ctest sets
