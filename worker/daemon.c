@@ -178,6 +178,7 @@ static void enqueue(daemon_s *d, dtask *t)
 
 static void actor_start(daemon_s *d, dtask *t);
 static void actor_flush(daemon_s *d, actor_proc *a);
+static void actor_kill(daemon_s *d, actor_proc *a);
 
 void daemon_arg_ready(daemon_s *d, dtask *t)
 {
@@ -352,14 +353,18 @@ static void on_actor_exit(uv_process_t *p, int64_t status, int sig)
     actor_proc *a = p->data;
     daemon_s *d = a->d;
     a->alive = a->ready = 0;
-    loom_hmap_del(&d->actors, a->id, 16);
+    /* a stale instance that a newer one of the same actor replaced
+       (actor_start) is not the actor any more: its end must not unregister
+       the newer one nor tell the head that the actor died */
+    int current = loom_hmap_get(&d->actors, a->id, 16) == a;
+    if (current) loom_hmap_del(&d->actors, a->id, 16);
     char why[200];
     if (a->dying) loom_snprintf(why, sizeof(why), "killed");
     else if (sig) loom_snprintf(why, sizeof(why), "its process was killed by signal %d (%s)", sig, strsignal(sig));
     else loom_snprintf(why, sizeof(why), "its process exited with status %lld", (long long)status);
     int was_initialised = a->initialised;
     actor_fail_all(d, a, why);
-    if (was_initialised && !d->stopping) {
+    if (was_initialised && current && !d->stopping) {
         loom_msg m;
         loom_msg_init(&m, LOOM_MSG_ACTOR_DIED, 0);
         loom_ref_make(a->id, 0, &m.ref);
@@ -384,6 +389,13 @@ static void actor_start(daemon_s *d, dtask *t)
     a->d = d;
     memcpy(a->id, t->id, 16);
     loom_hex_encode(a->id, 16, a->hex);
+    /* the head runs this creation again while an earlier instance still
+       lives here (its init finished while the head was down, so the head
+       never heard of it): end that one, since this one replaces it in
+       d->actors, and the calls it is sent must not go to, or be reported
+       by, a process the daemon no longer tracks */
+    actor_proc *stale = loom_hmap_get(&d->actors, a->id, 16);
+    if (stale) actor_kill(d, stale);
     a->create = t;
     t->actor = a;
     char logpath[4200], gpus[256];
@@ -468,8 +480,6 @@ static void actor_ready(daemon_s *d, actor_proc *a, const uint8_t *ident, size_t
         task_fail_local(d, t, LOOM_EACTOR, "cannot reach the actor's process");
     }
 }
-
-static void actor_kill(daemon_s *d, actor_proc *a);
 
 /* A TASK_DONE from an actor's process: its init or one of its calls. */
 static void actor_done(daemon_s *d, actor_proc *a, loom_msg *m)
