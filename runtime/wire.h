@@ -185,8 +185,9 @@ typedef struct loom_wire_node {
 
 /* A decoded message, or one being built.  The scalar and string slots are
  * shared by many types: each is a union of the names its messages give it,
- * so a handler reads m->store_used: each slot has only its messages' names,
- * and the schema in wire.c uses the same names. */
+ * so a handler reads m->store_used.  A slot has no generic name: every use
+ * names the field of the message it builds or reads, as the schema in wire.c
+ * does. */
 typedef struct loom_msg {
     int type;
     uint64_t req;
