@@ -117,8 +117,8 @@ static void record_ready(loom_client *c, const loom_msg *m)
     client_mark_done(c, r);
     r->code = m->code;
     r->text = strdup(m->text ? m->text : "");
-    r->size = m->u0;
-    if (!m->code && m->data.n == m->u0 && (m->data.n || m->nlocs == 0)) {
+    r->size = m->size;
+    if (!m->code && m->data.n == m->size && (m->data.n || m->nlocs == 0)) {
         r->value = malloc(m->data.n ? m->data.n : 1);
         if (r->value && m->data.n) memcpy(r->value, m->data.p, m->data.n);
     }
@@ -442,12 +442,12 @@ int client_say_hello(loom_client *c)
     m.role = LOOM_ROLE_DRIVER;
     m.secret = c->secret;
     m.hostname = c->hostname;
-    m.id = (uint32_t)getpid();
+    m.pid = (uint32_t)getpid();
     zmq_msg_t f;
     loom_msg w;
     int rc = client_request_within(c, &m, LOOM_MSG_WELCOME, 10000, &f, &w);
     if (rc) return rc;
-    c->id = w.id;
+    c->id = w.assigned_id;
     find_home(c, &w);
     loom_msg_free(&w);
     zmq_msg_close(&f);
@@ -777,16 +777,16 @@ static int graph_send(loom_client *c, loom_graph *g, const loom_submit_opts *opt
     if (!rc) {
         loom_msg m;
         loom_msg_init(&m, LOOM_MSG_SUBMIT, 0);
-        m.name = (char *)(opts && opts->job_name ? opts->job_name : "graph");
-        m.flag = opts && opts->detached ? 1 : 0;
-        m.text = (char *)(opts && opts->label ? opts->label : "");
+        m.job_name = (char *)(opts && opts->job_name ? opts->job_name : "graph");
+        m.detached = opts && opts->detached ? 1 : 0;
+        m.label = (char *)(opts && opts->label ? opts->label : "");
         m.tasks = tasks;
         m.ntasks = (uint32_t)g->nnodes;
         zmq_msg_t f;
         loom_msg r;
         rc = out ? client_send_unacked(c, &m, out) : client_request(c, &m, LOOM_MSG_SUBMITTED, &f, &r);
         if (!rc && !out) {
-            if (job_id) loom_snprintf(job_id, LOOM_JOB_ID_LEN, "%s", r.name);
+            if (job_id) loom_snprintf(job_id, LOOM_JOB_ID_LEN, "%s", r.job);
             loom_msg_free(&r);
             zmq_msg_close(&f);
         }
@@ -877,7 +877,7 @@ int loom_job_json(loom_client *c, const char *job_id, char **json)
     if (!c || !job_id || !json) return LOOM_EINVAL;
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_JOB_INFO, 0);
-    m.name = (char *)job_id;
+    m.job = (char *)job_id;
     return client_info_json(c, &m, json);
 }
 
@@ -886,9 +886,9 @@ int loom_jobs_json(loom_client *c, const char *label, uint64_t offset, uint64_t 
     if (!c || !json) return LOOM_EINVAL;
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_JOBS, 0);
-    m.text = (char *)(label ? label : "");
-    m.u0 = offset;
-    m.u1 = limit;
+    m.label = (char *)(label ? label : "");
+    m.offset = offset;
+    m.limit = limit;
     return client_info_json(c, &m, json);
 }
 
@@ -897,9 +897,9 @@ int loom_job_ref(loom_client *c, const char *job_id, const char *task, int outpu
     if (!c || !job_id || !task || !out || output < -1) return LOOM_EINVAL;
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_JOB_REF, 0);
-    m.name = (char *)job_id;
-    m.text = (char *)task;
-    m.u0 = output < 0 ? 0xFFFFFFFFu : (uint64_t)output;
+    m.job = (char *)job_id;
+    m.task_name = (char *)task;
+    m.output = output < 0 ? 0xFFFFFFFFu : (uint64_t)output;
     zmq_msg_t f;
     loom_msg r;
     int rc = client_request(c, &m, LOOM_MSG_REF, &f, &r);
@@ -915,6 +915,6 @@ int loom_job_delete(loom_client *c, const char *job_id)
     if (!c || !job_id) return LOOM_EINVAL;
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_JOB_DELETE, 0);
-    m.name = (char *)job_id;
+    m.job = (char *)job_id;
     return client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
 }

@@ -228,7 +228,7 @@ int loom_pg_create(loom_client *c, const loom_bundle *bundles, int n, int strate
         loom_msg m;
         loom_msg_init(&m, LOOM_MSG_PG_CREATE, 0);
         m.name = (char *)(name ? name : "");
-        m.flag = (uint32_t)strategy;
+        m.strategy = (uint32_t)strategy;
         m.bundles = wb;
         m.nbundles = (uint32_t)n;
         zmq_msg_t f;
@@ -322,7 +322,7 @@ int loom_node_drain(loom_client *c, uint32_t node)
     if (!c || !node) return LOOM_EINVAL;
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_DRAIN, 0);
-    m.id = node;
+    m.node = node;
     return client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
 }
 
@@ -334,7 +334,7 @@ int loom_kv_put(loom_client *c, const char *key, const void *data, size_t len)
     if (len > (1u << 20)) return client_set_error(c, LOOM_ETOOBIG, "a value holds at most 1 MiB");
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_KV_PUT, 0);
-    m.name = (char *)key;
+    m.key = (char *)key;
     m.data.p = data;
     m.data.n = len;
     return client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
@@ -346,8 +346,8 @@ int loom_kv_get(loom_client *c, const char *key, int64_t timeout_ms, void **data
     if (timeout_ms < 0 || timeout_ms > 3600000) timeout_ms = 3600000;
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_KV_GET, 0);
-    m.name = (char *)key;
-    m.u0 = (uint64_t)timeout_ms;
+    m.key = (char *)key;
+    m.wait_ms = (uint64_t)timeout_ms;
     zmq_msg_t f;
     loom_msg r;
     /* the head answers when the key appears or the wait ends (its clock ticks each second) */
@@ -366,6 +366,6 @@ int loom_kv_del(loom_client *c, const char *key)
     if (!c || !key || !*key || strlen(key) > 512) return LOOM_EINVAL;
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_KV_DEL, 0);
-    m.name = (char *)key;
+    m.key = (char *)key;
     return client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
 }

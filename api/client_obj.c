@@ -84,8 +84,8 @@ static int remote_push(loom_client *c, const loom_ref *ref, const void *data, si
         loom_msg m;
         loom_msg_init(&m, LOOM_MSG_PUSH, ++c->next_req);
         m.ref = *ref;
-        m.u0 = off;
-        m.u1 = len;
+        m.offset = off;
+        m.total = len;
         m.data.p = (const uint8_t *)data + off;
         m.data.n = n;
         loom_wire_encode(&m, c->out);
@@ -116,15 +116,15 @@ static int remote_fetch(loom_client *c, const ready_info *r, const loom_ref *ref
             loom_msg m;
             loom_msg_init(&m, LOOM_MSG_FETCH, ++c->next_req);
             m.ref = *ref;
-            m.u0 = off;
-            m.u1 = LOOM_CHUNK_SIZE;
+            m.offset = off;
+            m.length = LOOM_CHUNK_SIZE;
             loom_wire_encode(&m, c->out);
             zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0);
             zmq_msg_t f;
             loom_msg ch;
             rc = data_await(c, m.req, &f, &ch);
             if (rc) break;
-            if (ch.type != LOOM_MSG_CHUNK || ch.u1 != r->size || ch.u0 != off) rc = LOOM_EPROTO;
+            if (ch.type != LOOM_MSG_CHUNK || ch.total != r->size || ch.offset != off) rc = LOOM_EPROTO;
             else memcpy(buf + off, ch.data.p, ch.data.n);
             off += ch.data.n;
             int empty = ch.data.n == 0;
@@ -155,8 +155,8 @@ int client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, s
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_PUT_DONE, 0);
     m.ref = *ref;
-    m.u0 = len;
-    m.flag = keep ? 1 : 0;
+    m.size = len;
+    m.keep = keep ? 1 : 0;
     int rc = LOOM_OK;
     /* a client that connected before any node joined (a gateway starting
        with its head) learns the nodes now: a second hello lists them */
@@ -169,13 +169,13 @@ int client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, s
         if (rc) return client_set_error(c, rc, "cannot put %zu bytes in the node's store: %s%s", len, loom_strerror(rc),
                                  rc == LOOM_ESTOREFULL && loom_store_could_hold(c->store, len)
                                      ? " (no room freed up in time)" : "");
-        m.id = c->store_node;
+        m.node = c->store_node;
     } else if (c->home_addr[0]) {
         int64_t deadline = loom_now_ms() + c->store_wait_ms;
         while ((rc = remote_push(c, ref, data, len)) == LOOM_ESTOREFULL && loom_now_ms() < deadline)
             usleep(100000); /* the node's store is under pressure: wait for room */
         if (rc) return rc;
-        m.id = c->home_node;
+        m.node = c->home_node;
     } else {
         return client_set_error(c, LOOM_ESTATE, "the cluster has no node to hold the object");
     }

@@ -185,28 +185,25 @@ typedef struct loom_wire_node {
 
 /* A decoded message, or one being built.  The scalar and string slots are
  * shared by many types: each is a union of the names its messages give it,
- * so a handler reads m->store_used, not m->u0.  The old generic names (u0, u1,
- * id, flag) still compile while callers move to the names; the schema in
- * wire.c uses only the names. */
+ * so a handler reads m->store_used.  A slot has no generic name: every use
+ * names the field of the message it builds or reads, as the schema in wire.c
+ * does. */
 typedef struct loom_msg {
     int type;
     uint64_t req;
     int32_t code;               /* ERROR, OBJ_READY, TASK_DONE, ACTOR_DIED: a LOOM_E* code */
     uint32_t role;              /* HELLO: LOOM_ROLE_* */
     union {
-        uint32_t id;
         uint32_t pid;           /* HELLO: the sender's process id */
         uint32_t assigned_id;   /* WELCOME: the sender's node id (a node) or client id */
         uint32_t node;          /* PUT_DONE: the node holding the object; DRAIN: the node */
     };
     union {
-        uint32_t flag;
         uint32_t detached;      /* SUBMIT: the job outlives its driver */
         uint32_t keep;          /* PUT_DONE: 1 = content-addressed, kept while the head runs */
         uint32_t strategy;      /* PG_CREATE: the placement strategy (0..3) */
     };
     union {
-        uint64_t u0;
         uint64_t store_used;    /* HEARTBEAT: store bytes used */
         uint64_t size;          /* PUT_DONE, OBJ_READY, OBJ_ADDED: the object's size */
         uint64_t output;        /* JOB_REF: the output's index */
@@ -215,7 +212,6 @@ typedef struct loom_msg {
         uint64_t wait_ms;       /* KV_GET: how long to wait for the key */
     };
     union {
-        uint64_t u1;
         uint64_t running;       /* HEARTBEAT: tasks running */
         uint64_t length;        /* FETCH: bytes wanted */
         uint64_t total;         /* CHUNK, PUSH: the object's size */

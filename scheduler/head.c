@@ -424,7 +424,7 @@ static void welcome(head *h, client *c, uint64_t req)
 {
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_WELCOME, req);
-    m.id = c->role == LOOM_ROLE_NODE ? c->node_id : c->id;
+    m.assigned_id = c->role == LOOM_ROLE_NODE ? c->node_id : c->id;
     loom_wire_node *list = calloc(h->nodes.count + 1, sizeof(*list));
     size_t it = 0;
     void *v;
@@ -631,8 +631,8 @@ static void on_heartbeat(head *h, client *c, loom_msg *m)
         }
         if (n) {
             n->last_seen = loom_now_ms();
-            n->store_used = m->u0;
-            n->reported_running = m->u1;
+            n->store_used = m->store_used;
+            n->reported_running = m->running;
         }
     }
 }

@@ -389,7 +389,7 @@ static void actor_move(head *h, actor *a, const char *why)
  * then safe (what only it held is rebuilt from lineage). */
 void head_on_drain(head *h, client *c, loom_msg *m)
 {
-    node *n = head_node_get(h, m->id);
+    node *n = head_node_get(h, m->node);
     if (!n || !n->alive) {
         head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such live node");
         return;

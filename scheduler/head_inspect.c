@@ -222,7 +222,7 @@ void head_on_pg_info(head *h, client *c, loom_msg *m)
 
 static job *find_job(head *h, client *c, loom_msg *m)
 {
-    job *j = loom_hmap_get(&h->jobs, m->name, strlen(m->name));
+    job *j = loom_hmap_get(&h->jobs, m->job, strlen(m->job));
     if (!j) head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such job");
     return j;
 }
@@ -305,10 +305,10 @@ void head_on_jobs(head *h, client *c, loom_msg *m)
     void *v;
     while (loom_hmap_next(&h->jobs, &it, &v)) {
         job *j = v;
-        if (!m->text || !m->text[0] || (j->label && !strcmp(j->label, m->text))) all[n++] = j;
+        if (!m->label || !m->label[0] || (j->label && !strcmp(j->label, m->label))) all[n++] = j;
     }
     qsort(all, n, sizeof(job *), job_newer);
-    uint64_t off = m->u0 < n ? m->u0 : n, limit = m->u1 ? (m->u1 < 1000 ? m->u1 : 1000) : 100;
+    uint64_t off = m->offset < n ? m->offset : n, limit = m->limit ? (m->limit < 1000 ? m->limit : 1000) : 100;
     uint64_t end = n - off < limit ? n : off + limit;
     loom_pack_map(p, 4);
     pack_kv_u64(p, "total", n);
@@ -328,14 +328,14 @@ void head_on_job_ref(head *h, client *c, loom_msg *m)
     if (!j) return;
     for (int i = 0; i < j->ntasks; i++) {
         task *t = j->tasks[i];
-        if (!t || strcmp(t->spec.name, m->text)) continue;
-        if (m->u0 >= (uint64_t)(t->nouts - 1) && m->u0 != LOG_INDEX) {
+        if (!t || strcmp(t->spec.name, m->task_name)) continue;
+        if (m->output >= (uint64_t)(t->nouts - 1) && m->output != LOG_INDEX) {
             head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such output");
             return;
         }
         loom_msg r;
         loom_msg_init(&r, LOOM_MSG_REF, m->req);
-        loom_ref_make(t->id, (uint32_t)m->u0, &r.ref);
+        loom_ref_make(t->id, (uint32_t)m->output, &r.ref);
         head_send_to(h, c->ident, c->identlen, &r);
         return;
     }

@@ -45,7 +45,7 @@ static void persist_kv(head *h, const uint8_t k[32], const kv_entry *e)
 void head_on_kv_put(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
-    head_name_key(m->name, k);
+    head_name_key(m->key, k);
     kv_entry *e = loom_hmap_get(&h->kv, k, sizeof(k));
     if (!e && h->kv.count >= KV_MAX_KEYS) {
         head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EFULL, "the key-value table is full");
@@ -53,7 +53,7 @@ void head_on_kv_put(head *h, client *c, loom_msg *m)
     }
     uint8_t *val = malloc(m->data.n ? m->data.n : 1);
     kv_entry *ne = e ? e : calloc(1, sizeof(*ne));
-    if (!val || !ne || (!e && !(ne->key = strdup(m->name))) || (!e && loom_hmap_put(&h->kv, k, sizeof(k), ne))) {
+    if (!val || !ne || (!e && !(ne->key = strdup(m->key))) || (!e && loom_hmap_put(&h->kv, k, sizeof(k), ne))) {
         free(val);
         if (!e) head_kv_entry_free(ne);
         head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
@@ -69,7 +69,7 @@ void head_on_kv_put(head *h, client *c, loom_msg *m)
     head_send_after_commit(h, c->ident, c->identlen, &r);
     for (kv_wait **pw = &h->kv_waits; *pw;) {
         kv_wait *w = *pw;
-        if (strcmp(w->key, m->name)) {
+        if (strcmp(w->key, m->key)) {
             pw = &w->next;
             continue;
         }
@@ -83,25 +83,25 @@ void head_on_kv_put(head *h, client *c, loom_msg *m)
 void head_on_kv_get(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
-    head_name_key(m->name, k);
+    head_name_key(m->key, k);
     kv_entry *e = loom_hmap_get(&h->kv, k, sizeof(k));
     if (e) {
         kv_reply(h, c->id, m->req, e);
         return;
     }
-    if (m->u0 == 0) {
+    if (m->wait_ms == 0) {
         head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such key");
         return;
     }
     kv_wait *w = calloc(1, sizeof(*w));
-    if (!w || !(w->key = strdup(m->name))) {
+    if (!w || !(w->key = strdup(m->key))) {
         free(w);
         head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     w->client = c->id;
     w->req = m->req;
-    w->deadline = loom_now_ms() + (int64_t)(m->u0 > 3600000 ? 3600000 : m->u0);
+    w->deadline = loom_now_ms() + (int64_t)(m->wait_ms > 3600000 ? 3600000 : m->wait_ms);
     w->next = h->kv_waits;
     h->kv_waits = w;
 }
@@ -109,7 +109,7 @@ void head_on_kv_get(head *h, client *c, loom_msg *m)
 void head_on_kv_del(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
-    head_name_key(m->name, k);
+    head_name_key(m->key, k);
     head_kv_entry_free(loom_hmap_del(&h->kv, k, sizeof(k)));
     headdb_del(h->db, HEADDB_KV, k, sizeof(k));
     loom_msg r;

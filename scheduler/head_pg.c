@@ -106,7 +106,7 @@ void head_on_pg_create(head *h, client *c, loom_msg *m)
     }
     loom_random_bytes(g->id, 16);
     g->name = head_dupstr(m->name[0] ? m->name : "pg");
-    g->strategy = (int)m->flag;
+    g->strategy = (int)m->strategy;
     g->owner = c->id;
     g->t_created = loom_now_ms();
     if (loom_hmap_put(&h->pgs, g->id, 16, g)) {

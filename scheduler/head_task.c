@@ -152,7 +152,7 @@ static void notify_ready(head *h, obj *o, uint32_t client_id)
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_OBJ_READY, 0);
     m.ref = o->ref;
-    m.u0 = o->size;
+    m.size = o->size;
     loom_wire_loc locs[16];
     if (o->state == O_FAILED) {
         m.code = o->code;
@@ -565,7 +565,7 @@ void head_on_submit(head *h, client *c, loom_msg *m)
     if (again) {
         loom_msg r;
         loom_msg_init(&r, LOOM_MSG_SUBMITTED, m->req);
-        r.name = again->id;
+        r.job = again->id;
         head_send_after_commit(h, c->ident, c->identlen, &r);
         return;
     }
@@ -579,9 +579,9 @@ void head_on_submit(head *h, client *c, loom_msg *m)
     uint8_t raw[8];
     loom_random_bytes(raw, sizeof(raw));
     loom_hex_encode(raw, sizeof(raw), j->id);
-    j->name = head_dupstr(m->name[0] ? m->name : "graph");
-    j->label = head_dupstr(m->text ? m->text : "");
-    j->detached = m->flag != 0;
+    j->name = head_dupstr(m->job_name[0] ? m->job_name : "graph");
+    j->label = head_dupstr(m->label ? m->label : "");
+    j->detached = m->detached != 0;
     j->owner = c->id;
     j->t_submit = loom_now_ms();
     j->t_wall_ms = loom_wall_ms(); /* Unix ms: jobs are listed by it, across head restarts */
@@ -606,7 +606,7 @@ void head_on_submit(head *h, client *c, loom_msg *m)
     head_persist_job(h, j);
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_SUBMITTED, m->req);
-    r.name = j->id;
+    r.job = j->id;
     head_send_after_commit(h, c->ident, c->identlen, &r);
     head_schedule(h);
 }
@@ -641,14 +641,14 @@ static void put_obj_revive(head *h, obj *o, const loom_msg *m)
     free(o->value);
     o->value = NULL;
     o->nlocs = 0;
-    obj_set_ready(h, o, m->u0, m->data.p, m->data.n, m->id);
+    obj_set_ready(h, o, m->size, m->data.p, m->data.n, m->node);
 }
 
 /* A put's bytes are in the message, or on a live node. */
 static int put_source_ok(head *h, const loom_msg *m)
 {
-    if (m->u0 <= LOOM_INLINE_MAX && m->data.n == m->u0) return 1;
-    node *n = head_node_get(h, m->id);
+    if (m->size <= LOOM_INLINE_MAX && m->data.n == m->size) return 1;
+    node *n = head_node_get(h, m->node);
     return n && n->alive;
 }
 
@@ -668,8 +668,8 @@ void head_on_put_done(head *h, client *c, loom_msg *m)
         }
         o->refs = 1;
         head_client_hold(c, &m->ref);
-        obj_set_ready(h, o, m->u0, m->data.p, m->data.n, m->id);
-    } else if (!m->flag && loom_hmap_get(&c->held, m->ref.id, LOOM_ID_LEN)) {
+        obj_set_ready(h, o, m->size, m->data.p, m->data.n, m->node);
+    } else if (!m->keep && loom_hmap_get(&c->held, m->ref.id, LOOM_ID_LEN)) {
         /* the same put sent again after a closed connection: a put's ref is
            random, so only its putter can hold it already; counted once */
     } else {
@@ -680,7 +680,7 @@ void head_on_put_done(head *h, client *c, loom_msg *m)
      * runs: another driver may put the same bytes under the same ref at any time,
      * and a put of an id already in a store is a no-op, so a delete in flight
      * would remove the new copy. */
-    if (m->flag && !o->kept) {
+    if (m->keep && !o->kept) {
         o->kept = 1;
         o->refs++;
     }

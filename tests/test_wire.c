@@ -87,12 +87,12 @@ static void test_task_roundtrip(void)
     make_task(&t, args, locs);
     loom_msg m, d;
     loom_msg_init(&m, LOOM_MSG_SUBMIT, 77);
-    m.name = "job";
-    m.flag = 1;
+    m.job_name = "job";
+    m.detached = 1;
     m.tasks = &t;
     m.ntasks = 1;
     CHECK_RC(roundtrip(&m, &d), 0);
-    CHECK(d.type == LOOM_MSG_SUBMIT && d.req == 77 && d.flag == 1 && !strcmp(d.name, "job"));
+    CHECK(d.type == LOOM_MSG_SUBMIT && d.req == 77 && d.detached == 1 && !strcmp(d.job_name, "job"));
     REQUIRE(d.ntasks == 1);
     loom_wire_task *x = &d.tasks[0];
     CHECK(x->kind == LOOM_TASK_COMMAND && x->argc == 3 && !strcmp(x->argv[2], "echo hi"));
@@ -129,7 +129,7 @@ static void test_actor_task(void)
     t.bundle = -1;
     loom_msg m, d;
     loom_msg_init(&m, LOOM_MSG_SUBMIT, 1);
-    m.name = "j";
+    m.job_name = "j";
     m.tasks = &t;
     m.ntasks = 1;
     CHECK_RC(roundtrip(&m, &d), 0);
@@ -175,7 +175,7 @@ static void test_every_type(void)
         memset(refs, 1, sizeof(refs));
         make_task(&t, args, locs);
         m.role = LOOM_ROLE_DRIVER;
-        m.secret = m.hostname = m.name = m.text = "x";
+        m.secret = m.hostname = m.name = m.text = "x"; /* every type: all string slots */
         m.refs = refs;
         m.nrefs = 2;
         m.locs = locs;
@@ -187,8 +187,8 @@ static void test_every_type(void)
         m.nodes = &node;
         m.nnodes = 1;
         if (type == LOOM_MSG_CHUNK || type == LOOM_MSG_PUSH) {
-            m.u0 = 0;
-            m.u1 = 2;
+            m.offset = 0;
+            m.total = 2;
             m.data.p = (const uint8_t *)"ok";
             m.data.n = 2;
         }
@@ -290,14 +290,17 @@ static void golden_msg(int type, loom_msg *m, golden_parts *g)
                                        .gpu_memory = 9};
     m->code = -1234567;
     m->role = LOOM_ROLE_NODE;
-    m->id = 0xBEEF01;
-    m->flag = 3;
-    m->u0 = 0x0102030405ull;
-    m->u1 = 0x0A0B0C0D0Eull;
+    /* The scalar slots are shared by many types: each is written through one
+     * of its names (all of a slot's names are the same member), whatever the
+     * type, and the schema picks the ones the type carries. */
+    m->pid = 0xBEEF01;                  /* = assigned_id, node */
+    m->detached = 3;                    /* = keep, strategy */
+    m->store_used = 0x0102030405ull;    /* = size, output, log_size, offset, wait_ms */
+    m->running = 0x0A0B0C0D0Eull;       /* = length, total, limit */
     m->secret = "s3cret";
     m->hostname = "host-h";
-    m->name = "name-n";
-    m->text = "text-t";
+    m->name = "name-n";                 /* = job_name, job, key */
+    m->text = "text-t";                 /* = label, task_name */
     for (int i = 0; i < LOOM_ID_LEN; i++) m->ref.id[i] = (uint8_t)(0x40 + i);
     m->data = (loom_bytes){(const uint8_t *)"data-bytes", 10};
     m->refs = g->refs;
@@ -312,7 +315,7 @@ static void golden_msg(int type, loom_msg *m, golden_parts *g)
     m->nnodes = type == LOOM_MSG_HELLO ? 1 : 2;
     m->bundles = g->bundles;
     m->nbundles = 2;
-    if (type == LOOM_MSG_PUT_DONE) m->u0 = m->data.n;   /* inline bytes match the size */
+    if (type == LOOM_MSG_PUT_DONE) m->size = m->data.n;   /* inline bytes match the size */
 }
 
 static char *to_hex(const uint8_t *p, size_t n)
@@ -366,14 +369,15 @@ static size_t from_hex(const char *hex, uint8_t **out)
 }
 
 /* A decoded scalar is the value built or, for a member its type does not
- * carry, zero. */
+ * carry, zero.  Generic over the types: each shared slot is compared through
+ * one of its names (see golden_msg). */
 #define SAME_OR_ZERO(d, m, f) ((d)->f == (m)->f || (d)->f == 0)
 
 static void check_golden_fields(const loom_msg *m, const loom_msg *d)
 {
     CHECK(d->type == m->type && d->req == m->req);
-    CHECK(SAME_OR_ZERO(d, m, code) && SAME_OR_ZERO(d, m, role) && SAME_OR_ZERO(d, m, id));
-    CHECK(SAME_OR_ZERO(d, m, flag) && SAME_OR_ZERO(d, m, u0) && SAME_OR_ZERO(d, m, u1));
+    CHECK(SAME_OR_ZERO(d, m, code) && SAME_OR_ZERO(d, m, role) && SAME_OR_ZERO(d, m, pid));
+    CHECK(SAME_OR_ZERO(d, m, detached) && SAME_OR_ZERO(d, m, store_used) && SAME_OR_ZERO(d, m, running));
     CHECK(!d->secret || !strcmp(d->secret, m->secret));
     CHECK(!d->hostname || !strcmp(d->hostname, m->hostname));
     CHECK(!d->name || !strcmp(d->name, m->name));
@@ -383,8 +387,8 @@ static void check_golden_fields(const loom_msg *m, const loom_msg *d)
     CHECK(SAME_OR_ZERO(d, m, noutputs) && SAME_OR_ZERO(d, m, nnodes) && SAME_OR_ZERO(d, m, nbundles));
 }
 
-/* The per-message names of the shared members read what golden_msg() put in
- * the generic slots (u0, u1, id, flag, name, text). */
+/* The per-message names of the shared members read what golden_msg() wrote
+ * through one name per shared slot. */
 static void check_golden_names(const loom_msg *d)
 {
     const uint64_t u0 = 0x0102030405ull, u1 = 0x0A0B0C0D0Eull;
@@ -512,8 +516,8 @@ static void test_rejections(void)
     CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
     /* a chunk whose data overruns its total */
     loom_msg_init(&m, LOOM_MSG_CHUNK, 1);
-    m.u0 = 5;
-    m.u1 = 6;
+    m.offset = 5;
+    m.total = 6;
     m.data.p = (const uint8_t *)"abc";
     m.data.n = 3;
     loom_wire_encode(&m, pk);

@@ -661,26 +661,26 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
     }
     switch (m.type) {
     case LOOM_MSG_WELCOME:
-        if (d->spawned) rejoined(d, m.id);
-        d->node_id = m.id;
+        if (d->spawned) rejoined(d, m.assigned_id);
+        d->node_id = m.assigned_id;
         d->welcomed = 1;
         d->waiting_since = d->waiting_logged = 0;
         if (!d->spawned) {
             char id[16];
-            loom_snprintf(id, sizeof(id), "%u", m.id);
+            loom_snprintf(id, sizeof(id), "%u", m.assigned_id);
             setenv("LOOM_NODE_ID", id, 1); /* tasks can tell where they run */
             for (int i = 0; i < d->nexec; i++) spawn_executor(d, i);
             d->spawned = 1;
         }
         if (d->o.ready_fd >= 0) {
             char line[64];
-            loom_snprintf(line, sizeof(line), "node %u\n", m.id);
+            loom_snprintf(line, sizeof(line), "node %u\n", m.assigned_id);
             ssize_t w = write(d->o.ready_fd, line, strlen(line));
             (void)w;
             close(d->o.ready_fd);
             d->o.ready_fd = -1;
         }
-        LOG_INFO("joined the cluster at %s as node %u", d->o.head_address, m.id);
+        LOG_INFO("joined the cluster at %s as node %u", d->o.head_address, m.assigned_id);
         break;
     case LOOM_MSG_ERROR:
         if (m.code == LOOM_ESTATE && d->welcomed) {
@@ -724,8 +724,8 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
     if (m.type == LOOM_MSG_HELLO && identlen <= MAX_PEER_IDENT) {
         exec_proc *e = NULL;
         for (int i = 0; i < d->nexec && !e; i++)
-            if (d->execs[i].alive && d->execs[i].pid == (int)m.id) e = &d->execs[i];
-        actor_proc *a = e ? NULL : actor_by_pid(d, (int)m.id);
+            if (d->execs[i].alive && d->execs[i].pid == (int)m.pid) e = &d->execs[i];
+        actor_proc *a = e ? NULL : actor_by_pid(d, (int)m.pid);
         if (e && loom_secret_equal(m.secret, d->o.secret)) {
             memcpy(e->ident, ident, identlen);
             e->identlen = identlen;
@@ -734,7 +734,7 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
         } else if (a && a->alive && !a->ready && loom_secret_equal(m.secret, d->o.secret)) {
             actor_ready(d, a, ident, identlen);
         } else {
-            LOG_WARN("refused an executor hello from pid %u", m.id);
+            LOG_WARN("refused an executor hello from pid %u", m.pid);
         }
     } else if (m.type == LOOM_MSG_TASK_DONE) {
         exec_proc *e = exec_by_ident(d, ident, identlen);
@@ -771,7 +771,7 @@ static void say_hello(daemon_s *d)
     m.role = LOOM_ROLE_NODE;
     m.secret = (char *)d->o.secret;
     m.hostname = d->hostname;
-    m.id = (uint32_t)getpid();
+    m.pid = (uint32_t)getpid();
     m.nodes = &self;
     m.nnodes = 1;
     daemon_send_head(d, &m);
@@ -796,8 +796,8 @@ static void on_heartbeat(uv_timer_t *tm)
     loom_store_stats_get(d->store, &st);
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_HEARTBEAT, 0);
-    m.u0 = st.used;
-    m.u1 = d->running;
+    m.store_used = st.used;
+    m.running = d->running;
     daemon_send_head(d, &m);
     daemon_retry_stalled_transfers(d);
 }

@@ -699,7 +699,7 @@ int loom_executor_run(const loom_executor_opts *o)
     hello.role = LOOM_ROLE_EXECUTOR;
     hello.secret = (char *)o->secret;
     hello.hostname = "";
-    hello.id = (uint32_t)getpid();
+    hello.pid = (uint32_t)getpid();
     send_msg(&ex, &hello);
     for (;;) {
         zmq_msg_t f;

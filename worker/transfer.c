@@ -82,8 +82,8 @@ static void transfer_request(daemon_s *d, transfer *x, uint64_t offset)
     loom_msg m;
     loom_msg_init(&m, LOOM_MSG_FETCH, x->serial);
     m.ref = x->ref;
-    m.u0 = offset;
-    m.u1 = LOOM_CHUNK_SIZE;
+    m.offset = offset;
+    m.length = LOOM_CHUNK_SIZE;
     loom_zsend_msg(p->sock, NULL, 0, &m, d->out);
     x->last_activity = loom_now_ms();
 }
@@ -107,7 +107,7 @@ static void transfer_finish(daemon_s *d, transfer *x, int rc, const char *why)
             loom_msg m;
             loom_msg_init(&m, LOOM_MSG_OBJ_ADDED, 0);
             m.ref = x->ref;
-            m.u0 = x->total;
+            m.size = x->total;
             daemon_send_head(d, &m);
         }
     }
@@ -160,7 +160,7 @@ static void on_chunk(daemon_s *d, loom_msg *m)
     }
     if (!x->started) {
         x->started = 1;
-        x->total = m->u1;
+        x->total = m->total;
         x->buf = malloc(x->total ? x->total : 1);
         if (!x->buf) {
             transfer_finish(d, x, LOOM_ENOMEM, "out of memory");
@@ -172,12 +172,12 @@ static void on_chunk(daemon_s *d, loom_msg *m)
             transfer_request(d, x, x->next_offset);
             x->next_offset += LOOM_CHUNK_SIZE;
         }
-    } else if (m->u1 != x->total) {
+    } else if (m->total != x->total) {
         transfer_retry_or_fail(d, x, "object size changed during the transfer");
         return;
     }
-    if (m->u0 + m->data.n > x->total) return;
-    memcpy(x->buf + m->u0, m->data.p, m->data.n);
+    if (m->offset + m->data.n > x->total) return;
+    memcpy(x->buf + m->offset, m->data.p, m->data.n);
     x->received += m->data.n;
     x->last_activity = loom_now_ms();
     if (x->received >= x->total) {
@@ -315,14 +315,14 @@ static void on_fetch(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
         loom_zsend_msg(d->data, ident, n, &r, d->out);
         return;
     }
-    uint64_t off = m->u0 < v.len ? m->u0 : v.len;
-    uint64_t len = m->u1 < LOOM_CHUNK_SIZE ? m->u1 : LOOM_CHUNK_SIZE;
+    uint64_t off = m->offset < v.len ? m->offset : v.len;
+    uint64_t len = m->length < LOOM_CHUNK_SIZE ? m->length : LOOM_CHUNK_SIZE;
     if (len > v.len - off) len = v.len - off;
     loom_msg r;
     loom_msg_init(&r, LOOM_MSG_CHUNK, m->req);
     r.ref = m->ref;
-    r.u0 = off;
-    r.u1 = v.len;
+    r.offset = off;
+    r.total = v.len;
     r.data.p = (const uint8_t *)v.data + off;
     r.data.n = len;
     loom_zsend_msg(d->data, ident, n, &r, d->out);
@@ -336,12 +336,12 @@ static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
     memcpy(key + n, m->ref.id, LOOM_ID_LEN);
     size_t klen = n + LOOM_ID_LEN > LOOM_HMAP_KEY_MAX ? LOOM_HMAP_KEY_MAX : n + LOOM_ID_LEN;
     loom_buf *b = loom_hmap_get(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
-    if (m->u1 > (uint64_t)LOOM_MAX_FRAME * 64) {
+    if (m->total > (uint64_t)LOOM_MAX_FRAME * 64) {
         data_reply_error(d, ident, n, m->req, LOOM_ETOOBIG, "object too large");
         return;
     }
     if (!b) {
-        if (m->u0 != 0) {
+        if (m->offset != 0) {
             data_reply_error(d, ident, n, m->req, LOOM_EPROTO, "push must start at offset 0");
             return;
         }
@@ -349,7 +349,7 @@ static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
         if (!b) return;
         loom_hmap_put(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen, b);
     }
-    if (m->u0 != b->len) {
+    if (m->offset != b->len) {
         loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
         loom_buf_free(b);
         free(b);
@@ -357,7 +357,7 @@ static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
         return;
     }
     int rc = loom_buf_append(b, m->data.p, m->data.n) ? LOOM_ENOMEM : LOOM_OK;
-    if (!rc && b->len < m->u1) {
+    if (!rc && b->len < m->total) {
         loom_msg r;
         loom_msg_init(&r, LOOM_MSG_OK, m->req);
         loom_zsend_msg(d->data, ident, n, &r, d->out);
