@@ -4,6 +4,7 @@
  *
  * Build: cc -shared -fPIC tasks.c $(pkg-config --cflags --libs loom) -o libloom_examples.so */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -263,8 +264,11 @@ LOOM_TASK(gpu_ids)
 /* Counter(start): a running total.  add(k) -> the new total; get() -> total;
  * log_add(k, ms): sleeps ms, appends k to a history and returns the history
  * length (ordering tests); history() -> the values added, in order, as a
- * msgpack array; where() -> "node:pid:CUDA_VISIBLE_DEVICES"; fail(); crash(). */
+ * msgpack array; where() -> "node:pid:CUDA_VISIBLE_DEVICES"; fail(); crash().
+ * With max_concurrency > 1 its methods run on several threads at once, so
+ * the state is guarded by a mutex, as any threaded actor's must be. */
 typedef struct counter {
+    pthread_mutex_t mu;
     int64_t total;
     int64_t *history;
     size_t n, cap;
@@ -274,11 +278,14 @@ LOOM_ACTOR_INIT(Counter)
 {
     counter *s = calloc(1, sizeof(*s));
     if (!s) return loom_task_fail(ctx, "out of memory");
+    pthread_mutex_init(&s->mu, NULL);
     if (loom_task_nargs(ctx) > 0 && loom_task_arg_i64(ctx, 0, &s->total)) {
+        pthread_mutex_destroy(&s->mu);
         free(s);
         return loom_task_fail(ctx, "Counter: the start value must be a msgpack integer");
     }
     if (s->total == -1) {
+        pthread_mutex_destroy(&s->mu);
         free(s);
         return loom_task_fail(ctx, "Counter refuses to start at -1");
     }
@@ -291,14 +298,24 @@ LOOM_ACTOR_METHOD(Counter, add)
     counter *s = loom_actor_state(ctx);
     int64_t k = 1;
     if (loom_task_nargs(ctx) > 0 && loom_task_arg_i64(ctx, 0, &k)) return loom_task_fail(ctx, "add: want an integer");
-    s->total += k;
-    return loom_task_return_i64(ctx, s->total);
+    pthread_mutex_lock(&s->mu);
+    int64_t total = s->total += k;
+    pthread_mutex_unlock(&s->mu);
+    return loom_task_return_i64(ctx, total);
+}
+
+/* the total under the counter's lock */
+static int64_t counter_total(counter *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int64_t total = s->total;
+    pthread_mutex_unlock(&s->mu);
+    return total;
 }
 
 LOOM_ACTOR_METHOD(Counter, get)
 {
-    counter *s = loom_actor_state(ctx);
-    return loom_task_return_i64(ctx, s->total);
+    return loom_task_return_i64(ctx, counter_total(loom_actor_state(ctx)));
 }
 
 LOOM_ACTOR_METHOD(Counter, log_add)
@@ -308,16 +325,22 @@ LOOM_ACTOR_METHOD(Counter, log_add)
     if (loom_task_arg_i64(ctx, 0, &k)) return loom_task_fail(ctx, "log_add: want an integer");
     if (loom_task_nargs(ctx) > 1) loom_task_arg_i64(ctx, 1, &ms);
     if (ms > 0) usleep((useconds_t)(ms * 1000));
+    pthread_mutex_lock(&s->mu);
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 64;
         int64_t *h = realloc(s->history, cap * sizeof(*h));
-        if (!h) return loom_task_fail(ctx, "out of memory");
+        if (!h) {
+            pthread_mutex_unlock(&s->mu);
+            return loom_task_fail(ctx, "out of memory");
+        }
         s->history = h;
         s->cap = cap;
     }
     s->history[s->n++] = k;
     s->total += k;
-    return loom_task_return_i64(ctx, (int64_t)s->n);
+    size_t n = s->n;
+    pthread_mutex_unlock(&s->mu);
+    return loom_task_return_i64(ctx, (int64_t)n);
 }
 
 LOOM_ACTOR_METHOD(Counter, history)
@@ -325,8 +348,10 @@ LOOM_ACTOR_METHOD(Counter, history)
     counter *s = loom_actor_state(ctx);
     loom_pack *p = loom_pack_new();
     if (!p) return loom_task_fail(ctx, "out of memory");
+    pthread_mutex_lock(&s->mu);
     loom_pack_array(p, (uint32_t)s->n);
     for (size_t i = 0; i < s->n; i++) loom_pack_i64(p, s->history[i]);
+    pthread_mutex_unlock(&s->mu);
     int rc = loom_task_return_pack(ctx, p);
     loom_pack_destroy(&p);
     return rc;
@@ -368,14 +393,14 @@ LOOM_ACTOR_METHOD(Counter, crash_once)
         raise(SIGKILL);
     }
     fclose(f);
-    counter *s = loom_actor_state(ctx);
-    return loom_task_return_i64(ctx, s->total);
+    return loom_task_return_i64(ctx, counter_total(loom_actor_state(ctx)));
 }
 
 LOOM_ACTOR_DESTROY(Counter)
 {
     counter *s = state;
     if (!s) return;
+    pthread_mutex_destroy(&s->mu);
     free(s->history);
     free(s);
 }

@@ -718,6 +718,9 @@ int loom_http_start(const loom_http_opts *o, loom_http_server **out)
     s->async.data = s;
     s->hub->async = &s->async;
     int rc = listen_on(s);
+    /* the gauges exist from the start; after the thread starts, only it
+     * touches the connection counts */
+    if (rc == 0) metrics_gauges(s);
     if (rc == 0 && uv_thread_create(&s->thread, loop_main, s) != 0) rc = LOOM_ESYS;
     if (rc) {
         abandon_loop(s);
@@ -725,7 +728,6 @@ int loom_http_start(const loom_http_opts *o, loom_http_server **out)
         free(s);
         return rc;
     }
-    metrics_gauges(s);
     *out = s;
     return LOOM_OK;
 }

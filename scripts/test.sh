@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # scripts/test.sh — the whole test suite: install dependencies, build, run every
 # unit, integration and system test under ctest (in parallel), then again in an
-# AddressSanitizer + UndefinedBehaviorSanitizer build, then short libFuzzer runs
-# of the parsers that take outside bytes.  LOOM_TEST_QUICK=1 skips the sanitizer
-# build and the fuzzers.
+# AddressSanitizer + UndefinedBehaviorSanitizer build, then the tests of the
+# threaded parts (ctest label "tsan") in a ThreadSanitizer build — any report
+# from any process fails the run — then short libFuzzer runs of the parsers
+# that take outside bytes.  LOOM_TEST_QUICK=1 skips the sanitizer builds and
+# the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test
@@ -18,6 +20,10 @@ bash scripts/build.sh build-asan -DLOOM_SANITIZE=ON
 echo "== tests under ASan + UBSan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest -j"$jobs" --output-on-failure --timeout 900 -LE fuzz)
+echo "== build with ThreadSanitizer"
+bash scripts/build.sh build-tsan -DLOOM_TSAN=ON
+echo "== the threaded parts' tests under TSan"
+bash scripts/tsan_run.sh build-tsan
 echo "== fuzzing (libFuzzer, ${LOOM_FUZZ_SECONDS:-60} s per parser)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_FUZZ=ON >/dev/null
 targets=(fuzz_wire fuzz_graph_json fuzz_unpack fuzz_http fuzz_tensor fuzz_safetensors fuzz_tune_spec fuzz_shard_dataset fuzz_hostlist)
