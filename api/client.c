@@ -42,12 +42,12 @@
 /* how many times a request is sent again (a head restarted, a connection closed) */
 #define MAX_RESENDS 5
 
-int client_set_error(loom_client *c, int rc, const char *fmt, ...)
+int loom__client_set_error(loom_client *c, int rc, const char *fmt, ...)
 {
     if (!c) return rc;
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(c->last_error, sizeof(c->last_error), rc, fmt, ap);
+    loom__verrf(c->last_error, sizeof(c->last_error), rc, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -59,7 +59,7 @@ const char *loom_last_error(const loom_client *c)
 
 /* ---- messaging ---------------------------------------------------------- */
 
-void client_ready_free(ready_info *r)
+void loom__client_ready_free(ready_info *r)
 {
     if (!r) return;
     free(r->text);
@@ -71,10 +71,10 @@ void client_ready_free(ready_info *r)
 
 /* Forget r (released, or to be asked again): freed now, or by the last
  * loom_value still reading its inline copy. */
-void client_ready_drop(ready_info *r)
+void loom__client_ready_drop(ready_info *r)
 {
     if (r && r->views > 0) r->dropped = 1;
-    else client_ready_free(r);
+    else loom__client_ready_free(r);
 }
 
 static int grow_ua(loom_client *c)
@@ -88,12 +88,12 @@ static int grow_ua(loom_client *c)
     return 0;
 }
 
-ready_info *client_ready_get(loom_client *c, const loom_ref *ref, int create)
+ready_info *loom__client_ready_get(loom_client *c, const loom_ref *ref, int create)
 {
-    ready_info *r = loom_hmap_get(&c->ready, ref->id, LOOM_ID_LEN);
+    ready_info *r = loom__hmap_get(&c->ready, ref->id, LOOM_ID_LEN);
     if (r || !create) return r;
     r = calloc(1, sizeof(*r));
-    if (r && loom_hmap_put(&c->ready, ref->id, LOOM_ID_LEN, r)) {
+    if (r && loom__hmap_put(&c->ready, ref->id, LOOM_ID_LEN, r)) {
         free(r);
         return NULL;
     }
@@ -101,7 +101,7 @@ ready_info *client_ready_get(loom_client *c, const loom_ref *ref, int create)
 }
 
 /* r is ready (or failed); a running loom_wait counts it without a rescan */
-void client_mark_done(loom_client *c, ready_info *r)
+void loom__client_mark_done(loom_client *c, ready_info *r)
 {
     r->done = 1;
     if (r->waited) {
@@ -112,9 +112,9 @@ void client_mark_done(loom_client *c, ready_info *r)
 
 static void record_ready(loom_client *c, const loom_msg *m)
 {
-    ready_info *r = client_ready_get(c, &m->ref, 1);
+    ready_info *r = loom__client_ready_get(c, &m->ref, 1);
     if (!r || r->done) return;
-    client_mark_done(c, r);
+    loom__client_mark_done(c, r);
     r->code = m->code;
     r->text = strdup(m->text ? m->text : "");
     r->size = m->size;
@@ -132,12 +132,12 @@ static void record_ready(loom_client *c, const loom_msg *m)
     }
 }
 
-int client_send_msg(loom_client *c, loom_msg *m)
+int loom__client_send_msg(loom_client *c, loom_msg *m)
 {
-    int rc = loom_wire_encode(m, c->out);
-    if (rc) return client_set_error(c, rc, "cannot encode %s", loom_msg_type_name(m->type));
+    int rc = loom__wire_encode(m, c->out);
+    if (rc) return loom__client_set_error(c, rc, "cannot encode %s", loom__msg_type_name(m->type));
     if (zmq_send(c->sock, loom_pack_data(c->out), loom_pack_size(c->out), 0) < 0)
-        return client_set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
+        return loom__client_set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
     return LOOM_OK;
 }
 
@@ -171,7 +171,7 @@ static void count_disconnects(loom_client *c)
 static void watch_connection(loom_client *c)
 {
     char ep[64];
-    loom_snprintf(ep, sizeof(ep), "inproc://loom-client-%p", (void *)c);
+    loom__snprintf(ep, sizeof(ep), "inproc://loom-client-%p", (void *)c);
     if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_DISCONNECTED) != 0) return;
     c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
     if (c->mon && zmq_connect(c->mon, ep) != 0) {
@@ -183,10 +183,10 @@ static void watch_connection(loom_client *c)
 /* Receive one message within timeout_ms; frame kept in *f (caller closes). */
 static int recv_msg(loom_client *c, int64_t timeout_ms, zmq_msg_t *f, loom_msg *m)
 {
-    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : loom__now_ms() + timeout_ms;
     for (;;) {
         zmq_pollitem_t pi[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
-        int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();
+        int64_t left = deadline < 0 ? -1 : deadline - loom__now_ms();
         if (deadline >= 0 && left < 0) left = 0;
         int rc = zmq_poll(pi, c->mon ? 2 : 1, (long)left);
         if (rc < 0) return errno == EINTR ? LOOM_ETIMEOUT : LOOM_ECONN;
@@ -195,7 +195,7 @@ static int recv_msg(loom_client *c, int64_t timeout_ms, zmq_msg_t *f, loom_msg *
         if (c->mon && (pi[1].revents & ZMQ_POLLIN)) count_disconnects(c);
         if (pi[0].revents & ZMQ_POLLIN) break;
         if (c->disconnects != closes) return LOOM_ETIMEOUT; /* callers look at the closes */
-        if (deadline >= 0 && loom_now_ms() >= deadline) return LOOM_ETIMEOUT;
+        if (deadline >= 0 && loom__now_ms() >= deadline) return LOOM_ETIMEOUT;
     }
     zmq_msg_init(f);
     if (zmq_msg_recv(f, c->sock, ZMQ_DONTWAIT) < 0) {
@@ -203,9 +203,9 @@ static int recv_msg(loom_client *c, int64_t timeout_ms, zmq_msg_t *f, loom_msg *
         return LOOM_ETIMEOUT;
     }
     char err[256];
-    if (loom_wire_decode(zmq_msg_data(f), zmq_msg_size(f), m, err, sizeof(err))) {
+    if (loom__wire_decode(zmq_msg_data(f), zmq_msg_size(f), m, err, sizeof(err))) {
         zmq_msg_close(f);
-        client_set_error(c, LOOM_EPROTO, "bad message from the head: %s", err);
+        loom__client_set_error(c, LOOM_EPROTO, "bad message from the head: %s", err);
         return LOOM_EPROTO;
     }
     return LOOM_OK;
@@ -232,9 +232,9 @@ static int note_unacked(loom_client *c, const loom_msg *m)
     if (m->type == LOOM_MSG_ERROR && m->code == LOOM_ESTATE && t_says_hello(m->text)) return 1;
     unacked *u = &c->ua[i];
     if (m->type == LOOM_MSG_ERROR) {
-        ready_info *r = client_ready_get(c, &u->out, 1);
+        ready_info *r = loom__client_ready_get(c, &u->out, 1);
         if (r && !r->done) {
-            client_mark_done(c, r);
+            loom__client_mark_done(c, r);
             r->code = m->code < 0 ? m->code : LOOM_EPROTO;
             r->text = strdup(m->text ? m->text : "the head refused the request");
         }
@@ -267,18 +267,18 @@ static void resend_after_close(loom_client *c)
  * its frame in *f) or the deadline passes.  Notifications are recorded. */
 static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg_t *f, loom_msg *reply)
 {
-    int64_t deadline = loom_now_ms() + timeout_ms;
+    int64_t deadline = loom__now_ms() + timeout_ms;
     unsigned closes = c->disconnects;
     for (;;) {
-        int64_t left = deadline - loom_now_ms();
+        int64_t left = deadline - loom__now_ms();
         if (left < 0 || c->disconnects != closes) left = 0; /* after a close: only what is here */
         int rc = recv_msg(c, left, f, reply);
         if (rc == LOOM_ETIMEOUT && c->disconnects != closes) return RESEND;
         if (rc == LOOM_EPROTO) continue;
         if (rc == LOOM_ETIMEOUT)
-            return client_set_error(c, LOOM_ECONN, "the head at %s did not answer within %lld ms", c->address,
-                             (long long)timeout_ms);
-        if (rc) return client_set_error(c, rc, "connection to the head failed");
+            return loom__client_set_error(c, LOOM_ECONN, "the head at %s did not answer within %lld ms", c->address,
+                                          (long long)timeout_ms);
+        if (rc) return loom__client_set_error(c, rc, "connection to the head failed");
         if (reply->type == LOOM_MSG_ERROR && reply->code == LOOM_ESTATE && t_says_hello(reply->text))
             c->need_hello = 1;
         if (reply->type == LOOM_MSG_OBJ_READY && reply->req == 0) {
@@ -287,22 +287,22 @@ static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg
             /* an answer to an earlier submission */
         } else if (reply->req == req) {
             if (reply->type == LOOM_MSG_ERROR) {
-                rc = client_set_error(c, reply->code < 0 ? reply->code : LOOM_EPROTO, "%s", reply->text);
-                loom_msg_free(reply);
+                rc = loom__client_set_error(c, reply->code < 0 ? reply->code : LOOM_EPROTO, "%s", reply->text);
+                loom__msg_free(reply);
                 zmq_msg_close(f);
                 return rc;
             }
             return LOOM_OK;
         }
-        loom_msg_free(reply);
+        loom__msg_free(reply);
         zmq_msg_close(f);
     }
 }
 
 /* Send m and wait for its reply; OK replies are consumed here when want_type
  * is LOOM_MSG_OK.  Otherwise the caller frees *reply and closes *f. */
-int client_request_within(loom_client *c, loom_msg *m, int want_type, int64_t timeout_ms, zmq_msg_t *f,
-                          loom_msg *reply)
+int loom__client_request_within(loom_client *c, loom_msg *m, int want_type, int64_t timeout_ms, zmq_msg_t *f,
+                                loom_msg *reply)
 {
     zmq_msg_t lf;
     loom_msg lr;
@@ -312,7 +312,7 @@ int client_request_within(loom_client *c, loom_msg *m, int want_type, int64_t ti
     for (int attempt = 0;; attempt++) {
         resend_after_close(c);
         m->req = ++c->next_req;
-        rc = client_send_msg(c, m);
+        rc = loom__client_send_msg(c, m);
         if (rc) return rc;
         rc = await_reply(c, m->req, timeout_ms, f, reply);
         /* the connection closed while the request was out (the head may have
@@ -322,40 +322,41 @@ int client_request_within(loom_client *c, loom_msg *m, int want_type, int64_t ti
         /* a head that restarted does not know this client: say hello again
            and send the request once more */
         if (rc == LOOM_ESTATE && c->need_hello && attempt < MAX_RESENDS && m->type != LOOM_MSG_HELLO &&
-            client_rejoin(c) == 0)
+            loom__client_rejoin(c) == 0)
             continue;
         break;
     }
     if (rc == RESEND)
-        return client_set_error(c, LOOM_ECONN, "the connection to the head at %s closed %d times during a request",
-                         c->address, MAX_RESENDS + 1);
+        return loom__client_set_error(c, LOOM_ECONN,
+                                      "the connection to the head at %s closed %d times during a request",
+                                      c->address, MAX_RESENDS + 1);
     if (rc) return rc;
     if (reply->type != want_type) {
-        rc = client_set_error(c, LOOM_EPROTO, "the head answered %s, expected %s", loom_msg_type_name(reply->type),
-                       loom_msg_type_name(want_type));
-        loom_msg_free(reply);
+        rc = loom__client_set_error(c, LOOM_EPROTO, "the head answered %s, expected %s",
+                                    loom__msg_type_name(reply->type), loom__msg_type_name(want_type));
+        loom__msg_free(reply);
         zmq_msg_close(f);
         return rc;
     }
     if (f == &lf) {
-        loom_msg_free(reply);
+        loom__msg_free(reply);
         zmq_msg_close(f);
     }
     return LOOM_OK;
 }
 
-int client_request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply)
+int loom__client_request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply)
 {
-    return client_request_within(c, m, want_type, REQUEST_TIMEOUT_MS, f, reply);
+    return loom__client_request_within(c, m, want_type, REQUEST_TIMEOUT_MS, f, reply);
 }
 
 /* Wait for notifications until pred is satisfied or the deadline. */
-int client_pump(loom_client *c, int64_t deadline)
+int loom__client_pump(loom_client *c, int64_t deadline)
 {
     zmq_msg_t f;
     loom_msg m;
     resend_after_close(c);
-    int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();
+    int64_t left = deadline < 0 ? -1 : deadline - loom__now_ms();
     if (deadline >= 0 && left < 0) left = 0;
     int rc = recv_msg(c, left, &f, &m);
     if (rc == LOOM_EPROTO) return LOOM_OK;
@@ -367,7 +368,7 @@ int client_pump(loom_client *c, int64_t deadline)
             if (m.type == LOOM_MSG_ERROR && m.code == LOOM_ESTATE && t_says_hello(m.text)) c->need_hello = 1;
             if (m.type == LOOM_MSG_OBJ_READY) record_ready(c, &m);
             else note_unacked(c, &m);
-            loom_msg_free(&m);
+            loom__msg_free(&m);
             zmq_msg_close(&f);
         }
         rc = recv_msg(c, 0, &f, &m);
@@ -375,15 +376,15 @@ int client_pump(loom_client *c, int64_t deadline)
     return LOOM_OK;
 }
 
-int client_subscribe(loom_client *c, const loom_ref *refs, int n)
+int loom__client_subscribe(loom_client *c, const loom_ref *refs, int n)
 {
     loom_ref *list = malloc((size_t)(n ? n : 1) * sizeof(loom_ref));
-    if (!list) return client_set_error(c, LOOM_ENOMEM, "out of memory");
+    if (!list) return loom__client_set_error(c, LOOM_ENOMEM, "out of memory");
     uint32_t k = 0;
-    int64_t now = loom_now_ms();
+    int64_t now = loom__now_ms();
     for (int i = 0; i < n; i++) {
-        ready_info *r = client_ready_get(c, &refs[i], 1);
-        if (!r) { free(list); return client_set_error(c, LOOM_ENOMEM, "out of memory"); }
+        ready_info *r = loom__client_ready_get(c, &refs[i], 1);
+        if (!r) { free(list); return loom__client_set_error(c, LOOM_ENOMEM, "out of memory"); }
         if (r->done || r->subscribed) continue;
         r->subscribed = 1;
         r->sub_ms = now;
@@ -392,10 +393,10 @@ int client_subscribe(loom_client *c, const loom_ref *refs, int n)
     int rc = LOOM_OK;
     if (k) {
         loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_SUBSCRIBE, 0);
+        loom__msg_init(&m, LOOM_MSG_SUBSCRIBE, 0);
         m.refs = list;
         m.nrefs = k;
-        rc = client_send_msg(c, &m);
+        rc = loom__client_send_msg(c, &m);
     }
     free(list);
     return rc;
@@ -411,55 +412,55 @@ static int find_home(loom_client *c, const loom_msg *w)
         const loom_wire_node *n = &w->nodes[i];
         if (strcmp(n->store_dir, own) || strcmp(n->hostname, c->hostname)) continue;
         loom_store_opts so = {.mem_dir = n->store_dir, .spill_dir = n->spill_dir, .create = 0};
-        if (loom_store_open_shared(&so, &c->store) == 0) {
+        if (loom__store_open_shared(&so, &c->store) == 0) {
             c->store_node = n->id;
-            loom_snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
+            loom__snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
             c->home_node = n->id;
         }
     }
     for (uint32_t i = 0; i < w->nnodes; i++) {
         const loom_wire_node *n = &w->nodes[i];
         if (!c->home_addr[0]) {
-            loom_snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
+            loom__snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
             c->home_node = n->id;
         }
         struct stat st;
         if (c->store || strcmp(n->hostname, c->hostname) || stat(n->store_dir, &st) != 0) continue;
         loom_store_opts so = {.mem_dir = n->store_dir, .spill_dir = n->spill_dir, .create = 0};
-        if (loom_store_open_shared(&so, &c->store) == 0) {
+        if (loom__store_open_shared(&so, &c->store) == 0) {
             c->store_node = n->id;
-            loom_snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
+            loom__snprintf(c->home_addr, sizeof(c->home_addr), "%s", n->data_addr);
             c->home_node = n->id;
         }
     }
     return LOOM_OK;
 }
 
-int client_say_hello(loom_client *c)
+int loom__client_say_hello(loom_client *c)
 {
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_HELLO, 0);
+    loom__msg_init(&m, LOOM_MSG_HELLO, 0);
     m.role = LOOM_ROLE_DRIVER;
     m.secret = c->secret;
     m.hostname = c->hostname;
     m.pid = (uint32_t)getpid();
     zmq_msg_t f;
     loom_msg w;
-    int rc = client_request_within(c, &m, LOOM_MSG_WELCOME, 10000, &f, &w);
+    int rc = loom__client_request_within(c, &m, LOOM_MSG_WELCOME, 10000, &f, &w);
     if (rc) return rc;
     c->id = w.assigned_id;
     find_home(c, &w);
-    loom_msg_free(&w);
+    loom__msg_free(&w);
     zmq_msg_close(&f);
     return LOOM_OK;
 }
 
 /* Say hello again to a head that restarted, and subscribe again to every
  * object the client is still waiting for. */
-int client_rejoin(loom_client *c)
+int loom__client_rejoin(loom_client *c)
 {
     c->need_hello = 0;
-    int rc = client_say_hello(c);
+    int rc = loom__client_say_hello(c);
     if (rc) return rc;
     resend_unacked(c);
     size_t it = 0;
@@ -473,7 +474,7 @@ int client_rejoin(loom_client *c)
         r->subscribed = 0;
         loom_ref ref;
         memcpy(ref.id, s->key, LOOM_ID_LEN);
-        client_subscribe(c, &ref, 1);
+        loom__client_subscribe(c, &ref, 1);
     }
     (void)v;
     return LOOM_OK;
@@ -482,14 +483,14 @@ int client_rejoin(loom_client *c)
 /* Refresh the node list (after a local cluster's daemons join). */
 static int refresh_nodes(loom_client *c, int want, int64_t timeout_ms)
 {
-    int64_t deadline = loom_now_ms() + timeout_ms;
+    int64_t deadline = loom__now_ms() + timeout_ms;
     for (;;) {
         char *json = NULL;
         loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_STATUS, 0);
+        loom__msg_init(&m, LOOM_MSG_STATUS, 0);
         zmq_msg_t f;
         loom_msg r;
-        int rc = client_request(c, &m, LOOM_MSG_INFO, &f, &r);
+        int rc = loom__client_request(c, &m, LOOM_MSG_INFO, &f, &r);
         if (rc) return rc;
         /* count live nodes from the status map */
         int live = 0;
@@ -497,16 +498,16 @@ static int refresh_nodes(loom_client *c, int want, int64_t timeout_ms)
             for (const char *p = json; (p = strstr(p, "\"alive\"")); p++) live++;
             free(json);
         }
-        loom_msg_free(&r);
+        loom__msg_free(&r);
         zmq_msg_close(&f);
         if (live >= want) break;
-        if (loom_now_ms() > deadline)
-            return client_set_error(c, LOOM_ECONN, "only %d of %d node daemons joined within %lld ms", live, want,
-                             (long long)timeout_ms);
+        if (loom__now_ms() > deadline)
+            return loom__client_set_error(c, LOOM_ECONN, "only %d of %d node daemons joined within %lld ms", live, want,
+                                          (long long)timeout_ms);
         usleep(20000);
     }
     /* a second hello gets the node list with the new nodes */
-    return client_say_hello(c);
+    return loom__client_say_hello(c);
 }
 
 static int resolve_address(loom_client *c, const char *address, const loom_connect_opts *o,
@@ -514,27 +515,27 @@ static int resolve_address(loom_client *c, const char *address, const loom_conne
 {
     const char *sd = o && o->state_dir ? o->state_dir : NULL;
     char defdir[4096];
-    if (!sd) sd = loom_default_state_dir(defdir, sizeof(defdir));
-    loom_snprintf(state_dir, sdlen, "%s", sd);
+    if (!sd) sd = loom__default_state_dir(defdir, sizeof(defdir));
+    loom__snprintf(state_dir, sdlen, "%s", sd);
     if (address && *address) {
-        loom_snprintf(c->address, sizeof(c->address), "%s", address);
+        loom__snprintf(c->address, sizeof(c->address), "%s", address);
         return LOOM_OK;
     }
     const char *env = getenv("LOOM_ADDRESS");
     if (env && *env) {
-        loom_snprintf(c->address, sizeof(c->address), "%s", env);
+        loom__snprintf(c->address, sizeof(c->address), "%s", env);
         return LOOM_OK;
     }
     char path[4200], *buf;
     size_t n;
-    loom_snprintf(path, sizeof(path), "%s/address", sd);
-    if (loom_read_file(path, 512, &buf, &n) == 0) {
+    loom__snprintf(path, sizeof(path), "%s/address", sd);
+    if (loom__read_file(path, 512, &buf, &n) == 0) {
         while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
-        loom_snprintf(c->address, sizeof(c->address), "%s", buf);
+        loom__snprintf(c->address, sizeof(c->address), "%s", buf);
         free(buf);
         return LOOM_OK;
     }
-    loom_snprintf(c->address, sizeof(c->address), "local");
+    loom__snprintf(c->address, sizeof(c->address), "local");
     return LOOM_OK;
 }
 
@@ -542,7 +543,8 @@ static int load_secret(loom_client *c, const loom_connect_opts *o, const char *s
 {
     if (o && o->secret) {
         if (strlen(o->secret) != LOOM_SECRET_HEX)
-            return client_set_error(c, LOOM_EAUTH, "the cluster secret must be %d hex characters", LOOM_SECRET_HEX);
+            return loom__client_set_error(c, LOOM_EAUTH, "the cluster secret must be %d hex characters",
+                                          LOOM_SECRET_HEX);
         memcpy(c->secret, o->secret, LOOM_SECRET_HEX + 1);
         return LOOM_OK;
     }
@@ -554,15 +556,16 @@ static int load_secret(loom_client *c, const loom_connect_opts *o, const char *s
     char path[4200];
     const char *file = o && o->secret_file ? o->secret_file : getenv("LOOM_SECRET_FILE");
     if (!file) {
-        loom_snprintf(path, sizeof(path), "%s/secret", state_dir);
+        loom__snprintf(path, sizeof(path), "%s/secret", state_dir);
         file = path;
     }
-    int rc = loom_secret_load(file, c->secret);
+    int rc = loom__secret_load(file, c->secret);
     if (rc == LOOM_ENOTFOUND)
-        return client_set_error(c, LOOM_EAUTH, "no cluster secret: %s does not exist (set LOOM_SECRET_FILE)", file);
+        return loom__client_set_error(c, LOOM_EAUTH, "no cluster secret: %s does not exist (set LOOM_SECRET_FILE)",
+                                      file);
     if (rc)
-        return client_set_error(c, LOOM_EAUTH, "cannot use the cluster secret in %s (it must be 0600 and hold %d hex characters)",
-                         file, LOOM_SECRET_HEX);
+        return loom__client_set_error(c, LOOM_EAUTH, "cannot use the cluster secret in %s (it must be 0600 and "
+                                      "hold %d hex characters)", file, LOOM_SECRET_HEX);
     return LOOM_OK;
 }
 
@@ -575,29 +578,31 @@ int loom_connect(const char *address, const loom_connect_opts *opts, loom_client
     c->out = loom_pack_new();
     c->store_wait_ms = opts && opts->store_wait_ms ? opts->store_wait_ms : 10000;
     if (c->store_wait_ms < 0) c->store_wait_ms = 0;
-    if (gethostname(c->hostname, sizeof(c->hostname)) != 0) loom_snprintf(c->hostname, sizeof(c->hostname), "localhost");
+    if (gethostname(c->hostname, sizeof(c->hostname)) != 0)
+        loom__snprintf(c->hostname, sizeof(c->hostname), "localhost");
     char state_dir[4096];
     resolve_address(c, address, opts, state_dir, sizeof(state_dir));
     int rc = LOOM_OK;
     if (!strcmp(c->address, "local")) {
-        rc = loom_local_start(opts, &c->local, c->address, sizeof(c->address), c->secret, c->last_error,
-                              sizeof(c->last_error));
+        rc = loom__local_start(opts, &c->local, c->address, sizeof(c->address), c->secret, c->last_error,
+                               sizeof(c->last_error));
     } else {
         rc = load_secret(c, opts, state_dir);
     }
     if (rc) goto fail;
     c->zctx = zmq_ctx_new();
     c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
-    loom_zsock_setup(c->sock, ZMQ_DEALER);
+    loom__zsock_setup(c->sock, ZMQ_DEALER);
     char ep[600];
-    loom_snprintf(ep, sizeof(ep), "tcp://%s", c->address);
+    loom__snprintf(ep, sizeof(ep), "tcp://%s", c->address);
     if (zmq_connect(c->sock, ep) != 0) {
-        rc = client_set_error(c, LOOM_EINVAL, "bad cluster address '%s' (want HOST:PORT or \"local\")", c->address);
+        rc = loom__client_set_error(c, LOOM_EINVAL, "bad cluster address '%s' (want HOST:PORT or \"local\")",
+                                    c->address);
         goto fail;
     }
     watch_connection(c);
-    rc = client_say_hello(c);
-    if (!rc && c->local) rc = refresh_nodes(c, loom_local_num_nodes(c->local), 30000);
+    rc = loom__client_say_hello(c);
+    if (!rc && c->local) rc = refresh_nodes(c, loom__local_num_nodes(c->local), 30000);
     if (rc) goto fail;
     *out = c;
     return LOOM_OK;
@@ -614,8 +619,8 @@ void loom_disconnect(loom_client **pc)
     *pc = NULL;
     if (c->sock && c->id) {
         loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_BYE, 0);
-        client_send_msg(c, &m);
+        loom__msg_init(&m, LOOM_MSG_BYE, 0);
+        loom__client_send_msg(c, &m);
         int linger = 1000;
         zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
     }
@@ -625,12 +630,12 @@ void loom_disconnect(loom_client **pc)
     if (c->zctx) zmq_ctx_term(c->zctx);
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&c->ready, &it, &v)) client_ready_free(v);
-    loom_hmap_free(&c->ready);
+    while (loom__hmap_next(&c->ready, &it, &v)) loom__client_ready_free(v);
+    loom__hmap_free(&c->ready);
     for (int i = c->ua_first; i < c->nua; i++) free(c->ua[i].data);
     free(c->ua);
-    loom_store_close_shared(&c->store);
-    loom_local_stop(&c->local);
+    loom__store_close_shared(&c->store);
+    loom__local_stop(&c->local);
     loom_pack_destroy(&c->out);
     free(c);
 }
@@ -669,9 +674,9 @@ static int node_to_wire(loom_client *c, loom_arena *a, const loom_graph_node *n,
         t->num_gpus = e->num_gpus;
         t->gpu_memory = e->gpu_memory;
         t->nres = (uint32_t)e->nres;
-        t->res = e->nres ? loom_arena_alloc(a, (size_t)e->nres * sizeof(loom_wire_res)) : NULL;
+        t->res = e->nres ? loom__arena_alloc(a, (size_t)e->nres * sizeof(loom_wire_res)) : NULL;
         t->nlabels = (uint32_t)e->nlabels;
-        t->labels = e->nlabels ? loom_arena_alloc(a, (size_t)e->nlabels * sizeof(loom_wire_label)) : NULL;
+        t->labels = e->nlabels ? loom__arena_alloc(a, (size_t)e->nlabels * sizeof(loom_wire_label)) : NULL;
         if ((e->nres && !t->res) || (e->nlabels && !t->labels)) return LOOM_ENOMEM;
         for (int i = 0; i < e->nres; i++) {
             t->res[i].name = e->res_name[i];
@@ -698,7 +703,7 @@ static int node_to_wire(loom_client *c, loom_arena *a, const loom_graph_node *n,
         }
     }
     t->nargs = (uint32_t)n->nargs;
-    t->args = n->nargs ? loom_arena_alloc(a, (size_t)n->nargs * sizeof(loom_wire_arg)) : NULL;
+    t->args = n->nargs ? loom__arena_alloc(a, (size_t)n->nargs * sizeof(loom_wire_arg)) : NULL;
     if (n->nargs && !t->args) return LOOM_ENOMEM;
     for (int i = 0; i < n->nargs; i++) {
         const loom_graph_arg *g = &n->args[i];
@@ -723,15 +728,15 @@ static int node_to_wire(loom_client *c, loom_arena *a, const loom_graph_node *n,
 
 /* Send a SUBMIT or PUT_DONE without waiting for its answer; kept until the
  * answer comes (note_unacked).  Past MAX_UNACKED in flight, wait for answers. */
-int client_send_unacked(loom_client *c, loom_msg *m, const loom_ref *out)
+int loom__client_send_unacked(loom_client *c, loom_msg *m, const loom_ref *out)
 {
-    int64_t deadline = loom_now_ms() + REQUEST_TIMEOUT_MS;
+    int64_t deadline = loom__now_ms() + REQUEST_TIMEOUT_MS;
     while (c->ua_live >= MAX_UNACKED) {
-        int rc = client_pump(c, deadline);
-        if (rc && rc != LOOM_ETIMEOUT) return client_set_error(c, rc, "lost the connection to the head");
-        if (loom_now_ms() >= deadline && c->ua_live >= MAX_UNACKED)
-            return client_set_error(c, LOOM_ECONN, "the head did not take %d submissions within %d ms", MAX_UNACKED,
-                             REQUEST_TIMEOUT_MS);
+        int rc = loom__client_pump(c, deadline);
+        if (rc && rc != LOOM_ETIMEOUT) return loom__client_set_error(c, rc, "lost the connection to the head");
+        if (loom__now_ms() >= deadline && c->ua_live >= MAX_UNACKED)
+            return loom__client_set_error(c, LOOM_ECONN, "the head did not take %d submissions within %d ms",
+                                          MAX_UNACKED, REQUEST_TIMEOUT_MS);
     }
     resend_after_close(c);
     if (c->nua == c->cap_ua && c->ua_first > 0) { /* move the live ones to the front */
@@ -739,20 +744,20 @@ int client_send_unacked(loom_client *c, loom_msg *m, const loom_ref *out)
         c->nua -= c->ua_first;
         c->ua_first = 0;
     }
-    if (grow_ua(c)) return client_set_error(c, LOOM_ENOMEM, "out of memory");
+    if (grow_ua(c)) return loom__client_set_error(c, LOOM_ENOMEM, "out of memory");
     m->req = ++c->next_req;
-    int rc = loom_wire_encode(m, c->out);
-    if (rc) return client_set_error(c, rc, "cannot encode the submission");
+    int rc = loom__wire_encode(m, c->out);
+    if (rc) return loom__client_set_error(c, rc, "cannot encode the submission");
     unacked *u = &c->ua[c->nua];
     u->len = loom_pack_size(c->out);
     u->data = malloc(u->len);
-    if (!u->data) return client_set_error(c, LOOM_ENOMEM, "out of memory");
+    if (!u->data) return loom__client_set_error(c, LOOM_ENOMEM, "out of memory");
     memcpy(u->data, loom_pack_data(c->out), u->len);
     u->req = m->req;
     u->out = *out;
     if (zmq_send(c->sock, u->data, u->len, 0) < 0) {
         free(u->data);
-        return client_set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
+        return loom__client_set_error(c, LOOM_ECONN, "cannot send to the head: %s", zmq_strerror(errno));
     }
     c->nua++;
     c->ua_live++;
@@ -766,17 +771,17 @@ static int graph_send(loom_client *c, loom_graph *g, const loom_submit_opts *opt
                       const loom_ref *out)
 {
     if (!c || !g) return LOOM_EINVAL;
-    if (g->nnodes == 0) return client_set_error(c, LOOM_EINVAL, "the graph has no tasks");
+    if (g->nnodes == 0) return loom__client_set_error(c, LOOM_EINVAL, "the graph has no tasks");
     loom_arena a = {0};
     int total_args = 0;
     for (int i = 0; i < g->nnodes; i++) total_args += g->nodes[i].nargs;
-    loom_wire_task *tasks = loom_arena_alloc(&a, (size_t)g->nnodes * sizeof(loom_wire_task));
-    loom_ref *temp = loom_arena_alloc(&a, (size_t)(total_args + 1) * sizeof(loom_ref));
+    loom_wire_task *tasks = loom__arena_alloc(&a, (size_t)g->nnodes * sizeof(loom_wire_task));
+    loom_ref *temp = loom__arena_alloc(&a, (size_t)(total_args + 1) * sizeof(loom_ref));
     int ntemp = 0, rc = tasks && temp ? LOOM_OK : LOOM_ENOMEM;
     for (int i = 0; !rc && i < g->nnodes; i++) rc = node_to_wire(c, &a, &g->nodes[i], &tasks[i], temp, &ntemp);
     if (!rc) {
         loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_SUBMIT, 0);
+        loom__msg_init(&m, LOOM_MSG_SUBMIT, 0);
         m.job_name = (char *)(opts && opts->job_name ? opts->job_name : "graph");
         m.detached = opts && opts->detached ? 1 : 0;
         m.label = (char *)(opts && opts->label ? opts->label : "");
@@ -784,15 +789,15 @@ static int graph_send(loom_client *c, loom_graph *g, const loom_submit_opts *opt
         m.ntasks = (uint32_t)g->nnodes;
         zmq_msg_t f;
         loom_msg r;
-        rc = out ? client_send_unacked(c, &m, out) : client_request(c, &m, LOOM_MSG_SUBMITTED, &f, &r);
+        rc = out ? loom__client_send_unacked(c, &m, out) : loom__client_request(c, &m, LOOM_MSG_SUBMITTED, &f, &r);
         if (!rc && !out) {
-            if (job_id) loom_snprintf(job_id, LOOM_JOB_ID_LEN, "%s", r.job);
-            loom_msg_free(&r);
+            if (job_id) loom__snprintf(job_id, LOOM_JOB_ID_LEN, "%s", r.job);
+            loom__msg_free(&r);
             zmq_msg_close(&f);
         }
     }
     for (int i = 0; i < ntemp; i++) loom_release(c, temp[i]);
-    loom_arena_free(&a);
+    loom__arena_free(&a);
     return rc;
 }
 
@@ -812,9 +817,9 @@ int loom_submit(loom_client *c, loom_ref lib, const char *function, const loom_a
     int node = loom_graph_task(g, lib, function, opts);
     rc = node < 0 ? node : LOOM_OK;
     if (rc == LOOM_EINVAL)
-        client_set_error(c, rc, "invalid task '%s' or options: num_cpus 0..1024, num_gpus a fraction below 1 or a whole "
-                  "number up to 16 (gpu_memory only with GPUs), resources with names of 1..63 characters and "
-                  "amounts > 0, labels, strategy, bundle", function);
+        loom__client_set_error(c, rc, "invalid task '%s' or options: num_cpus 0..1024, num_gpus a fraction below 1 "
+                               "or a whole number up to 16 (gpu_memory only with GPUs), resources with names of "
+                               "1..63 characters and amounts > 0, labels, strategy, bundle", function);
     for (int i = 0; !rc && i < nargs; i++)
         rc = args[i].kind == LOOM_ARG_REF ? loom_graph_arg_ref(g, node, args[i].ref)
                                           : loom_graph_arg_value(g, node, args[i].data, args[i].len);
@@ -822,7 +827,7 @@ int loom_submit(loom_client *c, loom_ref lib, const char *function, const loom_a
        is what loom_get of the result returns */
     if (!rc) rc = loom_graph_ref(g, node, 0, out);
     if (!rc) rc = graph_send(c, g, NULL, NULL, out);
-    if (rc && !c->last_error[0]) client_set_error(c, rc, "%s", loom_strerror(rc));
+    if (rc && !c->last_error[0]) loom__client_set_error(c, rc, "%s", loom_strerror(rc));
     loom_graph_destroy(&g);
     return rc;
 }
@@ -833,7 +838,7 @@ int loom_logs(loom_client *c, loom_ref ref, char **out, size_t *len)
 {
     if (!c || !out) return LOOM_EINVAL;
     loom_ref log;
-    loom_ref_make(ref.id, 0xFFFFFFFFu, &log);
+    loom__ref_make(ref.id, 0xFFFFFFFFu, &log);
     loom_value *v;
     int rc = loom_get(c, log, REQUEST_TIMEOUT_MS, &v);
     if (rc) return rc;
@@ -846,20 +851,20 @@ int loom_logs(loom_client *c, loom_ref ref, char **out, size_t *len)
     if (n) memcpy(s, loom_value_data(v), n);
     s[n] = 0;
     loom_value_release(&v);
-    client_ready_drop(loom_hmap_del(&c->ready, log.id, LOOM_ID_LEN));
+    loom__client_ready_drop(loom__hmap_del(&c->ready, log.id, LOOM_ID_LEN));
     *out = s;
     if (len) *len = n;
     return LOOM_OK;
 }
 
-int client_info_json(loom_client *c, loom_msg *m, char **json)
+int loom__client_info_json(loom_client *c, loom_msg *m, char **json)
 {
     zmq_msg_t f;
     loom_msg r;
-    int rc = client_request(c, m, LOOM_MSG_INFO, &f, &r);
+    int rc = loom__client_request(c, m, LOOM_MSG_INFO, &f, &r);
     if (rc) return rc;
     rc = loom_msgpack_to_json(r.data.p, r.data.n, json);
-    loom_msg_free(&r);
+    loom__msg_free(&r);
     zmq_msg_close(&f);
     return rc;
 }
@@ -868,44 +873,44 @@ int loom_status_json(loom_client *c, char **json)
 {
     if (!c || !json) return LOOM_EINVAL;
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_STATUS, 0);
-    return client_info_json(c, &m, json);
+    loom__msg_init(&m, LOOM_MSG_STATUS, 0);
+    return loom__client_info_json(c, &m, json);
 }
 
 int loom_job_json(loom_client *c, const char *job_id, char **json)
 {
     if (!c || !job_id || !json) return LOOM_EINVAL;
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_JOB_INFO, 0);
+    loom__msg_init(&m, LOOM_MSG_JOB_INFO, 0);
     m.job = (char *)job_id;
-    return client_info_json(c, &m, json);
+    return loom__client_info_json(c, &m, json);
 }
 
 int loom_jobs_json(loom_client *c, const char *label, uint64_t offset, uint64_t limit, char **json)
 {
     if (!c || !json) return LOOM_EINVAL;
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_JOBS, 0);
+    loom__msg_init(&m, LOOM_MSG_JOBS, 0);
     m.label = (char *)(label ? label : "");
     m.offset = offset;
     m.limit = limit;
-    return client_info_json(c, &m, json);
+    return loom__client_info_json(c, &m, json);
 }
 
 int loom_job_ref(loom_client *c, const char *job_id, const char *task, int output, loom_ref *out)
 {
     if (!c || !job_id || !task || !out || output < -1) return LOOM_EINVAL;
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_JOB_REF, 0);
+    loom__msg_init(&m, LOOM_MSG_JOB_REF, 0);
     m.job = (char *)job_id;
     m.task_name = (char *)task;
     m.output = output < 0 ? 0xFFFFFFFFu : (uint64_t)output;
     zmq_msg_t f;
     loom_msg r;
-    int rc = client_request(c, &m, LOOM_MSG_REF, &f, &r);
+    int rc = loom__client_request(c, &m, LOOM_MSG_REF, &f, &r);
     if (rc) return rc;
     *out = r.ref;
-    loom_msg_free(&r);
+    loom__msg_free(&r);
     zmq_msg_close(&f);
     return LOOM_OK;
 }
@@ -914,7 +919,7 @@ int loom_job_delete(loom_client *c, const char *job_id)
 {
     if (!c || !job_id) return LOOM_EINVAL;
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_JOB_DELETE, 0);
+    loom__msg_init(&m, LOOM_MSG_JOB_DELETE, 0);
     m.job = (char *)job_id;
-    return client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
+    return loom__client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
 }

@@ -86,25 +86,25 @@ struct loom_value {
 
 /* client.c */
 /* Record why rc happened (loom_last_error); returns rc. */
-int client_set_error(loom_client *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void client_ready_free(ready_info *r);
+int loom__client_set_error(loom_client *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void loom__client_ready_free(ready_info *r);
 /* Free r unless loom_values still point at its inline copy. */
-void client_ready_drop(ready_info *r);
-ready_info *client_ready_get(loom_client *c, const loom_ref *ref, int create);
-void client_mark_done(loom_client *c, ready_info *r);
-int client_send_msg(loom_client *c, loom_msg *m);
-int client_request_within(loom_client *c, loom_msg *m, int want_type, int64_t timeout_ms, zmq_msg_t *f,
-                          loom_msg *reply);
-int client_request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply);
-int client_pump(loom_client *c, int64_t deadline);
-int client_subscribe(loom_client *c, const loom_ref *refs, int n);
-int client_rejoin(loom_client *c);
+void loom__client_ready_drop(ready_info *r);
+ready_info *loom__client_ready_get(loom_client *c, const loom_ref *ref, int create);
+void loom__client_mark_done(loom_client *c, ready_info *r);
+int loom__client_send_msg(loom_client *c, loom_msg *m);
+int loom__client_request_within(loom_client *c, loom_msg *m, int want_type, int64_t timeout_ms, zmq_msg_t *f,
+                                loom_msg *reply);
+int loom__client_request(loom_client *c, loom_msg *m, int want_type, zmq_msg_t *f, loom_msg *reply);
+int loom__client_pump(loom_client *c, int64_t deadline);
+int loom__client_subscribe(loom_client *c, const loom_ref *refs, int n);
+int loom__client_rejoin(loom_client *c);
 /* HELLO to the head; its WELCOME lists the nodes (finds the home node again). */
-int client_say_hello(loom_client *c);
+int loom__client_say_hello(loom_client *c);
 /* A put under a ref the caller chose (loom_put draws a random one; a
  * library's is its digest).  keep: content-addressed, waits for the head. */
-int client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep);
-int client_send_unacked(loom_client *c, loom_msg *m, const loom_ref *out);
-int client_info_json(loom_client *c, loom_msg *m, char **json);
+int loom__client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep);
+int loom__client_send_unacked(loom_client *c, loom_msg *m, const loom_ref *out);
+int loom__client_info_json(loom_client *c, loom_msg *m, char **json);
 
 #endif

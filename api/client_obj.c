@@ -25,21 +25,21 @@ static int data_connect(loom_client *c, const char *addr)
     if (c->data_sock && !strcmp(c->data_sock_addr, addr)) return LOOM_OK;
     if (c->data_sock) zmq_close(c->data_sock);
     c->data_sock = zmq_socket(c->zctx, ZMQ_DEALER);
-    loom_zsock_setup(c->data_sock, ZMQ_DEALER);
+    loom__zsock_setup(c->data_sock, ZMQ_DEALER);
     char ep[400];
-    loom_snprintf(ep, sizeof(ep), "tcp://%s", addr);
+    loom__snprintf(ep, sizeof(ep), "tcp://%s", addr);
     if (zmq_connect(c->data_sock, ep) != 0) {
         zmq_close(c->data_sock);
         c->data_sock = NULL;
-        return client_set_error(c, LOOM_ECONN, "cannot connect to the node at %s", addr);
+        return loom__client_set_error(c, LOOM_ECONN, "cannot connect to the node at %s", addr);
     }
-    loom_snprintf(c->data_sock_addr, sizeof(c->data_sock_addr), "%s", addr);
+    loom__snprintf(c->data_sock_addr, sizeof(c->data_sock_addr), "%s", addr);
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_HELLO, 0);
+    loom__msg_init(&m, LOOM_MSG_HELLO, 0);
     m.role = LOOM_ROLE_DRIVER;
     m.secret = c->secret;
     m.hostname = c->hostname;
-    loom_wire_encode(&m, c->out);
+    loom__wire_encode(&m, c->out);
     zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0);
     return LOOM_OK;
 }
@@ -47,29 +47,30 @@ static int data_connect(loom_client *c, const char *addr)
 /* Wait for a data-port reply with request number req (others are dropped). */
 static int data_await(loom_client *c, uint64_t req, zmq_msg_t *f, loom_msg *m)
 {
-    int64_t deadline = loom_now_ms() + REQUEST_TIMEOUT_MS;
+    int64_t deadline = loom__now_ms() + REQUEST_TIMEOUT_MS;
     for (;;) {
-        int64_t left = deadline - loom_now_ms();
+        int64_t left = deadline - loom__now_ms();
         zmq_pollitem_t pi = {c->data_sock, 0, ZMQ_POLLIN, 0};
         if (left <= 0 || zmq_poll(&pi, 1, (long)left) <= 0)
-            return client_set_error(c, LOOM_ECONN, "the node at %s did not answer", c->data_sock_addr);
+            return loom__client_set_error(c, LOOM_ECONN, "the node at %s did not answer", c->data_sock_addr);
         zmq_msg_init(f);
         if (zmq_msg_recv(f, c->data_sock, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(f);
             continue;
         }
-        if (loom_wire_decode(zmq_msg_data(f), zmq_msg_size(f), m, NULL, 0)) {
+        if (loom__wire_decode(zmq_msg_data(f), zmq_msg_size(f), m, NULL, 0)) {
             zmq_msg_close(f);
             continue;
         }
         if (m->type == LOOM_MSG_ERROR && (m->req == req || m->code == LOOM_EAUTH)) {
-            int rc = client_set_error(c, m->code < 0 ? m->code : LOOM_EPROTO, "node %s: %s", c->data_sock_addr, m->text);
-            loom_msg_free(m);
+            int rc = loom__client_set_error(c, m->code < 0 ? m->code : LOOM_EPROTO, "node %s: %s", c->data_sock_addr,
+                                            m->text);
+            loom__msg_free(m);
             zmq_msg_close(f);
             return rc;
         }
         if (m->req == req) return LOOM_OK;
-        loom_msg_free(m);
+        loom__msg_free(m);
         zmq_msg_close(f);
     }
 }
@@ -82,20 +83,20 @@ static int remote_push(loom_client *c, const loom_ref *ref, const void *data, si
     do {
         size_t n = len - off < LOOM_CHUNK_SIZE ? len - off : LOOM_CHUNK_SIZE;
         loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_PUSH, ++c->next_req);
+        loom__msg_init(&m, LOOM_MSG_PUSH, ++c->next_req);
         m.ref = *ref;
         m.offset = off;
         m.total = len;
         m.data.p = (const uint8_t *)data + off;
         m.data.n = n;
-        loom_wire_encode(&m, c->out);
+        loom__wire_encode(&m, c->out);
         if (zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0) < 0)
-            return client_set_error(c, LOOM_ECONN, "cannot send to %s", c->data_sock_addr);
+            return loom__client_set_error(c, LOOM_ECONN, "cannot send to %s", c->data_sock_addr);
         zmq_msg_t f;
         loom_msg r;
         rc = data_await(c, m.req, &f, &r);
         if (rc) return rc;
-        loom_msg_free(&r);
+        loom__msg_free(&r);
         zmq_msg_close(&f);
         off += n;
     } while (off < len);
@@ -109,16 +110,17 @@ static int remote_fetch(loom_client *c, const ready_info *r, const loom_ref *ref
         rc = data_connect(c, r->locs[k].addr);
         if (rc) continue;
         uint8_t *buf = malloc(r->size ? r->size : 1);
-        if (!buf) return client_set_error(c, LOOM_ENOMEM, "out of memory for %llu bytes", (unsigned long long)r->size);
+        if (!buf)
+            return loom__client_set_error(c, LOOM_ENOMEM, "out of memory for %llu bytes", (unsigned long long)r->size);
         uint64_t off = 0;
         rc = LOOM_OK;
         while (!rc && (off < r->size || off == 0)) {
             loom_msg m;
-            loom_msg_init(&m, LOOM_MSG_FETCH, ++c->next_req);
+            loom__msg_init(&m, LOOM_MSG_FETCH, ++c->next_req);
             m.ref = *ref;
             m.offset = off;
             m.length = LOOM_CHUNK_SIZE;
-            loom_wire_encode(&m, c->out);
+            loom__wire_encode(&m, c->out);
             zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0);
             zmq_msg_t f;
             loom_msg ch;
@@ -128,7 +130,7 @@ static int remote_fetch(loom_client *c, const ready_info *r, const loom_ref *ref
             else memcpy(buf + off, ch.data.p, ch.data.n);
             off += ch.data.n;
             int empty = ch.data.n == 0;
-            loom_msg_free(&ch);
+            loom__msg_free(&ch);
             zmq_msg_close(&f);
             if (empty) break;
         }
@@ -138,7 +140,7 @@ static int remote_fetch(loom_client *c, const ready_info *r, const loom_ref *ref
         }
         free(buf);
     }
-    return client_set_error(c, rc ? rc : LOOM_EIO, "cannot fetch the object from any node holding it");
+    return loom__client_set_error(c, rc ? rc : LOOM_EIO, "cannot fetch the object from any node holding it");
 }
 
 /* ---- objects ------------------------------------------------------------ */
@@ -146,51 +148,54 @@ static int remote_fetch(loom_client *c, const ready_info *r, const loom_ref *ref
 static void new_put_ref(loom_ref *ref)
 {
     uint8_t tid[LOOM_TASK_ID_LEN];
-    loom_random_bytes(tid, sizeof(tid));
-    loom_ref_make(tid, 0, ref);
+    loom__random_bytes(tid, sizeof(tid));
+    loom__ref_make(tid, 0, ref);
 }
 
-int client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
+int loom__client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
 {
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_PUT_DONE, 0);
+    loom__msg_init(&m, LOOM_MSG_PUT_DONE, 0);
     m.ref = *ref;
     m.size = len;
     m.keep = keep ? 1 : 0;
     int rc = LOOM_OK;
     /* a client that connected before any node joined (a gateway starting
        with its head) learns the nodes now: a second hello lists them */
-    if (len > LOOM_INLINE_MAX && !c->store && !c->home_addr[0] && (rc = client_say_hello(c)) != LOOM_OK) return rc;
+    if (len > LOOM_INLINE_MAX && !c->store && !c->home_addr[0] && (rc = loom__client_say_hello(c)) != LOOM_OK)
+        return rc;
     if (len <= LOOM_INLINE_MAX) {
         m.data.p = data;
         m.data.n = len;
     } else if (c->store) {
-        rc = loom_store_put_wait(c->store, ref->id, data, len, LOOM_STORE_PRIMARY, c->store_wait_ms);
-        if (rc) return client_set_error(c, rc, "cannot put %zu bytes in the node's store: %s%s", len, loom_strerror(rc),
-                                 rc == LOOM_ESTOREFULL && loom_store_could_hold(c->store, len)
-                                     ? " (no room freed up in time)" : "");
+        rc = loom__store_put_wait(c->store, ref->id, data, len, LOOM_STORE_PRIMARY, c->store_wait_ms);
+        if (rc)
+            return loom__client_set_error(c, rc, "cannot put %zu bytes in the node's store: %s%s", len,
+                                          loom_strerror(rc),
+                                          rc == LOOM_ESTOREFULL && loom__store_could_hold(c->store, len)
+                                              ? " (no room freed up in time)" : "");
         m.node = c->store_node;
     } else if (c->home_addr[0]) {
-        int64_t deadline = loom_now_ms() + c->store_wait_ms;
-        while ((rc = remote_push(c, ref, data, len)) == LOOM_ESTOREFULL && loom_now_ms() < deadline)
+        int64_t deadline = loom__now_ms() + c->store_wait_ms;
+        while ((rc = remote_push(c, ref, data, len)) == LOOM_ESTOREFULL && loom__now_ms() < deadline)
             usleep(100000); /* the node's store is under pressure: wait for room */
         if (rc) return rc;
         m.node = c->home_node;
     } else {
-        return client_set_error(c, LOOM_ESTATE, "the cluster has no node to hold the object");
+        return loom__client_set_error(c, LOOM_ESTATE, "the cluster has no node to hold the object");
     }
     /* A driver's put does not wait for the head: the bytes are in a store (or
        in the message), and the head reads this before anything that uses the
        ref; a refusal becomes the ref's error.  A kept put (a task library)
        waits, as its callers check it at once. */
-    return keep ? client_request(c, &m, LOOM_MSG_OK, NULL, NULL) : client_send_unacked(c, &m, ref);
+    return keep ? loom__client_request(c, &m, LOOM_MSG_OK, NULL, NULL) : loom__client_send_unacked(c, &m, ref);
 }
 
 int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out)
 {
     if (!c || !out || (len && !data)) return LOOM_EINVAL;
     new_put_ref(out);
-    return client_put_with_ref(c, out, data, len, 0);
+    return loom__client_put_with_ref(c, out, data, len, 0);
 }
 
 int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
@@ -198,16 +203,16 @@ int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
     if (!c || !path || !lib) return LOOM_EINVAL;
     char *data;
     size_t len;
-    int rc = loom_read_file(path, (size_t)1 << 30, &data, &len);
-    if (rc) return client_set_error(c, rc, "cannot read task library %s: %s", path, strerror(errno));
+    int rc = loom__read_file(path, (size_t)1 << 30, &data, &len);
+    if (rc) return loom__client_set_error(c, rc, "cannot read task library %s: %s", path, strerror(errno));
     /* content-addressed: the ref is the SHA-256 of the file */
     uint8_t digest[32];
-    loom_sha256(data, len, digest);
-    loom_ref_make(digest, 0, lib);
+    loom__sha256(data, len, digest);
+    loom__ref_make(digest, 0, lib);
     /* put every time, even when this client saw it ready: its nodes may
        have died since, and the head makes a lost library live again from
        this copy (a store that has it already keeps the one it has) */
-    rc = client_put_with_ref(c, lib, data, len, 1);
+    rc = loom__client_put_with_ref(c, lib, data, len, 1);
     free(data);
     return rc;
 }
@@ -215,24 +220,24 @@ int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
 /* Every 2 s of waiting (counted per client, not per call: a driver may wait
  * in many short calls), ask again for one unfinished ref of refs.  A head
  * that restarted lost the subscriptions and cannot tell this client; its
- * answer ("say hello") is how the client learns it, and client_rejoin() then sends
+ * answer ("say hello") is how the client learns it, and loom__client_rejoin() then sends
  * every subscription again.  One ref, not all: a wait on a million refs
  * must not make the head look them all up every 2 s. */
 static void resubscribe_due(loom_client *c, const loom_ref *refs, int n)
 {
-    int64_t now = loom_now_ms();
+    int64_t now = loom__now_ms();
     if (c->last_resub_ms == 0) c->last_resub_ms = now;
     if (now - c->last_resub_ms < 2000) return;
     c->last_resub_ms = now;
     for (int i = 0; i < n; i++) {
-        ready_info *r = client_ready_get(c, &refs[i], 0);
+        ready_info *r = loom__client_ready_get(c, &refs[i], 0);
         /* only a subscription unanswered for 2 s: asking again while the
            first answer is on its way would bring a second answer, which,
            after a release and a new get of the same ref, would be taken
            for the new one's (an object already freed read as ready) */
         if (r && !r->done && now - r->sub_ms >= 2000) {
             r->subscribed = 0;
-            client_subscribe(c, &refs[i], 1);
+            loom__client_subscribe(c, &refs[i], 1);
             return;
         }
     }
@@ -240,25 +245,26 @@ static void resubscribe_due(loom_client *c, const loom_ref *refs, int n)
 
 static int await_ready(loom_client *c, const loom_ref *ref, int64_t timeout_ms, ready_info **out)
 {
-    int rc = client_subscribe(c, ref, 1);
+    int rc = loom__client_subscribe(c, ref, 1);
     if (rc) return rc;
-    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : loom__now_ms() + timeout_ms;
     ready_info *r;
-    while (!(r = client_ready_get(c, ref, 0)) || !r->done) {
+    while (!(r = loom__client_ready_get(c, ref, 0)) || !r->done) {
         /* a head that restarted forgot the subscription: ask again now and
            then (it answers a known object at once, and "say hello" if it
            does not know this client) */
-        if (c->need_hello) client_rejoin(c);
+        if (c->need_hello) loom__client_rejoin(c);
         resubscribe_due(c, ref, 1);
-        if (deadline >= 0 && loom_now_ms() >= deadline) {
+        if (deadline >= 0 && loom__now_ms() >= deadline) {
             char hex[41];
             loom_ref_to_hex(ref, hex);
-            return client_set_error(c, LOOM_ETIMEOUT, "object %s not ready after %lld ms", hex, (long long)timeout_ms);
+            return loom__client_set_error(c, LOOM_ETIMEOUT, "object %s not ready after %lld ms", hex,
+                                          (long long)timeout_ms);
         }
         /* wake at least every 2 s to ask again (see above) */
-        int64_t wake = loom_now_ms() + 2000;
-        rc = client_pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
-        if (rc && rc != LOOM_ETIMEOUT) return client_set_error(c, rc, "lost the connection to the head");
+        int64_t wake = loom__now_ms() + 2000;
+        rc = loom__client_pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
+        if (rc && rc != LOOM_ETIMEOUT) return loom__client_set_error(c, rc, "lost the connection to the head");
     }
     *out = r;
     return LOOM_OK;
@@ -268,28 +274,29 @@ int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out)
 {
     if (!c || !out) return LOOM_EINVAL;
     *out = NULL;
-    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : loom__now_ms() + timeout_ms;
     /* a copy may vanish with its node after the head said where it was: ask
        again (the head rebuilds what lineage allows), a few times */
-    ready_info *seen = client_ready_get(c, &ref, 0);
+    ready_info *seen = loom__client_ready_get(c, &ref, 0);
     if (seen && seen->done && seen->code == LOOM_ENODE && !seen->views)
         /* seen lost before: it may have been put again since, ask anew */
-        client_ready_drop(loom_hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
+        loom__client_ready_drop(loom__hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
     for (int attempt = 0;; attempt++) {
         ready_info *r = NULL;
-        int64_t left = deadline < 0 ? -1 : deadline - loom_now_ms();
+        int64_t left = deadline < 0 ? -1 : deadline - loom__now_ms();
         int rc = await_ready(c, &ref, left < 0 && deadline >= 0 ? 0 : left, &r);
         if (rc) return rc;
-        if (r->code) return client_set_error(c, r->code, "%s", r->text && r->text[0] ? r->text : loom_strerror(r->code));
+        if (r->code)
+            return loom__client_set_error(c, r->code, "%s", r->text && r->text[0] ? r->text : loom_strerror(r->code));
         loom_value *v = calloc(1, sizeof(*v));
-        if (!v) return client_set_error(c, LOOM_ENOMEM, "out of memory");
+        if (!v) return loom__client_set_error(c, LOOM_ENOMEM, "out of memory");
         v->c = c;
         if (r->value) {
             v->data = r->value;
             v->len = r->size;
             v->pin = r;
             r->views++;
-        } else if (c->store && loom_store_get(c->store, ref.id, &v->view) == 0) {
+        } else if (c->store && loom__store_get(c->store, ref.id, &v->view) == 0) {
             v->data = v->view.data;
             v->len = v->view.len;
         } else {
@@ -297,8 +304,8 @@ int loom_get(loom_client *c, loom_ref ref, int64_t timeout_ms, loom_value **out)
             if (rc) {
                 free(v);
                 /* until the head notices the dead node (its heartbeat timeout) */
-                if (attempt >= 150 || rc == LOOM_ENOMEM || (deadline >= 0 && loom_now_ms() >= deadline)) return rc;
-                client_ready_drop(loom_hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
+                if (attempt >= 150 || rc == LOOM_ENOMEM || (deadline >= 0 && loom__now_ms() >= deadline)) return rc;
+                loom__client_ready_drop(loom__hmap_del(&c->ready, ref.id, LOOM_ID_LEN));
                 usleep(200000);
                 continue;
             }
@@ -324,8 +331,8 @@ void loom_value_release(loom_value **pv)
 {
     if (!pv || !*pv) return;
     loom_value *v = *pv;
-    if (v->view.txn_ && v->c && v->c->store) loom_store_view_release(v->c->store, &v->view);
-    if (v->pin && --v->pin->views == 0 && v->pin->dropped) client_ready_free(v->pin);
+    if (v->view.txn_ && v->c && v->c->store) loom__store_view_release(v->c->store, &v->view);
+    if (v->pin && --v->pin->views == 0 && v->pin->dropped) loom__client_ready_free(v->pin);
     free(v->owned);
     free(v);
     *pv = NULL;
@@ -337,7 +344,7 @@ static int wait_end(loom_client *c, const loom_ref *refs, int n, int *ready)
 {
     int done = 0;
     for (int i = 0; i < n; i++) {
-        ready_info *r = client_ready_get(c, &refs[i], 0);
+        ready_info *r = loom__client_ready_get(c, &refs[i], 0);
         int d = r && r->done;
         if (r) r->waited = 0;
         if (ready) ready[i] = d;
@@ -350,30 +357,30 @@ int loom_wait(loom_client *c, const loom_ref *refs, int n, int num_ready, int64_
 {
     if (!c || n < 0 || (n && !refs) || num_ready < 0) return LOOM_EINVAL;
     if (num_ready > n) num_ready = n;
-    int rc = client_subscribe(c, refs, n);
+    int rc = loom__client_subscribe(c, refs, n);
     if (rc) return rc;
-    int64_t deadline = timeout_ms < 0 ? -1 : loom_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : loom__now_ms() + timeout_ms;
     /* count what is done once, then let mark_done count what becomes ready
        (a rescan of all n refs per burst of notifications was O(n^2)) */
     long done0 = 0;
     c->wait_done = 0;
     for (int i = 0; i < n; i++) {
-        ready_info *r = client_ready_get(c, &refs[i], 1);
-        if (!r) return client_set_error(c, LOOM_ENOMEM, "out of memory");
+        ready_info *r = loom__client_ready_get(c, &refs[i], 1);
+        if (!r) return loom__client_set_error(c, LOOM_ENOMEM, "out of memory");
         if (r->done) done0++;
         else r->waited++;
     }
     for (;;) {
-        if (done0 + c->wait_done >= num_ready || (deadline >= 0 && loom_now_ms() >= deadline))
+        if (done0 + c->wait_done >= num_ready || (deadline >= 0 && loom__now_ms() >= deadline))
             return wait_end(c, refs, n, ready);
         /* every 2 s, ask again for what is not done (a restarted head forgot) */
-        if (c->need_hello) client_rejoin(c);
+        if (c->need_hello) loom__client_rejoin(c);
         resubscribe_due(c, refs, n);
-        int64_t wake = loom_now_ms() + 2000;
-        rc = client_pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
+        int64_t wake = loom__now_ms() + 2000;
+        rc = loom__client_pump(c, deadline >= 0 && deadline < wake ? deadline : wake);
         if (rc && rc != LOOM_ETIMEOUT) {
             wait_end(c, refs, n, NULL);
-            return client_set_error(c, rc, "lost the connection to the head");
+            return loom__client_set_error(c, rc, "lost the connection to the head");
         }
     }
 }
@@ -382,21 +389,21 @@ int loom_cancel(loom_client *c, loom_ref ref)
 {
     if (!c) return LOOM_EINVAL;
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_CANCEL, 0);
+    loom__msg_init(&m, LOOM_MSG_CANCEL, 0);
     m.ref = ref;
-    return client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
+    return loom__client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
 }
 
 int loom_release_many(loom_client *c, const loom_ref *refs, int n)
 {
     if (!c || n < 0 || (n && !refs)) return LOOM_EINVAL;
-    for (int i = 0; i < n; i++) client_ready_drop(loom_hmap_del(&c->ready, refs[i].id, LOOM_ID_LEN));
+    for (int i = 0; i < n; i++) loom__client_ready_drop(loom__hmap_del(&c->ready, refs[i].id, LOOM_ID_LEN));
     for (int base = 0; base < n; base += 10000) {
         loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_RELEASE, 0);
+        loom__msg_init(&m, LOOM_MSG_RELEASE, 0);
         m.refs = (loom_ref *)&refs[base];
         m.nrefs = (uint32_t)(n - base < 10000 ? n - base : 10000);
-        int rc = client_send_msg(c, &m);
+        int rc = loom__client_send_msg(c, &m);
         if (rc) return rc;
     }
     return LOOM_OK;

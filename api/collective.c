@@ -81,7 +81,7 @@ static int fail(loom_collective *g, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(g->err, sizeof(g->err), rc, fmt, ap);
+    loom__verrf(g->err, sizeof(g->err), rc, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -107,7 +107,7 @@ static uint32_t fnv1a(const char *s)
 
 static void key_of(char *out, size_t len, const char *name, const char *leaf)
 {
-    loom_snprintf(out, len, "loom/coll/%s/%s", name, leaf);
+    loom__snprintf(out, len, "loom/coll/%s/%s", name, leaf);
 }
 
 /* ---- reductions ----------------------------------------------------------- */
@@ -179,7 +179,7 @@ static void hdr_get(const uint8_t *p, hdr *h)
 static int wait_sock(loom_collective *g, void *sock, short ev, int64_t deadline, int peer)
 {
     for (;;) {
-        int64_t left = deadline - loom_now_ms();
+        int64_t left = deadline - loom__now_ms();
         if (left <= 0)
             return fail(g, LOOM_ETIMEOUT, "%s: rank %d did not %s within %lld ms", g->opname,
                         peer, ev == ZMQ_POLLIN ? "send its part" : "take our data",
@@ -195,7 +195,7 @@ static int wait_sock(loom_collective *g, void *sock, short ev, int64_t deadline,
 /* deadline 0: the group's timeout from now. */
 static int64_t deadline_of(const loom_collective *g, int64_t deadline)
 {
-    return deadline ? deadline : loom_now_ms() + g->timeout_ms;
+    return deadline ? deadline : loom__now_ms() + g->timeout_ms;
 }
 
 static int send_to(loom_collective *g, int peer, int kind, uint32_t chunk, const void *data,
@@ -417,8 +417,8 @@ static void *new_socket(loom_collective *g, int type, int ipv6)
 /* "tcp://HOST:PORT" ([HOST] for IPv6); port "*" to bind any. */
 static void endpoint(char *out, size_t len, const char *host, const char *port)
 {
-    if (strchr(host, ':')) loom_snprintf(out, len, "tcp://[%s]:%s", host, port);
-    else loom_snprintf(out, len, "tcp://%s:%s", host, port);
+    if (strchr(host, ':')) loom__snprintf(out, len, "tcp://[%s]:%s", host, port);
+    else loom__snprintf(out, len, "tcp://%s:%s", host, port);
 }
 
 static int valid_host(const char *h)
@@ -432,8 +432,8 @@ static int publish_record(loom_collective *g, const loom_rendezvous *rv, const c
 {
     int ipv6 = strchr(host, ':') != NULL;
     loom_buf rec = { 0 };
-    loom_buf_puts(&rec, host);
-    int rc = loom_buf_append(&rec, "\n", 1) ? LOOM_ENOMEM : LOOM_OK;
+    loom__buf_puts(&rec, host);
+    int rc = loom__buf_append(&rec, "\n", 1) ? LOOM_ENOMEM : LOOM_OK;
     char ep[MAX_HOST + 32], key[MAX_NAME + 64];
     endpoint(ep, sizeof(ep), host, "*");
     for (int p = 0; p < g->world && !rc; p++) {
@@ -453,21 +453,21 @@ static int publish_record(loom_collective *g, const loom_rendezvous *rv, const c
                 rc = fail(g, LOOM_EIO, "cannot tell the port of %s", last);
                 break;
             }
-            loom_snprintf(port, sizeof(port), "%d", port_n);
+            loom__snprintf(port, sizeof(port), "%d", port_n);
         }
-        loom_buf_puts(&rec, port);
-        if (p + 1 < g->world) loom_buf_append(&rec, ",", 1);
+        loom__buf_puts(&rec, port);
+        if (p + 1 < g->world) loom__buf_append(&rec, ",", 1);
         if (rec.oom) rc = LOOM_ENOMEM;
     }
     if (!rc) {
         char rank[16];
-        loom_snprintf(rank, sizeof(rank), "%d", g->rank);
+        loom__snprintf(rank, sizeof(rank), "%d", g->rank);
         key_of(key, sizeof(key), g->name, rank);
         rc = rv->put(rv->arg, key, rec.p, rec.len);
         if (rc) fail(g, rc, "publishing this member's address under %s: %s", key, loom_strerror(rc));
     }
     if (rc == LOOM_ENOMEM) fail(g, rc, "no memory for the address record");
-    loom_buf_free(&rec);
+    loom__buf_free(&rec);
     return rc;
 }
 
@@ -492,7 +492,7 @@ static int connect_peer(loom_collective *g, int peer, char *rec, size_t len)
     }
     if (port <= 0) goto bad;
     char portstr[16], ep[MAX_HOST + 32];
-    loom_snprintf(portstr, sizeof(portstr), "%ld", port);
+    loom__snprintf(portstr, sizeof(portstr), "%ld", port);
     endpoint(ep, sizeof(ep), rec, portstr);
     g->push[peer] = new_socket(g, ZMQ_PUSH, strchr(rec, ':') != NULL);
     if (!g->push[peer] || zmq_connect(g->push[peer], ep) != 0)
@@ -508,7 +508,7 @@ bad:
 static int rv_get(loom_collective *g, const loom_rendezvous *rv, const char *key, int64_t deadline,
                   const char *who, void **val, size_t *len)
 {
-    int64_t left = deadline - loom_now_ms();
+    int64_t left = deadline - loom__now_ms();
     int rc = rv->get(rv->arg, key, left > 0 ? left : 0, val, len);
     if (rc == LOOM_ETIMEOUT || rc == LOOM_ENOTFOUND)
         return fail(g, LOOM_ETIMEOUT, "%s did not join group %s within %lld ms (no %s)", who,
@@ -536,8 +536,8 @@ static int cpu_join(loom_collective *g, const loom_rendezvous *rv, const char *h
     for (int p = 0; p < n && !rc; p++) {
         if (p == g->rank) continue;
         char key[MAX_NAME + 64], leaf[16], who[32];
-        loom_snprintf(leaf, sizeof(leaf), "%d", p);
-        loom_snprintf(who, sizeof(who), "rank %d", p);
+        loom__snprintf(leaf, sizeof(leaf), "%d", p);
+        loom__snprintf(who, sizeof(who), "rank %d", p);
         key_of(key, sizeof(key), g->name, leaf);
         void *val = NULL;
         size_t len = 0;
@@ -586,12 +586,12 @@ static int choose_backend(loom_collective *g, const loom_rendezvous *rv, int wan
 {
     char key[MAX_NAME + 64], why[256] = "";
     key_of(key, sizeof(key), g->name, "backend");
-    if (want == LOOM_COLL_NCCL && !loom_coll_nccl_usable(why, sizeof(why)))
+    if (want == LOOM_COLL_NCCL && !loom__coll_nccl_usable(why, sizeof(why)))
         return fail(g, LOOM_ENOTFOUND, "NCCL backend unavailable: %s", why);
     if (g->rank == 0) {
         g->backend = want;
         if (want == LOOM_COLL_AUTO)
-            g->backend = loom_coll_nccl_usable(why, sizeof(why)) ? LOOM_COLL_NCCL : LOOM_COLL_CPU;
+            g->backend = loom__coll_nccl_usable(why, sizeof(why)) ? LOOM_COLL_NCCL : LOOM_COLL_CPU;
         const char *v = g->backend == LOOM_COLL_NCCL ? "nccl" : "cpu";
         int rc = rv->put(rv->arg, key, v, strlen(v));
         if (rc) return fail(g, rc, "publishing %s: %s", key, loom_strerror(rc));
@@ -609,7 +609,7 @@ static int choose_backend(loom_collective *g, const loom_rendezvous *rv, int wan
         rc = fail(g, LOOM_EINVAL, "rank 0 chose the %s backend, this member asked for %s",
                   g->backend == LOOM_COLL_NCCL ? "nccl" : "cpu",
                   want == LOOM_COLL_NCCL ? "nccl" : "cpu");
-    if (!rc && g->backend == LOOM_COLL_NCCL && !loom_coll_nccl_usable(why, sizeof(why)))
+    if (!rc && g->backend == LOOM_COLL_NCCL && !loom__coll_nccl_usable(why, sizeof(why)))
         rc = fail(g, LOOM_ENOTFOUND, "rank 0 chose NCCL, unavailable here: %s", why);
     return rc;
 }
@@ -626,7 +626,7 @@ int loom_collective_init(const loom_rendezvous *rv, const char *name, int world,
     if (!out || !rv || !rv->put || !rv->get || !name || !*name || strlen(name) > MAX_NAME ||
         world < 1 || world > MAX_WORLD || rank < 0 || rank >= world ||
         want < LOOM_COLL_AUTO || want > LOOM_COLL_NCCL || !valid_host(host)) {
-        loom_snprintf(init_err, sizeof(init_err), "loom_collective_init: invalid argument");
+        loom__snprintf(init_err, sizeof(init_err), "loom_collective_init: invalid argument");
         return LOOM_EINVAL;
     }
     loom_collective *g = calloc(1, sizeof(*g));
@@ -634,20 +634,20 @@ int loom_collective_init(const loom_rendezvous *rv, const char *name, int world,
     g->world = world;
     g->rank = rank;
     g->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
-    loom_snprintf(g->name, sizeof(g->name), "%s", name);
+    loom__snprintf(g->name, sizeof(g->name), "%s", name);
     g->name_hash = fnv1a(name);
     g->opname = "join";
-    int64_t deadline = loom_now_ms() + g->timeout_ms;
+    int64_t deadline = loom__now_ms() + g->timeout_ms;
     int rc = choose_backend(g, rv, want, deadline);
     if (!rc && g->backend == LOOM_COLL_NCCL) {
-        int64_t left = deadline - loom_now_ms();
-        rc = loom_coll_nccl_new(rv, name, world, rank, left > 0 ? left : 1, &g->nccl, g->err,
-                                sizeof(g->err));
+        int64_t left = deadline - loom__now_ms();
+        rc = loom__coll_nccl_new(rv, name, world, rank, left > 0 ? left : 1, &g->nccl, g->err,
+                                 sizeof(g->err));
     } else if (!rc) {
         rc = cpu_join(g, rv, host, deadline);
     }
     if (rc) {
-        loom_snprintf(init_err, sizeof(init_err), "%s", g->err);
+        loom__snprintf(init_err, sizeof(init_err), "%s", g->err);
         g->broken = 1;        /* peers may be half connected: do not linger */
         loom_collective_destroy(&g);
         return rc;
@@ -674,7 +674,7 @@ void loom_collective_destroy(loom_collective **gp)
         while (zmq_ctx_term(g->zctx) != 0 && errno == EINTR) {
         }
     }
-    loom_coll_nccl_destroy(&g->nccl);
+    loom__coll_nccl_destroy(&g->nccl);
     free(g->pull);
     free(g->push);
     free(g->save);
@@ -744,7 +744,7 @@ int loom_allreduce(loom_collective *g, void *buf, size_t count, int dtype, int o
     if (!rc) rc = bad_buffer(g, buf, count, 1, dtype);
     if (rc) return rc;
     g->seq++;
-    if (g->nccl) rc = loom_coll_nccl_allreduce(g->nccl, buf, count, dtype, op, g->err, sizeof(g->err));
+    if (g->nccl) rc = loom__coll_nccl_allreduce(g->nccl, buf, count, dtype, op, g->err, sizeof(g->err));
     else rc = cpu_allreduce(g, buf, count, dtype, op);
     return op_end(g, rc);
 }
@@ -757,7 +757,7 @@ int loom_broadcast(loom_collective *g, void *buf, size_t count, int dtype, int r
         rc = fail(g, LOOM_EINVAL, "broadcast: root %d outside 0..%d", root, g->world - 1);
     if (rc) return rc;
     g->seq++;
-    if (g->nccl) rc = loom_coll_nccl_broadcast(g->nccl, buf, count, dtype, root, g->err, sizeof(g->err));
+    if (g->nccl) rc = loom__coll_nccl_broadcast(g->nccl, buf, count, dtype, root, g->err, sizeof(g->err));
     else rc = cpu_broadcast(g, buf, count, dtype, root);
     return op_end(g, rc);
 }
@@ -770,8 +770,8 @@ int loom_allgather(loom_collective *g, const void *send, size_t count, int dtype
     if (rc) return rc;
     g->seq++;
     if (g->nccl)
-        return op_end(g, loom_coll_nccl_allgather(g->nccl, send, count, dtype, recv, g->err,
-                                                  sizeof(g->err)));
+        return op_end(g, loom__coll_nccl_allgather(g->nccl, send, count, dtype, recv, g->err,
+                                                   sizeof(g->err)));
     size_t es = loom_dtype_size(dtype);
     uint8_t *own = (uint8_t *)recv + (size_t)g->rank * count * es;
     if (count && own != send) memmove(own, send, count * es);
@@ -789,8 +789,8 @@ int loom_reduce_scatter(loom_collective *g, const void *send, size_t count, int 
     if (rc) return rc;
     g->seq++;
     if (g->nccl)
-        return op_end(g, loom_coll_nccl_reduce_scatter(g->nccl, send, count, dtype, op, recv,
-                                                       g->err, sizeof(g->err)));
+        return op_end(g, loom__coll_nccl_reduce_scatter(g->nccl, send, count, dtype, op, recv,
+                                                        g->err, sizeof(g->err)));
     if (count == 0) return LOOM_OK;
     if (g->world == 1) {
         if (recv != send) memmove(recv, send, count * loom_dtype_size(dtype));
@@ -807,8 +807,8 @@ int loom_barrier(loom_collective *g)
     g->seq++;
     uint8_t one = 1;
     if (g->nccl)
-        rc = loom_coll_nccl_allreduce(g->nccl, &one, 1, LOOM_DT_U8, LOOM_OP_MAX, g->err,
-                                      sizeof(g->err));
+        rc = loom__coll_nccl_allreduce(g->nccl, &one, 1, LOOM_DT_U8, LOOM_OP_MAX, g->err,
+                                       sizeof(g->err));
     else rc = cpu_allreduce(g, &one, 1, LOOM_DT_U8, LOOM_OP_MAX);
     return op_end(g, rc);
 }
@@ -831,8 +831,8 @@ static int dir_put(void *arg, const char *key, const void *val, size_t len)
     char path[4096];
     int rc = dir_path(arg, key, path, sizeof(path));
     if (rc) return rc;
-    rc = loom_write_file(path, val, len, 0600);
-    if (rc == LOOM_EIO && loom_mkdir_p(arg) == LOOM_OK) rc = loom_write_file(path, val, len, 0600);
+    rc = loom__write_file(path, val, len, 0600);
+    if (rc == LOOM_EIO && loom__mkdir_p(arg) == LOOM_OK) rc = loom__write_file(path, val, len, 0600);
     return rc;
 }
 
@@ -841,19 +841,19 @@ static int dir_get(void *arg, const char *key, int64_t timeout_ms, void **val, s
     char path[4096];
     int rc = dir_path(arg, key, path, sizeof(path));
     if (rc) return rc;
-    int64_t deadline = loom_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = loom__now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     long pause_us = 500;
     for (;;) {
         char *data = NULL;
         size_t n = 0;
-        rc = loom_read_file(path, (size_t)64 << 20, &data, &n);
+        rc = loom__read_file(path, (size_t)64 << 20, &data, &n);
         if (rc == LOOM_OK) {
             *val = data;
             *len = n;
             return LOOM_OK;
         }
         if (rc != LOOM_ENOTFOUND) return rc;
-        int64_t left = deadline - loom_now_ms();
+        int64_t left = deadline - loom__now_ms();
         if (left <= 0) return LOOM_ETIMEOUT;
         long us = left * 1000 < pause_us ? (long)(left * 1000) : pause_us;
         struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };

@@ -15,23 +15,23 @@ typedef struct loom_coll_nccl loom_coll_nccl;
 
 /* 1 when NCCL and libcudart load and a GPU is visible, else 0 with the
  * reason in why. */
-int loom_coll_nccl_usable(char *why, size_t whylen);
+int loom__coll_nccl_usable(char *why, size_t whylen);
 
 /* Join group `name` through rv: rank 0 publishes the NCCL unique id under
  * "loom/coll/<name>/nccl_id"; every member waits (up to timeout_ms) for all
  * the others before creating the communicator on the first visible device. */
-int loom_coll_nccl_new(const loom_rendezvous *rv, const char *name, int world, int rank,
-                       int64_t timeout_ms, loom_coll_nccl **out, char *err, size_t errlen);
-void loom_coll_nccl_destroy(loom_coll_nccl **n);   /* NULL-safe */
+int loom__coll_nccl_new(const loom_rendezvous *rv, const char *name, int world, int rank,
+                        int64_t timeout_ms, loom_coll_nccl **out, char *err, size_t errlen);
+void loom__coll_nccl_destroy(loom_coll_nccl **n);   /* NULL-safe */
 
 /* The operations of loom/collective.h, arguments already checked.  Buffers
  * may be device or host memory (host memory is staged through the device). */
-int loom_coll_nccl_allreduce(loom_coll_nccl *n, void *buf, size_t count, int dtype, int op,
-                             char *err, size_t errlen);
-int loom_coll_nccl_broadcast(loom_coll_nccl *n, void *buf, size_t count, int dtype, int root,
-                             char *err, size_t errlen);
-int loom_coll_nccl_allgather(loom_coll_nccl *n, const void *send, size_t count, int dtype,
-                             void *recv, char *err, size_t errlen);
-int loom_coll_nccl_reduce_scatter(loom_coll_nccl *n, const void *send, size_t count, int dtype,
-                                  int op, void *recv, char *err, size_t errlen);
+int loom__coll_nccl_allreduce(loom_coll_nccl *n, void *buf, size_t count, int dtype, int op,
+                              char *err, size_t errlen);
+int loom__coll_nccl_broadcast(loom_coll_nccl *n, void *buf, size_t count, int dtype, int root,
+                              char *err, size_t errlen);
+int loom__coll_nccl_allgather(loom_coll_nccl *n, const void *send, size_t count, int dtype,
+                              void *recv, char *err, size_t errlen);
+int loom__coll_nccl_reduce_scatter(loom_coll_nccl *n, const void *send, size_t count, int dtype,
+                                   int op, void *recv, char *err, size_t errlen);
 #endif

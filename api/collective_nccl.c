@@ -92,10 +92,10 @@ static int sym(void *lib, const char *name, void *fp)
 static void load_api(void)
 {
     const char *why = NULL;
-    void *nccl = loom_cuda_dl(LOOM_CUDA_LIB_NCCL, NULL, &why);
-    void *cudart = nccl ? loom_cuda_dl(LOOM_CUDA_LIB_CUDART, NULL, &why) : NULL;
+    void *nccl = loom__cuda_dl(LOOM_CUDA_LIB_NCCL, NULL, &why);
+    void *cudart = nccl ? loom__cuda_dl(LOOM_CUDA_LIB_CUDART, NULL, &why) : NULL;
     if (!cudart) {
-        loom_snprintf(api.why, sizeof(api.why), "%s", why);
+        loom__snprintf(api.why, sizeof(api.why), "%s", why);
         return;
     }
     const char *missing = NULL;
@@ -119,7 +119,7 @@ static void load_api(void)
     NEED(cudart, get_device_count, "cudaGetDeviceCount");
 #undef NEED
     if (missing) {
-        loom_snprintf(api.why, sizeof(api.why), "%s not found in NCCL or libcudart", missing);
+        loom__snprintf(api.why, sizeof(api.why), "%s not found in NCCL or libcudart", missing);
         return;
     }
     sym(nccl, "ncclCommAbort", &api.comm_abort);
@@ -131,20 +131,20 @@ static void load_api(void)
     api.loaded = 1;    /* the libraries stay loaded for the life of the process */
 }
 
-int loom_coll_nccl_usable(char *why, size_t whylen)
+int loom__coll_nccl_usable(char *why, size_t whylen)
 {
     pthread_once(&api_once, load_api);
     if (!api.loaded) {
-        loom_snprintf(why, whylen, "%s", api.why);
+        loom__snprintf(why, whylen, "%s", api.why);
         return 0;
     }
     int n = 0;
     cuda_error e = api.get_device_count(&n);
     if (e != CUDA_SUCCESS || n <= 0) {
         if (e != CUDA_SUCCESS && api.cuda_error_string)
-            loom_snprintf(why, whylen, "no GPU visible (cudaGetDeviceCount: %s)",
-                          api.cuda_error_string(e));
-        else loom_snprintf(why, whylen, "no GPU visible (cudaGetDeviceCount: %d, error %d)", n, e);
+            loom__snprintf(why, whylen, "no GPU visible (cudaGetDeviceCount: %s)",
+                           api.cuda_error_string(e));
+        else loom__snprintf(why, whylen, "no GPU visible (cudaGetDeviceCount: %d, error %d)", n, e);
         return 0;
     }
     return 1;
@@ -167,7 +167,7 @@ static int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(err, errlen, rc, fmt, ap);
+    loom__verrf(err, errlen, rc, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -192,7 +192,7 @@ static int nccl_check(nccl_result r, const char *what, char *err, size_t errlen)
 static int rv_wait(const loom_rendezvous *rv, const char *key, int64_t deadline, void **val,
                    size_t *len, const char *who, char *err, size_t errlen)
 {
-    int64_t left = deadline - loom_now_ms();
+    int64_t left = deadline - loom__now_ms();
     int rc = rv->get(rv->arg, key, left > 0 ? left : 0, val, len);
     if (rc == LOOM_ETIMEOUT || rc == LOOM_ENOTFOUND)
         return set_err(err, errlen, LOOM_ETIMEOUT, "%s did not join (no %s in the rendezvous)",
@@ -201,19 +201,19 @@ static int rv_wait(const loom_rendezvous *rv, const char *key, int64_t deadline,
     return LOOM_OK;
 }
 
-int loom_coll_nccl_new(const loom_rendezvous *rv, const char *name, int world, int rank,
-                       int64_t timeout_ms, loom_coll_nccl **out, char *err, size_t errlen)
+int loom__coll_nccl_new(const loom_rendezvous *rv, const char *name, int world, int rank,
+                        int64_t timeout_ms, loom_coll_nccl **out, char *err, size_t errlen)
 {
     char why[256] = "", key[300], leaf[32];
     *out = NULL;
-    if (!loom_coll_nccl_usable(why, sizeof(why)))
+    if (!loom__coll_nccl_usable(why, sizeof(why)))
         return set_err(err, errlen, LOOM_ENOTFOUND, "NCCL backend unavailable: %s", why);
-    int64_t deadline = loom_now_ms() + timeout_ms;
+    int64_t deadline = loom__now_ms() + timeout_ms;
     int rc = cuda_check(api.set_device(0), "cudaSetDevice(0)", err, errlen);
     if (rc) return rc;
 
     nccl_unique_id id;
-    loom_snprintf(key, sizeof(key), "loom/coll/%s/nccl_id", name);
+    loom__snprintf(key, sizeof(key), "loom/coll/%s/nccl_id", name);
     if (rank == 0) {
         rc = nccl_check(api.get_unique_id(&id), "ncclGetUniqueId", err, errlen);
         if (rc) return rc;
@@ -231,8 +231,8 @@ int loom_coll_nccl_new(const loom_rendezvous *rv, const char *name, int world, i
         memcpy(&id, val, sizeof(id));
         free(val);
     }
-    loom_snprintf(leaf, sizeof(leaf), "%d", rank);
-    loom_snprintf(key, sizeof(key), "loom/coll/%s/%s", name, leaf);
+    loom__snprintf(leaf, sizeof(leaf), "%d", rank);
+    loom__snprintf(key, sizeof(key), "loom/coll/%s/%s", name, leaf);
     rc = rv->put(rv->arg, key, "nccl", 4);
     if (rc) return set_err(err, errlen, rc, "publishing %s: %s", key, loom_strerror(rc));
     for (int p = 0; p < world; p++) {
@@ -240,8 +240,8 @@ int loom_coll_nccl_new(const loom_rendezvous *rv, const char *name, int world, i
         char who[32];
         void *val = NULL;
         size_t len = 0;
-        loom_snprintf(who, sizeof(who), "rank %d", p);
-        loom_snprintf(key, sizeof(key), "loom/coll/%s/%d", name, p);
+        loom__snprintf(who, sizeof(who), "rank %d", p);
+        loom__snprintf(key, sizeof(key), "loom/coll/%s/%d", name, p);
         rc = rv_wait(rv, key, deadline, &val, &len, who, err, errlen);
         if (rc) return rc;
         free(val);
@@ -256,14 +256,14 @@ int loom_coll_nccl_new(const loom_rendezvous *rv, const char *name, int world, i
     if (!rc) rc = nccl_check(api.comm_init_rank(&n->comm, world, id, rank), "ncclCommInitRank",
                              err, errlen);
     if (rc) {
-        loom_coll_nccl_destroy(&n);
+        loom__coll_nccl_destroy(&n);
         return rc;
     }
     *out = n;
     return LOOM_OK;
 }
 
-void loom_coll_nccl_destroy(loom_coll_nccl **np)
+void loom__coll_nccl_destroy(loom_coll_nccl **np)
 {
     if (!np || !*np) return;
     loom_coll_nccl *n = *np;
@@ -326,7 +326,7 @@ static int finish(loom_coll_nccl *n, const char *what, char *err, size_t errlen)
 {
     if (!api.stream_query)
         return cuda_check(api.stream_synchronize(n->stream), what, err, errlen);
-    int64_t start = loom_now_ms(), deadline = start + n->timeout_ms;
+    int64_t start = loom__now_ms(), deadline = start + n->timeout_ms;
     for (;;) {
         cuda_error e = api.stream_query(n->stream);
         if (e == CUDA_SUCCESS) return LOOM_OK;
@@ -338,7 +338,7 @@ static int finish(loom_coll_nccl *n, const char *what, char *err, size_t errlen)
             n->aborted = 1;
             return nccl_check(async, what, err, errlen);
         }
-        int64_t now = loom_now_ms();
+        int64_t now = loom__now_ms();
         if (now >= deadline) {
             if (api.comm_abort) api.comm_abort(n->comm);
             n->aborted = 1;
@@ -367,8 +367,8 @@ static int usable_comm(loom_coll_nccl *n, char *err, size_t errlen)
     return LOOM_OK;
 }
 
-int loom_coll_nccl_allreduce(loom_coll_nccl *n, void *buf, size_t count, int dtype, int op,
-                             char *err, size_t errlen)
+int loom__coll_nccl_allreduce(loom_coll_nccl *n, void *buf, size_t count, int dtype, int op,
+                              char *err, size_t errlen)
 {
     int rc = usable_comm(n, err, errlen);
     if (rc || count == 0) return rc;
@@ -387,8 +387,8 @@ int loom_coll_nccl_allreduce(loom_coll_nccl *n, void *buf, size_t count, int dty
     return rc;
 }
 
-int loom_coll_nccl_broadcast(loom_coll_nccl *n, void *buf, size_t count, int dtype, int root,
-                             char *err, size_t errlen)
+int loom__coll_nccl_broadcast(loom_coll_nccl *n, void *buf, size_t count, int dtype, int root,
+                              char *err, size_t errlen)
 {
     int rc = usable_comm(n, err, errlen);
     if (rc || count == 0) return rc;
@@ -431,8 +431,8 @@ static int stage_pair(loom_coll_nccl *n, const void *whole, const void *part, si
     return LOOM_OK;
 }
 
-int loom_coll_nccl_allgather(loom_coll_nccl *n, const void *send, size_t count, int dtype,
-                             void *recv, char *err, size_t errlen)
+int loom__coll_nccl_allgather(loom_coll_nccl *n, const void *send, size_t count, int dtype,
+                              void *recv, char *err, size_t errlen)
 {
     int rc = usable_comm(n, err, errlen);
     if (rc || count == 0) return rc;
@@ -448,8 +448,8 @@ int loom_coll_nccl_allgather(loom_coll_nccl *n, const void *send, size_t count, 
     return rc;
 }
 
-int loom_coll_nccl_reduce_scatter(loom_coll_nccl *n, const void *send, size_t count, int dtype,
-                                  int op, void *recv, char *err, size_t errlen)
+int loom__coll_nccl_reduce_scatter(loom_coll_nccl *n, const void *send, size_t count, int dtype,
+                                   int op, void *recv, char *err, size_t errlen)
 {
     int rc = usable_comm(n, err, errlen);
     if (rc || count == 0) return rc;

@@ -106,7 +106,7 @@ static int valid_env_entry(const char *s)
 }
 
 /* Resources shared by both node kinds.  opts NULL and num_cpus 0 mean 1 CPU. */
-void loom_graph_extra_free(loom_graph_extra *e)
+void loom__graph_extra_free(loom_graph_extra *e)
 {
     if (!e) return;
     for (int i = 0; i < e->nres; i++) free(e->res_name[i]);
@@ -131,7 +131,7 @@ static int valid_label_part(const char *s, size_t max, int allow_empty)
     return (allow_empty || n > 0) && n <= max;
 }
 
-int loom_graph_apply_extra(loom_graph_node *n, const loom_task_opts *o)
+int loom__graph_apply_extra(loom_graph_node *n, const loom_task_opts *o)
 {
     if (!o || !wants_extra(o)) return LOOM_OK;
     double g = o->num_gpus;
@@ -181,7 +181,7 @@ int loom_graph_apply_extra(loom_graph_node *n, const loom_task_opts *o)
         if (!e->label_key[i] || !e->label_value[i]) rc = LOOM_ENOMEM;
     }
     if (rc) {
-        loom_graph_extra_free(e);
+        loom__graph_extra_free(e);
         return rc;
     }
     n->extra = e;
@@ -198,7 +198,7 @@ static int apply_opts(loom_graph_node *n, const loom_task_opts *opts)
     n->num_cpus = cpus == 0 ? 1 : cpus;
     n->memory = opts->memory;
     n->nocheck = opts->nocheck ? 1 : 0;
-    return loom_graph_apply_extra(n, opts);
+    return loom__graph_apply_extra(n, opts);
 }
 
 static void node_free(loom_graph_node *n)
@@ -211,7 +211,7 @@ static void node_free(loom_graph_node *n)
     free_strv(n->outputs, n->noutputs);
     for (int i = 0; i < n->nargs; i++) free(n->args[i].data);
     free(n->args);
-    loom_graph_extra_free(n->extra);
+    loom__graph_extra_free(n->extra);
     memset(n, 0, sizeof *n);
 }
 
@@ -233,7 +233,7 @@ static int graph_append(loom_graph *g, loom_graph_node *n)
 {
     int rc = graph_reserve_node(g);
     if (rc) return rc;
-    loom_random_bytes(n->task_id, LOOM_TASK_ID_LEN);
+    loom__random_bytes(n->task_id, LOOM_TASK_ID_LEN);
     g->nodes[g->nnodes] = *n;
     return g->nnodes++;
 }
@@ -280,7 +280,7 @@ int loom_graph_size(const loom_graph *g)
     return g ? g->nnodes : LOOM_EINVAL;
 }
 
-int loom_graph_node_noutputs(const loom_graph_node *n)
+int loom__graph_node_noutputs(const loom_graph_node *n)
 {
     if (!n) return 0;
     return n->kind == LOOM_GNODE_COMMAND ? 1 + n->noutputs : 1;
@@ -419,8 +419,8 @@ int loom_graph_arg_node(loom_graph *g, int node, int src, int output)
 int loom_graph_ref(const loom_graph *g, int node, int output, loom_ref *out)
 {
     const loom_graph_node *n = node_at(g, node);
-    if (!n || !out || output < 0 || output >= loom_graph_node_noutputs(n)) return LOOM_EINVAL;
-    loom_ref_make(n->task_id, (uint32_t)output, out);
+    if (!n || !out || output < 0 || output >= loom__graph_node_noutputs(n)) return LOOM_EINVAL;
+    loom__ref_make(n->task_id, (uint32_t)output, out);
     return LOOM_OK;
 }
 

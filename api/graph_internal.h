@@ -79,8 +79,8 @@ typedef struct loom_graph_node {
 
 /* Fill n->extra from opts (GPUs, resources, labels, strategy, placement
  * group) when opts asks for any of them.  0 or LOOM_EINVAL / LOOM_ENOMEM. */
-int loom_graph_apply_extra(loom_graph_node *n, const loom_task_opts *opts);
-void loom_graph_extra_free(loom_graph_extra *e);
+int loom__graph_apply_extra(loom_graph_node *n, const loom_task_opts *opts);
+void loom__graph_extra_free(loom_graph_extra *e);
 
 struct loom_graph {
     loom_graph_node *nodes;
@@ -88,9 +88,9 @@ struct loom_graph {
 };
 
 /* Number of outputs of a node: 1 for a function, 1 + noutputs for a command. */
-int loom_graph_node_noutputs(const loom_graph_node *n);
+int loom__graph_node_noutputs(const loom_graph_node *n);
 
 /* Make the ref of output `index` of a task. */
-void loom_ref_make(const uint8_t task_id[LOOM_TASK_ID_LEN], uint32_t index, loom_ref *out);
+void loom__ref_make(const uint8_t task_id[LOOM_TASK_ID_LEN], uint32_t index, loom_ref *out);
 
 #endif

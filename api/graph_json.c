@@ -71,7 +71,7 @@ typedef struct jctx {
     char *err;
     size_t errlen;
     const char *base_dir;
-    int no_files;        /* loom_graph_from_json_remote: "file" arguments refused */
+    int no_files;        /* loom__graph_from_json_remote: "file" arguments refused */
     loom_graph_json_lib_fn lib_fn;
     void *lib_arg;
     json_t *root;
@@ -95,7 +95,7 @@ static int fail(jctx *c, int rc, const char *fmt, ...)
     if (c->err && c->errlen) {
         va_list ap;
         va_start(ap, fmt);
-        loom_verrf(c->err, c->errlen, rc, fmt, ap);
+        loom__verrf(c->err, c->errlen, rc, fmt, ap);
         va_end(ap);
         /* One line, whatever the input: jansson quotes the bad token. */
         for (char *p = c->err; *p; p++)
@@ -1075,20 +1075,20 @@ static int graph_from_json(const char *text, size_t len, const char *base_dir, i
     return rc;
 }
 
-int loom_graph_from_json(const char *text, size_t len, const char *base_dir,
-                         loom_graph_json_lib_fn lib_fn, void *lib_arg,
-                         loom_graph **out, char *err, size_t errlen)
+int loom__graph_from_json(const char *text, size_t len, const char *base_dir,
+                          loom_graph_json_lib_fn lib_fn, void *lib_arg,
+                          loom_graph **out, char *err, size_t errlen)
 {
     return graph_from_json(text, len, base_dir, 0, lib_fn, lib_arg, out, err, errlen);
 }
 
-int loom_graph_from_json_remote(const char *text, size_t len, loom_graph_json_lib_fn lib_fn, void *lib_arg,
-                                loom_graph **out, char *err, size_t errlen)
+int loom__graph_from_json_remote(const char *text, size_t len, loom_graph_json_lib_fn lib_fn, void *lib_arg,
+                                 loom_graph **out, char *err, size_t errlen)
 {
     return graph_from_json(text, len, NULL, 1, lib_fn, lib_arg, out, err, errlen);
 }
 
-int loom_graph_json_name(const char *text, size_t len, char *out, size_t outlen)
+int loom__graph_json_name(const char *text, size_t len, char *out, size_t outlen)
 {
     if (!out || !outlen || (!text && len)) return LOOM_EINVAL;
     out[0] = 0;

@@ -15,19 +15,19 @@ typedef int (*loom_graph_json_lib_fn)(void *arg, const char *path, loom_ref *out
  * and library paths (NULL: the current directory).  On error returns LOOM_EINVAL
  * (or LOOM_ENOMEM / the callback's error) and writes a one-line reason with the
  * JSON path of the bad element into err (errlen bytes). */
-int loom_graph_from_json(const char *text, size_t len, const char *base_dir,
-                         loom_graph_json_lib_fn lib_fn, void *lib_arg,
-                         loom_graph **out, char *err, size_t errlen);
+int loom__graph_from_json(const char *text, size_t len, const char *base_dir,
+                          loom_graph_json_lib_fn lib_fn, void *lib_arg,
+                          loom_graph **out, char *err, size_t errlen);
 
 /* The same for a document from a remote user (the HTTP gateway): "file"
  * arguments, which would read the server's files, are refused, and library
  * paths go to lib_fn, which decides what they may name. */
-int loom_graph_from_json_remote(const char *text, size_t len, loom_graph_json_lib_fn lib_fn, void *lib_arg,
-                                loom_graph **out, char *err, size_t errlen);
+int loom__graph_from_json_remote(const char *text, size_t len, loom_graph_json_lib_fn lib_fn, void *lib_arg,
+                                 loom_graph **out, char *err, size_t errlen);
 
 /* The document's top-level "name" (the job name) into out, truncated to
  * outlen - 1 bytes; "" when it has none.  Call it on text that
- * loom_graph_from_json accepted.  0, or LOOM_EINVAL for bad arguments. */
-int loom_graph_json_name(const char *text, size_t len, char *out, size_t outlen);
+ * loom__graph_from_json accepted.  0, or LOOM_EINVAL for bad arguments. */
+int loom__graph_json_name(const char *text, size_t len, char *out, size_t outlen);
 
 #endif

@@ -21,24 +21,24 @@ struct loom_local {
 
 static void fmt_u64(char *buf, size_t len, unsigned long long v)
 {
-    loom_snprintf(buf, len, "%llu", v);
+    loom__snprintf(buf, len, "%llu", v);
 }
 
 static int start_head(loom_local *l, const char *bin, int hb_timeout_ms, char *addr, size_t addrlen, char *err,
                       size_t errlen)
 {
     char log[4200], hb[32];
-    loom_snprintf(log, sizeof(log), "%s/head.log", l->dir);
-    loom_snprintf(hb, sizeof(hb), "%d", hb_timeout_ms > 0 ? hb_timeout_ms : 10000);
+    loom__snprintf(log, sizeof(log), "%s/head.log", l->dir);
+    loom__snprintf(hb, sizeof(hb), "%d", hb_timeout_ms > 0 ? hb_timeout_ms : 10000);
     char *argv[] = {(char *)bin, "_head", "--port", "0", "--state-dir", l->dir, "--ready-fd", "3",
                     "--heartbeat-timeout-ms", hb, NULL};
     int fd;
-    if (loom_spawn(argv, NULL, log, 0, &l->head, &fd)) {
-        loom_snprintf(err, errlen, "cannot start the head (%s)", bin);
+    if (loom__spawn(argv, NULL, log, 0, &l->head, &fd)) {
+        loom__snprintf(err, errlen, "cannot start the head (%s)", bin);
         return LOOM_ESYS;
     }
-    if (loom_spawn_wait_ready(fd, l->head, 15000, addr, addrlen)) {
-        loom_snprintf(err, errlen, "the local head did not start; see %s", log);
+    if (loom__spawn_wait_ready(fd, l->head, 15000, addr, addrlen)) {
+        loom__snprintf(err, errlen, "the local head did not start; see %s", log);
         return LOOM_ECONN;
     }
     return LOOM_OK;
@@ -48,11 +48,11 @@ static int start_node(loom_local *l, const char *bin, int i, const char *addr, c
                       char *err, size_t errlen)
 {
     char nodedir[4200], log[4300], cpus[32], store[32], secretenv[4300];
-    loom_snprintf(nodedir, sizeof(nodedir), "%s/node%d", l->dir, i);
-    loom_snprintf(log, sizeof(log), "%s/node%d.log", l->dir, i);
-    loom_snprintf(secretenv, sizeof(secretenv), "LOOM_SECRET_FILE=%s/secret", l->dir);
+    loom__snprintf(nodedir, sizeof(nodedir), "%s/node%d", l->dir, i);
+    loom__snprintf(log, sizeof(log), "%s/node%d.log", l->dir, i);
+    loom__snprintf(secretenv, sizeof(secretenv), "LOOM_SECRET_FILE=%s/secret", l->dir);
     long ncpu = o && o->num_cpus > 0 ? o->num_cpus : sysconf(_SC_NPROCESSORS_ONLN);
-    loom_snprintf(cpus, sizeof(cpus), "%ld", ncpu);
+    loom__snprintf(cpus, sizeof(cpus), "%ld", ncpu);
     fmt_u64(store, sizeof(store), o && o->store_bytes ? (unsigned long long)o->store_bytes : 1ull << 30);
     /* no --store-dir: the daemon names its memory tier (/dev/shm/loom-UID/node-PID)
        and removes it when it stops, even when the driver died without stopping it */
@@ -62,7 +62,7 @@ static int start_node(loom_local *l, const char *bin, int i, const char *addr, c
     char gpus[32], gmem[32];
     const loom_node_spec *spec = o && o->nodes ? &o->nodes[i] : NULL;
     if (spec && spec->num_gpus >= 0) {
-        loom_snprintf(gpus, sizeof(gpus), "%d", spec->num_gpus);
+        loom__snprintf(gpus, sizeof(gpus), "%d", spec->num_gpus);
         argv[n++] = "--num-gpus";
         argv[n++] = gpus;
     }
@@ -83,13 +83,13 @@ static int start_node(loom_local *l, const char *bin, int i, const char *addr, c
     char *env[] = {secretenv, NULL};
     int fd;
     char line[256];
-    if (loom_spawn(argv, env, log, 0, &l->nodes[i], &fd)) {
-        loom_snprintf(err, errlen, "cannot start node daemon %d", i);
+    if (loom__spawn(argv, env, log, 0, &l->nodes[i], &fd)) {
+        loom__snprintf(err, errlen, "cannot start node daemon %d", i);
         return LOOM_ESYS;
     }
     l->nnodes = i + 1;
-    if (loom_spawn_wait_ready(fd, l->nodes[i], 15000, line, sizeof(line))) {
-        loom_snprintf(err, errlen, "local node daemon %d did not join; see %s", i, log);
+    if (loom__spawn_wait_ready(fd, l->nodes[i], 15000, line, sizeof(line))) {
+        loom__snprintf(err, errlen, "local node daemon %d did not join; see %s", i, log);
         return LOOM_ECONN;
     }
     return LOOM_OK;
@@ -110,7 +110,7 @@ static void stop_live_at_exit(void)
         loom_local *l = live_n ? live[live_n - 1] : NULL;
         pthread_mutex_unlock(&live_lock);
         if (!l) return;
-        loom_local_stop(&l);
+        loom__local_stop(&l);
     }
 }
 
@@ -134,30 +134,30 @@ static void live_remove(loom_local *l)
     pthread_mutex_unlock(&live_lock);
 }
 
-int loom_local_start(const loom_connect_opts *o, loom_local **out, char *address, size_t addrlen,
-                     char secret[65], char *err, size_t errlen)
+int loom__local_start(const loom_connect_opts *o, loom_local **out, char *address, size_t addrlen,
+                      char secret[65], char *err, size_t errlen)
 {
     loom_local *l = calloc(1, sizeof(*l));
     if (!l) return LOOM_ENOMEM;
     char base[4096];
-    if (o && o->state_dir) loom_mkdir_p(o->state_dir);
-    if (loom_make_temp_dir(o ? o->state_dir : NULL, o && o->state_dir ? "local" : "loom-local", base,
-                           sizeof(base))) {
-        loom_snprintf(err, errlen, "cannot make a state directory like %s", base);
+    if (o && o->state_dir) loom__mkdir_p(o->state_dir);
+    if (loom__make_temp_dir(o ? o->state_dir : NULL, o && o->state_dir ? "local" : "loom-local", base,
+                            sizeof(base))) {
+        loom__snprintf(err, errlen, "cannot make a state directory like %s", base);
         free(l);
         return LOOM_ESYS;
     }
-    loom_snprintf(l->dir, sizeof(l->dir), "%s", base);
+    loom__snprintf(l->dir, sizeof(l->dir), "%s", base);
     char path[4200];
-    loom_snprintf(path, sizeof(path), "%s/secret", l->dir);
-    int rc = loom_secret_create(path, secret);
-    const char *bin = loom_binary_path();
+    loom__snprintf(path, sizeof(path), "%s/secret", l->dir);
+    int rc = loom__secret_create(path, secret);
+    const char *bin = loom__binary_path();
     int n = o && o->num_nodes > 0 ? o->num_nodes : 1;
     if (n > MAX_LOCAL_NODES) n = MAX_LOCAL_NODES;
     if (!rc) rc = start_head(l, bin, o ? o->heartbeat_timeout_ms : 0, address, addrlen, err, errlen);
     for (int i = 0; !rc && i < n; i++) rc = start_node(l, bin, i, address, o, err, errlen);
     if (rc) {
-        loom_local_stop(&l);
+        loom__local_stop(&l);
         return rc;
     }
     *out = l;
@@ -165,12 +165,12 @@ int loom_local_start(const loom_connect_opts *o, loom_local **out, char *address
     return LOOM_OK;
 }
 
-int loom_local_num_nodes(const loom_local *l)
+int loom__local_num_nodes(const loom_local *l)
 {
     return l ? l->nnodes : 0;
 }
 
-void loom_local_stop(loom_local **pl)
+void loom__local_stop(loom_local **pl)
 {
     if (!pl || !*pl) return;
     loom_local *l = *pl;
@@ -178,8 +178,8 @@ void loom_local_stop(loom_local **pl)
     live_remove(l);
     for (int i = 0; i < l->nnodes; i++)
         if (l->nodes[i] > 0) kill(l->nodes[i], SIGTERM);
-    for (int i = 0; i < l->nnodes; i++) loom_stop_process(l->nodes[i], 5000);
-    loom_stop_process(l->head, 5000);
-    if (!getenv("LOOM_KEEP_LOCAL")) loom_rm_rf(l->dir);
+    for (int i = 0; i < l->nnodes; i++) loom__stop_process(l->nodes[i], 5000);
+    loom__stop_process(l->head, 5000);
+    if (!getenv("LOOM_KEEP_LOCAL")) loom__rm_rf(l->dir);
     free(l);
 }

@@ -22,7 +22,7 @@ static int reserve(loom_buf *b, size_t n)
     return 0;
 }
 
-int loom_buf_append(loom_buf *b, const void *data, size_t n)
+int loom__buf_append(loom_buf *b, const void *data, size_t n)
 {
     if (reserve(b, n)) return -1;
     if (n) memcpy(b->p + b->len, data, n);
@@ -31,9 +31,9 @@ int loom_buf_append(loom_buf *b, const void *data, size_t n)
     return 0;
 }
 
-int loom_buf_puts(loom_buf *b, const char *s) { return loom_buf_append(b, s, strlen(s)); }
+int loom__buf_puts(loom_buf *b, const char *s) { return loom__buf_append(b, s, strlen(s)); }
 
-int loom_buf_vappendf(loom_buf *b, const char *fmt, va_list ap)
+int loom__buf_vappendf(loom_buf *b, const char *fmt, va_list ap)
 {
     if (b->oom) return -1;
     va_list again;
@@ -45,7 +45,7 @@ int loom_buf_vappendf(loom_buf *b, const char *fmt, va_list ap)
         b->oom = 1;
         rc = -1;
     } else if ((size_t)n < sizeof small) {
-        rc = loom_buf_append(b, small, (size_t)n);
+        rc = loom__buf_append(b, small, (size_t)n);
     } else if (!(rc = reserve(b, (size_t)n))) {
         vsnprintf(b->p + b->len, (size_t)n + 1, fmt, again);
         b->len += (size_t)n;
@@ -54,16 +54,16 @@ int loom_buf_vappendf(loom_buf *b, const char *fmt, va_list ap)
     return rc;
 }
 
-int loom_buf_appendf(loom_buf *b, const char *fmt, ...)
+int loom__buf_appendf(loom_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int rc = loom_buf_vappendf(b, fmt, ap);
+    int rc = loom__buf_vappendf(b, fmt, ap);
     va_end(ap);
     return rc;
 }
 
-void loom_buf_free(loom_buf *b)
+void loom__buf_free(loom_buf *b)
 {
     free(b->p);
     *b = (loom_buf){0};

@@ -14,11 +14,11 @@ typedef struct loom_buf {
 
 static inline void loom_buf_init(loom_buf *b) { *b = (loom_buf){0}; }
 /* Each returns 0, or -1 when out of memory (and sets b->oom). */
-int loom_buf_append(loom_buf *b, const void *data, size_t n);
-int loom_buf_puts(loom_buf *b, const char *s);
-int loom_buf_appendf(loom_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int loom_buf_vappendf(loom_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+int loom__buf_append(loom_buf *b, const void *data, size_t n);
+int loom__buf_puts(loom_buf *b, const char *s);
+int loom__buf_appendf(loom_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int loom__buf_vappendf(loom_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* The text so far ("" before the first append). */
 static inline const char *loom_buf_str(const loom_buf *b) { return b->p ? b->p : ""; }
-void loom_buf_free(loom_buf *b);
+void loom__buf_free(loom_buf *b);
 #endif

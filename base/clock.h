@@ -4,7 +4,7 @@
 #define LOOM_BASE_CLOCK_H
 #include <stdint.h>
 
-int64_t loom_now_ms(void);   /* CLOCK_MONOTONIC, ms */
-int64_t loom_now_us(void);   /* CLOCK_MONOTONIC, us */
-int64_t loom_wall_ms(void);  /* CLOCK_REALTIME: Unix time in ms */
+int64_t loom__now_ms(void);   /* CLOCK_MONOTONIC, ms */
+int64_t loom__now_us(void);   /* CLOCK_MONOTONIC, us */
+int64_t loom__wall_ms(void);  /* CLOCK_REALTIME: Unix time in ms */
 #endif

@@ -45,7 +45,7 @@ static void open_cudart(void) { open_slot(&slots[LOOM_CUDA_LIB_CUDART]); }
 static void open_cublas(void) { open_slot(&slots[LOOM_CUDA_LIB_CUBLAS]); }
 static void open_nccl(void) { open_slot(&slots[LOOM_CUDA_LIB_NCCL]); }
 
-void *loom_cuda_dl(loom_cuda_lib lib, const char **opened, const char **why)
+void *loom__cuda_dl(loom_cuda_lib lib, const char **opened, const char **why)
 {
     static void (*const openers[LOOM_CUDA_LIB_COUNT])(void) = {open_cudart, open_cublas, open_nccl};
     if ((int)lib < 0 || lib >= LOOM_CUDA_LIB_COUNT) {

@@ -16,5 +16,5 @@ typedef enum loom_cuda_lib {
 /* The library's handle, or NULL.  *opened (when not NULL) gets the name that
  * opened it; *why (when not NULL) gets, on NULL, "<short name> not found: <the
  * last dlerror>" (short names: libcudart, libcublas, libnccl.so.2). */
-void *loom_cuda_dl(loom_cuda_lib lib, const char **opened, const char **why);
+void *loom__cuda_dl(loom_cuda_lib lib, const char **opened, const char **why);
 #endif

@@ -4,22 +4,22 @@
 #include <stdio.h>
 #include <string.h>
 
-int loom_verrf(char *err, size_t errlen, int code, const char *fmt, va_list ap)
+int loom__verrf(char *err, size_t errlen, int code, const char *fmt, va_list ap)
 {
     if (err && errlen) vsnprintf(err, errlen, fmt, ap);
     return code;
 }
 
-int loom_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+int loom__errf(char *err, size_t errlen, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(err, errlen, code, fmt, ap);
+    loom__verrf(err, errlen, code, fmt, ap);
     va_end(ap);
     return code;
 }
 
-int loom_verrf_append(char *err, size_t errlen, int code, const char *fmt, va_list ap)
+int loom__verrf_append(char *err, size_t errlen, int code, const char *fmt, va_list ap)
 {
     if (!err || !errlen) return code;
     size_t used = strnlen(err, errlen);
@@ -28,16 +28,16 @@ int loom_verrf_append(char *err, size_t errlen, int code, const char *fmt, va_li
     return code;
 }
 
-int loom_errf_append(char *err, size_t errlen, int code, const char *fmt, ...)
+int loom__errf_append(char *err, size_t errlen, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf_append(err, errlen, code, fmt, ap);
+    loom__verrf_append(err, errlen, code, fmt, ap);
     va_end(ap);
     return code;
 }
 
-void loom_snprintf(char *buf, size_t len, const char *fmt, ...)
+void loom__snprintf(char *buf, size_t len, const char *fmt, ...)
 {
     if (!buf || len == 0) return; /* nothing asked: the scheduler's fit checks pass NULL */
     va_list ap;

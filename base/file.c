@@ -34,7 +34,7 @@ static int read_fd(int fd, size_t max, char **bufp, size_t cap, size_t *np)
     return 0;
 }
 
-int loom_file_read(const char *path, size_t max, char **out, size_t *len)
+int loom__file_read(const char *path, size_t max, char **out, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -errno;
@@ -52,7 +52,7 @@ int loom_file_read(const char *path, size_t max, char **out, size_t *len)
     return 0;
 }
 
-int loom_file_write(const char *path, const void *data, size_t len, int mode)
+int loom__file_write(const char *path, const void *data, size_t len, int mode)
 {
     char tmp[4200];
     int k = snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());

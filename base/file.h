@@ -7,8 +7,8 @@
 /* Read a whole file of at most max bytes into *out (malloc'd, NUL-terminated;
  * *len without the NUL when len != NULL).  0, or -ENOENT and the other open
  * errors, -EIO (stat or read failed), -EFBIG (over max), -ENOMEM. */
-int loom_file_read(const char *path, size_t max, char **out, size_t *len);
+int loom__file_read(const char *path, size_t max, char **out, size_t *len);
 /* Write a file atomically (PATH.tmp.PID, then rename) with the given mode.
  * 0 or a negative errno. */
-int loom_file_write(const char *path, const void *data, size_t len, int mode);
+int loom__file_write(const char *path, const void *data, size_t len, int mode);
 #endif

@@ -44,10 +44,10 @@ static int member(const char *dir, int world, int rank, size_t max_mib)
         for (int i = 0; i < WARMUP && !rc; i++)
             rc = loom_allreduce(g, buf, count, LOOM_DT_F32, LOOM_OP_SUM);
         if (!rc) rc = loom_barrier(g);
-        int64_t t0 = loom_now_us();
+        int64_t t0 = loom__now_us();
         for (int i = 0; i < iters && !rc; i++)
             rc = loom_allreduce(g, buf, count, LOOM_DT_F32, LOOM_OP_SUM);
-        double us = (double)(loom_now_us() - t0) / iters;
+        double us = (double)(loom__now_us() - t0) / iters;
         if (!rc) rc = loom_allreduce(g, &us, 1, LOOM_DT_F64, LOOM_OP_MAX);
         if (!rc && rank == 0) {
             double algbw = (double)bytes / (us * 1e-6) / 1e9;
@@ -71,7 +71,7 @@ int main(int argc, char **argv)
         return 2;
     }
     char dir[4096];
-    if (loom_make_temp_dir(NULL, "loom-coll-bench", dir, sizeof(dir))) {
+    if (loom__make_temp_dir(NULL, "loom-coll-bench", dir, sizeof(dir))) {
         perror("temp dir");
         return 1;
     }
@@ -90,6 +90,6 @@ int main(int argc, char **argv)
         int st = 0;
         if (waitpid(pids[r], &st, 0) != pids[r] || !WIFEXITED(st) || WEXITSTATUS(st)) failed++;
     }
-    loom_rm_rf(dir);
+    loom__rm_rf(dir);
     return failed ? 1 : 0;
 }

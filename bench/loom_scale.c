@@ -148,13 +148,13 @@ static void cluster_stop(cluster *cl)
     loom_disconnect(&cl->c);
     snprintf(args, sizeof args, "stop --state-dir %s", cl->state);
     run_cli(args);
-    if (loom_rm_rf(cl->state)) fprintf(stderr, "loom_scale: could not remove %s\n", cl->state);
+    if (loom__rm_rf(cl->state)) fprintf(stderr, "loom_scale: could not remove %s\n", cl->state);
 }
 
 static int cluster_start(cluster *cl, int cpus)
 {
     memset(cl, 0, sizeof(*cl));
-    if (loom_make_temp_dir(NULL, "loom-scale", cl->state, sizeof cl->state)) {
+    if (loom__make_temp_dir(NULL, "loom-scale", cl->state, sizeof cl->state)) {
         perror("loom_scale: a temporary state dir");
         return 1;
     }
@@ -162,7 +162,7 @@ static int cluster_start(cluster *cl, int cpus)
     snprintf(args, sizeof args, "start --head --port 0 --num-cpus %d --state-dir %s", cpus, cl->state);
     if (run_cli(args) != 0) {
         fprintf(stderr, "loom_scale: could not start a cluster (%s %s)\n", LOOM_CLI_BIN, args);
-        loom_rm_rf(cl->state);
+        loom__rm_rf(cl->state);
         return 1;
     }
     cl->hpid = head_pid(cl->state);

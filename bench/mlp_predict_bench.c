@@ -31,7 +31,7 @@ int main(int argc, char **argv)
     char *art = NULL, err[256];
     size_t len = 0;
     loom_mlp *m = NULL;
-    if (loom_read_file(argv[1], (size_t)1 << 30, &art, &len) || loom_mlp_load(art, len, &m, err, sizeof(err))) {
+    if (loom__read_file(argv[1], (size_t)1 << 30, &art, &len) || loom_mlp_load(art, len, &m, err, sizeof(err))) {
         fprintf(stderr, "mlp_predict_bench: cannot load %s\n", argv[1]);
         free(art);
         return 1;
@@ -44,9 +44,9 @@ int main(int argc, char **argv)
     for (int i = 0; !rc && i < batch * in; i++) x[i] = (float)(i % 17);
     double total = 0;
     for (int i = 0; !rc && i < calls; i++) {
-        int64_t t0 = loom_now_us();
+        int64_t t0 = loom__now_us();
         rc = loom_mlp_forward(m, x, batch, y, err, sizeof(err));
-        us[i] = (double)(loom_now_us() - t0);
+        us[i] = (double)(loom__now_us() - t0);
         total += us[i];
     }
     if (!rc) {

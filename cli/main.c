@@ -32,7 +32,7 @@
 static int head_running(const char *sd)
 {
     char path[4200];
-    loom_snprintf(path, sizeof(path), "%s/head.lock", sd);
+    loom__snprintf(path, sizeof(path), "%s/head.lock", sd);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return 0;
     int busy = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
@@ -44,10 +44,10 @@ static int head_running(const char *sd)
 static int write_pid(const char *sd, pid_t pid, const char *what)
 {
     char path[4200];
-    loom_snprintf(path, sizeof(path), "%s/pids", sd);
-    loom_mkdir_p(path);
-    loom_snprintf(path, sizeof(path), "%s/pids/%d", sd, (int)pid);
-    return loom_write_file(path, what, strlen(what), 0600);
+    loom__snprintf(path, sizeof(path), "%s/pids", sd);
+    loom__mkdir_p(path);
+    loom__snprintf(path, sizeof(path), "%s/pids/%d", sd, (int)pid);
+    return loom__write_file(path, what, strlen(what), 0600);
 }
 
 /* The last ERROR line of a log, to say why a process did not start. */
@@ -55,7 +55,7 @@ static void print_last_error(const char *log)
 {
     char *text = NULL;
     size_t n = 0;
-    if (loom_read_file(log, (size_t)1 << 20, &text, &n)) return;
+    if (loom__read_file(log, (size_t)1 << 20, &text, &n)) return;
     char *last = NULL;
     for (char *p = text; (p = strstr(p, "ERROR")); p++) last = p;
     if (last) {
@@ -73,15 +73,15 @@ static int start_background(const char *sd, char **argv, const char *log, char *
 {
     pid_t pid;
     int fd;
-    if (loom_spawn(argv, NULL, log, 1, &pid, &fd)) {
+    if (loom__spawn(argv, NULL, log, 1, &pid, &fd)) {
         fprintf(stderr, "loom: cannot start the %s\n", what);
         return 1;
     }
-    int rc = loom_spawn_wait_ready(fd, pid, 20000, line, len);
+    int rc = loom__spawn_wait_ready(fd, pid, 20000, line, len);
     if (rc == LOOM_ETIMEOUT && !strcmp(what, "node daemon") && kill(pid, 0) == 0) {
         /* its head is not up (yet): the daemon keeps trying in the background */
         write_pid(sd, pid, what);
-        loom_snprintf(line, len, "a node daemon (pid %d) still waiting for its head", (int)pid);
+        loom__snprintf(line, len, "a node daemon (pid %d) still waiting for its head", (int)pid);
         fprintf(stderr, "loom: the head did not answer within 20 s; the daemon keeps trying and joins when it"
                         " comes up (log: %s; `loom stop` stops it)\n", log);
         return 0;
@@ -105,12 +105,12 @@ static void push_arg(char **argv, int *n, const char *k, const char *v)
 static int start_node_from(const opts *o, const char *sd, const char *addr)
 {
     char log[4200], line[256], logs[4200];
-    loom_snprintf(logs, sizeof(logs), "%s/logs", sd);
-    loom_mkdir_p(logs);
-    loom_snprintf(log, sizeof(log), "%s/logs/node-%d.log", sd, (int)getpid());
+    loom__snprintf(logs, sizeof(logs), "%s/logs", sd);
+    loom__mkdir_p(logs);
+    loom__snprintf(log, sizeof(log), "%s/logs/node-%d.log", sd, (int)getpid());
     char *argv[40];
     int n = 0;
-    argv[n++] = (char *)loom_binary_path();
+    argv[n++] = (char *)loom__binary_path();
     argv[n++] = "_node";
     push_arg(argv, &n, "--address", addr);
     push_arg(argv, &n, "--state-dir", sd);
@@ -141,7 +141,7 @@ int cmd_start(const opts *o)
     state_dir(o, sd, sizeof(sd));
     if (check_node_opts(o)) return 2;
     if (opt(o, "block")) return opt(o, "head") ? cmd_head(o) : cmd_node(o);
-    if (loom_mkdir_p(sd)) {
+    if (loom__mkdir_p(sd)) {
         fprintf(stderr, "loom: cannot make %s: %s\n", sd, strerror(errno));
         return 1;
     }
@@ -156,12 +156,12 @@ int cmd_start(const opts *o)
         return 1;
     }
     char log[4200], addr[512], logs[4200];
-    loom_snprintf(logs, sizeof(logs), "%s/logs", sd);
-    loom_mkdir_p(logs);
-    loom_snprintf(log, sizeof(log), "%s/logs/head.log", sd);
+    loom__snprintf(logs, sizeof(logs), "%s/logs", sd);
+    loom__mkdir_p(logs);
+    loom__snprintf(log, sizeof(log), "%s/logs/head.log", sd);
     char *argv[32];
     int n = 0;
-    argv[n++] = (char *)loom_binary_path();
+    argv[n++] = (char *)loom__binary_path();
     argv[n++] = "_head";
     push_arg(argv, &n, "--state-dir", sd);
     push_arg(argv, &n, "--port", opt(o, "port"));
@@ -183,8 +183,8 @@ int cmd_start(const opts *o)
     if (opt(o, "http-port")) {
         char gpath[4200], *gaddr = NULL;
         size_t glen = 0;
-        loom_snprintf(gpath, sizeof(gpath), "%s/http_address", sd);
-        if (loom_read_file(gpath, 300, &gaddr, &glen) == 0) printf("loom: HTTP gateway on http://%s\n", gaddr);
+        loom__snprintf(gpath, sizeof(gpath), "%s/http_address", sd);
+        if (loom__read_file(gpath, 300, &gaddr, &glen) == 0) printf("loom: HTTP gateway on http://%s\n", gaddr);
         free(gaddr);
     }
     printf("loom: cluster secret in %s/secret: copy it (mode 0600) to nodes that join from other machines\n", sd);
@@ -197,9 +197,9 @@ int cmd_start(const opts *o)
 static void wait_pids_gone(const char *sd, int ms)
 {
     char dir[4200];
-    loom_snprintf(dir, sizeof(dir), "%s/pids", sd);
-    int64_t deadline = loom_now_ms() + ms;
-    while (loom_now_ms() < deadline) {
+    loom__snprintf(dir, sizeof(dir), "%s/pids", sd);
+    int64_t deadline = loom__now_ms() + ms;
+    while (loom__now_ms() < deadline) {
         DIR *dp = opendir(dir);
         if (!dp) return;
         struct dirent *e;
@@ -218,12 +218,12 @@ int cmd_stop(const opts *o)
     state_dir(o, sd, sizeof(sd));
     /* pids are this host's: a cluster started by `loom slurm start` elsewhere is not */
     char hpath[4200], host[256], *started_on = NULL;
-    loom_snprintf(hpath, sizeof(hpath), "%s/slurm_host", sd);
-    if (loom_read_file(hpath, 255, &started_on, NULL) == 0 && !gethostname(host, sizeof(host)) &&
+    loom__snprintf(hpath, sizeof(hpath), "%s/slurm_host", sd);
+    if (loom__read_file(hpath, 255, &started_on, NULL) == 0 && !gethostname(host, sizeof(host)) &&
         strcmp(started_on, host)) {
         char jpath[4200], *job = NULL;
-        loom_snprintf(jpath, sizeof(jpath), "%s/slurm_job", sd);
-        loom_read_file(jpath, 60, &job, NULL);
+        loom__snprintf(jpath, sizeof(jpath), "%s/slurm_job", sd);
+        loom__read_file(jpath, 60, &job, NULL);
         fprintf(stderr, "loom: the cluster in %s was started on %s; run `loom stop` there, or end Slurm job %s"
                         " with `loom slurm cancel %s`\n", sd, started_on, job ? job : "?", job ? job : "JOB");
         free(job);
@@ -232,13 +232,13 @@ int cmd_stop(const opts *o)
     }
     if (started_on) { /* srun kills a step it is signalled to stop: ask the step's tasks */
         char jpath[4200], *job = NULL;
-        loom_snprintf(jpath, sizeof(jpath), "%s/slurm_job", sd);
-        if (loom_read_file(jpath, 60, &job, NULL) == 0 && slurm_signal_steps(job, SIGINT) == 0)
+        loom__snprintf(jpath, sizeof(jpath), "%s/slurm_job", sd);
+        if (loom__read_file(jpath, 60, &job, NULL) == 0 && slurm_signal_steps(job, SIGINT) == 0)
             wait_pids_gone(sd, 15000); /* srun exits after its tasks */
         free(job);
     }
     free(started_on);
-    loom_snprintf(dir, sizeof(dir), "%s/pids", sd);
+    loom__snprintf(dir, sizeof(dir), "%s/pids", sd);
     DIR *dp = opendir(dir);
     if (!dp) {
         fprintf(stderr, "loom: nothing to stop in %s\n", sd);
@@ -251,14 +251,14 @@ int cmd_stop(const opts *o)
     while ((e = readdir(dp)) && n < 256) {
         if (e->d_name[0] == '.') continue;
         char path[4600], *what = NULL;
-        loom_snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        loom__snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         pid_t pid = (pid_t)atoi(e->d_name);
         if (pid <= 0) continue;
-        if (loom_read_file(path, 64, &what, NULL) == 0) {
-            loom_snprintf(kinds[n], sizeof(kinds[n]), "%s", what);
+        if (loom__read_file(path, 64, &what, NULL) == 0) {
+            loom__snprintf(kinds[n], sizeof(kinds[n]), "%s", what);
             free(what);
         } else {
-            loom_snprintf(kinds[n], sizeof(kinds[n]), "process");
+            loom__snprintf(kinds[n], sizeof(kinds[n]), "process");
         }
         unlink(path);
         pids[n++] = pid;
@@ -269,11 +269,11 @@ int cmd_stop(const opts *o)
         for (int i = 0; i < n; i++) {
             int is_head = !strcmp(kinds[i], "head");
             if (is_head != pass || kill(pids[i], 0) != 0) continue;
-            loom_stop_process(pids[i], 5000);
+            loom__stop_process(pids[i], 5000);
             printf("loom: stopped %s (pid %d)\n", kinds[i], (int)pids[i]);
         }
     char addr[4200];
-    loom_snprintf(addr, sizeof(addr), "%s/address", sd);
+    loom__snprintf(addr, sizeof(addr), "%s/address", sd);
     unlink(addr);
     return 0;
 }
@@ -289,7 +289,7 @@ static void human_bytes(uint64_t b, char *buf, size_t len)
         v /= 1024;
         u++;
     }
-    loom_snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+    loom__snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
 }
 
 /* The status JSON as a table for people (--json prints it raw). */
@@ -312,23 +312,23 @@ static void print_status(const char *text)
         human_bytes((uint64_t)json_integer_value(json_object_get(n, "memory")), mt, sizeof(mt));
         human_bytes((uint64_t)json_integer_value(json_object_get(n, "store_used")), su, sizeof(su));
         human_bytes((uint64_t)json_integer_value(json_object_get(n, "store_capacity")), st, sizeof(st));
-        loom_snprintf(cpus, sizeof(cpus), "%g/%g", json_number_value(json_object_get(n, "cpus_used")),
-                      json_number_value(json_object_get(n, "cpus")));
-        loom_snprintf(mem, sizeof(mem), "%s/%s", mu, mt);
-        loom_snprintf(store, sizeof(store), "%s/%s", su, st);
+        loom__snprintf(cpus, sizeof(cpus), "%g/%g", json_number_value(json_object_get(n, "cpus_used")),
+                       json_number_value(json_object_get(n, "cpus")));
+        loom__snprintf(mem, sizeof(mem), "%s/%s", mu, mt);
+        loom__snprintf(store, sizeof(store), "%s/%s", su, st);
         char gpus[32], extra[512] = "";
-        loom_snprintf(gpus, sizeof(gpus), "%g/%lld", json_number_value(json_object_get(n, "gpus_used")),
-                      (long long)json_integer_value(json_object_get(n, "gpus")));
+        loom__snprintf(gpus, sizeof(gpus), "%g/%lld", json_number_value(json_object_get(n, "gpus_used")),
+                       (long long)json_integer_value(json_object_get(n, "gpus")));
         const char *k;
         json_t *val;
         json_object_foreach(json_object_get(n, "resources"), k, val) {
             size_t used = strlen(extra);
-            loom_snprintf(extra + used, sizeof(extra) - used, "%s%s=%g/%g", used ? " " : "", k,
-                          json_number_value(json_array_get(val, 1)), json_number_value(json_array_get(val, 0)));
+            loom__snprintf(extra + used, sizeof(extra) - used, "%s%s=%g/%g", used ? " " : "", k,
+                           json_number_value(json_array_get(val, 1)), json_number_value(json_array_get(val, 0)));
         }
         json_object_foreach(json_object_get(n, "labels"), k, val) {
             size_t used = strlen(extra);
-            loom_snprintf(extra + used, sizeof(extra) - used, "%s%s:%s", used ? " " : "", k, json_string_value(val));
+            loom__snprintf(extra + used, sizeof(extra) - used, "%s%s:%s", used ? " " : "", k, json_string_value(val));
         }
         printf("%-4lld %-20s %-22s %-6s %-11s %-9s %-21s %-21s %-8lld %s\n",
                (long long)json_integer_value(json_object_get(n, "id")),
@@ -533,7 +533,7 @@ int cmd_tune(const opts *o)
         return 2;
     }
     char sd[4096], gpath[4200], gw[300] = "";
-    loom_snprintf(gpath, sizeof(gpath), "%s/http_address", state_dir(o, sd, sizeof(sd)));
+    loom__snprintf(gpath, sizeof(gpath), "%s/http_address", state_dir(o, sd, sizeof(sd)));
     FILE *gf = fopen(gpath, "r");
     if (gf) {
         if (fgets(gw, sizeof(gw), gf)) gw[strcspn(gw, "\r\n")] = 0;
@@ -572,10 +572,10 @@ static int upload_lib(void *arg, const char *path, loom_ref *out)
 
 static char *dir_of(const char *path, char *buf, size_t len)
 {
-    loom_snprintf(buf, len, "%s", path);
+    loom__snprintf(buf, len, "%s", path);
     char *slash = strrchr(buf, '/');
     if (slash) *slash = 0;
-    else loom_snprintf(buf, len, ".");
+    else loom__snprintf(buf, len, ".");
     return buf;
 }
 
@@ -600,7 +600,7 @@ int cmd_submit(const opts *o)
     const char *file = o->pos[0];
     char *text;
     size_t len;
-    if (loom_read_file(file, (size_t)1 << 30, &text, &len)) {
+    if (loom__read_file(file, (size_t)1 << 30, &text, &len)) {
         fprintf(stderr, "loom: cannot read %s: %s\n", file, strerror(errno));
         return 1;
     }
@@ -611,9 +611,9 @@ int cmd_submit(const opts *o)
     }
     char base[4096], err[512];
     loom_graph *g = NULL;
-    int rc = loom_graph_from_json(text, len, dir_of(file, base, sizeof(base)), upload_lib, c, &g, err, sizeof(err));
+    int rc = loom__graph_from_json(text, len, dir_of(file, base, sizeof(base)), upload_lib, c, &g, err, sizeof(err));
     char json_name[256] = "";
-    if (!rc) loom_graph_json_name(text, len, json_name, sizeof(json_name));
+    if (!rc) loom__graph_json_name(text, len, json_name, sizeof(json_name));
     free(text);
     if (rc) {
         fprintf(stderr, "loom: %s: %s\n", file, err);
@@ -668,7 +668,7 @@ static int resolve_ref(loom_client *c, const opts *o, int log, loom_ref *ref)
     if (o->npos == 1 && loom_ref_from_hex(o->pos[0], ref) == 0) return 0;
     if (o->npos < 2) return LOOM_EINVAL;
     char task[512];
-    loom_snprintf(task, sizeof(task), "%s", o->pos[1]);
+    loom__snprintf(task, sizeof(task), "%s", o->pos[1]);
     int output = 0;
     char *colon = strrchr(task, ':');
     if (colon) {
@@ -727,7 +727,7 @@ static int cancel_job_tasks(loom_client *c, const char *job_id)
         p += sizeof(key) - 1;
         char hex[2 * LOOM_ID_LEN + 1];
         loom_ref ref;
-        loom_snprintf(hex, sizeof(hex), "%.*s", 2 * LOOM_ID_LEN, p);
+        loom__snprintf(hex, sizeof(hex), "%.*s", 2 * LOOM_ID_LEN, p);
         if (strlen(hex) != 2 * LOOM_ID_LEN || p[2 * LOOM_ID_LEN] != '"' || loom_ref_from_hex(hex, &ref))
             continue;
         rc = loom_cancel(c, ref);
@@ -758,8 +758,8 @@ int cmd_jobs(const opts *o)
             json_t *v;
             json_object_foreach(json_object_get(e, "states"), k, v) if (json_integer_value(v)) {
                 size_t n = strlen(states);
-                loom_snprintf(states + n, sizeof(states) - n, "%s%s %lld", n ? ", " : "", k,
-                              (long long)json_integer_value(v));
+                loom__snprintf(states + n, sizeof(states) - n, "%s%s %lld", n ? ", " : "", k,
+                               (long long)json_integer_value(v));
             }
             printf("%-16s %-20s %-12s %6lld  %s\n", json_string_value(json_object_get(e, "id")),
                    json_string_value(json_object_get(e, "name")), json_string_value(json_object_get(e, "label")),

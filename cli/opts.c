@@ -120,10 +120,10 @@ const char *state_dir(const opts *o, char *buf, size_t len)
 {
     const char *sd = opt(o, "state-dir");
     if (sd && *sd) {
-        loom_snprintf(buf, len, "%s", sd);
+        loom__snprintf(buf, len, "%s", sd);
         return buf;
     }
-    return loom_default_state_dir(buf, len);
+    return loom__default_state_dir(buf, len);
 }
 
 int connect_cli(const opts *o, loom_client **c)
@@ -137,7 +137,7 @@ int connect_cli(const opts *o, loom_client **c)
     if (!addr || !*addr) {
         char path[4200];
         struct stat st;
-        loom_snprintf(path, sizeof(path), "%s/address", sd);
+        loom__snprintf(path, sizeof(path), "%s/address", sd);
         if (stat(path, &st) != 0) {
             fprintf(stderr, "loom: no cluster is running here (no %s); start one with `loom start --head`"
                             " or pass --address HOST:PORT\n", path);

@@ -34,7 +34,7 @@
 static int lock_head_state(const char *sd)
 {
     char path[4200];
-    loom_snprintf(path, sizeof(path), "%s/head.lock", sd);
+    loom__snprintf(path, sizeof(path), "%s/head.lock", sd);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return -1;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -55,8 +55,8 @@ int cmd_head(const opts *o)
 {
     char sd[4096], secret_path[4200], secret[LOOM_SECRET_HEX + 1];
     state_dir(o, sd, sizeof(sd));
-    loom_log_init("head");
-    if (loom_mkdir_p(sd)) {
+    loom__log_init("head");
+    if (loom__mkdir_p(sd)) {
         LOG_ERROR("cannot make state dir %s: %s", sd, strerror(errno));
         return 1;
     }
@@ -67,16 +67,16 @@ int cmd_head(const opts *o)
         return 1;
     }
     if (opt(o, "secret-file") && *opt(o, "secret-file"))
-        loom_snprintf(secret_path, sizeof(secret_path), "%s", opt(o, "secret-file"));
+        loom__snprintf(secret_path, sizeof(secret_path), "%s", opt(o, "secret-file"));
     else
-        loom_snprintf(secret_path, sizeof(secret_path), "%s/secret", sd);
+        loom__snprintf(secret_path, sizeof(secret_path), "%s/secret", sd);
     const char *db_dir = opt(o, "db-dir");
-    if (db_dir && (!*db_dir || loom_mkdir_p(db_dir))) {
+    if (db_dir && (!*db_dir || loom__mkdir_p(db_dir))) {
         LOG_ERROR("cannot make the database dir '%s': %s", db_dir, strerror(errno));
         return 1;
     }
-    int rc = loom_secret_load(secret_path, secret);
-    if (rc == LOOM_ENOTFOUND) rc = loom_secret_create(secret_path, secret);
+    int rc = loom__secret_load(secret_path, secret);
+    if (rc == LOOM_ENOTFOUND) rc = loom__secret_create(secret_path, secret);
     if (rc) {
         LOG_ERROR("cannot use the cluster secret %s: %s", secret_path, loom_strerror(rc));
         return 1;
@@ -86,8 +86,8 @@ int cmd_head(const opts *o)
     int port = opt_int(o, "port", 0);
     char addrpath[4200], *prev = NULL;
     size_t plen = 0;
-    loom_snprintf(addrpath, sizeof(addrpath), "%s/address", sd);
-    if (port == 0 && loom_read_file(addrpath, 512, &prev, &plen) == 0) {
+    loom__snprintf(addrpath, sizeof(addrpath), "%s/address", sd);
+    if (port == 0 && loom__read_file(addrpath, 512, &prev, &plen) == 0) {
         const char *colon = strrchr(prev, ':');
         if (colon && atoi(colon + 1) > 0) port = atoi(colon + 1);
     }
@@ -120,16 +120,16 @@ int cmd_head(const opts *o)
             return 1;
         }
         char gpath[4200], gaddr[300];
-        loom_snprintf(gpath, sizeof(gpath), "%s/http_address", sd);
-        loom_snprintf(gaddr, sizeof(gaddr), "%s:%d", go.host, loom_gateway_port(gw));
-        loom_write_file(gpath, gaddr, strlen(gaddr), 0600);
+        loom__snprintf(gpath, sizeof(gpath), "%s/http_address", sd);
+        loom__snprintf(gaddr, sizeof(gaddr), "%s:%d", go.host, loom_gateway_port(gw));
+        loom__write_file(gpath, gaddr, strlen(gaddr), 0600);
         LOG_INFO("HTTP gateway listening on http://%s", gaddr);
     }
     ho.on_listening = head_listening;
     ho.on_listening_arg = gw;
-    rc = loom_head_run(&ho);
+    rc = loom__head_run(&ho);
     loom_gateway_stop(&gw);
-    if (db_dir && opt(o, "db-temp")) loom_rm_rf(db_dir); /* a Slurm cluster's tables end with it */
+    if (db_dir && opt(o, "db-temp")) loom__rm_rf(db_dir); /* a Slurm cluster's tables end with it */
     return rc ? 1 : 0;
 }
 
@@ -139,7 +139,7 @@ static int read_secret_for_node(const opts *o, char *secret)
     if (!file) file = getenv("LOOM_SECRET_FILE");
     char path[4200], sd[4096];
     if (!file) {
-        loom_snprintf(path, sizeof(path), "%s/secret", state_dir(o, sd, sizeof(sd)));
+        loom__snprintf(path, sizeof(path), "%s/secret", state_dir(o, sd, sizeof(sd)));
         file = path;
     }
     const char *env = getenv("LOOM_SECRET");
@@ -147,7 +147,7 @@ static int read_secret_for_node(const opts *o, char *secret)
         memcpy(secret, env, LOOM_SECRET_HEX + 1);
         return 0;
     }
-    int rc = loom_secret_load(file, secret);
+    int rc = loom__secret_load(file, secret);
     if (rc) LOG_ERROR("cannot read the cluster secret from %s: %s (copy the head's secret file there,"
                       " mode 0600, or set LOOM_SECRET_FILE)", file, loom_strerror(rc));
     return rc;
@@ -185,9 +185,9 @@ int check_node_opts(const opts *o)
     loom_wire_label *labels;
     uint32_t n;
     char err[300];
-    int rc = loom_parse_resources(opt(o, "resources"), &a, &res, &n, err, sizeof(err));
-    if (!rc) rc = loom_parse_labels(opt(o, "labels"), &a, &labels, &n, err, sizeof(err));
-    loom_arena_free(&a);
+    int rc = loom__parse_resources(opt(o, "resources"), &a, &res, &n, err, sizeof(err));
+    if (!rc) rc = loom__parse_labels(opt(o, "labels"), &a, &labels, &n, err, sizeof(err));
+    loom__arena_free(&a);
     if (rc) {
         fprintf(stderr, "loom: %s\n", err);
         return 1;
@@ -200,19 +200,19 @@ int check_node_opts(const opts *o)
  * start after this daemon), saying so every 10 s; at most wait_s seconds. */
 static int wait_address_file(const char *path, int wait_s, char *addr, size_t len)
 {
-    int64_t start = loom_now_ms(), said = 0;
+    int64_t start = loom__now_ms(), said = 0;
     for (;;) {
         char *text = NULL;
         size_t n = 0;
-        if (loom_read_file(path, 512, &text, &n) == 0) {
+        if (loom__read_file(path, 512, &text, &n) == 0) {
             while (n && (text[n - 1] == '\n' || text[n - 1] == ' ')) text[--n] = 0;
             const char *colon = strrchr(text, ':');
             int ok = colon && colon != text && atoi(colon + 1) > 0 && n < len;
-            if (ok) loom_snprintf(addr, len, "%s", text);
+            if (ok) loom__snprintf(addr, len, "%s", text);
             free(text);
             if (ok) return 0;
         }
-        int64_t now = loom_now_ms();
+        int64_t now = loom__now_ms();
         if (now - start >= (int64_t)wait_s * 1000) {
             LOG_ERROR("no head address appeared in %s within %d s: did the head start? (its log is beside"
                       " that file, in logs/head.log)", path, wait_s);
@@ -258,14 +258,14 @@ static void node_opts_from_slurm(opts *o)
     opt_default(o, "num-gpus", getenv("SLURM_GPUS_ON_NODE"));
     const char *mb = getenv("SLURM_MEM_PER_NODE");
     if (mb && atoll(mb) > 0) {
-        loom_snprintf(mem, sizeof(mem), "%lldM", atoll(mb));
+        loom__snprintf(mem, sizeof(mem), "%lldM", atoll(mb));
         opt_default(o, "memory", mem);
     }
     const char *node = getenv("SLURMD_NODENAME"), *job = getenv("SLURM_JOB_ID");
     if (node && job && strlen(node) < 200 && strlen(job) < 40) {
         const char *user = opt(o, "labels");
-        loom_snprintf(labels, sizeof(labels), "%s%sslurm_node=%s,slurm_job=%s", user ? user : "", user && *user ? "," : "",
-                      node, job);
+        loom__snprintf(labels, sizeof(labels), "%s%sslurm_node=%s,slurm_job=%s", user ? user : "",
+                       user && *user ? "," : "", node, job);
         for (int i = 0; i < o->n; i++)
             if (!strcmp(o->key[i], "labels")) o->val[i] = labels;
         opt_default(o, "labels", labels);
@@ -279,7 +279,7 @@ static void log_to_node_file(const opts *o)
     const char *node = getenv("SLURMD_NODENAME");
     char sd[4096], path[4400];
     if (!node || !*node || strchr(node, '/')) return;
-    loom_snprintf(path, sizeof(path), "%s/logs/node-%s.log", state_dir(o, sd, sizeof(sd)), node);
+    loom__snprintf(path, sizeof(path), "%s/logs/node-%s.log", state_dir(o, sd, sizeof(sd)), node);
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return;
     dup2(fd, 1);
@@ -293,7 +293,7 @@ static void log_to_node_file(const opts *o)
 static void remove_stale_node_dirs(const char *base)
 {
     char dir[4200];
-    loom_snprintf(dir, sizeof(dir), "%s", base);
+    loom__snprintf(dir, sizeof(dir), "%s", base);
     char *slash = strrchr(dir, '/');
     if (!slash || slash == dir) return;
     *slash = 0;
@@ -308,15 +308,15 @@ static void remove_stale_node_dirs(const char *base)
         long pid = strtol(tail + 6, &end, 10);
         if (*end || pid <= 1 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
         char path[4500];
-        loom_snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (loom_rm_rf(path) == 0) LOG_INFO("removed the work dir of a daemon that is gone: %s", path);
+        loom__snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (loom__rm_rf(path) == 0) LOG_INFO("removed the work dir of a daemon that is gone: %s", path);
     }
     closedir(dp);
 }
 
 int cmd_node(const opts *given)
 {
-    loom_log_init("node");
+    loom__log_init("node");
     opts local = *given, *o = &local;
     if (opt(o, "slurm")) {
         log_to_node_file(o);
@@ -347,13 +347,13 @@ int cmd_node(const opts *given)
     int own_node_dir = 0;
     if (!nd && ndb && *ndb) { /* --slurm: a node-local dir, removed at the end */
         remove_stale_node_dirs(ndb);
-        loom_snprintf(nodedir, sizeof(nodedir), "%s-%d", ndb, (int)getpid());
+        loom__snprintf(nodedir, sizeof(nodedir), "%s-%d", ndb, (int)getpid());
         nd = nodedir;
         own_node_dir = 1;
     } else if (!nd) {
         char host[200];
-        if (gethostname(host, sizeof(host))) loom_snprintf(host, sizeof(host), "node");
-        loom_snprintf(nodedir, sizeof(nodedir), "%s/nodes/%s-%d", state_dir(o, sd, sizeof(sd)), host, (int)getpid());
+        if (gethostname(host, sizeof(host))) loom__snprintf(host, sizeof(host), "node");
+        loom__snprintf(nodedir, sizeof(nodedir), "%s/nodes/%s-%d", state_dir(o, sd, sizeof(sd)), host, (int)getpid());
         nd = nodedir;
     }
     loom_daemon_opts d = {
@@ -374,8 +374,8 @@ int cmd_node(const opts *given)
         .resources = opt(o, "resources"),
         .labels = opt(o, "labels"),
     };
-    int rc = loom_daemon_run(&d);
-    if (own_node_dir) loom_rm_rf(nd);
+    int rc = loom__daemon_run(&d);
+    if (own_node_dir) loom__rm_rf(nd);
     return rc ? 1 : 0;
 }
 
@@ -390,14 +390,14 @@ static loom_client *connect_task_client(char *err, size_t errlen)
     if (task_client) return task_client;
     const char *addr = getenv("LOOM_ADDRESS");
     if (!addr || !*addr) {
-        loom_snprintf(err, errlen, "LOOM_ADDRESS is not set in the executor");
+        loom__snprintf(err, errlen, "LOOM_ADDRESS is not set in the executor");
         return NULL;
     }
     loom_connect_opts co = {.secret = exec_secret};
     loom_client *c = NULL;
     int rc = loom_connect(addr, &co, &c);
     if (rc) {
-        loom_snprintf(err, errlen, "%s", loom_strerror(rc));
+        loom__snprintf(err, errlen, "%s", loom_strerror(rc));
         return NULL;
     }
     task_client = c;
@@ -408,7 +408,7 @@ int cmd_executor(const opts *o)
 {
     static char secret[LOOM_SECRET_HEX + 1];
     const char *env = getenv("LOOM_SECRET_EXEC");
-    loom_snprintf(secret, sizeof(secret), "%s", env ? env : "");
+    loom__snprintf(secret, sizeof(secret), "%s", env ? env : "");
     unsetenv("LOOM_SECRET_EXEC"); /* commands the executor runs need not see it */
     loom_executor_opts e = {
         .daemon_endpoint = opt(o, "ipc"),
@@ -420,8 +420,8 @@ int cmd_executor(const opts *o)
         .gpus = opt(o, "gpus"),
         .connect = connect_task_client,
     };
-    loom_snprintf(exec_secret, sizeof(exec_secret), "%s", secret);
+    loom__snprintf(exec_secret, sizeof(exec_secret), "%s", secret);
     if (!e.daemon_endpoint || !e.store_dir || !e.node_dir) return 2;
-    return loom_executor_run(&e) ? 1 : 0;
+    return loom__executor_run(&e) ? 1 : 0;
 }
 

@@ -104,7 +104,7 @@ static const char *sl_opt(const sl_opts *o, const char *k)
 static int sl_check(const sl_opts *o, const char *op)
 {
     char name[64];
-    loom_snprintf(name, sizeof(name), "slurm %s", op);
+    loom__snprintf(name, sizeof(name), "slurm %s", op);
     const cli_cmd *c = cli_lookup(name);
     for (int i = 0; i < o->n; i++) {
         if (c && cli_option_kind(c, o->key[i], strlen(o->key[i])) >= 0) continue;
@@ -151,7 +151,7 @@ static int run_capture(char *const argv[], char *out, size_t outlen, char *err, 
     fcntl(po[0], F_SETFL, O_NONBLOCK);
     fcntl(pe[0], F_SETFL, O_NONBLOCK);
     size_t no = 0, ne = 0;
-    int64_t deadline = loom_now_ms() + (int64_t)timeout_s * 1000;
+    int64_t deadline = loom__now_ms() + (int64_t)timeout_s * 1000;
     int status = -1, done = 0;
     while (!done) {
         drain(po[0], out, outlen, &no);
@@ -161,7 +161,7 @@ static int run_capture(char *const argv[], char *out, size_t outlen, char *err, 
         if (w == pid) {
             status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
             done = 1;
-        } else if (loom_now_ms() > deadline) {
+        } else if (loom__now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             done = 1;
@@ -191,11 +191,11 @@ static const char *base_dir(const sl_opts *o, char *buf, size_t len)
     const char *b = sl_opt(o, "dir");
     if (!b || !*b) b = getenv("LOOM_SLURM_DIR");
     if (b && *b) {
-        loom_snprintf(buf, len, "%s", b);
+        loom__snprintf(buf, len, "%s", b);
     } else {
         char cwd[4000];
-        if (!getcwd(cwd, sizeof(cwd))) loom_snprintf(cwd, sizeof(cwd), ".");
-        loom_snprintf(buf, len, "%s/loom-slurm", cwd);
+        if (!getcwd(cwd, sizeof(cwd))) loom__snprintf(cwd, sizeof(cwd), ".");
+        loom__snprintf(buf, len, "%s/loom-slurm", cwd);
     }
     return buf;
 }
@@ -212,8 +212,8 @@ static int valid_job_id(const char *s)
 static void write_text(const char *dir, const char *name, const char *text)
 {
     char path[4200];
-    loom_snprintf(path, sizeof(path), "%s/%s", dir, name);
-    loom_write_file(path, text, strlen(text), 0600);
+    loom__snprintf(path, sizeof(path), "%s/%s", dir, name);
+    loom__write_file(path, text, strlen(text), 0600);
 }
 
 /* "8(x2),4" (SLURM_JOB_CPUS_PER_NODE) -> the fewest CPUs of any node: 4 */
@@ -232,7 +232,7 @@ static int min_cpus_per_node(const char *spec)
 /* The address other nodes reach HOST at: Slurm's NodeAddr, else HOST. */
 static void node_addr(const char *host, char *out, size_t len)
 {
-    loom_snprintf(out, len, "%s", host);
+    loom__snprintf(out, len, "%s", host);
     char text[8192], err[512];
     char *argv[] = {"scontrol", "show", "node", "-o", (char *)host, NULL};
     if (run_capture(argv, text, sizeof(text), err, sizeof(err), 20) != 0) return;
@@ -272,7 +272,7 @@ int slurm_signal_steps(const char *job, int sig)
     char out[8192], err[1024], signame[32];
     char *q[] = {"squeue", "-h", "-s", "-j", (char *)job, "-o", "%i %j", NULL};
     if (run_capture(q, out, sizeof(out), err, sizeof(err), 30) != 0) return -1;
-    loom_snprintf(signame, sizeof(signame), "--signal=%d", sig);
+    loom__snprintf(signame, sizeof(signame), "--signal=%d", sig);
     int found = 0;
     for (char *save = NULL, *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *sp = strchr(line, ' ');
@@ -293,7 +293,7 @@ static void stop_steps(const char *job, pid_t *pids, int n, int grace_ms)
     if (slurm_signal_steps(job, SIGINT) != 0)
         for (int i = 0; i < n; i++)
             if (pids[i] > 0) kill(pids[i], SIGTERM);
-    int64_t deadline = loom_now_ms() + grace_ms;
+    int64_t deadline = loom__now_ms() + grace_ms;
     for (;;) {
         int alive = 0;
         for (int i = 0; i < n; i++) {
@@ -303,7 +303,7 @@ static void stop_steps(const char *job, pid_t *pids, int n, int grace_ms)
             else pids[i] = 0; /* exited and reaped (or not ours) */
         }
         if (!alive) return;
-        if (loom_now_ms() > deadline) break;
+        if (loom__now_ms() > deadline) break;
         usleep(100000);
     }
     for (int i = 0; i < n; i++)
@@ -333,7 +333,7 @@ static void print_log_tail(const char *path, int lines)
 {
     char *text = NULL;
     size_t n = 0;
-    if (loom_read_file(path, (size_t)1 << 20, &text, &n)) return;
+    if (loom__read_file(path, (size_t)1 << 20, &text, &n)) return;
     const char *p = text + n;
     int seen = 0;
     while (p > text && seen <= lines)
@@ -342,7 +342,7 @@ static void print_log_tail(const char *path, int lines)
     free(text);
 }
 
-/* PATH lookup (loom_spawn runs a path, not a name) */
+/* PATH lookup (loom__spawn runs a path, not a name) */
 static int find_in_path(const char *name, char *out, size_t len)
 {
     const char *path = getenv("PATH");
@@ -350,7 +350,7 @@ static int find_in_path(const char *name, char *out, size_t len)
     for (const char *p = path; *p;) {
         size_t n = strcspn(p, ":");
         if (n) {
-            loom_snprintf(out, len, "%.*s/%s", (int)n, p, name);
+            loom__snprintf(out, len, "%.*s/%s", (int)n, p, name);
             if (access(out, X_OK) == 0) return 0;
         }
         p += n;
@@ -367,11 +367,11 @@ static int start_step(sl_cluster *c, char **argv, const char *what, pid_t *pid)
         return 1;
     }
     argv[0] = srun;
-    loom_snprintf(log, sizeof(log), "%s/logs/srun-%s.log", c->jobdir, what);
+    loom__snprintf(log, sizeof(log), "%s/logs/srun-%s.log", c->jobdir, what);
     int fd = -1;
     /* its own session: a signal to this process group (a terminal's ^C) must
        not reach srun, which would kill the step instead of stopping it */
-    if (loom_spawn(argv, NULL, log, 1, pid, &fd)) {
+    if (loom__spawn(argv, NULL, log, 1, pid, &fd)) {
         fprintf(stderr, "loom slurm: cannot run srun for the %s\n", what);
         return 1;
     }
@@ -393,9 +393,9 @@ static void push2(char **argv, int *n, const char *opt, const char *val)
 static int launch_head(sl_cluster *c, const sl_opts *o)
 {
     char nodelist[300], out[4300], db[4300];
-    loom_snprintf(nodelist, sizeof(nodelist), "--nodelist=%s", c->hosts[0]);
-    loom_snprintf(out, sizeof(out), "--output=%s/logs/head.log", c->jobdir);
-    loom_snprintf(db, sizeof(db), "%s-head", c->localdir);
+    loom__snprintf(nodelist, sizeof(nodelist), "--nodelist=%s", c->hosts[0]);
+    loom__snprintf(out, sizeof(out), "--output=%s/logs/head.log", c->jobdir);
+    loom__snprintf(db, sizeof(db), "%s-head", c->localdir);
     char *argv[48];
     int n = 0;
     push(argv, &n, "srun");
@@ -407,7 +407,7 @@ static int launch_head(sl_cluster *c, const sl_opts *o)
     push(argv, &n, "--kill-on-bad-exit=1");
     push(argv, &n, "--job-name=loom-head");
     push(argv, &n, out);
-    push(argv, &n, (char *)loom_binary_path());
+    push(argv, &n, (char *)loom__binary_path());
     push(argv, &n, "_head");
     push2(argv, &n, "--state-dir", c->jobdir);
     push2(argv, &n, "--db-dir", db);
@@ -438,10 +438,10 @@ static int job_gpus_per_node(void)
 static int launch_daemons(sl_cluster *c, const sl_opts *o)
 {
     char nodes[64], tasks[64], cpus[64], gpus[64], af[4300], nd[4300];
-    loom_snprintf(nodes, sizeof(nodes), "--nodes=%zu", c->nhosts);
-    loom_snprintf(tasks, sizeof(tasks), "--ntasks=%zu", c->nhosts);
-    loom_snprintf(af, sizeof(af), "%s/address", c->jobdir);
-    loom_snprintf(nd, sizeof(nd), "%s-node", c->localdir);
+    loom__snprintf(nodes, sizeof(nodes), "--nodes=%zu", c->nhosts);
+    loom__snprintf(tasks, sizeof(tasks), "--ntasks=%zu", c->nhosts);
+    loom__snprintf(af, sizeof(af), "%s/address", c->jobdir);
+    loom__snprintf(nd, sizeof(nd), "%s-node", c->localdir);
     char *argv[64];
     int n = 0;
     push(argv, &n, "srun");
@@ -455,15 +455,15 @@ static int launch_daemons(sl_cluster *c, const sl_opts *o)
     /* the daemon may use all the CPUs and GPUs the job has on its node */
     int ncpu = min_cpus_per_node(getenv("SLURM_JOB_CPUS_PER_NODE"));
     if (ncpu > 0) {
-        loom_snprintf(cpus, sizeof(cpus), "--cpus-per-task=%d", ncpu);
+        loom__snprintf(cpus, sizeof(cpus), "--cpus-per-task=%d", ncpu);
         push(argv, &n, cpus);
     }
     int ngpu = job_gpus_per_node();
     if (ngpu > 0) {
-        loom_snprintf(gpus, sizeof(gpus), "--gpus-per-node=%d", ngpu);
+        loom__snprintf(gpus, sizeof(gpus), "--gpus-per-node=%d", ngpu);
         push(argv, &n, gpus);
     }
-    push(argv, &n, (char *)loom_binary_path());
+    push(argv, &n, (char *)loom__binary_path());
     push(argv, &n, "_node");
     push(argv, &n, "--slurm");
     push2(argv, &n, "--address-file", af);
@@ -476,7 +476,7 @@ static int launch_daemons(sl_cluster *c, const sl_opts *o)
     char keys[8][64];
     for (int i = 0; pass[i]; i++)
         if (sl_opt(o, pass[i])) {
-            loom_snprintf(keys[i], sizeof(keys[i]), "--%s", pass[i]);
+            loom__snprintf(keys[i], sizeof(keys[i]), "--%s", pass[i]);
             push2(argv, &n, keys[i], sl_opt(o, pass[i]));
         }
     argv[n] = NULL;
@@ -486,15 +486,15 @@ static int launch_daemons(sl_cluster *c, const sl_opts *o)
 static int wait_head_address(sl_cluster *c, int wait_s)
 {
     char path[4300], log[4300];
-    loom_snprintf(path, sizeof(path), "%s/address", c->jobdir);
-    loom_snprintf(log, sizeof(log), "%s/logs/head.log", c->jobdir);
-    int64_t deadline = loom_now_ms() + (int64_t)wait_s * 1000;
-    while (loom_now_ms() < deadline && !got_signal) {
+    loom__snprintf(path, sizeof(path), "%s/address", c->jobdir);
+    loom__snprintf(log, sizeof(log), "%s/logs/head.log", c->jobdir);
+    int64_t deadline = loom__now_ms() + (int64_t)wait_s * 1000;
+    while (loom__now_ms() < deadline && !got_signal) {
         char *text = NULL;
         size_t n = 0;
-        if (loom_read_file(path, 500, &text, &n) == 0 && n && strchr(text, ':')) {
+        if (loom__read_file(path, 500, &text, &n) == 0 && n && strchr(text, ':')) {
             chomp(text);
-            loom_snprintf(c->addr, sizeof(c->addr), "%s", text);
+            loom__snprintf(c->addr, sizeof(c->addr), "%s", text);
             free(text);
             return 0;
         }
@@ -502,7 +502,7 @@ static int wait_head_address(sl_cluster *c, int wait_s)
         if (!child_alive(c->steps[0])) {
             fprintf(stderr, "loom slurm: the head's job step ended before it listened\n");
             print_log_tail(log, 10);
-            loom_snprintf(log, sizeof(log), "%s/logs/srun-head.log", c->jobdir);
+            loom__snprintf(log, sizeof(log), "%s/logs/srun-head.log", c->jobdir);
             print_log_tail(log, 10);
             return 1;
         }
@@ -538,7 +538,7 @@ static int wait_nodes(sl_cluster *c, int wait_s)
         fprintf(stderr, "loom slurm: cannot connect to the head at %s: %s\n", c->addr, loom_strerror(rc));
         return 1;
     }
-    int64_t start = loom_now_ms(), said = start, deadline = start + (int64_t)wait_s * 1000;
+    int64_t start = loom__now_ms(), said = start, deadline = start + (int64_t)wait_s * 1000;
     int alive = 0;
     while (!got_signal) {
         alive = count_alive_nodes(cl);
@@ -548,7 +548,7 @@ static int wait_nodes(sl_cluster *c, int wait_s)
                     alive, c->nhosts, c->jobdir);
             break;
         }
-        int64_t now = loom_now_ms();
+        int64_t now = loom__now_ms();
         if (now > deadline) {
             fprintf(stderr, "loom slurm: %d of %zu node daemons joined within %d s; logs in %s/logs\n", alive,
                     c->nhosts, wait_s, c->jobdir);
@@ -570,17 +570,17 @@ static void write_env_file(const sl_cluster *c)
     char text[16384], http[600] = "";
     char path[4300], *h = NULL;
     size_t hn = 0;
-    loom_snprintf(path, sizeof(path), "%s/http_address", c->jobdir);
-    if (loom_read_file(path, 500, &h, &hn) == 0) {
+    loom__snprintf(path, sizeof(path), "%s/http_address", c->jobdir);
+    if (loom__read_file(path, 500, &h, &hn) == 0) {
         chomp(h);
         const char *port = strrchr(h, ':');
-        loom_snprintf(http, sizeof(http), "export LOOM_HTTP_ADDRESS=%s:%s\n", c->head_host, port ? port + 1 : "0");
+        loom__snprintf(http, sizeof(http), "export LOOM_HTTP_ADDRESS=%s:%s\n", c->head_host, port ? port + 1 : "0");
     }
     free(h);
-    loom_snprintf(text, sizeof(text),
-                  "# the loom cluster of Slurm job %s: source this file to use it\n"
-                  "export LOOM_ADDRESS=%s\nexport LOOM_STATE_DIR=%s\nexport LOOM_SECRET_FILE=%s/secret\n%s",
-                  c->job, c->addr, c->jobdir, c->jobdir, http);
+    loom__snprintf(text, sizeof(text),
+                   "# the loom cluster of Slurm job %s: source this file to use it\n"
+                   "export LOOM_ADDRESS=%s\nexport LOOM_STATE_DIR=%s\nexport LOOM_SECRET_FILE=%s/secret\n%s",
+                   c->job, c->addr, c->jobdir, c->jobdir, http);
     write_text(c->jobdir, "env", text);
 }
 
@@ -588,16 +588,16 @@ static void set_driver_env(const sl_cluster *c)
 {
     char secret[4300], path[4300], *h = NULL;
     size_t hn = 0;
-    loom_snprintf(secret, sizeof(secret), "%s/secret", c->jobdir);
+    loom__snprintf(secret, sizeof(secret), "%s/secret", c->jobdir);
     setenv("LOOM_ADDRESS", c->addr, 1);
     setenv("LOOM_STATE_DIR", c->jobdir, 1);
     setenv("LOOM_SECRET_FILE", secret, 1);
-    loom_snprintf(path, sizeof(path), "%s/http_address", c->jobdir);
-    if (loom_read_file(path, 500, &h, &hn) == 0) {
+    loom__snprintf(path, sizeof(path), "%s/http_address", c->jobdir);
+    if (loom__read_file(path, 500, &h, &hn) == 0) {
         chomp(h);
         const char *port = strrchr(h, ':');
         char http[600];
-        loom_snprintf(http, sizeof(http), "%s:%s", c->head_host, port ? port + 1 : "0");
+        loom__snprintf(http, sizeof(http), "%s:%s", c->head_host, port ? port + 1 : "0");
         setenv("LOOM_HTTP_ADDRESS", http, 1);
     }
     free(h);
@@ -643,7 +643,7 @@ static int run_driver(char **driver)
 static int head_holds_lock(const char *jobdir)
 {
     char path[4300];
-    loom_snprintf(path, sizeof(path), "%s/head.lock", jobdir);
+    loom__snprintf(path, sizeof(path), "%s/head.lock", jobdir);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return 0;
     int busy = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
@@ -656,24 +656,24 @@ static int start_dirs(sl_cluster *c, const sl_opts *o)
     const char *jd = sl_opt(o, "job-dir");
     if (!jd || !*jd) jd = getenv("LOOM_SLURM_JOB_DIR");
     if (jd && *jd) {
-        loom_snprintf(c->jobdir, sizeof(c->jobdir), "%s", jd);
+        loom__snprintf(c->jobdir, sizeof(c->jobdir), "%s", jd);
     } else {
         char base[4096];
-        loom_snprintf(c->jobdir, sizeof(c->jobdir), "%s/%s", base_dir(o, base, sizeof(base)), c->job);
+        loom__snprintf(c->jobdir, sizeof(c->jobdir), "%s/%s", base_dir(o, base, sizeof(base)), c->job);
     }
     const char *tmp = getenv("TMPDIR");
     /* unique per start: a job id may come again (another Slurm, a requeue) */
-    loom_snprintf(c->localdir, sizeof(c->localdir), "%s/loom-%d/slurm-%s-%d", tmp && *tmp ? tmp : "/tmp",
-                  (int)getuid(), c->job, (int)getpid());
+    loom__snprintf(c->localdir, sizeof(c->localdir), "%s/loom-%d/slurm-%s-%d", tmp && *tmp ? tmp : "/tmp",
+                   (int)getuid(), c->job, (int)getpid());
     char logs[4200];
-    loom_snprintf(logs, sizeof(logs), "%s/logs", c->jobdir);
-    if (loom_mkdir_p(logs)) {
+    loom__snprintf(logs, sizeof(logs), "%s/logs", c->jobdir);
+    if (loom__mkdir_p(logs)) {
         fprintf(stderr, "loom slurm: cannot make %s: %s\n", logs, strerror(errno));
         return 1;
     }
     chmod(c->jobdir, 0700);
     char path[4300];
-    loom_snprintf(path, sizeof(path), "%s/address", c->jobdir);
+    loom__snprintf(path, sizeof(path), "%s/address", c->jobdir);
     struct stat st;
     if (stat(path, &st) == 0) {
         if (head_holds_lock(c->jobdir)) {
@@ -684,19 +684,19 @@ static int start_dirs(sl_cluster *c, const sl_opts *o)
         /* left by a run that was killed (a requeued or preempted job): not ours */
         fprintf(stderr, "loom slurm: removing the stale address file of an earlier run in %s\n", c->jobdir);
         unlink(path);
-        loom_snprintf(path, sizeof(path), "%s/http_address", c->jobdir);
+        loom__snprintf(path, sizeof(path), "%s/http_address", c->jobdir);
         unlink(path);
     }
     char secret[LOOM_SECRET_HEX + 1];
-    loom_snprintf(path, sizeof(path), "%s/secret", c->jobdir);
-    int rc = loom_secret_load(path, secret);
-    if (rc == LOOM_ENOTFOUND) rc = loom_secret_create(path, secret);
+    loom__snprintf(path, sizeof(path), "%s/secret", c->jobdir);
+    int rc = loom__secret_load(path, secret);
+    if (rc == LOOM_ENOTFOUND) rc = loom__secret_create(path, secret);
     if (rc) {
         fprintf(stderr, "loom slurm: cannot make the cluster secret %s: %s\n", path, loom_strerror(rc));
         return 1;
     }
     char host[256];
-    if (gethostname(host, sizeof(host))) loom_snprintf(host, sizeof(host), "?");
+    if (gethostname(host, sizeof(host))) loom__snprintf(host, sizeof(host), "?");
     write_text(c->jobdir, "slurm_host", host);
     write_text(c->jobdir, "slurm_job", c->job);
     return 0;
@@ -707,12 +707,12 @@ static int start_dirs(sl_cluster *c, const sl_opts *o)
 static void record_background(const sl_cluster *c)
 {
     char dir[4300], path[4400];
-    loom_snprintf(dir, sizeof(dir), "%s/pids", c->jobdir);
-    loom_mkdir_p(dir);
+    loom__snprintf(dir, sizeof(dir), "%s/pids", c->jobdir);
+    loom__mkdir_p(dir);
     for (int i = 0; i < 2; i++) {
-        loom_snprintf(path, sizeof(path), "%s/%d", dir, (int)c->steps[i]);
+        loom__snprintf(path, sizeof(path), "%s/%d", dir, (int)c->steps[i]);
         const char *what = i ? "node daemons (srun)" : "head (srun)";
-        loom_write_file(path, what, strlen(what), 0600);
+        loom__write_file(path, what, strlen(what), 0600);
     }
 }
 
@@ -732,9 +732,9 @@ static int slurm_start(const sl_opts *o)
         return 2;
     }
     sl_cluster c = {0};
-    loom_snprintf(c.job, sizeof(c.job), "%s", job);
+    loom__snprintf(c.job, sizeof(c.job), "%s", job);
     char err[300];
-    if (loom_hostlist_expand(nodelist, SL_MAX_NODES, &c.hosts, &c.nhosts, err, sizeof(err))) {
+    if (loom__hostlist_expand(nodelist, SL_MAX_NODES, &c.hosts, &c.nhosts, err, sizeof(err))) {
         fprintf(stderr, "loom slurm start: SLURM_JOB_NODELIST '%s': %s\n", nodelist, err);
         return 2;
     }
@@ -743,14 +743,14 @@ static int slurm_start(const sl_opts *o)
     if (start_dirs(&c, o)) goto out;
     node_addr(c.hosts[0], c.head_host, sizeof(c.head_host));
     int background = !o->driver && !sl_opt(o, "block");
-    int64_t t0 = loom_now_ms();
+    int64_t t0 = loom__now_ms();
     catch_stop_signals();
     /* daemons first: they wait for the address file the head writes */
     if (launch_daemons(&c, o) || launch_head(&c, o)) goto stop;
     if (wait_head_address(&c, wait_s) || wait_nodes(&c, wait_s)) goto stop;
     write_env_file(&c);
     printf("loom: cluster of Slurm job %s: head on %s at %s, %zu node daemon%s (up in %.2f s)\n", c.job, c.hosts[0],
-           c.addr, c.nhosts, c.nhosts == 1 ? "" : "s", (double)(loom_now_ms() - t0) / 1000.0);
+           c.addr, c.nhosts, c.nhosts == 1 ? "" : "s", (double)(loom__now_ms() - t0) / 1000.0);
     printf("loom: job dir %s (logs in logs/); use it with: source %s/env\n", c.jobdir, c.jobdir);
     fflush(stdout);
     if (background) {
@@ -764,7 +764,7 @@ static int slurm_start(const sl_opts *o)
     if (o->driver) {
         rc = run_driver(o->driver);
         char code[32];
-        loom_snprintf(code, sizeof(code), "%d\n", rc);
+        loom__snprintf(code, sizeof(code), "%d\n", rc);
         write_text(c.jobdir, "driver_exit", code);
         printf("loom: the driver exited with %d; stopping the cluster\n", rc);
     } else {
@@ -776,11 +776,11 @@ stop:
     stop_steps(c.job, c.steps, 2, 15000);
     {
         char path[4300];
-        loom_snprintf(path, sizeof(path), "%s/address", c.jobdir);
+        loom__snprintf(path, sizeof(path), "%s/address", c.jobdir);
         unlink(path);
     }
 out:
-    loom_hostlist_free(c.hosts, c.nhosts);
+    loom__hostlist_free(c.hosts, c.nhosts);
     return rc;
 }
 
@@ -859,7 +859,7 @@ static char *build_script(const sl_opts *o, const char *base)
     char q[8300];
     shell_quote(base, q, sizeof(q));
     ADD("export LOOM_SLURM_JOB_DIR=%s/\"$SLURM_JOB_ID\"\n", q);
-    shell_quote(loom_binary_path(), q, sizeof(q));
+    shell_quote(loom__binary_path(), q, sizeof(q));
     ADD("exec %s slurm start", q);
     static const char *pass[] = {"http-port", "num-cpus", "num-gpus", "store-bytes", "wait", NULL};
     for (int i = 0; pass[i]; i++)
@@ -905,11 +905,11 @@ static int slurm_submit(const sl_opts *o)
     char base[4096], abs[4096];
     base_dir(o, base, sizeof(base));
     int dry = sl_opt(o, "dry-run") != NULL;
-    if (!dry && loom_mkdir_p(base)) {
+    if (!dry && loom__mkdir_p(base)) {
         fprintf(stderr, "loom slurm submit: cannot make %s: %s\n", base, strerror(errno));
         return 1;
     }
-    if (!realpath(base, abs)) loom_snprintf(abs, sizeof(abs), "%s", base);
+    if (!realpath(base, abs)) loom__snprintf(abs, sizeof(abs), "%s", base);
     char *script = build_script(o, abs);
     if (!script) {
         fprintf(stderr, "loom slurm submit: the driver's command line is too long\n");
@@ -922,8 +922,8 @@ static int slurm_submit(const sl_opts *o)
     }
     /* held until its directory (where its output goes) exists, then released */
     char tmp[4300];
-    loom_snprintf(tmp, sizeof(tmp), "%s/.job-%d.sbatch", abs, (int)getpid());
-    if (loom_write_file(tmp, script, strlen(script), 0700)) {
+    loom__snprintf(tmp, sizeof(tmp), "%s/.job-%d.sbatch", abs, (int)getpid());
+    if (loom__write_file(tmp, script, strlen(script), 0700)) {
         fprintf(stderr, "loom slurm submit: cannot write %s\n", tmp);
         free(script);
         return 1;
@@ -942,9 +942,9 @@ static int slurm_submit(const sl_opts *o)
         return 1;
     }
     char jobdir[4300], kept[4400];
-    loom_snprintf(jobdir, sizeof(jobdir), "%s/%s", abs, out);
-    loom_snprintf(kept, sizeof(kept), "%s/job.sbatch", jobdir);
-    int bad = loom_mkdir_p(jobdir) || rename(tmp, kept);
+    loom__snprintf(jobdir, sizeof(jobdir), "%s/%s", abs, out);
+    loom__snprintf(kept, sizeof(kept), "%s/job.sbatch", jobdir);
+    int bad = loom__mkdir_p(jobdir) || rename(tmp, kept);
     char *rel[] = {"scontrol", "release", out, NULL};
     if (bad || run_capture(rel, NULL, 0, err, sizeof(err), 60) != 0) {
         chomp(err);
@@ -974,11 +974,11 @@ static void queue_state(const char *job, char *state, size_t len)
         chomp(out);
         char *nl = strchr(out, '\n');
         if (nl) *nl = 0;
-        loom_snprintf(state, len, "%s", out);
+        loom__snprintf(state, len, "%s", out);
     } else if (strstr(err, "Invalid job id")) {
         state[0] = 0; /* gone from the controller's memory too */
     } else {
-        loom_snprintf(state, len, "UNKNOWN");
+        loom__snprintf(state, len, "UNKNOWN");
     }
 }
 
@@ -986,13 +986,13 @@ static json_t *job_info(const char *base, const char *job)
 {
     char dir[4300], path[4400], state[64], *text = NULL;
     size_t n = 0;
-    loom_snprintf(dir, sizeof(dir), "%s/%s", base, job);
+    loom__snprintf(dir, sizeof(dir), "%s/%s", base, job);
     queue_state(job, state, sizeof(state));
     json_t *j = json_pack("{s:s, s:s, s:s}", "job", job, "dir", dir, "state", *state ? state : "ENDED");
     static const char *files[] = {"address", "http_address", "driver_exit", NULL};
     for (int i = 0; files[i]; i++) {
-        loom_snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        if (loom_read_file(path, 500, &text, &n) == 0) {
+        loom__snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        if (loom__read_file(path, 500, &text, &n) == 0) {
             chomp(text);
             json_object_set_new(j, files[i], json_string(text));
         }
@@ -1062,7 +1062,7 @@ static int slurm_cancel(const sl_opts *o)
         return 1;
     }
     int wait_s = sl_opt(o, "wait") ? atoi(sl_opt(o, "wait")) : 60;
-    int64_t deadline = loom_now_ms() + (int64_t)wait_s * 1000;
+    int64_t deadline = loom__now_ms() + (int64_t)wait_s * 1000;
     char state[64];
     for (;;) {
         queue_state(job, state, sizeof(state));
@@ -1071,7 +1071,7 @@ static int slurm_cancel(const sl_opts *o)
             fprintf(stderr, "loom slurm cancel: squeue cannot tell whether job %s has ended\n", job);
             return 1;
         }
-        if (loom_now_ms() > deadline) {
+        if (loom__now_ms() > deadline) {
             fprintf(stderr, "loom slurm cancel: job %s is still %s after %d s\n", job, state, wait_s);
             return 1;
         }

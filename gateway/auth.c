@@ -38,14 +38,14 @@ static cached_token cache[CACHE_SLOTS];
 void gw_token_hash(const char *token, char out[65])
 {
     uint8_t digest[32];
-    loom_sha256(token, strlen(token), digest);
-    loom_hex_encode(digest, sizeof(digest), out);
+    loom__sha256(token, strlen(token), digest);
+    loom__hex_encode(digest, sizeof(digest), out);
 }
 
 static int cache_get(const char *hash, cached_token *out)
 {
     int hit = 0;
-    int64_t now = loom_now_ms();
+    int64_t now = loom__now_ms();
     pthread_mutex_lock(&cache_lock);
     for (int i = 0; i < CACHE_SLOTS && !hit; i++)
         if (cache[i].until_ms > now && !strcmp(cache[i].hash, hash)) {
@@ -70,9 +70,9 @@ static void cache_put(const cached_token *t)
 static int lookup(gw_worker *w, const char *hash, cached_token *t)
 {
     memset(t, 0, sizeof(*t));
-    loom_snprintf(t->hash, sizeof(t->hash), "%s", hash);
+    loom__snprintf(t->hash, sizeof(t->hash), "%s", hash);
     char key[128];
-    loom_snprintf(key, sizeof(key), "auth/tokens/%s", hash);
+    loom__snprintf(key, sizeof(key), "auth/tokens/%s", hash);
     void *data = NULL;
     size_t len = 0;
     int rc = loom_kv_get(w->c, key, 0, &data, &len);
@@ -81,14 +81,14 @@ static int lookup(gw_worker *w, const char *hash, cached_token *t)
         json_t *j = json_loadb(data, len, 0, NULL);
         const char *user = json_string_value(json_object_get(j, "user"));
         if (user && *user && strlen(user) < sizeof(t->user)) {
-            loom_snprintf(t->user, sizeof(t->user), "%s", user);
+            loom__snprintf(t->user, sizeof(t->user), "%s", user);
             t->admin = json_is_true(json_object_get(j, "admin"));
             t->known = 1;
         }
         json_decref(j);
     }
     free(data);
-    t->until_ms = loom_now_ms() + (t->known ? CACHE_MS : CACHE_MS / 5);
+    t->until_ms = loom__now_ms() + (t->known ? CACHE_MS : CACHE_MS / 5);
     return rc;
 }
 
@@ -123,7 +123,7 @@ int gw_authenticate(gw_worker *w, const loom_http_request *req, loom_http_reply 
                               "WWW-Authenticate: Bearer realm=\"loom\", error=\"invalid_token\"\r\n");
         return -1;
     }
-    loom_snprintf(w->user, sizeof(w->user), "%s", t.user);
+    loom__snprintf(w->user, sizeof(w->user), "%s", t.user);
     w->admin = t.admin;
     return 0;
 }
@@ -142,12 +142,12 @@ int loom_gateway_token_create(loom_client *c, const char *user, int admin, char 
 {
     if (!c || !user || !*user || strlen(user) >= GW_USER_MAX || !token) return LOOM_EINVAL;
     uint8_t raw[24];
-    loom_random_bytes(raw, sizeof(raw));
+    loom__random_bytes(raw, sizeof(raw));
     memcpy(token, "loom_", 5);
-    loom_hex_encode(raw, sizeof(raw), token + 5);
+    loom__hex_encode(raw, sizeof(raw), token + 5);
     char hash[65], key[128];
     gw_token_hash(token, hash);
-    loom_snprintf(key, sizeof(key), "auth/tokens/%s", hash);
+    loom__snprintf(key, sizeof(key), "auth/tokens/%s", hash);
     json_t *rec = json_pack("{s:s,s:b,s:I}", "user", user, "admin", admin, "created", (json_int_t)time(NULL));
     char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
     json_decref(rec);
@@ -161,7 +161,7 @@ int loom_gateway_token_revoke(loom_client *c, const char *token)
     if (!c || !token) return LOOM_EINVAL;
     char hash[65], key[128];
     gw_token_hash(token, hash);
-    loom_snprintf(key, sizeof(key), "auth/tokens/%s", hash);
+    loom__snprintf(key, sizeof(key), "auth/tokens/%s", hash);
     void *data = NULL;
     size_t len = 0;
     int rc = loom_kv_get(c, key, 0, &data, &len);

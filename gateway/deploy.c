@@ -157,8 +157,8 @@ static void retire_locked(deployment *d, int i)
 static int runtime_lib(loom_client *c, loom_ref *lib)
 {
     char bin[PATH_MAX], path[PATH_MAX + 64];
-    loom_snprintf(bin, sizeof(bin), "%s", loom_binary_path());
-    loom_snprintf(path, sizeof(path), "%s/../lib/%s", dirname(bin), RUNTIME_LIB);
+    loom__snprintf(bin, sizeof(bin), "%s", loom__binary_path());
+    loom__snprintf(path, sizeof(path), "%s/../lib/%s", dirname(bin), RUNTIME_LIB);
     return loom_library_load(c, path, lib);
 }
 
@@ -171,7 +171,7 @@ static char *init_params(const char *params, const char *name, int version)
         p = json_object();
     }
     char vbuf[16];
-    loom_snprintf(vbuf, sizeof(vbuf), "%d", version);
+    loom__snprintf(vbuf, sizeof(vbuf), "%d", version);
     json_object_set_new(p, "name", json_string(name));
     json_object_set_new(p, "version", json_string(vbuf));
     char *text = json_dumps(p, JSON_COMPACT);
@@ -192,15 +192,15 @@ static int start_replicas(loom_client *c, const deployment *d, const char *model
     int made = 0, rc = loom_registry_fetch(c, model, version, &m, &artifact, &len);
     json_decref(m);
     if (rc) {
-        loom_snprintf(err, errlen, rc == LOOM_ENOTFOUND ? "no model '%s' version %d in the registry"
-                                                        : "cannot read model '%s' version %d from the registry",
-                      model, version);
+        loom__snprintf(err, errlen, rc == LOOM_ENOTFOUND ? "no model '%s' version %d in the registry"
+                                                         : "cannot read model '%s' version %d from the registry",
+                       model, version);
         return rc;
     }
     rc = loom_put(c, artifact, len, &art);
     free(artifact);
     if (rc) {
-        loom_snprintf(err, errlen, "cannot put the artifact: %s", loom_last_error(c));
+        loom__snprintf(err, errlen, "cannot put the artifact: %s", loom_last_error(c));
         return rc;
     }
     params = init_params(d->params, d->name, version);
@@ -213,7 +213,7 @@ static int start_replicas(loom_client *c, const deployment *d, const char *model
     }
     if (rc) made--;
     for (int i = 0; !rc && i < made; i++) rc = loom_actor_wait_ready(c, out[i]->actor, ready_ms);
-    if (rc) loom_snprintf(err, errlen, "a replica did not start: %s", loom_last_error(c));
+    if (rc) loom__snprintf(err, errlen, "a replica did not start: %s", loom_last_error(c));
     free(params);
     loom_release(c, art);
     if (!rc && meta) {
@@ -223,7 +223,7 @@ static int start_replicas(loom_client *c, const deployment *d, const char *model
         if (!rc) rc = loom_get(c, mref, READY_WAIT_MS, &v);
         if (!rc) *meta = strndup(loom_value_data(v), loom_value_size(v));
         if (!rc && !*meta) rc = LOOM_ENOMEM;
-        if (rc) loom_snprintf(err, errlen, "the runtime's metadata call failed: %s", loom_last_error(c));
+        if (rc) loom__snprintf(err, errlen, "the runtime's metadata call failed: %s", loom_last_error(c));
         loom_value_release(&v);
         if (v || !rc) loom_release(c, mref);
     }
@@ -241,7 +241,7 @@ int gw_deploy_parse(json_t *body, gw_deploy_spec *s, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     if (!json_is_object(body)) {
-        loom_snprintf(err, errlen, "the body must be a JSON object");
+        loom__snprintf(err, errlen, "the body must be a JSON object");
         return LOOM_EINVAL;
     }
     json_t *v;
@@ -273,7 +273,7 @@ int gw_deploy_parse(json_t *body, gw_deploy_spec *s, char *err, size_t errlen)
                     : params && !json_is_object(params) ? "\"params\" must be a JSON object"
                     : NULL;
     if (why) {
-        loom_snprintf(err, errlen, "%s", why);
+        loom__snprintf(err, errlen, "%s", why);
         return LOOM_EINVAL;
     }
     return LOOM_OK;
@@ -283,8 +283,8 @@ static deployment *deployment_new(const gw_deploy_spec *s, json_t *params)
 {
     deployment *d = calloc(1, sizeof(*d));
     if (!d) return NULL;
-    loom_snprintf(d->name, sizeof(d->name), "%s", s->name);
-    loom_snprintf(d->model, sizeof(d->model), "%s", s->model);
+    loom__snprintf(d->name, sizeof(d->name), "%s", s->name);
+    loom__snprintf(d->model, sizeof(d->model), "%s", s->model);
     d->min_replicas = s->min_replicas;
     d->max_replicas = s->max_replicas;
     d->target_load = s->target_load;
@@ -294,10 +294,10 @@ static deployment *deployment_new(const gw_deploy_spec *s, json_t *params)
     d->max_wait_ms = s->max_wait_ms;
     d->max_queued = s->max_queued;
     d->params = params ? json_dumps(params, JSON_COMPACT) : NULL;
-    loom_snprintf(d->owner, sizeof(d->owner), "%s", s->owner ? s->owner : "");
+    loom__snprintf(d->owner, sizeof(d->owner), "%s", s->owner ? s->owner : "");
     d->public_ = s->public_;
     d->starting = 1;
-    d->last_load_ms = loom_now_ms();
+    d->last_load_ms = loom__now_ms();
     return d;
 }
 
@@ -318,18 +318,18 @@ int gw_deploy_create(loom_client *c, const gw_deploy_spec *s, char *err, size_t 
     json_decref(params);
     if (!d) return LOOM_ENOMEM;
     int rc = resolve_version(c, s->model, s->version, &d->version);
-    if (rc == LOOM_ENOTFOUND) loom_snprintf(err, errlen, "no model '%s' version %d in the registry", s->model,
-                                            s->version);
+    if (rc == LOOM_ENOTFOUND) loom__snprintf(err, errlen, "no model '%s' version %d in the registry", s->model,
+                                             s->version);
     if (!rc) {
         rc = runtime_lib(c, &d->lib);
-        if (rc) loom_snprintf(err, errlen, "cannot load the model runtime %s: %s", RUNTIME_LIB, loom_last_error(c));
+        if (rc) loom__snprintf(err, errlen, "cannot load the model runtime %s: %s", RUNTIME_LIB, loom_last_error(c));
     }
     if (!rc) {
         pthread_mutex_lock(&deploy_lock);
         rc = insert_locked(d);
         pthread_mutex_unlock(&deploy_lock);
-        if (rc == LOOM_ESTATE) loom_snprintf(err, errlen, "a deployment named '%s' exists", s->name);
-        if (rc == LOOM_EFULL) loom_snprintf(err, errlen, "too many deployments (%d)", MAX_DEPLOYMENTS);
+        if (rc == LOOM_ESTATE) loom__snprintf(err, errlen, "a deployment named '%s' exists", s->name);
+        if (rc == LOOM_EFULL) loom__snprintf(err, errlen, "too many deployments (%d)", MAX_DEPLOYMENTS);
         if (rc) {
             deployment_free(d);
             return rc;
@@ -379,18 +379,18 @@ int gw_deploy_rollout(loom_client *c, const char *name, int version, char *err, 
     int rc = claim_change(name, &d);
     /* a scaling step under way (a replica starting) ends within
        SCALE_UP_WAIT_MS: the rollout waits for it rather than fail */
-    for (int64_t until = loom_now_ms() + 2 * SCALE_UP_WAIT_MS; rc == LOOM_ESTATE && loom_now_ms() < until;) {
+    for (int64_t until = loom__now_ms() + 2 * SCALE_UP_WAIT_MS; rc == LOOM_ESTATE && loom__now_ms() < until;) {
         usleep(50000);
         rc = claim_change(name, &d);
     }
     if (rc) {
-        loom_snprintf(err, errlen, rc == LOOM_ESTATE ? "deployment '%s' is changing already; retry"
-                                                     : "no deployment named '%s'", name);
+        loom__snprintf(err, errlen, rc == LOOM_ESTATE ? "deployment '%s' is changing already; retry"
+                                                      : "no deployment named '%s'", name);
         return rc;
     }
     int v = 0;
     rc = resolve_version(c, d->model, version, &v);
-    if (rc) loom_snprintf(err, errlen, "no model '%s' version %d in the registry", d->model, version);
+    if (rc) loom__snprintf(err, errlen, "no model '%s' version %d in the registry", d->model, version);
     pthread_mutex_lock(&deploy_lock);
     int n = d->nreplicas;
     pthread_mutex_unlock(&deploy_lock);
@@ -483,7 +483,7 @@ int gw_deploy_access(const char *name, char *owner, size_t cap, int *public_)
     pthread_mutex_lock(&deploy_lock);
     deployment *d = find_locked(name);
     if (d) {
-        loom_snprintf(owner, cap, "%s", d->owner);
+        loom__snprintf(owner, cap, "%s", d->owner);
         *public_ = d->public_;
     }
     pthread_mutex_unlock(&deploy_lock);
@@ -618,7 +618,7 @@ static void lead(loom_client *c, deployment *d, batch *b, const loom_tensor *sol
         rc = solo ? loom_tensors_encode_alloc(solo, nsolo, &req, &len, b->err, sizeof(b->err))
                   : loom_tensors_encode_alloc(&whole, 1, &req, &len, b->err, sizeof(b->err));
     if (!rc) rc = call_replica(c, r, req, len, b);
-    if (rc && rc != LOOM_EINVAL && !b->err[0]) loom_snprintf(b->err, sizeof(b->err), "%s", loom_last_error(c));
+    if (rc && rc != LOOM_EINVAL && !b->err[0]) loom__snprintf(b->err, sizeof(b->err), "%s", loom_last_error(c));
     free(req);
     pthread_mutex_lock(&deploy_lock);
     if (r) r->inflight--;
@@ -640,12 +640,12 @@ int gw_deploy_predict(loom_client *c, const char *name, int version, const loom_
     }
     if (d->waiting >= d->max_queued) {
         pthread_mutex_unlock(&deploy_lock);
-        loom_snprintf(err, errlen, "deployment '%s' has %d requests queued (max_queued); retry later", name,
-                      d->max_queued);
+        loom__snprintf(err, errlen, "deployment '%s' has %d requests queued (max_queued); retry later", name,
+                       d->max_queued);
         return LOOM_EFULL;
     }
     d->waiting++;
-    d->last_load_ms = loom_now_ms();
+    d->last_load_ms = loom__now_ms();
     int batched = nin == 1 && in[0].ndim >= 1 && in[0].shape[0] > 0 && d->max_batch > 1;
     batch *b = batched && d->open && batch_fits(d->open, &in[0], d->max_batch) ? d->open : NULL;
     int leader = !b, rc = LOOM_OK;
@@ -686,7 +686,7 @@ int gw_deploy_predict(loom_client *c, const char *name, int version, const loom_
         p->batch_rows = batched ? b->shape[0] : 0;
         p->version = b->version;
     }
-    if (rc) loom_snprintf(err, errlen, "%s", b && b->err[0] ? b->err : loom_strerror(rc));
+    if (rc) loom__snprintf(err, errlen, "%s", b && b->err[0] ? b->err : loom_strerror(rc));
     if (b) batch_unref_locked(b);
     d->waiting--;
     pthread_mutex_unlock(&deploy_lock);
@@ -725,7 +725,7 @@ static void autoscale(loom_client *c)
     deployment *d = NULL;
     int up = 0;
     pthread_mutex_lock(&deploy_lock);
-    int64_t now = loom_now_ms();
+    int64_t now = loom__now_ms();
     for (int i = 0; i < MAX_DEPLOYMENTS && !d; i++) {
         deployment *x = table[i];
         if (!x || !serving(x, 0) || x->changing) continue;
@@ -752,7 +752,7 @@ static void autoscale(loom_client *c)
     pthread_mutex_lock(&deploy_lock);
     if (rc) {
         LOG_WARN("deployment %s: no replica added (next try in %d s): %s", d->name, SCALE_UP_BACKOFF_MS / 1000, err);
-        d->no_scale_until_ms = loom_now_ms() + SCALE_UP_BACKOFF_MS;
+        d->no_scale_until_ms = loom__now_ms() + SCALE_UP_BACKOFF_MS;
     }
     else if (d->nreplicas < MAX_REPLICAS) d->r[d->nreplicas++] = made[0];
     else retire_locked(d, 0);

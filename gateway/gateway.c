@@ -69,7 +69,7 @@ void gw_reply_error(loom_http_reply *rep, int status, const char *fmt, ...)
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(msg, sizeof(msg), status, fmt, ap);
+    loom__verrf(msg, sizeof(msg), status, fmt, ap);
     va_end(ap);
     loom_http_reply_error(rep, status, msg, status == 503 || status == 429 ? "Retry-After: 1\r\n" : NULL);
 }
@@ -130,8 +130,8 @@ static int connect_head(loom_gateway *g, loom_client **out)
 {
     char path[4200], *addr = NULL;
     size_t len = 0;
-    loom_snprintf(path, sizeof(path), "%s/address", g->state_dir);
-    int rc = loom_read_file(path, 512, &addr, &len);
+    loom__snprintf(path, sizeof(path), "%s/address", g->state_dir);
+    int rc = loom__read_file(path, 512, &addr, &len);
     if (rc) return LOOM_ECONN;
     while (len && (addr[len - 1] == '\n' || addr[len - 1] == ' ')) addr[--len] = 0;
     loom_connect_opts co = {.secret = g->secret, .state_dir = g->state_dir};

@@ -259,7 +259,7 @@ static void metrics_answer(server *s, const loom_http_reply *r)
             s->o.metrics, "loom_http_request_seconds",
             "Time from the first byte of a request to its answer being written out.", NULL,
             latency_buckets, (int)(sizeof(latency_buckets) / sizeof(latency_buckets[0])),
-            (double)(loom_now_us() - r->start_us) / 1e6);
+            (double)(loom__now_us() - r->start_us) / 1e6);
 }
 
 /* ---- connections ---- */
@@ -491,7 +491,7 @@ static void conn_process(conn *c)
         int ev = loom_http_parse_feed(&c->parse, c->in + c->in_off, c->in_len - c->in_off, &used);
         c->in_off += used;
         if (!started && loom_http_parse_started(&c->parse)) {
-            c->req_start_us = loom_now_us();
+            c->req_start_us = loom__now_us();
             arm_timer(c, c->srv->o.request_timeout_ms, on_idle_or_request_timeout);
         }
         if (loom_http_parse_continue_due(&c->parse)) {

@@ -24,8 +24,8 @@ static int lib_from_path(void *arg, const char *path, loom_ref *out)
     const char *dir = gw_lib_dir(w->gw);
     if (!dir) return LOOM_EAUTH;
     char real[PATH_MAX], realdir[PATH_MAX], full[PATH_MAX + 256];
-    if (path[0] == '/') loom_snprintf(full, sizeof(full), "%s", path);
-    else loom_snprintf(full, sizeof(full), "%s/%s", dir, path);
+    if (path[0] == '/') loom__snprintf(full, sizeof(full), "%s", path);
+    else loom__snprintf(full, sizeof(full), "%s/%s", dir, path);
     if (!realpath(full, real) || !realpath(dir, realdir)) return LOOM_ENOTFOUND;
     size_t n = strlen(realdir);
     if (strncmp(real, realdir, n) != 0 || real[n] != '/') return LOOM_EAUTH;
@@ -38,7 +38,7 @@ static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_rep
     if (!c) return;
     char err[512], name[128];
     loom_graph *g = NULL;
-    int rc = loom_graph_from_json_remote(req->body, req->body_len, lib_from_path, w, &g, err, sizeof(err));
+    int rc = loom__graph_from_json_remote(req->body, req->body_len, lib_from_path, w, &g, err, sizeof(err));
     if (rc) {
         if (rc == LOOM_EAUTH)
             gw_reply_error(rep, 403, "%s (library paths must lie in the gateway's library directory; "
@@ -48,7 +48,7 @@ static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_rep
         gw_client_check(w, rc);
         return;
     }
-    loom_graph_json_name(req->body, req->body_len, name, sizeof(name));
+    loom__graph_json_name(req->body, req->body_len, name, sizeof(name));
     char job[LOOM_JOB_ID_LEN];
     /* the job is its user's: the head keeps the user as the job's label */
     loom_submit_opts so = {.job_name = name[0] ? name : "http", .detached = 1, .label = w->user};
@@ -101,7 +101,7 @@ static void list_jobs(gw_worker *w, const loom_http_request *req, loom_http_repl
     loom_http_query_get(req, "offset", off, sizeof(off));
     loom_http_query_get(req, "limit", lim, sizeof(lim));
     if (w->admin) loom_http_query_get(req, "label", label, sizeof(label));
-    else loom_snprintf(label, sizeof(label), "%s", w->user);
+    else loom__snprintf(label, sizeof(label), "%s", w->user);
     char *e1 = NULL, *e2 = NULL;
     long long o = strtoll(off, &e1, 10), l = strtoll(lim, &e2, 10);
     if (*e1 || *e2 || o < 0 || l < 1 || l > 1000) {

@@ -63,25 +63,26 @@ static int input_tensor(json_t *in, loom_tensor *t, void **data, char *err, size
     json_t *shape = json_object_get(in, "shape"), *values = json_object_get(in, "data");
     loom_tensor_dtype dt = dtn ? loom_tensor_dtype_from_name(dtn) : LOOM_DTYPE_INVALID;
     if (!name || !json_is_array(shape) || !json_is_array(values))
-        return loom_errf(err, errlen, LOOM_EINVAL, "an input needs \"name\", \"shape\", \"datatype\" and \"data\"");
+        return loom__errf(err, errlen, LOOM_EINVAL, "an input needs \"name\", \"shape\", \"datatype\" and \"data\"");
     if (dt != LOOM_DTYPE_FP32 && dt != LOOM_DTYPE_FP64 && dt != LOOM_DTYPE_INT32 && dt != LOOM_DTYPE_INT64 &&
         dt != LOOM_DTYPE_UINT8 && dt != LOOM_DTYPE_BOOL)
-        return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': datatype %s is not one of FP32, FP64, INT32, INT64, "
-                               "UINT8, BOOL", name, dtn ? dtn : "(none)");
+        return loom__errf(err, errlen, LOOM_EINVAL, "input '%s': datatype %s is not one of FP32, FP64, INT32, INT64, "
+                          "UINT8, BOOL", name, dtn ? dtn : "(none)");
     int64_t dims[LOOM_TENSOR_MAX_DIMS];
     int ndim = (int)json_array_size(shape);
     if (ndim < 1 || ndim > LOOM_TENSOR_MAX_DIMS)
-        return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': shape must have 1-%d dims", name, LOOM_TENSOR_MAX_DIMS);
+        return loom__errf(err, errlen, LOOM_EINVAL, "input '%s': shape must have 1-%d dims", name,
+                          LOOM_TENSOR_MAX_DIMS);
     for (int i = 0; i < ndim; i++) {
         json_t *d = json_array_get(shape, (size_t)i);
         if (!json_is_integer(d) || json_integer_value(d) < 0)
-            return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': shape must be non-negative integers", name);
+            return loom__errf(err, errlen, LOOM_EINVAL, "input '%s': shape must be non-negative integers", name);
         dims[i] = json_integer_value(d);
     }
     int64_t numel = 0;
     size_t nbytes = 0;
     if (loom_tensor_shape_size(dt, ndim, dims, &numel, &nbytes) || numel > (int64_t)1 << 26)
-        return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': shape too large", name);
+        return loom__errf(err, errlen, LOOM_EINVAL, "input '%s': shape too large", name);
     double *vals = malloc((size_t)(numel ? numel : 1) * sizeof(double));
     *data = malloc(nbytes ? nbytes : 1);
     size_t n = 0;
@@ -90,8 +91,8 @@ static int input_tensor(json_t *in, loom_tensor *t, void **data, char *err, size
     for (size_t i = 0; !rc && i < n; i++) store_elem(dt, *data, i, vals[i]);
     free(vals);
     if (rc)
-        return loom_errf(err, errlen, LOOM_EINVAL, "input '%s': data must be %lld numbers (shape), nested or flat", name,
-                               (long long)numel);
+        return loom__errf(err, errlen, LOOM_EINVAL, "input '%s': data must be %lld numbers (shape), nested or flat",
+                          name, (long long)numel);
     return loom_tensor_set(t, name, dt, ndim, dims, *data, err, errlen);
 }
 
@@ -120,7 +121,7 @@ static int request_tensors(json_t *body, loom_tensor *t, void **bufs, int *n, ch
     json_t *inputs = json_object_get(body, "inputs");
     *n = (int)json_array_size(inputs);
     if (!json_is_array(inputs) || *n < 1 || *n > LOOM_TENSOR_MAX_COUNT)
-        return loom_errf(err, errlen, LOOM_EINVAL, "\"inputs\" must be an array of 1-%d tensors",
+        return loom__errf(err, errlen, LOOM_EINVAL, "\"inputs\" must be an array of 1-%d tensors",
                           LOOM_TENSOR_MAX_COUNT);
     int rc = LOOM_OK;
     for (int i = 0; !rc && i < *n; i++)
@@ -169,7 +170,7 @@ static void observe(gw_worker *w, const char *model, int code, double seconds)
     loom_metrics *m = gw_metrics(w->gw);
     char labels[256];
     char cbuf[8];
-    loom_snprintf(cbuf, sizeof(cbuf), "%d", code);
+    loom__snprintf(cbuf, sizeof(cbuf), "%d", code);
     loom_metrics_labels(labels, sizeof(labels), "model", model, "code", cbuf, NULL);
     loom_metrics_counter_add(m, "loom_serve_requests_total", "inference requests by model and status", labels, 1);
     loom_metrics_labels(labels, sizeof(labels), "model", model, NULL);
@@ -179,7 +180,7 @@ static void observe(gw_worker *w, const char *model, int code, double seconds)
 
 static void infer(gw_worker *w, const char *model, int version, const loom_http_request *req, loom_http_reply *rep)
 {
-    int64_t t0 = loom_now_us();
+    int64_t t0 = loom__now_us();
     if (!gw_deploy_serving(model, version)) {   /* 404 before the body is read */
         gw_reply_error(rep, 404, "model '%s'%s is not deployed", model, version ? " at that version" : "");
         return;
@@ -192,12 +193,12 @@ static void infer(gw_worker *w, const char *model, int version, const loom_http_
     void *bufs[LOOM_TENSOR_MAX_COUNT] = {0};
     int n = 0, status = 200;
     int rc = json_is_object(body) ? request_tensors(body, t, bufs, &n, err, sizeof(err)) : LOOM_EINVAL;
-    if (!json_is_object(body)) loom_snprintf(err, sizeof(err), "the body must be a JSON object with \"inputs\"");
+    if (!json_is_object(body)) loom__snprintf(err, sizeof(err), "the body must be a JSON object with \"inputs\"");
     gw_prediction p = {0};
     if (!rc) {
         rc = gw_deploy_predict(c, model, version, t, n, &p, err, sizeof(err));
         if (rc == LOOM_ENOTFOUND)
-            loom_snprintf(err, sizeof(err), "model '%s'%s is not deployed", model, version ? " at that version" : "");
+            loom__snprintf(err, sizeof(err), "model '%s'%s is not deployed", model, version ? " at that version" : "");
         if (!rc && p.row_off == 0) gw_deploy_observe_batch(gw_metrics(w->gw), model, p.batch_rows ? p.batch_rows : 1);
     }
     for (int i = 0; i < n; i++) free(bufs[i]);
@@ -210,14 +211,14 @@ static void infer(gw_worker *w, const char *model, int version, const loom_http_
         gw_reply_error(rep, status, "%s", err);   /* 503 comes with Retry-After */
     } else {
         char vbuf[16];
-        loom_snprintf(vbuf, sizeof(vbuf), "%d", p.version);
+        loom__snprintf(vbuf, sizeof(vbuf), "%d", p.version);
         json_t *id = json_object_get(body, "id");
         json_t *resp = json_pack("{s:s,s:s,s:o}", "model_name", model, "model_version", vbuf, "outputs", outs);
         if (json_is_string(id)) json_object_set(resp, "id", id);
         gw_reply_json(rep, 200, resp);
     }
     json_decref(body);
-    observe(w, model, status, (double)(loom_now_us() - t0) / 1e6);
+    observe(w, model, status, (double)(loom__now_us() - t0) / 1e6);
 }
 
 /* GET /v2/models/{m}[/versions/{v}][/ready]: the runtime's metadata under the
@@ -236,7 +237,7 @@ static void model_metadata(const char *model, int version, int ready_only, loom_
         return;
     }
     char vbuf[16];
-    loom_snprintf(vbuf, sizeof(vbuf), "%d", ver);
+    loom__snprintf(vbuf, sizeof(vbuf), "%d", ver);
     json_object_set_new(meta, "name", json_string(model));
     json_object_set_new(meta, "versions", json_pack("[s]", vbuf));
     gw_reply_json(rep, 200, meta);
@@ -280,7 +281,7 @@ static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *
     if (!rc) {   /* the model version must be readable by the user, who then owns the deployment */
         rc = loom_registry_fetch(c, s.model, s.version, &meta, NULL, NULL);
         if (rc == LOOM_ENOTFOUND)
-            loom_snprintf(err, sizeof(err), "no model '%s' version %d in the registry", s.model, s.version);
+            loom__snprintf(err, sizeof(err), "no model '%s' version %d in the registry", s.model, s.version);
         if (!rc && !gw_may_read(w, json_string_value(json_object_get(meta, "owner")),
                                 json_is_true(json_object_get(meta, "public")))) {
             gw_reply_error(rep, 403, "model '%s' is private to another user", s.model);   /* s.model is in body */
@@ -314,7 +315,7 @@ static void rollout(gw_worker *w, const char *name, const loom_http_request *req
     json_t *body = json_loadb(req->body, req->body_len, 0, NULL);
     json_t *v = json_object_get(body, "version");
     int rc = json_is_object(body) && (!v || (json_is_integer(v) && json_integer_value(v) >= 0)) ? LOOM_OK : LOOM_EINVAL;
-    if (rc) loom_snprintf(err, sizeof(err), "the body must be {\"version\": N} (0 or absent: the newest)");
+    if (rc) loom__snprintf(err, sizeof(err), "the body must be {\"version\": N} (0 or absent: the newest)");
     if (!rc) rc = gw_deploy_rollout(c, name, v ? (int)json_integer_value(v) : 0, err, sizeof(err));
     json_decref(body);
     json_t *info = rc ? NULL : gw_deploy_info(name);

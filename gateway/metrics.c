@@ -317,13 +317,13 @@ static void format_number(char *buf, size_t cap, double v)
 /* HELP text escapes backslash and newline. */
 static void render_help(loom_buf *o, const family *f)
 {
-    loom_buf_appendf(o, "# HELP %s ", f->name);
+    loom__buf_appendf(o, "# HELP %s ", f->name);
     for (const char *h = f->help; *h && !o->oom; h++) {
-        if (*h == '\\') loom_buf_appendf(o, "\\\\");
-        else if (*h == '\n') loom_buf_appendf(o, "\\n");
-        else loom_buf_appendf(o, "%c", *h);
+        if (*h == '\\') loom__buf_appendf(o, "\\\\");
+        else if (*h == '\n') loom__buf_appendf(o, "\\n");
+        else loom__buf_appendf(o, "%c", *h);
     }
-    loom_buf_appendf(o, "\n# TYPE %s %s\n", f->name, kind_names[f->kind]);
+    loom__buf_appendf(o, "\n# TYPE %s %s\n", f->name, kind_names[f->kind]);
 }
 
 /* name{labels,extra} value — either part of the braces may be empty. */
@@ -333,9 +333,9 @@ static void render_sample(loom_buf *o, const char *name, const char *suffix, con
     char num[40];
     format_number(num, sizeof num, v);
     int has_l = labels && *labels, has_e = extra && *extra;
-    if (!has_l && !has_e) { loom_buf_appendf(o, "%s%s %s\n", name, suffix, num); return; }
-    loom_buf_appendf(o, "%s%s{%s%s%s} %s\n", name, suffix, has_l ? labels : "",
-               has_l && has_e ? "," : "", has_e ? extra : "", num);
+    if (!has_l && !has_e) { loom__buf_appendf(o, "%s%s %s\n", name, suffix, num); return; }
+    loom__buf_appendf(o, "%s%s{%s%s%s} %s\n", name, suffix, has_l ? labels : "",
+                      has_l && has_e ? "," : "", has_e ? extra : "", num);
 }
 
 static void render_histogram(loom_buf *o, const family *f, const series *s)
@@ -358,7 +358,7 @@ int loom_metrics_render(loom_metrics *m, char **text, size_t *len)
     if (!m || !text) return LOOM_EINVAL;
     loom_buf o;
     loom_buf_init(&o);
-    loom_buf_append(&o, "", 0); /* "" when there is nothing to render */
+    loom__buf_append(&o, "", 0); /* "" when there is nothing to render */
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < m->nf && !o.oom; i++) {
         const family *f = &m->f[i];
@@ -369,7 +369,7 @@ int loom_metrics_render(loom_metrics *m, char **text, size_t *len)
         }
     }
     pthread_mutex_unlock(&m->mu);
-    if (o.oom) { loom_buf_free(&o); return LOOM_ENOMEM; }
+    if (o.oom) { loom__buf_free(&o); return LOOM_ENOMEM; }
     *text = o.p;
     if (len) *len = o.len;
     return LOOM_OK;

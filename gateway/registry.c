@@ -107,7 +107,7 @@ static json_t *upload_meta(const loom_http_request *req, const char *name, int v
         params = json_loads(buf, 0, NULL);
         if (!json_is_object(params)) {
             json_decref(params);
-            loom_snprintf(err, errlen, "parameters must be a JSON object");
+            loom__snprintf(err, errlen, "parameters must be a JSON object");
             return NULL;
         }
     }
@@ -122,7 +122,7 @@ static json_t *upload_meta(const loom_http_request *req, const char *name, int v
                           "framework", query_field(req, "framework"), "dataset", query_field(req, "dataset"),
                           "produced_by", query_field(req, "produced_by"), "tags", tags, "parameters", params,
                           "sha256", sha, "created", (json_int_t)time(NULL), "public", !strcmp(buf, "1"));
-    if (!m) loom_snprintf(err, errlen, "out of memory (or a field is not UTF-8)");
+    if (!m) loom__snprintf(err, errlen, "out of memory (or a field is not UTF-8)");
     return m;
 }
 
@@ -172,8 +172,8 @@ static void upload(gw_worker *w, const char *name, const loom_http_request *req,
     }
     uint8_t digest[32];
     char sha[65];
-    loom_sha256(req->body, req->body_len, digest);
-    loom_hex_encode(digest, sizeof(digest), sha);
+    loom__sha256(req->body, req->body_len, digest);
+    loom__hex_encode(digest, sizeof(digest), sha);
     char key[300], err[256] = "";
     loom_registry_model_key(key, sizeof(key), name);
     int rc;
@@ -300,7 +300,7 @@ static void get_version(gw_worker *w, const char *name, int version, int artifac
         return;
     }
     char extra[128];
-    loom_snprintf(extra, sizeof(extra), "X-Loom-Sha256: %s\r\n", json_string_value(json_object_get(meta, "sha256")));
+    loom__snprintf(extra, sizeof(extra), "X-Loom-Sha256: %s\r\n", json_string_value(json_object_get(meta, "sha256")));
     loom_http_reply_send(rep, 200, "application/octet-stream", data, len, extra);
     free(data);
     json_decref(meta);

@@ -31,7 +31,7 @@ typedef struct shared_store {
 static pthread_mutex_t shared_stores_lock = PTHREAD_MUTEX_INITIALIZER;
 static shared_store *shared_stores;
 
-int loom_store_open_shared(const loom_store_opts *so, loom_store **out)
+int loom__store_open_shared(const loom_store_opts *so, loom_store **out)
 {
     struct stat st;
     if (!so || !so->mem_dir || stat(so->mem_dir, &st) != 0) return LOOM_ENOTFOUND;
@@ -42,7 +42,7 @@ int loom_store_open_shared(const loom_store_opts *so, loom_store **out)
     if (!e) {
         e = calloc(1, sizeof(*e));
         if (e) e->dir = strdup(so->mem_dir);
-        rc = e && e->dir ? loom_store_open(so, &e->store) : LOOM_ENOMEM;
+        rc = e && e->dir ? loom__store_open(so, &e->store) : LOOM_ENOMEM;
         if (rc) {
             if (e) free(e->dir);
             free(e);
@@ -62,7 +62,7 @@ int loom_store_open_shared(const loom_store_opts *so, loom_store **out)
     return rc;
 }
 
-void loom_store_close_shared(loom_store **s)
+void loom__store_close_shared(loom_store **s)
 {
     if (!s || !*s) return;
     pthread_mutex_lock(&shared_stores_lock);
@@ -71,7 +71,7 @@ void loom_store_close_shared(loom_store **s)
         if (e->store != *s) continue;
         if (--e->users == 0) {
             *pe = e->next;
-            loom_store_close(&e->store);
+            loom__store_close(&e->store);
             free(e->dir);
             free(e);
         }
@@ -83,23 +83,23 @@ void loom_store_close_shared(loom_store **s)
 
 /* ---- backpressure ------------------------------------------------------- */
 
-int loom_store_could_hold(loom_store *s, uint64_t len)
+int loom__store_could_hold(loom_store *s, uint64_t len)
 {
     loom_store_stats st = {0};
-    if (loom_store_stats_get(s, &st)) return 1;
+    if (loom__store_stats_get(s, &st)) return 1;
     uint64_t tier = st.capacity > st.spill_capacity ? st.capacity : st.spill_capacity;
     /* LMDB pages and the store's own records take a little room too */
     return len + len / 32 + (256u << 10) <= tier;
 }
 
-int loom_store_put_wait(loom_store *s, const uint8_t id[20], const void *data, uint64_t len, int flags,
-                        int64_t wait_ms)
+int loom__store_put_wait(loom_store *s, const uint8_t id[20], const void *data, uint64_t len, int flags,
+                         int64_t wait_ms)
 {
-    int64_t deadline = loom_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    int64_t deadline = loom__now_ms() + (wait_ms > 0 ? wait_ms : 0);
     useconds_t pause = 5000;
     for (;;) {
-        int rc = loom_store_put(s, id, data, len, flags);
-        if (rc != LOOM_ESTOREFULL || wait_ms <= 0 || loom_now_ms() >= deadline || !loom_store_could_hold(s, len))
+        int rc = loom__store_put(s, id, data, len, flags);
+        if (rc != LOOM_ESTOREFULL || wait_ms <= 0 || loom__now_ms() >= deadline || !loom__store_could_hold(s, len))
             return rc;
         usleep(pause);
         if (pause < 200000) pause *= 2;

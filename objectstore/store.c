@@ -939,8 +939,8 @@ static int put_once(loom_store *s, const uint8_t id[ID_LEN], const void *data, s
     return rc == 1 ? 0 : rc;
 }
 
-int loom_store_put(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], const void *data,
-                   size_t len, int flags)
+int loom__store_put(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], const void *data,
+                    size_t len, int flags)
 {
     static const uint8_t empty = 0;
     if (!s || !id || (!data && len))
@@ -978,8 +978,8 @@ static int reserve_scratch(size_t len, loom_store_reservation *r)
     return 0;
 }
 
-int loom_store_reserve(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], size_t len,
-                       int flags, loom_store_reservation *r)
+int loom__store_reserve(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], size_t len,
+                        int flags, loom_store_reservation *r)
 {
     if (!s || !id || !r)
         return LOOM_EINVAL;
@@ -1015,7 +1015,7 @@ int loom_store_reserve(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], size_
     return 0;
 }
 
-int loom_store_commit(loom_store *s, loom_store_reservation *r)
+int loom__store_commit(loom_store *s, loom_store_reservation *r)
 {
     if (!s || !r)
         return LOOM_EINVAL;
@@ -1033,7 +1033,7 @@ int loom_store_commit(loom_store *s, loom_store_reservation *r)
     return public_rc(rc);
 }
 
-void loom_store_abort(loom_store *s, loom_store_reservation *r)
+void loom__store_abort(loom_store *s, loom_store_reservation *r)
 {
     if (!r)
         return;
@@ -1048,7 +1048,7 @@ void loom_store_abort(loom_store *s, loom_store_reservation *r)
 
 /* ---- get -------------------------------------------------------------------- */
 
-int loom_store_get(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], loom_store_view *v)
+int loom__store_get(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], loom_store_view *v)
 {
     if (!s || !id || !v)
         return LOOM_EINVAL;
@@ -1081,7 +1081,7 @@ int loom_store_get(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], loom_stor
     return 0;
 }
 
-void loom_store_view_release(loom_store *s, loom_store_view *v)
+void loom__store_view_release(loom_store *s, loom_store_view *v)
 {
     if (!v)
         return;
@@ -1092,7 +1092,7 @@ void loom_store_view_release(loom_store *s, loom_store_view *v)
 
 /* ---- contains / delete / pin / touch / stats ----------------------------------- */
 
-int loom_store_contains(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], uint64_t *len)
+int loom__store_contains(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], uint64_t *len)
 {
     if (!s || !id)
         return LOOM_EINVAL;
@@ -1112,7 +1112,7 @@ int loom_store_contains(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], uint
     return 1;
 }
 
-int loom_store_delete(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN])
+int loom__store_delete(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN])
 {
     if (!s || !id)
         return LOOM_EINVAL;
@@ -1185,22 +1185,22 @@ static int change_meta(loom_store *s, const uint8_t id[ID_LEN], enum meta_change
     return public_rc(op_finish(&op));
 }
 
-int loom_store_pin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN])
+int loom__store_pin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN])
 {
     return change_meta(s, id, CHANGE_PIN);
 }
 
-int loom_store_unpin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN])
+int loom__store_unpin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN])
 {
     return change_meta(s, id, CHANGE_UNPIN);
 }
 
-int loom_store_touch(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN])
+int loom__store_touch(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN])
 {
     return change_meta(s, id, CHANGE_TOUCH);
 }
 
-int loom_store_stats_get(loom_store *s, loom_store_stats *st)
+int loom__store_stats_get(loom_store *s, loom_store_stats *st)
 {
     if (!s || !st)
         return LOOM_EINVAL;
@@ -1449,7 +1449,7 @@ static int open_attached(loom_store *s, const loom_store_opts *o)
     return public_rc(rc);
 }
 
-int loom_store_open(const loom_store_opts *opts, loom_store **out)
+int loom__store_open(const loom_store_opts *opts, loom_store **out)
 {
     if (!out)
         return LOOM_EINVAL;
@@ -1463,14 +1463,14 @@ int loom_store_open(const loom_store_opts *opts, loom_store **out)
         return LOOM_ENOMEM;
     int rc = opts->create ? open_created(s, opts) : open_attached(s, opts);
     if (rc != 0) {
-        loom_store_close(&s);
+        loom__store_close(&s);
         return rc;
     }
     *out = s;
     return 0;
 }
 
-void loom_store_close(loom_store **sp)
+void loom__store_close(loom_store **sp)
 {
     if (!sp || !*sp)
         return;

@@ -57,29 +57,29 @@ typedef struct loom_store_stats {
 } loom_store_stats;
 
 /* Open (and with opts->create, create) a store.  Returns 0 or LOOM_E*. */
-int loom_store_open(const loom_store_opts *opts, loom_store **out);
-void loom_store_close(loom_store **s);   /* NULL-safe; sets *s NULL */
+int loom__store_open(const loom_store_opts *opts, loom_store **out);
+void loom__store_close(loom_store **s);   /* NULL-safe; sets *s NULL */
 /* The same, shared by every user in the process of the same store directory
  * (LMDB allows one handle per environment per process): the first open
  * opens, the last close closes. */
-int loom_store_open_shared(const loom_store_opts *opts, loom_store **out);
-void loom_store_close_shared(loom_store **s);
+int loom__store_open_shared(const loom_store_opts *opts, loom_store **out);
+void loom__store_close_shared(loom_store **s);
 
 /* Whether an object of len bytes could be stored if the store were empty
  * (it fits one of the tiers). */
-int loom_store_could_hold(loom_store *s, uint64_t len);
-/* loom_store_put, but when the store is full and the object could fit once
+int loom__store_could_hold(loom_store *s, uint64_t len);
+/* loom__store_put, but when the store is full and the object could fit once
  * room is made (objects released, secondary copies evicted, primaries
  * spilled), wait for room up to wait_ms: a store under pressure slows its
  * producers instead of failing them.  LOOM_ESTOREFULL after that, or at once
  * for an object no tier can ever hold. */
-int loom_store_put_wait(loom_store *s, const uint8_t id[20], const void *data, uint64_t len, int flags,
-                        int64_t wait_ms);
+int loom__store_put_wait(loom_store *s, const uint8_t id[20], const void *data, uint64_t len, int flags,
+                         int64_t wait_ms);
 
 /* Copy len bytes in under id.  Putting an id that exists is a no-op returning 0
  * (objects are immutable).  LOOM_ESTOREFULL when it cannot fit. */
-int loom_store_put(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN],
-                   const void *data, size_t len, int flags);
+int loom__store_put(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN],
+                    const void *data, size_t len, int flags);
 
 /* Two-step put without an extra copy: reserve returns a buffer of len bytes to
  * fill, commit makes the object visible (abort drops it).  Between the two, the
@@ -93,28 +93,28 @@ typedef struct loom_store_reservation {
     uint8_t id_[LOOM_STORE_ID_LEN];
     int flags_;
 } loom_store_reservation;
-int loom_store_reserve(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], size_t len,
-                       int flags, loom_store_reservation *r);
-int loom_store_commit(loom_store *s, loom_store_reservation *r);
-void loom_store_abort(loom_store *s, loom_store_reservation *r);
+int loom__store_reserve(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], size_t len,
+                        int flags, loom_store_reservation *r);
+int loom__store_commit(loom_store *s, loom_store_reservation *r);
+void loom__store_abort(loom_store *s, loom_store_reservation *r);
 
 /* Zero-copy get from either tier.  LOOM_ENOTFOUND if absent. */
-int loom_store_get(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], loom_store_view *v);
-void loom_store_view_release(loom_store *s, loom_store_view *v);
+int loom__store_get(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], loom_store_view *v);
+void loom__store_view_release(loom_store *s, loom_store_view *v);
 
 /* 1 if present (either tier), 0 if not, <0 on error.  *len gets the size when
  * len is not NULL. */
-int loom_store_contains(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], uint64_t *len);
+int loom__store_contains(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], uint64_t *len);
 
 /* Remove from both tiers; LOOM_ENOTFOUND if absent. */
-int loom_store_delete(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
+int loom__store_delete(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
 
 /* Pin count: a pinned object is never evicted (it may be spilled).  unpin of
  * an unpinned object is LOOM_ESTATE.  touch marks it used now (for LRU). */
-int loom_store_pin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
-int loom_store_unpin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
-int loom_store_touch(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
+int loom__store_pin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
+int loom__store_unpin(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
+int loom__store_touch(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN]);
 
-int loom_store_stats_get(loom_store *s, loom_store_stats *st);
+int loom__store_stats_get(loom_store *s, loom_store_stats *st);
 
 #endif

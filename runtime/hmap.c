@@ -27,7 +27,7 @@ static loom_hmap_slot *find(const loom_hmap *m, const void *key, size_t klen, ui
     }
 }
 
-void *loom_hmap_get(const loom_hmap *m, const void *key, size_t klen)
+void *loom__hmap_get(const loom_hmap *m, const void *key, size_t klen)
 {
     if (klen > LOOM_HMAP_KEY_MAX) return NULL;
     loom_hmap_slot *s = find(m, key, klen, hash_key(key, klen));
@@ -57,7 +57,7 @@ static int grow(loom_hmap *m)
     return LOOM_OK;
 }
 
-int loom_hmap_put(loom_hmap *m, const void *key, size_t klen, void *val)
+int loom__hmap_put(loom_hmap *m, const void *key, size_t klen, void *val)
 {
     if (klen > LOOM_HMAP_KEY_MAX) return LOOM_EINVAL;
     uint64_t h = hash_key(key, klen);
@@ -74,7 +74,7 @@ int loom_hmap_put(loom_hmap *m, const void *key, size_t klen, void *val)
     return LOOM_OK;
 }
 
-void *loom_hmap_del(loom_hmap *m, const void *key, size_t klen)
+void *loom__hmap_del(loom_hmap *m, const void *key, size_t klen)
 {
     if (klen > LOOM_HMAP_KEY_MAX) return NULL;
     loom_hmap_slot *s = find(m, key, klen, hash_key(key, klen));
@@ -97,14 +97,14 @@ void *loom_hmap_del(loom_hmap *m, const void *key, size_t klen)
     return val;
 }
 
-void loom_hmap_free(loom_hmap *m)
+void loom__hmap_free(loom_hmap *m)
 {
     free(m->slots);
     m->slots = NULL;
     m->cap = m->count = 0;
 }
 
-int loom_hmap_next(const loom_hmap *m, size_t *it, void **val)
+int loom__hmap_next(const loom_hmap *m, size_t *it, void **val)
 {
     while (*it < m->cap) {
         loom_hmap_slot *s = &m->slots[(*it)++];

@@ -20,12 +20,12 @@ typedef struct loom_hmap {
     size_t cap, count;
 } loom_hmap;
 
-void *loom_hmap_get(const loom_hmap *m, const void *key, size_t klen);
+void *loom__hmap_get(const loom_hmap *m, const void *key, size_t klen);
 /* Insert or replace. 0, LOOM_EINVAL (key too long) or LOOM_ENOMEM. */
-int loom_hmap_put(loom_hmap *m, const void *key, size_t klen, void *val);
+int loom__hmap_put(loom_hmap *m, const void *key, size_t klen, void *val);
 /* Remove; returns the old value or NULL. */
-void *loom_hmap_del(loom_hmap *m, const void *key, size_t klen);
-void loom_hmap_free(loom_hmap *m);
-/* Iterate: for (size_t i = 0; loom_hmap_next(m, &i, &val);) ... (no changes while iterating) */
-int loom_hmap_next(const loom_hmap *m, size_t *it, void **val);
+void *loom__hmap_del(loom_hmap *m, const void *key, size_t klen);
+void loom__hmap_free(loom_hmap *m);
+/* Iterate: for (size_t i = 0; loom__hmap_next(m, &i, &val);) ... (no changes while iterating) */
+int loom__hmap_next(const loom_hmap *m, size_t *it, void **val);
 #endif

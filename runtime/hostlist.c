@@ -81,8 +81,8 @@ static int is_digit(unsigned char c)
 /* "'x'" for a printable byte, "byte 0xNN" otherwise. */
 static const char *describe(unsigned char c, char *buf, size_t len)
 {
-    if (c > 0x20 && c < 0x7f) loom_snprintf(buf, len, "'%c'", c);
-    else loom_snprintf(buf, len, "byte 0x%02x", c);
+    if (c > 0x20 && c < 0x7f) loom__snprintf(buf, len, "'%c'", c);
+    else loom__snprintf(buf, len, "byte 0x%02x", c);
     return buf;
 }
 
@@ -104,8 +104,8 @@ static int fail(const char *expr, const hl_item *it, size_t pos, char *err, size
         text[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
     }
     text[show] = 0;
-    loom_snprintf(err, errlen, "hostlist item %zu \"%s%s\" at position %zu: %s", it->no, text,
-                  show < len ? "..." : "", pos + 1, why);
+    loom__snprintf(err, errlen, "hostlist item %zu \"%s%s\" at position %zu: %s", it->no, text,
+                   show < len ? "..." : "", pos + 1, why);
     return LOOM_EINVAL;
 }
 
@@ -196,7 +196,7 @@ static int item_parse(const char *expr, size_t start, size_t no, hl_item *it, ch
         it->r = malloc(it->rcap * sizeof *it->r);
         if (!it->g || !it->r) {
             item_clear(it);
-            loom_snprintf(err, errlen, "hostlist: out of memory");
+            loom__snprintf(err, errlen, "hostlist: out of memory");
             return LOOM_ENOMEM;
         }
     }
@@ -357,25 +357,25 @@ static int item_expand(const char *expr, hl_item *it, char **hosts, size_t *k)
     }
 }
 
-void loom_hostlist_free(char **hosts, size_t n)
+void loom__hostlist_free(char **hosts, size_t n)
 {
     if (!hosts) return;
     for (size_t i = 0; i < n; i++) free(hosts[i]);
     free(hosts);
 }
 
-int loom_hostlist_expand(const char *expr, size_t max_hosts, char ***hosts, size_t *n,
-                         char *err, size_t errlen)
+int loom__hostlist_expand(const char *expr, size_t max_hosts, char ***hosts, size_t *n,
+                          char *err, size_t errlen)
 {
     if (hosts) *hosts = NULL;
     if (n) *n = 0;
     if (err && errlen) err[0] = 0;
     if (!expr || !hosts || !n) {
-        loom_snprintf(err, errlen, "hostlist: no expression or no place for the result");
+        loom__snprintf(err, errlen, "hostlist: no expression or no place for the result");
         return LOOM_EINVAL;
     }
     if (!expr[0]) {
-        loom_snprintf(err, errlen, "empty hostlist expression");
+        loom__snprintf(err, errlen, "empty hostlist expression");
         return LOOM_EINVAL;
     }
     /* Pass 1: syntax, counts and lengths; nothing expanded. */
@@ -392,23 +392,23 @@ int loom_hostlist_expand(const char *expr, size_t max_hosts, char ***hosts, size
     }
     if (total == UINT64_MAX || total > (uint64_t)max_hosts) { /* saturated: too many, always */
         if (total == UINT64_MAX)
-            loom_snprintf(err, errlen, "hostlist gives more than %llu hosts (at most %zu "
-                          "allowed)", (unsigned long long)UINT64_MAX - 1, max_hosts);
+            loom__snprintf(err, errlen, "hostlist gives more than %llu hosts (at most %zu "
+                           "allowed)", (unsigned long long)UINT64_MAX - 1, max_hosts);
         else
-            loom_snprintf(err, errlen, "hostlist gives %llu hosts (at most %zu allowed)",
-                          (unsigned long long)total, max_hosts);
+            loom__snprintf(err, errlen, "hostlist gives %llu hosts (at most %zu allowed)",
+                           (unsigned long long)total, max_hosts);
         return LOOM_ETOOBIG;
     }
     if (total > SIZE_MAX / sizeof(char *)) {
-        loom_snprintf(err, errlen, "hostlist: out of memory for %llu hosts",
-                      (unsigned long long)total);
+        loom__snprintf(err, errlen, "hostlist: out of memory for %llu hosts",
+                       (unsigned long long)total);
         return LOOM_ENOMEM;
     }
     /* Pass 2: the names. */
     char **out = calloc((size_t)total, sizeof *out);
     if (!out) {
-        loom_snprintf(err, errlen, "hostlist: out of memory for %llu hosts",
-                      (unsigned long long)total);
+        loom__snprintf(err, errlen, "hostlist: out of memory for %llu hosts",
+                       (unsigned long long)total);
         return LOOM_ENOMEM;
     }
     size_t k = 0, no = 0;
@@ -416,25 +416,25 @@ int loom_hostlist_expand(const char *expr, size_t max_hosts, char ***hosts, size
         hl_item it;
         int rc = item_parse(expr, p, ++no, &it, err, errlen);
         if (!rc && k + it.count > total) { /* cannot happen: pass 1 counted */
-            loom_snprintf(err, errlen, "hostlist: internal error: host count changed");
+            loom__snprintf(err, errlen, "hostlist: internal error: host count changed");
             rc = LOOM_EINVAL;
         }
         if (!rc) {
             rc = item_expand(expr, &it, out, &k);
-            if (rc) loom_snprintf(err, errlen, "hostlist: out of memory");
+            if (rc) loom__snprintf(err, errlen, "hostlist: out of memory");
         }
         item_clear(&it);
         if (rc) {
-            loom_hostlist_free(out, k);
+            loom__hostlist_free(out, k);
             return rc;
         }
         if (!expr[it.end]) break;
         p = it.end + 1;
     }
     if (k != total) { /* cannot happen */
-        loom_hostlist_free(out, k);
-        loom_snprintf(err, errlen, "hostlist: internal error: %zu hosts, expected %llu", k,
-                      (unsigned long long)total);
+        loom__hostlist_free(out, k);
+        loom__snprintf(err, errlen, "hostlist: internal error: %zu hosts, expected %llu", k,
+                       (unsigned long long)total);
         return LOOM_EINVAL;
     }
     *hosts = out;

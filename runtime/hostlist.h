@@ -1,7 +1,7 @@
 /* runtime/hostlist.h — expands a Slurm hostlist expression (the syntax of
  * SLURM_JOB_NODELIST, e.g. "node[01-03,07],gpu5,rack[1-2]-n[1-3]") into the
  * host names it stands for.  It owns nothing after a call returns: the array
- * and the names it hands out belong to the caller (loom_hostlist_free).
+ * and the names it hands out belong to the caller (loom__hostlist_free).
  *
  * Syntax: items separated by commas at the top level (commas inside [] do not
  * split).  An item is host-name text ([A-Za-z0-9._-]) with zero or more
@@ -32,8 +32,8 @@
  * expanding, so max_hosts 0 refuses everything) or LOOM_ENOMEM; on any
  * error *hosts is NULL, *n is 0, nothing is left allocated and err (which may
  * be NULL) says why. */
-int loom_hostlist_expand(const char *expr, size_t max_hosts, char ***hosts, size_t *n,
-                         char *err, size_t errlen);
-/* Free what loom_hostlist_expand returned; NULL is fine. */
-void loom_hostlist_free(char **hosts, size_t n);
+int loom__hostlist_expand(const char *expr, size_t max_hosts, char ***hosts, size_t *n,
+                          char *err, size_t errlen);
+/* Free what loom__hostlist_expand returned; NULL is fine. */
+void loom__hostlist_free(char **hosts, size_t n);
 #endif

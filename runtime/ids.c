@@ -9,7 +9,7 @@
 
 static const char hexdig[] = "0123456789abcdef";
 
-void loom_hex_encode(const uint8_t *in, size_t n, char *out)
+void loom__hex_encode(const uint8_t *in, size_t n, char *out)
 {
     for (size_t i = 0; i < n; i++) {
         out[2 * i] = hexdig[in[i] >> 4];
@@ -26,7 +26,7 @@ static int hexval(char c)
     return -1;
 }
 
-int loom_hex_decode(const char *hex, uint8_t *out, size_t n)
+int loom__hex_decode(const char *hex, uint8_t *out, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         int hi = hexval(hex[2 * i]);
@@ -40,16 +40,16 @@ int loom_hex_decode(const char *hex, uint8_t *out, size_t n)
 
 void loom_ref_to_hex(const loom_ref *ref, char out[2 * LOOM_ID_LEN + 1])
 {
-    loom_hex_encode(ref->id, LOOM_ID_LEN, out);
+    loom__hex_encode(ref->id, LOOM_ID_LEN, out);
 }
 
 int loom_ref_from_hex(const char *hex, loom_ref *out)
 {
     if (!hex || !out) return LOOM_EINVAL;
-    return loom_hex_decode(hex, out->id, LOOM_ID_LEN);
+    return loom__hex_decode(hex, out->id, LOOM_ID_LEN);
 }
 
-void loom_random_bytes(uint8_t *out, size_t n)
+void loom__random_bytes(uint8_t *out, size_t n)
 {
     size_t got = 0;
     while (got < n) {
@@ -58,7 +58,7 @@ void loom_random_bytes(uint8_t *out, size_t n)
     }
 }
 
-void loom_ref_make(const uint8_t task_id[LOOM_TASK_ID_LEN], uint32_t index, loom_ref *out)
+void loom__ref_make(const uint8_t task_id[LOOM_TASK_ID_LEN], uint32_t index, loom_ref *out)
 {
     memcpy(out->id, task_id, LOOM_TASK_ID_LEN);
     out->id[16] = (uint8_t)(index >> 24);
@@ -67,13 +67,13 @@ void loom_ref_make(const uint8_t task_id[LOOM_TASK_ID_LEN], uint32_t index, loom
     out->id[19] = (uint8_t)index;
 }
 
-uint32_t loom_ref_index(const loom_ref *ref)
+uint32_t loom__ref_index(const loom_ref *ref)
 {
     return (uint32_t)ref->id[16] << 24 | (uint32_t)ref->id[17] << 16 |
            (uint32_t)ref->id[18] << 8 | ref->id[19];
 }
 
-void loom_sha256(const void *data, size_t len, uint8_t out[32])
+void loom__sha256(const void *data, size_t len, uint8_t out[32])
 {
     SHA256(data, len, out);
 }
@@ -81,6 +81,6 @@ void loom_sha256(const void *data, size_t len, uint8_t out[32])
 void loom_sha256_hex(const void *data, size_t len, char out[65])
 {
     uint8_t md[32];
-    loom_sha256(data, len, md);
-    loom_hex_encode(md, sizeof md, out);
+    loom__sha256(data, len, md);
+    loom__hex_encode(md, sizeof md, out);
 }

@@ -10,7 +10,7 @@
 static char log_role[32] = "loom";
 static int log_level = LOOM_LOG_INFO;
 
-void loom_log_init(const char *role)
+void loom__log_init(const char *role)
 {
     snprintf(log_role, sizeof(log_role), "%s", role ? role : "loom");
     const char *lv = getenv("LOOM_LOG_LEVEL");
@@ -20,7 +20,7 @@ void loom_log_init(const char *role)
     else if (!strcmp(lv, "error")) log_level = LOOM_LOG_ERROR;
 }
 
-void loom_log(int level, const char *fmt, ...)
+void loom__log(int level, const char *fmt, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
     if (level < log_level) return;

@@ -7,22 +7,22 @@
 #include "runtime/secret.h"
 #include "runtime/util.h"
 
-int loom_secret_create(const char *path, char out[LOOM_SECRET_HEX + 1])
+int loom__secret_create(const char *path, char out[LOOM_SECRET_HEX + 1])
 {
     uint8_t raw[LOOM_SECRET_HEX / 2];
-    loom_random_bytes(raw, sizeof(raw));
-    loom_hex_encode(raw, sizeof(raw), out);
-    return loom_write_file(path, out, LOOM_SECRET_HEX, 0600);
+    loom__random_bytes(raw, sizeof(raw));
+    loom__hex_encode(raw, sizeof(raw), out);
+    return loom__write_file(path, out, LOOM_SECRET_HEX, 0600);
 }
 
-int loom_secret_load(const char *path, char out[LOOM_SECRET_HEX + 1])
+int loom__secret_load(const char *path, char out[LOOM_SECRET_HEX + 1])
 {
     struct stat st;
     if (stat(path, &st) != 0) return LOOM_ENOTFOUND;
     if (st.st_mode & 077) return LOOM_EAUTH; /* readable by others: refuse to trust it */
     char *buf;
     size_t n;
-    int rc = loom_read_file(path, 4096, &buf, &n);
+    int rc = loom__read_file(path, 4096, &buf, &n);
     if (rc) return rc;
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) n--;
     if (n != LOOM_SECRET_HEX) {
@@ -35,7 +35,7 @@ int loom_secret_load(const char *path, char out[LOOM_SECRET_HEX + 1])
     return LOOM_OK;
 }
 
-int loom_secret_equal(const char *a, const char *b)
+int loom__secret_equal(const char *a, const char *b)
 {
     if (!a || !b) return 0;
     size_t na = strlen(a), nb = strlen(b);

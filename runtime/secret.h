@@ -3,8 +3,8 @@
 #ifndef LOOM_RUNTIME_SECRET_H
 #define LOOM_RUNTIME_SECRET_H
 #define LOOM_SECRET_HEX 64
-int loom_secret_create(const char *path, char out[LOOM_SECRET_HEX + 1]);
-int loom_secret_load(const char *path, char out[LOOM_SECRET_HEX + 1]);
+int loom__secret_create(const char *path, char out[LOOM_SECRET_HEX + 1]);
+int loom__secret_load(const char *path, char out[LOOM_SECRET_HEX + 1]);
 /* Constant-time comparison; 1 when equal. */
-int loom_secret_equal(const char *a, const char *b);
+int loom__secret_equal(const char *a, const char *b);
 #endif

@@ -13,8 +13,8 @@
 #include "runtime/spawn.h"
 #include "runtime/util.h"
 
-int loom_spawn(char *const argv[], char *const env[], const char *logpath, int detach, pid_t *pid,
-               int *ready_rd)
+int loom__spawn(char *const argv[], char *const env[], const char *logpath, int detach, pid_t *pid,
+                int *ready_rd)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return LOOM_ESYS;
@@ -50,12 +50,12 @@ int loom_spawn(char *const argv[], char *const env[], const char *logpath, int d
     return LOOM_OK;
 }
 
-int loom_spawn_wait_ready(int fd, pid_t pid, int timeout_ms, char *buf, size_t len)
+int loom__spawn_wait_ready(int fd, pid_t pid, int timeout_ms, char *buf, size_t len)
 {
-    int64_t deadline = loom_now_ms() + timeout_ms;
+    int64_t deadline = loom__now_ms() + timeout_ms;
     size_t n = 0;
     int rc = LOOM_ETIMEOUT;
-    while (loom_now_ms() < deadline) {
+    while (loom__now_ms() < deadline) {
         struct pollfd pfd = {fd, POLLIN, 0};
         int pr = poll(&pfd, 1, 100);
         if (pr < 0 && errno != EINTR) break;
@@ -88,12 +88,12 @@ int loom_spawn_wait_ready(int fd, pid_t pid, int timeout_ms, char *buf, size_t l
     return rc;
 }
 
-void loom_stop_process(pid_t pid, int grace_ms)
+void loom__stop_process(pid_t pid, int grace_ms)
 {
     if (pid <= 0) return;
     if (kill(pid, SIGTERM) != 0) return;
-    int64_t deadline = loom_now_ms() + grace_ms;
-    while (loom_now_ms() < deadline) {
+    int64_t deadline = loom__now_ms() + grace_ms;
+    while (loom__now_ms() < deadline) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid || (r < 0 && errno == ECHILD && kill(pid, 0) != 0)) return;

@@ -23,7 +23,7 @@ struct loom_arena_block {
 #define ARENA_BLOCK 4096
 #define ARENA_FIRST 256
 
-void *loom_arena_alloc(loom_arena *a, size_t n)
+void *loom__arena_alloc(loom_arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     loom_arena_block *b = a->head;
@@ -46,16 +46,16 @@ void *loom_arena_alloc(loom_arena *a, size_t n)
     return p;
 }
 
-char *loom_arena_strndup(loom_arena *a, const char *s, size_t n)
+char *loom__arena_strndup(loom_arena *a, const char *s, size_t n)
 {
-    char *d = loom_arena_alloc(a, n + 1);
+    char *d = loom__arena_alloc(a, n + 1);
     if (!d) return NULL;
     if (n) memcpy(d, s, n);
     d[n] = 0;
     return d;
 }
 
-void loom_arena_free(loom_arena *a)
+void loom__arena_free(loom_arena *a)
 {
     loom_arena_block *b = a->head;
     while (b) {
@@ -66,7 +66,7 @@ void loom_arena_free(loom_arena *a)
     a->head = NULL;
 }
 
-int loom_mkdir_p(const char *path)
+int loom__mkdir_p(const char *path)
 {
     char tmp[4096];
     size_t n = strlen(path);
@@ -85,7 +85,7 @@ int loom_mkdir_p(const char *path)
 /* mkdtemp's template suffix: six Xs */
 #define MKDTEMP_SUFFIX "XX" "XX" "XX"
 
-int loom_make_temp_dir(const char *parent, const char *prefix, char *out, size_t outlen)
+int loom__make_temp_dir(const char *parent, const char *prefix, char *out, size_t outlen)
 {
     const char *tmp = getenv("TMPDIR");
     if (!parent) parent = tmp && *tmp ? tmp : "/tmp";
@@ -100,7 +100,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path) == 0 || errno == ENOENT ? 0 : -1;
 }
 
-int loom_rm_rf(const char *path)
+int loom__rm_rf(const char *path)
 {
     struct stat st;
     if (lstat(path, &st) != 0) return errno == ENOENT ? LOOM_OK : LOOM_ESYS;
@@ -116,25 +116,25 @@ static int file_rc(int rc)
          : rc == -ENOMEM ? LOOM_ENOMEM : LOOM_EIO;
 }
 
-int loom_read_file(const char *path, size_t max, char **out, size_t *len)
+int loom__read_file(const char *path, size_t max, char **out, size_t *len)
 {
-    return file_rc(loom_file_read(path, max, out, len));
+    return file_rc(loom__file_read(path, max, out, len));
 }
 
-int loom_write_file(const char *path, const void *data, size_t len, int mode)
+int loom__write_file(const char *path, const void *data, size_t len, int mode)
 {
-    return loom_file_write(path, data, len, mode) ? LOOM_EIO : LOOM_OK;
+    return loom__file_write(path, data, len, mode) ? LOOM_EIO : LOOM_OK;
 }
 
-const char *loom_default_state_dir(char *buf, size_t len)
+const char *loom__default_state_dir(char *buf, size_t len)
 {
     const char *env = getenv("LOOM_STATE_DIR");
-    if (env && *env) loom_snprintf(buf, len, "%s", env);
-    else loom_snprintf(buf, len, "/tmp/loom-%d", (int)getuid());
+    if (env && *env) loom__snprintf(buf, len, "%s", env);
+    else loom__snprintf(buf, len, "/tmp/loom-%d", (int)getuid());
     return buf;
 }
 
-const char *loom_binary_path(void)
+const char *loom__binary_path(void)
 {
     const char *env = getenv("LOOM_BIN");
     if (env && *env) return env;

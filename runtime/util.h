@@ -1,13 +1,13 @@
 /* runtime/util.h — small helpers every process uses: an arena allocator for
  * decoded messages, files and directories; it brings in base/ (clocks, files,
- * buffers, loom_snprintf) for every file that includes it. */
+ * buffers, loom__snprintf) for every file that includes it. */
 #ifndef LOOM_RUNTIME_UTIL_H
 #define LOOM_RUNTIME_UTIL_H
 #include <stddef.h>
 #include <stdint.h>
 #include "base/buf.h"     /* loom_buf */
-#include "base/clock.h"   /* loom_now_ms, loom_now_us, loom_wall_ms */
-#include "base/errf.h"    /* loom_snprintf, loom_errf */
+#include "base/clock.h"   /* loom__now_ms, loom__now_us, loom__wall_ms */
+#include "base/errf.h"    /* loom__snprintf, loom__errf */
 #include "base/file.h"
 
 /* Bump allocator: many small allocations freed at once. */
@@ -15,26 +15,26 @@ typedef struct loom_arena_block loom_arena_block;
 typedef struct loom_arena {
     loom_arena_block *head;
 } loom_arena;
-void *loom_arena_alloc(loom_arena *a, size_t n);          /* zeroed; NULL on OOM */
-char *loom_arena_strndup(loom_arena *a, const char *s, size_t n);
-void loom_arena_free(loom_arena *a);
+void *loom__arena_alloc(loom_arena *a, size_t n);          /* zeroed; NULL on OOM */
+char *loom__arena_strndup(loom_arena *a, const char *s, size_t n);
+void loom__arena_free(loom_arena *a);
 
 
 /* mkdir -p with mode 0700 for created components. 0 or LOOM_ESYS. */
-int loom_mkdir_p(const char *path);
+int loom__mkdir_p(const char *path);
 /* Make a fresh private directory PARENT/PREFIX-<6 random characters> (mkdtemp);
  * parent NULL means $TMPDIR or /tmp.  The path goes to out.  0 or LOOM_ESYS. */
-int loom_make_temp_dir(const char *parent, const char *prefix, char *out, size_t outlen);
+int loom__make_temp_dir(const char *parent, const char *prefix, char *out, size_t outlen);
 /* rm -rf; 0 or LOOM_ESYS. */
-int loom_rm_rf(const char *path);
+int loom__rm_rf(const char *path);
 /* Read a whole file (max bytes; NUL-terminated, *len without it): base/file.c
  * with loom codes (LOOM_ENOTFOUND, LOOM_ETOOBIG, LOOM_ENOMEM, LOOM_EIO). */
-int loom_read_file(const char *path, size_t max, char **out, size_t *len);
+int loom__read_file(const char *path, size_t max, char **out, size_t *len);
 /* Write a file atomically (tmp + rename) with the given mode. */
-int loom_write_file(const char *path, const void *data, size_t len, int mode);
+int loom__write_file(const char *path, const void *data, size_t len, int mode);
 /* Default per-user state directory: $LOOM_STATE_DIR or /tmp/loom-<uid>. */
-const char *loom_default_state_dir(char *buf, size_t len);
+const char *loom__default_state_dir(char *buf, size_t len);
 /* Path of the running `loom` executable (for starting daemons/executors):
  * $LOOM_BIN, else the build-time path, else "loom" from PATH. */
-const char *loom_binary_path(void);
+const char *loom__binary_path(void);
 #endif

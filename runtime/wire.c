@@ -26,7 +26,7 @@ static int fail(dec *d, const char *fmt, ...)
     if (d->rc == 0) {
         va_list ap;
         va_start(ap, fmt);
-        loom_verrf(d->err, d->errlen, LOOM_EPROTO, fmt, ap);
+        loom__verrf(d->err, d->errlen, LOOM_EPROTO, fmt, ap);
         va_end(ap);
     }
     if (d->rc == 0) d->rc = LOOM_EPROTO;
@@ -60,7 +60,7 @@ typedef struct wire_field {
 
 #define WIRE_MAX_FIELDS 6
 typedef struct msg_schema {
-    const char *name;                       /* loom_msg_type_name */
+    const char *name;                       /* loom__msg_type_name */
     wire_field f[WIRE_MAX_FIELDS];          /* in wire order; F_END after the last */
     int (*check)(dec *d, const loom_msg *m); /* after the fields: what their types can't say */
 } msg_schema;
@@ -253,7 +253,7 @@ static int rd_str(dec *d, char **out, const char *what)
     if (d->rc) return d->rc;
     if (loom_unpack_str(&d->u, &s, &n)) return fail(d, "%s: want a string", what);
     if (memchr(s, 0, n)) return fail(d, "%s: string holds a NUL byte", what);
-    *out = loom_arena_strndup(d->arena, s, n);
+    *out = loom__arena_strndup(d->arena, s, n);
     if (!*out) return d->rc = LOOM_ENOMEM;
     return 0;
 }
@@ -293,7 +293,7 @@ static int rd_list(dec *d, uint32_t *n, size_t sz, void **out, const char *what)
     if (*n > d->u.len - d->u.pos) return fail(d, "%s: truncated", what);
     *out = NULL;
     if (*n == 0) return 0;
-    *out = loom_arena_alloc(d->arena, (size_t)*n * sz);
+    *out = loom__arena_alloc(d->arena, (size_t)*n * sz);
     if (!*out) return d->rc = LOOM_ENOMEM;
     return 0;
 }
@@ -664,7 +664,7 @@ static int pk_actor(loom_pack *p, const loom_wire_task *t)
     return rc;
 }
 
-int loom_wire_pack_task(loom_pack *p, const loom_wire_task *t)
+int loom__wire_pack_task(loom_pack *p, const loom_wire_task *t)
 {
     int rc = loom_pack_array(p, 16);
     if (!rc) rc = loom_pack_bin(p, t->task_id, 16);
@@ -728,7 +728,7 @@ static int pk_nodes(loom_pack *p, const loom_wire_node *nd, uint32_t n)
 static int pk_tasks(loom_pack *p, const loom_wire_task *t, uint32_t n)
 {
     int rc = loom_pack_array(p, n);
-    for (uint32_t i = 0; i < n && !rc; i++) rc = loom_wire_pack_task(p, &t[i]);
+    for (uint32_t i = 0; i < n && !rc; i++) rc = loom__wire_pack_task(p, &t[i]);
     return rc;
 }
 
@@ -804,7 +804,7 @@ static void decode_fields(dec *d, loom_msg *m)
     if (!d->rc && s->check) s->check(d, m);
 }
 
-int loom_wire_decode(const void *buf, size_t len, loom_msg *m, char *err, size_t errlen)
+int loom__wire_decode(const void *buf, size_t len, loom_msg *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof(*m));
     dec d = {.arena = &m->arena, .err = err, .errlen = errlen};
@@ -822,17 +822,17 @@ int loom_wire_decode(const void *buf, size_t len, loom_msg *m, char *err, size_t
     m->type = (int)type;
     if (loom_unpack_u64(&d.u, &m->req)) return fail(&d, "req: want an unsigned integer");
     if ((int)n - 3 != field_count(m->type))
-        return fail(&d, "%s: want %d fields, got %u", loom_msg_type_name(m->type),
+        return fail(&d, "%s: want %d fields, got %u", loom__msg_type_name(m->type),
                     field_count(m->type), n - 3);
     decode_fields(&d, m);
     if (!d.rc && !loom_unpack_done(&d.u)) fail(&d, "trailing bytes after the message");
     if (d.rc) {
-        loom_arena_free(&m->arena);
+        loom__arena_free(&m->arena);
         return d.rc;
     }
     return 0;
 }
-int loom_wire_encode(const loom_msg *m, loom_pack *p)
+int loom__wire_encode(const loom_msg *m, loom_pack *p)
 {
     int nf = field_count(m->type);
     if (nf < 0) return LOOM_EINVAL;
@@ -845,25 +845,25 @@ int loom_wire_encode(const loom_msg *m, loom_pack *p)
     return rc;
 }
 
-const char *loom_msg_type_name(int type)
+const char *loom__msg_type_name(int type)
 {
     const msg_schema *s = schema_of(type);
     return s ? s->name : "?";
 }
 
-void loom_msg_free(loom_msg *m)
+void loom__msg_free(loom_msg *m)
 {
-    if (m) loom_arena_free(&m->arena);
+    if (m) loom__arena_free(&m->arena);
 }
 
-void loom_msg_init(loom_msg *m, int type, uint64_t req)
+void loom__msg_init(loom_msg *m, int type, uint64_t req)
 {
     memset(m, 0, sizeof(*m));
     m->type = type;
     m->req = req;
 }
 
-int loom_wire_unpack_task(loom_unpack *u, loom_arena *arena, loom_wire_task *t, char *err, size_t errlen)
+int loom__wire_unpack_task(loom_unpack *u, loom_arena *arena, loom_wire_task *t, char *err, size_t errlen)
 {
     dec d = {.u = *u, .arena = arena, .err = err, .errlen = errlen};
     memset(t, 0, sizeof(*t));
@@ -876,13 +876,13 @@ int loom_wire_unpack_task(loom_unpack *u, loom_arena *arena, loom_wire_task *t, 
 
 static char *cp_str(loom_arena *a, const char *s)
 {
-    return loom_arena_strndup(a, s ? s : "", s ? strlen(s) : 0);
+    return loom__arena_strndup(a, s ? s : "", s ? strlen(s) : 0);
 }
 
 static char **cp_strlist(loom_arena *a, char *const *v, uint32_t n)
 {
     if (!n) return NULL;
-    char **out = loom_arena_alloc(a, n * sizeof(char *));
+    char **out = loom__arena_alloc(a, n * sizeof(char *));
     if (!out) return NULL;
     for (uint32_t i = 0; i < n; i++)
         if (!(out[i] = cp_str(a, v[i]))) return NULL;
@@ -895,7 +895,7 @@ static int cp_arg(loom_arena *a, loom_wire_arg *dst, const loom_wire_arg *src)
     dst->locs = NULL;
     dst->nlocs = 0;
     if (src->value.n) {
-        uint8_t *p = loom_arena_alloc(a, src->value.n);
+        uint8_t *p = loom__arena_alloc(a, src->value.n);
         if (!p) return LOOM_ENOMEM;
         memcpy(p, src->value.p, src->value.n);
         dst->value.p = p;
@@ -903,7 +903,7 @@ static int cp_arg(loom_arena *a, loom_wire_arg *dst, const loom_wire_arg *src)
     return LOOM_OK;
 }
 
-int loom_wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task *src)
+int loom__wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task *src)
 {
     *dst = *src;
     dst->name = cp_str(a, src->name);
@@ -921,7 +921,7 @@ int loom_wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task
     if (!dst->gpu_ids || !dst->actor_name) return LOOM_ENOMEM;
     dst->res = NULL;
     if (src->nres) {
-        dst->res = loom_arena_alloc(a, src->nres * sizeof(loom_wire_res));
+        dst->res = loom__arena_alloc(a, src->nres * sizeof(loom_wire_res));
         if (!dst->res) return LOOM_ENOMEM;
         for (uint32_t i = 0; i < src->nres; i++) {
             dst->res[i].amount = src->res[i].amount;
@@ -930,7 +930,7 @@ int loom_wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task
     }
     dst->labels = NULL;
     if (src->nlabels) {
-        dst->labels = loom_arena_alloc(a, src->nlabels * sizeof(loom_wire_label));
+        dst->labels = loom__arena_alloc(a, src->nlabels * sizeof(loom_wire_label));
         if (!dst->labels) return LOOM_ENOMEM;
         for (uint32_t i = 0; i < src->nlabels; i++) {
             dst->labels[i].key = cp_str(a, src->labels[i].key);
@@ -940,7 +940,7 @@ int loom_wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task
     }
     dst->args = NULL;
     if (src->nargs) {
-        dst->args = loom_arena_alloc(a, src->nargs * sizeof(loom_wire_arg));
+        dst->args = loom__arena_alloc(a, src->nargs * sizeof(loom_wire_arg));
         if (!dst->args) return LOOM_ENOMEM;
         for (uint32_t i = 0; i < src->nargs; i++)
             if (cp_arg(a, &dst->args[i], &src->args[i])) return LOOM_ENOMEM;

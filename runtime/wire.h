@@ -4,7 +4,7 @@
  * A message is one ZeroMQ frame holding a msgpack array
  *     [LOOM_PROTO_VERSION, type, req, field...]
  * whose fields are positional and fixed per type.  `req` is a request number
- * that a reply echoes (0 for notifications).  loom_wire_decode validates a
+ * that a reply echoes (0 for notifications).  loom__wire_decode validates a
  * whole frame — version, type, every field's type, counts and lengths —
  * into a loom_msg before any handler sees it, so handlers work only with
  * well-formed values; anything else is LOOM_EPROTO with a reason.  Strings
@@ -246,25 +246,25 @@ typedef struct loom_msg {
 } loom_msg;
 
 /* Decode one frame.  On success the message owns an arena: free it with
- * loom_msg_free.  On failure returns LOOM_EPROTO (or LOOM_ENOMEM) and writes the
+ * loom__msg_free.  On failure returns LOOM_EPROTO (or LOOM_ENOMEM) and writes the
  * reason into err (may be NULL); nothing needs freeing. */
-int loom_wire_decode(const void *buf, size_t len, loom_msg *m, char *err, size_t errlen);
-void loom_msg_free(loom_msg *m);
+int loom__wire_decode(const void *buf, size_t len, loom_msg *m, char *err, size_t errlen);
+void loom__msg_free(loom_msg *m);
 /* Zero a message for building one to encode. */
-void loom_msg_init(loom_msg *m, int type, uint64_t req);
+void loom__msg_init(loom_msg *m, int type, uint64_t req);
 
 /* Encode m (its type's fields) into p (reset first).  0 or LOOM_ENOMEM. */
-int loom_wire_encode(const loom_msg *m, loom_pack *p);
+int loom__wire_encode(const loom_msg *m, loom_pack *p);
 /* Encode a task on its own (also used inside SUBMIT/ASSIGN/RUN). */
-int loom_wire_pack_task(loom_pack *p, const loom_wire_task *t);
-/* Decode one task tuple from u (as loom_wire_pack_task wrote it); strings
+int loom__wire_pack_task(loom_pack *p, const loom_wire_task *t);
+/* Decode one task tuple from u (as loom__wire_pack_task wrote it); strings
  * and lists go into arena, byte strings point into u's buffer.  0 or
  * LOOM_EPROTO with the reason in err. */
-int loom_wire_unpack_task(loom_unpack *u, loom_arena *arena, loom_wire_task *t, char *err, size_t errlen);
+int loom__wire_unpack_task(loom_unpack *u, loom_arena *arena, loom_wire_task *t, char *err, size_t errlen);
 
 /* Deep-copy a task (strings, lists, inline values; not arg locations) into a. */
-int loom_wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task *src);
+int loom__wire_task_copy(loom_arena *a, loom_wire_task *dst, const loom_wire_task *src);
 
-const char *loom_msg_type_name(int type);
+const char *loom__msg_type_name(int type);
 
 #endif

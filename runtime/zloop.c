@@ -16,7 +16,7 @@ struct loom_zwatch {
     void *sock;
     loom_zmsg_cb cb;
     void *arg;
-    void (*after)(void *arg);    /* after each batch (loom_zwatch_after_batch) */
+    void (*after)(void *arg);    /* after each batch (loom__zwatch_after_batch) */
     int closing, handles_open, idle_on;
 };
 
@@ -63,7 +63,7 @@ static void drain(loom_zwatch *w)
     if (got && w->after && !w->closing) w->after(w->arg);
 }
 
-void loom_zwatch_after_batch(loom_zwatch *w, void (*fn)(void *arg))
+void loom__zwatch_after_batch(loom_zwatch *w, void (*fn)(void *arg))
 {
     if (w) w->after = fn;
 }
@@ -104,8 +104,8 @@ static void on_prepare(uv_prepare_t *h)
     }
 }
 
-int loom_zwatch_start(uv_loop_t *loop, void *zsock, loom_zmsg_cb cb, void *arg,
-                      loom_zwatch **out)
+int loom__zwatch_start(uv_loop_t *loop, void *zsock, loom_zmsg_cb cb, void *arg,
+                       loom_zwatch **out)
 {
     int fd;
     size_t sz = sizeof(fd);
@@ -132,7 +132,7 @@ static void on_close(uv_handle_t *h)
     if (--w->handles_open == 0) free(w);
 }
 
-void loom_zwatch_stop(loom_zwatch **pw)
+void loom__zwatch_stop(loom_zwatch **pw)
 {
     if (!pw || !*pw) return;
     loom_zwatch *w = *pw;
@@ -143,7 +143,7 @@ void loom_zwatch_stop(loom_zwatch **pw)
     uv_close((uv_handle_t *)&w->idle, on_close);
 }
 
-int loom_zsend(void *sock, const void *ident, size_t ident_len, const void *data, size_t len)
+int loom__zsend(void *sock, const void *ident, size_t ident_len, const void *data, size_t len)
 {
     if (ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return LOOM_EIO;
@@ -151,7 +151,7 @@ int loom_zsend(void *sock, const void *ident, size_t ident_len, const void *data
     return LOOM_OK;
 }
 
-void loom_zsock_setup(void *sock, int type)
+void loom__zsock_setup(void *sock, int type)
 {
     int zero = 0, hwm = 100000, one = 1;
     int64_t maxmsg = LOOM_MAX_FRAME + 4096;
@@ -162,10 +162,10 @@ void loom_zsock_setup(void *sock, int type)
     if (type == ZMQ_ROUTER) zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
 }
 
-int loom_zsend_msg(void *sock, const void *ident, size_t ident_len, const loom_msg *m,
-                   loom_pack *scratch)
+int loom__zsend_msg(void *sock, const void *ident, size_t ident_len, const loom_msg *m,
+                    loom_pack *scratch)
 {
-    int rc = loom_wire_encode(m, scratch);
+    int rc = loom__wire_encode(m, scratch);
     if (rc) return rc;
-    return loom_zsend(sock, ident, ident_len, loom_pack_data(scratch), loom_pack_size(scratch));
+    return loom__zsend(sock, ident, ident_len, loom_pack_data(scratch), loom_pack_size(scratch));
 }

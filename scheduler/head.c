@@ -38,7 +38,7 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-int head_grow_array(void **arr, int *cap, int need, size_t elem)
+int loom__head_grow_array(void **arr, int *cap, int need, size_t elem)
 {
     if (need <= *cap) return 0;
     int ncap = *cap ? *cap * 2 : 4;
@@ -50,20 +50,20 @@ int head_grow_array(void **arr, int *cap, int need, size_t elem)
     return 0;
 }
 
-void head_send_to(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m)
+void loom__head_send_to(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m)
 {
-    if (loom_zsend_msg(h->router, ident, identlen, m, h->out))
-        LOG_DEBUG("send %s: peer gone", loom_msg_type_name(m->type));
+    if (loom__zsend_msg(h->router, ident, identlen, m, h->out))
+        LOG_DEBUG("send %s: peer gone", loom__msg_type_name(m->type));
 }
 
-void head_reply_error(head *h, const uint8_t *ident, size_t identlen, uint64_t req, int code,
-                      const char *text)
+void loom__head_reply_error(head *h, const uint8_t *ident, size_t identlen, uint64_t req, int code,
+                            const char *text)
 {
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_ERROR, req);
+    loom__msg_init(&m, LOOM_MSG_ERROR, req);
     m.code = code;
     m.text = (char *)text;
-    head_send_to(h, ident, identlen, &m);
+    loom__head_send_to(h, ident, identlen, &m);
 }
 
 /* An answer that says something was recorded (a submission, a put, a key):
@@ -77,18 +77,18 @@ typedef struct pending_ack {
     size_t len;
 } pending_ack;
 
-void head_send_after_commit(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m)
+void loom__head_send_after_commit(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m)
 {
     pending_ack *a = NULL;
-    if (identlen <= MAX_IDENT && loom_wire_encode(m, h->out) == 0 &&
-        !head_grow_array((void **)&h->acks, &h->cap_acks, h->nacks + 1, sizeof(*h->acks))) {
+    if (identlen <= MAX_IDENT && loom__wire_encode(m, h->out) == 0 &&
+        !loom__head_grow_array((void **)&h->acks, &h->cap_acks, h->nacks + 1, sizeof(*h->acks))) {
         a = &h->acks[h->nacks];
         a->len = loom_pack_size(h->out);
         a->data = malloc(a->len ? a->len : 1);
     }
     if (!a || !a->data) { /* out of memory: commit now and answer now */
-        headdb_commit(h->db);
-        head_send_to(h, ident, identlen, m);
+        loom__headdb_commit(h->db);
+        loom__head_send_to(h, ident, identlen, m);
         return;
     }
     memcpy(a->data, loom_pack_data(h->out), a->len);
@@ -99,49 +99,49 @@ void head_send_after_commit(head *h, const uint8_t *ident, size_t identlen, cons
 
 static void commit_and_answer(head *h)
 {
-    headdb_commit(h->db);
+    loom__headdb_commit(h->db);
     for (int i = 0; i < h->nacks; i++) {
         pending_ack *a = &h->acks[i];
-        if (loom_zsend(h->router, a->ident, a->identlen, a->data, a->len)) LOG_DEBUG("send an answer: peer gone");
+        if (loom__zsend(h->router, a->ident, a->identlen, a->data, a->len)) LOG_DEBUG("send an answer: peer gone");
         free(a->data);
     }
     h->nacks = 0;
 }
 
-void head_reply_ok(head *h, client *c, uint64_t req)
+void loom__head_reply_ok(head *h, client *c, uint64_t req)
 {
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_OK, req);
-    head_send_to(h, c->ident, c->identlen, &m);
+    loom__msg_init(&m, LOOM_MSG_OK, req);
+    loom__head_send_to(h, c->ident, c->identlen, &m);
 }
 
-node *head_node_get(head *h, uint32_t id)
+node *loom__head_node_get(head *h, uint32_t id)
 {
-    return loom_hmap_get(&h->nodes, &id, sizeof(id));
+    return loom__hmap_get(&h->nodes, &id, sizeof(id));
 }
 
-client *head_client_by_id(head *h, uint32_t id)
+client *loom__head_client_by_id(head *h, uint32_t id)
 {
-    return loom_hmap_get(&h->clients_by_id, &id, sizeof(id));
+    return loom__hmap_get(&h->clients_by_id, &id, sizeof(id));
 }
 
 /* ---- persistence -------------------------------------------------------- */
 
-void head_persist_task(head *h, task *t)
+void loom__head_persist_task(head *h, task *t)
 {
     loom_pack *p = h->rec;
     if (!p) return;
     loom_pack_reset(p);
     loom_pack_array(p, 5);
-    loom_wire_pack_task(p, &t->spec);
+    loom__wire_pack_task(p, &t->spec);
     loom_pack_u64(p, (uint64_t)t->state);
     loom_pack_i64(p, t->code);
     loom_pack_cstr(p, t->error ? t->error : "");
     loom_pack_u64(p, t->node);
-    headdb_put(h->db, HEADDB_TASKS, t->id, 16, loom_pack_data(p), loom_pack_size(p));
+    loom__headdb_put(h->db, HEADDB_TASKS, t->id, 16, loom_pack_data(p), loom_pack_size(p));
 }
 
-void head_persist_obj(head *h, obj *o)
+void loom__head_persist_obj(head *h, obj *o)
 {
     loom_pack *p = h->rec;
     if (!p) return;
@@ -154,10 +154,10 @@ void head_persist_obj(head *h, obj *o)
     loom_pack_bin(p, o->value, o->value ? o->size : 0);
     loom_pack_array(p, (uint32_t)o->nlocs);
     for (int i = 0; i < o->nlocs; i++) loom_pack_u64(p, o->locs[i]);
-    headdb_put(h->db, HEADDB_OBJECTS, o->ref.id, LOOM_ID_LEN, loom_pack_data(p), loom_pack_size(p));
+    loom__headdb_put(h->db, HEADDB_OBJECTS, o->ref.id, LOOM_ID_LEN, loom_pack_data(p), loom_pack_size(p));
 }
 
-void head_persist_job(head *h, job *j)
+void loom__head_persist_job(head *h, job *j)
 {
     loom_pack *p = h->rec;
     if (!p) return;
@@ -170,7 +170,7 @@ void head_persist_job(head *h, job *j)
     for (int i = 0; i < j->ntasks; i++) loom_pack_bin(p, j->tasks[i] ? j->tasks[i]->id : NULL, j->tasks[i] ? 16 : 0);
     loom_pack_cstr(p, j->label ? j->label : "");
     loom_pack_i64(p, j->t_wall_ms);
-    headdb_put(h->db, HEADDB_JOBS, j->id, strlen(j->id), loom_pack_data(p), loom_pack_size(p));
+    loom__headdb_put(h->db, HEADDB_JOBS, j->id, strlen(j->id), loom_pack_data(p), loom_pack_size(p));
 }
 
 static void persist_node(head *h, node *n)
@@ -183,23 +183,23 @@ static void persist_node(head *h, node *n)
     loom_pack_cstr(p, n->info.data_addr);
     loom_pack_f64(p, n->info.num_cpus);
     loom_pack_bool(p, n->alive);
-    headdb_put(h->db, HEADDB_NODES, &n->id, sizeof(n->id), loom_pack_data(p), loom_pack_size(p));
+    loom__headdb_put(h->db, HEADDB_NODES, &n->id, sizeof(n->id), loom_pack_data(p), loom_pack_size(p));
 }
 
 /* ---- clients and nodes -------------------------------------------------- */
 
-void head_client_hold(client *c, const loom_ref *ref)
+void loom__head_client_hold(client *c, const loom_ref *ref)
 {
-    uintptr_t cnt = (uintptr_t)loom_hmap_get(&c->held, ref->id, LOOM_ID_LEN);
-    loom_hmap_put(&c->held, ref->id, LOOM_ID_LEN, (void *)(cnt + 1));
+    uintptr_t cnt = (uintptr_t)loom__hmap_get(&c->held, ref->id, LOOM_ID_LEN);
+    loom__hmap_put(&c->held, ref->id, LOOM_ID_LEN, (void *)(cnt + 1));
 }
 
-int head_client_unhold(client *c, const loom_ref *ref)
+int loom__head_client_unhold(client *c, const loom_ref *ref)
 {
-    uintptr_t cnt = (uintptr_t)loom_hmap_get(&c->held, ref->id, LOOM_ID_LEN);
+    uintptr_t cnt = (uintptr_t)loom__hmap_get(&c->held, ref->id, LOOM_ID_LEN);
     if (!cnt) return 0;
-    if (cnt == 1) loom_hmap_del(&c->held, ref->id, LOOM_ID_LEN);
-    else loom_hmap_put(&c->held, ref->id, LOOM_ID_LEN, (void *)(cnt - 1));
+    if (cnt == 1) loom__hmap_del(&c->held, ref->id, LOOM_ID_LEN);
+    else loom__hmap_put(&c->held, ref->id, LOOM_ID_LEN, (void *)(cnt - 1));
     return 1;
 }
 
@@ -219,7 +219,7 @@ static const char *lineage_blocker(const obj *o)
 /* Objects whose every copy went with a dead node: rebuild those whose task
  * can run again (recursively: inputs lost too are rebuilt first, since their
  * waiters wait for them), fail the others with the reason. */
-void head_rebuild_lost(head *h, obj **lost, int nl, const char *msg)
+void loom__head_rebuild_lost(head *h, obj **lost, int nl, const char *msg)
 {
     task **redo = NULL;
     int nr = 0, cap = 0;
@@ -228,21 +228,21 @@ void head_rebuild_lost(head *h, obj **lost, int nl, const char *msg)
         const char *why = lineage_blocker(o);
         if (why) {
             char text[1200];
-            loom_snprintf(text, sizeof(text), "the object was lost (%s) and cannot be rebuilt: %s", msg, why);
+            loom__snprintf(text, sizeof(text), "the object was lost (%s) and cannot be rebuilt: %s", msg, why);
             o->state = O_FAILED;
             o->code = LOOM_ENODE;
             free(o->error);
             o->error = strdup(text);
-            head_persist_obj(h, o);
+            loom__head_persist_obj(h, o);
             continue;
         }
         o->state = O_PENDING;
-        head_persist_obj(h, o);
+        loom__head_persist_obj(h, o);
         task *p = o->producer;
         if (p->state != T_DONE) continue; /* already running again */
         int seen = 0;
         for (int k = 0; k < nr && !seen; k++) seen = redo[k] == p;
-        if (!seen && !head_grow_array((void **)&redo, &cap, nr + 1, sizeof(task *))) {
+        if (!seen && !loom__head_grow_array((void **)&redo, &cap, nr + 1, sizeof(task *))) {
             p->pinned++;
             redo[nr++] = p;
         }
@@ -252,9 +252,9 @@ void head_rebuild_lost(head *h, obj **lost, int nl, const char *msg)
         p->rebuilds++;
         p->node = 0;
         LOG_INFO("task '%s' runs again to rebuild what was lost (%s)", p->spec.name, msg);
-        head_task_requeue(h, p);
+        loom__head_task_requeue(h, p);
         p->pinned--;
-        head_task_maybe_free(h, p);
+        loom__head_task_maybe_free(h, p);
     }
     free(redo);
 }
@@ -267,59 +267,59 @@ static void node_dead(head *h, node *n, const char *why)
     LOG_WARN("node %u (%s) is dead: %s", n->id, n->info.hostname, why);
     persist_node(h, n);
     char msg[512];
-    loom_snprintf(msg, sizeof(msg), "node %u (%s) died: %s", n->id, n->info.hostname, why);
+    loom__snprintf(msg, sizeof(msg), "node %u (%s) died: %s", n->id, n->info.hostname, why);
     /* fail what ran there (retries come with fault tolerance) */
     size_t it = 0;
     void *v;
     task **victims = NULL;
     int nv = 0, cap = 0;
-    while (loom_hmap_next(&h->tasks, &it, &v)) {
+    while (loom__hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
-        /* calls go with their actor (head_actors_on_dead_node): it may restart */
+        /* calls go with their actor (loom__head_actors_on_dead_node): it may restart */
         if (t->state == T_RUNNING && t->node == n->id && t->spec.actor_op != LOOM_ACTOR_CALL &&
-            !head_grow_array((void **)&victims, &cap, nv + 1, sizeof(task *)))
+            !loom__head_grow_array((void **)&victims, &cap, nv + 1, sizeof(task *)))
             victims[nv++] = t;
     }
     for (int i = 0; i < nv; i++) {
         task *t = victims[i];
         free(t->grant); /* the node's pool goes with the node */
         t->grant = NULL;
-        actor *a = t->spec.actor_op == LOOM_ACTOR_CREATE ? loom_hmap_get(&h->actors, t->id, 16) : NULL;
+        actor *a = t->spec.actor_op == LOOM_ACTOR_CREATE ? loom__hmap_get(&h->actors, t->id, 16) : NULL;
         if (a && a->state == A_PENDING && (a->max_restarts < 0 || a->restarts < (uint32_t)a->max_restarts)) {
             /* an actor (re)starting there: one more restart, elsewhere */
             a->restarts++;
             LOG_INFO("actor %s %s was starting on node %u: restart %u", a->cls, a->name, n->id, a->restarts);
-            head_task_requeue(h, t);
+            loom__head_task_requeue(h, t);
             continue;
         }
-        if (head_task_should_retry(t, LOOM_ENODE)) {
-            head_task_retry(h, t, n->id, msg);
+        if (loom__head_task_should_retry(t, LOOM_ENODE)) {
+            loom__head_task_retry(h, t, n->id, msg);
             continue;
         }
         char full[20000];
         t->state = T_QUEUED; /* not running any more: fail it like a queued task */
-        head_task_fail(h, t, LOOM_ENODE, head_with_history(t, msg, full, sizeof(full)));
+        loom__head_task_fail(h, t, LOOM_ENODE, loom__head_with_history(t, msg, full, sizeof(full)));
     }
     free(victims);
     n->running = 0;
-    head_actors_on_dead_node(h, n, msg);
+    loom__head_actors_on_dead_node(h, n, msg);
     /* forget its copies; objects left with none are lost */
     it = 0;
     obj **lost = NULL;
     int nl = 0, capl = 0;
-    while (loom_hmap_next(&h->objs, &it, &v)) {
+    while (loom__hmap_next(&h->objs, &it, &v)) {
         obj *o = v;
         for (int i = 0; i < o->nlocs; i++)
             if (o->locs[i] == n->id) {
                 o->locs[i] = o->locs[--o->nlocs];
                 if (o->nlocs == 0 && !o->value && o->state == O_READY &&
-                    !head_grow_array((void **)&lost, &capl, nl + 1, sizeof(obj *)))
+                    !loom__head_grow_array((void **)&lost, &capl, nl + 1, sizeof(obj *)))
                     lost[nl++] = o;
-                else head_persist_obj(h, o);
+                else loom__head_persist_obj(h, o);
                 break;
             }
     }
-    head_rebuild_lost(h, lost, nl, msg);
+    loom__head_rebuild_lost(h, lost, nl, msg);
     free(lost);
 }
 
@@ -327,10 +327,10 @@ static void client_drop(head *h, client *c)
 {
     /* what a driver submitted stops with it (detached jobs and actors go on) */
     if (c->role == LOOM_ROLE_DRIVER) {
-        head_cancel_jobs_of(h, c->id);
-        head_kill_actors_of(h, c->id);
-        head_remove_pgs_of(h, c->id);
-        head_kv_expire(h, c->id);
+        loom__head_cancel_jobs_of(h, c->id);
+        loom__head_kill_actors_of(h, c->id);
+        loom__head_remove_pgs_of(h, c->id);
+        loom__head_kv_expire(h, c->id);
     }
     /* release everything it held */
     size_t it = 0;
@@ -350,31 +350,31 @@ static void client_drop(head *h, client *c)
             counts[k++] = (uintptr_t)s->val;
         }
     }
-    loom_hmap_free(&c->held);
+    loom__hmap_free(&c->held);
     for (size_t i = 0; i < k; i++) {
-        obj *o = head_obj_get(h, &refs[i]);
+        obj *o = loom__head_obj_get(h, &refs[i]);
         for (uintptr_t j = 0; o && j < counts[i]; j++) {
             if (o->refs > 0) o->refs--;
         }
-        if (o) head_obj_maybe_free(h, o);
+        if (o) loom__head_obj_maybe_free(h, o);
     }
     free(refs);
     free(counts);
     if (c->role == LOOM_ROLE_NODE) {
-        node *nd = head_node_get(h, c->node_id);
+        node *nd = loom__head_node_get(h, c->node_id);
         if (nd) node_dead(h, nd, "it left the cluster");
     }
-    loom_hmap_del(&h->clients, c->ident, c->identlen);
-    loom_hmap_del(&h->clients_by_id, &c->id, sizeof(c->id));
+    loom__hmap_del(&h->clients, c->ident, c->identlen);
+    loom__hmap_del(&h->clients_by_id, &c->id, sizeof(c->id));
     free(c);
 }
 
-char *head_dupstr(const char *s)
+char *loom__head_dupstr(const char *s)
 {
     return strdup(s ? s : "");
 }
 
-void head_node_info_free(loom_wire_node *info)
+void loom__head_node_info_free(loom_wire_node *info)
 {
     free(info->hostname); free(info->data_addr); free(info->store_dir); free(info->spill_dir);
     for (uint32_t i = 0; i < info->nres; i++) free(info->res[i].name);
@@ -388,30 +388,30 @@ void head_node_info_free(loom_wire_node *info)
 
 /* Copy a joining node's resources and labels, build its pool, and list it
  * (unless it is listed: a node rejoining). */
-int head_node_init_resources(head *h, node *n, const loom_wire_node *w)
+int loom__head_node_init_resources(head *h, node *n, const loom_wire_node *w)
 {
     int listed = 0;
     for (int i = 0; i < h->nnode_list && !listed; i++) listed = h->node_list[i] == n;
     n->info.res = NULL;
     n->info.labels = NULL;
     n->info.nres = n->info.nlabels = 0;
-    loom_pool_init(&n->pool, w->num_cpus, w->memory, (int)w->num_gpus, w->gpu_memory);
+    loom__pool_init(&n->pool, w->num_cpus, w->memory, (int)w->num_gpus, w->gpu_memory);
     if (w->nres) n->info.res = calloc(w->nres, sizeof(loom_wire_res));
     if (w->nlabels) n->info.labels = calloc(w->nlabels, sizeof(loom_wire_label));
     if ((w->nres && !n->info.res) || (w->nlabels && !n->info.labels)) return LOOM_ENOMEM;
     for (uint32_t i = 0; i < w->nres; i++) {
-        n->info.res[i].name = head_dupstr(w->res[i].name);
+        n->info.res[i].name = loom__head_dupstr(w->res[i].name);
         n->info.res[i].amount = w->res[i].amount;
         n->info.nres++;
-        if (loom_pool_add_res(&n->pool, w->res[i].name, w->res[i].amount)) return LOOM_EINVAL;
+        if (loom__pool_add_res(&n->pool, w->res[i].name, w->res[i].amount)) return LOOM_EINVAL;
     }
     for (uint32_t i = 0; i < w->nlabels; i++) {
-        n->info.labels[i].key = head_dupstr(w->labels[i].key);
-        n->info.labels[i].value = head_dupstr(w->labels[i].value);
+        n->info.labels[i].key = loom__head_dupstr(w->labels[i].key);
+        n->info.labels[i].value = loom__head_dupstr(w->labels[i].value);
         n->info.nlabels++;
     }
     if (listed) return LOOM_OK;
-    if (head_grow_array((void **)&h->node_list, &h->cap_node_list, h->nnode_list + 1, sizeof(node *)))
+    if (loom__head_grow_array((void **)&h->node_list, &h->cap_node_list, h->nnode_list + 1, sizeof(node *)))
         return LOOM_ENOMEM;
     loom_candidate *cands = realloc(h->cands, (size_t)h->cap_node_list * sizeof(*cands));
     if (!cands) return LOOM_ENOMEM;
@@ -423,17 +423,17 @@ int head_node_init_resources(head *h, node *n, const loom_wire_node *w)
 static void welcome(head *h, client *c, uint64_t req)
 {
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_WELCOME, req);
+    loom__msg_init(&m, LOOM_MSG_WELCOME, req);
     m.assigned_id = c->role == LOOM_ROLE_NODE ? c->node_id : c->id;
     loom_wire_node *list = calloc(h->nodes.count + 1, sizeof(*list));
     size_t it = 0;
     void *v;
-    while (list && loom_hmap_next(&h->nodes, &it, &v)) {
+    while (list && loom__hmap_next(&h->nodes, &it, &v)) {
         node *n = v;
         if (n->alive) list[m.nnodes++] = n->info;
     }
     m.nodes = list;
-    head_send_to(h, c->ident, c->identlen, &m);
+    loom__head_send_to(h, c->ident, c->identlen, &m);
     free(list);
 }
 
@@ -442,22 +442,22 @@ static void welcome(head *h, client *c, uint64_t req)
  * nothing new is placed there. */
 static int node_rejoin(head *h, node *n, const uint8_t *ident, size_t identlen, const loom_wire_node *w)
 {
-    head_node_info_free(&n->info);
+    loom__head_node_info_free(&n->info);
     memset(&n->info, 0, sizeof(n->info));
     n->info = *w;
     n->info.id = n->id;
-    n->info.hostname = head_dupstr(w->hostname);
-    n->info.data_addr = head_dupstr(w->data_addr);
-    n->info.store_dir = head_dupstr(w->store_dir);
-    n->info.spill_dir = head_dupstr(w->spill_dir);
-    if (head_node_init_resources(h, n, w)) return LOOM_EINVAL;
+    n->info.hostname = loom__head_dupstr(w->hostname);
+    n->info.data_addr = loom__head_dupstr(w->data_addr);
+    n->info.store_dir = loom__head_dupstr(w->store_dir);
+    n->info.spill_dir = loom__head_dupstr(w->spill_dir);
+    if (loom__head_node_init_resources(h, n, w)) return LOOM_EINVAL;
     memcpy(n->ident, ident, identlen);
     n->identlen = identlen;
     n->awaiting = 0;
     n->reconciling = 1;
     n->alive = 1;
     n->running = 0;
-    n->last_seen = loom_now_ms();
+    n->last_seen = loom__now_ms();
     persist_node(h, n);
     LOG_INFO("node %u (%s) rejoined after the head restarted", n->id, n->info.hostname);
     return LOOM_OK;
@@ -468,64 +468,64 @@ static int node_rejoin(head *h, node *n, const uint8_t *ident, size_t identlen, 
  * reports went to it) and run again. */
 static void on_running(head *h, client *c, loom_msg *m)
 {
-    node *n = head_node_get(h, c->node_id);
+    node *n = loom__head_node_get(h, c->node_id);
     if (!n || !n->reconciling) return;
     n->reconciling = 0;
     loom_hmap still = {0};
-    for (uint32_t i = 0; i < m->nrefs; i++) loom_hmap_put(&still, m->refs[i].id, 16, (void *)1);
+    for (uint32_t i = 0; i < m->nrefs; i++) loom__hmap_put(&still, m->refs[i].id, 16, (void *)1);
     uint8_t (*lost)[16] = NULL;
     int nl = 0, cap = 0;
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&h->tasks, &it, &v)) {
+    while (loom__hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
         if (t->state != T_RUNNING || t->node != n->id) continue;
-        if (t->spec.actor_op == LOOM_ACTOR_CALL && loom_hmap_get(&still, t->id, 16)) {
-            actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+        if (t->spec.actor_op == LOOM_ACTOR_CALL && loom__hmap_get(&still, t->id, 16)) {
+            actor *a = loom__hmap_get(&h->actors, t->spec.actor, 16);
             if (a) a->running++;
             n->running++;
-        } else if (loom_hmap_get(&still, t->id, 16)) {
+        } else if (loom__hmap_get(&still, t->id, 16)) {
             loom_request r;
-            head_spec_request(&t->spec, &r);
+            loom__head_spec_request(&t->spec, &r);
             t->grant = malloc(sizeof(loom_grant));
-            if (t->grant && loom_pool_take(&n->pool, &r, t->grant)) {
+            if (t->grant && loom__pool_take(&n->pool, &r, t->grant)) {
                 free(t->grant);
                 t->grant = NULL;
             }
             t->bundle = -1;
             n->running++;
-        } else if (!head_grow_array((void **)&lost, &cap, nl + 1, 16)) {
+        } else if (!loom__head_grow_array((void **)&lost, &cap, nl + 1, 16)) {
             memcpy(lost[nl++], t->id, 16);
         }
     }
     for (int i = 0; i < nl; i++) {
-        task *t = loom_hmap_get(&h->tasks, lost[i], 16);
+        task *t = loom__hmap_get(&h->tasks, lost[i], 16);
         if (!t || t->state != T_RUNNING) continue;
         if (t->spec.actor_op == LOOM_ACTOR_CALL) {
-            actor *a = loom_hmap_get(&h->actors, t->spec.actor, 16);
+            actor *a = loom__hmap_get(&h->actors, t->spec.actor, 16);
             if (a && a->state != A_DEAD && t->attempts < a->max_task_retries) {
-                head_history_add(t, n->id, "its result was lost when the head restarted");
-                head_actor_requeue_call(h, a, t);
+                loom__head_history_add(t, n->id, "its result was lost when the head restarted");
+                loom__head_actor_requeue_call(h, a, t);
             } else {
                 t->state = T_QUEUED;
-                head_task_fail(h, t, LOOM_EACTOR, "the call ran when the head went down and its result was lost");
+                loom__head_task_fail(h, t, LOOM_EACTOR, "the call ran when the head went down and its result was lost");
             }
             continue;
         }
         LOG_INFO("task '%s' ran on node %u when the head went down: it runs again", t->spec.name, n->id);
-        head_task_requeue(h, t);
+        loom__head_task_requeue(h, t);
     }
     free(lost);
     /* the actors it hosted: take their resources again, or they are gone */
     actor *gone[256];
     int ng = 0;
     it = 0;
-    while (loom_hmap_next(&h->actors, &it, &v)) {
+    while (loom__hmap_next(&h->actors, &it, &v)) {
         actor *a = v;
         if (a->state != A_ALIVE || a->node != n->id) continue;
-        if (loom_hmap_get(&still, a->id, 16) && a->req) {
+        if (loom__hmap_get(&still, a->id, 16) && a->req) {
             a->grant = malloc(sizeof(loom_grant));
-            if (a->grant && loom_pool_take(&n->pool, a->req, a->grant)) {
+            if (a->grant && loom__pool_take(&n->pool, a->req, a->grant)) {
                 free(a->grant);
                 a->grant = NULL;
             }
@@ -533,31 +533,31 @@ static void on_running(head *h, client *c, loom_msg *m)
             gone[ng++] = a;
         }
     }
-    loom_hmap_free(&still);
-    for (int i = 0; i < ng; i++) head_actor_lost(h, gone[i], "its process was gone when the head restarted");
+    loom__hmap_free(&still);
+    for (int i = 0; i < ng; i++) loom__head_actor_lost(h, gone[i], "its process was gone when the head restarted");
     it = 0;
-    while (loom_hmap_next(&h->actors, &it, &v))
-        if (((actor *)v)->node == n->id) head_actor_dispatch(h, v);
-    head_schedule(h);
+    while (loom__hmap_next(&h->actors, &it, &v))
+        if (((actor *)v)->node == n->id) loom__head_actor_dispatch(h, v);
+    loom__head_schedule(h);
 }
 
 static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m)
 {
-    if (!loom_secret_equal(m->secret, h->secret)) {
+    if (!loom__secret_equal(m->secret, h->secret)) {
         LOG_WARN("refused a %s from %s: wrong cluster secret",
                  m->role == LOOM_ROLE_NODE ? "node" : "driver", m->hostname);
-        head_reply_error(h, ident, identlen, m->req, LOOM_EAUTH, "wrong cluster secret");
+        loom__head_reply_error(h, ident, identlen, m->req, LOOM_EAUTH, "wrong cluster secret");
         return;
     }
     if (m->role == LOOM_ROLE_NODE && m->nnodes != 1) {
-        head_reply_error(h, ident, identlen, m->req, LOOM_EPROTO, "a node's hello must describe it");
+        loom__head_reply_error(h, ident, identlen, m->req, LOOM_EPROTO, "a node's hello must describe it");
         return;
     }
     if (m->role == LOOM_ROLE_EXECUTOR) {
-        head_reply_error(h, ident, identlen, m->req, LOOM_EPROTO, "executors talk to their daemon");
+        loom__head_reply_error(h, ident, identlen, m->req, LOOM_EPROTO, "executors talk to their daemon");
         return;
     }
-    client *old = loom_hmap_get(&h->clients, ident, identlen);
+    client *old = loom__hmap_get(&h->clients, ident, identlen);
     if (old && old->role == LOOM_ROLE_DRIVER && m->role == LOOM_ROLE_DRIVER) {
         /* the same connection says hello again (a driver that saw several
            "say hello" answers after a head restart): the same client, with
@@ -572,11 +572,11 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
     memcpy(c->ident, ident, identlen);
     c->identlen = identlen;
     c->role = (int)m->role;
-    node *prev = m->role == LOOM_ROLE_NODE && m->nodes[0].id ? head_node_get(h, m->nodes[0].id) : NULL;
+    node *prev = m->role == LOOM_ROLE_NODE && m->nodes[0].id ? loom__head_node_get(h, m->nodes[0].id) : NULL;
     if (prev && prev->awaiting) {
         if (node_rejoin(h, prev, ident, identlen, &m->nodes[0])) {
             free(c);
-            head_reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
+            loom__head_reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
             return;
         }
         c->node_id = prev->id;
@@ -588,30 +588,30 @@ static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m
         n->identlen = identlen;
         n->info = m->nodes[0];
         n->info.id = n->id;
-        n->info.hostname = head_dupstr(m->nodes[0].hostname);
-        n->info.data_addr = head_dupstr(m->nodes[0].data_addr);
-        n->info.store_dir = head_dupstr(m->nodes[0].store_dir);
-        n->info.spill_dir = head_dupstr(m->nodes[0].spill_dir);
-        if (head_node_init_resources(h, n, &m->nodes[0])) {
-            head_node_info_free(&n->info);
+        n->info.hostname = loom__head_dupstr(m->nodes[0].hostname);
+        n->info.data_addr = loom__head_dupstr(m->nodes[0].data_addr);
+        n->info.store_dir = loom__head_dupstr(m->nodes[0].store_dir);
+        n->info.spill_dir = loom__head_dupstr(m->nodes[0].spill_dir);
+        if (loom__head_node_init_resources(h, n, &m->nodes[0])) {
+            loom__head_node_info_free(&n->info);
             free(n);
             free(c);
-            head_reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
+            loom__head_reply_error(h, ident, identlen, m->req, LOOM_EINVAL, "bad node resources");
             return;
         }
         n->alive = 1;
-        n->last_seen = loom_now_ms();
-        loom_hmap_put(&h->nodes, &n->id, sizeof(n->id), n);
+        n->last_seen = loom__now_ms();
+        loom__hmap_put(&h->nodes, &n->id, sizeof(n->id), n);
         c->node_id = n->id;
         persist_node(h, n);
         LOG_INFO("node %u joined: %s, %.1f CPUs, %llu MiB memory, data at %s", n->id,
                  n->info.hostname, n->info.num_cpus,
                  (unsigned long long)(n->info.memory >> 20), n->info.data_addr);
     }
-    loom_hmap_put(&h->clients, c->ident, c->identlen, c);
-    loom_hmap_put(&h->clients_by_id, &c->id, sizeof(c->id), c);
+    loom__hmap_put(&h->clients, c->ident, c->identlen, c);
+    loom__hmap_put(&h->clients_by_id, &c->id, sizeof(c->id), c);
     welcome(h, c, m->req);
-    if (m->role == LOOM_ROLE_NODE) head_schedule(h);
+    if (m->role == LOOM_ROLE_NODE) loom__head_schedule(h);
 }
 
 /* ---- dispatch ----------------------------------------------------------- */
@@ -620,17 +620,17 @@ static void on_heartbeat(head *h, client *c, loom_msg *m)
 {
     int is_node = c->role == LOOM_ROLE_NODE;
     if (is_node) {
-        node *n = head_node_get(h, c->node_id);
+        node *n = loom__head_node_get(h, c->node_id);
         if (n && !n->alive) {
             /* declared dead (a cut link that came back): its work went
                elsewhere; it joins again as a new node */
-            head_reply_error(h, c->ident, c->identlen, 0, LOOM_ESTATE,
-                             "this node was declared dead: say hello again to rejoin");
+            loom__head_reply_error(h, c->ident, c->identlen, 0, LOOM_ESTATE,
+                                   "this node was declared dead: say hello again to rejoin");
             client_drop(h, c);
             return;
         }
         if (n) {
-            n->last_seen = loom_now_ms();
+            n->last_seen = loom__now_ms();
             n->store_used = m->store_used;
             n->reported_running = m->running;
         }
@@ -660,31 +660,31 @@ typedef struct handler {
  * ERROR. */
 static const handler handlers[LOOM_MSG_TYPE_MAX] = {
     [LOOM_MSG_HEARTBEAT] = {R_ANY, on_heartbeat}, /* ignored unless from a node */
-    [LOOM_MSG_SUBMIT] = {R_ANY, head_on_submit},
-    [LOOM_MSG_PUT_DONE] = {R_ANY, head_on_put_done},
-    [LOOM_MSG_SUBSCRIBE] = {R_ANY, head_on_subscribe},
-    [LOOM_MSG_RELEASE] = {R_ANY, head_on_release},
-    [LOOM_MSG_CANCEL] = {R_ANY, head_on_cancel},
-    [LOOM_MSG_STATUS] = {R_ANY, head_on_status},
-    [LOOM_MSG_JOB_INFO] = {R_ANY, head_on_job_info},
-    [LOOM_MSG_JOBS] = {R_ANY, head_on_jobs},
-    [LOOM_MSG_JOB_REF] = {R_ANY, head_on_job_ref},
-    [LOOM_MSG_JOB_DELETE] = {R_ANY, head_on_job_delete},
+    [LOOM_MSG_SUBMIT] = {R_ANY, loom__head_on_submit},
+    [LOOM_MSG_PUT_DONE] = {R_ANY, loom__head_on_put_done},
+    [LOOM_MSG_SUBSCRIBE] = {R_ANY, loom__head_on_subscribe},
+    [LOOM_MSG_RELEASE] = {R_ANY, loom__head_on_release},
+    [LOOM_MSG_CANCEL] = {R_ANY, loom__head_on_cancel},
+    [LOOM_MSG_STATUS] = {R_ANY, loom__head_on_status},
+    [LOOM_MSG_JOB_INFO] = {R_ANY, loom__head_on_job_info},
+    [LOOM_MSG_JOBS] = {R_ANY, loom__head_on_jobs},
+    [LOOM_MSG_JOB_REF] = {R_ANY, loom__head_on_job_ref},
+    [LOOM_MSG_JOB_DELETE] = {R_ANY, loom__head_on_job_delete},
     [LOOM_MSG_BYE] = {R_ANY, on_bye},
-    [LOOM_MSG_TASK_DONE] = {R_NODE, head_on_task_done},
-    [LOOM_MSG_OBJ_ADDED] = {R_NODE, head_on_obj_added},
-    [LOOM_MSG_ACTOR_DIED] = {R_NODE, head_on_actor_died},
-    [LOOM_MSG_ACTOR_LOOKUP] = {R_ANY, head_on_actor_lookup},
-    [LOOM_MSG_ACTOR_KILL] = {R_ANY, head_on_actor_kill},
-    [LOOM_MSG_ACTORS] = {R_ANY, head_on_actors},
-    [LOOM_MSG_PG_CREATE] = {R_ANY, head_on_pg_create},
-    [LOOM_MSG_PG_REMOVE] = {R_ANY, head_on_pg_remove},
-    [LOOM_MSG_PG_INFO] = {R_ANY, head_on_pg_info},
-    [LOOM_MSG_DRAIN] = {R_ANY, head_on_drain},
+    [LOOM_MSG_TASK_DONE] = {R_NODE, loom__head_on_task_done},
+    [LOOM_MSG_OBJ_ADDED] = {R_NODE, loom__head_on_obj_added},
+    [LOOM_MSG_ACTOR_DIED] = {R_NODE, loom__head_on_actor_died},
+    [LOOM_MSG_ACTOR_LOOKUP] = {R_ANY, loom__head_on_actor_lookup},
+    [LOOM_MSG_ACTOR_KILL] = {R_ANY, loom__head_on_actor_kill},
+    [LOOM_MSG_ACTORS] = {R_ANY, loom__head_on_actors},
+    [LOOM_MSG_PG_CREATE] = {R_ANY, loom__head_on_pg_create},
+    [LOOM_MSG_PG_REMOVE] = {R_ANY, loom__head_on_pg_remove},
+    [LOOM_MSG_PG_INFO] = {R_ANY, loom__head_on_pg_info},
+    [LOOM_MSG_DRAIN] = {R_ANY, loom__head_on_drain},
     [LOOM_MSG_RUNNING] = {R_NODE, on_running},
-    [LOOM_MSG_KV_PUT] = {R_ANY, head_on_kv_put},
-    [LOOM_MSG_KV_GET] = {R_ANY, head_on_kv_get},
-    [LOOM_MSG_KV_DEL] = {R_ANY, head_on_kv_del},
+    [LOOM_MSG_KV_PUT] = {R_ANY, loom__head_on_kv_put},
+    [LOOM_MSG_KV_GET] = {R_ANY, loom__head_on_kv_get},
+    [LOOM_MSG_KV_DEL] = {R_ANY, loom__head_on_kv_del},
 };
 
 static uint32_t role_bit(int role)
@@ -699,7 +699,7 @@ static void dispatch(head *h, client *c, loom_msg *m)
         hd->fn(h, c, m);
         return;
     }
-    head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EPROTO, "unexpected message for the head");
+    loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EPROTO, "unexpected message for the head");
 }
 
 /* The request number of a frame that did not decode, when its head
@@ -728,22 +728,24 @@ static void on_frames(void *arg, zmq_msg_t *frames, int n)
     if (identlen == 0 || identlen > MAX_IDENT) return;
     loom_msg m;
     char err[256];
-    if (loom_wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
+    if (loom__wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
         LOG_WARN("rejected a malformed message: %s", err);
-        head_reply_error(h, ident, identlen, frame_req(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1])),
-                         LOOM_EPROTO, err);
+        loom__head_reply_error(h, ident, identlen, frame_req(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1])),
+                               LOOM_EPROTO, err);
         return;
     }
     if (m.type == LOOM_MSG_HELLO) {
         on_hello(h, ident, identlen, &m);
     } else {
-        client *c = loom_hmap_get(&h->clients, ident, identlen);
+        client *c = loom__hmap_get(&h->clients, ident, identlen);
         /* ESTATE, not EAUTH: a peer of a head that restarted joins again */
-        if (!c) head_reply_error(h, ident, identlen, m.req, LOOM_ESTATE, "say hello with the cluster secret first");
-        else dispatch(h, c, &m);
+        if (!c)
+            loom__head_reply_error(h, ident, identlen, m.req, LOOM_ESTATE, "say hello with the cluster secret first");
+        else
+            dispatch(h, c, &m);
     }
-    loom_msg_free(&m);
-    head_drain_unrefs(h);
+    loom__msg_free(&m);
+    loom__head_drain_unrefs(h);
 }
 
 /* ---- drivers that go away ---------------------------------------------- */
@@ -759,9 +761,9 @@ static void probe_drivers(head *h)
     size_t it = 0;
     void *v;
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_OK, 0);
-    if (loom_wire_encode(&m, h->out)) return;
-    while (loom_hmap_next(&h->clients, &it, &v) && n < 256) {
+    loom__msg_init(&m, LOOM_MSG_OK, 0);
+    if (loom__wire_encode(&m, h->out)) return;
+    while (loom__hmap_next(&h->clients, &it, &v) && n < 256) {
         client *c = v;
         if (c->role != LOOM_ROLE_DRIVER) continue;
         /* only "no route" means gone; a full pipe (EAGAIN) is a busy driver */
@@ -775,7 +777,7 @@ static void probe_drivers(head *h)
         LOG_INFO("driver %u went away without saying goodbye: releasing what it held", gone[i]->id);
         client_drop(h, gone[i]);
     }
-    if (n) head_schedule(h);
+    if (n) loom__head_schedule(h);
 }
 
 static void on_monitor(void *arg, zmq_msg_t *frames, int n)
@@ -790,11 +792,11 @@ static void on_monitor(void *arg, zmq_msg_t *frames, int n)
 static void watch_disconnects(head *h)
 {
     char ep[64];
-    loom_snprintf(ep, sizeof(ep), "inproc://head-monitor-%p", (void *)h);
+    loom__snprintf(ep, sizeof(ep), "inproc://head-monitor-%p", (void *)h);
     if (zmq_socket_monitor(h->router, ep, ZMQ_EVENT_DISCONNECTED) != 0) return;
     h->monitor = zmq_socket(h->zctx, ZMQ_PAIR);
     if (!h->monitor || zmq_connect(h->monitor, ep) != 0 ||
-        loom_zwatch_start(h->loop, h->monitor, on_monitor, h, &h->monitor_watch) != 0)
+        loom__zwatch_start(h->loop, h->monitor, on_monitor, h, &h->monitor_watch) != 0)
         LOG_WARN("cannot watch for closed connections: drivers that crash keep their refs");
 }
 
@@ -803,13 +805,13 @@ static void watch_disconnects(head *h)
 static void on_tick(uv_timer_t *tm)
 {
     head *h = tm->data;
-    int64_t now = loom_now_ms();
+    int64_t now = loom__now_ms();
     size_t it = 0;
     void *v;
     node *dead[64];
     int nd = 0;
     int gone = 0;
-    while (loom_hmap_next(&h->nodes, &it, &v) && nd < 64) {
+    while (loom__hmap_next(&h->nodes, &it, &v) && nd < 64) {
         node *n = v;
         if ((n->alive || n->awaiting) && now - n->last_seen > h->hb_timeout_ms) dead[nd++] = n;
     }
@@ -825,11 +827,11 @@ static void on_tick(uv_timer_t *tm)
         }
     }
     (void)gone;
-    if (h->kv_waits) head_kv_expire(h, 0);
-    head_drain_unrefs(h);
-    headdb_commit(h->db);
-    headdb_sync(h->db);
-    if (nd) head_schedule(h);
+    if (h->kv_waits) loom__head_kv_expire(h, 0);
+    loom__head_drain_unrefs(h);
+    loom__headdb_commit(h->db);
+    loom__headdb_sync(h->db);
+    if (nd) loom__head_schedule(h);
 }
 
 /* After each batch of messages, and each loop turn: commit what changed,
@@ -854,8 +856,8 @@ static void on_signal(uv_signal_t *s, int signum)
 static int bind_router(head *h, const loom_head_opts *o, char *addr, size_t addrlen)
 {
     char ep[512];
-    if (o->port > 0) loom_snprintf(ep, sizeof(ep), "tcp://%s:%d", o->bind_host, o->port);
-    else loom_snprintf(ep, sizeof(ep), "tcp://%s:*", o->bind_host);
+    if (o->port > 0) loom__snprintf(ep, sizeof(ep), "tcp://%s:%d", o->bind_host, o->port);
+    else loom__snprintf(ep, sizeof(ep), "tcp://%s:*", o->bind_host);
     if (zmq_bind(h->router, ep) != 0) {
         LOG_ERROR("cannot listen on %s: %s", ep, zmq_strerror(errno));
         return LOOM_ECONN;
@@ -866,13 +868,13 @@ static int bind_router(head *h, const loom_head_opts *o, char *addr, size_t addr
     const char *port = strrchr(last, ':');
     char host[256];
     if (o->advertise_host && *o->advertise_host) {
-        loom_snprintf(host, sizeof(host), "%s", o->advertise_host);
+        loom__snprintf(host, sizeof(host), "%s", o->advertise_host);
     } else if (!strcmp(o->bind_host, "0.0.0.0") || !strcmp(o->bind_host, "*")) {
-        if (gethostname(host, sizeof(host)) != 0) loom_snprintf(host, sizeof(host), "127.0.0.1");
+        if (gethostname(host, sizeof(host)) != 0) loom__snprintf(host, sizeof(host), "127.0.0.1");
     } else {
-        loom_snprintf(host, sizeof(host), "%s", o->bind_host);
+        loom__snprintf(host, sizeof(host), "%s", o->bind_host);
     }
-    loom_snprintf(addr, addrlen, "%s:%s", host, port ? port + 1 : "0");
+    loom__snprintf(addr, addrlen, "%s:%s", host, port ? port + 1 : "0");
     return LOOM_OK;
 }
 
@@ -880,48 +882,48 @@ static void head_free_tables(head *h)
 {
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&h->tasks, &it, &v)) {
+    while (loom__hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
         free(t->outs);
         free(t->error);
         free(t->grant);
-        loom_arena_free(&t->arena);
+        loom__arena_free(&t->arena);
         free(t);
     }
     it = 0;
-    while (loom_hmap_next(&h->objs, &it, &v)) {
+    while (loom__hmap_next(&h->objs, &it, &v)) {
         obj *o = v;
         free(o->error); free(o->value); free(o->locs); free(o->subs); free(o->waiters);
         free(o);
     }
     it = 0;
-    while (loom_hmap_next(&h->clients, &it, &v)) {
+    while (loom__hmap_next(&h->clients, &it, &v)) {
         client *c = v;
-        loom_hmap_free(&c->held);
+        loom__hmap_free(&c->held);
         free(c);
     }
     it = 0;
-    while (loom_hmap_next(&h->nodes, &it, &v)) {
+    while (loom__hmap_next(&h->nodes, &it, &v)) {
         node *n = v;
-        head_node_info_free(&n->info);
+        loom__head_node_info_free(&n->info);
         free(n);
     }
     free(h->node_list);
     free(h->cands);
     it = 0;
-    while (loom_hmap_next(&h->actors, &it, &v)) {
+    while (loom__hmap_next(&h->actors, &it, &v)) {
         actor *a = v;
         free(a->name); free(a->cls); free(a->calls); free(a->error); free(a->grant); free(a->req);
         free(a);
     }
     it = 0;
-    while (loom_hmap_next(&h->pgs, &it, &v)) {
+    while (loom__hmap_next(&h->pgs, &it, &v)) {
         pgroup *g = v;
         free(g->name); free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g->reason);
         free(g);
     }
     it = 0;
-    while (loom_hmap_next(&h->kv, &it, &v)) head_kv_entry_free(v);
+    while (loom__hmap_next(&h->kv, &it, &v)) loom__head_kv_entry_free(v);
     while (h->kv_waits) {
         kv_wait *w = h->kv_waits;
         h->kv_waits = w->next;
@@ -931,15 +933,15 @@ static void head_free_tables(head *h)
     for (int i = 0; i < 16; i++) free(h->infeasible[i]);
     free(h->unrefs);
     free(h->parked);
-    loom_hmap_free(&h->actors); loom_hmap_free(&h->actor_names); loom_hmap_free(&h->pgs);
-    loom_hmap_free(&h->kv);
+    loom__hmap_free(&h->actors); loom__hmap_free(&h->actor_names); loom__hmap_free(&h->pgs);
+    loom__hmap_free(&h->kv);
     it = 0;
-    while (loom_hmap_next(&h->jobs, &it, &v)) {
+    while (loom__hmap_next(&h->jobs, &it, &v)) {
         job *j = v;
         free(j->tasks); free(j->name); free(j->label); free(j);
     }
-    loom_hmap_free(&h->tasks); loom_hmap_free(&h->objs); loom_hmap_free(&h->clients);
-    loom_hmap_free(&h->clients_by_id); loom_hmap_free(&h->nodes); loom_hmap_free(&h->jobs);
+    loom__hmap_free(&h->tasks); loom__hmap_free(&h->objs); loom__hmap_free(&h->clients);
+    loom__hmap_free(&h->clients_by_id); loom__hmap_free(&h->nodes); loom__hmap_free(&h->jobs);
 }
 
 static void close_walk(uv_handle_t *hd, void *arg)
@@ -948,7 +950,7 @@ static void close_walk(uv_handle_t *hd, void *arg)
     if (!uv_is_closing(hd)) uv_close(hd, NULL);
 }
 
-int loom_head_run(const loom_head_opts *o)
+int loom__head_run(const loom_head_opts *o)
 {
     head h;
     memset(&h, 0, sizeof(h));
@@ -958,29 +960,29 @@ int loom_head_run(const loom_head_opts *o)
     h.nodes_epoch = 1; /* tasks start at 0: each is checked for feasibility once */
     if (!opts.secret || strlen(opts.secret) != LOOM_SECRET_HEX) return LOOM_EAUTH;
     memcpy(h.secret, opts.secret, LOOM_SECRET_HEX + 1);
-    int rc = headdb_open(opts.db_dir ? opts.db_dir : opts.state_dir, &h.db);
+    int rc = loom__headdb_open(opts.db_dir ? opts.db_dir : opts.state_dir, &h.db);
     if (rc) return rc;
     h.out = loom_pack_new();
     h.rec = loom_pack_new();
-    head_load_tables(&h);
-    headdb_commit(h.db);
+    loom__head_load_tables(&h);
+    loom__headdb_commit(h.db);
     h.loop = uv_default_loop();
     h.zctx = zmq_ctx_new();
     h.router = zmq_socket(h.zctx, ZMQ_ROUTER);
-    loom_zsock_setup(h.router, ZMQ_ROUTER);
+    loom__zsock_setup(h.router, ZMQ_ROUTER);
     char addr[512];
     rc = bind_router(&h, &opts, addr, sizeof(addr));
-    if (!rc) rc = loom_zwatch_start(h.loop, h.router, on_frames, &h, &h.watch);
-    if (!rc) loom_zwatch_after_batch(h.watch, after_batch);
+    if (!rc) rc = loom__zwatch_start(h.loop, h.router, on_frames, &h, &h.watch);
+    if (!rc) loom__zwatch_after_batch(h.watch, after_batch);
     if (!rc) watch_disconnects(&h);
     if (rc) goto out;
     char path[4096];
-    loom_snprintf(path, sizeof(path), "%s/address", opts.state_dir);
-    loom_write_file(path, addr, strlen(addr), 0600);
+    loom__snprintf(path, sizeof(path), "%s/address", opts.state_dir);
+    loom__write_file(path, addr, strlen(addr), 0600);
     LOG_INFO("head listening on %s (state in %s)", addr, opts.state_dir);
     if (opts.ready_fd >= 0) {
         char line[600];
-        loom_snprintf(line, sizeof(line), "%s\n", addr);
+        loom__snprintf(line, sizeof(line), "%s\n", addr);
         ssize_t w = write(opts.ready_fd, line, strlen(line));
         (void)w;
         close(opts.ready_fd);
@@ -1002,8 +1004,8 @@ int loom_head_run(const loom_head_opts *o)
     uv_run(h.loop, UV_RUN_DEFAULT);
     LOG_INFO("head stopped");
 out:
-    loom_zwatch_stop(&h.watch);
-    loom_zwatch_stop(&h.monitor_watch);
+    loom__zwatch_stop(&h.watch);
+    loom__zwatch_stop(&h.monitor_watch);
     if (h.monitor) zmq_close(h.monitor);
     uv_walk(h.loop, close_walk, NULL);
     uv_run(h.loop, UV_RUN_DEFAULT);
@@ -1012,7 +1014,7 @@ out:
     free(h.acks);
     zmq_close(h.router);
     zmq_ctx_term(h.zctx);
-    headdb_close(&h.db);
+    loom__headdb_close(&h.db);
     head_free_tables(&h);
     loom_pack_destroy(&h.out);
     loom_pack_destroy(&h.rec);

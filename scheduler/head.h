@@ -1,5 +1,5 @@
 /* scheduler/head.h — the head process: cluster tables, scheduler, object
- * directory.  loom_head_run serves until SIGINT/SIGTERM. */
+ * directory.  loom__head_run serves until SIGINT/SIGTERM. */
 #ifndef LOOM_SCHEDULER_HEAD_H
 #define LOOM_SCHEDULER_HEAD_H
 
@@ -19,6 +19,6 @@ typedef struct loom_head_opts {
     void *on_listening_arg;
 } loom_head_opts;
 
-int loom_head_run(const loom_head_opts *opts);
+int loom__head_run(const loom_head_opts *opts);
 
 #endif

@@ -34,18 +34,18 @@ static void pack_kv_f64(loom_pack *p, const char *k, double v)
 static void send_info(head *h, client *c, uint64_t req, loom_pack *p)
 {
     loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_INFO, req);
+    loom__msg_init(&r, LOOM_MSG_INFO, req);
     r.data.p = loom_pack_data(p);
     r.data.n = loom_pack_size(p);
-    head_send_to(h, c->ident, c->identlen, &r);
+    loom__head_send_to(h, c->ident, c->identlen, &r);
 }
 
 static int node_hosts_actors(head *h, uint32_t node_id)
 {
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&h->actors, &it, &v))
-        if (head_alive_on_node(v, &node_id)) return 1;
+    while (loom__hmap_next(&h->actors, &it, &v))
+        if (loom__head_alive_on_node(v, &node_id)) return 1;
     return 0;
 }
 
@@ -55,19 +55,19 @@ static int node_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-void head_on_status(head *h, client *c, loom_msg *m)
+void loom__head_on_status(head *h, client *c, loom_msg *m)
 {
     loom_pack *p = loom_pack_new();
     if (!p) return;
     uint64_t by_state[5] = {0};
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&h->tasks, &it, &v)) by_state[((task *)v)->state]++;
+    while (loom__hmap_next(&h->tasks, &it, &v)) by_state[((task *)v)->state]++;
     loom_pack_map(p, 7);
     node **sorted = calloc(h->nodes.count + 1, sizeof(node *));
     size_t nn = 0;
     it = 0;
-    while (sorted && loom_hmap_next(&h->nodes, &it, &v)) sorted[nn++] = v;
+    while (sorted && loom__hmap_next(&h->nodes, &it, &v)) sorted[nn++] = v;
     if (sorted) qsort(sorted, nn, sizeof(node *), node_cmp);
     loom_pack_cstr(p, "nodes");
     loom_pack_array(p, (uint32_t)nn);
@@ -102,7 +102,7 @@ void head_on_status(head *h, client *c, loom_msg *m)
         pack_kv_u64(p, "store_capacity", n->info.capacity);
         pack_kv_u64(p, "store_used", n->store_used);
         pack_kv_u64(p, "running", n->running);
-        pack_kv_f64(p, "utilization", loom_pool_utilization(&n->pool));
+        pack_kv_f64(p, "utilization", loom__pool_utilization(&n->pool));
     }
     free(sorted);
     loom_pack_cstr(p, "tasks");
@@ -115,13 +115,13 @@ void head_on_status(head *h, client *c, loom_msg *m)
     pack_kv_u64(p, "objects", h->objs.count);
     uint64_t by_actor_state[3] = {0};
     it = 0;
-    while (loom_hmap_next(&h->actors, &it, &v)) by_actor_state[((actor *)v)->state]++;
+    while (loom__hmap_next(&h->actors, &it, &v)) by_actor_state[((actor *)v)->state]++;
     loom_pack_cstr(p, "actors");
     loom_pack_map(p, 3);
     for (int a = 0; a < 3; a++) pack_kv_u64(p, actor_state_names[a], by_actor_state[a]);
     uint64_t by_pg_state[4] = {0};
     it = 0;
-    while (loom_hmap_next(&h->pgs, &it, &v)) by_pg_state[((pgroup *)v)->state]++;
+    while (loom__hmap_next(&h->pgs, &it, &v)) by_pg_state[((pgroup *)v)->state]++;
     loom_pack_cstr(p, "placement_groups");
     loom_pack_map(p, 3);
     for (int g = 0; g < 3; g++) pack_kv_u64(p, pg_state_names[g], by_pg_state[g]);
@@ -144,18 +144,18 @@ void head_on_status(head *h, client *c, loom_msg *m)
 static void pack_hex16(loom_pack *p, const char *k, const uint8_t *id)
 {
     char hex[33];
-    loom_hex_encode(id, 16, hex);
+    loom__hex_encode(id, 16, hex);
     pack_kv_str(p, k, hex);
 }
 
-void head_on_actors(head *h, client *c, loom_msg *m)
+void loom__head_on_actors(head *h, client *c, loom_msg *m)
 {
     loom_pack *p = loom_pack_new();
     if (!p) return;
     loom_pack_array(p, (uint32_t)h->actors.count);
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&h->actors, &it, &v)) {
+    while (loom__hmap_next(&h->actors, &it, &v)) {
         actor *a = v;
         loom_pack_map(p, 14);
         pack_hex16(p, "id", a->id);
@@ -175,7 +175,7 @@ void head_on_actors(head *h, client *c, loom_msg *m)
         loom_pack_cstr(p, "pg");
         if (a->has_pg) {
             char hex[33];
-            loom_hex_encode(a->pg, 16, hex);
+            loom__hex_encode(a->pg, 16, hex);
             loom_pack_cstr(p, hex);
         } else {
             loom_pack_nil(p);
@@ -185,11 +185,11 @@ void head_on_actors(head *h, client *c, loom_msg *m)
     loom_pack_destroy(&p);
 }
 
-void head_on_pg_info(head *h, client *c, loom_msg *m)
+void loom__head_on_pg_info(head *h, client *c, loom_msg *m)
 {
-    pgroup *g = loom_hmap_get(&h->pgs, m->ref.id, 16);
+    pgroup *g = loom__hmap_get(&h->pgs, m->ref.id, 16);
     if (!g) {
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group (removed?)");
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group (removed?)");
         return;
     }
     loom_pack *p = loom_pack_new();
@@ -197,7 +197,7 @@ void head_on_pg_info(head *h, client *c, loom_msg *m)
     loom_pack_map(p, 6);
     pack_hex16(p, "id", g->id);
     pack_kv_str(p, "name", g->name);
-    pack_kv_str(p, "strategy", loom_pg_strategy_name(g->strategy));
+    pack_kv_str(p, "strategy", loom__pg_strategy_name(g->strategy));
     pack_kv_str(p, "state", pg_state_names[g->state]);
     pack_kv_str(p, "reason", g->reason);
     loom_pack_cstr(p, "bundles");
@@ -205,8 +205,8 @@ void head_on_pg_info(head *h, client *c, loom_msg *m)
     for (int b = 0; b < g->nb; b++) {
         char ids[128] = "";
         if (g->state == PG_CREATED) {
-            node *nd = head_node_get(h, g->bnode[b]);
-            if (nd) loom_grant_gpu_ids(&nd->pool, &g->bgrant[b], ids, sizeof(ids));
+            node *nd = loom__head_node_get(h, g->bnode[b]);
+            if (nd) loom__grant_gpu_ids(&nd->pool, &g->bgrant[b], ids, sizeof(ids));
         }
         loom_pack_map(p, 6);
         pack_kv_u64(p, "node", g->state == PG_CREATED ? g->bnode[b] : 0);
@@ -222,12 +222,12 @@ void head_on_pg_info(head *h, client *c, loom_msg *m)
 
 static job *find_job(head *h, client *c, loom_msg *m)
 {
-    job *j = loom_hmap_get(&h->jobs, m->job, strlen(m->job));
-    if (!j) head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such job");
+    job *j = loom__hmap_get(&h->jobs, m->job, strlen(m->job));
+    if (!j) loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such job");
     return j;
 }
 
-void head_on_job_info(head *h, client *c, loom_msg *m)
+void loom__head_on_job_info(head *h, client *c, loom_msg *m)
 {
     job *j = find_job(h, c, m);
     if (!j) return;
@@ -249,7 +249,7 @@ void head_on_job_info(head *h, client *c, loom_msg *m)
         if (!t) continue;
         char hex[41];
         loom_ref r;
-        loom_ref_make(t->id, 0, &r);
+        loom__ref_make(t->id, 0, &r);
         loom_ref_to_hex(&r, hex);
         loom_pack_map(p, 7);
         pack_kv_str(p, "name", t->spec.name);
@@ -291,19 +291,19 @@ static void pack_job_summary(loom_pack *p, const job *j)
 }
 
 /* A page of the jobs (with label m->text, if given), newest first. */
-void head_on_jobs(head *h, client *c, loom_msg *m)
+void loom__head_on_jobs(head *h, client *c, loom_msg *m)
 {
     job **all = malloc((h->jobs.count ? h->jobs.count : 1) * sizeof(job *));
     loom_pack *p = loom_pack_new();
     if (!all || !p) {
         free(all);
         loom_pack_destroy(&p);
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     size_t n = 0, it = 0;
     void *v;
-    while (loom_hmap_next(&h->jobs, &it, &v)) {
+    while (loom__hmap_next(&h->jobs, &it, &v)) {
         job *j = v;
         if (!m->label || !m->label[0] || (j->label && !strcmp(j->label, m->label))) all[n++] = j;
     }
@@ -322,7 +322,7 @@ void head_on_jobs(head *h, client *c, loom_msg *m)
     free(all);
 }
 
-void head_on_job_ref(head *h, client *c, loom_msg *m)
+void loom__head_on_job_ref(head *h, client *c, loom_msg *m)
 {
     job *j = find_job(h, c, m);
     if (!j) return;
@@ -330,19 +330,19 @@ void head_on_job_ref(head *h, client *c, loom_msg *m)
         task *t = j->tasks[i];
         if (!t || strcmp(t->spec.name, m->task_name)) continue;
         if (m->output >= (uint64_t)(t->nouts - 1) && m->output != LOG_INDEX) {
-            head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such output");
+            loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such output");
             return;
         }
         loom_msg r;
-        loom_msg_init(&r, LOOM_MSG_REF, m->req);
-        loom_ref_make(t->id, (uint32_t)m->output, &r.ref);
-        head_send_to(h, c->ident, c->identlen, &r);
+        loom__msg_init(&r, LOOM_MSG_REF, m->req);
+        loom__ref_make(t->id, (uint32_t)m->output, &r.ref);
+        loom__head_send_to(h, c->ident, c->identlen, &r);
         return;
     }
-    head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such task in the job");
+    loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such task in the job");
 }
 
-void head_on_job_delete(head *h, client *c, loom_msg *m)
+void loom__head_on_job_delete(head *h, client *c, loom_msg *m)
 {
     job *j = find_job(h, c, m);
     if (!j) return;
@@ -352,24 +352,24 @@ void head_on_job_delete(head *h, client *c, loom_msg *m)
     int detached = j->detached, n = 0;
     uint8_t (*ids)[16] = malloc((size_t)(j->ntasks ? j->ntasks : 1) * 16);
     if (!ids) {
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     for (int i = 0; i < j->ntasks; i++)
         if (j->tasks[i]) memcpy(ids[n++], j->tasks[i]->id, 16);
-    head_job_free(h, j); /* clears every task's job pointer */
+    loom__head_job_free(h, j); /* clears every task's job pointer */
     for (int i = 0; i < n; i++) {
-        task *t = loom_hmap_get(&h->tasks, ids[i], 16);
-        if (t) head_cancel_task(h, t);
+        task *t = loom__hmap_get(&h->tasks, ids[i], 16);
+        if (t) loom__head_cancel_task(h, t);
     }
     /* a detached job held one ref to each output; the task goes with the
      * last, so look it up again after each */
     task *t;
     for (int i = 0; detached && i < n; i++)
-        for (int k = 0; (t = loom_hmap_get(&h->tasks, ids[i], 16)) && k < t->nouts; k++) {
+        for (int k = 0; (t = loom__hmap_get(&h->tasks, ids[i], 16)) && k < t->nouts; k++) {
             obj *o = t->outs[k];
-            if (o && !o->is_log) head_obj_unref(h, o);
+            if (o && !o->is_log) loom__head_obj_unref(h, o);
         }
     free(ids);
-    head_reply_ok(h, c, m->req);
+    loom__head_reply_ok(h, c, m->req);
 }

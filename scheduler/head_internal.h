@@ -228,118 +228,118 @@ typedef struct kv_entry {
     size_t len;
 } kv_entry;
 
-/* head_actors_apply: which actors, and what to do to each. */
+/* loom__head_actors_apply: which actors, and what to do to each. */
 typedef int (*actor_match_fn)(const actor *a, const void *arg);
 typedef void (*actor_fn)(head *h, actor *a, const char *why);
 
 /* ---- head.c ---- */
-int head_grow_array(void **arr, int *cap, int need, size_t elem);
-void head_send_to(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m);
-void head_reply_error(head *h, const uint8_t *ident, size_t identlen, uint64_t req, int code,
-                      const char *text);
-void head_send_after_commit(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m);
-void head_reply_ok(head *h, client *c, uint64_t req);
-node *head_node_get(head *h, uint32_t id);
-client *head_client_by_id(head *h, uint32_t id);
-void head_persist_task(head *h, task *t);
-void head_persist_obj(head *h, obj *o);
-void head_persist_job(head *h, job *j);
-void head_client_hold(client *c, const loom_ref *ref);
-int head_client_unhold(client *c, const loom_ref *ref);
-void head_rebuild_lost(head *h, obj **lost, int nl, const char *msg);
-char *head_dupstr(const char *s);
-void head_node_info_free(loom_wire_node *info);
-int head_node_init_resources(head *h, node *n, const loom_wire_node *w);
+int loom__head_grow_array(void **arr, int *cap, int need, size_t elem);
+void loom__head_send_to(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m);
+void loom__head_reply_error(head *h, const uint8_t *ident, size_t identlen, uint64_t req, int code,
+                            const char *text);
+void loom__head_send_after_commit(head *h, const uint8_t *ident, size_t identlen, const loom_msg *m);
+void loom__head_reply_ok(head *h, client *c, uint64_t req);
+node *loom__head_node_get(head *h, uint32_t id);
+client *loom__head_client_by_id(head *h, uint32_t id);
+void loom__head_persist_task(head *h, task *t);
+void loom__head_persist_obj(head *h, obj *o);
+void loom__head_persist_job(head *h, job *j);
+void loom__head_client_hold(client *c, const loom_ref *ref);
+int loom__head_client_unhold(client *c, const loom_ref *ref);
+void loom__head_rebuild_lost(head *h, obj **lost, int nl, const char *msg);
+char *loom__head_dupstr(const char *s);
+void loom__head_node_info_free(loom_wire_node *info);
+int loom__head_node_init_resources(head *h, node *n, const loom_wire_node *w);
 
 /* ---- head_task.c ---- */
-obj *head_obj_new(head *h, const loom_ref *ref);
-obj *head_obj_get(head *h, const loom_ref *ref);
-void head_obj_add_loc(obj *o, uint32_t node_id);
-void head_obj_maybe_free(head *h, obj *o);
-void head_obj_unref(head *h, obj *o);
-void head_job_free(head *h, job *j);
-void head_task_maybe_free(head *h, task *t);
-void head_task_release_deps(head *h, task *t);
-void head_drain_unrefs(head *h);
-void head_task_set_state(head *h, task *t, int state);
-void head_task_fail(head *h, task *t, int code, const char *msg);
-int head_task_should_retry(const task *t, int code);
-void head_history_add(task *t, uint32_t node_id, const char *msg);
-const char *head_with_history(const task *t, const char *msg, char *buf, size_t len);
-void head_task_requeue(head *h, task *t);
-int head_deps_ready(head *h, const task *t);
-void head_task_retry(head *h, task *t, uint32_t node_id, const char *msg);
-void head_queue_task(head *h, task *t);
-uint64_t head_local_bytes(head *h, task *t, uint32_t node_id);
-void head_task_link_deps(head *h, task *t);
-void head_on_submit(head *h, client *c, loom_msg *m);
-void head_on_put_done(head *h, client *c, loom_msg *m);
-void head_on_subscribe(head *h, client *c, loom_msg *m);
-void head_on_release(head *h, client *c, loom_msg *m);
-void head_cancel_task(head *h, task *t);
-void head_cancel_jobs_of(head *h, uint32_t client_id);
-void head_on_cancel(head *h, client *c, loom_msg *m);
-void head_release_node_resources(head *h, task *t);
-void head_on_task_done(head *h, client *c, loom_msg *m);
-void head_on_obj_added(head *h, client *c, loom_msg *m);
+obj *loom__head_obj_new(head *h, const loom_ref *ref);
+obj *loom__head_obj_get(head *h, const loom_ref *ref);
+void loom__head_obj_add_loc(obj *o, uint32_t node_id);
+void loom__head_obj_maybe_free(head *h, obj *o);
+void loom__head_obj_unref(head *h, obj *o);
+void loom__head_job_free(head *h, job *j);
+void loom__head_task_maybe_free(head *h, task *t);
+void loom__head_task_release_deps(head *h, task *t);
+void loom__head_drain_unrefs(head *h);
+void loom__head_task_set_state(head *h, task *t, int state);
+void loom__head_task_fail(head *h, task *t, int code, const char *msg);
+int loom__head_task_should_retry(const task *t, int code);
+void loom__head_history_add(task *t, uint32_t node_id, const char *msg);
+const char *loom__head_with_history(const task *t, const char *msg, char *buf, size_t len);
+void loom__head_task_requeue(head *h, task *t);
+int loom__head_deps_ready(head *h, const task *t);
+void loom__head_task_retry(head *h, task *t, uint32_t node_id, const char *msg);
+void loom__head_queue_task(head *h, task *t);
+uint64_t loom__head_local_bytes(head *h, task *t, uint32_t node_id);
+void loom__head_task_link_deps(head *h, task *t);
+void loom__head_on_submit(head *h, client *c, loom_msg *m);
+void loom__head_on_put_done(head *h, client *c, loom_msg *m);
+void loom__head_on_subscribe(head *h, client *c, loom_msg *m);
+void loom__head_on_release(head *h, client *c, loom_msg *m);
+void loom__head_cancel_task(head *h, task *t);
+void loom__head_cancel_jobs_of(head *h, uint32_t client_id);
+void loom__head_on_cancel(head *h, client *c, loom_msg *m);
+void loom__head_release_node_resources(head *h, task *t);
+void loom__head_on_task_done(head *h, client *c, loom_msg *m);
+void loom__head_on_obj_added(head *h, client *c, loom_msg *m);
 
 /* ---- head_place.c ---- */
-void head_spec_request(const loom_wire_task *s, loom_request *r);
-void head_note_infeasible(head *h, const char *msg);
-node *head_place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle);
-int head_infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t whylen);
-void head_give_grant(head *h, uint32_t node_id, const uint8_t *pg, int bundle, const loom_request *r,
-                     loom_grant **g);
-void head_assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, int bundle);
-void head_schedule(head *h);
+void loom__head_spec_request(const loom_wire_task *s, loom_request *r);
+void loom__head_note_infeasible(head *h, const char *msg);
+node *loom__head_place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle);
+int loom__head_infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t whylen);
+void loom__head_give_grant(head *h, uint32_t node_id, const uint8_t *pg, int bundle, const loom_request *r,
+                           loom_grant **g);
+void loom__head_assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, int bundle);
+void loom__head_schedule(head *h);
 
 /* ---- head_actor.c ---- */
-void head_name_key(const char *name, uint8_t out[32]);
-actor *head_actor_by_name(head *h, const char *name);
-actor *head_actor_new_owned(head *h, task *t, uint32_t owner);
-void head_actor_new(head *h, task *t, client *c);
-void head_actor_add_call(head *h, task *t);
-void head_actor_requeue_call(head *h, actor *a, task *t);
-void head_actor_dispatch(head *h, actor *a);
-void head_actor_lost(head *h, actor *a, const char *why);
-void head_actors_gc(head *h);
-void head_actor_kill(head *h, actor *a, const char *why);
-void head_actor_created(head *h, task *t);
-void head_actor_creation_failed(head *h, task *t, int code, const char *msg);
-void head_actors_apply(head *h, actor_match_fn match, const void *arg, actor_fn fn, const char *why);
-int head_alive_on_node(const actor *a, const void *arg);
-int head_in_pg(const actor *a, const void *arg);
-void head_actors_on_dead_node(head *h, node *n, const char *msg);
-void head_kill_actors_of(head *h, uint32_t client_id);
-int head_alive_on_gone_node(const actor *a, const void *arg);
-void head_on_drain(head *h, client *c, loom_msg *m);
-void head_on_actor_lookup(head *h, client *c, loom_msg *m);
-void head_on_actor_kill(head *h, client *c, loom_msg *m);
-void head_on_actor_died(head *h, client *c, loom_msg *m);
+void loom__head_name_key(const char *name, uint8_t out[32]);
+actor *loom__head_actor_by_name(head *h, const char *name);
+actor *loom__head_actor_new_owned(head *h, task *t, uint32_t owner);
+void loom__head_actor_new(head *h, task *t, client *c);
+void loom__head_actor_add_call(head *h, task *t);
+void loom__head_actor_requeue_call(head *h, actor *a, task *t);
+void loom__head_actor_dispatch(head *h, actor *a);
+void loom__head_actor_lost(head *h, actor *a, const char *why);
+void loom__head_actors_gc(head *h);
+void loom__head_actor_kill(head *h, actor *a, const char *why);
+void loom__head_actor_created(head *h, task *t);
+void loom__head_actor_creation_failed(head *h, task *t, int code, const char *msg);
+void loom__head_actors_apply(head *h, actor_match_fn match, const void *arg, actor_fn fn, const char *why);
+int loom__head_alive_on_node(const actor *a, const void *arg);
+int loom__head_in_pg(const actor *a, const void *arg);
+void loom__head_actors_on_dead_node(head *h, node *n, const char *msg);
+void loom__head_kill_actors_of(head *h, uint32_t client_id);
+int loom__head_alive_on_gone_node(const actor *a, const void *arg);
+void loom__head_on_drain(head *h, client *c, loom_msg *m);
+void loom__head_on_actor_lookup(head *h, client *c, loom_msg *m);
+void loom__head_on_actor_kill(head *h, client *c, loom_msg *m);
+void loom__head_on_actor_died(head *h, client *c, loom_msg *m);
 
 /* ---- head_pg.c ---- */
-void head_pg_retry_pending(head *h);
-void head_on_pg_create(head *h, client *c, loom_msg *m);
-void head_on_pg_remove(head *h, client *c, loom_msg *m);
-void head_remove_pgs_of(head *h, uint32_t client_id);
+void loom__head_pg_retry_pending(head *h);
+void loom__head_on_pg_create(head *h, client *c, loom_msg *m);
+void loom__head_on_pg_remove(head *h, client *c, loom_msg *m);
+void loom__head_remove_pgs_of(head *h, uint32_t client_id);
 
 /* ---- head_kv.c ---- */
-void head_kv_entry_free(kv_entry *e);
-void head_on_kv_put(head *h, client *c, loom_msg *m);
-void head_on_kv_get(head *h, client *c, loom_msg *m);
-void head_on_kv_del(head *h, client *c, loom_msg *m);
-void head_kv_expire(head *h, uint32_t drop_client);
+void loom__head_kv_entry_free(kv_entry *e);
+void loom__head_on_kv_put(head *h, client *c, loom_msg *m);
+void loom__head_on_kv_get(head *h, client *c, loom_msg *m);
+void loom__head_on_kv_del(head *h, client *c, loom_msg *m);
+void loom__head_kv_expire(head *h, uint32_t drop_client);
 
 /* ---- head_inspect.c ---- */
-void head_on_status(head *h, client *c, loom_msg *m);
-void head_on_actors(head *h, client *c, loom_msg *m);
-void head_on_pg_info(head *h, client *c, loom_msg *m);
-void head_on_job_info(head *h, client *c, loom_msg *m);
-void head_on_jobs(head *h, client *c, loom_msg *m);
-void head_on_job_ref(head *h, client *c, loom_msg *m);
-void head_on_job_delete(head *h, client *c, loom_msg *m);
+void loom__head_on_status(head *h, client *c, loom_msg *m);
+void loom__head_on_actors(head *h, client *c, loom_msg *m);
+void loom__head_on_pg_info(head *h, client *c, loom_msg *m);
+void loom__head_on_job_info(head *h, client *c, loom_msg *m);
+void loom__head_on_jobs(head *h, client *c, loom_msg *m);
+void loom__head_on_job_ref(head *h, client *c, loom_msg *m);
+void loom__head_on_job_delete(head *h, client *c, loom_msg *m);
 
 /* ---- head_reload.c ---- */
-void head_load_tables(head *h);
+void loom__head_load_tables(head *h);
 
 #endif

@@ -13,16 +13,16 @@
 
 static void kv_reply(head *h, uint32_t client_id, uint64_t req, const kv_entry *e)
 {
-    client *c = head_client_by_id(h, client_id);
+    client *c = loom__head_client_by_id(h, client_id);
     if (!c) return;
     loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_INFO, req);
+    loom__msg_init(&r, LOOM_MSG_INFO, req);
     r.data.p = e->val;
     r.data.n = e->len;
-    head_send_to(h, c->ident, c->identlen, &r);
+    loom__head_send_to(h, c->ident, c->identlen, &r);
 }
 
-void head_kv_entry_free(kv_entry *e)
+void loom__head_kv_entry_free(kv_entry *e)
 {
     if (!e) return;
     free(e->key);
@@ -39,24 +39,24 @@ static void persist_kv(head *h, const uint8_t k[32], const kv_entry *e)
     loom_pack_array(p, 2);
     loom_pack_cstr(p, e->key);
     loom_pack_bin(p, e->val, e->len);
-    headdb_put(h->db, HEADDB_KV, k, 32, loom_pack_data(p), loom_pack_size(p));
+    loom__headdb_put(h->db, HEADDB_KV, k, 32, loom_pack_data(p), loom_pack_size(p));
 }
 
-void head_on_kv_put(head *h, client *c, loom_msg *m)
+void loom__head_on_kv_put(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
-    head_name_key(m->key, k);
-    kv_entry *e = loom_hmap_get(&h->kv, k, sizeof(k));
+    loom__head_name_key(m->key, k);
+    kv_entry *e = loom__hmap_get(&h->kv, k, sizeof(k));
     if (!e && h->kv.count >= KV_MAX_KEYS) {
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EFULL, "the key-value table is full");
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EFULL, "the key-value table is full");
         return;
     }
     uint8_t *val = malloc(m->data.n ? m->data.n : 1);
     kv_entry *ne = e ? e : calloc(1, sizeof(*ne));
-    if (!val || !ne || (!e && !(ne->key = strdup(m->key))) || (!e && loom_hmap_put(&h->kv, k, sizeof(k), ne))) {
+    if (!val || !ne || (!e && !(ne->key = strdup(m->key))) || (!e && loom__hmap_put(&h->kv, k, sizeof(k), ne))) {
         free(val);
-        if (!e) head_kv_entry_free(ne);
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        if (!e) loom__head_kv_entry_free(ne);
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     if (m->data.n) memcpy(val, m->data.p, m->data.n);
@@ -65,8 +65,8 @@ void head_on_kv_put(head *h, client *c, loom_msg *m)
     ne->len = m->data.n;
     persist_kv(h, k, ne);
     loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_OK, m->req);
-    head_send_after_commit(h, c->ident, c->identlen, &r);
+    loom__msg_init(&r, LOOM_MSG_OK, m->req);
+    loom__head_send_after_commit(h, c->ident, c->identlen, &r);
     for (kv_wait **pw = &h->kv_waits; *pw;) {
         kv_wait *w = *pw;
         if (strcmp(w->key, m->key)) {
@@ -80,47 +80,47 @@ void head_on_kv_put(head *h, client *c, loom_msg *m)
     }
 }
 
-void head_on_kv_get(head *h, client *c, loom_msg *m)
+void loom__head_on_kv_get(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
-    head_name_key(m->key, k);
-    kv_entry *e = loom_hmap_get(&h->kv, k, sizeof(k));
+    loom__head_name_key(m->key, k);
+    kv_entry *e = loom__hmap_get(&h->kv, k, sizeof(k));
     if (e) {
         kv_reply(h, c->id, m->req, e);
         return;
     }
     if (m->wait_ms == 0) {
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such key");
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such key");
         return;
     }
     kv_wait *w = calloc(1, sizeof(*w));
     if (!w || !(w->key = strdup(m->key))) {
         free(w);
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     w->client = c->id;
     w->req = m->req;
-    w->deadline = loom_now_ms() + (int64_t)(m->wait_ms > 3600000 ? 3600000 : m->wait_ms);
+    w->deadline = loom__now_ms() + (int64_t)(m->wait_ms > 3600000 ? 3600000 : m->wait_ms);
     w->next = h->kv_waits;
     h->kv_waits = w;
 }
 
-void head_on_kv_del(head *h, client *c, loom_msg *m)
+void loom__head_on_kv_del(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
-    head_name_key(m->key, k);
-    head_kv_entry_free(loom_hmap_del(&h->kv, k, sizeof(k)));
-    headdb_del(h->db, HEADDB_KV, k, sizeof(k));
+    loom__head_name_key(m->key, k);
+    loom__head_kv_entry_free(loom__hmap_del(&h->kv, k, sizeof(k)));
+    loom__headdb_del(h->db, HEADDB_KV, k, sizeof(k));
     loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_OK, m->req);
-    head_send_after_commit(h, c->ident, c->identlen, &r);
+    loom__msg_init(&r, LOOM_MSG_OK, m->req);
+    loom__head_send_after_commit(h, c->ident, c->identlen, &r);
 }
 
 /* Answer waiters whose time is up (client_id 0), or drop a client's. */
-void head_kv_expire(head *h, uint32_t drop_client)
+void loom__head_kv_expire(head *h, uint32_t drop_client)
 {
-    int64_t now = loom_now_ms();
+    int64_t now = loom__now_ms();
     for (kv_wait **pw = &h->kv_waits; *pw;) {
         kv_wait *w = *pw;
         int gone = drop_client ? w->client == drop_client : now >= w->deadline;
@@ -129,10 +129,10 @@ void head_kv_expire(head *h, uint32_t drop_client)
             continue;
         }
         if (!drop_client) {
-            client *c = head_client_by_id(h, w->client);
+            client *c = loom__head_client_by_id(h, w->client);
             char msg[700];
-            loom_snprintf(msg, sizeof(msg), "key '%s' did not appear in time", w->key);
-            if (c) head_reply_error(h, c->ident, c->identlen, w->req, LOOM_ETIMEOUT, msg);
+            loom__snprintf(msg, sizeof(msg), "key '%s' did not appear in time", w->key);
+            if (c) loom__head_reply_error(h, c->ident, c->identlen, w->req, LOOM_ETIMEOUT, msg);
         }
         *pw = w->next;
         free(w->key);

@@ -11,7 +11,7 @@
 
 static void pg_free(head *h, pgroup *g)
 {
-    loom_hmap_del(&h->pgs, g->id, 16);
+    loom__hmap_del(&h->pgs, g->id, 16);
     free(g->name); free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g->reason);
     free(g);
 }
@@ -32,28 +32,28 @@ static int pg_try_place(head *h, pgroup *g)
             pools[n++] = &h->node_list[i]->pool;
         }
     if (n == 0) goto out;
-    if (loom_pg_place(pools, n, g->breq, g->nb, g->strategy, 0, assign_to, why, sizeof(why)) == 0) {
+    if (loom__pg_place(pools, n, g->breq, g->nb, g->strategy, 0, assign_to, why, sizeof(why)) == 0) {
         int b = 0;
         for (; b < g->nb; b++)
-            if (loom_pool_carve(&nodes[assign_to[b]]->pool, &g->breq[b], &g->bpool[b], &g->bgrant[b])) break;
+            if (loom__pool_carve(&nodes[assign_to[b]]->pool, &g->breq[b], &g->bpool[b], &g->bgrant[b])) break;
         if (b < g->nb) { /* cannot happen when pg_place said yes; undo */
-            while (b-- > 0) loom_pool_give(&nodes[assign_to[b]]->pool, &g->breq[b], &g->bgrant[b]);
+            while (b-- > 0) loom__pool_give(&nodes[assign_to[b]]->pool, &g->breq[b], &g->bgrant[b]);
             goto out;
         }
         for (b = 0; b < g->nb; b++) g->bnode[b] = nodes[assign_to[b]]->id;
         g->state = PG_CREATED;
-        g->t_placed = loom_now_ms();
+        g->t_placed = loom__now_ms();
         h->pending_pgs--;
         changed = 1;
-        LOG_INFO("placement group %s placed (%d bundles, %s)", g->name, g->nb, loom_pg_strategy_name(g->strategy));
-    } else if (loom_pg_place(pools, n, g->breq, g->nb, g->strategy, 1, assign_to, why, sizeof(why)) != 0) {
+        LOG_INFO("placement group %s placed (%d bundles, %s)", g->name, g->nb, loom__pg_strategy_name(g->strategy));
+    } else if (loom__pg_place(pools, n, g->breq, g->nb, g->strategy, 1, assign_to, why, sizeof(why)) != 0) {
         char msg[700];
         g->state = PG_INFEASIBLE;
         g->reason = strdup(why);
         h->pending_pgs--;
         changed = 1;
-        loom_snprintf(msg, sizeof(msg), "placement group '%s' is infeasible: %s", g->name, why);
-        head_note_infeasible(h, msg);
+        loom__snprintf(msg, sizeof(msg), "placement group '%s' is infeasible: %s", g->name, why);
+        loom__head_note_infeasible(h, msg);
         LOG_WARN("%s", msg);
     }
 out:
@@ -63,14 +63,14 @@ out:
     return changed;
 }
 
-void head_pg_retry_pending(head *h)
+void loom__head_pg_retry_pending(head *h)
 {
     size_t it = 0;
     void *v;
-    while (h->pending_pgs && loom_hmap_next(&h->pgs, &it, &v)) pg_try_place(h, v);
+    while (h->pending_pgs && loom__hmap_next(&h->pgs, &it, &v)) pg_try_place(h, v);
 }
 
-void head_on_pg_create(head *h, client *c, loom_msg *m)
+void loom__head_on_pg_create(head *h, client *c, loom_msg *m)
 {
     pgroup *g = calloc(1, sizeof(*g));
     if (!g) return;
@@ -81,7 +81,7 @@ void head_on_pg_create(head *h, client *c, loom_msg *m)
     g->bnode = calloc(m->nbundles, sizeof(uint32_t));
     if (!g->breq || !g->bpool || !g->bgrant || !g->bnode) {
         free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g);
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     for (int b = 0; b < g->nb; b++) {
@@ -92,36 +92,36 @@ void head_on_pg_create(head *h, client *c, loom_msg *m)
         r->gpus = wb->num_gpus;
         r->gpu_memory = wb->gpu_memory;
         for (uint32_t i = 0; i < wb->nres && i < LOOM_POOL_MAX_RES; i++) {
-            loom_snprintf(r->res[r->nres].name, sizeof(r->res[0].name), "%s", wb->res[i].name);
+            loom__snprintf(r->res[r->nres].name, sizeof(r->res[0].name), "%s", wb->res[i].name);
             r->res[r->nres++].amount = wb->res[i].amount;
         }
         char err[256];
-        if (loom_request_check(r, err, sizeof(err))) {
+        if (loom__request_check(r, err, sizeof(err))) {
             char msg[300];
-            loom_snprintf(msg, sizeof(msg), "bundle %d: %s", b, err);
+            loom__snprintf(msg, sizeof(msg), "bundle %d: %s", b, err);
             free(g->breq); free(g->bpool); free(g->bgrant); free(g->bnode); free(g);
-            head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EINVAL, msg);
+            loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_EINVAL, msg);
             return;
         }
     }
-    loom_random_bytes(g->id, 16);
-    g->name = head_dupstr(m->name[0] ? m->name : "pg");
+    loom__random_bytes(g->id, 16);
+    g->name = loom__head_dupstr(m->name[0] ? m->name : "pg");
     g->strategy = (int)m->strategy;
     g->owner = c->id;
-    g->t_created = loom_now_ms();
-    if (loom_hmap_put(&h->pgs, g->id, 16, g)) {
+    g->t_created = loom__now_ms();
+    if (loom__hmap_put(&h->pgs, g->id, 16, g)) {
         g->state = PG_REMOVED;
         pg_free(h, g);
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOMEM, "out of memory");
         return;
     }
     h->pending_pgs++;
     pg_try_place(h, g);
     loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_REF, m->req);
-    loom_ref_make(g->id, 0, &r.ref);
-    head_send_to(h, c->ident, c->identlen, &r);
-    head_schedule(h);
+    loom__msg_init(&r, LOOM_MSG_REF, m->req);
+    loom__ref_make(g->id, 0, &r.ref);
+    loom__head_send_to(h, c->ident, c->identlen, &r);
+    loom__head_schedule(h);
 }
 
 /* Remove a group: cancel its tasks, kill its actors, give its bundles back. */
@@ -131,41 +131,41 @@ static void pg_remove(head *h, pgroup *g)
     int n = 0, cap = 0;
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&h->tasks, &it, &v)) {
+    while (loom__hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
         if (t->state < T_DONE && t->spec.has_pg && !memcmp(t->spec.pg, g->id, 16) &&
-            t->spec.actor_op != LOOM_ACTOR_CALL && !head_grow_array((void **)&ids, &cap, n + 1, 16))
+            t->spec.actor_op != LOOM_ACTOR_CALL && !loom__head_grow_array((void **)&ids, &cap, n + 1, 16))
             memcpy(ids[n++], t->id, 16);
     }
     for (int i = 0; i < n; i++) {
-        task *t = loom_hmap_get(&h->tasks, ids[i], 16);
-        if (t) head_cancel_task(h, t);
+        task *t = loom__hmap_get(&h->tasks, ids[i], 16);
+        if (t) loom__head_cancel_task(h, t);
     }
     free(ids);
-    head_actors_apply(h, head_in_pg, g->id, head_actor_kill, "its placement group was removed");
+    loom__head_actors_apply(h, loom__head_in_pg, g->id, loom__head_actor_kill, "its placement group was removed");
     if (g->state == PG_CREATED)
         for (int b = 0; b < g->nb; b++) {
-            node *nd = head_node_get(h, g->bnode[b]);
-            if (nd && nd->alive) loom_pool_give(&nd->pool, &g->breq[b], &g->bgrant[b]);
+            node *nd = loom__head_node_get(h, g->bnode[b]);
+            if (nd && nd->alive) loom__pool_give(&nd->pool, &g->breq[b], &g->bgrant[b]);
         }
     if (g->state == PG_PENDING) h->pending_pgs--;
     g->state = PG_REMOVED;
     pg_free(h, g);
 }
 
-void head_on_pg_remove(head *h, client *c, loom_msg *m)
+void loom__head_on_pg_remove(head *h, client *c, loom_msg *m)
 {
-    pgroup *g = loom_hmap_get(&h->pgs, m->ref.id, 16);
+    pgroup *g = loom__hmap_get(&h->pgs, m->ref.id, 16);
     if (!g) {
-        head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group");
+        loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such placement group");
         return;
     }
     pg_remove(h, g);
-    head_reply_ok(h, c, m->req);
-    head_schedule(h);
+    loom__head_reply_ok(h, c, m->req);
+    loom__head_schedule(h);
 }
 
-void head_remove_pgs_of(head *h, uint32_t client_id)
+void loom__head_remove_pgs_of(head *h, uint32_t client_id)
 {
     pgroup *victims[64];
     int nv;
@@ -173,7 +173,7 @@ void head_remove_pgs_of(head *h, uint32_t client_id)
         nv = 0;
         size_t it = 0;
         void *v;
-        while (loom_hmap_next(&h->pgs, &it, &v) && nv < 64)
+        while (loom__hmap_next(&h->pgs, &it, &v) && nv < 64)
             if (((pgroup *)v)->owner == client_id) victims[nv++] = v;
         for (int i = 0; i < nv; i++) pg_remove(h, victims[i]);
     } while (nv == 64);

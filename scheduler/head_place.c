@@ -11,7 +11,7 @@
 /* ---- resources and placement ------------------------------------------- */
 
 /* What a task asks for, as the pool arithmetic wants it. */
-void head_spec_request(const loom_wire_task *s, loom_request *r)
+void loom__head_spec_request(const loom_wire_task *s, loom_request *r)
 {
     memset(r, 0, sizeof(*r));
     r->cpus = s->num_cpus;
@@ -19,7 +19,7 @@ void head_spec_request(const loom_wire_task *s, loom_request *r)
     r->gpus = s->num_gpus;
     r->gpu_memory = s->gpu_memory;
     for (uint32_t i = 0; i < s->nres && i < LOOM_POOL_MAX_RES; i++) {
-        loom_snprintf(r->res[r->nres].name, sizeof(r->res[0].name), "%s", s->res[i].name);
+        loom__snprintf(r->res[r->nres].name, sizeof(r->res[0].name), "%s", s->res[i].name);
         r->res[r->nres++].amount = s->res[i].amount;
     }
 }
@@ -37,7 +37,7 @@ static int labels_match(const node *n, const loom_wire_task *s)
 }
 
 /* Keep the latest reasons requests were infeasible, for `loom status`. */
-void head_note_infeasible(head *h, const char *msg)
+void loom__head_note_infeasible(head *h, const char *msg)
 {
     free(h->infeasible[h->ninfeasible_next]);
     h->infeasible[h->ninfeasible_next] = strdup(msg);
@@ -47,13 +47,13 @@ void head_note_infeasible(head *h, const char *msg)
 
 static node *place_in_pg(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle)
 {
-    pgroup *g = loom_hmap_get(&h->pgs, t->spec.pg, 16);
+    pgroup *g = loom__hmap_get(&h->pgs, t->spec.pg, 16);
     if (!g || g->state != PG_CREATED) return NULL;
     int lo = t->spec.bundle >= 0 ? t->spec.bundle : 0;
     int hi = t->spec.bundle >= 0 ? t->spec.bundle + 1 : g->nb;
     for (int b = lo; b < hi && b < g->nb; b++) {
-        node *n = head_node_get(h, g->bnode[b]);
-        if (!n || !n->alive || !loom_pool_fits(&g->bpool[b], r)) continue;
+        node *n = loom__head_node_get(h, g->bnode[b]);
+        if (!n || !n->alive || !loom__pool_fits(&g->bpool[b], r)) continue;
         *pool = &g->bpool[b];
         *bundle = b;
         return n;
@@ -63,7 +63,7 @@ static node *place_in_pg(head *h, task *t, const loom_request *r, loom_pool **po
 
 /* Choose where t runs now: a node, and the pool it takes from (the node's,
  * or a bundle of its placement group).  NULL when nothing fits now. */
-node *head_place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle)
+node *loom__head_place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle)
 {
     *bundle = -1;
     if (t->spec.has_pg) return place_in_pg(h, t, r, pool, bundle);
@@ -73,10 +73,10 @@ node *head_place(head *h, task *t, const loom_request *r, loom_pool **pool, int 
         c->node_id = n->id;
         c->pool = &n->pool;
         c->eligible = n->alive && !n->draining && !n->reconciling && labels_match(n, &t->spec);
-        c->local_bytes = c->eligible && t->spec.nargs ? head_local_bytes(h, t, n->id) : 0;
+        c->local_bytes = c->eligible && t->spec.nargs ? loom__head_local_bytes(h, t, n->id) : 0;
     }
-    int k = loom_choose_node(h->cands, h->nnode_list, r, (int)t->spec.strategy, t->spec.affinity_node,
-                             t->spec.soft, &h->rr);
+    int k = loom__choose_node(h->cands, h->nnode_list, r, (int)t->spec.strategy, t->spec.affinity_node,
+                              t->spec.soft, &h->rr);
     if (k < 0) return NULL;
     *pool = &h->node_list[k]->pool;
     return h->node_list[k];
@@ -85,30 +85,30 @@ node *head_place(head *h, task *t, const loom_request *r, loom_pool **pool, int 
 /* Whether t can never run as the cluster stands (1, with the reason in why)
  * or may run once resources free up (0).  With no live node the answer is 0:
  * daemons may still be joining. */
-int head_infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t whylen)
+int loom__head_infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t whylen)
 {
     char one[256];
     why[0] = 0;
     if (t->spec.has_pg) {
-        pgroup *g = loom_hmap_get(&h->pgs, t->spec.pg, 16);
+        pgroup *g = loom__hmap_get(&h->pgs, t->spec.pg, 16);
         if (!g) {
-            loom_snprintf(why, whylen, "its placement group does not exist (removed?)");
+            loom__snprintf(why, whylen, "its placement group does not exist (removed?)");
             return 1;
         }
         if (g->state == PG_INFEASIBLE) {
-            loom_snprintf(why, whylen, "its placement group is infeasible: %s", g->reason ? g->reason : "");
+            loom__snprintf(why, whylen, "its placement group is infeasible: %s", g->reason ? g->reason : "");
             return 1;
         }
         if (g->state != PG_CREATED) return 0;
         if (t->spec.bundle >= g->nb) {
-            loom_snprintf(why, whylen, "bundle %d does not exist (the placement group has %d)", t->spec.bundle, g->nb);
+            loom__snprintf(why, whylen, "bundle %d does not exist (the placement group has %d)", t->spec.bundle, g->nb);
             return 1;
         }
         int lo = t->spec.bundle >= 0 ? t->spec.bundle : 0, hi = t->spec.bundle >= 0 ? t->spec.bundle + 1 : g->nb;
         for (int b = lo; b < hi; b++)
-            if (loom_pool_could_fit(&g->bpool[b], r, one, sizeof(one))) return 0;
-        loom_snprintf(why, whylen, "it needs more than %s of its placement group holds (%s)",
-                      t->spec.bundle >= 0 ? "the bundle" : "any bundle", one);
+            if (loom__pool_could_fit(&g->bpool[b], r, one, sizeof(one))) return 0;
+        loom__snprintf(why, whylen, "it needs more than %s of its placement group holds (%s)",
+                       t->spec.bundle >= 0 ? "the bundle" : "any bundle", one);
         return 1;
     }
     int live = 0, labeled = 0;
@@ -120,35 +120,35 @@ int head_infeasible_reason(head *h, task *t, const loom_request *r, char *why, s
         if (!labels_match(n, &t->spec)) continue;
         labeled++;
         if (t->spec.strategy == LOOM_SCHED_NODE && !t->spec.soft && n->id != t->spec.affinity_node) continue;
-        if (loom_pool_could_fit(&n->pool, r, one, sizeof(one))) return 0;
+        if (loom__pool_could_fit(&n->pool, r, one, sizeof(one))) return 0;
         if (used + 64 < whylen) {
-            loom_snprintf(why + used, whylen - used, "%snode %u %s", used ? "; " : "", n->id, one);
+            loom__snprintf(why + used, whylen - used, "%snode %u %s", used ? "; " : "", n->id, one);
             used = strlen(why);
         }
     }
     if (!live) return 0;
     if (t->spec.strategy == LOOM_SCHED_NODE && !t->spec.soft) {
-        node *n = head_node_get(h, t->spec.affinity_node);
+        node *n = loom__head_node_get(h, t->spec.affinity_node);
         if (n && n->alive && n->draining) {
-            loom_snprintf(why, whylen, "it must run on node %u, which is draining", t->spec.affinity_node);
+            loom__snprintf(why, whylen, "it must run on node %u, which is draining", t->spec.affinity_node);
             return 1;
         }
         if (!n || !n->alive) {
-            loom_snprintf(why, whylen, "it must run on node %u, which is %s", t->spec.affinity_node,
-                          n ? "dead" : "not in the cluster");
+            loom__snprintf(why, whylen, "it must run on node %u, which is %s", t->spec.affinity_node,
+                           n ? "dead" : "not in the cluster");
             return 1;
         }
         if (!labels_match(n, &t->spec)) {
-            loom_snprintf(why, whylen, "it must run on node %u, which lacks the labels it asks for",
-                          t->spec.affinity_node);
+            loom__snprintf(why, whylen, "it must run on node %u, which lacks the labels it asks for",
+                           t->spec.affinity_node);
             return 1;
         }
     }
     if (!labeled) {
-        loom_snprintf(why, whylen, "no node has the labels");
+        loom__snprintf(why, whylen, "no node has the labels");
         for (uint32_t i = 0; i < t->spec.nlabels && strlen(why) + 64 < whylen; i++) {
             used = strlen(why);
-            loom_snprintf(why + used, whylen - used, " %s=%s", t->spec.labels[i].key, t->spec.labels[i].value);
+            loom__snprintf(why + used, whylen - used, " %s=%s", t->spec.labels[i].key, t->spec.labels[i].value);
         }
     }
     return 1;
@@ -156,19 +156,19 @@ int head_infeasible_reason(head *h, task *t, const loom_request *r, char *why, s
 
 /* Give back what t (or an actor) took: to its bundle while its placement
  * group stands, else to its node. */
-void head_give_grant(head *h, uint32_t node_id, const uint8_t *pg, int bundle, const loom_request *r,
-                     loom_grant **g)
+void loom__head_give_grant(head *h, uint32_t node_id, const uint8_t *pg, int bundle, const loom_request *r,
+                           loom_grant **g)
 {
     if (!*g) return;
     loom_pool *pool = NULL;
     if (bundle >= 0 && pg) {
-        pgroup *grp = loom_hmap_get(&h->pgs, pg, 16);
+        pgroup *grp = loom__hmap_get(&h->pgs, pg, 16);
         if (grp && grp->state == PG_CREATED && bundle < grp->nb) pool = &grp->bpool[bundle];
     } else {
-        node *n = head_node_get(h, node_id);
+        node *n = loom__head_node_get(h, node_id);
         if (n && n->alive) pool = &n->pool;
     }
-    if (pool) loom_pool_give(pool, r, *g);
+    if (pool) loom__pool_give(pool, r, *g);
     free(*g);
     *g = NULL;
 }
@@ -179,7 +179,7 @@ static void resolve_arg(head *h, loom_arena *a, loom_wire_arg *dst, const loom_w
 {
     *dst = *src;
     if (src->kind != LOOM_WARG_REF) return;
-    obj *o = head_obj_get(h, &src->ref);
+    obj *o = loom__head_obj_get(h, &src->ref);
     if (!o) return;
     dst->size = o->size;
     if (o->value) {
@@ -188,10 +188,10 @@ static void resolve_arg(head *h, loom_arena *a, loom_wire_arg *dst, const loom_w
         dst->value.n = o->size;
         return;
     }
-    dst->locs = loom_arena_alloc(a, (size_t)(o->nlocs ? o->nlocs : 1) * sizeof(loom_wire_loc));
+    dst->locs = loom__arena_alloc(a, (size_t)(o->nlocs ? o->nlocs : 1) * sizeof(loom_wire_loc));
     if (!dst->locs) return;
     for (int i = 0; i < o->nlocs; i++) {
-        node *n = head_node_get(h, o->locs[i]);
+        node *n = loom__head_node_get(h, o->locs[i]);
         if (!n || (!n->alive && !n->awaiting)) continue;
         dst->locs[dst->nlocs].node = n->id;
         dst->locs[dst->nlocs].addr = n->info.data_addr;
@@ -201,14 +201,14 @@ static void resolve_arg(head *h, loom_arena *a, loom_wire_arg *dst, const loom_w
 
 /* Hand t to node n, taking r from pool (NULL for an actor call: the actor
  * holds the resources). */
-void head_assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, int bundle)
+void loom__head_assign(head *h, task *t, node *n, const loom_request *r, loom_pool *pool, int bundle)
 {
     loom_arena a = {0};
     loom_wire_task wt = t->spec;
     char gpu_ids[128] = "";
-    wt.args = t->spec.nargs ? loom_arena_alloc(&a, t->spec.nargs * sizeof(loom_wire_arg)) : NULL;
+    wt.args = t->spec.nargs ? loom__arena_alloc(&a, t->spec.nargs * sizeof(loom_wire_arg)) : NULL;
     if (t->spec.nargs && !wt.args) {
-        loom_arena_free(&a);
+        loom__arena_free(&a);
         return;
     }
     resolve_arg(h, &a, &wt.lib, &t->spec.lib);
@@ -216,34 +216,34 @@ void head_assign(head *h, task *t, node *n, const loom_request *r, loom_pool *po
         wt.lib.kind == LOOM_WARG_VALUE && wt.lib.value.n == 0) {
         /* an empty object cannot be a library, and the daemon would refuse
          * the ASSIGN (leaving the task running forever): fail it here */
-        loom_arena_free(&a);
-        head_task_fail(h, t, LOOM_ETASK, "cannot load the task library: it is empty (0 bytes)");
+        loom__arena_free(&a);
+        loom__head_task_fail(h, t, LOOM_ETASK, "cannot load the task library: it is empty (0 bytes)");
         return;
     }
     if (pool) {
         t->grant = malloc(sizeof(loom_grant));
-        if (!t->grant || loom_pool_take(pool, r, t->grant)) {
+        if (!t->grant || loom__pool_take(pool, r, t->grant)) {
             free(t->grant);
             t->grant = NULL;
-            loom_arena_free(&a);
-            head_task_fail(h, t, LOOM_ENOMEM, "cannot take the resources the task was placed with");
+            loom__arena_free(&a);
+            loom__head_task_fail(h, t, LOOM_ENOMEM, "cannot take the resources the task was placed with");
             return;
         }
         t->bundle = bundle;
-        loom_grant_gpu_ids(pool, t->grant, gpu_ids, sizeof(gpu_ids));
+        loom__grant_gpu_ids(pool, t->grant, gpu_ids, sizeof(gpu_ids));
     }
     wt.gpu_ids = gpu_ids;
     for (uint32_t i = 0; i < t->spec.nargs; i++) resolve_arg(h, &a, &wt.args[i], &t->spec.args[i]);
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_ASSIGN, 0);
+    loom__msg_init(&m, LOOM_MSG_ASSIGN, 0);
     m.tasks = &wt;
     m.ntasks = 1;
-    head_send_to(h, n->ident, n->identlen, &m);
-    loom_arena_free(&a);
+    loom__head_send_to(h, n->ident, n->identlen, &m);
+    loom__arena_free(&a);
     t->node = n->id;
-    t->t_start = loom_now_ms();
+    t->t_start = loom__now_ms();
     n->running++;
-    head_task_set_state(h, t, T_RUNNING);
+    loom__head_task_set_state(h, t, T_RUNNING);
 }
 
 static void unlink_queued(head *h, task *prev, task *t)
@@ -263,9 +263,9 @@ static int plain_request(const task *t, const loom_request *r)
            t->spec.strategy == LOOM_SCHED_DEFAULT && t->spec.actor_op == LOOM_ACTOR_NONE;
 }
 
-void head_schedule(head *h)
+void loom__head_schedule(head *h)
 {
-    if (h->pending_pgs) head_pg_retry_pending(h);
+    if (h->pending_pgs) loom__head_pg_retry_pending(h);
     task *prev = NULL, *t = h->q_head;
     int misses = 0;
     double missed_cpus = -1; /* the smallest plain request that found no node, this pass */
@@ -274,12 +274,12 @@ void head_schedule(head *h)
         task *next = t->qnext;
         if (t->state != T_QUEUED) { /* cancelled while queued: unlink */
             unlink_queued(h, prev, t);
-            head_task_maybe_free(h, t);
+            loom__head_task_maybe_free(h, t);
             t = next;
             continue;
         }
         loom_request r;
-        head_spec_request(&t->spec, &r);
+        loom__head_spec_request(&t->spec, &r);
         int plain = plain_request(t, &r);
         if (plain && missed_cpus >= 0 && r.cpus >= missed_cpus && r.memory >= missed_mem &&
             t->feasible_epoch == h->nodes_epoch) {
@@ -290,18 +290,18 @@ void head_schedule(head *h)
         }
         loom_pool *pool = NULL;
         int bundle = -1;
-        node *n = head_place(h, t, &r, &pool, &bundle);
+        node *n = loom__head_place(h, t, &r, &pool, &bundle);
         char why[1024];
         /* whether it could ever run: asked again only when nodes went away */
-        if (!n && t->feasible_epoch != h->nodes_epoch && head_infeasible_reason(h, t, &r, why, sizeof(why))) {
+        if (!n && t->feasible_epoch != h->nodes_epoch && loom__head_infeasible_reason(h, t, &r, why, sizeof(why))) {
             /* no node could ever run it: fail it (LOOM_EINFEASIBLE) with the
              * reason rather than leave it queued forever */
             unlink_queued(h, prev, t);
             char msg[1400];
-            loom_snprintf(msg, sizeof(msg), "task '%s' is infeasible: %s", t->spec.name, why);
-            head_note_infeasible(h, msg);
+            loom__snprintf(msg, sizeof(msg), "task '%s' is infeasible: %s", t->spec.name, why);
+            loom__head_note_infeasible(h, msg);
             LOG_WARN("%s", msg);
-            head_task_fail(h, t, LOOM_EINFEASIBLE, msg);
+            loom__head_task_fail(h, t, LOOM_EINFEASIBLE, msg);
             t = next;
             continue;
         }
@@ -319,12 +319,12 @@ void head_schedule(head *h)
             continue;
         }
         unlink_queued(h, prev, t);
-        if (t->spec.actor_op == LOOM_ACTOR_NONE && !head_deps_ready(h, t)) {
-            head_task_requeue(h, t); /* an argument was lost and is being rebuilt */
+        if (t->spec.actor_op == LOOM_ACTOR_NONE && !loom__head_deps_ready(h, t)) {
+            loom__head_task_requeue(h, t); /* an argument was lost and is being rebuilt */
             t = next;
             continue;
         }
-        head_assign(h, t, n, &r, pool, bundle);
+        loom__head_assign(h, t, n, &r, pool, bundle);
         t = next;
     }
 }

@@ -16,11 +16,11 @@ struct headdb {
 
 static const char *table_names[HEADDB_NTABLES] = {"nodes", "jobs", "tasks", "objects", "kv"};
 
-int headdb_open(const char *dir, headdb **out)
+int loom__headdb_open(const char *dir, headdb **out)
 {
     char path[4096];
-    loom_snprintf(path, sizeof(path), "%s/head.lmdb", dir);
-    if (loom_mkdir_p(path)) return LOOM_ESYS;
+    loom__snprintf(path, sizeof(path), "%s/head.lmdb", dir);
+    if (loom__mkdir_p(path)) return LOOM_ESYS;
     headdb *db = calloc(1, sizeof(*db));
     if (!db) return LOOM_ENOMEM;
     int rc = mdb_env_create(&db->env);
@@ -58,7 +58,7 @@ static int begin(headdb *db)
     return 0;
 }
 
-int headdb_put(headdb *db, int table, const void *key, size_t klen, const void *val, size_t vlen)
+int loom__headdb_put(headdb *db, int table, const void *key, size_t klen, const void *val, size_t vlen)
 {
     if (begin(db)) return LOOM_EIO;
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
@@ -71,7 +71,7 @@ int headdb_put(headdb *db, int table, const void *key, size_t klen, const void *
     return LOOM_OK;
 }
 
-int headdb_del(headdb *db, int table, const void *key, size_t klen)
+int loom__headdb_del(headdb *db, int table, const void *key, size_t klen)
 {
     if (begin(db)) return LOOM_EIO;
     MDB_val k = {klen, (void *)key};
@@ -83,7 +83,7 @@ int headdb_del(headdb *db, int table, const void *key, size_t klen)
     return LOOM_OK;
 }
 
-int headdb_commit(headdb *db)
+int loom__headdb_commit(headdb *db)
 {
     if (!db || !db->txn) return LOOM_OK;
     int rc;
@@ -101,12 +101,12 @@ int headdb_commit(headdb *db)
     return LOOM_OK;
 }
 
-int headdb_sync(headdb *db)
+int loom__headdb_sync(headdb *db)
 {
     return mdb_env_sync(db->env, 1) ? LOOM_EIO : LOOM_OK;
 }
 
-long headdb_count(headdb *db, int table)
+long loom__headdb_count(headdb *db, int table)
 {
     MDB_txn *txn;
     MDB_stat st;
@@ -116,22 +116,22 @@ long headdb_count(headdb *db, int table)
     return rc ? -1 : (long)st.ms_entries;
 }
 
-void headdb_close(headdb **pdb)
+void loom__headdb_close(headdb **pdb)
 {
     if (!pdb || !*pdb) return;
     headdb *db = *pdb;
-    headdb_commit(db);
+    loom__headdb_commit(db);
     mdb_env_sync(db->env, 1);
     mdb_env_close(db->env);
     free(db);
     *pdb = NULL;
 }
 
-int headdb_foreach(headdb *db, int table,
-                   int (*fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen), void *arg)
+int loom__headdb_foreach(headdb *db, int table,
+                         int (*fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen), void *arg)
 {
     if (!db || table < 0 || table >= HEADDB_NTABLES) return LOOM_EINVAL;
-    headdb_commit(db);
+    loom__headdb_commit(db);
     MDB_txn *txn;
     if (mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) return LOOM_EIO;
     MDB_cursor *cur;

@@ -10,7 +10,7 @@
  * tasks placed in the bundle take from the bundle's pool instead.
  *
  * Fitting and taking share one rule (pick_gpus) so that whatever fits can be
- * taken; loom_pool_could_fit is the same check run on an idle copy.  Floating
+ * taken; loom__pool_could_fit is the same check run on an idle copy.  Floating
  * amounts are compared with LOOM_POOL_EPS and snapped to their bounds when
  * given back, so any sequence of takes undone by gives ends exactly where it
  * started. */
@@ -71,11 +71,11 @@ static void add_clamped(double *used, double d, double total)
 static void fmt_bytes(char *out, size_t len, uint64_t n)
 {
     if (n < MIB)
-        loom_snprintf(out, len, "%llu bytes", (unsigned long long)n);
+        loom__snprintf(out, len, "%llu bytes", (unsigned long long)n);
     else if (n % MIB == 0)
-        loom_snprintf(out, len, "%llu MiB", (unsigned long long)(n / MIB));
+        loom__snprintf(out, len, "%llu MiB", (unsigned long long)(n / MIB));
     else
-        loom_snprintf(out, len, "%.1f MiB", (double)n / (double)MIB);
+        loom__snprintf(out, len, "%.1f MiB", (double)n / (double)MIB);
 }
 
 /* The idle form of p: its totals, nothing used. */
@@ -94,7 +94,7 @@ static void pool_idle(const loom_pool *p, loom_pool *out)
 
 /* ---- pools -------------------------------------------------------------- */
 
-void loom_pool_init(loom_pool *p, double cpus, uint64_t memory, int ngpus, uint64_t gpu_memory)
+void loom__pool_init(loom_pool *p, double cpus, uint64_t memory, int ngpus, uint64_t gpu_memory)
 {
     memset(p, 0, sizeof *p);
     p->cpus = isfinite(cpus) && cpus > 0 ? cpus : 0;
@@ -109,7 +109,7 @@ void loom_pool_init(loom_pool *p, double cpus, uint64_t memory, int ngpus, uint6
     }
 }
 
-int loom_pool_add_res(loom_pool *p, const char *name, double amount)
+int loom__pool_add_res(loom_pool *p, const char *name, double amount)
 {
     if (!res_name_ok(name) || !isfinite(amount) || amount < 0)
         return LOOM_EINVAL;
@@ -123,7 +123,7 @@ int loom_pool_add_res(loom_pool *p, const char *name, double amount)
     if (p->nres >= LOOM_POOL_MAX_RES)
         return LOOM_EFULL;
     i = p->nres++;
-    loom_snprintf(p->res[i].name, sizeof p->res[i].name, "%s", name);
+    loom__snprintf(p->res[i].name, sizeof p->res[i].name, "%s", name);
     p->res[i].amount = amount;
     p->res_used[i] = 0;
     return 0;
@@ -135,52 +135,52 @@ static int check_res(const loom_request *r, int i, char *err, size_t errlen)
 {
     const loom_res_amount *a = &r->res[i];
     if (memchr(a->name, 0, sizeof a->name) == NULL) {
-        loom_snprintf(err, errlen, "custom resource %d: name longer than %d bytes", i,
-                      LOOM_RES_NAME_MAX - 1);
+        loom__snprintf(err, errlen, "custom resource %d: name longer than %d bytes", i,
+                       LOOM_RES_NAME_MAX - 1);
         return LOOM_EINVAL;
     }
     if (!a->name[0]) {
-        loom_snprintf(err, errlen, "custom resource %d has no name", i);
+        loom__snprintf(err, errlen, "custom resource %d has no name", i);
         return LOOM_EINVAL;
     }
     if (!isfinite(a->amount) || a->amount < 0) {
-        loom_snprintf(err, errlen, "bad amount %g of resource '%s'", a->amount, a->name);
+        loom__snprintf(err, errlen, "bad amount %g of resource '%s'", a->amount, a->name);
         return LOOM_EINVAL;
     }
     for (int j = 0; j < i; j++)
         if (strcmp(r->res[j].name, a->name) == 0) {
-            loom_snprintf(err, errlen, "resource '%s' is asked for twice", a->name);
+            loom__snprintf(err, errlen, "resource '%s' is asked for twice", a->name);
             return LOOM_EINVAL;
         }
     return 0;
 }
 
-int loom_request_check(const loom_request *r, char *err, size_t errlen)
+int loom__request_check(const loom_request *r, char *err, size_t errlen)
 {
     if (!r) {
-        loom_snprintf(err, errlen, "no request");
+        loom__snprintf(err, errlen, "no request");
         return LOOM_EINVAL;
     }
     if (!isfinite(r->cpus) || r->cpus < 0) {
-        loom_snprintf(err, errlen, "bad CPU amount %g", r->cpus);
+        loom__snprintf(err, errlen, "bad CPU amount %g", r->cpus);
         return LOOM_EINVAL;
     }
     if (!isfinite(r->gpus) || r->gpus < 0) {
-        loom_snprintf(err, errlen, "bad GPU amount %g", r->gpus);
+        loom__snprintf(err, errlen, "bad GPU amount %g", r->gpus);
         return LOOM_EINVAL;
     }
     if (r->gpus >= 1 && whole_gpus(r->gpus) < 0) {
-        loom_snprintf(err, errlen, "GPUs must be a fraction below 1 or a whole number, not %g",
-                      r->gpus);
+        loom__snprintf(err, errlen, "GPUs must be a fraction below 1 or a whole number, not %g",
+                       r->gpus);
         return LOOM_EINVAL;
     }
     if (r->gpu_memory > 0 && r->gpus == 0) {
-        loom_snprintf(err, errlen, "GPU memory asked for without GPUs");
+        loom__snprintf(err, errlen, "GPU memory asked for without GPUs");
         return LOOM_EINVAL;
     }
     if (r->nres < 0 || r->nres > LOOM_POOL_MAX_RES) {
-        loom_snprintf(err, errlen, "%d custom resources (at most %d)", r->nres,
-                      LOOM_POOL_MAX_RES);
+        loom__snprintf(err, errlen, "%d custom resources (at most %d)", r->nres,
+                       LOOM_POOL_MAX_RES);
         return LOOM_EINVAL;
     }
     for (int i = 0; i < r->nres; i++) {
@@ -274,31 +274,31 @@ static int explain_gpus(const loom_pool *p, const loom_request *r, int idle, cha
     if (pick_gpus(p, r, slots) >= 0)
         return 1;
     if (p->ngpus == 0) {
-        loom_snprintf(why, whylen, "needs %g GPU%s, the node has none", r->gpus,
-                      r->gpus > 1 ? "s" : "");
+        loom__snprintf(why, whylen, "needs %g GPU%s, the node has none", r->gpus,
+                       r->gpus > 1 ? "s" : "");
         return 0;
     }
     if (p->gpu_memory && r->gpu_memory > p->gpu_memory) {
         char want[32], have[32];
         fmt_bytes(want, sizeof want, r->gpu_memory);
         fmt_bytes(have, sizeof have, p->gpu_memory);
-        loom_snprintf(why, whylen, "needs %s of memory on each GPU, the node's GPUs have %s",
-                      want, have);
+        loom__snprintf(why, whylen, "needs %s of memory on each GPU, the node's GPUs have %s",
+                       want, have);
         return 0;
     }
     char mem[64] = "";
     if (p->gpu_memory && r->gpu_memory) {
         char bytes[32];
         fmt_bytes(bytes, sizeof bytes, r->gpu_memory);
-        loom_snprintf(mem, sizeof mem, " with %s of memory%s", bytes,
-                      is_fractional(r->gpus) ? "" : " each");
+        loom__snprintf(mem, sizeof mem, " with %s of memory%s", bytes,
+                       is_fractional(r->gpus) ? "" : " each");
     }
     if (is_fractional(r->gpus))
-        loom_snprintf(why, whylen, "needs %g of a GPU%s, no GPU on the node has that much%s",
-                      r->gpus, mem, free_word(idle));
+        loom__snprintf(why, whylen, "needs %g of a GPU%s, no GPU on the node has that much%s",
+                       r->gpus, mem, free_word(idle));
     else
-        loom_snprintf(why, whylen, "needs %g GPU%s%s, the node has %d%s", r->gpus,
-                      r->gpus > 1 ? "s" : "", mem, count_whole_free(p, r), free_word(idle));
+        loom__snprintf(why, whylen, "needs %g GPU%s%s, the node has %d%s", r->gpus,
+                       r->gpus > 1 ? "s" : "", mem, count_whole_free(p, r), free_word(idle));
     return 0;
 }
 
@@ -309,15 +309,15 @@ static int explain_res(const loom_pool *p, const loom_res_amount *a, int idle, c
         return 1;
     int i = find_res(p, a->name);
     if (i < 0) {
-        loom_snprintf(why, whylen, "needs %g of resource '%s', the node has none", a->amount,
-                      a->name);
+        loom__snprintf(why, whylen, "needs %g of resource '%s', the node has none", a->amount,
+                       a->name);
         return 0;
     }
     double avail = p->res[i].amount - p->res_used[i];
     if (a->amount <= avail + LOOM_POOL_EPS)
         return 1;
-    loom_snprintf(why, whylen, "needs %g of resource '%s', the node has %g%s", a->amount,
-                  a->name, avail, free_word(idle));
+    loom__snprintf(why, whylen, "needs %g of resource '%s', the node has %g%s", a->amount,
+                   a->name, avail, free_word(idle));
     return 0;
 }
 
@@ -326,12 +326,12 @@ static int explain_res(const loom_pool *p, const loom_res_amount *a, int idle, c
 static int explain_fit(const loom_pool *p, const loom_request *r, int idle, char *why,
                        size_t whylen)
 {
-    if (loom_request_check(r, why, whylen) != 0)
+    if (loom__request_check(r, why, whylen) != 0)
         return 0;
     double cpus = p->cpus - p->cpus_used;
     if (r->cpus > cpus + LOOM_POOL_EPS) {
-        loom_snprintf(why, whylen, "needs %g CPU%s, the node has %g%s", r->cpus,
-                      r->cpus == 1 ? "" : "s", cpus, free_word(idle));
+        loom__snprintf(why, whylen, "needs %g CPU%s, the node has %g%s", r->cpus,
+                       r->cpus == 1 ? "" : "s", cpus, free_word(idle));
         return 0;
     }
     uint64_t mem = p->memory > p->memory_used ? p->memory - p->memory_used : 0;
@@ -339,8 +339,8 @@ static int explain_fit(const loom_pool *p, const loom_request *r, int idle, char
         char want[32], have[32];
         fmt_bytes(want, sizeof want, r->memory);
         fmt_bytes(have, sizeof have, mem);
-        loom_snprintf(why, whylen, "needs %s of memory, the node has %s%s", want, have,
-                      free_word(idle));
+        loom__snprintf(why, whylen, "needs %s of memory, the node has %s%s", want, have,
+                       free_word(idle));
         return 0;
     }
     if (!explain_gpus(p, r, idle, why, whylen))
@@ -351,27 +351,27 @@ static int explain_fit(const loom_pool *p, const loom_request *r, int idle, char
     return 1;
 }
 
-int loom_pool_fits(const loom_pool *p, const loom_request *r)
+int loom__pool_fits(const loom_pool *p, const loom_request *r)
 {
     return explain_fit(p, r, 0, NULL, 0);
 }
 
-int loom_pool_could_fit(const loom_pool *p, const loom_request *r, char *why, size_t whylen)
+int loom__pool_could_fit(const loom_pool *p, const loom_request *r, char *why, size_t whylen)
 {
     loom_pool idle;
     pool_idle(p, &idle);
     if (!explain_fit(&idle, r, 1, why, whylen))
         return 0;
-    loom_snprintf(why, whylen, "%s", "");
+    loom__snprintf(why, whylen, "%s", "");
     return 1;
 }
 
 /* ---- taking and giving back --------------------------------------------- */
 
-int loom_pool_take(loom_pool *p, const loom_request *r, loom_grant *g)
+int loom__pool_take(loom_pool *p, const loom_request *r, loom_grant *g)
 {
     memset(g, 0, sizeof *g);
-    if (!loom_pool_fits(p, r))
+    if (!loom__pool_fits(p, r))
         return LOOM_EFULL;
     int n = pick_gpus(p, r, g->gpu_slot);
     g->ngpus = n;
@@ -392,10 +392,10 @@ int loom_pool_take(loom_pool *p, const loom_request *r, loom_grant *g)
     return 0;
 }
 
-void loom_pool_give(loom_pool *p, const loom_request *r, const loom_grant *g)
+void loom__pool_give(loom_pool *p, const loom_request *r, const loom_grant *g)
 {
-    if (loom_request_check(r, NULL, 0) != 0)
-        return; /* never taken: loom_pool_take refuses invalid requests */
+    if (loom__request_check(r, NULL, 0) != 0)
+        return; /* never taken: loom__pool_take refuses invalid requests */
     for (int k = 0; k < g->ngpus && k < LOOM_POOL_MAX_GPUS; k++) {
         int s = g->gpu_slot[k];
         if (s < 0 || s >= p->ngpus)
@@ -413,7 +413,7 @@ void loom_pool_give(loom_pool *p, const loom_request *r, const loom_grant *g)
     }
 }
 
-void loom_grant_gpu_ids(const loom_pool *p, const loom_grant *g, char *out, size_t outlen)
+void loom__grant_gpu_ids(const loom_pool *p, const loom_grant *g, char *out, size_t outlen)
 {
     size_t len = 0;
     if (outlen)
@@ -422,12 +422,12 @@ void loom_grant_gpu_ids(const loom_pool *p, const loom_grant *g, char *out, size
         int s = g->gpu_slot[k];
         if (s < 0 || s >= p->ngpus || len >= outlen)
             continue;
-        loom_snprintf(out + len, outlen - len, "%s%d", len ? "," : "", p->gpu_index[s]);
+        loom__snprintf(out + len, outlen - len, "%s%d", len ? "," : "", p->gpu_index[s]);
         len += strlen(out + len);
     }
 }
 
-double loom_pool_utilization(const loom_pool *p)
+double loom__pool_utilization(const loom_pool *p)
 {
     double u = 0;
     if (p->cpus > 0)
@@ -444,9 +444,9 @@ double loom_pool_utilization(const loom_pool *p)
     return u < 0 ? 0 : u > 1 ? 1 : u;
 }
 
-int loom_pool_carve(loom_pool *node, const loom_request *r, loom_pool *bundle, loom_grant *g)
+int loom__pool_carve(loom_pool *node, const loom_request *r, loom_pool *bundle, loom_grant *g)
 {
-    int rc = loom_pool_take(node, r, g);
+    int rc = loom__pool_take(node, r, g);
     if (rc)
         return rc;
     memset(bundle, 0, sizeof *bundle);
@@ -470,15 +470,15 @@ int loom_pool_carve(loom_pool *node, const loom_request *r, loom_pool *bundle, l
 
 static int usable(const loom_candidate *c, const loom_request *r)
 {
-    return c->eligible && c->pool && loom_pool_fits(c->pool, r);
+    return c->eligible && c->pool && loom__pool_fits(c->pool, r);
 }
 
 static double utilization_after(const loom_pool *p, const loom_request *r)
 {
     loom_pool copy = *p;
     loom_grant g;
-    loom_pool_take(&copy, r, &g);
-    return loom_pool_utilization(&copy);
+    loom__pool_take(&copy, r, &g);
+    return loom__pool_utilization(&copy);
 }
 
 /* The fitting candidate holding most argument bytes (ties: less utilized,
@@ -490,7 +490,7 @@ static int choose_local(const loom_candidate *c, int n, const loom_request *r)
     for (int i = 0; i < n; i++) {
         if (c[i].local_bytes == 0 || !usable(&c[i], r))
             continue;
-        double u = loom_pool_utilization(c[i].pool);
+        double u = loom__pool_utilization(c[i].pool);
         if (best < 0 || c[i].local_bytes > c[best].local_bytes ||
             (c[i].local_bytes == c[best].local_bytes && u < best_u - LOOM_POOL_EPS)) {
             best = i;
@@ -518,7 +518,7 @@ static int choose_least(const loom_candidate *c, int n, const loom_request *r, u
     for (int i = 0; i < n; i++) {
         if (!usable(&c[i], r))
             continue;
-        double u = loom_pool_utilization(c[i].pool);
+        double u = loom__pool_utilization(c[i].pool);
         if (best < 0 || u < best_u - LOOM_POOL_EPS) {
             best = i;
             best_u = u;
@@ -531,7 +531,7 @@ static int choose_least(const loom_candidate *c, int n, const loom_request *r, u
         return best;
     uint32_t want = *rr % (uint32_t)ties;
     for (int i = best; i < n; i++)
-        if (usable(&c[i], r) && loom_pool_utilization(c[i].pool) <= best_u + LOOM_POOL_EPS &&
+        if (usable(&c[i], r) && loom__pool_utilization(c[i].pool) <= best_u + LOOM_POOL_EPS &&
             want-- == 0)
             return i;
     return best;
@@ -547,8 +547,8 @@ static int choose_default(const loom_candidate *c, int n, const loom_request *r)
     return i;
 }
 
-int loom_choose_node(const loom_candidate *c, int n, const loom_request *r, int strategy,
-                     uint32_t affinity_node, int soft, uint32_t *rr)
+int loom__choose_node(const loom_candidate *c, int n, const loom_request *r, int strategy,
+                      uint32_t affinity_node, int soft, uint32_t *rr)
 {
     if (!c || n <= 0 || !r)
         return -1;
@@ -586,14 +586,14 @@ enum { PG_DISTINCT, PG_USED_FIRST, PG_FEWEST_FIRST };
 
 static const char *pg_names[] = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"};
 
-const char *loom_pg_strategy_name(int strategy)
+const char *loom__pg_strategy_name(int strategy)
 {
     if (strategy < 0 || strategy >= (int)(sizeof pg_names / sizeof pg_names[0]))
         return "UNKNOWN";
     return pg_names[strategy];
 }
 
-int loom_pg_strategy_parse(const char *s)
+int loom__pg_strategy_parse(const char *s)
 {
     for (int i = 0; s && i < (int)(sizeof pg_names / sizeof pg_names[0]); i++)
         if (strcasecmp(s, pg_names[i]) == 0)
@@ -641,7 +641,7 @@ static int pg_fits_on(pg_search *x, int node, int extra)
     x->steps++;
     pg_base(x, node, &p);
     for (int j = 0; j < x->nb; j++)
-        if ((x->assign[j] == node || j == extra) && loom_pool_take(&p, &x->b[j], &g) != 0)
+        if ((x->assign[j] == node || j == extra) && loom__pool_take(&p, &x->b[j], &g) != 0)
             return 0;
     return 1;
 }
@@ -734,7 +734,7 @@ static int pg_node_holds_one(const pg_search *x, int node)
     loom_pool p;
     pg_base(x, node, &p);
     for (int j = 0; j < x->nb; j++)
-        if (loom_pool_fits(&p, &x->b[j]))
+        if (loom__pool_fits(&p, &x->b[j]))
             return 1;
     return 0;
 }
@@ -761,8 +761,8 @@ static int pg_check_each(const pg_search *x, char *why, size_t whylen)
                                node ? 0 : sizeof reason);
         }
         if (!fits) {
-            loom_snprintf(why, whylen, "no node can hold bundle %d (%s)", b,
-                          x->npools ? reason : "there are no nodes");
+            loom__snprintf(why, whylen, "no node can hold bundle %d (%s)", b,
+                           x->npools ? reason : "there are no nodes");
             return LOOM_EFULL;
         }
     }
@@ -772,14 +772,14 @@ static int pg_check_each(const pg_search *x, char *why, size_t whylen)
 static int pg_fail(const pg_search *x, int strategy, char *why, size_t whylen)
 {
     if (x->gave_up)
-        loom_snprintf(why, whylen, "%s: no placement of the %d bundles found in %ld steps",
-                      loom_pg_strategy_name(strategy), x->nb, PG_MAX_STEPS);
+        loom__snprintf(why, whylen, "%s: no placement of the %d bundles found in %ld steps",
+                       loom__pg_strategy_name(strategy), x->nb, PG_MAX_STEPS);
     else if (strategy == LOOM_PG_STRICT_SPREAD)
-        loom_snprintf(why, whylen, "STRICT_SPREAD: the %d bundles do not fit on %d different nodes",
-                      x->nb, x->nb);
+        loom__snprintf(why, whylen, "STRICT_SPREAD: the %d bundles do not fit on %d different nodes",
+                       x->nb, x->nb);
     else
-        loom_snprintf(why, whylen, "%s: the %d bundles do not fit on the nodes together",
-                      loom_pg_strategy_name(strategy), x->nb);
+        loom__snprintf(why, whylen, "%s: the %d bundles do not fit on the nodes together",
+                       loom__pg_strategy_name(strategy), x->nb);
     return LOOM_EFULL;
 }
 
@@ -787,8 +787,8 @@ static int pg_strict_spread(pg_search *x, char *why, size_t whylen)
 {
     int holding = pg_nodes_holding_one(x);
     if (holding < x->nb) {
-        loom_snprintf(why, whylen, "STRICT_SPREAD needs %d nodes, %d can hold a bundle", x->nb,
-                      holding);
+        loom__snprintf(why, whylen, "STRICT_SPREAD needs %d nodes, %d can hold a bundle", x->nb,
+                       holding);
         return LOOM_EFULL;
     }
     return pg_search_all(x, PG_DISTINCT) ? 0 : pg_fail(x, LOOM_PG_STRICT_SPREAD, why, whylen);
@@ -806,8 +806,8 @@ static int pg_pack(pg_search *x, int strict, char *why, size_t whylen)
     if (pg_one_node(x) >= 0)
         return 0;
     if (strict) {
-        loom_snprintf(why, whylen, "STRICT_PACK: no node can hold all %d bundles together",
-                      x->nb);
+        loom__snprintf(why, whylen, "STRICT_PACK: no node can hold all %d bundles together",
+                       x->nb);
         return LOOM_EFULL;
     }
     return pg_search_all(x, PG_USED_FIRST) ? 0 : pg_fail(x, LOOM_PG_PACK, why, whylen);
@@ -818,35 +818,35 @@ static int pg_check_args(const loom_pool *const *pools, int npools, const loom_r
 {
     if (nb < 0 || nb > LOOM_PG_MAX_BUNDLES || (nb > 0 && !bundles) || npools < 0 ||
         (npools > 0 && !pools)) {
-        loom_snprintf(why, whylen, "%d bundles (at most %d) on %d nodes", nb,
-                      LOOM_PG_MAX_BUNDLES, npools);
+        loom__snprintf(why, whylen, "%d bundles (at most %d) on %d nodes", nb,
+                       LOOM_PG_MAX_BUNDLES, npools);
         return LOOM_EINVAL;
     }
     if (strategy < LOOM_PG_PACK || strategy > LOOM_PG_STRICT_SPREAD) {
-        loom_snprintf(why, whylen, "unknown placement strategy %d", strategy);
+        loom__snprintf(why, whylen, "unknown placement strategy %d", strategy);
         return LOOM_EINVAL;
     }
     for (int i = 0; i < npools; i++)
         if (!pools[i]) {
-            loom_snprintf(why, whylen, "node %d has no pool", i);
+            loom__snprintf(why, whylen, "node %d has no pool", i);
             return LOOM_EINVAL;
         }
     for (int b = 0; b < nb; b++) {
         char err[160];
-        if (loom_request_check(&bundles[b], err, sizeof err) != 0) {
-            loom_snprintf(why, whylen, "bundle %d: %s", b, err);
+        if (loom__request_check(&bundles[b], err, sizeof err) != 0) {
+            loom__snprintf(why, whylen, "bundle %d: %s", b, err);
             return LOOM_EINVAL;
         }
     }
     return 0;
 }
 
-int loom_pg_place(const loom_pool *const *pools, int npools, const loom_request *bundles, int nb,
-                  int strategy, int idle, int *assign, char *why, size_t whylen)
+int loom__pg_place(const loom_pool *const *pools, int npools, const loom_request *bundles, int nb,
+                   int strategy, int idle, int *assign, char *why, size_t whylen)
 {
     for (int b = 0; assign && b < nb; b++)
         assign[b] = -1;
-    loom_snprintf(why, whylen, "%s", "");
+    loom__snprintf(why, whylen, "%s", "");
     if (!assign)
         return LOOM_EINVAL;
     int rc = pg_check_args(pools, npools, bundles, nb, strategy, why, whylen);

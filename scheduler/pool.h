@@ -21,7 +21,7 @@
 #define LOOM_RES_NAME_MAX 64
 #define LOOM_POOL_EPS 1e-9
 #define LOOM_PACK_THRESHOLD 0.5   /* default strategy: a node this busy is "busy" */
-#define LOOM_PG_MAX_BUNDLES 256   /* loom_pg_place works in fixed space */
+#define LOOM_PG_MAX_BUNDLES 256   /* loom__pg_place works in fixed space */
 
 typedef struct loom_res_amount {
     char name[LOOM_RES_NAME_MAX];   /* NUL-terminated */
@@ -52,7 +52,7 @@ typedef struct loom_request {
     loom_res_amount res[LOOM_POOL_MAX_RES];
 } loom_request;
 
-/* What loom_pool_take took, so loom_pool_give returns exactly that. */
+/* What loom__pool_take took, so loom__pool_give returns exactly that. */
 typedef struct loom_grant {
     int ngpus;
     int gpu_slot[LOOM_POOL_MAX_GPUS];       /* slots in the pool's gpu arrays */
@@ -62,43 +62,43 @@ typedef struct loom_grant {
 
 /* Initialise a node's pool: cpus, memory, ngpus devices numbered 0..ngpus-1
  * each of gpu_memory bytes, all free, no custom resources. */
-void loom_pool_init(loom_pool *p, double cpus, uint64_t memory, int ngpus, uint64_t gpu_memory);
+void loom__pool_init(loom_pool *p, double cpus, uint64_t memory, int ngpus, uint64_t gpu_memory);
 /* Add a custom resource, or set the total of one already there (not below
  * what is in use); LOOM_EINVAL for a bad name or amount, LOOM_EFULL when
  * LOOM_POOL_MAX_RES are already defined. */
-int loom_pool_add_res(loom_pool *p, const char *name, double amount);
+int loom__pool_add_res(loom_pool *p, const char *name, double amount);
 
 /* Check a request on its own: no negative or non-finite amounts, gpus >= 1
  * whole, gpu_memory only with gpus > 0, resource names non-empty and unique.
  * 0 or LOOM_EINVAL with the reason in err. */
-int loom_request_check(const loom_request *r, char *err, size_t errlen);
+int loom__request_check(const loom_request *r, char *err, size_t errlen);
 
 /* Whether r fits in what p has free now. */
-int loom_pool_fits(const loom_pool *p, const loom_request *r);
+int loom__pool_fits(const loom_pool *p, const loom_request *r);
 /* Whether r would fit in p if p were idle (its totals).  When not, why names
  * the first resource that is short, e.g. "needs 2 GPUs, the node has 1"
  * or "needs 0.5 of resource 'nvlink', the node has none" ("" when it fits).
- * An invalid request fits nowhere (why: loom_request_check's reason). */
-int loom_pool_could_fit(const loom_pool *p, const loom_request *r, char *why, size_t whylen);
+ * An invalid request fits nowhere (why: loom__request_check's reason). */
+int loom__pool_could_fit(const loom_pool *p, const loom_request *r, char *why, size_t whylen);
 
 /* Take r from p (fractional GPUs: best fit, the fitting device with least
  * free; whole GPUs: the lowest-numbered free devices).  0, or LOOM_EFULL and p
  * unchanged. */
-int loom_pool_take(loom_pool *p, const loom_request *r, loom_grant *g);
-/* Give back what loom_pool_take(p, r, g) took. */
-void loom_pool_give(loom_pool *p, const loom_request *r, const loom_grant *g);
+int loom__pool_take(loom_pool *p, const loom_request *r, loom_grant *g);
+/* Give back what loom__pool_take(p, r, g) took. */
+void loom__pool_give(loom_pool *p, const loom_request *r, const loom_grant *g);
 /* The device numbers a grant holds, comma-separated ("0,2"), "" for none. */
-void loom_grant_gpu_ids(const loom_pool *p, const loom_grant *g, char *out, size_t outlen);
+void loom__grant_gpu_ids(const loom_pool *p, const loom_grant *g, char *out, size_t outlen);
 
 /* How busy p is: the largest used fraction over CPUs, GPUs and memory (0..1). */
-double loom_pool_utilization(const loom_pool *p);
+double loom__pool_utilization(const loom_pool *p);
 
-/* Carve a bundle out of a node's pool: take r from node (as loom_pool_take)
+/* Carve a bundle out of a node's pool: take r from node (as loom__pool_take)
  * and make *bundle a pool whose totals are exactly r, whose GPUs are the
  * granted devices (gpu_index copied from the node, gpu_share = gpu_free = the
  * fraction granted, gpu_memory = gpu_mem_free = the device memory granted)
  * and whose custom resources are r's.  0 or LOOM_EFULL. */
-int loom_pool_carve(loom_pool *node, const loom_request *r, loom_pool *bundle, loom_grant *g);
+int loom__pool_carve(loom_pool *node, const loom_request *r, loom_pool *bundle, loom_grant *g);
 
 /* ---- choosing a node ---------------------------------------------------- */
 
@@ -120,8 +120,8 @@ typedef struct loom_candidate {
  *    *rr (advanced on each pick).
  *  NODE: the candidate with node_id == affinity_node if it fits; if it does
  *    not, -1 when hard (soft == 0), or DEFAULT's choice when soft. */
-int loom_choose_node(const loom_candidate *c, int n, const loom_request *r, int strategy,
-                     uint32_t affinity_node, int soft, uint32_t *rr);
+int loom__choose_node(const loom_candidate *c, int n, const loom_request *r, int strategy,
+                      uint32_t affinity_node, int soft, uint32_t *rr);
 
 /* ---- placement groups --------------------------------------------------- */
 
@@ -141,11 +141,11 @@ int loom_choose_node(const loom_candidate *c, int n, const loom_request *r, int 
  * so carving each node's bundles in index order reproduces the placement.
  * 0; LOOM_EFULL with the reason in why; LOOM_EINVAL for a bad strategy, a bad
  * bundle or more than LOOM_PG_MAX_BUNDLES (assign is then all -1). */
-int loom_pg_place(const loom_pool *const *pools, int npools, const loom_request *bundles, int nb,
-                  int strategy, int idle, int *assign, char *why, size_t whylen);
+int loom__pg_place(const loom_pool *const *pools, int npools, const loom_request *bundles, int nb,
+                   int strategy, int idle, int *assign, char *why, size_t whylen);
 
 /* Name of a PG strategy ("PACK", …) and back (-1 if unknown). */
-const char *loom_pg_strategy_name(int strategy);
-int loom_pg_strategy_parse(const char *s);
+const char *loom__pg_strategy_name(int strategy);
+int loom__pg_strategy_parse(const char *s);
 
 #endif

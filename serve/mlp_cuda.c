@@ -57,7 +57,7 @@ struct loom_mlp_cuda {
  * unload once initialised. */
 static void cuda_load(void)
 {
-    void *rt = loom_cuda_dl(LOOM_CUDA_LIB_CUDART, NULL, NULL);
+    void *rt = loom__cuda_dl(LOOM_CUDA_LIB_CUDART, NULL, NULL);
     if (!rt) {
         snprintf(cuda.why, sizeof(cuda.why), "libcudart not found");
         return;
@@ -74,7 +74,7 @@ static void cuda_load(void)
                  rc ? cuda.errstr(rc) : "no devices");
         return;
     }
-    void *blas = loom_cuda_dl(LOOM_CUDA_LIB_CUBLAS, NULL, NULL);
+    void *blas = loom__cuda_dl(LOOM_CUDA_LIB_CUBLAS, NULL, NULL);
     if (!blas) {
         snprintf(cuda.why, sizeof(cuda.why), "libcublas not found");
         return;

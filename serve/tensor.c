@@ -37,7 +37,7 @@ int serve_fail(int rc, char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(err, errlen, rc, fmt, ap);
+    loom__verrf(err, errlen, rc, fmt, ap);
     va_end(ap);
     return rc;
 }

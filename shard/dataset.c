@@ -55,10 +55,10 @@ static int fail(const source *src, int rc, const char *fmt, ...) __attribute__((
 static int fail(const source *src, int rc, const char *fmt, ...)
 {
     if (!src->err || !src->errlen) return rc;
-    loom_errf(src->err, src->errlen, rc, "%s: ", src->name);
+    loom__errf(src->err, src->errlen, rc, "%s: ", src->name);
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf_append(src->err, src->errlen, rc, fmt, ap);
+    loom__verrf_append(src->err, src->errlen, rc, fmt, ap);
     va_end(ap);
     return rc;
 }

@@ -48,12 +48,12 @@ static int fail(int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(infer_err, sizeof(infer_err), rc, fmt, ap);
+    loom__verrf(infer_err, sizeof(infer_err), rc, fmt, ap);
     va_end(ap);
     return rc;
 }
 
-static double now_s(void) { return (double)loom_now_us() / 1e6; }
+static double now_s(void) { return (double)loom__now_us() / 1e6; }
 
 static void hex(const unsigned char *md, int n, char *out)
 {
@@ -234,7 +234,7 @@ static int write_file(const char *path, const void *data, size_t len)
 static int read_whole(const char *path, void **data, size_t *len)
 {
     char *buf = NULL;
-    if (loom_file_read(path, SIZE_MAX - 1, &buf, len)) return -1;
+    if (loom__file_read(path, SIZE_MAX - 1, &buf, len)) return -1;
     *data = buf;
     return 0;
 }

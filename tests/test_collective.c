@@ -159,7 +159,7 @@ static void member_main(int world, int rank, const char *name, const loom_collec
 /* Wait for the members (killing them at the deadline); how many failed. */
 static int wait_members(pid_t *pids, int n, int64_t limit_ms)
 {
-    int64_t deadline = loom_now_ms() + limit_ms;
+    int64_t deadline = loom__now_ms() + limit_ms;
     int failed = 0, left = n;
     while (left > 0) {
         for (int i = 0; i < n; i++) {
@@ -174,7 +174,7 @@ static int wait_members(pid_t *pids, int n, int64_t limit_ms)
             pids[i] = 0;
             left--;
         }
-        if (left > 0 && loom_now_ms() > deadline) {
+        if (left > 0 && loom__now_ms() > deadline) {
             for (int i = 0; i < n; i++) {
                 if (pids[i] <= 0) continue;
                 fprintf(stderr, "member %d still running after %lld ms: killed\n", i,
@@ -205,10 +205,10 @@ static int run_group(int world, const char *name, member_fn fn, void *arg)
     loom_collective_opts opts = { .backend = LOOM_COLL_CPU, .timeout_ms = 30000 };
     pid_t pids[MAX_MEMBERS];
     for (int r = 0; r < world; r++) pids[r] = fork_member(world, r, name, &opts, fn, arg);
-    int64_t t0 = loom_now_ms();
+    int64_t t0 = loom__now_ms();
     int failed = wait_members(pids, world, GROUP_LIMIT_MS);
     printf("  %-28s world %d: %s (%lld ms)\n", name, world, failed ? "FAILED" : "ok",
-           (long long)(loom_now_ms() - t0));
+           (long long)(loom__now_ms() - t0));
     return failed;
 }
 
@@ -366,9 +366,9 @@ static void m_large(loom_collective *g, void *arg)
     float *buf = malloc(count * sizeof(float));
     REQUIRE(buf);
     for (size_t i = 0; i < count; i++) buf[i] = (float)value(LOOM_OP_SUM, r, i);
-    int64_t t0 = loom_now_ms();
+    int64_t t0 = loom__now_ms();
     CHECK_RC(loom_allreduce(g, buf, count, LOOM_DT_F32, LOOM_OP_SUM), 0);
-    int64_t t1 = loom_now_ms();
+    int64_t t1 = loom__now_ms();
     size_t bad = 0;
     for (size_t i = 0; i < count; i++) {
         long want = 0;
@@ -451,9 +451,9 @@ static void test_never_joins(void)
             loom_rendezvous_dir(&rv, rv_dir);
             loom_collective_opts opts = { .backend = LOOM_COLL_CPU, .timeout_ms = 500 };
             loom_collective *g = (loom_collective *)(uintptr_t)1;   /* must become NULL */
-            int64_t t0 = loom_now_ms();
+            int64_t t0 = loom__now_ms();
             CHECK_RC(loom_collective_init(&rv, "absent", 3, r, &opts, &g), LOOM_ETIMEOUT);
-            int64_t took = loom_now_ms() - t0;
+            int64_t took = loom__now_ms() - t0;
             CHECK(g == NULL);
             CHECK(took >= 400 && took < 3000);
             CHECK(strstr(loom_collective_error(NULL), "rank 2") != NULL);
@@ -478,9 +478,9 @@ static void test_stops_answering(void)
         CHECK_RC(loom_collective_init(&rv, "quitter", 2, r, &opts, &g), 0);
         if (r == 0 && g) {
             float x[100] = { 0 };
-            int64_t t0 = loom_now_ms();
+            int64_t t0 = loom__now_ms();
             CHECK_RC(loom_allreduce(g, x, 100, LOOM_DT_F32, LOOM_OP_SUM), LOOM_ETIMEOUT);
-            int64_t took = loom_now_ms() - t0;
+            int64_t took = loom__now_ms() - t0;
             CHECK(took >= 400 && took < 3000);
             CHECK(strstr(loom_collective_error(g), "rank 1") != NULL);
             CHECK_RC(loom_barrier(g), LOOM_ESTATE);
@@ -634,9 +634,9 @@ static void test_backends(void)
         exit(loom_test_failures ? 1 : 0);
     }
     int st = 0;
-    int64_t deadline = loom_now_ms() + 60000;
+    int64_t deadline = loom__now_ms() + 60000;
     while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (loom_now_ms() > deadline) {
+        if (loom__now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             break;
@@ -690,9 +690,9 @@ static void test_dir_rendezvous(void)
     CHECK(len == 3 && val && memcmp(val, "xyz", 3) == 0);
     free(val);
     val = NULL;
-    int64_t t0 = loom_now_ms();
+    int64_t t0 = loom__now_ms();
     CHECK_RC(rv.get(rv.arg, "a/b/missing", 100, &val, &len), LOOM_ETIMEOUT);
-    int64_t took = loom_now_ms() - t0;
+    int64_t took = loom__now_ms() - t0;
     CHECK(took >= 90 && took < 2000);
     CHECK(val == NULL);
     CHECK_RC(rv.put(rv.arg, "..", "x", 1), LOOM_EINVAL);
@@ -701,7 +701,7 @@ static void test_dir_rendezvous(void)
 
 int main(void)
 {
-    REQUIRE(loom_make_temp_dir(NULL, "loom-coll-test", rv_dir, sizeof(rv_dir)) == 0);
+    REQUIRE(loom__make_temp_dir(NULL, "loom-coll-test", rv_dir, sizeof(rv_dir)) == 0);
     printf("rendezvous in %s\n", rv_dir);
     test_init_args();
     test_dir_rendezvous();
@@ -725,6 +725,6 @@ int main(void)
     test_malformed(0);
     test_malformed(1);
 
-    loom_rm_rf(rv_dir);
+    loom__rm_rf(rv_dir);
     return TEST_DONE();
 }

@@ -33,7 +33,7 @@ static loom_gpu_info discover_with(const char *visible)
     loom_gpu_info g;
     if (visible) setenv("CUDA_VISIBLE_DEVICES", visible, 1);
     else unsetenv("CUDA_VISIBLE_DEVICES");
-    loom_gpu_discover(&g);
+    loom__gpu_discover(&g);
     check_consistent(&g);
     return g;
 }
@@ -80,13 +80,13 @@ int main(void)
     char *saved = orig ? strdup(orig) : NULL;
 
     loom_gpu_info here;
-    loom_gpu_discover(&here);
+    loom__gpu_discover(&here);
     check_consistent(&here);
     print_info("as started", &here);
 
     /* twice gives the same answer */
     loom_gpu_info again;
-    loom_gpu_discover(&again);
+    loom__gpu_discover(&again);
     CHECK(again.count == here.count && !strcmp(again.source, here.source));
 
     test_hidden();

@@ -109,8 +109,8 @@ static void test_builder_validation(void)
     CHECK(n->nenv == 1 && strcmp(n->env[0], "A=1") == 0);
     CHECK(n->noutputs == 1 && strcmp(n->outputs[0], "n.txt") == 0);
     CHECK(strcmp(n->cwd, "/tmp") == 0 && n->cwd != cmd.cwd);       /* copied */
-    CHECK(loom_graph_node_noutputs(n) == 2);
-    CHECK(loom_graph_node_noutputs(&g->nodes[0]) == 1);
+    CHECK(loom__graph_node_noutputs(n) == 2);
+    CHECK(loom__graph_node_noutputs(&g->nodes[0]) == 1);
 
     const char *odd[] = {"bin/tab\there/"};
     loom_command oddcmd = {odd, 1, NULL, 0, NULL, NULL, 0};
@@ -202,7 +202,7 @@ static char tmpdir[64];
 
 static void make_tmpdir(void)
 {
-    REQUIRE(loom_make_temp_dir(NULL, "loom-test-graph", tmpdir, sizeof tmpdir) == LOOM_OK);
+    REQUIRE(loom__make_temp_dir(NULL, "loom-test-graph", tmpdir, sizeof tmpdir) == LOOM_OK);
     char path[128];
     snprintf(path, sizeof path, "%s/words", tmpdir);
     FILE *f = fopen(path, "w");
@@ -221,7 +221,7 @@ static void remove_tmpdir(void)
 
 static int parse(const char *json, lib_calls *calls, loom_graph **g, char *err, size_t errlen)
 {
-    return loom_graph_from_json(json, strlen(json), tmpdir, fixed_lib, calls, g, err, errlen);
+    return loom__graph_from_json(json, strlen(json), tmpdir, fixed_lib, calls, g, err, errlen);
 }
 
 /* The JSON text of a graph argument holding msgpack. */
@@ -294,11 +294,11 @@ static void test_json_example(void)
     loom_graph_destroy(&g);
 
     char name[8];
-    CHECK_RC(loom_graph_json_name(example, strlen(example), name, sizeof name), 0);
+    CHECK_RC(loom__graph_json_name(example, strlen(example), name, sizeof name), 0);
     CHECK(strcmp(name, "wordcou") == 0);                 /* truncated to fit */
-    CHECK_RC(loom_graph_json_name("{\"tasks\": []}", 13, name, sizeof name), 0);
+    CHECK_RC(loom__graph_json_name("{\"tasks\": []}", 13, name, sizeof name), 0);
     CHECK(name[0] == 0);
-    CHECK_RC(loom_graph_json_name("{}", 2, NULL, 0), LOOM_EINVAL);
+    CHECK_RC(loom__graph_json_name("{}", 2, NULL, 0), LOOM_EINVAL);
 }
 
 static void test_json_arg_forms(void)
@@ -336,7 +336,7 @@ static void test_json_arg_forms(void)
     /* A library_ref works without any lib_fn. */
     json = "{\"tasks\": [{\"function\": \"f\", \"library_ref\": "
            "\"000102030405060708090a0b0c0d0e0f10111213\"}]}";
-    CHECK_RC(loom_graph_from_json(json, strlen(json), NULL, NULL, NULL, &g, err, sizeof err), 0);
+    CHECK_RC(loom__graph_from_json(json, strlen(json), NULL, NULL, NULL, &g, err, sizeof err), 0);
     loom_graph_destroy(&g);
 }
 
@@ -543,7 +543,7 @@ static void test_json_library_errors(void)
     CHECK_RC(parse(json, &calls, &g, err, sizeof err), LOOM_ENOTFOUND);
     CHECK(strstr(err, "tasks[0]: cannot load library '") && strstr(err, "/l.so': not found"));
     CHECK(g == NULL);
-    CHECK_RC(loom_graph_from_json(json, strlen(json), NULL, NULL, NULL, &g, err, sizeof err),
+    CHECK_RC(loom__graph_from_json(json, strlen(json), NULL, NULL, NULL, &g, err, sizeof err),
              LOOM_EINVAL);
     CHECK(strstr(err, "library 'l.so' cannot be loaded here; give \"library_ref\""));
     /* Command-only graphs never load the top-level library. */
@@ -554,13 +554,13 @@ static void test_json_library_errors(void)
     CHECK(calls.n == 0);
     loom_graph_destroy(&g);
     /* Bad arguments of the call itself, and a small err buffer. */
-    CHECK_RC(loom_graph_from_json(NULL, 3, NULL, NULL, NULL, &g, err, sizeof err), LOOM_EINVAL);
-    CHECK_RC(loom_graph_from_json("{}", 2, NULL, NULL, NULL, NULL, err, sizeof err), LOOM_EINVAL);
-    CHECK_RC(loom_graph_from_json("{}", 2, NULL, NULL, NULL, &g, err, 4), LOOM_EINVAL);
+    CHECK_RC(loom__graph_from_json(NULL, 3, NULL, NULL, NULL, &g, err, sizeof err), LOOM_EINVAL);
+    CHECK_RC(loom__graph_from_json("{}", 2, NULL, NULL, NULL, NULL, err, sizeof err), LOOM_EINVAL);
+    CHECK_RC(loom__graph_from_json("{}", 2, NULL, NULL, NULL, &g, err, 4), LOOM_EINVAL);
     CHECK(strlen(err) == 3);
-    CHECK_RC(loom_graph_from_json("{}", 2, NULL, NULL, NULL, &g, NULL, 0), LOOM_EINVAL);
+    CHECK_RC(loom__graph_from_json("{}", 2, NULL, NULL, NULL, &g, NULL, 0), LOOM_EINVAL);
     json = "{\"tasks\": []}";
-    CHECK_RC(loom_graph_from_json(json, strlen(json), NULL, NULL, NULL, &g, NULL, 0), 0);
+    CHECK_RC(loom__graph_from_json(json, strlen(json), NULL, NULL, NULL, &g, NULL, 0), 0);
     CHECK(g && loom_graph_size(g) == 0);
     loom_graph_destroy(&g);
 }

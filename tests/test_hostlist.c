@@ -21,7 +21,7 @@ static void expect_ok(const char *expr, size_t max, const char *want)
 {
     char **hosts = (char **)(uintptr_t)1, err[256] = "x";
     size_t n = 12345;
-    int rc = loom_hostlist_expand(expr, max, &hosts, &n, err, sizeof err);
+    int rc = loom__hostlist_expand(expr, max, &hosts, &n, err, sizeof err);
     CHECK_RC(rc, 0);
     if (rc) {
         fprintf(stderr, "  expr \"%s\": %s\n", expr, err);
@@ -35,7 +35,7 @@ static void expect_ok(const char *expr, size_t max, const char *want)
     int same = strcmp(got, want) == 0;
     CHECK(same);
     if (!same) fprintf(stderr, "  expr \"%s\":\n    got  \"%s\"\n    want \"%s\"\n", expr, got, want);
-    loom_hostlist_free(hosts, n);
+    loom__hostlist_free(hosts, n);
 }
 
 /* Expect a refusal with code want_rc whose message holds every one of the
@@ -44,7 +44,7 @@ static void expect_err_v(const char *expr, size_t max, int want_rc, const char *
 {
     char **hosts = (char **)(uintptr_t)1, err[256] = "";
     size_t n = 12345;
-    int rc = loom_hostlist_expand(expr, max, &hosts, &n, err, sizeof err);
+    int rc = loom__hostlist_expand(expr, max, &hosts, &n, err, sizeof err);
     CHECK_RC(rc, want_rc);
     CHECK(hosts == NULL);
     CHECK(n == 0);
@@ -54,7 +54,7 @@ static void expect_err_v(const char *expr, size_t max, int want_rc, const char *
         CHECK(has);
         if (!has) fprintf(stderr, "  expr \"%s\": message \"%s\" lacks \"%s\"\n", expr, err, *subs);
     }
-    if (rc == 0) loom_hostlist_free(hosts, n);
+    if (rc == 0) loom__hostlist_free(hosts, n);
 }
 #define expect_err(expr, max, rc, ...) \
     expect_err_v((expr), (max), (rc), (const char *const[]){__VA_ARGS__, NULL})
@@ -208,26 +208,26 @@ static void test_args(void)
 {
     char **hosts = (char **)(uintptr_t)1, err[128];
     size_t n = 7;
-    CHECK_RC(loom_hostlist_expand(NULL, 10, &hosts, &n, err, sizeof err), LOOM_EINVAL);
+    CHECK_RC(loom__hostlist_expand(NULL, 10, &hosts, &n, err, sizeof err), LOOM_EINVAL);
     CHECK(hosts == NULL && n == 0 && err[0]);
     n = 7;
-    CHECK_RC(loom_hostlist_expand("a", 10, NULL, &n, err, sizeof err), LOOM_EINVAL);
+    CHECK_RC(loom__hostlist_expand("a", 10, NULL, &n, err, sizeof err), LOOM_EINVAL);
     CHECK(n == 0);
     hosts = (char **)(uintptr_t)1;
-    CHECK_RC(loom_hostlist_expand("a", 10, &hosts, NULL, err, sizeof err), LOOM_EINVAL);
+    CHECK_RC(loom__hostlist_expand("a", 10, &hosts, NULL, err, sizeof err), LOOM_EINVAL);
     CHECK(hosts == NULL);
     /* err may be NULL or tiny */
-    CHECK_RC(loom_hostlist_expand("a b", 10, &hosts, &n, NULL, 0), LOOM_EINVAL);
+    CHECK_RC(loom__hostlist_expand("a b", 10, &hosts, &n, NULL, 0), LOOM_EINVAL);
     CHECK(hosts == NULL && n == 0);
     char tiny[6];
     memset(tiny, 'z', sizeof tiny);
-    CHECK_RC(loom_hostlist_expand("n[5-3]", 10, &hosts, &n, tiny, sizeof tiny), LOOM_EINVAL);
+    CHECK_RC(loom__hostlist_expand("n[5-3]", 10, &hosts, &n, tiny, sizeof tiny), LOOM_EINVAL);
     CHECK(tiny[5] == 0 && strlen(tiny) == 5);
-    CHECK_RC(loom_hostlist_expand("n[1-3]", 10, &hosts, &n, NULL, 0), 0);
+    CHECK_RC(loom__hostlist_expand("n[1-3]", 10, &hosts, &n, NULL, 0), 0);
     CHECK(n == 3 && hosts && strcmp(hosts[2], "n3") == 0);
-    loom_hostlist_free(hosts, n);
-    loom_hostlist_free(NULL, 0);
-    loom_hostlist_free(NULL, 5);
+    loom__hostlist_free(hosts, n);
+    loom__hostlist_free(NULL, 0);
+    loom__hostlist_free(NULL, 5);
 }
 
 /* ---- limits ------------------------------------------------------------- */
@@ -261,8 +261,8 @@ static void test_max_hosts(void)
     /* a product that overflows size_t must not allocate either */
     char **hosts = NULL, err[256];
     size_t n = 0;
-    CHECK_RC(loom_hostlist_expand("[0-9999999999][0-9999999999]", SIZE_MAX, &hosts, &n, err,
-                                  sizeof err), LOOM_ETOOBIG);
+    CHECK_RC(loom__hostlist_expand("[0-9999999999][0-9999999999]", SIZE_MAX, &hosts, &n, err,
+                                   sizeof err), LOOM_ETOOBIG);
     CHECK(hosts == NULL && n == 0);
 }
 
@@ -271,9 +271,9 @@ static void test_name_length(void)
     char *s = repeat('a', 255, "");
     char **hosts = NULL, err[256];
     size_t n = 0;
-    CHECK_RC(loom_hostlist_expand(s, 1, &hosts, &n, err, sizeof err), 0);
+    CHECK_RC(loom__hostlist_expand(s, 1, &hosts, &n, err, sizeof err), 0);
     CHECK(n == 1 && strlen(hosts[0]) == 255);
-    loom_hostlist_free(hosts, n);
+    loom__hostlist_free(hosts, n);
     free(s);
 
     s = repeat('a', 256, "");
@@ -285,18 +285,18 @@ static void test_name_length(void)
 
     /* numbers count: 249 + 6 digits = 255 fits, 250 + 6 does not */
     s = repeat('p', 249, "[99999-100000]");
-    CHECK_RC(loom_hostlist_expand(s, 2, &hosts, &n, err, sizeof err), 0);
+    CHECK_RC(loom__hostlist_expand(s, 2, &hosts, &n, err, sizeof err), 0);
     CHECK(n == 2 && strlen(hosts[0]) == 254 && strlen(hosts[1]) == 255);
-    loom_hostlist_free(hosts, n);
+    loom__hostlist_free(hosts, n);
     free(s);
     s = repeat('p', 250, "[99999-100000]");
     expect_err(s, 2, LOOM_EINVAL, "256 bytes");
     free(s);
     /* padding counts: width 5 fits after 250 bytes, width 6 does not */
     s = repeat('p', 250, "[00001-2]");
-    CHECK_RC(loom_hostlist_expand(s, 2, &hosts, &n, err, sizeof err), 0);
+    CHECK_RC(loom__hostlist_expand(s, 2, &hosts, &n, err, sizeof err), 0);
     CHECK(n == 2 && strlen(hosts[1]) == 255);
-    loom_hostlist_free(hosts, n);
+    loom__hostlist_free(hosts, n);
     free(s);
     s = repeat('p', 250, "[000001-2]");
     expect_err(s, 2, LOOM_EINVAL, "256 bytes");
@@ -306,10 +306,10 @@ static void test_name_length(void)
     expect_err(s, 10, LOOM_EINVAL, "256 bytes");
     free(s);
     s = repeat('p', 240, "[1-2,000000003]x[1]yz");
-    CHECK_RC(loom_hostlist_expand(s, 3, &hosts, &n, err, sizeof err), 0);
+    CHECK_RC(loom__hostlist_expand(s, 3, &hosts, &n, err, sizeof err), 0);
     CHECK(n == 3 && strlen(hosts[0]) == 245 && strlen(hosts[2]) == 253);
     CHECK(n == 3 && strcmp(hosts[2] + 240, "000000003x1yz") == 0);
-    loom_hostlist_free(hosts, n);
+    loom__hostlist_free(hosts, n);
     free(s);
     /* a name too long is refused even when max_hosts would also refuse */
     s = repeat('p', 300, "[0-9999999999]");
@@ -323,7 +323,7 @@ static void test_big(void)
 {
     char **hosts = NULL, err[256];
     size_t n = 0;
-    CHECK_RC(loom_hostlist_expand("node[000000-099999]", 100000, &hosts, &n, err, sizeof err), 0);
+    CHECK_RC(loom__hostlist_expand("node[000000-099999]", 100000, &hosts, &n, err, sizeof err), 0);
     REQUIRE(n == 100000 && hosts);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -332,11 +332,11 @@ static void test_big(void)
         if (strcmp(hosts[i], want) != 0) bad++;
     }
     CHECK(bad == 0);
-    loom_hostlist_free(hosts, n);
-    CHECK_RC(loom_hostlist_expand("node[000000-099999]", 99999, &hosts, &n, err, sizeof err),
+    loom__hostlist_free(hosts, n);
+    CHECK_RC(loom__hostlist_expand("node[000000-099999]", 99999, &hosts, &n, err, sizeof err),
              LOOM_ETOOBIG);
 
-    CHECK_RC(loom_hostlist_expand("r[1-100]-n[1-1000]", 100000, &hosts, &n, err, sizeof err), 0);
+    CHECK_RC(loom__hostlist_expand("r[1-100]-n[1-1000]", 100000, &hosts, &n, err, sizeof err), 0);
     REQUIRE(n == 100000 && hosts);
     bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -345,7 +345,7 @@ static void test_big(void)
         if (strcmp(hosts[i], want) != 0) bad++;
     }
     CHECK(bad == 0);
-    loom_hostlist_free(hosts, n);
+    loom__hostlist_free(hosts, n);
 }
 
 /* ---- random expressions against an independent expansion ---------------- */
@@ -446,7 +446,7 @@ static void test_random(void)
         }
         char **hosts = NULL, err[256];
         size_t n = 0;
-        int rc = loom_hostlist_expand(expr, 100000, &hosts, &n, err, sizeof err);
+        int rc = loom__hostlist_expand(expr, 100000, &hosts, &n, err, sizeof err);
         int same = rc == 0 && n == want.n;
         for (size_t i = 0; same && i < n; i++) same = strcmp(hosts[i], want.v[i]) == 0;
         if (!same && mismatches++ < 5)
@@ -456,10 +456,10 @@ static void test_random(void)
         if (rc == 0 && n > 0) {
             char **h2 = (char **)(uintptr_t)1;
             size_t n2 = 1;
-            int rc2 = loom_hostlist_expand(expr, n - 1, &h2, &n2, err, sizeof err);
+            int rc2 = loom__hostlist_expand(expr, n - 1, &h2, &n2, err, sizeof err);
             if (rc2 != LOOM_ETOOBIG || h2 || n2) mismatches++;
         }
-        loom_hostlist_free(hosts, n);
+        loom__hostlist_free(hosts, n);
         ref_free(&want);
     }
     CHECK(mismatches == 0);
@@ -478,7 +478,7 @@ static void test_soup(void)
         expr[len] = 0;
         char **hosts = (char **)(uintptr_t)1, err[256] = "";
         size_t n = 99;
-        int rc = loom_hostlist_expand(expr, 4096, &hosts, &n, err, sizeof err);
+        int rc = loom__hostlist_expand(expr, 4096, &hosts, &n, err, sizeof err);
         if (rc == 0) {
             ok++;
             if (!hosts || n == 0 || err[0])
@@ -488,7 +488,7 @@ static void test_soup(void)
                 if (l == 0 || l > 255 || strspn(hosts[i], "abx0123456789-") != l)
                     if (bad++ < 3) fprintf(stderr, "soup \"%s\": host \"%s\"\n", expr, hosts[i]);
             }
-            loom_hostlist_free(hosts, n);
+            loom__hostlist_free(hosts, n);
         } else if (hosts || n || !err[0] ||
                    (rc != LOOM_EINVAL && rc != LOOM_ETOOBIG)) {
             if (bad++ < 3) fprintf(stderr, "soup \"%s\": rc %d, err \"%s\"\n", expr, rc, err);

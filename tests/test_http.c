@@ -811,10 +811,10 @@ static void test_stop_with_open_connections(void)
     CHECK(send_str(&busy, "GET /never HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     CHECK(send_str(&slow, "GET /slow?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     sleep_ms(100);
-    int64_t t0 = loom_now_ms();
+    int64_t t0 = loom__now_ms();
     loom_http_stop(&s);
     CHECK(s == NULL);
-    CHECK(loom_now_ms() - t0 < 2000);
+    CHECK(loom__now_ms() - t0 < 2000);
     CHECK(closed_by_server(&idle));
     CHECK(closed_by_server(&half));
     CHECK(closed_by_server(&busy));

@@ -1,6 +1,6 @@
 /* tests/test_lost_put.c — a put object whose only copy died with its node is
  * live again when the same ref is put again (white-box: the put goes through
- * client_put_with_ref, the path of loom_put and loom_library_load, with a ref
+ * loom__client_put_with_ref, the path of loom_put and loom_library_load, with a ref
  * the test chooses).  A real head and node daemons started with the loom
  * binary: driver 1 puts, its node is killed (the object is lost: a get says
  * so), a new node joins, driver 2 puts the same ref, and every driver reads
@@ -78,10 +78,10 @@ int main(void)
     loom_ref ref;
     uint8_t id[32];
     for (int i = 0; i < 32; i++) id[i] = (uint8_t)(0xa0 + i);
-    loom_ref_make(id, 0, &ref);
+    loom__ref_make(id, 0, &ref);
 
     loom_client *c1 = connect_dir();
-    CHECK_RC(client_put_with_ref(c1, &ref, data, len, 0), LOOM_OK);
+    CHECK_RC(loom__client_put_with_ref(c1, &ref, data, len, 0), LOOM_OK);
     loom_value *v = NULL;
     CHECK_RC(loom_get(c1, ref, 10000, &v), LOOM_OK);
     CHECK(v && loom_value_size(v) == len && !memcmp(loom_value_data(v), data, len));
@@ -105,7 +105,7 @@ int main(void)
     CHECK(wait_alive(c2, 1));
 
     loom_client *c3 = connect_dir(); /* its home is the new node */
-    CHECK_RC(client_put_with_ref(c3, &ref, data, len, 0), LOOM_OK);
+    CHECK_RC(loom__client_put_with_ref(c3, &ref, data, len, 0), LOOM_OK);
     CHECK_RC(loom_get(c3, ref, 10000, &v), LOOM_OK);
     CHECK(v && loom_value_size(v) == len && !memcmp(loom_value_data(v), data, len));
     loom_value_release(&v);

@@ -1,7 +1,7 @@
 /* tests/test_place.c — the head's placement decisions (scheduler/head_place.c)
  * without starting a process: a `head` built in memory with nodes (CPUs,
  * memory, labels, GPUs, custom resources) and tasks with requests, handed
- * to head_place (where a task runs now) and head_infeasible_reason (why it
+ * to loom__head_place (where a task runs now) and loom__head_infeasible_reason (why it
  * never could).  Covers the default pack-then-spread policy, SPREAD, hard
  * and soft node affinity, labels, whole and fractional GPUs, custom
  * resources, draining and dead nodes, and the infeasible reasons' text.
@@ -50,21 +50,21 @@ static node *add_node(head *h, const node_desc *d)
     }
     n->id = d->id;
     n->alive = 1;
-    REQUIRE(head_node_init_resources(h, n, &w) == 0);
-    REQUIRE(loom_hmap_put(&h->nodes, &n->id, sizeof(n->id), n) == 0);
+    REQUIRE(loom__head_node_init_resources(h, n, &w) == 0);
+    REQUIRE(loom__hmap_put(&h->nodes, &n->id, sizeof(n->id), n) == 0);
     return n;
 }
 
 static void free_cluster(head *h)
 {
     for (int i = 0; i < h->nnode_list; i++) {
-        head_node_info_free(&h->node_list[i]->info);
+        loom__head_node_info_free(&h->node_list[i]->info);
         free(h->node_list[i]);
     }
     free(h->node_list);
     free(h->cands);
-    loom_hmap_free(&h->nodes);
-    loom_hmap_free(&h->pgs);
+    loom__hmap_free(&h->nodes);
+    loom__hmap_free(&h->pgs);
     memset(h, 0, sizeof(*h));
 }
 
@@ -99,16 +99,16 @@ static task new_task(double cpus, uint64_t memory)
 static uint32_t place_take(head *h, task *t, int take)
 {
     loom_request r;
-    head_spec_request(&t->spec, &r);
+    loom__head_spec_request(&t->spec, &r);
     loom_pool *pool = NULL;
     int bundle = 7;
-    node *n = head_place(h, t, &r, &pool, &bundle);
+    node *n = loom__head_place(h, t, &r, &pool, &bundle);
     if (!n) return 0;
     CHECK(bundle == -1);
     CHECK(pool == &n->pool);
     if (take) {
         loom_grant g;
-        CHECK_RC(loom_pool_take(pool, &r, &g), 0);
+        CHECK_RC(loom__pool_take(pool, &r, &g), 0);
     }
     return n->id;
 }
@@ -122,8 +122,8 @@ static uint32_t place_only(head *h, task *t)
 static int infeasible(head *h, task *t, char *why, size_t whylen)
 {
     loom_request r;
-    head_spec_request(&t->spec, &r);
-    return head_infeasible_reason(h, t, &r, why, whylen);
+    loom__head_spec_request(&t->spec, &r);
+    return loom__head_infeasible_reason(h, t, &r, why, whylen);
 }
 
 static int has(const char *text, const char *part)
@@ -144,7 +144,7 @@ static void test_request(void)
     t.spec.res = res;
     t.spec.nres = 2;
     loom_request r;
-    head_spec_request(&t.spec, &r);
+    loom__head_spec_request(&t.spec, &r);
     CHECK(r.cpus == 1.5 && r.memory == 2 * GIB && r.gpus == 0.25 && r.gpu_memory == GIB);
     CHECK(r.nres == 2 && !strcmp(r.res[0].name, "tpu") && r.res[0].amount == 2);
     CHECK(!strcmp(r.res[1].name, "fpga") && r.res[1].amount == 0.5);
@@ -159,7 +159,7 @@ static void test_fits_free_node(void)
     /* a node with no free CPUs is passed over */
     loom_request all = {.cpus = 4};
     loom_grant g;
-    CHECK_RC(loom_pool_take(&h.node_list[0]->pool, &all, &g), 0);
+    CHECK_RC(loom__pool_take(&h.node_list[0]->pool, &all, &g), 0);
     CHECK(place_only(&h, &t) == 2);
     /* too much memory for nodes 1-3 */
     task big = new_task(1, 20 * GIB);
@@ -190,7 +190,7 @@ static void test_pack_and_spread(void)
     default_cluster(&h);
     loom_request busy[4] = {{.cpus = 3}, {.cpus = 2}, {.cpus = 7}, {.cpus = 5}};
     loom_grant g;
-    for (int i = 0; i < 4; i++) CHECK_RC(loom_pool_take(&h.node_list[i]->pool, &busy[i], &g), 0);
+    for (int i = 0; i < 4; i++) CHECK_RC(loom__pool_take(&h.node_list[i]->pool, &busy[i], &g), 0);
     CHECK(place_only(&h, &t) == 2); /* 2.5 of 4 busy after it: the least */
     free_cluster(&h);
 
@@ -222,7 +222,7 @@ static void test_affinity(void)
     /* hard: node 2 busy means wait, not elsewhere (and it is not infeasible) */
     loom_request all = {.cpus = 4};
     loom_grant g;
-    CHECK_RC(loom_pool_take(&h.node_list[1]->pool, &all, &g), 0);
+    CHECK_RC(loom__pool_take(&h.node_list[1]->pool, &all, &g), 0);
     CHECK(place_only(&h, &t) == 0);
     CHECK(infeasible(&h, &t, why, sizeof(why)) == 0);
     /* soft: falls back to the default policy */

@@ -56,7 +56,7 @@ static loom_store *open_store(const char *test, uint64_t cap, int spill, uint64_
                          spill ? dir_for(disk, sizeof disk, test, "disk") : NULL,
                          cap, spill_cap, 1};
     loom_store *s = NULL;
-    int rc = loom_store_open(&o, &s);
+    int rc = loom__store_open(&o, &s);
     if (rc != 0)
         fprintf(stderr, "open %s: %s\n", test, loom_strerror(rc));
     REQUIRE(rc == 0 && s);
@@ -71,7 +71,7 @@ static int put_n(loom_store *s, int n, size_t len, int flags)
     REQUIRE(buf);
     make_id(id, n);
     fill(buf, len, n);
-    int rc = loom_store_put(s, id, buf, len, flags);
+    int rc = loom__store_put(s, id, buf, len, flags);
     free(buf);
     return rc;
 }
@@ -80,7 +80,7 @@ static int has_n(loom_store *s, int n)
 {
     uint8_t id[LOOM_STORE_ID_LEN];
     make_id(id, n);
-    return loom_store_contains(s, id, NULL);
+    return loom__store_contains(s, id, NULL);
 }
 
 /* 1 if object n is readable and holds its pattern. */
@@ -89,10 +89,10 @@ static int get_ok(loom_store *s, int n, size_t len)
     uint8_t id[LOOM_STORE_ID_LEN];
     loom_store_view v;
     make_id(id, n);
-    if (loom_store_get(s, id, &v) != 0)
+    if (loom__store_get(s, id, &v) != 0)
         return 0;
     int ok = v.len == len && check_fill(v.data, v.len, n);
-    loom_store_view_release(s, &v);
+    loom__store_view_release(s, &v);
     return ok;
 }
 
@@ -100,7 +100,7 @@ static loom_store_stats stats_of(loom_store *s)
 {
     loom_store_stats st;
     memset(&st, 0, sizeof st);
-    CHECK_RC(loom_store_stats_get(s, &st), 0);
+    CHECK_RC(loom__store_stats_get(s, &st), 0);
     return st;
 }
 
@@ -112,61 +112,61 @@ static void test_roundtrip(void)
     make_id(other, 2);
     const char hello[] = "hello, store";
 
-    CHECK_RC(loom_store_put(s, id, hello, sizeof hello, 0), 0);
+    CHECK_RC(loom__store_put(s, id, hello, sizeof hello, 0), 0);
     loom_store_view a, b;
-    CHECK_RC(loom_store_get(s, id, &a), 0);
-    CHECK_RC(loom_store_get(s, id, &b), 0);
+    CHECK_RC(loom__store_get(s, id, &a), 0);
+    CHECK_RC(loom__store_get(s, id, &b), 0);
     CHECK(a.len == sizeof hello && memcmp(a.data, hello, sizeof hello) == 0);
     CHECK(a.data == b.data);                       /* zero copy: both map the value */
     CHECK(a.data != (const void *)hello);
-    loom_store_view_release(s, &b);
+    loom__store_view_release(s, &b);
     CHECK(b.data == NULL && b.txn_ == NULL);
 
     /* immutable: a second put is a no-op */
-    CHECK_RC(loom_store_put(s, id, "different", 9, 0), 0);
+    CHECK_RC(loom__store_put(s, id, "different", 9, 0), 0);
     loom_store_view c;
-    CHECK_RC(loom_store_get(s, id, &c), 0);
+    CHECK_RC(loom__store_get(s, id, &c), 0);
     CHECK(c.len == sizeof hello && memcmp(c.data, hello, sizeof hello) == 0);
-    loom_store_view_release(s, &c);
+    loom__store_view_release(s, &c);
 
     uint64_t len = 0;
-    CHECK_RC(loom_store_contains(s, id, &len), 1);
+    CHECK_RC(loom__store_contains(s, id, &len), 1);
     CHECK(len == sizeof hello);
-    CHECK_RC(loom_store_contains(s, other, &len), 0);
-    CHECK_RC(loom_store_get(s, other, &c), LOOM_ENOTFOUND);
+    CHECK_RC(loom__store_contains(s, other, &len), 0);
+    CHECK_RC(loom__store_get(s, other, &c), LOOM_ENOTFOUND);
 
     loom_store_stats st = stats_of(s);
     CHECK(st.objects == 1 && st.used == sizeof hello && st.capacity == 4 * MIB);
 
     /* delete: gone for new readers; a view taken before stays valid */
-    CHECK_RC(loom_store_delete(s, id), 0);
-    CHECK_RC(loom_store_contains(s, id, NULL), 0);
-    CHECK_RC(loom_store_get(s, id, &c), LOOM_ENOTFOUND);
-    CHECK_RC(loom_store_delete(s, id), LOOM_ENOTFOUND);
+    CHECK_RC(loom__store_delete(s, id), 0);
+    CHECK_RC(loom__store_contains(s, id, NULL), 0);
+    CHECK_RC(loom__store_get(s, id, &c), LOOM_ENOTFOUND);
+    CHECK_RC(loom__store_delete(s, id), LOOM_ENOTFOUND);
     CHECK(memcmp(a.data, hello, sizeof hello) == 0);
-    loom_store_view_release(s, &a);
+    loom__store_view_release(s, &a);
     st = stats_of(s);
     CHECK(st.objects == 0 && st.used == 0);
 
     /* empty objects, NULL data with zero length */
-    CHECK_RC(loom_store_put(s, other, NULL, 0, 0), 0);
-    CHECK_RC(loom_store_get(s, other, &c), 0);
+    CHECK_RC(loom__store_put(s, other, NULL, 0, 0), 0);
+    CHECK_RC(loom__store_get(s, other, &c), 0);
     CHECK(c.len == 0);
-    loom_store_view_release(s, &c);
-    CHECK_RC(loom_store_contains(s, other, &len), 1);
+    loom__store_view_release(s, &c);
+    CHECK_RC(loom__store_contains(s, other, &len), 1);
     CHECK(len == 0);
 
     /* bad arguments */
-    CHECK_RC(loom_store_put(NULL, id, hello, 1, 0), LOOM_EINVAL);
-    CHECK_RC(loom_store_put(s, NULL, hello, 1, 0), LOOM_EINVAL);
-    CHECK_RC(loom_store_put(s, id, NULL, 1, 0), LOOM_EINVAL);
-    CHECK_RC(loom_store_get(s, id, NULL), LOOM_EINVAL);
-    CHECK_RC(loom_store_stats_get(s, NULL), LOOM_EINVAL);
-    loom_store_view_release(s, NULL);
-    loom_store_close(&s);
+    CHECK_RC(loom__store_put(NULL, id, hello, 1, 0), LOOM_EINVAL);
+    CHECK_RC(loom__store_put(s, NULL, hello, 1, 0), LOOM_EINVAL);
+    CHECK_RC(loom__store_put(s, id, NULL, 1, 0), LOOM_EINVAL);
+    CHECK_RC(loom__store_get(s, id, NULL), LOOM_EINVAL);
+    CHECK_RC(loom__store_stats_get(s, NULL), LOOM_EINVAL);
+    loom__store_view_release(s, NULL);
+    loom__store_close(&s);
     CHECK(s == NULL);
-    loom_store_close(&s);
-    loom_store_close(NULL);
+    loom__store_close(&s);
+    loom__store_close(NULL);
 }
 
 static void test_reserve(void)
@@ -176,34 +176,34 @@ static void test_reserve(void)
     loom_store_reservation r;
 
     make_id(id, 10);
-    CHECK_RC(loom_store_reserve(s, id, 1000, 0, &r), 0);
+    CHECK_RC(loom__store_reserve(s, id, 1000, 0, &r), 0);
     REQUIRE(r.data && r.len == 1000);
     fill(r.data, r.len, 10);
-    CHECK_RC(loom_store_commit(s, &r), 0);
+    CHECK_RC(loom__store_commit(s, &r), 0);
     CHECK(get_ok(s, 10, 1000));
-    CHECK_RC(loom_store_commit(s, &r), LOOM_EINVAL);   /* already committed */
+    CHECK_RC(loom__store_commit(s, &r), LOOM_EINVAL);   /* already committed */
 
     make_id(id, 11);
-    CHECK_RC(loom_store_reserve(s, id, 500, 0, &r), 0);
+    CHECK_RC(loom__store_reserve(s, id, 500, 0, &r), 0);
     fill(r.data, r.len, 99);
-    loom_store_abort(s, &r);
-    CHECK_RC(loom_store_contains(s, id, NULL), 0);
-    loom_store_abort(s, &r);                            /* harmless twice */
+    loom__store_abort(s, &r);
+    CHECK_RC(loom__store_contains(s, id, NULL), 0);
+    loom__store_abort(s, &r);                            /* harmless twice */
 
     /* reserving an existing id gives a throwaway buffer; the object stays */
     make_id(id, 10);
-    CHECK_RC(loom_store_reserve(s, id, 1000, 0, &r), 0);
+    CHECK_RC(loom__store_reserve(s, id, 1000, 0, &r), 0);
     REQUIRE(r.data);
     memset(r.data, 0, r.len);
-    CHECK_RC(loom_store_commit(s, &r), 0);
+    CHECK_RC(loom__store_commit(s, &r), 0);
     CHECK(get_ok(s, 10, 1000));
 
     /* larger than the memory tier: reserved in the disk tier */
     make_id(id, 12);
-    CHECK_RC(loom_store_reserve(s, id, 2 * MIB, LOOM_STORE_PRIMARY, &r), 0);
+    CHECK_RC(loom__store_reserve(s, id, 2 * MIB, LOOM_STORE_PRIMARY, &r), 0);
     REQUIRE(r.data);
     fill(r.data, r.len, 12);
-    CHECK_RC(loom_store_commit(s, &r), 0);
+    CHECK_RC(loom__store_commit(s, &r), 0);
     CHECK(get_ok(s, 12, 2 * MIB));
     loom_store_stats st = stats_of(s);
     CHECK(st.objects == 2 && st.spilled_objects == 1);
@@ -211,9 +211,9 @@ static void test_reserve(void)
 
     /* a reservation that cannot fit anywhere */
     make_id(id, 13);
-    CHECK_RC(loom_store_reserve(s, id, 8 * MIB, 0, &r), LOOM_ESTOREFULL);
+    CHECK_RC(loom__store_reserve(s, id, 8 * MIB, 0, &r), LOOM_ESTOREFULL);
     CHECK(r.data == NULL);
-    loom_store_close(&s);
+    loom__store_close(&s);
 }
 
 static void test_pins(void)
@@ -221,19 +221,19 @@ static void test_pins(void)
     loom_store *s = open_store("pins", 1 * MIB, 0, 0);
     uint8_t id[LOOM_STORE_ID_LEN];
     make_id(id, 20);
-    CHECK_RC(loom_store_pin(s, id), LOOM_ENOTFOUND);
-    CHECK_RC(loom_store_unpin(s, id), LOOM_ENOTFOUND);
-    CHECK_RC(loom_store_touch(s, id), LOOM_ENOTFOUND);
+    CHECK_RC(loom__store_pin(s, id), LOOM_ENOTFOUND);
+    CHECK_RC(loom__store_unpin(s, id), LOOM_ENOTFOUND);
+    CHECK_RC(loom__store_touch(s, id), LOOM_ENOTFOUND);
     CHECK_RC(put_n(s, 20, 100, 0), 0);
-    CHECK_RC(loom_store_unpin(s, id), LOOM_ESTATE);
-    CHECK_RC(loom_store_pin(s, id), 0);
-    CHECK_RC(loom_store_pin(s, id), 0);
-    CHECK_RC(loom_store_unpin(s, id), 0);
-    CHECK_RC(loom_store_unpin(s, id), 0);
-    CHECK_RC(loom_store_unpin(s, id), LOOM_ESTATE);
-    CHECK_RC(loom_store_touch(s, id), 0);
-    CHECK_RC(loom_store_pin(NULL, id), LOOM_EINVAL);
-    loom_store_close(&s);
+    CHECK_RC(loom__store_unpin(s, id), LOOM_ESTATE);
+    CHECK_RC(loom__store_pin(s, id), 0);
+    CHECK_RC(loom__store_pin(s, id), 0);
+    CHECK_RC(loom__store_unpin(s, id), 0);
+    CHECK_RC(loom__store_unpin(s, id), 0);
+    CHECK_RC(loom__store_unpin(s, id), LOOM_ESTATE);
+    CHECK_RC(loom__store_touch(s, id), 0);
+    CHECK_RC(loom__store_pin(NULL, id), LOOM_EINVAL);
+    loom__store_close(&s);
 }
 
 static void test_lru_eviction(void)
@@ -245,7 +245,7 @@ static void test_lru_eviction(void)
     CHECK_RC(put_n(s, 32, sz, 0), 0);
     uint8_t id[LOOM_STORE_ID_LEN];
     make_id(id, 30);
-    CHECK_RC(loom_store_touch(s, id), 0);           /* 31 is now the oldest */
+    CHECK_RC(loom__store_touch(s, id), 0);           /* 31 is now the oldest */
 
     CHECK_RC(put_n(s, 33, sz, 0), 0);
     CHECK_RC(has_n(s, 31), 0);
@@ -257,9 +257,9 @@ static void test_lru_eviction(void)
 
     /* pinned (32, the oldest) and primary (34) objects are not evicted */
     make_id(id, 32);
-    CHECK_RC(loom_store_pin(s, id), 0);
+    CHECK_RC(loom__store_pin(s, id), 0);
     make_id(id, 30);
-    CHECK_RC(loom_store_touch(s, id), 0);           /* LRU order: 33, 32 (pinned), 30 */
+    CHECK_RC(loom__store_touch(s, id), 0);           /* LRU order: 33, 32 (pinned), 30 */
     CHECK_RC(put_n(s, 34, sz, LOOM_STORE_PRIMARY), 0);
     CHECK_RC(has_n(s, 32), 1);
     CHECK_RC(has_n(s, 33), 0);
@@ -272,7 +272,7 @@ static void test_lru_eviction(void)
     st = stats_of(s);
     CHECK(st.evictions == 3 && st.objects == 3 && st.spills == 0);
     CHECK(get_ok(s, 32, sz) && get_ok(s, 34, sz) && get_ok(s, 35, sz));
-    loom_store_close(&s);
+    loom__store_close(&s);
 }
 
 static void test_spill(void)
@@ -287,14 +287,14 @@ static void test_spill(void)
     CHECK_RC(put_n(s, 42, sz, 0), 0);
     uint8_t id[LOOM_STORE_ID_LEN];
     make_id(id, 42);
-    CHECK_RC(loom_store_pin(s, id), 0);             /* pinned secondary: spilled, not evicted */
+    CHECK_RC(loom__store_pin(s, id), 0);             /* pinned secondary: spilled, not evicted */
 
     CHECK_RC(put_n(s, 43, sz, LOOM_STORE_PRIMARY), 0);  /* spills 40 */
     st = stats_of(s);
     CHECK(st.spills == 1 && st.spilled_objects == 1 && st.evictions == 0);
     CHECK(st.used == 3 * sz && st.spill_used == sz && st.objects == 4);
     uint64_t len = 0;
-    CHECK_RC(loom_store_contains(s, (make_id(id, 40), id), &len), 1);
+    CHECK_RC(loom__store_contains(s, (make_id(id, 40), id), &len), 1);
     CHECK(len == sz);
     CHECK(get_ok(s, 40, sz));
 
@@ -306,10 +306,10 @@ static void test_spill(void)
     /* a view of a spilled object stays valid while it is deleted */
     loom_store_view v;
     make_id(id, 41);
-    CHECK_RC(loom_store_get(s, id, &v), 0);
-    CHECK_RC(loom_store_delete(s, id), 0);
+    CHECK_RC(loom__store_get(s, id, &v), 0);
+    CHECK_RC(loom__store_delete(s, id), 0);
     CHECK(v.len == sz && check_fill(v.data, v.len, 41));
-    loom_store_view_release(s, &v);
+    loom__store_view_release(s, &v);
     CHECK_RC(has_n(s, 41), 0);
     st = stats_of(s);
     CHECK(st.spilled_objects == 2 && st.spill_used == 2 * sz);
@@ -325,7 +325,7 @@ static void test_spill(void)
     CHECK_RC(put_n(s, 46, 3 * MIB, LOOM_STORE_PRIMARY), 0);
     CHECK_RC(has_n(s, 45), 0);
     CHECK(get_ok(s, 46, 3 * MIB) && get_ok(s, 40, sz) && get_ok(s, 42, sz));
-    loom_store_close(&s);
+    loom__store_close(&s);
 }
 
 static void test_full(void)
@@ -337,7 +337,7 @@ static void test_full(void)
     CHECK_RC(put_n(s, 52, sz, 0), 0);
     uint8_t id[LOOM_STORE_ID_LEN];
     make_id(id, 52);
-    CHECK_RC(loom_store_pin(s, id), 0);
+    CHECK_RC(loom__store_pin(s, id), 0);
     loom_store_stats before = stats_of(s);
     CHECK_RC(put_n(s, 53, sz, 0), LOOM_ESTOREFULL);     /* nothing evictable, no disk */
     CHECK_RC(put_n(s, 54, 2 * MIB, 0), LOOM_ESTOREFULL);
@@ -345,7 +345,7 @@ static void test_full(void)
     CHECK(memcmp(&before, &after, sizeof before) == 0);
     CHECK_RC(has_n(s, 53), 0);
     CHECK(get_ok(s, 50, sz) && get_ok(s, 51, sz) && get_ok(s, 52, sz));
-    loom_store_close(&s);
+    loom__store_close(&s);
 
     /* with a disk tier too small for it */
     s = open_store("full2", 1 * MIB, 1, 1 * MIB);
@@ -360,7 +360,7 @@ static void test_full(void)
     after = stats_of(s);
     CHECK(memcmp(&before, &after, sizeof before) == 0);
     CHECK(get_ok(s, 55, sz) && get_ok(s, 57, 900 * KIB));
-    loom_store_close(&s);
+    loom__store_close(&s);
 }
 
 /* A view held by a reader keeps LMDB from reusing the pages freed after it,
@@ -374,7 +374,7 @@ static void test_map_full(void)
     uint8_t id[LOOM_STORE_ID_LEN];
     loom_store_view v;
     make_id(id, 60);
-    CHECK_RC(loom_store_get(s, id, &v), 0);
+    CHECK_RC(loom__store_get(s, id, &v), 0);
     int ok = 0, full = 0, other = 0;
     for (int i = 0; i < 400; i++) {
         int rc = put_n(s, 1000 + i, sz, 0);
@@ -384,12 +384,12 @@ static void test_map_full(void)
     }
     CHECK(ok > 0 && full > 0 && other == 0);
     CHECK(v.len == 100 && check_fill(v.data, v.len, 60));
-    loom_store_view_release(s, &v);
+    loom__store_view_release(s, &v);
     CHECK_RC(put_n(s, 2000, sz, 0), 0);
     CHECK(get_ok(s, 2000, sz));
     loom_store_stats st = stats_of(s);
     CHECK(st.used <= st.capacity);
-    loom_store_close(&s);
+    loom__store_close(&s);
 }
 
 /* The creator puts A (and spills B); a forked process attaches with create=0,
@@ -412,16 +412,16 @@ static void test_two_processes(void)
         loom_store_opts o = {dir_for(mem, sizeof mem, "procs", "mem"), NULL, 0, 0, 0};
         loom_store *c = NULL;
         int bad = 0;
-        if (loom_store_open(&o, &c) != 0)
+        if (loom__store_open(&o, &c) != 0)
             _exit(100);
         loom_store_stats cst;
-        bad += loom_store_stats_get(c, &cst) != 0;
+        bad += loom__store_stats_get(c, &cst) != 0;
         bad += cst.capacity != st.capacity || cst.spill_capacity != st.spill_capacity;
         bad += cst.objects != 2 || cst.spilled_objects != 1;
         bad += !get_ok(c, 70, sz);
         bad += !get_ok(c, 71, sz);
         bad += put_n(c, 72, 1000, 0) != 0;
-        loom_store_close(&c);
+        loom__store_close(&c);
         _exit(bad);
     }
     int status = 0;
@@ -435,16 +435,16 @@ static void test_two_processes(void)
     char mem[256];
     loom_store_opts o = {dir_for(mem, sizeof mem, "nothing", "mem"), NULL, 0, 0, 0};
     loom_store *c = (loom_store *)1;
-    CHECK_RC(loom_store_open(&o, &c), LOOM_ENOTFOUND);
+    CHECK_RC(loom__store_open(&o, &c), LOOM_ENOTFOUND);
     CHECK(c == NULL);
-    loom_store_close(&s);
+    loom__store_close(&s);
 
     /* reopening with create keeps the objects and the accounting */
     s = open_store("procs", 1 * MIB, 1, 0);
     st = stats_of(s);
     CHECK(st.objects == 3 && st.spilled_objects == 1 && st.used == sz + 1000);
     CHECK(get_ok(s, 70, sz) && get_ok(s, 72, 1000));
-    loom_store_close(&s);
+    loom__store_close(&s);
 }
 
 /* A capacity beyond the file system's free space is clamped at open, so puts
@@ -460,13 +460,13 @@ static void test_clamp(void)
     CHECK(st.spill_capacity > 0 && st.spill_capacity <= free_bytes);
     CHECK_RC(put_n(s, 80, 1000, 0), 0);
     CHECK(get_ok(s, 80, 1000));
-    loom_store_close(&s);
+    loom__store_close(&s);
 
     char mem[256];
     loom_store_opts o = {dir_for(mem, sizeof mem, "clamp", "mem"), NULL, 0, 0, 1};
-    CHECK_RC(loom_store_open(&o, &s), LOOM_EINVAL);     /* create needs a capacity */
-    CHECK_RC(loom_store_open(NULL, &s), LOOM_EINVAL);
-    CHECK_RC(loom_store_open(&o, NULL), LOOM_EINVAL);
+    CHECK_RC(loom__store_open(&o, &s), LOOM_EINVAL);     /* create needs a capacity */
+    CHECK_RC(loom__store_open(NULL, &s), LOOM_EINVAL);
+    CHECK_RC(loom__store_open(&o, NULL), LOOM_EINVAL);
 }
 
 /* The writable map never faults on a full file system: a 24 MiB tmpfs,
@@ -483,7 +483,7 @@ static int full_tmpfs_child(const char *dir)
     snprintf(hog, sizeof hog, "%s/hog", dir);
     loom_store_opts o = {mem, NULL, 16 * MIB, 0, 1};
     loom_store *s = NULL;
-    if (loom_store_open(&o, &s) != 0) return 2;
+    if (loom__store_open(&o, &s) != 0) return 2;
     if (put_n(s, 90, 1 * MIB, LOOM_STORE_PRIMARY) != 0) return 3;
     /* another user takes all but 2 MiB of the file system */
     struct statvfs vfs;
@@ -502,7 +502,7 @@ static int full_tmpfs_child(const char *dir)
     close(fd);
     unlink(hog);                               /* room again: puts work */
     if (put_n(s, 120, 1 * MIB, LOOM_STORE_PRIMARY) != 0) return 9;
-    loom_store_close(&s);
+    loom__store_close(&s);
     return 0;
 }
 
@@ -514,7 +514,7 @@ static void test_full_tmpfs(void)
     }
     char dir[256];
     snprintf(dir, sizeof dir, "%s/smallfs", root);
-    REQUIRE(loom_mkdir_p(dir) == 0);
+    REQUIRE(loom__mkdir_p(dir) == 0);
     fflush(stdout);
     pid_t pid = fork();
     REQUIRE(pid >= 0);
@@ -534,7 +534,7 @@ static void test_full_tmpfs(void)
 
 int main(void)
 {
-    REQUIRE(loom_make_temp_dir(NULL, "loom-test-store", root, sizeof root) == LOOM_OK);
+    REQUIRE(loom__make_temp_dir(NULL, "loom-test-store", root, sizeof root) == LOOM_OK);
     test_roundtrip();
     test_reserve();
     test_pins();
@@ -545,6 +545,6 @@ int main(void)
     test_two_processes();
     test_clamp();
     test_full_tmpfs();
-    loom_rm_rf(root);
+    loom__rm_rf(root);
     return TEST_DONE();
 }

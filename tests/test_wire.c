@@ -15,7 +15,7 @@ static void save_frame(int type)
 {
     if (!corpus_dir) return;
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s.bin", corpus_dir, loom_msg_type_name(type));
+    snprintf(path, sizeof(path), "%s/%s.bin", corpus_dir, loom__msg_type_name(type));
     FILE *f = fopen(path, "wb");
     if (!f) return;
     fwrite(loom_pack_data(pk), 1, loom_pack_size(pk), f);
@@ -24,9 +24,9 @@ static void save_frame(int type)
 
 static int roundtrip(const loom_msg *m, loom_msg *out)
 {
-    REQUIRE(loom_wire_encode(m, pk) == 0);
+    REQUIRE(loom__wire_encode(m, pk) == 0);
     char err[256];
-    return loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), out, err, sizeof(err));
+    return loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), out, err, sizeof(err));
 }
 
 static void make_task(loom_wire_task *t, loom_wire_arg *args, loom_wire_loc *locs)
@@ -86,7 +86,7 @@ static void test_task_roundtrip(void)
     loom_wire_loc locs[1];
     make_task(&t, args, locs);
     loom_msg m, d;
-    loom_msg_init(&m, LOOM_MSG_SUBMIT, 77);
+    loom__msg_init(&m, LOOM_MSG_SUBMIT, 77);
     m.job_name = "job";
     m.detached = 1;
     m.tasks = &t;
@@ -110,11 +110,11 @@ static void test_task_roundtrip(void)
     /* deep copy survives freeing the message */
     loom_arena a = {0};
     loom_wire_task copy;
-    CHECK_RC(loom_wire_task_copy(&a, &copy, x), 0);
-    loom_msg_free(&d);
+    CHECK_RC(loom__wire_task_copy(&a, &copy, x), 0);
+    loom__msg_free(&d);
     CHECK(!strcmp(copy.argv[0], "sh") && copy.args[0].value.n == 3 && !memcmp(copy.args[0].value.p, "abc", 3));
     CHECK(copy.nres == 2 && !strcmp(copy.res[1].name, "tpu") && !strcmp(copy.labels[0].key, "zone"));
-    loom_arena_free(&a);
+    loom__arena_free(&a);
 }
 
 static void test_actor_task(void)
@@ -128,14 +128,14 @@ static void test_actor_task(void)
     memset(t.actor, 5, 16);
     t.bundle = -1;
     loom_msg m, d;
-    loom_msg_init(&m, LOOM_MSG_SUBMIT, 1);
+    loom__msg_init(&m, LOOM_MSG_SUBMIT, 1);
     m.job_name = "j";
     m.tasks = &t;
     m.ntasks = 1;
     CHECK_RC(roundtrip(&m, &d), 0);
     CHECK(d.ntasks == 1 && d.tasks[0].actor_op == LOOM_ACTOR_CALL && d.tasks[0].actor[7] == 5);
     CHECK(d.tasks[0].bundle == -1 && !d.tasks[0].has_pg);
-    loom_msg_free(&d);
+    loom__msg_free(&d);
     /* a call needs no library, a creation does; names with "__" are refused */
     t.actor_op = LOOM_ACTOR_CREATE;
     CHECK(roundtrip(&m, &d) == LOOM_EPROTO);
@@ -147,7 +147,7 @@ static void test_actor_task(void)
     CHECK(roundtrip(&m, &d) == LOOM_EPROTO);
     t.num_gpus = 2;
     CHECK_RC(roundtrip(&m, &d), 0);
-    loom_msg_free(&d);
+    loom__msg_free(&d);
     t.num_gpus = 0;
     t.gpu_memory = 10;
     CHECK(roundtrip(&m, &d) == LOOM_EPROTO);
@@ -157,7 +157,7 @@ static void test_every_type(void)
 {
     for (int type = 1; type < LOOM_MSG_TYPE_MAX; type++) {
         loom_msg m, d;
-        loom_msg_init(&m, type, 5);
+        loom__msg_init(&m, type, 5);
         loom_wire_task t;
         loom_wire_arg args[2];
         loom_wire_loc locs[1];
@@ -195,7 +195,7 @@ static void test_every_type(void)
         int rc = roundtrip(&m, &d);
         CHECK_RC(rc, 0);
         if (rc) {
-            fprintf(stderr, "  type %s\n", loom_msg_type_name(type));
+            fprintf(stderr, "  type %s\n", loom__msg_type_name(type));
             continue;
         }
         CHECK(d.type == type && d.req == 5);
@@ -208,13 +208,13 @@ static void test_every_type(void)
             loom_msg x;
             uint8_t *prefix = malloc(cut ? cut : 1);
             memcpy(prefix, copy, cut);
-            int r = loom_wire_decode(prefix, cut, &x, NULL, 0);
+            int r = loom__wire_decode(prefix, cut, &x, NULL, 0);
             CHECK(r == LOOM_EPROTO);
-            if (!r) loom_msg_free(&x);
+            if (!r) loom__msg_free(&x);
             free(prefix);
         }
         free(copy);
-        loom_msg_free(&d);
+        loom__msg_free(&d);
     }
 }
 
@@ -269,7 +269,7 @@ static void golden_msg(int type, loom_msg *m, golden_parts *g)
 {
     static loom_wire_res res[] = {{"nvlink", 2}, {"tpu", 0.75}};
     static loom_wire_label labels[] = {{"zone", "b"}, {"rack", ""}};
-    loom_msg_init(m, type, 0x1234567);
+    loom__msg_init(m, type, 0x1234567);
     make_task(&g->tasks[0], g->args, g->arg_locs);
     golden_actor_task(&g->tasks[1]);
     g->locs[0] = (loom_wire_loc){.node = 11, .addr = "10.0.0.1:7001"};
@@ -341,9 +341,9 @@ static int write_golden(const char *path)
         loom_msg m;
         golden_parts g;
         golden_msg(type, &m, &g);
-        REQUIRE(loom_wire_encode(&m, pk) == 0);
+        REQUIRE(loom__wire_encode(&m, pk) == 0);
         char *hex = to_hex(loom_pack_data(pk), loom_pack_size(pk));
-        fprintf(f, "    [%d] = /* %s */\n", type, loom_msg_type_name(type));
+        fprintf(f, "    [%d] = /* %s */\n", type, loom__msg_type_name(type));
         size_t len = strlen(hex);
         for (size_t i = 0; i < len; i += 96)
             fprintf(f, "        \"%.*s\"%s\n", (int)(len - i < 96 ? len - i : 96), hex + i,
@@ -426,35 +426,35 @@ static void test_golden(void)
     REQUIRE(sizeof(wire_golden) / sizeof(wire_golden[0]) == LOOM_MSG_TYPE_MAX);
     for (int type = 1; type < LOOM_MSG_TYPE_MAX; type++) {
         if (!wire_golden[type]) {
-            fprintf(stderr, "  no golden frame for %s\n", loom_msg_type_name(type));
+            fprintf(stderr, "  no golden frame for %s\n", loom__msg_type_name(type));
             CHECK(wire_golden[type] != NULL);
             continue;
         }
         loom_msg m, d;
         golden_parts g;
         golden_msg(type, &m, &g);
-        REQUIRE(loom_wire_encode(&m, pk) == 0);
+        REQUIRE(loom__wire_encode(&m, pk) == 0);
         char *hex = to_hex(loom_pack_data(pk), loom_pack_size(pk));
         if (strcmp(hex, wire_golden[type]))
-            fprintf(stderr, "  %s encodes to\n    %s\n  want\n    %s\n", loom_msg_type_name(type), hex,
+            fprintf(stderr, "  %s encodes to\n    %s\n  want\n    %s\n", loom__msg_type_name(type), hex,
                     wire_golden[type]);
         CHECK(!strcmp(hex, wire_golden[type]));
         free(hex);
         uint8_t *frame;
         size_t n = from_hex(wire_golden[type], &frame);
         char err[256];
-        int rc = loom_wire_decode(frame, n, &d, err, sizeof(err));
+        int rc = loom__wire_decode(frame, n, &d, err, sizeof(err));
         CHECK_RC(rc, 0);
         if (rc) {
-            fprintf(stderr, "  %s: %s\n", loom_msg_type_name(type), err);
+            fprintf(stderr, "  %s: %s\n", loom__msg_type_name(type), err);
             free(frame);
             continue;
         }
         check_golden_fields(&m, &d);
         check_golden_names(&d);
-        REQUIRE(loom_wire_encode(&d, pk) == 0);
+        REQUIRE(loom__wire_encode(&d, pk) == 0);
         CHECK(loom_pack_size(pk) == n && !memcmp(loom_pack_data(pk), frame, n));
-        loom_msg_free(&d);
+        loom__msg_free(&d);
         free(frame);
     }
 }
@@ -466,14 +466,14 @@ static void test_rejections(void)
     /* not an array */
     loom_pack_reset(pk);
     loom_pack_i64(pk, 5);
-    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
     /* wrong version */
     loom_pack_reset(pk);
     loom_pack_array(pk, 3);
     loom_pack_u64(pk, 99);
     loom_pack_u64(pk, LOOM_MSG_OK);
     loom_pack_u64(pk, 0);
-    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
     CHECK(strstr(err, "version") != NULL);
     /* unknown type */
     loom_pack_reset(pk);
@@ -481,7 +481,7 @@ static void test_rejections(void)
     loom_pack_u64(pk, LOOM_PROTO_VERSION);
     loom_pack_u64(pk, 9999);
     loom_pack_u64(pk, 0);
-    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
     CHECK(strstr(err, "unknown message type") != NULL);
     /* wrong field count */
     loom_pack_reset(pk);
@@ -490,7 +490,7 @@ static void test_rejections(void)
     loom_pack_u64(pk, LOOM_MSG_OK);
     loom_pack_u64(pk, 0);
     loom_pack_u64(pk, 1);
-    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
     /* wrong field type: CANCEL with a string instead of a 20-byte ref */
     loom_pack_reset(pk);
     loom_pack_array(pk, 4);
@@ -498,13 +498,13 @@ static void test_rejections(void)
     loom_pack_u64(pk, LOOM_MSG_CANCEL);
     loom_pack_u64(pk, 1);
     loom_pack_cstr(pk, "nope");
-    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
     /* trailing bytes */
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_OK, 1);
-    loom_wire_encode(&m, pk);
+    loom__msg_init(&m, LOOM_MSG_OK, 1);
+    loom__wire_encode(&m, pk);
     loom_pack_u64(pk, 1);
-    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
     CHECK(strstr(err, "trailing") != NULL);
     /* a huge array count in a tiny frame */
     loom_pack_reset(pk);
@@ -513,15 +513,15 @@ static void test_rejections(void)
     loom_pack_u64(pk, LOOM_MSG_RELEASE);
     loom_pack_u64(pk, 1);
     loom_pack_array(pk, 4000000);
-    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
     /* a chunk whose data overruns its total */
-    loom_msg_init(&m, LOOM_MSG_CHUNK, 1);
+    loom__msg_init(&m, LOOM_MSG_CHUNK, 1);
     m.offset = 5;
     m.total = 6;
     m.data.p = (const uint8_t *)"abc";
     m.data.n = 3;
-    loom_wire_encode(&m, pk);
-    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    loom__wire_encode(&m, pk);
+    CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
     /* a command output that is a path */
     loom_wire_task t;
     loom_wire_arg args[2];
@@ -529,11 +529,11 @@ static void test_rejections(void)
     make_task(&t, args, locs);
     char *bad[] = {"../etc/passwd"};
     t.outputs = bad;
-    loom_msg_init(&m, LOOM_MSG_RUN, 1);
+    loom__msg_init(&m, LOOM_MSG_RUN, 1);
     m.tasks = &t;
     m.ntasks = 1;
-    loom_wire_encode(&m, pk);
-    CHECK_RC(loom_wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    loom__wire_encode(&m, pk);
+    CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
 }
 
 static void test_hmap(void)
@@ -543,39 +543,39 @@ static void test_hmap(void)
     for (int i = 0; i < 10000; i++) {
         memset(key, 0, sizeof(key));
         memcpy(key, &i, sizeof(i));
-        REQUIRE(loom_hmap_put(&m, key, sizeof(key), (void *)(intptr_t)(i + 1)) == 0);
+        REQUIRE(loom__hmap_put(&m, key, sizeof(key), (void *)(intptr_t)(i + 1)) == 0);
     }
     CHECK(m.count == 10000);
     int bad = 0;
     for (int i = 0; i < 10000; i += 2) {
         memset(key, 0, sizeof(key));
         memcpy(key, &i, sizeof(i));
-        bad += loom_hmap_del(&m, key, sizeof(key)) != (void *)(intptr_t)(i + 1);
+        bad += loom__hmap_del(&m, key, sizeof(key)) != (void *)(intptr_t)(i + 1);
     }
     for (int i = 0; i < 10000; i++) {
         memset(key, 0, sizeof(key));
         memcpy(key, &i, sizeof(i));
-        void *v = loom_hmap_get(&m, key, sizeof(key));
+        void *v = loom__hmap_get(&m, key, sizeof(key));
         bad += (i % 2 == 0) ? v != NULL : v != (void *)(intptr_t)(i + 1);
     }
     CHECK(bad == 0);
     CHECK(m.count == 5000);
     size_t it = 0, seen = 0;
     void *v;
-    while (loom_hmap_next(&m, &it, &v)) seen++;
+    while (loom__hmap_next(&m, &it, &v)) seen++;
     CHECK(seen == 5000);
     uint8_t big[LOOM_HMAP_KEY_MAX + 1] = {0};
-    CHECK_RC(loom_hmap_put(&m, big, sizeof(big), NULL), LOOM_EINVAL);
-    loom_hmap_free(&m);
+    CHECK_RC(loom__hmap_put(&m, big, sizeof(big), NULL), LOOM_EINVAL);
+    loom__hmap_free(&m);
 }
 
 static void test_ids(void)
 {
     uint8_t tid[16];
-    loom_random_bytes(tid, 16);
+    loom__random_bytes(tid, 16);
     loom_ref r, back;
-    loom_ref_make(tid, 0x01020304, &r);
-    CHECK(loom_ref_index(&r) == 0x01020304);
+    loom__ref_make(tid, 0x01020304, &r);
+    CHECK(loom__ref_index(&r) == 0x01020304);
     char hex[41];
     loom_ref_to_hex(&r, hex);
     CHECK(strlen(hex) == 40);

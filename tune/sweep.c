@@ -52,7 +52,7 @@ int sweep_fail(loom_sweep *s, int rc, const char *fmt, ...)
     (void)s;
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(sweep_err, sizeof(sweep_err), rc, fmt, ap);
+    loom__verrf(sweep_err, sizeof(sweep_err), rc, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -280,7 +280,7 @@ int sweep_trial_launch(loom_sweep *s, trial *t)
         return rc;
     }
     t->running = 1;
-    t->start_ms = loom_wall_ms();
+    t->start_ms = loom__wall_ms();
     if (!json_is_integer(json_object_get(t->rec, "start_ms")))
         json_object_set_new(t->rec, "start_ms", json_integer(t->start_ms));
     json_object_del(t->rec, "end_ms");
@@ -299,7 +299,7 @@ static void trial_release(loom_sweep *s, trial *t)
     t->running = 0;
     t->ending = 0;
     t->call_out = 0;
-    int64_t now = loom_wall_ms();
+    int64_t now = loom__wall_ms();
     double secs = (double)(now - t->start_ms) / 1000.0;
     s->cpu_s_done += s->cpus * secs;
     s->gpu_s_done += s->gpus * secs;
@@ -484,7 +484,7 @@ static int on_result(loom_sweep *s, trial *t, const json_t *rep)
     t->last_t = step;
     s->iterations++;
     json_t *r = json_pack("{s:f, s:O, s:I, s:I}", "t", step, "metrics", metrics ? metrics : json_object(),
-                          "time_ms", (json_int_t)sweep_num(rep, "time_ms", (double)loom_wall_ms()), "g",
+                          "time_ms", (json_int_t)sweep_num(rep, "time_ms", (double)loom__wall_ms()), "g",
                           (json_int_t)++s->gseq);
     json_array_append_new(json_object_get(t->rec, "results"), r);
     json_object_set(t->rec, "last", metrics ? metrics : json_null());
@@ -522,7 +522,7 @@ static void apply_decision(loom_sweep *s, trial *t, int d)
         return;
     }
     t->ending = how;
-    t->end_by = loom_wall_ms() + END_GRACE_MS;
+    t->end_by = loom__wall_ms() + END_GRACE_MS;
 }
 
 /* Read and answer the reports of a task trial; returns how many. */
@@ -615,7 +615,7 @@ static void poll_task_end(loom_sweep *s, trial *t)
 {
     int ready = 0;
     if (loom_wait(s->c, &t->ref, 1, 1, 0, &ready) < 1 || !ready) {
-        if (t->ending && loom_wall_ms() >= t->end_by) end_now(s, t, t->ending);
+        if (t->ending && loom__wall_ms() >= t->end_by) end_now(s, t, t->ending);
         return;
     }
     if (t->ending) {
@@ -799,7 +799,7 @@ static int start_trials(loom_sweep *s, int64_t now)
 static void fill_progress(loom_sweep *s, loom_sweep_progress *p)
 {
     memset(p, 0, sizeof(*p));
-    int64_t now = loom_wall_ms();
+    int64_t now = loom__wall_ms();
     p->trials = s->ntrials;
     p->best_trial = -1;
     for (int64_t i = 0; i < s->ntrials; i++) {
@@ -874,7 +874,7 @@ void sweep_finish(loom_sweep *s, const char *state)
 {
     snprintf(s->state, sizeof(s->state), "%s", state);
     json_object_set_new(s->sweep, "state", json_string(state));
-    json_object_set_new(s->sweep, "ended_ms", json_integer(loom_wall_ms()));
+    json_object_set_new(s->sweep, "ended_ms", json_integer(loom__wall_ms()));
     sweep_update_best(s);
     register_best(s);
     sweep_save_sweep(s);
@@ -899,7 +899,7 @@ static int may_drive(loom_sweep *s)
     int64_t beat = (int64_t)sweep_num(s->sweep, "driver_ms", 0);
     char key[TUNE_KEY_MAX];
     sweep_key_sweep(s->id, key, sizeof(key));
-    while (loom_wall_ms() - beat < DRIVER_STALE_MS) {
+    while (loom__wall_ms() - beat < DRIVER_STALE_MS) {
         usleep(250 * 1000);
         json_t *now = NULL;
         if (tune_kv_get_json(s->c, key, 0, &now)) continue;
@@ -916,7 +916,7 @@ int loom_sweep_run(loom_sweep *s, loom_sweep_progress_fn progress, void *arg, in
     if (!s) return LOOM_EINVAL;
     int rc = may_drive(s);
     if (rc) return rc;
-    s->session_ms = loom_wall_ms();
+    s->session_ms = loom__wall_ms();
     snprintf(s->state, sizeof(s->state), "running");
     json_object_set_new(s->sweep, "state", json_string("running"));
     json_object_set_new(s->sweep, "opened_ms", json_integer(s->session_ms));
@@ -930,7 +930,7 @@ int loom_sweep_run(loom_sweep *s, loom_sweep_progress_fn progress, void *arg, in
     const char *why = NULL, *end_state = NULL;
     s->interrupt = 0;
     while (!end_state && !s->interrupt) {
-        int64_t now = loom_wall_ms();
+        int64_t now = loom__wall_ms();
         check_stop(s, now);
         int busy = 0;
         for (int64_t i = 0; i < s->ntrials; i++) {
@@ -942,7 +942,7 @@ int loom_sweep_run(loom_sweep *s, loom_sweep_progress_fn progress, void *arg, in
                 if (t->running) poll_task_end(s, t);
             }
         }
-        now = loom_wall_ms();
+        now = loom__wall_ms();
         if (s->stop_asked) end_state = "stopped";
         else if (over_budget(s, now, &why)) {
             end_state = "budget";

@@ -37,7 +37,7 @@ double sweep_wall_used(const loom_sweep *s, int64_t now)
 
 void sweep_update_usage(loom_sweep *s)
 {
-    int64_t now = loom_wall_ms();
+    int64_t now = loom__wall_ms();
     json_t *u = json_pack("{s:f, s:f, s:f, s:I, s:I}", "wall_s", sweep_wall_used(s, now), "gpu_hours",
                           (s->gpu_s_done + sweep_running_seconds(s, s->gpus, now)) / 3600.0, "cpu_hours",
                           (s->cpu_s_done + sweep_running_seconds(s, s->cpus, now)) / 3600.0, "trials",
@@ -52,7 +52,7 @@ int sweep_save_sweep(loom_sweep *s)
 {
     char key[TUNE_KEY_MAX];
     sweep_update_usage(s);
-    json_object_set_new(s->sweep, "driver_ms", json_integer(loom_wall_ms()));
+    json_object_set_new(s->sweep, "driver_ms", json_integer(loom__wall_ms()));
     sweep_key_sweep(s->id, key, sizeof(key));
     return tune_kv_put_json(s->c, key, s->sweep);
 }
@@ -150,7 +150,7 @@ static void new_id(char out[33])
     uint8_t b[16];
     FILE *f = fopen("/dev/urandom", "rb");
     if (!f || fread(b, 1, sizeof(b), f) != sizeof(b)) {
-        uint64_t x = (uint64_t)loom_wall_ms() ^ ((uint64_t)getpid() << 32);
+        uint64_t x = (uint64_t)loom__wall_ms() ^ ((uint64_t)getpid() << 32);
         for (int i = 0; i < 16; i++) b[i] = (uint8_t)((x >> ((i % 8) * 8)) ^ (uint64_t)i * 131u);
     }
     if (f) fclose(f);
@@ -188,7 +188,7 @@ int loom_sweep_create(loom_client *c, const char *spec_json, loom_sweep **out)
     }
     const char *name = json_string_value(json_object_get(spec, "name"));
     s->sweep = json_pack("{s:s, s:s, s:o, s:I, s:s, s:n, s:I, s:f}", "id", s->id, "name", name ? name : "sweep",
-                         "spec", spec, "created_ms", (json_int_t)loom_wall_ms(), "state", "created", "best_trial",
+                         "spec", spec, "created_ms", (json_int_t)loom__wall_ms(), "state", "created", "best_trial",
                          "next_trial", (json_int_t)0, "wall_before_s", 0.0);
     if (!s->sweep) {
         sweep_free(s);
@@ -201,7 +201,7 @@ int loom_sweep_create(loom_client *c, const char *spec_json, loom_sweep **out)
     }
     json_object_set_new(s->sweep, "output", json_string(s->out_dir));
     snprintf(s->state, sizeof(s->state), "created");
-    s->session_ms = loom_wall_ms();
+    s->session_ms = loom__wall_ms();
     if ((rc = sweep_save_sweep(s)) || (rc = index_add(c, s->id))) {
         sweep_fail(s, rc, "cannot store the sweep: %s", loom_last_error(c));
         sweep_free(s);
@@ -302,7 +302,7 @@ void sweep_adopt(loom_sweep *s, trial *t)
     t->attempt = json_integer_value(json_object_get(t->rec, "attempts"));
     t->next_seq = json_integer_value(json_object_get(t->rec, "next_seq"));
     snprintf(t->job, sizeof(t->job), "%s", json_string_value(json_object_get(t->rec, "job")) ?: "");
-    t->start_ms = loom_wall_ms();
+    t->start_ms = loom__wall_ms();
     if (s->kind != KIND_ACTOR && t->job[0] && !loom_job_ref(s->c, t->job, "trial", 0, &t->ref)) {
         int ready = 0;
         loom_wait(s->c, &t->ref, 1, 1, 0, &ready);
@@ -322,7 +322,7 @@ void sweep_adopt(loom_sweep *s, trial *t)
                 if (d == LOOM_TUNE_STOP || d == LOOM_TUNE_PAUSE) { /* it was told to end */
                     double max_t = tune_sched_max_t(s->sched);
                     t->ending = d == LOOM_TUNE_STOP && max_t > 0 && t->last_t >= max_t ? END_COMPLETE : (int)d;
-                    t->end_by = loom_wall_ms() + END_GRACE_MS;
+                    t->end_by = loom__wall_ms() + END_GRACE_MS;
                 }
             }
             return;
@@ -368,7 +368,7 @@ int loom_sweep_open(loom_client *c, const char *sweep_id, loom_sweep **out)
     s->wall_before_s = sweep_num(u, "wall_s", 0);
     s->gpu_s_done = sweep_num(s->sweep, "gpu_s_done", 0);
     s->cpu_s_done = sweep_num(s->sweep, "cpu_s_done", 0);
-    s->session_ms = loom_wall_ms();
+    s->session_ms = loom__wall_ms();
     int64_t n = (int64_t)sweep_num(s->sweep, "next_trial", 0);
     for (int64_t i = 0; i < n && !rc; i++) {
         json_t *rec = NULL;
@@ -416,7 +416,8 @@ int loom_sweep_request_stop(loom_client *c, const char *sweep_id)
     snprintf(key, sizeof(key), "tune/s/%s/stop", sweep_id);
     rc = loom_kv_put(c, key, "1", 1);
     const char *st = json_string_value(json_object_get(sw, "state"));
-    int orphan = st && !strcmp(st, "running") && loom_wall_ms() - (int64_t)sweep_num(sw, "driver_ms", 0) >= DRIVER_STALE_MS;
+    int orphan = st && !strcmp(st, "running") &&
+                 loom__wall_ms() - (int64_t)sweep_num(sw, "driver_ms", 0) >= DRIVER_STALE_MS;
     json_decref(sw);
     if (rc || !orphan) return rc;
     /* nobody drives it: end it here */
@@ -427,7 +428,7 @@ int loom_sweep_request_stop(loom_client *c, const char *sweep_id)
         if (strcmp(sweep_trial_state(t), "running")) continue;
         snprintf(t->job, sizeof(t->job), "%s", json_string_value(json_object_get(t->rec, "job")) ?: "");
         t->running = 1;
-        t->start_ms = loom_wall_ms();
+        t->start_ms = loom__wall_ms();
     }
     sweep_stop_all(s);
     sweep_finish(s, "stopped");

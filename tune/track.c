@@ -72,7 +72,7 @@ int track_fail(track_ctx *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(c->err, c->errlen, code, fmt, ap);
+    loom__verrf(c->err, c->errlen, code, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -402,10 +402,10 @@ static int digest_cache_save(track_ctx *c)
         rc = track_mkdir_p(c, dir);
     loom_buf b = {0};
     track_json_write(&b, c->digests, 2, 0);
-    loom_buf_append(&b, "\n", 1);
+    loom__buf_append(&b, "\n", 1);
     if (!rc)
         rc = track_write_sbuf(c, dir, path, &b);
-    loom_buf_free(&b);
+    loom__buf_free(&b);
     c->digests_dirty = 0;
     return rc;
 }
@@ -471,7 +471,7 @@ static int sweep_parse(track_ctx *c, const char *out_dir, const json_t *sweep)
     if (!c->name || !*c->name)
         c->name = json_string_value(json_object_get(c->spec, "name"));
     if (!track_get_ll(sweep, "created_ms", &c->created_ms))
-        c->created_ms = loom_wall_ms();
+        c->created_ms = loom__wall_ms();
     c->has_ended = track_get_ll(sweep, "ended_ms", &c->ended_ms);
 
     unsigned char d[SHA256_DIGEST_LENGTH];
@@ -593,15 +593,15 @@ json_t *track_metric_names(const trial_info *t)
 static void csv_cell(loom_buf *b, const char *s, size_t n, int first)
 {
     if (!first)
-        loom_buf_append(b, ",", 1);
+        loom__buf_append(b, ",", 1);
     if (!memchr(s, ',', n) && !memchr(s, '"', n) && !memchr(s, '\n', n) && !memchr(s, '\r', n)) {
-        loom_buf_append(b, s, n);
+        loom__buf_append(b, s, n);
         return;
     }
-    loom_buf_append(b, "\"", 1);
+    loom__buf_append(b, "\"", 1);
     for (size_t i = 0; i < n; i++)
-        loom_buf_append(b, s[i] == '"' ? "\"\"" : s + i, s[i] == '"' ? 2 : 1);
-    loom_buf_append(b, "\"", 1);
+        loom__buf_append(b, s[i] == '"' ? "\"\"" : s + i, s[i] == '"' ? 2 : 1);
+    loom__buf_append(b, "\"", 1);
 }
 
 static void csv_value(loom_buf *b, const json_t *v)
@@ -611,7 +611,7 @@ static void csv_value(loom_buf *b, const json_t *v)
     if (cell.oom)
         b->oom = 1;
     csv_cell(b, cell.p ? cell.p : "", cell.len, 0);
-    loom_buf_free(&cell);
+    loom__buf_free(&cell);
 }
 
 static const char *const csv_fixed[] = {"id", "name", "state", "t", "objective", "best",
@@ -625,11 +625,11 @@ static void csv_metric_header(loom_buf *b, const char *name)
     for (size_t i = 0; i < sizeof csv_fixed / sizeof csv_fixed[0]; i++)
         taken = taken || !strcmp(name, csv_fixed[i]);
     loom_buf h = {0};
-    loom_buf_appendf(&h, "%s%s", taken ? "metric." : "", name);
+    loom__buf_appendf(&h, "%s%s", taken ? "metric." : "", name);
     if (h.oom)
         b->oom = 1;
     csv_cell(b, h.p ? h.p : "", h.len, 0);
-    loom_buf_free(&h);
+    loom__buf_free(&h);
 }
 
 static void csv_row(track_ctx *c, loom_buf *b, const trial_info *t, const char **cfg, size_t ncfg,
@@ -653,7 +653,7 @@ static void csv_row(track_ctx *c, loom_buf *b, const trial_info *t, const char *
         const json_t *v = json_object_get(last, met[i]);
         csv_value(b, json_is_number(v) ? v : NULL);
     }
-    loom_buf_puts(b, "\r\n");
+    loom__buf_puts(b, "\r\n");
 }
 
 /* The union of config keys and of the last results' numeric metrics. */
@@ -693,15 +693,15 @@ static int results_csv(track_ctx *c, const json_t *trials)
             csv_cell(&b, csv_fixed[i], strlen(csv_fixed[i]), i == 0);
         for (size_t i = 0; i < ncfg; i++) {
             loom_buf h = {0};
-            loom_buf_appendf(&h, "config.%s", cfg[i]);
+            loom__buf_appendf(&h, "config.%s", cfg[i]);
             if (h.oom)
                 b.oom = 1;
             csv_cell(&b, h.p ? h.p : "", h.len, 0);
-            loom_buf_free(&h);
+            loom__buf_free(&h);
         }
         for (size_t i = 0; i < nmet; i++)
             csv_metric_header(&b, met[i]);
-        loom_buf_puts(&b, "\r\n");
+        loom__buf_puts(&b, "\r\n");
     }
     for (size_t i = 0; i < json_array_size(trials) && !rc; i++) {
         trial_info t;
@@ -714,7 +714,7 @@ static int results_csv(track_ctx *c, const json_t *trials)
         rc = track_path_fmt(c, path, "%s/results.csv", c->out);
     if (!rc)
         rc = track_write_sbuf(c, c->out, path, &b);
-    loom_buf_free(&b);
+    loom__buf_free(&b);
     free(cfg);
     free(met);
     json_decref(cfg_set);
@@ -725,16 +725,16 @@ static int results_csv(track_ctx *c, const json_t *trials)
 static int results_json(track_ctx *c, const json_t *trials)
 {
     loom_buf b = {0};
-    loom_buf_puts(&b, "{\n  \"sweep\": ");
+    loom__buf_puts(&b, "{\n  \"sweep\": ");
     track_json_write(&b, c->sweep, 2, 1);
-    loom_buf_puts(&b, ",\n  \"trials\": ");
+    loom__buf_puts(&b, ",\n  \"trials\": ");
     track_json_write(&b, trials, 2, 1);
-    loom_buf_puts(&b, "\n}\n");
+    loom__buf_puts(&b, "\n}\n");
     char path[PATH_MAX];
     int rc = track_path_fmt(c, path, "%s/results.json", c->out);
     if (!rc)
         rc = track_write_sbuf(c, c->out, path, &b);
-    loom_buf_free(&b);
+    loom__buf_free(&b);
     return rc;
 }
 
@@ -768,13 +768,13 @@ static int results_best(track_ctx *c, const json_t *trials)
     if (best)
         track_json_write(&b, best, 2, 0);
     else
-        loom_buf_puts(&b, "null");
-    loom_buf_append(&b, "\n", 1);
+        loom__buf_puts(&b, "null");
+    loom__buf_append(&b, "\n", 1);
     char path[PATH_MAX];
     int rc = track_path_fmt(c, path, "%s/best.json", c->out);
     if (!rc)
         rc = track_write_sbuf(c, c->out, path, &b);
-    loom_buf_free(&b);
+    loom__buf_free(&b);
     return rc;
 }
 

@@ -37,13 +37,13 @@ static void source_name(const track_ctx *c, loom_buf *b)
     const char *lib = json_string_value(json_object_get(trial, "library"));
     for (size_t i = 0; i < json_array_size(argv); i++) {
         if (i)
-            loom_buf_puts(b, " ");
+            loom__buf_puts(b, " ");
         track_value_text(b, json_array_get(argv, i));
     }
     if (lib) {
         const char *fn = json_string_value(json_object_get(trial, "function"));
         const char *actor = json_string_value(json_object_get(trial, "actor"));
-        loom_buf_appendf(b, "%s%s%s", lib, fn || actor ? ":" : "", fn ? fn : actor ? actor : "");
+        loom__buf_appendf(b, "%s%s%s", lib, fn || actor ? ":" : "", fn ? fn : actor ? actor : "");
     }
 }
 
@@ -63,16 +63,16 @@ static int mlflow_experiment_meta(track_ctx *c, const char *exp_id, const char *
     loom_buf uri = {0}, b = {0};
     track_file_uri(&uri, dir);
     track_yaml_kv(&b, "artifact_location", uri.p ? uri.p : "");
-    loom_buf_appendf(&b, "creation_time: %lld\n", created);
+    loom__buf_appendf(&b, "creation_time: %lld\n", created);
     track_yaml_kv(&b, "experiment_id", exp_id);
-    loom_buf_appendf(&b, "last_update_time: %lld\n", updated);
-    loom_buf_puts(&b, "lifecycle_stage: active\n");
+    loom__buf_appendf(&b, "last_update_time: %lld\n", updated);
+    loom__buf_puts(&b, "lifecycle_stage: active\n");
     track_yaml_kv(&b, "name", name);
     if (uri.oom)
         b.oom = 1;
     rc = track_write_sbuf(c, dir, path, &b);
-    loom_buf_free(&uri);
-    loom_buf_free(&b);
+    loom__buf_free(&uri);
+    loom__buf_free(&b);
     return rc;
 }
 
@@ -110,27 +110,27 @@ static int mlflow_run_meta(track_ctx *c, const trial_info *t, const char *run_di
     track_file_uri(&uri, art);
     track_yaml_kv(&b, "artifact_uri", uri.p ? uri.p : "");
     if (t->has_end)
-        loom_buf_appendf(&b, "end_time: %lld\n", t->end_ms);
+        loom__buf_appendf(&b, "end_time: %lld\n", t->end_ms);
     else
-        loom_buf_puts(&b, "end_time: null\n");
-    loom_buf_puts(&b, "entry_point_name: ''\n");
+        loom__buf_puts(&b, "end_time: null\n");
+    loom__buf_puts(&b, "entry_point_name: ''\n");
     track_yaml_kv(&b, "experiment_id", c->exp_id);
-    loom_buf_puts(&b, "lifecycle_stage: active\n");
+    loom__buf_puts(&b, "lifecycle_stage: active\n");
     track_yaml_kv(&b, "run_id", t->run_id);
     track_yaml_kv(&b, "run_name", t->name);
     track_yaml_kv(&b, "run_uuid", t->run_id);
-    loom_buf_puts(&b, "source_name: ''\n");
-    loom_buf_appendf(&b, "source_type: %d\n", SOURCE_LOCAL);
-    loom_buf_puts(&b, "source_version: ''\n");
-    loom_buf_appendf(&b, "start_time: %lld\n", track_trial_start_ms(c, t));
-    loom_buf_appendf(&b, "status: %d\n", run_status(t->state));
-    loom_buf_puts(&b, "tags: []\n");
+    loom__buf_puts(&b, "source_name: ''\n");
+    loom__buf_appendf(&b, "source_type: %d\n", SOURCE_LOCAL);
+    loom__buf_puts(&b, "source_version: ''\n");
+    loom__buf_appendf(&b, "start_time: %lld\n", track_trial_start_ms(c, t));
+    loom__buf_appendf(&b, "status: %d\n", run_status(t->state));
+    loom__buf_puts(&b, "tags: []\n");
     track_yaml_kv(&b, "user_id", c->user);
     if (uri.oom)
         b.oom = 1;
     rc = track_write_sbuf(c, run_dir, path, &b);
-    loom_buf_free(&uri);
-    loom_buf_free(&b);
+    loom__buf_free(&uri);
+    loom__buf_free(&b);
     return rc;
 }
 
@@ -180,7 +180,7 @@ static int mlflow_params(track_ctx *c, const trial_info *t, const char *run_dir)
         track_value_text(&b, json_object_get(t->config, keys[i]));
         rc = mlflow_write_value(c, run_dir, "params",
                                 json_string_value(json_object_get(names, keys[i])), &b, keep);
-        loom_buf_free(&b);
+        loom__buf_free(&b);
     }
     return mlflow_values_done(c, run_dir, "params", rc, keys, names, keep);
 }
@@ -204,7 +204,7 @@ static void metric_lines(const track_ctx *c, const trial_info *t, const char *na
             step = (long long)floor(json_real_value(tv));
         char num[40];
         track_number_text(v, num);
-        loom_buf_appendf(b, "%lld %s %lld\n", ms < 0 ? 0 : ms, num, step);
+        loom__buf_appendf(b, "%lld %s %lld\n", ms < 0 ? 0 : ms, num, step);
     }
 }
 
@@ -223,7 +223,7 @@ static int mlflow_metrics(track_ctx *c, const trial_info *t, const char *run_dir
         metric_lines(c, t, keys[i], &b);
         rc = mlflow_write_value(c, run_dir, "metrics",
                                 json_string_value(json_object_get(names, keys[i])), &b, keep);
-        loom_buf_free(&b);
+        loom__buf_free(&b);
     }
     rc = mlflow_values_done(c, run_dir, "metrics", rc, keys, names, keep);
     json_decref(set);
@@ -234,9 +234,9 @@ static int mlflow_tag(track_ctx *c, const char *run_dir, const char *name, const
                       json_t *keep)
 {
     loom_buf b = {0};
-    loom_buf_puts(&b, value);
+    loom__buf_puts(&b, value);
     int rc = mlflow_write_value(c, run_dir, "tags", name, &b, keep);
-    loom_buf_free(&b);
+    loom__buf_free(&b);
     return rc;
 }
 
@@ -276,7 +276,7 @@ static int mlflow_tags(track_ctx *c, const trial_info *t, const char *run_dir)
         rc = track_path_fmt(c, dir, "%s/tags", run_dir);
     if (!rc)
         rc = track_prune_dir(c, dir, keep, "loom.");
-    loom_buf_free(&src);
+    loom__buf_free(&src);
     json_decref(keep);
     return rc;
 }

@@ -64,7 +64,7 @@ static json_t *prov_value(const json_t *v)
         loom_buf b = {0};
         track_json_write(&b, v, 0, 0);
         json_t *s = b.oom ? NULL : json_string(b.p);
-        loom_buf_free(&b);
+        loom__buf_free(&b);
         return s;
     }
     return NULL;
@@ -104,14 +104,14 @@ static int prov_init(track_ctx *c, prov *p)
     json_t *prefix = json_object();
     pset(p, p->doc, "prefix", prefix);
     loom_buf ns = {0};
-    loom_buf_puts(&ns, "urn:loom:sweep:");
+    loom__buf_puts(&ns, "urn:loom:sweep:");
     for (const unsigned char *s = (const unsigned char *)c->sweep_id; *s; s++)
         if ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
             *s == '-' || *s == '_' || *s == '.')
-            loom_buf_append(&ns, (const char *)s, 1);
+            loom__buf_append(&ns, (const char *)s, 1);
         else
-            loom_buf_appendf(&ns, "%%%02X", *s);
-    loom_buf_puts(&ns, ":");
+            loom__buf_appendf(&ns, "%%%02X", *s);
+    loom__buf_puts(&ns, ":");
     pset(p, prefix, "prov", json_string("http://www.w3.org/ns/prov#"));
     pset(p, prefix, "xsd", json_string("http://www.w3.org/2001/XMLSchema#"));
     pset(p, prefix, "loom", json_string("urn:loom:"));
@@ -119,7 +119,7 @@ static int prov_init(track_ctx *c, prov *p)
     pset(p, prefix, "param", json_string("urn:loom:param:"));
     pset(p, prefix, "metric", json_string("urn:loom:metric:"));
     pset(p, prefix, "mlflow", json_string("runs:/"));   /* MLflow's run URIs */
-    loom_buf_free(&ns);
+    loom__buf_free(&ns);
     for (size_t i = 0; i < sizeof prov_sections / sizeof prov_sections[0]; i++)
         pset(p, p->doc, prov_sections[i], json_object());
     if (!p->inputs)
@@ -405,9 +405,9 @@ static int prov_write(track_ctx *c, prov *p, const char *file)
             json_object_del(p->doc, prov_sections[i]);
     loom_buf b = {0};
     track_json_write(&b, p->doc, 2, 0);
-    loom_buf_append(&b, "\n", 1);
+    loom__buf_append(&b, "\n", 1);
     rc = track_write_sbuf(c, dir, path, &b);
-    loom_buf_free(&b);
+    loom__buf_free(&b);
     return rc;
 }
 

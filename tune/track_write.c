@@ -13,7 +13,7 @@
 
 static void json_write_string(loom_buf *b, const char *s, size_t n)
 {
-    loom_buf_append(b, "\"", 1);
+    loom__buf_append(b, "\"", 1);
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -34,22 +34,22 @@ static void json_write_string(loom_buf *b, const char *s, size_t n)
             esc = ubuf;
         }
         if (esc) {
-            loom_buf_append(b, s + start, i - start);
-            loom_buf_puts(b, esc);
+            loom__buf_append(b, s + start, i - start);
+            loom__buf_puts(b, esc);
             start = i + 1;
         }
     }
-    loom_buf_append(b, s + start, n - start);
-    loom_buf_append(b, "\"", 1);
+    loom__buf_append(b, s + start, n - start);
+    loom__buf_append(b, "\"", 1);
 }
 
 static void json_newline(loom_buf *b, int indent, int depth)
 {
     if (!indent)
         return;
-    loom_buf_append(b, "\n", 1);
+    loom__buf_append(b, "\n", 1);
     for (int i = 0; i < indent * depth; i++)
-        loom_buf_append(b, " ", 1);
+        loom__buf_append(b, " ", 1);
 }
 
 /* v as JSON: compact when indent is 0, else pretty; keys in stored order. */
@@ -60,38 +60,38 @@ void track_json_write(loom_buf *b, const json_t *v, int indent, int depth)
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         if (!json_object_size(v)) {
-            loom_buf_puts(b, "{}");
+            loom__buf_puts(b, "{}");
             break;
         }
-        loom_buf_puts(b, "{");
+        loom__buf_puts(b, "{");
         for (void *it = json_object_iter((json_t *)v); it;
              it = json_object_iter_next((json_t *)v, it), i++) {
             if (i)
-                loom_buf_puts(b, ",");
+                loom__buf_puts(b, ",");
             json_newline(b, indent, depth + 1);
             const char *key = json_object_iter_key(it);
             json_write_string(b, key, strlen(key));
-            loom_buf_puts(b, indent ? ": " : ":");
+            loom__buf_puts(b, indent ? ": " : ":");
             track_json_write(b, json_object_iter_value(it), indent, depth + 1);
         }
         json_newline(b, indent, depth);
-        loom_buf_puts(b, "}");
+        loom__buf_puts(b, "}");
         break;
     }
     case JSON_ARRAY:
         if (!json_array_size(v)) {
-            loom_buf_puts(b, "[]");
+            loom__buf_puts(b, "[]");
             break;
         }
-        loom_buf_puts(b, "[");
+        loom__buf_puts(b, "[");
         for (i = 0; i < json_array_size(v); i++) {
             if (i)
-                loom_buf_puts(b, ",");
+                loom__buf_puts(b, ",");
             json_newline(b, indent, depth + 1);
             track_json_write(b, json_array_get(v, i), indent, depth + 1);
         }
         json_newline(b, indent, depth);
-        loom_buf_puts(b, "]");
+        loom__buf_puts(b, "]");
         break;
     case JSON_STRING:
         json_write_string(b, json_string_value(v), json_string_length(v));
@@ -99,16 +99,16 @@ void track_json_write(loom_buf *b, const json_t *v, int indent, int depth)
     case JSON_INTEGER:
     case JSON_REAL:
         track_number_text(v, num);
-        loom_buf_puts(b, num);
+        loom__buf_puts(b, num);
         break;
     case JSON_TRUE:
-        loom_buf_puts(b, "true");
+        loom__buf_puts(b, "true");
         break;
     case JSON_FALSE:
-        loom_buf_puts(b, "false");
+        loom__buf_puts(b, "false");
         break;
     default:
-        loom_buf_puts(b, "null");
+        loom__buf_puts(b, "null");
         break;
     }
 }
@@ -120,7 +120,7 @@ void track_value_text(loom_buf *b, const json_t *v)
     if (!v || json_is_null(v))
         return;
     if (json_is_string(v))
-        loom_buf_append(b, json_string_value(v), json_string_length(v));
+        loom__buf_append(b, json_string_value(v), json_string_length(v));
     else
         track_json_write(b, v, 0, 0);
 }
@@ -159,21 +159,21 @@ static int yaml_needs_escapes(const char *s)
 
 static void yaml_double_quoted(loom_buf *b, const char *s)
 {
-    loom_buf_puts(b, "\"");
+    loom__buf_puts(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\')
-            loom_buf_appendf(b, "\\%c", *p);
+            loom__buf_appendf(b, "\\%c", *p);
         else if (*p < 0x20 || *p == 0x7f)
-            loom_buf_appendf(b, "\\x%02x", *p);
+            loom__buf_appendf(b, "\\x%02x", *p);
         else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f && p[1] != 0x85)
-            loom_buf_appendf(b, "\\x%02x", *++p);
+            loom__buf_appendf(b, "\\x%02x", *++p);
         else if (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
-            loom_buf_appendf(b, "\\u%s", p[2] == 0xbe ? "fffe" : "ffff");
+            loom__buf_appendf(b, "\\u%s", p[2] == 0xbe ? "fffe" : "ffff");
             p += 2;
         } else
-            loom_buf_append(b, (const char *)p, 1);
+            loom__buf_append(b, (const char *)p, 1);
     }
-    loom_buf_puts(b, "\"");
+    loom__buf_puts(b, "\"");
 }
 
 /* A string scalar: plain when YAML reads it back as that string, else
@@ -181,36 +181,36 @@ static void yaml_double_quoted(loom_buf *b, const char *s)
 static void yaml_scalar(loom_buf *b, const char *s)
 {
     if (*s && yaml_is_plain(s)) {
-        loom_buf_puts(b, s);
+        loom__buf_puts(b, s);
         return;
     }
     if (yaml_needs_escapes(s)) {
         yaml_double_quoted(b, s);
         return;
     }
-    loom_buf_puts(b, "'");
+    loom__buf_puts(b, "'");
     for (const char *p = s; *p; p++)
-        loom_buf_append(b, *p == '\'' ? "''" : p, *p == '\'' ? 2 : 1);   /* a quote is doubled */
-    loom_buf_puts(b, "'");
+        loom__buf_append(b, *p == '\'' ? "''" : p, *p == '\'' ? 2 : 1);   /* a quote is doubled */
+    loom__buf_puts(b, "'");
 }
 
 void track_yaml_kv(loom_buf *b, const char *key, const char *value)
 {
-    loom_buf_appendf(b, "%s: ", key);
+    loom__buf_appendf(b, "%s: ", key);
     yaml_scalar(b, value);
-    loom_buf_puts(b, "\n");
+    loom__buf_puts(b, "\n");
 }
 
 /* file:// URI of an absolute path (Python's Path.as_uri() quoting). */
 void track_file_uri(loom_buf *b, const char *path)
 {
-    loom_buf_puts(b, "file://");
+    loom__buf_puts(b, "file://");
     for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
         int keep = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
                    (*p >= '0' && *p <= '9') || strchr("-._~/", *p);
         if (keep)
-            loom_buf_append(b, (const char *)p, 1);
+            loom__buf_append(b, (const char *)p, 1);
         else
-            loom_buf_appendf(b, "%%%02X", *p);
+            loom__buf_appendf(b, "%%%02X", *p);
     }
 }

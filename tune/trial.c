@@ -59,7 +59,7 @@ int tune_kv_get_json(loom_client *c, const char *key, int64_t timeout_ms, json_t
 int tune_read_file(const char *path, size_t max, void **data, size_t *len)
 {
     char *buf = NULL;
-    int rc = loom_file_read(path, max, &buf, len);
+    int rc = loom__file_read(path, max, &buf, len);
     if (rc) return rc == -EFBIG ? LOOM_ETOOBIG : rc == -ENOMEM ? LOOM_ENOMEM : LOOM_EIO;
     *data = buf;
     return LOOM_OK;
@@ -110,7 +110,7 @@ static int announce_start(loom_tune_trial *t)
     char key[TUNE_KEY_MAX + 32], host[256] = "";
     gethostname(host, sizeof(host) - 1);
     json_t *v = json_pack("{s:b, s:s, s:i, s:I}", "started", 1, "host", host, "pid", (int)getpid(),
-                          "time_ms", (json_int_t)loom_wall_ms());
+                          "time_ms", (json_int_t)loom__wall_ms());
     if (!v) return LOOM_ENOMEM;
     snprintf(key, sizeof(key), "%s/r/0", t->base);
     int rc = tune_kv_put_json(t->c, key, v);
@@ -228,8 +228,8 @@ static int await_answer(loom_tune_trial *t, int64_t seq)
 {
     char key[TUNE_KEY_MAX + 32];
     snprintf(key, sizeof(key), "%s/d/%lld", t->base, (long long)seq);
-    int64_t give_up = loom_wall_ms() + TUNE_ANSWER_WAIT_MS;
-    while (loom_wall_ms() < give_up) {
+    int64_t give_up = loom__wall_ms() + TUNE_ANSWER_WAIT_MS;
+    while (loom__wall_ms() < give_up) {
         void *d = NULL;
         size_t n = 0;
         int rc = loom_kv_get(t->c, key, 10000, &d, &n);
@@ -253,7 +253,7 @@ static int send_report(loom_tune_trial *t, json_t *v)
 {
     char key[TUNE_KEY_MAX + 32];
     int64_t seq = t->seq;
-    json_object_set_new(v, "time_ms", json_integer(loom_wall_ms()));
+    json_object_set_new(v, "time_ms", json_integer(loom__wall_ms()));
     snprintf(key, sizeof(key), "%s/r/%lld", t->base, (long long)seq);
     int rc = tune_kv_put_json(t->c, key, v);
     if (rc) return rc;
@@ -700,8 +700,8 @@ static void runner_loop(runner *r)
             }
         }
         if (r->decision >= 0 && r->pid > 0) {
-            if (!grace_end) grace_end = loom_wall_ms() + 5000;
-            else if (loom_wall_ms() > grace_end) end_child(r, r->decision);
+            if (!grace_end) grace_end = loom__wall_ms() + 5000;
+            else if (loom__wall_ms() > grace_end) end_child(r, r->decision);
         }
         if (r->pid < 0 && r->decision >= 0) break; /* its pipes may be held by its children */
     }

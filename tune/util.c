@@ -14,7 +14,7 @@ int tune_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(err, errlen, LOOM_EINVAL, fmt, ap);
+    loom__verrf(err, errlen, LOOM_EINVAL, fmt, ap);
     va_end(ap);
     return LOOM_EINVAL;
 }

@@ -31,9 +31,10 @@
 #include "worker/daemon_internal.h"
 #include "worker/gpu.h"
 
-void daemon_send_head(daemon_s *d, const loom_msg *m)
+void loom__daemon_send_head(daemon_s *d, const loom_msg *m)
 {
-    if (loom_zsend_msg(d->head, NULL, 0, m, d->out)) LOG_WARN("cannot send %s to the head", loom_msg_type_name(m->type));
+    if (loom__zsend_msg(d->head, NULL, 0, m, d->out))
+        LOG_WARN("cannot send %s to the head", loom__msg_type_name(m->type));
 }
 
 /* ---- executors ---------------------------------------------------------- */
@@ -61,18 +62,18 @@ static void on_exec_exit(uv_process_t *p, int64_t status, int sig)
         dtask *t = e->task;
         e->task = NULL;
         loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_TASK_DONE, 0);
-        loom_ref_make(t->id, 0, &m.ref);
+        loom__msg_init(&m, LOOM_MSG_TASK_DONE, 0);
+        loom__ref_make(t->id, 0, &m.ref);
         char text[256];
         if (t->cancelled) {
             m.code = LOOM_ECANCELLED;
-            loom_snprintf(text, sizeof(text), "cancelled");
+            loom__snprintf(text, sizeof(text), "cancelled");
         } else {
             m.code = LOOM_EWORKER;
-            if (sig) loom_snprintf(text, sizeof(text), "the executor running '%s' crashed (signal %d: %s)",
-                                   t->spec.name, sig, strsignal(sig));
-            else loom_snprintf(text, sizeof(text), "the executor running '%s' exited with status %lld",
-                               t->spec.name, (long long)status);
+            if (sig) loom__snprintf(text, sizeof(text), "the executor running '%s' crashed (signal %d: %s)",
+                                    t->spec.name, sig, strsignal(sig));
+            else loom__snprintf(text, sizeof(text), "the executor running '%s' exited with status %lld",
+                                t->spec.name, (long long)status);
         }
         m.text = text;
         task_report(d, t, &m);
@@ -89,7 +90,7 @@ static int spawn_process(daemon_s *d, uv_process_t *proc, const char *logpath, c
     uv_fs_t req;
     int fd = uv_fs_open(d->loop, &req, logpath, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0600, NULL);
     uv_fs_req_cleanup(&req);
-    const char *bin = loom_binary_path();
+    const char *bin = loom__binary_path();
     char *args[20] = {(char *)bin, "executor", "--ipc", d->exec_ep, "--store", d->store_dir,
                       "--spill", d->spill_dir, "--node-dir", (char *)d->o.node_dir};
     int n = 10;
@@ -122,7 +123,7 @@ static void spawn_executor(daemon_s *d, int i)
     e->index = i;
     e->d = d;
     char logpath[4200];
-    loom_snprintf(logpath, sizeof(logpath), "%s/logs/executor-%d.log", d->o.node_dir, i);
+    loom__snprintf(logpath, sizeof(logpath), "%s/logs/executor-%d.log", d->o.node_dir, i);
     e->proc.data = e;
     if (spawn_process(d, &e->proc, logpath, NULL, on_exec_exit)) return;
     e->alive = 1;
@@ -141,10 +142,10 @@ static exec_proc *exec_by_ident(daemon_s *d, const uint8_t *ident, size_t n)
 
 static void task_free(daemon_s *d, dtask *t)
 {
-    for (int i = 0; i < t->pinned_n; i++) loom_store_unpin(d->store, t->pinned[i].id);
-    loom_hmap_del(&d->tasks, t->id, 16);
+    for (int i = 0; i < t->pinned_n; i++) loom__store_unpin(d->store, t->pinned[i].id);
+    loom__hmap_del(&d->tasks, t->id, 16);
     free(t->pinned);
-    loom_arena_free(&t->arena);
+    loom__arena_free(&t->arena);
     free(t);
 }
 
@@ -153,7 +154,7 @@ static void task_report(daemon_s *d, dtask *t, const loom_msg *done)
 {
     loom_msg m = *done;
     m.req = 0;
-    daemon_send_head(d, &m);
+    loom__daemon_send_head(d, &m);
     if (d->running) d->running--;
     task_free(d, t);
 }
@@ -161,8 +162,8 @@ static void task_report(daemon_s *d, dtask *t, const loom_msg *done)
 static void task_fail_local(daemon_s *d, dtask *t, int code, const char *text)
 {
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_TASK_DONE, 0);
-    loom_ref_make(t->id, 0, &m.ref);
+    loom__msg_init(&m, LOOM_MSG_TASK_DONE, 0);
+    loom__ref_make(t->id, 0, &m.ref);
     m.code = code;
     m.text = (char *)text;
     task_report(d, t, &m);
@@ -180,7 +181,7 @@ static void actor_start(daemon_s *d, dtask *t);
 static void actor_flush(daemon_s *d, actor_proc *a);
 static void actor_kill(daemon_s *d, actor_proc *a);
 
-void daemon_arg_ready(daemon_s *d, dtask *t)
+void loom__daemon_arg_ready(daemon_s *d, dtask *t)
 {
     if (--t->missing > 0) return;
     if (t->spec.actor_op == LOOM_ACTOR_CALL && t->actor) {
@@ -205,23 +206,23 @@ static void map_gpu_ids(daemon_s *d, const char *ids, char *out, size_t outlen)
 {
     out[0] = 0;
     if (!ids || !ids[0] || !d->parent_gpus[0]) {
-        loom_snprintf(out, outlen, "%s", ids ? ids : "");
+        loom__snprintf(out, outlen, "%s", ids ? ids : "");
         return;
     }
     char parent[256];
-    loom_snprintf(parent, sizeof(parent), "%s", d->parent_gpus);
+    loom__snprintf(parent, sizeof(parent), "%s", d->parent_gpus);
     char *list[LOOM_MAX_GPUS];
     int np = 0;
     for (char *save = NULL, *tok = strtok_r(parent, ",", &save); tok && np < LOOM_MAX_GPUS;
          tok = strtok_r(NULL, ",", &save))
         list[np++] = tok;
     char copy[256];
-    loom_snprintf(copy, sizeof(copy), "%s", ids);
+    loom__snprintf(copy, sizeof(copy), "%s", ids);
     size_t used = 0;
     for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         int i = atoi(tok);
         const char *dev = i >= 0 && i < np ? list[i] : tok;
-        loom_snprintf(out + used, outlen - used, "%s%s", used ? "," : "", dev);
+        loom__snprintf(out + used, outlen - used, "%s%s", used ? "," : "", dev);
         used = strlen(out);
     }
 }
@@ -229,7 +230,7 @@ static void map_gpu_ids(daemon_s *d, const char *ids, char *out, size_t outlen)
 static void run_on(daemon_s *d, exec_proc *e, dtask *t)
 {
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_RUN, 0);
+    loom__msg_init(&m, LOOM_MSG_RUN, 0);
     char gpus[256];
     map_gpu_ids(d, t->spec.gpu_ids, gpus, sizeof(gpus));
     loom_wire_task spec = t->spec;
@@ -239,7 +240,7 @@ static void run_on(daemon_s *d, exec_proc *e, dtask *t)
     /* a CUDA context keeps the devices it was made with: an executor that
        ran a GPU function is replaced after it */
     if (t->spec.kind == LOOM_TASK_FUNCTION && t->spec.gpu_ids[0]) e->retiring = 1;
-    if (loom_zsend_msg(d->execs_sock, e->ident, e->identlen, &m, d->out)) {
+    if (loom__zsend_msg(d->execs_sock, e->ident, e->identlen, &m, d->out)) {
         task_fail_local(d, t, LOOM_EWORKER, "cannot reach the executor (it just died)");
         return;
     }
@@ -328,10 +329,10 @@ static void actor_fail_all(daemon_s *d, actor_proc *a, const char *why)
         dtask *t = a->create;
         a->create = NULL;
         t->actor = NULL;
-        loom_snprintf(text, sizeof(text), "the actor's process ended during its init: %s", why);
+        loom__snprintf(text, sizeof(text), "the actor's process ended during its init: %s", why);
         task_fail_local(d, t, LOOM_EACTOR, text);
     }
-    loom_snprintf(text, sizeof(text), "the actor died: %s", why);
+    loom__snprintf(text, sizeof(text), "the actor died: %s", why);
     while (a->nsent) {
         dtask *t = a->sent[--a->nsent];
         t->actor = NULL;
@@ -342,7 +343,7 @@ static void actor_fail_all(daemon_s *d, actor_proc *a, const char *why)
         t->actor = NULL;
         if (t->missing > 0) { /* a fetch still refers to it: fail it when that ends */
             t->failed = 1;
-            loom_snprintf(t->error, sizeof(t->error), "%s", text);
+            loom__snprintf(t->error, sizeof(t->error), "%s", text);
         }
         else task_fail_local(d, t, LOOM_EACTOR, text);
     }
@@ -356,21 +357,21 @@ static void on_actor_exit(uv_process_t *p, int64_t status, int sig)
     /* a stale instance that a newer one of the same actor replaced
        (actor_start) is not the actor any more: its end must not unregister
        the newer one nor tell the head that the actor died */
-    int current = loom_hmap_get(&d->actors, a->id, 16) == a;
-    if (current) loom_hmap_del(&d->actors, a->id, 16);
+    int current = loom__hmap_get(&d->actors, a->id, 16) == a;
+    if (current) loom__hmap_del(&d->actors, a->id, 16);
     char why[200];
-    if (a->dying) loom_snprintf(why, sizeof(why), "killed");
-    else if (sig) loom_snprintf(why, sizeof(why), "its process was killed by signal %d (%s)", sig, strsignal(sig));
-    else loom_snprintf(why, sizeof(why), "its process exited with status %lld", (long long)status);
+    if (a->dying) loom__snprintf(why, sizeof(why), "killed");
+    else if (sig) loom__snprintf(why, sizeof(why), "its process was killed by signal %d (%s)", sig, strsignal(sig));
+    else loom__snprintf(why, sizeof(why), "its process exited with status %lld", (long long)status);
     int was_initialised = a->initialised;
     actor_fail_all(d, a, why);
     if (was_initialised && current && !d->stopping) {
         loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_ACTOR_DIED, 0);
-        loom_ref_make(a->id, 0, &m.ref);
+        loom__msg_init(&m, LOOM_MSG_ACTOR_DIED, 0);
+        loom__ref_make(a->id, 0, &m.ref);
         m.code = LOOM_EACTOR;
         m.text = why;
-        daemon_send_head(d, &m);
+        loom__daemon_send_head(d, &m);
     }
     if (!d->stopping) LOG_INFO("actor %s (pid %d): %s", a->hex, a->pid, why);
     if (a->timer_started) uv_close((uv_handle_t *)&a->kill_timer, actor_timer_closed);
@@ -388,18 +389,18 @@ static void actor_start(daemon_s *d, dtask *t)
     }
     a->d = d;
     memcpy(a->id, t->id, 16);
-    loom_hex_encode(a->id, 16, a->hex);
+    loom__hex_encode(a->id, 16, a->hex);
     /* the head runs this creation again while an earlier instance still
        lives here (its init finished while the head was down, so the head
        never heard of it): end that one, since this one replaces it in
        d->actors, and the calls it is sent must not go to, or be reported
        by, a process the daemon no longer tracks */
-    actor_proc *stale = loom_hmap_get(&d->actors, a->id, 16);
+    actor_proc *stale = loom__hmap_get(&d->actors, a->id, 16);
     if (stale) actor_kill(d, stale);
     a->create = t;
     t->actor = a;
     char logpath[4200], gpus[256];
-    loom_snprintf(logpath, sizeof(logpath), "%s/logs/actor-%s.log", d->o.node_dir, a->hex);
+    loom__snprintf(logpath, sizeof(logpath), "%s/logs/actor-%s.log", d->o.node_dir, a->hex);
     map_gpu_ids(d, t->spec.gpu_ids, gpus, sizeof(gpus));
     char *extra[] = {"--actor", a->hex, "--gpus", gpus, NULL};
     a->proc.data = a;
@@ -407,7 +408,7 @@ static void actor_start(daemon_s *d, dtask *t)
     int rc = spawn_process(d, &a->proc, logpath, extra, on_actor_exit);
     if (rc) {
         char text[300];
-        loom_snprintf(text, sizeof(text), "cannot start the actor's process: %s", uv_strerror(rc));
+        loom__snprintf(text, sizeof(text), "cannot start the actor's process: %s", uv_strerror(rc));
         t->actor = NULL;
         free(a);
         task_fail_local(d, t, LOOM_EACTOR, text);
@@ -415,16 +416,16 @@ static void actor_start(daemon_s *d, dtask *t)
     }
     a->alive = 1;
     a->pid = a->proc.pid;
-    loom_hmap_put(&d->actors, a->id, 16, a);
+    loom__hmap_put(&d->actors, a->id, 16, a);
 }
 
 static int actor_send(daemon_s *d, actor_proc *a, dtask *t)
 {
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_RUN, 0);
+    loom__msg_init(&m, LOOM_MSG_RUN, 0);
     m.tasks = &t->spec;
     m.ntasks = 1;
-    return loom_zsend_msg(d->execs_sock, a->ident, a->identlen, &m, d->out);
+    return loom__zsend_msg(d->execs_sock, a->ident, a->identlen, &m, d->out);
 }
 
 /* Send the calls at the front of the queue whose arguments are here. */
@@ -451,7 +452,7 @@ static actor_proc *actor_by_ident(daemon_s *d, const uint8_t *ident, size_t n)
 {
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&d->actors, &it, &v)) {
+    while (loom__hmap_next(&d->actors, &it, &v)) {
         actor_proc *a = v;
         if (a->ready && a->identlen == n && !memcmp(a->ident, ident, n)) return a;
     }
@@ -462,7 +463,7 @@ static actor_proc *actor_by_pid(daemon_s *d, int pid)
 {
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&d->actors, &it, &v))
+    while (loom__hmap_next(&d->actors, &it, &v))
         if (((actor_proc *)v)->pid == pid) return v;
     return NULL;
 }
@@ -517,8 +518,8 @@ static void actor_kill(daemon_s *d, actor_proc *a)
     a->dying = 1;
     if (a->ready) {
         loom_msg m;
-        loom_msg_init(&m, LOOM_MSG_BYE, 0);
-        loom_zsend_msg(d->execs_sock, a->ident, a->identlen, &m, d->out);
+        loom__msg_init(&m, LOOM_MSG_BYE, 0);
+        loom__zsend_msg(d->execs_sock, a->ident, a->identlen, &m, d->out);
     }
     uv_timer_init(d->loop, &a->kill_timer);
     a->timer_started = 1;
@@ -528,22 +529,22 @@ static void actor_kill(daemon_s *d, actor_proc *a)
 static void on_assign(daemon_s *d, loom_msg *m)
 {
     const loom_wire_task *src = &m->tasks[0];
-    if (loom_hmap_get(&d->tasks, src->task_id, 16)) return;
+    if (loom__hmap_get(&d->tasks, src->task_id, 16)) return;
     dtask *t = calloc(1, sizeof(*t));
     if (!t) return;
     memcpy(t->id, src->task_id, 16);
     t->exec = -1;
     t->pinned = calloc(src->nargs + 2, sizeof(loom_ref));
-    if (!t->pinned || loom_wire_task_copy(&t->arena, &t->spec, src)) {
+    if (!t->pinned || loom__wire_task_copy(&t->arena, &t->spec, src)) {
         free(t->pinned);
-        loom_arena_free(&t->arena);
+        loom__arena_free(&t->arena);
         free(t);
         return;
     }
-    loom_hmap_put(&d->tasks, t->id, 16, t);
+    loom__hmap_put(&d->tasks, t->id, 16, t);
     d->running++;
     if (src->actor_op == LOOM_ACTOR_CALL) {
-        actor_proc *a = loom_hmap_get(&d->actors, src->actor, 16);
+        actor_proc *a = loom__hmap_get(&d->actors, src->actor, 16);
         if (!a || a->dying || push_task(&a->queue, &a->nq, &a->capq, t)) {
             task_fail_local(d, t, LOOM_EACTOR, "the actor is not running on this node (it died)");
             return;
@@ -551,14 +552,14 @@ static void on_assign(daemon_s *d, loom_msg *m)
         t->actor = a;
     }
     t->missing = 1; /* held while the arguments are looked at */
-    if (src->kind == LOOM_TASK_FUNCTION && src->actor_op != LOOM_ACTOR_CALL) daemon_need_arg(d, t, &src->lib);
-    for (uint32_t i = 0; i < src->nargs; i++) daemon_need_arg(d, t, &src->args[i]);
-    daemon_arg_ready(d, t);
+    if (src->kind == LOOM_TASK_FUNCTION && src->actor_op != LOOM_ACTOR_CALL) loom__daemon_need_arg(d, t, &src->lib);
+    for (uint32_t i = 0; i < src->nargs; i++) loom__daemon_need_arg(d, t, &src->args[i]);
+    loom__daemon_arg_ready(d, t);
 }
 
 static void on_cancel_task(daemon_s *d, loom_msg *m)
 {
-    dtask *t = loom_hmap_get(&d->tasks, m->ref.id, 16);
+    dtask *t = loom__hmap_get(&d->tasks, m->ref.id, 16);
     if (!t) return;
     t->cancelled = 1;
     if (t->spec.actor_op == LOOM_ACTOR_CREATE) {
@@ -592,7 +593,7 @@ static void on_cancel_task(daemon_s *d, loom_msg *m)
 
 static void on_delete_objs(daemon_s *d, loom_msg *m)
 {
-    for (uint32_t i = 0; i < m->nrefs; i++) loom_store_delete(d->store, m->refs[i].id);
+    for (uint32_t i = 0; i < m->nrefs; i++) loom__store_delete(d->store, m->refs[i].id);
 }
 
 /* ---- sockets ------------------------------------------------------------ */
@@ -613,13 +614,13 @@ static void reject_assign(daemon_s *d, const void *buf, size_t len, const char *
         loom_unpack_array(&u, &n) || n < 1 || loom_unpack_bin(&u, &id, &idlen) || idlen != 16)
         return;
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_TASK_DONE, 0);
-    loom_ref_make(id, 0, &m.ref);
+    loom__msg_init(&m, LOOM_MSG_TASK_DONE, 0);
+    loom__ref_make(id, 0, &m.ref);
     m.code = LOOM_EPROTO;
     char text[400];
-    loom_snprintf(text, sizeof(text), "the node could not read the task: %s", why);
+    loom__snprintf(text, sizeof(text), "the node could not read the task: %s", why);
     m.text = text;
-    daemon_send_head(d, &m);
+    loom__daemon_send_head(d, &m);
 }
 
 static void say_hello(daemon_s *d);
@@ -634,17 +635,17 @@ static void rejoined(daemon_s *d, uint32_t id)
     loom_ref *refs = calloc(d->tasks.count + d->actors.count + 1, sizeof(loom_ref));
     if (!refs) return;
     uint32_t n = 0;
-    while (loom_hmap_next(&d->tasks, &it, &v)) loom_ref_make(((dtask *)v)->id, 0, &refs[n++]);
+    while (loom__hmap_next(&d->tasks, &it, &v)) loom__ref_make(((dtask *)v)->id, 0, &refs[n++]);
     it = 0;
-    while (loom_hmap_next(&d->actors, &it, &v)) {
+    while (loom__hmap_next(&d->actors, &it, &v)) {
         actor_proc *a = v;
-        if (a->alive && !a->dying && !a->create) loom_ref_make(a->id, 0, &refs[n++]);
+        if (a->alive && !a->dying && !a->create) loom__ref_make(a->id, 0, &refs[n++]);
     }
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_RUNNING, 0);
+    loom__msg_init(&m, LOOM_MSG_RUNNING, 0);
     m.refs = refs;
     m.nrefs = n;
-    daemon_send_head(d, &m);
+    loom__daemon_send_head(d, &m);
     free(refs);
 }
 
@@ -654,7 +655,7 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
     if (n != 1) return;
     loom_msg m;
     char err[256];
-    if (loom_wire_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &m, err, sizeof(err))) {
+    if (loom__wire_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &m, err, sizeof(err))) {
         LOG_WARN("bad message from the head: %s", err);
         reject_assign(d, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), err);
         return;
@@ -667,14 +668,14 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
         d->waiting_since = d->waiting_logged = 0;
         if (!d->spawned) {
             char id[16];
-            loom_snprintf(id, sizeof(id), "%u", m.assigned_id);
+            loom__snprintf(id, sizeof(id), "%u", m.assigned_id);
             setenv("LOOM_NODE_ID", id, 1); /* tasks can tell where they run */
             for (int i = 0; i < d->nexec; i++) spawn_executor(d, i);
             d->spawned = 1;
         }
         if (d->o.ready_fd >= 0) {
             char line[64];
-            loom_snprintf(line, sizeof(line), "node %u\n", m.assigned_id);
+            loom__snprintf(line, sizeof(line), "node %u\n", m.assigned_id);
             ssize_t w = write(d->o.ready_fd, line, strlen(line));
             (void)w;
             close(d->o.ready_fd);
@@ -700,13 +701,13 @@ static void on_head_frames(void *arg, zmq_msg_t *frames, int n)
     case LOOM_MSG_CANCEL_TASK: on_cancel_task(d, &m); break;
     case LOOM_MSG_DELETE_OBJS: on_delete_objs(d, &m); break;
     case LOOM_MSG_ACTOR_KILL: {
-        actor_proc *a = loom_hmap_get(&d->actors, m.ref.id, 16);
+        actor_proc *a = loom__hmap_get(&d->actors, m.ref.id, 16);
         if (a) actor_kill(d, a);
         break;
     }
-    default: LOG_WARN("unexpected %s from the head", loom_msg_type_name(m.type)); break;
+    default: LOG_WARN("unexpected %s from the head", loom__msg_type_name(m.type)); break;
     }
-    loom_msg_free(&m);
+    loom__msg_free(&m);
 }
 
 static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
@@ -717,7 +718,7 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
     size_t identlen = zmq_msg_size(&frames[0]);
     loom_msg m;
     char err[256];
-    if (loom_wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
+    if (loom__wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
         LOG_WARN("bad message from an executor: %s", err);
         return;
     }
@@ -726,12 +727,12 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
         for (int i = 0; i < d->nexec && !e; i++)
             if (d->execs[i].alive && d->execs[i].pid == (int)m.pid) e = &d->execs[i];
         actor_proc *a = e ? NULL : actor_by_pid(d, (int)m.pid);
-        if (e && loom_secret_equal(m.secret, d->o.secret)) {
+        if (e && loom__secret_equal(m.secret, d->o.secret)) {
             memcpy(e->ident, ident, identlen);
             e->identlen = identlen;
             e->ready = 1;
             try_run(d);
-        } else if (a && a->alive && !a->ready && loom_secret_equal(m.secret, d->o.secret)) {
+        } else if (a && a->alive && !a->ready && loom__secret_equal(m.secret, d->o.secret)) {
             actor_ready(d, a, ident, identlen);
         } else {
             LOG_WARN("refused an executor hello from pid %u", m.pid);
@@ -745,15 +746,15 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
             task_report(d, t, &m);
             if (e->retiring) { /* it ran a GPU function: replace it (on_exec_exit) */
                 loom_msg bye;
-                loom_msg_init(&bye, LOOM_MSG_BYE, 0);
-                loom_zsend_msg(d->execs_sock, e->ident, e->identlen, &bye, d->out);
+                loom__msg_init(&bye, LOOM_MSG_BYE, 0);
+                loom__zsend_msg(d->execs_sock, e->ident, e->identlen, &bye, d->out);
             }
             try_run(d);
         } else if (a) {
             actor_done(d, a, &m);
         }
     }
-    loom_msg_free(&m);
+    loom__msg_free(&m);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -767,14 +768,14 @@ static void say_hello(daemon_s *d)
         .capacity = d->o.store_bytes, .num_gpus = d->num_gpus, .gpu_memory = d->gpu_memory,
         .res = d->res, .nres = d->nres, .labels = d->labels, .nlabels = d->nlabels};
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_HELLO, 1);
+    loom__msg_init(&m, LOOM_MSG_HELLO, 1);
     m.role = LOOM_ROLE_NODE;
     m.secret = (char *)d->o.secret;
     m.hostname = d->hostname;
     m.pid = (uint32_t)getpid();
     m.nodes = &self;
     m.nnodes = 1;
-    daemon_send_head(d, &m);
+    loom__daemon_send_head(d, &m);
 }
 
 static void on_heartbeat(uv_timer_t *tm)
@@ -782,7 +783,7 @@ static void on_heartbeat(uv_timer_t *tm)
     daemon_s *d = tm->data;
     if (!d->welcomed) {
         /* a daemon started before its head keeps trying; say so now and then */
-        int64_t now = loom_now_ms();
+        int64_t now = loom__now_ms();
         if (!d->waiting_since) d->waiting_since = now;
         if (now - d->waiting_logged >= 10000) {
             LOG_INFO("waiting for the head at %s (%lld s so far; still trying)", d->o.head_address,
@@ -793,13 +794,13 @@ static void on_heartbeat(uv_timer_t *tm)
         return;
     }
     loom_store_stats st = {0};
-    loom_store_stats_get(d->store, &st);
+    loom__store_stats_get(d->store, &st);
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_HEARTBEAT, 0);
+    loom__msg_init(&m, LOOM_MSG_HEARTBEAT, 0);
     m.store_used = st.used;
     m.running = d->running;
-    daemon_send_head(d, &m);
-    daemon_retry_stalled_transfers(d);
+    loom__daemon_send_head(d, &m);
+    loom__daemon_retry_stalled_transfers(d);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -816,17 +817,17 @@ static int open_sockets(daemon_s *d)
     d->head = zmq_socket(d->zctx, ZMQ_DEALER);
     d->data = zmq_socket(d->zctx, ZMQ_ROUTER);
     d->execs_sock = zmq_socket(d->zctx, ZMQ_ROUTER);
-    loom_zsock_setup(d->head, ZMQ_DEALER);
-    loom_zsock_setup(d->data, ZMQ_ROUTER);
-    loom_zsock_setup(d->execs_sock, ZMQ_ROUTER);
+    loom__zsock_setup(d->head, ZMQ_DEALER);
+    loom__zsock_setup(d->data, ZMQ_ROUTER);
+    loom__zsock_setup(d->execs_sock, ZMQ_ROUTER);
     char ep[512];
-    loom_snprintf(ep, sizeof(ep), "tcp://%s", d->o.head_address);
+    loom__snprintf(ep, sizeof(ep), "tcp://%s", d->o.head_address);
     if (zmq_connect(d->head, ep) != 0) {
         LOG_ERROR("bad head address %s: %s", d->o.head_address, zmq_strerror(errno));
         return LOOM_EINVAL;
     }
-    if (d->o.data_port > 0) loom_snprintf(ep, sizeof(ep), "tcp://%s:%d", d->o.bind_host, d->o.data_port);
-    else loom_snprintf(ep, sizeof(ep), "tcp://%s:*", d->o.bind_host);
+    if (d->o.data_port > 0) loom__snprintf(ep, sizeof(ep), "tcp://%s:%d", d->o.bind_host, d->o.data_port);
+    else loom__snprintf(ep, sizeof(ep), "tcp://%s:*", d->o.bind_host);
     if (zmq_bind(d->data, ep) != 0) {
         LOG_ERROR("cannot listen on %s: %s", ep, zmq_strerror(errno));
         return LOOM_ECONN;
@@ -835,11 +836,11 @@ static int open_sockets(daemon_s *d)
     size_t sz = sizeof(last);
     zmq_getsockopt(d->data, ZMQ_LAST_ENDPOINT, last, &sz);
     const char *port = strrchr(last, ':');
-    loom_snprintf(d->data_addr, sizeof(d->data_addr), "%s:%s", d->o.advertise_host, port ? port + 1 : "0");
-    loom_snprintf(d->exec_ep, sizeof(d->exec_ep), "ipc://%s/exec.sock", d->o.node_dir);
+    loom__snprintf(d->data_addr, sizeof(d->data_addr), "%s:%s", d->o.advertise_host, port ? port + 1 : "0");
+    loom__snprintf(d->exec_ep, sizeof(d->exec_ep), "ipc://%s/exec.sock", d->o.node_dir);
     if (strlen(d->exec_ep) > 100) {
         /* ipc paths are limited by sun_path (108 bytes) */
-        loom_snprintf(d->exec_ep, sizeof(d->exec_ep), "ipc:///tmp/loom-exec-%d.sock", (int)getpid());
+        loom__snprintf(d->exec_ep, sizeof(d->exec_ep), "ipc:///tmp/loom-exec-%d.sock", (int)getpid());
     }
     if (zmq_bind(d->execs_sock, d->exec_ep) != 0) {
         LOG_ERROR("cannot listen on %s: %s", d->exec_ep, zmq_strerror(errno));
@@ -856,18 +857,18 @@ static void close_walk(uv_handle_t *hd, void *arg)
 
 static void daemon_cleanup(daemon_s *d)
 {
-    daemon_transfers_cleanup(d);
+    loom__daemon_transfers_cleanup(d);
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&d->tasks, &it, &v)) {
+    while (loom__hmap_next(&d->tasks, &it, &v)) {
         dtask *t = v;
         free(t->pinned);
-        loom_arena_free(&t->arena);
+        loom__arena_free(&t->arena);
         free(t);
     }
-    loom_hmap_free(&d->tasks);
-    loom_hmap_free(&d->actors);
-    loom_arena_free(&d->res_arena);
+    loom__hmap_free(&d->tasks);
+    loom__hmap_free(&d->actors);
+    loom__arena_free(&d->res_arena);
 }
 
 static void stop_executors(daemon_s *d)
@@ -876,7 +877,7 @@ static void stop_executors(daemon_s *d)
         if (d->execs[i].alive) kill(-d->execs[i].pid, SIGKILL);
     size_t ait = 0;
     void *av;
-    while (loom_hmap_next(&d->actors, &ait, &av))
+    while (loom__hmap_next(&d->actors, &ait, &av))
         if (((actor_proc *)av)->alive) kill(-((actor_proc *)av)->pid, SIGKILL);
     /* reap them: run the loop until their exit callbacks have fired */
     for (int tries = 0; tries < 200; tries++) {
@@ -894,14 +895,14 @@ static int parse_pairs(const char *spec, loom_arena *arena, char ***keys, char *
 {
     *n = 0;
     if (!spec || !*spec) return LOOM_OK;
-    char *copy = loom_arena_strndup(arena, spec, strlen(spec));
-    *keys = loom_arena_alloc(arena, max * sizeof(char *));
-    *vals = loom_arena_alloc(arena, max * sizeof(char *));
+    char *copy = loom__arena_strndup(arena, spec, strlen(spec));
+    *keys = loom__arena_alloc(arena, max * sizeof(char *));
+    *vals = loom__arena_alloc(arena, max * sizeof(char *));
     if (!copy || !*keys || !*vals) return LOOM_ENOMEM;
     for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
         if (!eq || eq == tok || *n >= max) {
-            loom_snprintf(err, errlen, "bad %s '%s': want NAME=VALUE,... (at most %u)", what, tok, max);
+            loom__snprintf(err, errlen, "bad %s '%s': want NAME=VALUE,... (at most %u)", what, tok, max);
             return LOOM_EINVAL;
         }
         *eq = 0;
@@ -911,25 +912,25 @@ static int parse_pairs(const char *spec, loom_arena *arena, char ***keys, char *
     return LOOM_OK;
 }
 
-int loom_parse_resources(const char *spec, loom_arena *arena, loom_wire_res **out, uint32_t *n,
-                         char *err, size_t errlen)
+int loom__parse_resources(const char *spec, loom_arena *arena, loom_wire_res **out, uint32_t *n,
+                          char *err, size_t errlen)
 {
     char **k = NULL, **v = NULL;
     int rc = parse_pairs(spec, arena, &k, &v, n, LOOM_WIRE_MAX_RES, "resource", err, errlen);
     if (rc || !*n) return rc;
-    *out = loom_arena_alloc(arena, *n * sizeof(loom_wire_res));
+    *out = loom__arena_alloc(arena, *n * sizeof(loom_wire_res));
     if (!*out) return LOOM_ENOMEM;
     for (uint32_t i = 0; i < *n; i++) {
         char *end;
         double amount = strtod(v[i], &end);
         if (*end || !(amount > 0) || amount > 1e12 || strlen(k[i]) > 63) {
-            loom_snprintf(err, errlen, "bad resource '%s=%s': want a name of 1..63 characters and an amount > 0",
-                          k[i], v[i]);
+            loom__snprintf(err, errlen, "bad resource '%s=%s': want a name of 1..63 characters and an amount > 0",
+                           k[i], v[i]);
             return LOOM_EINVAL;
         }
         for (uint32_t j = 0; j < i; j++)
             if (!strcmp(k[i], k[j])) {
-                loom_snprintf(err, errlen, "resource '%s' given twice", k[i]);
+                loom__snprintf(err, errlen, "resource '%s' given twice", k[i]);
                 return LOOM_EINVAL;
             }
         (*out)[i].name = k[i];
@@ -938,17 +939,17 @@ int loom_parse_resources(const char *spec, loom_arena *arena, loom_wire_res **ou
     return LOOM_OK;
 }
 
-int loom_parse_labels(const char *spec, loom_arena *arena, loom_wire_label **out, uint32_t *n,
-                      char *err, size_t errlen)
+int loom__parse_labels(const char *spec, loom_arena *arena, loom_wire_label **out, uint32_t *n,
+                       char *err, size_t errlen)
 {
     char **k = NULL, **v = NULL;
     int rc = parse_pairs(spec, arena, &k, &v, n, LOOM_WIRE_MAX_LABELS, "label", err, errlen);
     if (rc || !*n) return rc;
-    *out = loom_arena_alloc(arena, *n * sizeof(loom_wire_label));
+    *out = loom__arena_alloc(arena, *n * sizeof(loom_wire_label));
     if (!*out) return LOOM_ENOMEM;
     for (uint32_t i = 0; i < *n; i++) {
         if (strlen(k[i]) > 63 || strlen(v[i]) > 255) {
-            loom_snprintf(err, errlen, "bad label '%s': key up to 63, value up to 255 characters", k[i]);
+            loom__snprintf(err, errlen, "bad label '%s': key up to 63, value up to 255 characters", k[i]);
             return LOOM_EINVAL;
         }
         (*out)[i].key = k[i];
@@ -962,7 +963,7 @@ int loom_parse_labels(const char *spec, loom_arena *arena, loom_wire_label **out
 static void remove_stale_stores(void)
 {
     char dir[256];
-    loom_snprintf(dir, sizeof(dir), "/dev/shm/loom-%d", (int)getuid());
+    loom__snprintf(dir, sizeof(dir), "/dev/shm/loom-%d", (int)getuid());
     DIR *dp = opendir(dir);
     if (!dp) return;
     struct dirent *e;
@@ -973,8 +974,8 @@ static void remove_stale_stores(void)
         if (sscanf(e->d_name, "node-%d%c", &pid, &rest) != 1 || pid <= 1) continue;
         if (kill(pid, 0) == 0 || errno != ESRCH) continue;
         char path[600];
-        loom_snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (loom_rm_rf(path) == 0) {
+        loom__snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (loom__rm_rf(path) == 0) {
             LOG_INFO("removed the memory tier of a daemon that is gone: %s", path);
             removed++;
         }
@@ -986,14 +987,14 @@ static void remove_stale_stores(void)
 static void daemon_gpus(daemon_s *d)
 {
     const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
-    loom_snprintf(d->parent_gpus, sizeof(d->parent_gpus), "%s", cvd ? cvd : "");
+    loom__snprintf(d->parent_gpus, sizeof(d->parent_gpus), "%s", cvd ? cvd : "");
     if (d->o.num_gpus >= 0) {
         d->num_gpus = (uint32_t)(d->o.num_gpus > LOOM_MAX_GPUS ? LOOM_MAX_GPUS : d->o.num_gpus);
         d->gpu_memory = d->o.gpu_memory;
         LOG_INFO("GPUs: %u (set with --num-gpus)", d->num_gpus);
         return;
     }
-    loom_gpu_discover(&d->gpus);
+    loom__gpu_discover(&d->gpus);
     d->num_gpus = (uint32_t)d->gpus.count;
     d->gpu_memory = d->o.gpu_memory;
     for (int i = 0; i < d->gpus.count && !d->o.gpu_memory; i++)
@@ -1005,7 +1006,7 @@ static void daemon_gpus(daemon_s *d)
         LOG_INFO("GPUs: none (%s)", d->gpus.why);
 }
 
-int loom_daemon_run(const loom_daemon_opts *opts)
+int loom__daemon_run(const loom_daemon_opts *opts)
 {
     daemon_s *d = calloc(1, sizeof(*d));
     if (!d) return LOOM_ENOMEM;
@@ -1016,27 +1017,28 @@ int loom_daemon_run(const loom_daemon_opts *opts)
     if (!d->o.memory) d->o.memory = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
     if (!d->o.store_bytes) d->o.store_bytes = (uint64_t)1 << 30;
     if (d->o.heartbeat_ms <= 0) d->o.heartbeat_ms = 1000;
-    if (gethostname(d->hostname, sizeof(d->hostname)) != 0) loom_snprintf(d->hostname, sizeof(d->hostname), "localhost");
+    if (gethostname(d->hostname, sizeof(d->hostname)) != 0)
+        loom__snprintf(d->hostname, sizeof(d->hostname), "localhost");
     if (d->o.store_dir) {
-        loom_snprintf(d->store_dir, sizeof(d->store_dir), "%s", d->o.store_dir);
+        loom__snprintf(d->store_dir, sizeof(d->store_dir), "%s", d->o.store_dir);
     } else {
         remove_stale_stores();
-        loom_snprintf(d->store_dir, sizeof(d->store_dir), "/dev/shm/loom-%d/node-%d", (int)getuid(), (int)getpid());
+        loom__snprintf(d->store_dir, sizeof(d->store_dir), "/dev/shm/loom-%d/node-%d", (int)getuid(), (int)getpid());
     }
-    loom_snprintf(d->spill_dir, sizeof(d->spill_dir), "%s/spill", d->o.node_dir);
+    loom__snprintf(d->spill_dir, sizeof(d->spill_dir), "%s/spill", d->o.node_dir);
     char logs[4200];
-    loom_snprintf(logs, sizeof(logs), "%s/logs", d->o.node_dir);
-    int rc = loom_mkdir_p(logs);
+    loom__snprintf(logs, sizeof(logs), "%s/logs", d->o.node_dir);
+    int rc = loom__mkdir_p(logs);
     if (rc) {
         LOG_ERROR("cannot make %s: %s", logs, strerror(errno));
         free(d);
         return rc;
     }
     char perr[300];
-    if (loom_parse_resources(d->o.resources, &d->res_arena, &d->res, &d->nres, perr, sizeof(perr)) ||
-        loom_parse_labels(d->o.labels, &d->res_arena, &d->labels, &d->nlabels, perr, sizeof(perr))) {
+    if (loom__parse_resources(d->o.resources, &d->res_arena, &d->res, &d->nres, perr, sizeof(perr)) ||
+        loom__parse_labels(d->o.labels, &d->res_arena, &d->labels, &d->nlabels, perr, sizeof(perr))) {
         LOG_ERROR("%s", perr);
-        loom_arena_free(&d->res_arena);
+        loom__arena_free(&d->res_arena);
         free(d);
         return LOOM_EINVAL;
     }
@@ -1047,10 +1049,10 @@ int loom_daemon_run(const loom_daemon_opts *opts)
     setenv("LOOM_NODE_STORE", d->store_dir, 1);
     loom_store_opts so = {.mem_dir = d->store_dir, .spill_dir = d->spill_dir,
                           .capacity = d->o.store_bytes, .create = 1};
-    rc = loom_store_open(&so, &d->store);
+    rc = loom__store_open(&so, &d->store);
     if (rc) {
         LOG_ERROR("cannot create the object store in %s: %s", d->store_dir, loom_strerror(rc));
-        loom_arena_free(&d->res_arena);
+        loom__arena_free(&d->res_arena);
         free(d);
         return rc;
     }
@@ -1058,9 +1060,9 @@ int loom_daemon_run(const loom_daemon_opts *opts)
     setenv("LOOM_SECRET_EXEC", d->o.secret, 1); /* inherited by executors only */
     d->loop = uv_default_loop();
     rc = open_sockets(d);
-    if (!rc) rc = loom_zwatch_start(d->loop, d->head, on_head_frames, d, &d->w_head);
-    if (!rc) rc = loom_zwatch_start(d->loop, d->data, daemon_on_data_frames, d, &d->w_data);
-    if (!rc) rc = loom_zwatch_start(d->loop, d->execs_sock, on_exec_frames, d, &d->w_exec);
+    if (!rc) rc = loom__zwatch_start(d->loop, d->head, on_head_frames, d, &d->w_head);
+    if (!rc) rc = loom__zwatch_start(d->loop, d->data, loom__daemon_on_data_frames, d, &d->w_data);
+    if (!rc) rc = loom__zwatch_start(d->loop, d->execs_sock, on_exec_frames, d, &d->w_exec);
     if (!rc) {
         d->nexec = (int)(d->o.num_cpus + 0.999);
         if (d->nexec < 1) d->nexec = 1;
@@ -1081,14 +1083,14 @@ int loom_daemon_run(const loom_daemon_opts *opts)
         d->stopping = 1;
         if (d->welcomed) {
             loom_msg bye;
-            loom_msg_init(&bye, LOOM_MSG_BYE, 0);
-            daemon_send_head(d, &bye);
+            loom__msg_init(&bye, LOOM_MSG_BYE, 0);
+            loom__daemon_send_head(d, &bye);
         }
         stop_executors(d);
     }
-    loom_zwatch_stop(&d->w_head);
-    loom_zwatch_stop(&d->w_data);
-    loom_zwatch_stop(&d->w_exec);
+    loom__zwatch_stop(&d->w_head);
+    loom__zwatch_stop(&d->w_data);
+    loom__zwatch_stop(&d->w_exec);
     daemon_cleanup(d);
     uv_walk(d->loop, close_walk, NULL);
     uv_run(d->loop, UV_RUN_DEFAULT);
@@ -1101,8 +1103,8 @@ int loom_daemon_run(const loom_daemon_opts *opts)
     if (d->data) zmq_close(d->data);
     if (d->execs_sock) zmq_close(d->execs_sock);
     if (d->zctx) zmq_ctx_term(d->zctx);
-    loom_store_close(&d->store);
-    if (!d->o.store_dir) loom_rm_rf(d->store_dir); /* a store the daemon named itself */
+    loom__store_close(&d->store);
+    if (!d->o.store_dir) loom__rm_rf(d->store_dir); /* a store the daemon named itself */
     loom_pack_destroy(&d->out);
     int ret = rc;
     free(d);

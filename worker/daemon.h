@@ -24,7 +24,7 @@ typedef struct loom_daemon_opts {
 } loom_daemon_opts;
 
 /* Serve until SIGINT/SIGTERM. */
-int loom_daemon_run(const loom_daemon_opts *opts);
+int loom__daemon_run(const loom_daemon_opts *opts);
 
 /* Makes a client connected to the cluster for a task (loom_task_client);
  * set by the `loom executor` command, which sits above the worker layer. */
@@ -45,11 +45,11 @@ typedef struct loom_executor_opts {
  * into the wire form; strings point into *arena.  0 or LOOM_EINVAL with the
  * reason in err. */
 #include "runtime/wire.h"
-int loom_parse_resources(const char *spec, loom_arena *arena, loom_wire_res **out, uint32_t *n,
-                         char *err, size_t errlen);
-int loom_parse_labels(const char *spec, loom_arena *arena, loom_wire_label **out, uint32_t *n,
-                      char *err, size_t errlen);
+int loom__parse_resources(const char *spec, loom_arena *arena, loom_wire_res **out, uint32_t *n,
+                          char *err, size_t errlen);
+int loom__parse_labels(const char *spec, loom_arena *arena, loom_wire_label **out, uint32_t *n,
+                       char *err, size_t errlen);
 
-int loom_executor_run(const loom_executor_opts *opts);
+int loom__executor_run(const loom_executor_opts *opts);
 
 #endif

@@ -104,18 +104,18 @@ struct daemon_s {
 };
 
 /* daemon.c */
-void daemon_send_head(daemon_s *d, const loom_msg *m);
+void loom__daemon_send_head(daemon_s *d, const loom_msg *m);
 /* One of t's arguments is here (or failed): run t once none is missing. */
-void daemon_arg_ready(daemon_s *d, dtask *t);
+void loom__daemon_arg_ready(daemon_s *d, dtask *t);
 
 /* transfer.c */
 /* Make sure arg is in the local store for t: pin it, or start/join a fetch. */
-void daemon_need_arg(daemon_s *d, dtask *t, const loom_wire_arg *a);
+void loom__daemon_need_arg(daemon_s *d, dtask *t, const loom_wire_arg *a);
 /* The data port's zloop callback: HELLO, FETCH and PUSH from peers and drivers. */
-void daemon_on_data_frames(void *arg, zmq_msg_t *frames, int n);
+void loom__daemon_on_data_frames(void *arg, zmq_msg_t *frames, int n);
 /* Transfers that stopped moving: try another copy (from the heartbeat). */
-void daemon_retry_stalled_transfers(daemon_s *d);
+void loom__daemon_retry_stalled_transfers(daemon_s *d);
 /* Free the peers, transfers, pushes and data-port identities (at exit). */
-void daemon_transfers_cleanup(daemon_s *d);
+void loom__daemon_transfers_cleanup(daemon_s *d);
 
 #endif

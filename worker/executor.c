@@ -94,7 +94,7 @@ static void result_fail(run_result *r, int code, const char *fmt, ...)
     r->code = code;
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(r->text, sizeof(r->text), code, fmt, ap);
+    loom__verrf(r->text, sizeof(r->text), code, fmt, ap);
     va_end(ap);
 }
 
@@ -118,8 +118,8 @@ static void add_output(executor *ex, run_result *r, const uint8_t task_id[16], u
         o->value.n = len;
     } else {
         loom_ref ref;
-        loom_ref_make(task_id, index, &ref);
-        int rc = loom_store_put_wait(ex->store, ref.id, data, len, LOOM_STORE_PRIMARY, RESULT_WAIT_MS);
+        loom__ref_make(task_id, index, &ref);
+        int rc = loom__store_put_wait(ex->store, ref.id, data, len, LOOM_STORE_PRIMARY, RESULT_WAIT_MS);
         if (rc) {
             result_fail(r, rc, "cannot store a result of %zu bytes: %s", len, loom_strerror(rc));
             return;
@@ -152,7 +152,7 @@ static int args_open(executor *ex, const loom_wire_task *t, argset *a, run_resul
             a->v[i].len = w->value.n;
             continue;
         }
-        int rc = loom_store_get(ex->store, w->ref.id, &a->views[i]);
+        int rc = loom__store_get(ex->store, w->ref.id, &a->views[i]);
         if (rc) {
             char hex[41];
             loom_ref_to_hex(&w->ref, hex);
@@ -169,7 +169,7 @@ static int args_open(executor *ex, const loom_wire_task *t, argset *a, run_resul
 static void args_close(executor *ex, argset *a)
 {
     for (int i = 0; a->views && i < a->n; i++)
-        if (a->views[i].txn_) loom_store_view_release(ex->store, &a->views[i]);
+        if (a->views[i].txn_) loom__store_view_release(ex->store, &a->views[i]);
     free(a->v);
     free(a->views);
 }
@@ -179,19 +179,19 @@ static void args_close(executor *ex, argset *a)
 static void *load_library(executor *ex, const loom_wire_task *t, run_result *r)
 {
     const loom_ref *ref = &t->lib.ref;
-    void *h = loom_hmap_get(&ex->libs, ref->id, LOOM_ID_LEN);
+    void *h = loom__hmap_get(&ex->libs, ref->id, LOOM_ID_LEN);
     if (h) return h;
     char hex[41], path[4096];
     loom_ref_to_hex(ref, hex);
-    loom_snprintf(path, sizeof(path), "%s/libs", ex->o->node_dir);
-    loom_mkdir_p(path);
-    loom_snprintf(path, sizeof(path), "%s/libs/%s.so", ex->o->node_dir, hex);
+    loom__snprintf(path, sizeof(path), "%s/libs", ex->o->node_dir);
+    loom__mkdir_p(path);
+    loom__snprintf(path, sizeof(path), "%s/libs/%s.so", ex->o->node_dir, hex);
     if (access(path, R_OK) != 0) {
         const void *data = t->lib.value.p;
         size_t len = t->lib.value.n;
         loom_store_view v = {0};
         if (t->lib.kind == LOOM_WARG_REF) {
-            int rc = loom_store_get(ex->store, ref->id, &v);
+            int rc = loom__store_get(ex->store, ref->id, &v);
             if (rc) {
                 result_fail(r, rc, "library %s is not in the node's store", hex);
                 return NULL;
@@ -199,8 +199,8 @@ static void *load_library(executor *ex, const loom_wire_task *t, run_result *r)
             data = v.data;
             len = v.len;
         }
-        int rc = loom_write_file(path, data, len, 0700);
-        if (v.txn_) loom_store_view_release(ex->store, &v);
+        int rc = loom__write_file(path, data, len, 0700);
+        if (v.txn_) loom__store_view_release(ex->store, &v);
         if (rc) {
             result_fail(r, rc, "cannot write library %s: %s", path, strerror(errno));
             return NULL;
@@ -211,7 +211,7 @@ static void *load_library(executor *ex, const loom_wire_task *t, run_result *r)
         result_fail(r, LOOM_ETASK, "cannot load the task library: %s", dlerror());
         return NULL;
     }
-    loom_hmap_put(&ex->libs, ref->id, LOOM_ID_LEN, h);
+    loom__hmap_put(&ex->libs, ref->id, LOOM_ID_LEN, h);
     return h;
 }
 
@@ -253,7 +253,7 @@ static void call_symbol(executor *ex, const loom_wire_task *t, loom_task_fn fn, 
         ctx.actor_state = &ex->actor_state;
         memcpy(ctx.self, ex->actor_id, 16);
     }
-    loom_hex_encode(t->task_id, 16, ctx.task_hex);
+    loom__hex_encode(t->task_id, 16, ctx.task_hex);
     ctx.args = a.v;
     ctx.nargs = a.n;
     int capture = ex->nthreads <= 1; /* concurrent calls share one log file */
@@ -270,7 +270,7 @@ static void call_symbol(executor *ex, const loom_wire_task *t, loom_task_fn fn, 
     } else {
         add_output(ex, r, t->task_id, 0, ctx.result, ctx.result_len);
     }
-    loom_task_ctx_reset(&ctx);
+    loom__task_ctx_reset(&ctx);
     args_close(ex, &a);
 }
 
@@ -279,7 +279,7 @@ static void run_function(executor *ex, const loom_wire_task *t, run_result *r)
     void *lib = load_library(ex, t, r);
     if (!lib) return;
     char sym[300];
-    loom_snprintf(sym, sizeof(sym), "%s%s", LOOM_TASK_SYMBOL_PREFIX, t->function);
+    loom__snprintf(sym, sizeof(sym), "%s%s", LOOM_TASK_SYMBOL_PREFIX, t->function);
     loom_task_fn fn;
     *(void **)&fn = dlsym(lib, sym);
     if (!fn) {
@@ -297,7 +297,7 @@ static void run_function(executor *ex, const loom_wire_task *t, run_result *r)
 static void *actor_symbol(executor *ex, const char *member)
 {
     char sym[600];
-    loom_snprintf(sym, sizeof(sym), "%s%s__%s", LOOM_ACTOR_SYMBOL_PREFIX, ex->actor_cls, member);
+    loom__snprintf(sym, sizeof(sym), "%s%s__%s", LOOM_ACTOR_SYMBOL_PREFIX, ex->actor_cls, member);
     return ex->actor_lib ? dlsym(ex->actor_lib, sym) : NULL;
 }
 
@@ -312,7 +312,7 @@ static void run_actor_init(executor *ex, const loom_wire_task *t, run_result *r)
     void *lib = load_library(ex, t, r);
     if (!lib) return;
     ex->actor_lib = lib;
-    loom_snprintf(ex->actor_cls, sizeof(ex->actor_cls), "%s", t->function);
+    loom__snprintf(ex->actor_cls, sizeof(ex->actor_cls), "%s", t->function);
     loom_task_fn fn;
     *(void **)&fn = actor_symbol(ex, "init");
     if (!fn) {
@@ -321,7 +321,7 @@ static void run_actor_init(executor *ex, const loom_wire_task *t, run_result *r)
         return;
     }
     char label[300];
-    loom_snprintf(label, sizeof(label), "%s init", t->function);
+    loom__snprintf(label, sizeof(label), "%s init", t->function);
     call_symbol(ex, t, fn, label, r);
     if (r->code) return;
     ex->actor_alive = 1;
@@ -341,7 +341,7 @@ static void run_actor_call(executor *ex, const loom_wire_task *t, run_result *r)
         return;
     }
     char label[600];
-    loom_snprintf(label, sizeof(label), "%s.%s", ex->actor_cls, t->function);
+    loom__snprintf(label, sizeof(label), "%s.%s", ex->actor_cls, t->function);
     call_symbol(ex, t, fn, label, r);
 }
 
@@ -362,8 +362,8 @@ static int write_arg_files(executor *ex, const loom_wire_task *t, const char *di
     int rc = args_open(ex, t, &a, r);
     for (int i = 0; !rc && i < a.n; i++) {
         char path[4200];
-        loom_snprintf(path, sizeof(path), "%s/.loom_arg_%d", dir, i);
-        rc = loom_write_file(path, a.v[i].data, a.v[i].len, 0600);
+        loom__snprintf(path, sizeof(path), "%s/.loom_arg_%d", dir, i);
+        rc = loom__write_file(path, a.v[i].data, a.v[i].len, 0600);
         if (rc) result_fail(r, rc, "cannot write argument file %s", path);
     }
     args_close(ex, &a);
@@ -384,14 +384,14 @@ static void exec_child(const loom_wire_task *t, char *const *argv, const char *d
     for (uint32_t i = 0; i < t->nenv; i++) putenv(t->env[i]);
     char name[64], path[4200];
     for (uint32_t i = 0; i < t->nargs; i++) {
-        loom_snprintf(name, sizeof(name), "LOOM_ARG_%u", i);
-        loom_snprintf(path, sizeof(path), "%s/.loom_arg_%u", dir, i);
+        loom__snprintf(name, sizeof(name), "LOOM_ARG_%u", i);
+        loom__snprintf(path, sizeof(path), "%s/.loom_arg_%u", dir, i);
         setenv(name, path, 1);
     }
-    loom_snprintf(name, sizeof(name), "%u", t->nargs);
+    loom__snprintf(name, sizeof(name), "%u", t->nargs);
     setenv("LOOM_NARGS", name, 1);
     char hex[33];
-    loom_hex_encode(t->task_id, 16, hex);
+    loom__hex_encode(t->task_id, 16, hex);
     setenv("LOOM_TASK_ID", hex, 1);
     signal(SIGPIPE, SIG_DFL);
     execvp(argv[0], argv);
@@ -414,18 +414,18 @@ static char *log_tail(const char *log, size_t len)
 static void run_command(executor *ex, const loom_wire_task *t, run_result *r)
 {
     char dir[4096], logpath[4200], hex[33];
-    loom_hex_encode(t->task_id, 16, hex);
+    loom__hex_encode(t->task_id, 16, hex);
     int own_dir = !t->cwd[0];
-    if (own_dir) loom_snprintf(dir, sizeof(dir), "%s/work/%s", ex->o->node_dir, hex);
-    else loom_snprintf(dir, sizeof(dir), "%s", t->cwd);
-    if (loom_mkdir_p(dir)) {
+    if (own_dir) loom__snprintf(dir, sizeof(dir), "%s/work/%s", ex->o->node_dir, hex);
+    else loom__snprintf(dir, sizeof(dir), "%s", t->cwd);
+    if (loom__mkdir_p(dir)) {
         result_fail(r, LOOM_ESYS, "cannot make working directory %s: %s", dir, strerror(errno));
         return;
     }
-    loom_snprintf(logpath, sizeof(logpath), "%s/logs/%s.log", ex->o->node_dir, hex);
+    loom__snprintf(logpath, sizeof(logpath), "%s/logs/%s.log", ex->o->node_dir, hex);
     char logdir[4200];
-    loom_snprintf(logdir, sizeof(logdir), "%s/logs", ex->o->node_dir);
-    loom_mkdir_p(logdir);
+    loom__snprintf(logdir, sizeof(logdir), "%s/logs", ex->o->node_dir);
+    loom__mkdir_p(logdir);
     if (write_arg_files(ex, t, dir, r)) return;
     /* execvp wants a NULL-terminated argv; a decoded task's list holds exactly
      * argc entries.  Built before fork, so the child only execs. */
@@ -447,7 +447,7 @@ static void run_command(executor *ex, const loom_wire_task *t, run_result *r)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     char *log = NULL;
     size_t loglen = 0;
-    if (loom_read_file(logpath, (size_t)1 << 40, &log, &loglen) == 0 && loglen > LOG_MAX) {
+    if (loom__read_file(logpath, (size_t)1 << 40, &log, &loglen) == 0 && loglen > LOG_MAX) {
         memmove(log, log + loglen - LOG_MAX, LOG_MAX);
         loglen = LOG_MAX;
     }
@@ -468,8 +468,8 @@ static void run_command(executor *ex, const loom_wire_task *t, run_result *r)
         for (uint32_t i = 0; i < t->noutputs && !r->code; i++) {
             char path[4400], *data = NULL;
             size_t len = 0;
-            loom_snprintf(path, sizeof(path), "%s/%s", dir, t->outputs[i]);
-            int rc = loom_read_file(path, (size_t)1 << 40, &data, &len);
+            loom__snprintf(path, sizeof(path), "%s/%s", dir, t->outputs[i]);
+            int rc = loom__read_file(path, (size_t)1 << 40, &data, &len);
             /* the task failed (ETASK), whatever the read said: ENOTFOUND would
              * tell the driver that the object does not exist */
             if (rc == LOOM_ENOTFOUND)
@@ -491,17 +491,17 @@ static void run_command(executor *ex, const loom_wire_task *t, run_result *r)
     unlink(logpath);
     for (uint32_t i = 0; i < t->nargs; i++) {
         char path[4200];
-        loom_snprintf(path, sizeof(path), "%s/.loom_arg_%u", dir, i);
+        loom__snprintf(path, sizeof(path), "%s/.loom_arg_%u", dir, i);
         unlink(path);
     }
-    if (own_dir) loom_rm_rf(dir);
+    if (own_dir) loom__rm_rf(dir);
 }
 
 /* ---- loop --------------------------------------------------------------- */
 
 static void send_msg(executor *ex, const loom_msg *m)
 {
-    if (loom_zsend_msg(ex->sock, NULL, 0, m, ex->out)) LOG_WARN("cannot reach the daemon");
+    if (loom__zsend_msg(ex->sock, NULL, 0, m, ex->out)) LOG_WARN("cannot reach the daemon");
 }
 
 static void execute(executor *ex, const loom_wire_task *t, run_result *r)
@@ -521,13 +521,13 @@ static void run_task(executor *ex, const loom_msg *m, void *sock, loom_pack *pk)
     if (!r) return;
     execute(ex, t, r);
     loom_msg d;
-    loom_msg_init(&d, LOOM_MSG_TASK_DONE, m->req);
-    loom_ref_make(t->task_id, 0, &d.ref);
+    loom__msg_init(&d, LOOM_MSG_TASK_DONE, m->req);
+    loom__ref_make(t->task_id, 0, &d.ref);
     d.code = r->code;
     d.text = r->text;
     d.outputs = r->outs;
     d.noutputs = (uint32_t)r->nouts;
-    if (loom_zsend_msg(sock, NULL, 0, &d, pk)) LOG_WARN("cannot reach the daemon");
+    if (loom__zsend_msg(sock, NULL, 0, &d, pk)) LOG_WARN("cannot reach the daemon");
     for (int i = 0; i < r->nouts; i++) free(r->owned[i]);
     free(r);
 }
@@ -556,7 +556,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&ex->lock);
         if (!w) break;
         run_task(ex, &w->msg, push, pk);
-        loom_msg_free(&w->msg);
+        loom__msg_free(&w->msg);
         zmq_msg_close(&w->frame);
         free(w);
     }
@@ -606,7 +606,7 @@ static void stop_threads(executor *ex)
     while (ex->q_head) {
         work *w = ex->q_head;
         ex->q_head = w->next;
-        loom_msg_free(&w->msg);
+        loom__msg_free(&w->msg);
         zmq_msg_close(&w->frame);
         free(w);
     }
@@ -659,12 +659,12 @@ static int next_frame(executor *ex, zmq_msg_t *f)
     }
 }
 
-int loom_executor_run(const loom_executor_opts *o)
+int loom__executor_run(const loom_executor_opts *o)
 {
     executor ex;
     memset(&ex, 0, sizeof(ex));
     ex.o = o;
-    loom_log_init("executor");
+    loom__log_init("executor");
     /* stdout and stderr are the executor's log file: reopen it to read tasks' output */
     struct stat st;
     ex.logfd = fstat(STDOUT_FILENO, &st) == 0 && S_ISREG(st.st_mode) ? open("/proc/self/fd/1", O_RDONLY | O_CLOEXEC) : -1;
@@ -672,7 +672,7 @@ int loom_executor_run(const loom_executor_opts *o)
     setpgid(0, 0);
     if (o->actor) {
         ex.is_actor = 1;
-        if (loom_hex_decode(o->actor, ex.actor_id, 16)) {
+        if (loom__hex_decode(o->actor, ex.actor_id, 16)) {
             LOG_ERROR("bad actor id %s", o->actor);
             return LOOM_EINVAL;
         }
@@ -680,7 +680,7 @@ int loom_executor_run(const loom_executor_opts *o)
         setenv("CUDA_VISIBLE_DEVICES", o->gpus ? o->gpus : "", 1);
     }
     loom_store_opts so = {.mem_dir = o->store_dir, .spill_dir = o->spill_dir, .create = 0};
-    int rc = loom_store_open_shared(&so, &ex.store); /* shared with the tasks' client */
+    int rc = loom__store_open_shared(&so, &ex.store); /* shared with the tasks' client */
     if (rc) {
         LOG_ERROR("cannot open the node's store at %s: %s", o->store_dir, loom_strerror(rc));
         return rc;
@@ -688,14 +688,14 @@ int loom_executor_run(const loom_executor_opts *o)
     ex.out = loom_pack_new();
     ex.zctx = zmq_ctx_new();
     ex.sock = zmq_socket(ex.zctx, ZMQ_DEALER);
-    loom_zsock_setup(ex.sock, ZMQ_DEALER);
+    loom__zsock_setup(ex.sock, ZMQ_DEALER);
     if (zmq_connect(ex.sock, o->daemon_endpoint) != 0) {
         LOG_ERROR("cannot connect to %s", o->daemon_endpoint);
         rc = LOOM_ECONN;
         goto out;
     }
     loom_msg hello;
-    loom_msg_init(&hello, LOOM_MSG_HELLO, 0);
+    loom__msg_init(&hello, LOOM_MSG_HELLO, 0);
     hello.role = LOOM_ROLE_EXECUTOR;
     hello.secret = (char *)o->secret;
     hello.hostname = "";
@@ -706,18 +706,18 @@ int loom_executor_run(const loom_executor_opts *o)
         if (next_frame(&ex, &f)) break;
         loom_msg m;
         char err[256];
-        if (loom_wire_decode(zmq_msg_data(&f), zmq_msg_size(&f), &m, err, sizeof(err))) {
+        if (loom__wire_decode(zmq_msg_data(&f), zmq_msg_size(&f), &m, err, sizeof(err))) {
             LOG_WARN("bad message from the daemon: %s", err);
             zmq_msg_close(&f);
             continue;
         }
         if (m.type == LOOM_MSG_BYE) {
-            loom_msg_free(&m);
+            loom__msg_free(&m);
             zmq_msg_close(&f);
             break;
         }
         if (m.type != LOOM_MSG_RUN) {
-            loom_msg_free(&m);
+            loom__msg_free(&m);
             zmq_msg_close(&f);
             continue;
         }
@@ -731,7 +731,7 @@ int loom_executor_run(const loom_executor_opts *o)
            actor init, the daemon sends BYE once it has the reply, and starts
            a fresh executor if it needs one */
         run_task(&ex, &m, ex.sock, ex.out);
-        loom_msg_free(&m);
+        loom__msg_free(&m);
         zmq_msg_close(&f);
     }
     stop_threads(&ex);
@@ -744,8 +744,8 @@ out:
     zmq_close(ex.sock);
     zmq_ctx_term(ex.zctx);
     if (ex.logfd >= 0) close(ex.logfd);
-    loom_store_close_shared(&ex.store);
+    loom__store_close_shared(&ex.store);
     loom_pack_destroy(&ex.out);
-    loom_hmap_free(&ex.libs);
+    loom__hmap_free(&ex.libs);
     return rc;
 }

@@ -312,7 +312,7 @@ static int try_cuda_driver(loom_gpu_info *out)
 static int try_cudart(loom_gpu_info *out)
 {
     const char *opened = NULL;
-    void *h = loom_cuda_dl(LOOM_CUDA_LIB_CUDART, &opened, NULL);
+    void *h = loom__cuda_dl(LOOM_CUDA_LIB_CUDART, &opened, NULL);
     if (!h) {
         why_add(out, "libcudart not found");
         return -1;
@@ -357,7 +357,7 @@ static int try_cudart(loom_gpu_info *out)
 
 /* ---- entry --------------------------------------------------------------------- */
 
-void loom_gpu_discover(loom_gpu_info *out)
+void loom__gpu_discover(loom_gpu_info *out)
 {
     memset(out, 0, sizeof(*out));
     set_source(out, "none");

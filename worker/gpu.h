@@ -21,6 +21,6 @@ typedef struct loom_gpu_info {
 
 /* Discover the GPUs this process can see (respects CUDA_VISIBLE_DEVICES).
  * Never fails: with no library or device, count is 0 and why says so. */
-void loom_gpu_discover(loom_gpu_info *out);
+void loom__gpu_discover(loom_gpu_info *out);
 
 #endif

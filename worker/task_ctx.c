@@ -7,7 +7,7 @@
 #include "base/errf.h"
 #include "worker/task_ctx.h"
 
-void loom_task_ctx_reset(loom_task_ctx *ctx)
+void loom__task_ctx_reset(loom_task_ctx *ctx)
 {
     free(ctx->result);
     ctx->result = NULL;
@@ -118,7 +118,7 @@ int loom_task_fail(loom_task_ctx *ctx, const char *fmt, ...)
     if (!ctx) return LOOM_ETASK;
     va_list ap;
     va_start(ap, fmt);
-    loom_verrf(ctx->error, sizeof(ctx->error), LOOM_ETASK, fmt, ap);
+    loom__verrf(ctx->error, sizeof(ctx->error), LOOM_ETASK, fmt, ap);
     va_end(ap);
     ctx->failed = 1;
     return LOOM_ETASK;

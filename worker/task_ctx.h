@@ -27,5 +27,5 @@ struct loom_task_ctx {
     int failed;
 };
 
-void loom_task_ctx_reset(loom_task_ctx *ctx);   /* free the result, clear the error */
+void loom__task_ctx_reset(loom_task_ctx *ctx);   /* free the result, clear the error */
 #endif

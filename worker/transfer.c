@@ -49,29 +49,29 @@ static void on_peer_frames(void *arg, zmq_msg_t *frames, int n);
 
 static peer *peer_get(daemon_s *d, const char *addr)
 {
-    peer *p = loom_hmap_get(&d->peers, addr, strlen(addr));
+    peer *p = loom__hmap_get(&d->peers, addr, strlen(addr));
     if (p) return p;
     if (strlen(addr) >= sizeof(p->addr) || strlen(addr) > LOOM_HMAP_KEY_MAX) return NULL;
     p = calloc(1, sizeof(*p));
     if (!p) return NULL;
-    loom_snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    loom__snprintf(p->addr, sizeof(p->addr), "%s", addr);
     p->d = d;
     p->sock = zmq_socket(d->zctx, ZMQ_DEALER);
-    loom_zsock_setup(p->sock, ZMQ_DEALER);
+    loom__zsock_setup(p->sock, ZMQ_DEALER);
     char ep[300];
-    loom_snprintf(ep, sizeof(ep), "tcp://%s", addr);
-    if (zmq_connect(p->sock, ep) != 0 || loom_zwatch_start(d->loop, p->sock, on_peer_frames, p, &p->watch)) {
+    loom__snprintf(ep, sizeof(ep), "tcp://%s", addr);
+    if (zmq_connect(p->sock, ep) != 0 || loom__zwatch_start(d->loop, p->sock, on_peer_frames, p, &p->watch)) {
         zmq_close(p->sock);
         free(p);
         return NULL;
     }
     loom_msg hello;
-    loom_msg_init(&hello, LOOM_MSG_HELLO, 0);
+    loom__msg_init(&hello, LOOM_MSG_HELLO, 0);
     hello.role = LOOM_ROLE_NODE;
     hello.secret = (char *)d->o.secret;
     hello.hostname = d->hostname;
-    loom_zsend_msg(p->sock, NULL, 0, &hello, d->out);
-    loom_hmap_put(&d->peers, p->addr, strlen(p->addr), p);
+    loom__zsend_msg(p->sock, NULL, 0, &hello, d->out);
+    loom__hmap_put(&d->peers, p->addr, strlen(p->addr), p);
     return p;
 }
 
@@ -80,12 +80,12 @@ static void transfer_request(daemon_s *d, transfer *x, uint64_t offset)
     peer *p = x->loc_index < (int)x->nlocs ? peer_get(d, x->locs[x->loc_index].addr) : NULL;
     if (!p) return;
     loom_msg m;
-    loom_msg_init(&m, LOOM_MSG_FETCH, x->serial);
+    loom__msg_init(&m, LOOM_MSG_FETCH, x->serial);
     m.ref = x->ref;
     m.offset = offset;
     m.length = LOOM_CHUNK_SIZE;
-    loom_zsend_msg(p->sock, NULL, 0, &m, d->out);
-    x->last_activity = loom_now_ms();
+    loom__zsend_msg(p->sock, NULL, 0, &m, d->out);
+    x->last_activity = loom__now_ms();
 }
 
 static void transfer_free(transfer *x)
@@ -99,29 +99,29 @@ static void transfer_free(transfer *x)
 
 static void transfer_finish(daemon_s *d, transfer *x, int rc, const char *why)
 {
-    loom_hmap_del(&d->transfers, x->ref.id, LOOM_ID_LEN);
+    loom__hmap_del(&d->transfers, x->ref.id, LOOM_ID_LEN);
     if (!rc) {
-        rc = loom_store_put(d->store, x->ref.id, x->buf, x->total, 0);
+        rc = loom__store_put(d->store, x->ref.id, x->buf, x->total, 0);
         if (rc) why = loom_strerror(rc);
         else {
             loom_msg m;
-            loom_msg_init(&m, LOOM_MSG_OBJ_ADDED, 0);
+            loom__msg_init(&m, LOOM_MSG_OBJ_ADDED, 0);
             m.ref = x->ref;
             m.size = x->total;
-            daemon_send_head(d, &m);
+            loom__daemon_send_head(d, &m);
         }
     }
     for (int i = 0; i < x->nwait; i++) {
         dtask *t = x->waiters[i];
         if (rc == 0) {
-            if (loom_store_pin(d->store, x->ref.id) == 0) t->pinned[t->pinned_n++] = x->ref;
+            if (loom__store_pin(d->store, x->ref.id) == 0) t->pinned[t->pinned_n++] = x->ref;
         } else if (!t->failed) {
             char hex[41];
             loom_ref_to_hex(&x->ref, hex);
             t->failed = 1;
-            loom_snprintf(t->error, sizeof(t->error), "cannot fetch argument %s: %s", hex, why);
+            loom__snprintf(t->error, sizeof(t->error), "cannot fetch argument %s: %s", hex, why);
         }
-        daemon_arg_ready(d, t);
+        loom__daemon_arg_ready(d, t);
     }
     transfer_free(x);
 }
@@ -145,7 +145,7 @@ static transfer *transfer_by_serial(daemon_s *d, uint64_t serial)
 {
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&d->transfers, &it, &v))
+    while (loom__hmap_next(&d->transfers, &it, &v))
         if (((transfer *)v)->serial == serial) return v;
     return NULL;
 }
@@ -179,7 +179,7 @@ static void on_chunk(daemon_s *d, loom_msg *m)
     if (m->offset + m->data.n > x->total) return;
     memcpy(x->buf + m->offset, m->data.p, m->data.n);
     x->received += m->data.n;
-    x->last_activity = loom_now_ms();
+    x->last_activity = loom__now_ms();
     if (x->received >= x->total) {
         transfer_finish(d, x, 0, NULL);
         return;
@@ -195,22 +195,22 @@ static void on_peer_frames(void *arg, zmq_msg_t *frames, int n)
     peer *p = arg;
     if (n != 1) return;
     loom_msg m;
-    if (loom_wire_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &m, NULL, 0)) return;
+    if (loom__wire_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &m, NULL, 0)) return;
     if (m.type == LOOM_MSG_CHUNK || (m.type == LOOM_MSG_ERROR && m.req)) on_chunk(p->d, &m);
     else if (m.type == LOOM_MSG_ERROR) LOG_WARN("peer %s: %s", p->addr, m.text);
-    loom_msg_free(&m);
+    loom__msg_free(&m);
 }
 
 /* Make sure arg is in the local store for t: pin it, or start/join a fetch. */
-void daemon_need_arg(daemon_s *d, dtask *t, const loom_wire_arg *a)
+void loom__daemon_need_arg(daemon_s *d, dtask *t, const loom_wire_arg *a)
 {
     if (a->kind != LOOM_WARG_REF) return;
-    if (loom_store_pin(d->store, a->ref.id) == 0) {
+    if (loom__store_pin(d->store, a->ref.id) == 0) {
         t->pinned[t->pinned_n++] = a->ref;
         return;
     }
     t->missing++;
-    transfer *x = loom_hmap_get(&d->transfers, a->ref.id, LOOM_ID_LEN);
+    transfer *x = loom__hmap_get(&d->transfers, a->ref.id, LOOM_ID_LEN);
     if (!x) {
         x = calloc(1, sizeof(*x));
         if (!x) goto fail;
@@ -223,14 +223,14 @@ void daemon_need_arg(daemon_s *d, dtask *t, const loom_wire_arg *a)
             x->locs[i].node = a->locs[i].node;
             x->locs[i].addr = strdup(a->locs[i].addr);
         }
-        loom_hmap_put(&d->transfers, x->ref.id, LOOM_ID_LEN, x);
+        loom__hmap_put(&d->transfers, x->ref.id, LOOM_ID_LEN, x);
         if (x->nlocs == 0) {
             x->nwait = 0;
             if (!t->failed) {
                 t->failed = 1;
-                loom_snprintf(t->error, sizeof(t->error), "an argument has no copy on any live node");
+                loom__snprintf(t->error, sizeof(t->error), "an argument has no copy on any live node");
             }
-            loom_hmap_del(&d->transfers, x->ref.id, LOOM_ID_LEN);
+            loom__hmap_del(&d->transfers, x->ref.id, LOOM_ID_LEN);
             free(x->locs);
             free(x);
             t->missing--;
@@ -250,45 +250,45 @@ void daemon_need_arg(daemon_s *d, dtask *t, const loom_wire_arg *a)
 fail:
     t->missing--;
     t->failed = 1;
-    loom_snprintf(t->error, sizeof(t->error), "out of memory fetching an argument");
+    loom__snprintf(t->error, sizeof(t->error), "out of memory fetching an argument");
 }
 
-void daemon_retry_stalled_transfers(daemon_s *d)
+void loom__daemon_retry_stalled_transfers(daemon_s *d)
 {
     /* transfers that stopped moving: try another copy */
     size_t it = 0;
     void *v;
     transfer *stale[32];
     int ns = 0;
-    int64_t now = loom_now_ms();
-    while (loom_hmap_next(&d->transfers, &it, &v) && ns < 32)
+    int64_t now = loom__now_ms();
+    while (loom__hmap_next(&d->transfers, &it, &v) && ns < 32)
         if (now - ((transfer *)v)->last_activity > TRANSFER_STALL_MS) stale[ns++] = v;
     for (int i = 0; i < ns; i++) transfer_retry_or_fail(d, stale[i], "no answer for 10 s (its node is gone?)");
 }
 
-void daemon_transfers_cleanup(daemon_s *d)
+void loom__daemon_transfers_cleanup(daemon_s *d)
 {
     size_t it = 0;
     void *v;
-    while (loom_hmap_next(&d->peers, &it, &v)) {
+    while (loom__hmap_next(&d->peers, &it, &v)) {
         peer *p = v;
-        loom_zwatch_stop(&p->watch);
+        loom__zwatch_stop(&p->watch);
         zmq_close(p->sock);
         free(p);
     }
-    loom_hmap_free(&d->peers);
+    loom__hmap_free(&d->peers);
     it = 0;
-    while (loom_hmap_next(&d->transfers, &it, &v)) {
+    while (loom__hmap_next(&d->transfers, &it, &v)) {
         transfer_free(v);
     }
-    loom_hmap_free(&d->transfers);
+    loom__hmap_free(&d->transfers);
     it = 0;
-    while (loom_hmap_next(&d->pushes, &it, &v)) {
-        loom_buf_free(v);
+    while (loom__hmap_next(&d->pushes, &it, &v)) {
+        loom__buf_free(v);
         free(v);
     }
-    loom_hmap_free(&d->pushes);
-    loom_hmap_free(&d->data_peers);
+    loom__hmap_free(&d->pushes);
+    loom__hmap_free(&d->data_peers);
 }
 
 /* ---- the data port (serving this node's objects) ------------------------ */
@@ -297,36 +297,36 @@ void daemon_transfers_cleanup(daemon_s *d)
 static void data_reply_error(daemon_s *d, const uint8_t *ident, size_t n, uint64_t req, int code, const char *text)
 {
     loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_ERROR, req);
+    loom__msg_init(&r, LOOM_MSG_ERROR, req);
     r.code = code;
     r.text = (char *)text;
-    loom_zsend_msg(d->data, ident, n, &r, d->out);
+    loom__zsend_msg(d->data, ident, n, &r, d->out);
 }
 
 static void on_fetch(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
 {
     loom_store_view v;
-    int rc = loom_store_get(d->store, m->ref.id, &v);
+    int rc = loom__store_get(d->store, m->ref.id, &v);
     if (rc) {
         loom_msg r;
-        loom_msg_init(&r, LOOM_MSG_ERROR, m->req);
+        loom__msg_init(&r, LOOM_MSG_ERROR, m->req);
         r.code = rc;
         r.text = "object not on this node";
-        loom_zsend_msg(d->data, ident, n, &r, d->out);
+        loom__zsend_msg(d->data, ident, n, &r, d->out);
         return;
     }
     uint64_t off = m->offset < v.len ? m->offset : v.len;
     uint64_t len = m->length < LOOM_CHUNK_SIZE ? m->length : LOOM_CHUNK_SIZE;
     if (len > v.len - off) len = v.len - off;
     loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_CHUNK, m->req);
+    loom__msg_init(&r, LOOM_MSG_CHUNK, m->req);
     r.ref = m->ref;
     r.offset = off;
     r.total = v.len;
     r.data.p = (const uint8_t *)v.data + off;
     r.data.n = len;
-    loom_zsend_msg(d->data, ident, n, &r, d->out);
-    loom_store_view_release(d->store, &v);
+    loom__zsend_msg(d->data, ident, n, &r, d->out);
+    loom__store_view_release(d->store, &v);
 }
 
 static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
@@ -335,7 +335,7 @@ static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
     memcpy(key, ident, n);
     memcpy(key + n, m->ref.id, LOOM_ID_LEN);
     size_t klen = n + LOOM_ID_LEN > LOOM_HMAP_KEY_MAX ? LOOM_HMAP_KEY_MAX : n + LOOM_ID_LEN;
-    loom_buf *b = loom_hmap_get(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
+    loom_buf *b = loom__hmap_get(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
     if (m->total > (uint64_t)LOOM_MAX_FRAME * 64) {
         data_reply_error(d, ident, n, m->req, LOOM_ETOOBIG, "object too large");
         return;
@@ -347,36 +347,36 @@ static void on_push(daemon_s *d, const uint8_t *ident, size_t n, loom_msg *m)
         }
         b = calloc(1, sizeof(*b));
         if (!b) return;
-        loom_hmap_put(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen, b);
+        loom__hmap_put(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen, b);
     }
     if (m->offset != b->len) {
-        loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
-        loom_buf_free(b);
+        loom__hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
+        loom__buf_free(b);
         free(b);
         data_reply_error(d, ident, n, m->req, LOOM_EPROTO, "push chunks out of order");
         return;
     }
-    int rc = loom_buf_append(b, m->data.p, m->data.n) ? LOOM_ENOMEM : LOOM_OK;
+    int rc = loom__buf_append(b, m->data.p, m->data.n) ? LOOM_ENOMEM : LOOM_OK;
     if (!rc && b->len < m->total) {
         loom_msg r;
-        loom_msg_init(&r, LOOM_MSG_OK, m->req);
-        loom_zsend_msg(d->data, ident, n, &r, d->out);
+        loom__msg_init(&r, LOOM_MSG_OK, m->req);
+        loom__zsend_msg(d->data, ident, n, &r, d->out);
         return;
     }
-    loom_hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
-    if (!rc) rc = loom_store_put(d->store, m->ref.id, b->p, b->len, LOOM_STORE_PRIMARY);
-    loom_buf_free(b);
+    loom__hmap_del(&d->pushes, key + (n + LOOM_ID_LEN - klen), klen);
+    if (!rc) rc = loom__store_put(d->store, m->ref.id, b->p, b->len, LOOM_STORE_PRIMARY);
+    loom__buf_free(b);
     free(b);
     if (rc) {
         data_reply_error(d, ident, n, m->req, rc, loom_strerror(rc));
         return;
     }
     loom_msg r;
-    loom_msg_init(&r, LOOM_MSG_OK, m->req);
-    loom_zsend_msg(d->data, ident, n, &r, d->out);
+    loom__msg_init(&r, LOOM_MSG_OK, m->req);
+    loom__zsend_msg(d->data, ident, n, &r, d->out);
 }
 
-void daemon_on_data_frames(void *arg, zmq_msg_t *frames, int n)
+void loom__daemon_on_data_frames(void *arg, zmq_msg_t *frames, int n)
 {
     daemon_s *d = arg;
     if (n != 2) return;
@@ -385,18 +385,18 @@ void daemon_on_data_frames(void *arg, zmq_msg_t *frames, int n)
     if (identlen == 0 || identlen > MAX_PEER_IDENT) return;
     loom_msg m;
     char err[256];
-    if (loom_wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
+    if (loom__wire_decode(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m, err, sizeof(err))) {
         LOG_WARN("data port: rejected a malformed message: %s", err);
         data_reply_error(d, ident, identlen, 0, LOOM_EPROTO, err);
         return;
     }
-    int authed = loom_hmap_get(&d->data_peers, ident, identlen) != NULL;
+    int authed = loom__hmap_get(&d->data_peers, ident, identlen) != NULL;
     if (m.type == LOOM_MSG_HELLO) {
-        if (loom_secret_equal(m.secret, d->o.secret)) {
-            loom_hmap_put(&d->data_peers, ident, identlen, (void *)1);
+        if (loom__secret_equal(m.secret, d->o.secret)) {
+            loom__hmap_put(&d->data_peers, ident, identlen, (void *)1);
             loom_msg r;
-            loom_msg_init(&r, LOOM_MSG_OK, m.req);
-            loom_zsend_msg(d->data, ident, identlen, &r, d->out);
+            loom__msg_init(&r, LOOM_MSG_OK, m.req);
+            loom__zsend_msg(d->data, ident, identlen, &r, d->out);
         } else {
             LOG_WARN("data port: refused a peer with a wrong cluster secret");
             data_reply_error(d, ident, identlen, 0, LOOM_EAUTH, "wrong cluster secret");
@@ -410,5 +410,5 @@ void daemon_on_data_frames(void *arg, zmq_msg_t *frames, int n)
     } else {
         data_reply_error(d, ident, identlen, m.req, LOOM_EPROTO, "unexpected message on the data port");
     }
-    loom_msg_free(&m);
+    loom__msg_free(&m);
 }

@@ -28,7 +28,7 @@ static void check_graph(const loom_graph *g)
             const loom_graph_arg *a = &n->args[j];
             if (a->kind != LOOM_GARG_NODE) continue;
             if (a->src < 0 || a->src >= i) abort();
-            if (a->output < 0 || a->output >= loom_graph_node_noutputs(&g->nodes[a->src])) abort();
+            if (a->output < 0 || a->output >= loom__graph_node_noutputs(&g->nodes[a->src])) abort();
         }
     }
 }
@@ -37,8 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     loom_graph *g = NULL;
     char err[256];
-    int rc = loom_graph_from_json((const char *)data, size, NULL, fixed_lib, NULL, &g,
-                                  err, sizeof err);
+    int rc = loom__graph_from_json((const char *)data, size, NULL, fixed_lib, NULL, &g,
+                                   err, sizeof err);
     if (rc == 0) {
         if (!g) abort();
         check_graph(g);

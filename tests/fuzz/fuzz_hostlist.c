@@ -42,7 +42,7 @@ static void check_round_trip(char **hosts, size_t n)
     expr[len] = 0;
     char **again = NULL, err[256];
     size_t m = 0;
-    int rc = loom_hostlist_expand(expr, n, &again, &m, err, sizeof err);
+    int rc = loom__hostlist_expand(expr, n, &again, &m, err, sizeof err);
     if (rc == LOOM_ENOMEM) {
         free(expr);
         return;
@@ -50,7 +50,7 @@ static void check_round_trip(char **hosts, size_t n)
     if (rc != 0 || m != n) abort();
     for (size_t i = 0; i < n; i++)
         if (strcmp(again[i], hosts[i]) != 0) abort();
-    loom_hostlist_free(again, m);
+    loom__hostlist_free(again, m);
     free(expr);
 }
 
@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char **hosts = (char **)(uintptr_t)1, err[512];
     size_t n = 7;
     memset(err, 'x', sizeof err);
-    int rc = loom_hostlist_expand(expr, MAX_HOSTS, &hosts, &n, err, sizeof err);
+    int rc = loom__hostlist_expand(expr, MAX_HOSTS, &hosts, &n, err, sizeof err);
     if (!memchr(err, 0, sizeof err)) abort(); /* always terminated */
     if (rc == 0) {
         if (!hosts || n == 0 || n > MAX_HOSTS || err[0]) abort();
@@ -72,16 +72,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* the limit is exact: one less is refused, with nothing returned */
         char **h2 = (char **)(uintptr_t)1, e2[64];
         size_t n2 = 7;
-        int rc2 = loom_hostlist_expand(expr, n - 1, &h2, &n2, e2, sizeof e2);
+        int rc2 = loom__hostlist_expand(expr, n - 1, &h2, &n2, e2, sizeof e2);
         if (rc2 != LOOM_ETOOBIG || h2 || n2 || !e2[0]) abort();
         if (n <= 256) check_round_trip(hosts, n);
-        loom_hostlist_free(hosts, n);
+        loom__hostlist_free(hosts, n);
     } else {
         if (hosts || n || !err[0]) abort(); /* a refusal says why, returns nothing */
         if (rc != LOOM_EINVAL && rc != LOOM_ETOOBIG && rc != LOOM_ENOMEM) abort();
         /* and says it again, the same way, into a tiny buffer */
         char tiny[8];
-        if (loom_hostlist_expand(expr, MAX_HOSTS, &hosts, &n, tiny, sizeof tiny) != rc) abort();
+        if (loom__hostlist_expand(expr, MAX_HOSTS, &hosts, &n, tiny, sizeof tiny) != rc) abort();
         if (hosts || n || strlen(tiny) >= sizeof tiny) abort();
     }
     free(expr);

@@ -9,16 +9,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     loom_msg m;
-    if (loom_wire_decode(data, size, &m, NULL, 0) != 0) return 0;
+    if (loom__wire_decode(data, size, &m, NULL, 0) != 0) return 0;
     loom_pack *p = loom_pack_new();
-    if (p && loom_wire_encode(&m, p) == 0) {
+    if (p && loom__wire_encode(&m, p) == 0) {
         loom_msg again;
-        if (loom_wire_decode(loom_pack_data(p), loom_pack_size(p), &again, NULL, 0) != 0 ||
+        if (loom__wire_decode(loom_pack_data(p), loom_pack_size(p), &again, NULL, 0) != 0 ||
             again.type != m.type || again.req != m.req)
             abort();
-        loom_msg_free(&again);
+        loom__msg_free(&again);
     }
     loom_pack_destroy(&p);
-    loom_msg_free(&m);
+    loom__msg_free(&m);
     return 0;
 }
