@@ -1,4 +1,5 @@
-/* base/cuda_dl.c — open libcudart, libcublas and libnccl once (see cuda_dl.h). */
+/* base/cuda_dl.c — open libcudart, libcublas, libnccl, NVML and libcuda once
+ * (see cuda_dl.h). */
 #include "base/cuda_dl.h"
 
 #include <dlfcn.h>
@@ -19,11 +20,15 @@ static const char *const cudart_names[] = {"libcudart.so", "libcudart.so.13", "l
 static const char *const cublas_names[] = {"libcublas.so", "libcublas.so.13", "libcublas.so.12",
                                            "/usr/local/cuda/lib64/libcublas.so", NULL};
 static const char *const nccl_names[] = {"libnccl.so.2", NULL};
+static const char *const nvml_names[] = {"libnvidia-ml.so.1", "libnvidia-ml.so", NULL};
+static const char *const driver_names[] = {"libcuda.so.1", NULL};
 
 static lib_slot slots[LOOM_CUDA_LIB_COUNT] = {
     [LOOM_CUDA_LIB_CUDART] = {"libcudart", cudart_names, PTHREAD_ONCE_INIT, NULL, NULL, ""},
     [LOOM_CUDA_LIB_CUBLAS] = {"libcublas", cublas_names, PTHREAD_ONCE_INIT, NULL, NULL, ""},
     [LOOM_CUDA_LIB_NCCL] = {"libnccl.so.2", nccl_names, PTHREAD_ONCE_INIT, NULL, NULL, ""},
+    [LOOM_CUDA_LIB_NVML] = {"libnvidia-ml.so.1", nvml_names, PTHREAD_ONCE_INIT, NULL, NULL, ""},
+    [LOOM_CUDA_LIB_DRIVER] = {"libcuda.so.1", driver_names, PTHREAD_ONCE_INIT, NULL, NULL, ""},
 };
 
 static void open_slot(lib_slot *s)
@@ -44,10 +49,13 @@ static void open_slot(lib_slot *s)
 static void open_cudart(void) { open_slot(&slots[LOOM_CUDA_LIB_CUDART]); }
 static void open_cublas(void) { open_slot(&slots[LOOM_CUDA_LIB_CUBLAS]); }
 static void open_nccl(void) { open_slot(&slots[LOOM_CUDA_LIB_NCCL]); }
+static void open_nvml(void) { open_slot(&slots[LOOM_CUDA_LIB_NVML]); }
+static void open_driver(void) { open_slot(&slots[LOOM_CUDA_LIB_DRIVER]); }
 
 void *loom__cuda_dl(loom_cuda_lib lib, const char **opened, const char **why)
 {
-    static void (*const openers[LOOM_CUDA_LIB_COUNT])(void) = {open_cudart, open_cublas, open_nccl};
+    static void (*const openers[LOOM_CUDA_LIB_COUNT])(void) = {open_cudart, open_cublas, open_nccl,
+                                                                         open_nvml, open_driver};
     if ((int)lib < 0 || lib >= LOOM_CUDA_LIB_COUNT) {
         if (why) *why = "no such library";
         return NULL;

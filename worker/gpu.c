@@ -1,4 +1,5 @@
-/* worker/gpu.c — find the GPUs of this node at run time, with dlopen only: no
+/* worker/gpu.c — find the GPUs of this node at run time, with dlopen only
+ * (the libraries are opened by base/cuda_dl.c, once per process): no
  * CUDA header or library is needed to build loom, and the same binary runs on
  * machines with and without GPUs.
  *
@@ -75,18 +76,6 @@ static void visible_parse(visible_list *v)
 }
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static void *open_first(const char *const *names, const char **opened)
-{
-    for (int i = 0; names[i]; i++) {
-        void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (h) {
-            if (opened) *opened = names[i];
-            return h;
-        }
-    }
-    return NULL;
-}
 
 /* Append "; msg" to out->why. */
 static void why_add(loom_gpu_info *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -165,8 +154,7 @@ static int nvml_resolve(const nvml_api *a, unsigned physical, const char *e)
 /* 0: answered (out filled, possibly with 0 devices); -1: try the next source. */
 static int try_nvml(loom_gpu_info *out, const visible_list *vis)
 {
-    static const char *const names[] = {"libnvidia-ml.so.1", "libnvidia-ml.so", NULL};
-    void *h = open_first(names, NULL);
+    void *h = loom__cuda_dl(LOOM_CUDA_LIB_NVML, NULL, NULL);
     if (!h) {
         why_add(out, "libnvidia-ml.so.1 not found");
         return -1;
@@ -184,18 +172,15 @@ static int try_nvml(loom_gpu_info *out, const visible_list *vis)
     };
     if (!a.init || !a.shutdown || !a.count || !a.by_index || !a.memory) {
         why_add(out, "libnvidia-ml.so.1 lacks nvmlInit_v2/nvmlDeviceGetCount_v2/...");
-        dlclose(h);
         return -1;
     }
     if (vis->has_mig) {
         why_add(out, "nvml: CUDA_VISIBLE_DEVICES names MIG devices");
-        dlclose(h);
         return -1;
     }
     int rc = a.init();
     if (rc) {
         why_add(out, "nvmlInit: %s", nvml_err(&a, rc));
-        dlclose(h);
         return -1;
     }
     unsigned physical = 0;
@@ -203,7 +188,6 @@ static int try_nvml(loom_gpu_info *out, const visible_list *vis)
     if (rc) {
         why_add(out, "nvmlDeviceGetCount: %s", nvml_err(&a, rc));
         a.shutdown();
-        dlclose(h);
         return -1;
     }
     int pick[LOOM_MAX_GPUS], n = 0;
@@ -228,7 +212,6 @@ static int try_nvml(loom_gpu_info *out, const visible_list *vis)
             why_add(out, "nvml device %d: %s", pick[i], nvml_err(&a, rc));
             drop_devices(out);
             a.shutdown();
-            dlclose(h);
             return -1;
         }
         out->memory[out->count] = m.total;
@@ -246,7 +229,6 @@ static int try_nvml(loom_gpu_info *out, const visible_list *vis)
     }
     set_source(out, "nvml");
     a.shutdown();
-    dlclose(h);
     return 0;
 }
 
@@ -259,8 +241,7 @@ static void driver_version_str(char *buf, size_t n, int v)
 
 static int try_cuda_driver(loom_gpu_info *out)
 {
-    static const char *const names[] = {"libcuda.so.1", NULL};
-    void *h = open_first(names, NULL);
+    void *h = loom__cuda_dl(LOOM_CUDA_LIB_DRIVER, NULL, NULL);
     if (!h) {
         why_add(out, "libcuda.so.1 not found");
         return -1;
