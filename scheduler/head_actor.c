@@ -112,7 +112,10 @@ void loom__head_actor_dispatch(head *h, actor *a)
             loom__head_task_fail(h, t, LOOM_EACTOR, msg);
             continue;
         }
-        if (!is_blocked && t->state == T_QUEUED && n && n->alive) {
+        /* not to a node that rejoined and has not yet said what it still
+         * runs: a call handed over before its RUNNING list would look lost
+         * there (not in the list) and run a second time */
+        if (!is_blocked && t->state == T_QUEUED && n && n->alive && !n->reconciling) {
             a->running++;
             loom__head_assign(h, t, n, NULL, NULL, -1);
             continue;

@@ -4,7 +4,8 @@
  * to loom__head_place (where a task runs now) and loom__head_infeasible_reason (why it
  * never could).  Covers the default pack-then-spread policy, SPREAD, hard
  * and soft node affinity, labels, whole and fractional GPUs, custom
- * resources, draining and dead nodes, and the infeasible reasons' text.
+ * resources, draining and dead nodes, and the infeasible reasons' text;
+ * and that an actor's calls wait while its node rejoins a restarted head.
  * The resource arithmetic itself is tests/test_pool.c's. */
 #include "scheduler/head_internal.h"
 
@@ -391,6 +392,41 @@ static void test_infeasible_reasons(void)
     free_cluster(&h);
 }
 
+/* A node that rejoined a restarted head and has not yet listed what it
+ * still runs gets no actor call: one handed over before that list would be
+ * missing from it, taken for lost, and run a second time. */
+static void test_actor_calls_wait_for_rejoin(void)
+{
+    head h;
+    default_cluster(&h);
+    node *n = h.node_list[0];
+    n->reconciling = 1;
+    task *t = calloc(1, sizeof(*t));
+    REQUIRE(t);
+    t->id[0] = 7;
+    t->state = T_QUEUED;
+    t->caller = 1;
+    t->spec.actor_op = LOOM_ACTOR_CALL;
+    REQUIRE(loom__hmap_put(&h.tasks, t->id, 16, t) == 0);
+    uint8_t calls[1][16];
+    memcpy(calls[0], t->id, 16);
+    actor a;
+    memset(&a, 0, sizeof(a));
+    a.state = A_ALIVE;
+    a.node = n->id;
+    a.cls = "Counter";
+    a.name = "";
+    a.calls = calls;
+    a.ncalls = a.cap_calls = 1;
+    loom__head_actor_dispatch(&h, &a);
+    CHECK(t->state == T_QUEUED);
+    CHECK(a.ncalls == 1);
+    CHECK(a.running == 0);
+    loom__hmap_free(&h.tasks);
+    free(t);
+    free_cluster(&h);
+}
+
 int main(void)
 {
     test_request();
@@ -401,5 +437,6 @@ int main(void)
     test_gpus();
     test_custom_resources();
     test_infeasible_reasons();
+    test_actor_calls_wait_for_rejoin();
     return TEST_DONE();
 }
