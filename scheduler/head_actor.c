@@ -270,19 +270,22 @@ void loom__head_actors_gc(head *h)
     }
 }
 
+/* Tell the actor's node, if alive, to end the actor's process. */
+static void send_actor_kill(head *h, const actor *a)
+{
+    node *n = loom__head_node_get(h, a->node);
+    if (!n || !n->alive) return;
+    loom_msg m;
+    loom__msg_init(&m, LOOM_MSG_ACTOR_KILL, 0);
+    loom__ref_make(a->id, 0, &m.ref);
+    loom__head_send_to(h, n->ident, n->identlen, &m);
+}
+
 /* Kill an actor: its node ends its process. */
 void loom__head_actor_kill(head *h, actor *a, const char *why)
 {
     if (a->state == A_DEAD) return;
-    if (a->state == A_ALIVE) {
-        node *n = loom__head_node_get(h, a->node);
-        if (n && n->alive) {
-            loom_msg m;
-            loom__msg_init(&m, LOOM_MSG_ACTOR_KILL, 0);
-            loom__ref_make(a->id, 0, &m.ref);
-            loom__head_send_to(h, n->ident, n->identlen, &m);
-        }
-    }
+    if (a->state == A_ALIVE) send_actor_kill(h, a);
     actor_die(h, a, why);
     loom__head_actors_gc(h);
 }
@@ -376,13 +379,7 @@ static int restartable_on_node(const actor *a, const void *arg)
  * elsewhere (its calls in flight follow its max_task_retries). */
 static void actor_move(head *h, actor *a, const char *why)
 {
-    node *n = loom__head_node_get(h, a->node);
-    if (n && n->alive) {
-        loom_msg m;
-        loom__msg_init(&m, LOOM_MSG_ACTOR_KILL, 0);
-        loom__ref_make(a->id, 0, &m.ref);
-        loom__head_send_to(h, n->ident, n->identlen, &m);
-    }
+    send_actor_kill(h, a);
     actor_restart(h, a, why);
 }
 
