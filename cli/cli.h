@@ -14,9 +14,10 @@
 #define MAX_OPTS 32
 
 typedef struct opts {
-    const char *key[MAX_OPTS];
+    const char *key[MAX_OPTS];   /* into argv, or into keybuf for --key=value */
     const char *val[MAX_OPTS];
     int n;
+    char keybuf[MAX_OPTS][40];   /* the keys of --key=value, cut out of argv */
     const char *pos[MAX_OPTS];
     int npos;
     int argc;    /* the raw arguments after the command's name (for slurm) */

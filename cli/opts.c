@@ -64,10 +64,14 @@ int parse_opts(const cli_cmd *c, int argc, char **argv, opts *o)
         size_t klen = eq ? (size_t)(eq - key) : strlen(key);
         int kind = cli_option_kind(c, key, klen);
         if (kind < 0) return usage_line(c, "unknown option ", a, "");
-        if (eq) { /* --key=value: the key is copied out of argv, once per process */
+        if (eq) { /* --key=value: the key is copied out of argv into o->keybuf */
             if (!kind) return usage_line(c, "", a, ": this option takes no value");
-            char *k = strndup(key, klen);
-            if (!k || add_opt(o, k, eq + 1)) return 2;
+            if (o->n >= MAX_OPTS) return add_opt(o, key, eq + 1); /* says: too many arguments */
+            if (klen >= sizeof(o->keybuf[0])) return usage_line(c, "unknown option ", a, "");
+            char *k = o->keybuf[o->n];
+            memcpy(k, key, klen);
+            k[klen] = 0;
+            if (add_opt(o, k, eq + 1)) return 2;
             continue;
         }
         if (kind && (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)))
