@@ -132,12 +132,13 @@ void loom__head_persist_task(head *h, task *t)
     loom_pack *p = h->rec;
     if (!p) return;
     loom_pack_reset(p);
-    loom_pack_array(p, 5);
+    loom_pack_array(p, 6);
     loom__wire_pack_task(p, &t->spec);
     loom_pack_u64(p, (uint64_t)t->state);
     loom_pack_i64(p, t->code);
     loom_pack_cstr(p, t->error ? t->error : "");
     loom_pack_u64(p, t->node);
+    loom_pack_u64(p, t->seq); /* an actor call's place among its actor's calls */
     loom__headdb_put(h->db, HEADDB_TASKS, t->id, 16, loom_pack_data(p), loom_pack_size(p));
 }
 

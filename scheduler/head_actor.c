@@ -60,7 +60,8 @@ void loom__head_actor_add_call(head *h, task *t)
 {
     actor *a = loom__hmap_get(&h->actors, t->spec.actor, 16);
     if (!a || loom__head_grow_array((void **)&a->calls, &a->cap_calls, a->ncalls + 1, sizeof(*a->calls))) return;
-    t->seq = ++a->next_seq;
+    if (!t->seq) t->seq = ++a->next_seq;      /* a reloaded call keeps its number */
+    else if (t->seq > a->next_seq) a->next_seq = t->seq;
     memcpy(a->calls[a->ncalls++], t->id, 16);
 }
 

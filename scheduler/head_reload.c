@@ -110,6 +110,13 @@ static int load_obj(void *arg, const void *key, size_t klen, const void *val, si
     return 0;
 }
 
+/* qsort: tasks by their actor-call number (0 for other tasks) */
+static int by_seq(const void *x, const void *y)
+{
+    const task *a = *(task *const *)x, *b = *(task *const *)y;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
 static int load_task(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
 {
     head *h = arg;
@@ -122,14 +129,17 @@ static int load_task(void *arg, const void *key, size_t klen, const void *val, s
     loom_arena tmp = {0};
     loom_wire_task spec;
     char err[256];
-    if (loom_unpack_array(&u, &n) || n != 5 || loom__wire_unpack_task(&u, &tmp, &spec, err, sizeof(err)) ||
+    /* 6 fields; records written before actor calls kept their number have 5 */
+    if (loom_unpack_array(&u, &n) || (n != 5 && n != 6) || loom__wire_unpack_task(&u, &tmp, &spec, err, sizeof(err)) ||
         loom_unpack_u64(&u, &state) || state > T_FAILED || loom_unpack_i64(&u, &code)) {
         loom__arena_free(&tmp);
         return 0;
     }
     char *error = unpack_cstr(&u);
     task *t = calloc(1, sizeof(*t));
-    if (!error || loom_unpack_u64(&u, &node_id) || !t || loom__wire_task_copy(&t->arena, &t->spec, &spec)) {
+    uint64_t seq = 0;
+    if (!error || loom_unpack_u64(&u, &node_id) || (n == 6 && loom_unpack_u64(&u, &seq)) || !t ||
+        loom__wire_task_copy(&t->arena, &t->spec, &spec)) {
         free(error);
         if (t) loom__arena_free(&t->arena);
         free(t);
@@ -143,6 +153,7 @@ static int load_task(void *arg, const void *key, size_t klen, const void *val, s
     if (error[0]) t->error = error;
     else free(error);
     t->node = (uint32_t)node_id;
+    t->seq = seq;
     t->bundle = -1;
     int nouts = 1 + (t->spec.kind == LOOM_TASK_COMMAND ? (int)t->spec.noutputs : 0);
     t->outs = calloc((size_t)nouts + 1, sizeof(obj *));
@@ -304,6 +315,9 @@ void loom__head_load_tables(head *h)
     task **all = calloc(ntasks + 1, sizeof(task *));
     it = 0;
     while (all && loom__hmap_next(&h->tasks, &it, &v)) all[k++] = v;
+    /* actor calls go back among their actor's calls in the order they were
+       made (the task table's order is its hash map's, not theirs) */
+    if (all) qsort(all, k, sizeof(*all), by_seq);
     for (size_t i = 0; i < k; i++) {
         task *t = all[i];
         t->pinned++;
@@ -316,11 +330,12 @@ void loom__head_load_tables(head *h)
             t->state = T_WAITING;
         }
         actor *a = t->spec.actor_op == LOOM_ACTOR_CALL ? loom__hmap_get(&h->actors, t->spec.actor, 16) : NULL;
+        if (a && t->seq > a->next_seq) a->next_seq = t->seq; /* new calls come after every old one */
         if (t->state == T_DONE || t->state == T_RUNNING) {
             hold_deps(h, t);
         } else if (t->state == T_WAITING || t->state == T_QUEUED) {
             t->state = T_WAITING;
-            if (a) loom__head_actor_add_call(h, t); /* in the order the table lists them */
+            if (a) loom__head_actor_add_call(h, t); /* in the order they were made */
             loom__head_task_link_deps(h, t);
         }
         if (t->spec.actor_op == LOOM_ACTOR_CALL && !a && t->state < T_DONE) {
