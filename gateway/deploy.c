@@ -373,7 +373,7 @@ static void release_change(deployment *d)
     pthread_mutex_unlock(&deploy_lock);
 }
 
-int gw_deploy_rollout(loom_client *c, const char *name, int version, char *err, size_t errlen)
+int gw_deploy_rollout(loom_client *c, const char *name, int version, int public_, char *err, size_t errlen)
 {
     deployment *d = NULL;
     int rc = claim_change(name, &d);
@@ -407,6 +407,7 @@ int gw_deploy_rollout(loom_client *c, const char *name, int version, char *err, 
         free(d->metadata);
         d->metadata = meta;
         d->version = v;
+        d->public_ = public_;
         pthread_mutex_unlock(&deploy_lock);
     }
     release_change(d);

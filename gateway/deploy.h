@@ -37,8 +37,10 @@ int gw_deploy_parse(json_t *body, gw_deploy_spec *s, char *err, size_t errlen);
  * exists), LOOM_ENOTFOUND (no such model version), LOOM_EFULL, or the error. */
 int gw_deploy_create(loom_client *c, const gw_deploy_spec *s, char *err, size_t errlen);
 /* Replace the replicas with ones of `version` (0: newest) once those are
- * ready; the old ones finish what they run, then end. */
-int gw_deploy_rollout(loom_client *c, const char *name, int version, char *err, size_t errlen);
+ * ready; the old ones finish what they run, then end.  The deployment is
+ * public from then on exactly when public_ is set (the new version's flag:
+ * the caller checked that the user may read that version). */
+int gw_deploy_rollout(loom_client *c, const char *name, int version, int public_, char *err, size_t errlen);
 /* Take it out of service, wait for its requests, end its replicas. */
 int gw_deploy_delete(loom_client *c, const char *name);
 /* Every deployment (or one: NULL if absent) as JSON, with "owner" and "public". */

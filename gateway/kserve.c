@@ -306,7 +306,40 @@ static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *
     gw_reply_json(rep, 201, info);
 }
 
-/* PUT /v1/deployments/{name} {"version": V}: roll out version V (0: newest). */
+/* The version of the deployment's model that a rollout to `version` (0:
+ * the newest) would serve, if the user may read it: 0 with *resolved and
+ * *public_, 403 (a private version of another user), or a loom error, with
+ * err. */
+static int rollout_target(gw_worker *w, loom_client *c, const char *name, int version, int *resolved,
+                          int *public_, char *err, size_t errlen)
+{
+    json_t *info = gw_deploy_info(name);
+    if (!info) {
+        loom__snprintf(err, errlen, "no deployment named '%s'", name);
+        return LOOM_ENOTFOUND;
+    }
+    char model[256];
+    loom__snprintf(model, sizeof(model), "%s", json_string_value(json_object_get(info, "model")));
+    json_decref(info);
+    json_t *meta = NULL;
+    int rc = loom_registry_fetch(c, model, version, &meta, NULL, NULL);
+    if (rc) {
+        loom__snprintf(err, errlen, rc == LOOM_ENOTFOUND ? "no model '%s' version %d in the registry"
+                                                         : "cannot read model '%s' version %d from the registry",
+                       model, version);
+        return rc;
+    }
+    *resolved = (int)json_integer_value(json_object_get(meta, "version"));
+    *public_ = json_is_true(json_object_get(meta, "public"));
+    if (!gw_may_read(w, json_string_value(json_object_get(meta, "owner")), *public_)) rc = 403;
+    json_decref(meta);
+    if (rc) loom__snprintf(err, errlen, "model '%s' version %d is private to another user", model, *resolved);
+    return rc;
+}
+
+/* PUT /v1/deployments/{name} {"version": V}: roll out version V (0: newest),
+ * which the user must be allowed to read; the deployment then is public
+ * only if V is. */
 static void rollout(gw_worker *w, const char *name, const loom_http_request *req, loom_http_reply *rep)
 {
     loom_client *c = gw_client(w, rep);
@@ -314,10 +347,17 @@ static void rollout(gw_worker *w, const char *name, const loom_http_request *req
     char err[512] = "";
     json_t *body = json_loadb(req->body, req->body_len, 0, NULL);
     json_t *v = json_object_get(body, "version");
-    int rc = json_is_object(body) && (!v || (json_is_integer(v) && json_integer_value(v) >= 0)) ? LOOM_OK : LOOM_EINVAL;
+    int rc = json_is_object(body) && (!v || (json_is_integer(v) && json_integer_value(v) >= 0 &&
+                                             json_integer_value(v) <= INT32_MAX)) ? LOOM_OK : LOOM_EINVAL;
     if (rc) loom__snprintf(err, sizeof(err), "the body must be {\"version\": N} (0 or absent: the newest)");
-    if (!rc) rc = gw_deploy_rollout(c, name, v ? (int)json_integer_value(v) : 0, err, sizeof(err));
+    int target = 0, public_ = 0;
+    if (!rc) rc = rollout_target(w, c, name, v ? (int)json_integer_value(v) : 0, &target, &public_, err, sizeof(err));
     json_decref(body);
+    if (rc == 403) {
+        gw_reply_error(rep, 403, "%s", err);
+        return;
+    }
+    if (!rc) rc = gw_deploy_rollout(c, name, target, public_, err, sizeof(err));
     json_t *info = rc ? NULL : gw_deploy_info(name);
     if (rc || !info) {
         gw_client_check(w, rc);

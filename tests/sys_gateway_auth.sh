@@ -102,8 +102,26 @@ if [ "$ART" = "$T/m.safetensors" ]; then
     check "alice classifies with bob's deployment of a public model (200)" \
         test "$(as "$TA" -X POST -d "$INFER" "$H/v2/models/bobs/infer")" = 200
     check "alice may not undeploy bob's deployment (403)" test "$(as "$TA" -X DELETE "$H/v1/deployments/bobs")" = 403
-    check "the admin undeploys both (200, 200)" \
-        test "$(as "$TR" -X DELETE "$H/v1/deployments/bobs")$(as "$TR" -X DELETE "$H/v1/deployments/secret")" = 200200
+    # a rollout serves only what its caller may read, and is public only if that version is
+    check "alice adds a private version 2 to her public model (201)" \
+        test "$(as "$TA" -X POST --data-binary @"$ART" "$H/v1/models/shared")" = 201
+    check "bob may not roll his deployment out to alice's private version 2 (403)" \
+        test "$(as "$TB" -X PUT -d '{"version":2}' "$H/v1/deployments/bobs")" = 403
+    check "  ... saying why" body_has "private to another user"
+    check "  ... nor to the newest version, which is that one (403)" \
+        test "$(as "$TB" -X PUT -d '{}' "$H/v1/deployments/bobs")" = 403
+    check "  ... his deployment still serves version 1" \
+        eval 'as "$TB" "$H/v1/deployments/bobs" >/dev/null; test "$(json_eval "$T/body" "d[\"version\"]")" = 1'
+    check "alice deploys version 1 of her public model (201)" \
+        test "$(as "$TA" -X POST -d '{"model":"shared","version":1,"name":"alices"}' "$H/v1/deployments")" = 201
+    check "bob classifies with it (200)" test "$(as "$TB" -X POST -d "$INFER" "$H/v2/models/alices/infer")" = 200
+    check "alice rolls it out to her private version 2 (200)" \
+        test "$(as "$TA" -X PUT -d '{"version":2}' "$H/v1/deployments/alices")" = 200
+    check "  ... now it is private: bob may not classify with it (403)" \
+        test "$(as "$TB" -X POST -d "$INFER" "$H/v2/models/alices/infer")" = 403
+    check "  ... alice may (200)" test "$(as "$TA" -X POST -d "$INFER" "$H/v2/models/alices/infer")" = 200
+    check "the admin undeploys the three (200, 200, 200)" \
+        test "$(as "$TR" -X DELETE "$H/v1/deployments/bobs")$(as "$TR" -X DELETE "$H/v1/deployments/secret")$(as "$TR" -X DELETE "$H/v1/deployments/alices")" = 200200200
 else
     skip "deployment tenancy: no digits dataset to train a model"
 fi
