@@ -16,19 +16,40 @@
 #define JOB_ID_MAX 64
 #define RESULT_WAIT_MS 100    /* a result not ready by then is answered 202 (poll again) */
 
+/* Is path below dir (dir/...), as written? */
+static int below(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    return !strncmp(path, dir, n) && path[n] == '/';
+}
+
+/* Does path have a ".." component? */
+static int has_dotdot(const char *path)
+{
+    for (const char *p = path; (p = strstr(p, "..")); p += 2)
+        if ((p == path || p[-1] == '/') && (p[2] == 0 || p[2] == '/')) return 1;
+    return 0;
+}
+
 /* Library paths in a REST job: only inside the gateway's library directory
- * (the paths name files on the head's machine). */
+ * (the paths name files on the head's machine).  A path that is not inside
+ * it as written (absolute elsewhere, or with "..") is refused before the
+ * file system is asked, so the answer (403) says nothing about which files
+ * exist on the head's machine; one inside it that does not exist is not
+ * found (400); one that resolves outside it (a symbolic link) is refused. */
 static int lib_from_path(void *arg, const char *path, loom_ref *out)
 {
     gw_worker *w = arg;
     const char *dir = gw_lib_dir(w->gw);
     if (!dir) return LOOM_EAUTH;
     char real[PATH_MAX], realdir[PATH_MAX], full[PATH_MAX + 256];
+    if (!realpath(dir, realdir)) return LOOM_ENOTFOUND;
     if (path[0] == '/') loom__snprintf(full, sizeof(full), "%s", path);
     else loom__snprintf(full, sizeof(full), "%s/%s", dir, path);
-    if (!realpath(full, real) || !realpath(dir, realdir)) return LOOM_ENOTFOUND;
-    size_t n = strlen(realdir);
-    if (strncmp(real, realdir, n) != 0 || real[n] != '/') return LOOM_EAUTH;
+    if (has_dotdot(full) || (!below(full, dir) && !below(full, realdir))) return LOOM_EAUTH;
+    if (!realpath(full, real)) return LOOM_ENOTFOUND;
+    if (!below(real, realdir)) return LOOM_EAUTH;
     return loom_library_load(w->c, real, out);
 }
 

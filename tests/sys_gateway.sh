@@ -71,6 +71,15 @@ check "a library outside --http-lib-dir is refused (403)" \
     test "$(code -X POST --data-binary "{\"library\":\"$EXLIB\",\"tasks\":[{\"name\":\"a\",\"function\":\"add\",\"args\":[1,2]}]}" "$H/v1/jobs")" = 403
 check "  ... and a ../ escape too" \
     test "$(code -X POST --data-binary '{"library":"../../../../../../usr/lib/x86_64-linux-gnu/libm.so.6","tasks":[{"name":"a","function":"add","args":[1,2]}]}' "$H/v1/jobs")" = 403
+# the answer outside the directory does not tell which files exist there
+libjob() { printf '{"library":"%s","tasks":[{"name":"a","function":"add","args":[1,2]}]}' "$1"; }
+check "a library path outside that does not exist is refused the same way (403, 403)" \
+    test "$(code -X POST --data-binary "$(libjob /nonexistent/x.so)" "$H/v1/jobs")$(code -X POST --data-binary "$(libjob ../../../nonexistent.so)" "$H/v1/jobs")" = 403403
+check "  ... with the same words as one that exists" \
+    eval 'code -X POST --data-binary "$(libjob /etc/passwd)" "$H/v1/jobs" >/dev/null; A=$(sed "s|/etc/passwd||" "$T/body");
+          code -X POST --data-binary "$(libjob /etc/passwdx)" "$H/v1/jobs" >/dev/null; test "$A" = "$(sed "s|/etc/passwdx||" "$T/body")"'
+check "a library inside --http-lib-dir that does not exist is 400" \
+    test "$(code -X POST --data-binary "$(libjob nonexistent.so)" "$H/v1/jobs")" = 400
 check "an unknown job is 404" test "$(code "$H/v1/jobs/0123456789abcdef")" = 404
 check "an unknown route is 404" test "$(code "$H/v1/nothing")" = 404
 check "PUT /v1/jobs is 405" test "$(code -X PUT "$H/v1/jobs")" = 405
