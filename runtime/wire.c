@@ -2,6 +2,7 @@
  * wire.h for the frame layout).  Every message's fields are listed once, in
  * the schema table at the top (`schema[]`); one encode loop and one decode loop
  * walk it, with a pack and an unpack helper per kind of field. */
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,6 +44,7 @@ enum field_kind {
     F_U64,      /* uint64_t: an unsigned integer */
     F_STR,      /* char *: a string without NUL bytes */
     F_NAME,     /* char *: a string of 1..max bytes (0..max where empty_ok) */
+    F_HOST,     /* char *: a host name or address (rd_host) */
     F_REF,      /* loom_ref: LOOM_ID_LEN bytes */
     F_BIN,      /* loom_bytes: bytes (pointing into the frame) */
     /* arrays: the member points to the elements, n<member> counts them */
@@ -74,6 +76,7 @@ typedef struct msg_schema {
 #define U64(m, w) {.kind = F_U64, .off = AT(m, uint64_t), .what = w}
 #define STR(m, w) {.kind = F_STR, .off = AT(m, char *), .what = w}
 #define NAME(m, mx, empty, w) {.kind = F_NAME, .max = mx, .empty_ok = empty, .off = AT(m, char *), .what = w}
+#define HOST(m, w) {.kind = F_HOST, .off = AT(m, char *), .what = w}
 #define REF(m, w) {.kind = F_REF, .off = AT(m, loom_ref), .what = w}
 #define BIN(m, w) {.kind = F_BIN, .off = AT(m, loom_bytes), .what = w}
 #define LIST(k, m, T) {.kind = k, .off = AT(m, T *), .count_off = AT(n##m, uint32_t), .what = #m}
@@ -134,7 +137,7 @@ static const msg_schema schema[LOOM_MSG_TYPE_MAX] = {
     [LOOM_MSG_ERROR] = {.name = "ERROR", .f = {I32(code, "code"), STR(text, "text")}},
     [LOOM_MSG_OK] = {.name = "OK"},
     [LOOM_MSG_HELLO] = {.name = "HELLO", .check = check_hello,
-        .f = {U32(role, "role"), STR(secret, "secret"), STR(hostname, "hostname"), U32(pid, "pid"), NODES}},
+        .f = {U32(role, "role"), STR(secret, "secret"), HOST(hostname, "hostname"), U32(pid, "pid"), NODES}},
     [LOOM_MSG_WELCOME] = {.name = "WELCOME", .f = {U32(assigned_id, "id"), NODES}},
     [LOOM_MSG_HEARTBEAT] = {.name = "HEARTBEAT", .f = {U64(store_used, "store_used"), U64(running, "running")}},
     [LOOM_MSG_SUBMIT] = {.name = "SUBMIT",
@@ -359,6 +362,21 @@ static int rd_name(dec *d, char **out, size_t maxlen, int allow_empty, const cha
     return 0;
 }
 
+/* A host name or address as a peer gives it (it goes into logs and status
+ * before the peer is trusted): at most 255 bytes of letters, digits and
+ * . - _ : (IPv6), or empty (executors).  Nothing that could forge a log
+ * line or a terminal escape. */
+static int rd_host(dec *d, char **out, const char *what)
+{
+    if (rd_str(d, out, what)) return d->rc;
+    size_t n = strlen(*out);
+    if (n > 255) return fail(d, "%s: longer than 255 bytes", what);
+    for (const unsigned char *c = (const unsigned char *)*out; *c; c++)
+        if (!isalnum(*c) && *c != '.' && *c != '-' && *c != '_' && *c != ':')
+            return fail(d, "%s: not a host name (byte 0x%02x at %zu)", what, *c, (size_t)(c - (const unsigned char *)*out));
+    return 0;
+}
+
 static int rd_res(dec *d, loom_wire_res *r)
 {
     if (rd_tuple(d, 2, "resource")) return d->rc;
@@ -509,7 +527,7 @@ static int rd_node(dec *d, loom_wire_node *nd)
 {
     if (rd_tuple(d, 12, "node")) return d->rc;
     rd_u32(d, &nd->id, "node.id");
-    rd_str(d, &nd->hostname, "node.hostname");
+    rd_host(d, &nd->hostname, "node.hostname");
     rd_str(d, &nd->data_addr, "node.data_addr");
     rd_str(d, &nd->store_dir, "node.store_dir");
     rd_str(d, &nd->spill_dir, "node.spill_dir");
@@ -763,6 +781,7 @@ static int rd_field(dec *d, const wire_field *f, loom_msg *m)
     case F_U64: return rd_u64(d, at, f->what);
     case F_STR: return rd_str(d, at, f->what);
     case F_NAME: return rd_name(d, at, f->max, f->empty_ok, f->what);
+    case F_HOST: return rd_host(d, at, f->what);
     case F_REF: return rd_ref(d, at, f->what);
     case F_BIN: return rd_bin(d, at, f->what);
     case F_REFS: RD_LIST(d, *(loom_ref **)at, *count, loom_ref, rd_ref_list_elem, f->what); break;
@@ -784,7 +803,7 @@ static int pk_field(loom_pack *p, const wire_field *f, const loom_msg *m)
     case F_I32: return loom_pack_i64(p, *(const int32_t *)at);
     case F_U32: return loom_pack_u64(p, *(const uint32_t *)at);
     case F_U64: return loom_pack_u64(p, *(const uint64_t *)at);
-    case F_STR: case F_NAME: return pk_str(p, *(char *const *)at);
+    case F_STR: case F_NAME: case F_HOST: return pk_str(p, *(char *const *)at);
     case F_REF: return pk_ref(p, at);
     case F_BIN: return loom_pack_bin(p, ((const loom_bytes *)at)->p, ((const loom_bytes *)at)->n);
     case F_REFS: return pk_refs(p, *(loom_ref *const *)at, *count);

@@ -534,6 +534,47 @@ static void test_rejections(void)
     m.ntasks = 1;
     loom__wire_encode(&m, pk);
     CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+    /* a hello whose host name would forge a log line (the head logs it
+       before it checks the secret), a terminal escape, or is too long */
+    const char *hosts[] = {"evil\n2026-12-07 [INFO] node 1 joined", "x\x1b[2J", "a b", NULL};
+    char longhost[300];
+    memset(longhost, 'a', sizeof(longhost) - 1);
+    longhost[sizeof(longhost) - 1] = 0;
+    hosts[3] = longhost;
+    loom_wire_node node = {.id = 1, .hostname = "node-1", .data_addr = "a:1", .store_dir = "/s", .spill_dir = "/p"};
+    for (int i = 0; i < 4; i++) {
+        loom__msg_init(&m, LOOM_MSG_HELLO, 1);
+        m.role = LOOM_ROLE_NODE;
+        m.secret = "s";
+        m.hostname = (char *)hosts[i];
+        loom__wire_encode(&m, pk);
+        CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+        CHECK(strstr(err, "hostname") != NULL);
+        /* the same inside a node's description */
+        loom__msg_init(&m, LOOM_MSG_HELLO, 1);
+        m.role = LOOM_ROLE_NODE;
+        m.secret = "s";
+        m.hostname = "node-1";
+        node.hostname = (char *)hosts[i];
+        m.nodes = &node;
+        m.nnodes = 1;
+        loom__wire_encode(&m, pk);
+        CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_EPROTO);
+        CHECK(strstr(err, "node.hostname") != NULL);
+    }
+    /* host names as machines have them pass: names, IPv4, IPv6, empty (executors) */
+    const char *good[] = {"gpu-node17.cluster.example.org", "127.0.0.1", "::1", "fe80::1", "ws_01", ""};
+    for (int i = 0; i < 6; i++) {
+        loom__msg_init(&m, LOOM_MSG_HELLO, 1);
+        m.role = LOOM_ROLE_NODE;
+        m.secret = "s";
+        m.hostname = (char *)good[i];
+        node.hostname = (char *)good[i];
+        m.nodes = &node;
+        m.nnodes = 1;
+        loom__wire_encode(&m, pk);
+        CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_OK);
+    }
 }
 
 static void test_hmap(void)
