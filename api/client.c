@@ -526,9 +526,11 @@ static int resolve_address(loom_client *c, const char *address, const loom_conne
         loom__snprintf(c->address, sizeof(c->address), "%s", env);
         return LOOM_OK;
     }
-    char path[4200], *buf;
+    char path[4200], *buf, why[512];
     size_t n;
     loom__snprintf(path, sizeof(path), "%s/address", sd);
+    if (access(path, F_OK) == 0 && loom__state_dir_trusted(sd, why, sizeof(why)))
+        return loom__client_set_error(c, LOOM_EAUTH, "%s", why);
     if (loom__read_file(path, 512, &buf, &n) == 0) {
         while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
         loom__snprintf(c->address, sizeof(c->address), "%s", buf);
@@ -556,6 +558,9 @@ static int load_secret(loom_client *c, const loom_connect_opts *o, const char *s
     char path[4200];
     const char *file = o && o->secret_file ? o->secret_file : getenv("LOOM_SECRET_FILE");
     if (!file) {
+        char why[512];
+        if (loom__state_dir_trusted(state_dir, why, sizeof(why)))
+            return loom__client_set_error(c, LOOM_EAUTH, "%s", why);
         loom__snprintf(path, sizeof(path), "%s/secret", state_dir);
         file = path;
     }
@@ -581,14 +586,13 @@ int loom_connect(const char *address, const loom_connect_opts *opts, loom_client
     if (gethostname(c->hostname, sizeof(c->hostname)) != 0)
         loom__snprintf(c->hostname, sizeof(c->hostname), "localhost");
     char state_dir[4096];
-    resolve_address(c, address, opts, state_dir, sizeof(state_dir));
-    int rc = LOOM_OK;
-    if (!strcmp(c->address, "local")) {
+    int rc = resolve_address(c, address, opts, state_dir, sizeof(state_dir));
+    if (rc) goto fail;
+    if (!strcmp(c->address, "local"))
         rc = loom__local_start(opts, &c->local, c->address, sizeof(c->address), c->secret, c->last_error,
                                sizeof(c->last_error));
-    } else {
+    else
         rc = load_secret(c, opts, state_dir);
-    }
     if (rc) goto fail;
     c->zctx = zmq_ctx_new();
     c->sock = zmq_socket(c->zctx, ZMQ_DEALER);

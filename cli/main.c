@@ -146,6 +146,11 @@ int cmd_start(const opts *o)
         return 1;
     }
     chmod(sd, 0700);
+    char why[512];
+    if (loom__state_dir_trusted(sd, why, sizeof(why))) {
+        fprintf(stderr, "loom: %s\n", why);
+        return 1;
+    }
     if (!opt(o, "head")) {
         if (!opt(o, "address") || !*opt(o, "address")) return cli_usage_error(o->cmd);
         return start_node_from(o, sd, opt(o, "address"));

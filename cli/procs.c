@@ -61,6 +61,11 @@ int cmd_head(const opts *o)
         return 1;
     }
     chmod(sd, 0700);
+    char why[512];
+    if (loom__state_dir_trusted(sd, why, sizeof(why))) {
+        LOG_ERROR("%s", why);
+        return 1;
+    }
     if (lock_head_state(sd)) {
         LOG_ERROR("another head is running with the state dir %s (stop it with `loom stop --state-dir %s`)",
                   sd, sd);

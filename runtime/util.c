@@ -134,6 +134,24 @@ const char *loom__default_state_dir(char *buf, size_t len)
     return buf;
 }
 
+int loom__state_dir_trusted(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) return errno == ENOENT ? LOOM_OK : loom__errf(err, errlen, LOOM_ESYS,
+                                                                         "cannot use %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return loom__errf(err, errlen, LOOM_EINVAL, "the state directory %s is not a directory", dir);
+    if (st.st_uid != geteuid())
+        return loom__errf(err, errlen, LOOM_EAUTH,
+                          "the state directory %s belongs to uid %u, not to you (uid %u): another user could put a "
+                          "fake head's address there; use a directory of your own (--state-dir or LOOM_STATE_DIR)",
+                          dir, (unsigned)st.st_uid, (unsigned)geteuid());
+    if (st.st_mode & 022)
+        return loom__errf(err, errlen, LOOM_EAUTH,
+                          "the state directory %s may be written by other users (mode %03o): make it 0700",
+                          dir, (unsigned)(st.st_mode & 0777));
+    return LOOM_OK;
+}
+
 const char *loom__binary_path(void)
 {
     const char *env = getenv("LOOM_BIN");

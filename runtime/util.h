@@ -34,6 +34,13 @@ int loom__read_file(const char *path, size_t max, char **out, size_t *len);
 int loom__write_file(const char *path, const void *data, size_t len, int mode);
 /* Default per-user state directory: $LOOM_STATE_DIR or /tmp/loom-<uid>. */
 const char *loom__default_state_dir(char *buf, size_t len);
+/* May this user trust the state directory dir (its address, secret and
+ * tables)?  It must be a directory owned by the effective user and writable
+ * by no one else: another user who owns it, or may write in it, could swap
+ * its address file for a fake head's (which then gets the secret) or read
+ * what it holds.  0 (also when dir does not exist yet), or LOOM_EAUTH /
+ * LOOM_EINVAL with the reason in err. */
+int loom__state_dir_trusted(const char *dir, char *err, size_t errlen);
 /* Path of the running `loom` executable (for starting daemons/executors):
  * $LOOM_BIN, else the build-time path, else "loom" from PATH. */
 const char *loom__binary_path(void);
