@@ -246,7 +246,7 @@ static const cli_cmd table[] = {
     {"_node", NULL, "loom _node --address HOST:PORT|--address-file FILE [node options] ...",
      "a node daemon (started by `loom start`)", NULL, "loom start --address 10.0.0.1:6380 --block", NULL, 0,
      cmd_node, CLI_HIDDEN},
-    {"executor", NULL, "loom executor --ipc ENDPOINT --store DIR --node-dir DIR ...",
+    {"executor", NULL, "loom executor --ipc ENDPOINT --store DIR --node-dir DIR --secret-fd FD ...",
      "a task executor (started by a node daemon)", NULL, "(started by a node daemon)", NULL, 0, cmd_executor,
      CLI_HIDDEN},
     {"_completion", NULL, "loom _completion", "print the bash completion script", NULL,

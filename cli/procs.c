@@ -409,12 +409,32 @@ static loom_client *connect_task_client(char *err, size_t errlen)
     return c;
 }
 
+/* Read the cluster secret from the descriptor its daemon passed (a pipe it
+ * wrote the secret into) and close it, so nothing the executor runs inherits
+ * it.  0, or -1 when it is not there. */
+static int read_secret_fd(const char *fdarg, char secret[LOOM_SECRET_HEX + 1])
+{
+    int fd = fdarg ? atoi(fdarg) : -1;
+    if (fd < 3) return -1;
+    size_t n = 0;
+    while (n < LOOM_SECRET_HEX) {
+        ssize_t r = read(fd, secret + n, LOOM_SECRET_HEX - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    secret[n] = 0;
+    return n == LOOM_SECRET_HEX ? 0 : -1;
+}
+
 int cmd_executor(const opts *o)
 {
     static char secret[LOOM_SECRET_HEX + 1];
-    const char *env = getenv("LOOM_SECRET_EXEC");
-    loom__snprintf(secret, sizeof(secret), "%s", env ? env : "");
-    unsetenv("LOOM_SECRET_EXEC"); /* commands the executor runs need not see it */
+    if (read_secret_fd(opt(o, "secret-fd"), secret)) {
+        LOG_ERROR("no cluster secret on --secret-fd (the node daemon hands it over on fd 3)");
+        return 1;
+    }
     loom_executor_opts e = {
         .daemon_endpoint = opt(o, "ipc"),
         .secret = secret,

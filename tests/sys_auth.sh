@@ -108,4 +108,18 @@ JOB=$(head -1 <<<"$OUT")
 capture "$LOOM" get "$JOB" sum --json --address "$ADDR" --state-dir "$D2" --secret-file "$GOOD"
 check "  ... and a driver elsewhere with the copied secret reads it" test "$RC:$OUT" = "0:3"
 
+# ---- tasks do not see the secret ----------------------------------------------
+# a command task reads its own environment and its executor's (/proc/$PPID/environ
+# shows the environment a process started with, whatever it unset since)
+cat >"$T/env.json" <<'JSONEOF'
+{"tasks": [{"name": "env", "command": ["sh", "-c", "tr '\\0' '\\n' </proc/$PPID/environ; echo ---; env"]}]}
+JSONEOF
+capture "$LOOM" submit "$T/env.json" --wait --timeout 60 --state-dir "$D"
+check "a command task that reads its executor's environment runs" test "$RC" -eq 0
+JOB=$(head -1 <<<"$OUT")
+capture "$LOOM" logs "$JOB" env --state-dir "$D"
+check "  ... and sees its executor's environment (PATH, ---, its own)" \
+    eval 'grep -q "^PATH=" <<<"$OUT" && grep -q "^---$" <<<"$OUT"'
+check "  ... but not the cluster secret in it or in its own" eval '! grep -q "$(cat "$D/secret")" <<<"$OUT"'
+
 finish

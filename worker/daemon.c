@@ -10,6 +10,7 @@
  * from.  All in one libuv loop (runtime/zloop.h). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,23 +92,36 @@ static int spawn_process(daemon_s *d, uv_process_t *proc, const char *logpath, c
     int fd = uv_fs_open(d->loop, &req, logpath, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0600, NULL);
     uv_fs_req_cleanup(&req);
     const char *bin = loom__binary_path();
-    char *args[20] = {(char *)bin, "executor", "--ipc", d->exec_ep, "--store", d->store_dir,
-                      "--spill", d->spill_dir, "--node-dir", (char *)d->o.node_dir};
-    int n = 10;
-    for (int i = 0; extra && extra[i] && n < 19; i++) args[n++] = extra[i];
+    char *args[22] = {(char *)bin, "executor", "--ipc", d->exec_ep, "--store", d->store_dir,
+                      "--spill", d->spill_dir, "--node-dir", (char *)d->o.node_dir, "--secret-fd", "3"};
+    int n = 12;
+    for (int i = 0; extra && extra[i] && n < 21; i++) args[n++] = extra[i];
     args[n] = NULL;
-    uv_stdio_container_t stdio[3];
+    /* the secret goes through a pipe on the executor's fd 3, which it reads
+       and closes: not the environment, which /proc/PID/environ shows to
+       what the executor runs for the rest of its life */
+    int sp[2] = {-1, -1};
+    if (pipe2(sp, O_CLOEXEC) != 0) sp[0] = sp[1] = -1;
+    if (sp[1] >= 0) {
+        size_t len = strlen(d->o.secret);
+        if (write(sp[1], d->o.secret, len) != (ssize_t)len) LOG_WARN("cannot hand an executor the secret");
+        close(sp[1]);
+    }
+    uv_stdio_container_t stdio[4];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = stdio[2].flags = fd >= 0 ? UV_INHERIT_FD : UV_IGNORE;
     stdio[1].data.fd = stdio[2].data.fd = fd;
+    stdio[3].flags = sp[0] >= 0 ? UV_INHERIT_FD : UV_IGNORE;
+    stdio[3].data.fd = sp[0];
     uv_process_options_t po;
     memset(&po, 0, sizeof(po));
     po.file = bin;
     po.args = args;
     po.exit_cb = on_exit;
     po.stdio = stdio;
-    po.stdio_count = 3;
+    po.stdio_count = 4;
     int rc = uv_spawn(d->loop, proc, &po);
+    if (sp[0] >= 0) close(sp[0]);
     if (fd >= 0) {
         uv_fs_close(d->loop, &req, fd, NULL);
         uv_fs_req_cleanup(&req);
@@ -1057,7 +1071,6 @@ int loom__daemon_run(const loom_daemon_opts *opts)
         return rc;
     }
     d->out = loom_pack_new();
-    setenv("LOOM_SECRET_EXEC", d->o.secret, 1); /* inherited by executors only */
     d->loop = uv_default_loop();
     rc = open_sockets(d);
     if (!rc) rc = loom__zwatch_start(d->loop, d->head, on_head_frames, d, &d->w_head);
