@@ -133,9 +133,11 @@ int gw_may_read(const gw_worker *w, const char *owner, int public_)
     return w->admin || public_ || !owner || !owner[0] || !strcmp(owner, w->user);
 }
 
+/* Something without an owner (written while auth was off) is changed by
+ * admins only: with auth on, a user may not adopt or alter it. */
 int gw_may_write(const gw_worker *w, const char *owner)
 {
-    return w->admin || !owner || !owner[0] || !strcmp(owner, w->user);
+    return w->admin || (owner && owner[0] && !strcmp(owner, w->user));
 }
 
 int loom_gateway_token_create(loom_client *c, const char *user, int admin, char *token)

@@ -155,7 +155,9 @@ static int lock_for_change(gw_worker *w, loom_client *c, const char *name, const
     const char *owner = json_string_value(json_object_get(*rec, "owner"));
     if (*rec && !gw_may_write(w, owner)) {
         pthread_mutex_unlock(&registry_lock);
-        gw_reply_error(rep, 403, "model '%s' belongs to user %s", name, owner);
+        if (owner && owner[0]) gw_reply_error(rep, 403, "model '%s' belongs to user %s", name, owner);
+        else gw_reply_error(rep, 403, "model '%s' has no owner (it was written while auth was off): only an "
+                                      "admin may change it", name);
         json_decref(*rec);
         return -1;
     }

@@ -83,6 +83,12 @@ check "bob may not add a version to alice's model (403)" \
 check "  ... saying whose it is" body_has "belongs to user alice"
 check "bob may not delete alice's version (403)" test "$(as "$TB" -X DELETE "$H/v1/models/shared/versions/1")" = 403
 check "the admin reads the private model (200)" test "$(as "$TR" "$H/v1/models/secret/versions/1")" = 200
+# a model written while auth was off has no owner: only an admin may change it
+capture "$LOOM" kv put registry/m/legacy '{"next":1,"owner":"","versions":[]}' --state-dir "$D"
+check "bob may not add a version to a model without an owner (403)" \
+    test "$(as "$TB" -X POST --data-binary @"$ART" "$H/v1/models/legacy")" = 403
+check "  ... saying why" body_has "only an admin may change it"
+check "  ... the admin may (201)" test "$(as "$TR" -X POST --data-binary @"$ART" "$H/v1/models/legacy")" = 201
 
 # ---- deployments ------------------------------------------------------------------------------
 if [ "$ART" = "$T/m.safetensors" ]; then
