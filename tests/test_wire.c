@@ -574,6 +574,7 @@ static void test_rejections(void)
         m.nnodes = 1;
         loom__wire_encode(&m, pk);
         CHECK_RC(loom__wire_decode(loom_pack_data(pk), loom_pack_size(pk), &d, err, sizeof(err)), LOOM_OK);
+        loom__msg_free(&d);
     }
 }
 
