@@ -76,6 +76,7 @@ int opt_int(const opts *o, const char *key, int def);
 void opt_default(opts *o, const char *key, const char *val);
 uint64_t parse_bytes(const char *s);
 const char *state_dir(const opts *o, char *buf, size_t len);
+int prepare_state_dir(const char *sd, char *why, size_t len);
 int connect_cli(const opts *o, loom_client **c);
 
 /* ---- the processes loom starts itself (cli/procs.c) ----------------------- */

@@ -141,13 +141,8 @@ int cmd_start(const opts *o)
     state_dir(o, sd, sizeof(sd));
     if (check_node_opts(o)) return 2;
     if (opt(o, "block")) return opt(o, "head") ? cmd_head(o) : cmd_node(o);
-    if (loom__mkdir_p(sd)) {
-        fprintf(stderr, "loom: cannot make %s: %s\n", sd, strerror(errno));
-        return 1;
-    }
-    chmod(sd, 0700);
     char why[512];
-    if (loom__state_dir_trusted(sd, why, sizeof(why))) {
+    if (prepare_state_dir(sd, why, sizeof(why))) {
         fprintf(stderr, "loom: %s\n", why);
         return 1;
     }

@@ -130,6 +130,18 @@ const char *state_dir(const opts *o, char *buf, size_t len)
     return loom__default_state_dir(buf, len);
 }
 
+/* Make the state directory (0700) and check that it is ours to trust: 0, or
+ * -1 with the reason in why. */
+int prepare_state_dir(const char *sd, char *why, size_t len)
+{
+    if (loom__mkdir_p(sd)) {
+        loom__snprintf(why, len, "cannot make %s: %s", sd, strerror(errno));
+        return -1;
+    }
+    chmod(sd, 0700);
+    return loom__state_dir_trusted(sd, why, len) ? -1 : 0;
+}
+
 int connect_cli(const opts *o, loom_client **c)
 {
     char sd[4096];

@@ -56,13 +56,8 @@ int cmd_head(const opts *o)
     char sd[4096], secret_path[4200], secret[LOOM_SECRET_HEX + 1];
     state_dir(o, sd, sizeof(sd));
     loom__log_init("head");
-    if (loom__mkdir_p(sd)) {
-        LOG_ERROR("cannot make state dir %s: %s", sd, strerror(errno));
-        return 1;
-    }
-    chmod(sd, 0700);
     char why[512];
-    if (loom__state_dir_trusted(sd, why, sizeof(why))) {
+    if (prepare_state_dir(sd, why, sizeof(why))) {
         LOG_ERROR("%s", why);
         return 1;
     }

@@ -388,15 +388,12 @@ int gw_deploy_rollout(loom_client *c, const char *name, int version, int public_
                                                       : "no deployment named '%s'", name);
         return rc;
     }
-    int v = 0;
-    rc = resolve_version(c, d->model, version, &v);
-    if (rc) loom__snprintf(err, errlen, "no model '%s' version %d in the registry", d->model, version);
     pthread_mutex_lock(&deploy_lock);
     int n = d->nreplicas;
     pthread_mutex_unlock(&deploy_lock);
     replica *made[MAX_REPLICAS];
     char *meta = NULL;
-    if (!rc) rc = start_replicas(c, d, d->model, v, n, READY_WAIT_MS, made, &meta, err, errlen);
+    rc = start_replicas(c, d, d->model, version, n, READY_WAIT_MS, made, &meta, err, errlen);
     if (!rc) {
         /* the switch: new requests go to the new replicas; the old ones
            finish their calls out of rotation and end (tick) */
@@ -406,7 +403,7 @@ int gw_deploy_rollout(loom_client *c, const char *name, int version, int public_
         d->nreplicas = n;
         free(d->metadata);
         d->metadata = meta;
-        d->version = v;
+        d->version = version;
         d->public_ = public_;
         pthread_mutex_unlock(&deploy_lock);
     }

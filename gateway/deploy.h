@@ -36,10 +36,10 @@ int gw_deploy_parse(json_t *body, gw_deploy_spec *s, char *err, size_t errlen);
 /* Create the deployment and wait for its replicas: 0, LOOM_ESTATE (the name
  * exists), LOOM_ENOTFOUND (no such model version), LOOM_EFULL, or the error. */
 int gw_deploy_create(loom_client *c, const gw_deploy_spec *s, char *err, size_t errlen);
-/* Replace the replicas with ones of `version` (0: newest) once those are
- * ready; the old ones finish what they run, then end.  The deployment is
- * public from then on exactly when public_ is set (the new version's flag:
- * the caller checked that the user may read that version). */
+/* Replace the replicas with ones of `version` (the registry's number, which
+ * the caller resolved and checked the user may read) once those are ready;
+ * the old ones finish what they run, then end.  The deployment is public
+ * from then on exactly when public_ is set (that version's flag). */
 int gw_deploy_rollout(loom_client *c, const char *name, int version, int public_, char *err, size_t errlen);
 /* Take it out of service, wait for its requests, end its replicas. */
 int gw_deploy_delete(loom_client *c, const char *name);

@@ -60,8 +60,7 @@ void loom__head_actor_add_call(head *h, task *t)
 {
     actor *a = loom__hmap_get(&h->actors, t->spec.actor, 16);
     if (!a || loom__head_grow_array((void **)&a->calls, &a->cap_calls, a->ncalls + 1, sizeof(*a->calls))) return;
-    if (!t->seq) t->seq = ++a->next_seq;      /* a reloaded call keeps its number */
-    else if (t->seq > a->next_seq) a->next_seq = t->seq;
+    if (!t->seq) t->seq = ++a->next_seq; /* a reloaded call keeps its number (the reload raised next_seq) */
     memcpy(a->calls[a->ncalls++], t->id, 16);
 }
 
