@@ -26,7 +26,7 @@ echo "== the threaded parts' tests under TSan"
 bash scripts/tsan_run.sh build-tsan
 echo "== fuzzing (libFuzzer, ${LOOM_FUZZ_SECONDS:-60} s per parser)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_FUZZ=ON >/dev/null
-targets=(fuzz_wire fuzz_graph_json fuzz_unpack fuzz_http fuzz_tensor fuzz_safetensors fuzz_tune_spec fuzz_shard_dataset fuzz_hostlist)
+targets=(fuzz_wire fuzz_graph_json fuzz_unpack fuzz_http fuzz_tensor fuzz_safetensors fuzz_tune_spec fuzz_shard_dataset fuzz_hostlist fuzz_jwt)
 cmake --build build-fuzz -j"$jobs" --target "${targets[@]}"
 fails=0
 for t in "${targets[@]}"; do
