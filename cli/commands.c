@@ -15,7 +15,7 @@
 
 #define COMMON_OPTIONS "address= state-dir= secret-file="
 #define NODE_OPTS "num-cpus= memory= store-bytes= store-dir= node-dir= data-port= num-gpus= gpu-memory= resources= labels= "
-#define HEAD_OPTS "port= db-dir= heartbeat-timeout-ms= http-port= http-bind= http-lib-dir= http-auth http-workers= http-queue= "
+#define HEAD_OPTS "port= db-dir= heartbeat-timeout-ms= http-port= http-bind= http-lib-dir= http-auth? http-workers= http-queue= "
 #define SLURM_DIR "  --dir BASE            job dirs: BASE/JOBID (default: $LOOM_SLURM_DIR or ./loom-slurm)\n"
 
 static const cli_cmd table[] = {
@@ -39,7 +39,8 @@ static const cli_cmd table[] = {
      "  --http-port P         the head also serves the HTTP gateway (jobs REST, health, metrics)\n"
      "  --http-bind HOST      the gateway's address (default: 127.0.0.1)\n"
      "  --http-lib-dir DIR    libraries the gateway may load\n"
-     "  --http-auth           the gateway wants bearer tokens (loom token create)\n"
+     "  --http-auth=MODE      tokens (the default: bearer tokens from loom token create)\n"
+     "                        or none (anyone who can connect is an admin; loopback only)\n"
      "  --http-workers N      gateway threads (16)\n"
      "  --http-queue N        requests waiting at most (256); beyond, 429 with Retry-After\n"
      "  --db-dir DIR          the head's tables (default: in the state dir)\n"
@@ -114,15 +115,22 @@ static const cli_cmd table[] = {
      "loom cancel 3f2a9c0d1e4b5a67", "", 1, cmd_cancel, 0},
     {"delete", "work", "loom delete JOB [common options]", "cancel what still runs and free the job's results",
      NULL, "loom delete 3f2a9c0d1e4b5a67", "", 1, cmd_delete, 0},
-    {"token", "work", "loom token create --user NAME [--admin]\nloom token revoke TOKEN",
-     "bearer tokens for the HTTP gateway's --http-auth", NULL, "loom token create --user alice", NULL, 0,
+    {"token", "work", "loom token create --user NAME [--run] [--project P] [--admin]\nloom token revoke TOKEN",
+     "bearer tokens for the HTTP gateway", NULL, "loom token create --user alice", NULL, 0,
      cmd_token, 0},
-    {"token create", NULL, "loom token create --user NAME [--admin] [common options]",
+    {"token create", NULL, "loom token create --user NAME [--run] [--project P] [--admin] [common options]",
      "make a bearer token for the HTTP gateway; prints it",
+     "A token reads and changes its user's jobs, models and deployments, reads public\n"
+     "models and calls deployments.  Running code (POST /v1/jobs: command and library\n"
+     "tasks) needs --run: such code runs as the cluster's user, so give --run only to\n"
+     "people you would give a login on the cluster's machines.\n"
      "options:\n"
-     "  --user NAME           whose token it is (1-63 bytes)\n"
-     "  --admin               the token may manage deployments and tokens\n",
-     "loom token create --user alice", "user= admin", 1, cmd_token, 0},
+     "  --user NAME           whose token it is (1-63 bytes: letters, digits, . _ @ + -)\n"
+     "  --run                 the token may submit jobs (run code on the cluster)\n"
+     "  --project P[,Q...]    the projects the user belongs to (at most 16), whose members\n"
+     "                        share what is marked as the project's\n"
+     "  --admin               the token may do anything (implies --run)\n",
+     "loom token create --user alice --run", "user= run project= admin", 1, cmd_token, 0},
     {"token revoke", NULL, "loom token revoke TOKEN [common options]",
      "revoke a token (the gateway stops taking it within 5 s)", NULL, "loom token revoke 6b1f...", "", 1,
      cmd_token, 0},
@@ -375,8 +383,8 @@ static int spec_kind(const char *spec, const char *key, size_t klen)
 {
     for (const char *p = spec; p && *p;) {
         while (*p == ' ') p++;
-        size_t n = strcspn(p, " =");
-        if (n && n == klen && !strncmp(p, key, klen)) return p[n] == '=';
+        size_t n = strcspn(p, " =?");
+        if (n && n == klen && !strncmp(p, key, klen)) return p[n] == '=' ? 1 : p[n] == '?' ? 2 : 0;
         p += n;
         while (*p && *p != ' ') p++;
     }
@@ -402,7 +410,7 @@ static void print_option_words(const cli_cmd *c, FILE *f)
     char buf[1024];
     snprintf(buf, sizeof(buf), "%s%s", c->options ? c->options : "", c->common ? " " COMMON_OPTIONS : "");
     for (char *w = strtok(buf, " "); w; w = strtok(NULL, " ")) {
-        w[strcspn(w, "=")] = 0;
+        w[strcspn(w, "=?")] = 0;
         fprintf(f, "--%s ", w);
     }
     fprintf(f, "--help");

@@ -173,7 +173,7 @@ int cmd_start(const opts *o)
     push_arg(argv, &n, "--http-port", opt(o, "http-port"));
     push_arg(argv, &n, "--http-bind", opt(o, "http-bind"));
     push_arg(argv, &n, "--http-lib-dir", opt(o, "http-lib-dir"));
-    if (opt(o, "http-auth")) argv[n++] = "--http-auth";
+    push_arg(argv, &n, "--http-auth", opt(o, "http-auth") && *opt(o, "http-auth") ? opt(o, "http-auth") : NULL);
     push_arg(argv, &n, "--http-workers", opt(o, "http-workers"));
     push_arg(argv, &n, "--http-queue", opt(o, "http-queue"));
     push_arg(argv, &n, "--ready-fd", "3");
@@ -430,13 +430,13 @@ int cmd_kill_actor(const opts *o)
 }
 
 /* loom kv put KEY VALUE | get KEY [--timeout S] | del KEY */
-/* loom token create --user NAME [--admin] | loom token revoke TOKEN */
+/* loom token create --user NAME [--run] [--project P,...] [--admin] | loom token revoke TOKEN */
 int cmd_token(const opts *o)
 {
     const char *op = o->npos ? o->pos[0] : "";
     int create = !strcmp(op, "create");
     if (!create && strcmp(op, "revoke")) {
-        fprintf(stderr, "loom: token: say create --user NAME [--admin], or revoke TOKEN\n");
+        fprintf(stderr, "loom: token: say create --user NAME [--run] [--admin], or revoke TOKEN\n");
         return 2;
     }
     if (create && (!opt(o, "user") || !*opt(o, "user"))) {
@@ -450,9 +450,14 @@ int cmd_token(const opts *o)
     loom_client *c;
     if (connect_cli(o, &c)) return 1;
     char token[LOOM_GATEWAY_TOKEN_LEN];
-    int rc = create ? loom_gateway_token_create(c, opt(o, "user"), opt(o, "admin") != NULL, token)
-                    : loom_gateway_token_revoke(c, o->pos[1]);
-    if (rc == LOOM_EINVAL) fprintf(stderr, "loom: token: a user name is 1-63 bytes\n");
+    loom_gateway_token_opts to = {
+        .user = opt(o, "user"), .admin = opt(o, "admin") != NULL, .run = opt(o, "run") != NULL,
+        .projects = opt(o, "project"),
+    };
+    int rc = create ? loom_gateway_token_create(c, &to, token) : loom_gateway_token_revoke(c, o->pos[1]);
+    if (rc == LOOM_EINVAL)
+        fprintf(stderr, "loom: token: a user or project name is 1-63 bytes of letters, digits and . _ @ + -"
+                        " (at most 16 projects)\n");
     else if (rc == LOOM_ENOTFOUND) fprintf(stderr, "loom: token revoke: no such token\n");
     else if (rc) fprintf(stderr, "loom: token %s: %s\n", op, loom_last_error(c));
     else if (create) printf("%s\n", token);

@@ -74,6 +74,10 @@ int parse_opts(const cli_cmd *c, int argc, char **argv, opts *o)
             if (add_opt(o, k, eq + 1)) return 2;
             continue;
         }
+        if (kind == 2) { /* an optional value: only as --key=value */
+            if (add_opt(o, key, "")) return 2;
+            continue;
+        }
         if (kind && (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)))
             return usage_line(c, "", a, " wants a value");
         if (add_opt(o, key, kind ? argv[++i] : "")) return 2;

@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include "cli/cli.h"
 #include "loom/loom.h"
+#include "api/client_internal.h"
+#include "runtime/curve.h"
 #include "runtime/log.h"
 #include "runtime/secret.h"
 #include "runtime/util.h"
@@ -103,6 +105,11 @@ int cmd_head(const opts *o)
         .ready_fd = opt_int(o, "ready-fd", -1),
     };
     loom_gateway *gw = NULL;
+    const char *auth = opt(o, "http-auth");
+    if (auth && *auth && strcmp(auth, "tokens") && strcmp(auth, "none")) {
+        LOG_ERROR("--http-auth is tokens (the default) or none, not '%s'", auth);
+        return 1;
+    }
     if (opt(o, "http-port")) {
         loom_gateway_opts go = {
             .host = opt(o, "http-bind") ? opt(o, "http-bind") : "127.0.0.1",
@@ -110,11 +117,16 @@ int cmd_head(const opts *o)
             .state_dir = sd,
             .secret = secret,
             .lib_dir = opt(o, "http-lib-dir"),
-            .auth = opt(o, "http-auth") != NULL,
+            .auth = !auth || strcmp(auth, "none") != 0,
             .workers = opt_int(o, "http-workers", 0),
             .queue_max = opt_int(o, "http-queue", 0),
         };
         rc = loom_gateway_start(&go, &gw);
+        if (rc == LOOM_EAUTH) {
+            LOG_ERROR("--http-auth=none lets anyone who reaches the gateway act as an admin: it may listen on "
+                      "loopback addresses only, not %s", go.host);
+            return 1;
+        }
         if (rc) {
             LOG_ERROR("cannot start the HTTP gateway on %s:%d: %s", go.host, go.port, loom_strerror(rc));
             return 1;
@@ -381,8 +393,10 @@ int cmd_node(const opts *given)
 
 /* A task's client (loom_task_client): one per thread of the executor, made
  * on first use from the environment the daemon set (LOOM_ADDRESS) and the
- * cluster secret, and kept for the executor's life. */
-static char exec_secret[LOOM_SECRET_HEX + 1];
+ * task key of the executor's grant (runtime/curve.h: it may connect as a
+ * driver only; the executor never holds the cluster secret), and kept for
+ * the executor's life. */
+static loom_exec_grant exec_grant;
 static __thread loom_client *task_client;
 
 static loom_client *connect_task_client(char *err, size_t errlen)
@@ -393,9 +407,8 @@ static loom_client *connect_task_client(char *err, size_t errlen)
         loom__snprintf(err, errlen, "LOOM_ADDRESS is not set in the executor");
         return NULL;
     }
-    loom_connect_opts co = {.secret = exec_secret};
     loom_client *c = NULL;
-    int rc = loom_connect(addr, &co, &c);
+    int rc = loom__connect_with_keys(addr, &exec_grant.task, &c);
     if (rc) {
         loom__snprintf(err, errlen, "%s", loom_strerror(rc));
         return NULL;
@@ -404,35 +417,38 @@ static loom_client *connect_task_client(char *err, size_t errlen)
     return c;
 }
 
-/* Read the cluster secret from the descriptor its daemon passed (a pipe it
- * wrote the secret into) and close it, so nothing the executor runs inherits
- * it.  0, or -1 when it is not there. */
-static int read_secret_fd(const char *fdarg, char secret[LOOM_SECRET_HEX + 1])
+/* Read the executor's grant (its token and task key, runtime/curve.h) from
+ * the descriptor its daemon passed (a pipe it wrote the grant into) and
+ * close it, so nothing the executor runs inherits it.  0, or -1 when it is
+ * not there or malformed. */
+static int read_grant_fd(const char *fdarg, loom_exec_grant *g)
 {
     int fd = fdarg ? atoi(fdarg) : -1;
     if (fd < 3) return -1;
+    char text[LOOM_EXEC_GRANT_LEN + 1];
     size_t n = 0;
-    while (n < LOOM_SECRET_HEX) {
-        ssize_t r = read(fd, secret + n, LOOM_SECRET_HEX - n);
+    while (n < LOOM_EXEC_GRANT_LEN) {
+        ssize_t r = read(fd, text + n, LOOM_EXEC_GRANT_LEN - n);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         n += (size_t)r;
     }
     close(fd);
-    secret[n] = 0;
-    return n == LOOM_SECRET_HEX ? 0 : -1;
+    int rc = loom__exec_grant_parse(text, n, g);
+    memset(text, 0, sizeof(text));
+    return rc ? -1 : 0;
 }
 
 int cmd_executor(const opts *o)
 {
-    static char secret[LOOM_SECRET_HEX + 1];
-    if (read_secret_fd(opt(o, "secret-fd"), secret)) {
-        LOG_ERROR("no cluster secret on --secret-fd (the node daemon hands it over on fd 3)");
+    /* --secret-fd keeps its name; what comes through it is now the grant */
+    if (read_grant_fd(opt(o, "secret-fd"), &exec_grant)) {
+        LOG_ERROR("no grant on --secret-fd (the node daemon hands it over on fd 3)");
         return 1;
     }
     loom_executor_opts e = {
         .daemon_endpoint = opt(o, "ipc"),
-        .secret = secret,
+        .token = exec_grant.token,
         .store_dir = opt(o, "store"),
         .spill_dir = opt(o, "spill"),
         .node_dir = opt(o, "node-dir"),
@@ -440,7 +456,6 @@ int cmd_executor(const opts *o)
         .gpus = opt(o, "gpus"),
         .connect = connect_task_client,
     };
-    loom__snprintf(exec_secret, sizeof(exec_secret), "%s", secret);
     if (!e.daemon_endpoint || !e.store_dir || !e.node_dir) return 2;
     return loom__executor_run(&e) ? 1 : 0;
 }

@@ -1,16 +1,27 @@
 /* gateway/auth.c — who is asking, and what they may touch.
  *
- * With the gateway's auth on (`--http-auth`), every request but the health
- * checks and /metrics carries `Authorization: Bearer TOKEN`.  Tokens are made
- * by `loom token create --user U [--admin]`, which stores only the token's
- * SHA-256 in the head's key-value table (auth/tokens/HASH -> {"user", "admin"});
- * the gateway looks a hash up there and keeps the answer CACHE_MS, so a
- * revoked token stops working within that time.
+ * Auth is on unless the operator says `--http-auth=none` (which the gateway
+ * allows on loopback addresses only).  Every request but the health checks
+ * and /metrics carries `Authorization: Bearer TOKEN`.  Tokens are made by
+ * `loom token create --user U [--run] [--project P,...] [--admin]`, which
+ * stores only the token's SHA-256 in the head's key-value table
+ * (auth/tokens/HASH -> {"user", "run", "admin", "projects"}); the gateway
+ * looks a hash up there and keeps the answer CACHE_MS, so a revoked token
+ * stops working within that time.
+ *
+ * Permissions: every token reads and changes its user's jobs, models and
+ * deployments, reads public models and calls deployments it may read.
+ * Running code (POST /v1/jobs) needs "run"; an admin may do anything.
+ *
+ * Before the body: a request that has a body is admitted on its headers
+ * (gw_admit, called on the HTTP thread before a byte of the body is read),
+ * so that nobody without a valid token makes the gateway buffer a body.  A
+ * token in the cache is answered at once; others are looked up by the auth
+ * thread (its own client, so admission never waits behind users' work).
  *
  * Tenancy: jobs and models belong to the user who made them; a model marked
  * public is readable by everyone; an admin may do anything.  With auth off
- * every request acts as an admin (the gateway listens on 127.0.0.1 by
- * default). */
+ * every request acts as an admin. */
 #include "gateway/gateway_internal.h"
 
 #include <pthread.h>
@@ -25,10 +36,14 @@
 #define CACHE_MS 5000
 #define BEARER "Bearer "
 
+#define MAX_PROJECTS 16
+#define ADMIT_QUEUE 256         /* token lookups waiting for the auth thread */
+
 typedef struct cached_token {
     char hash[65];
     char user[GW_USER_MAX];
-    int admin, known;
+    char projects[GW_PROJECTS_MAX];   /* "a,b" */
+    int admin, run, known;
     int64_t until_ms;
 } cached_token;
 
@@ -66,6 +81,62 @@ static void cache_put(const cached_token *t)
     pthread_mutex_unlock(&cache_lock);
 }
 
+int gw_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n >= GW_USER_MAX) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+              *s == '_' || *s == '@' || *s == '+' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* "a,b" into a JSON array of valid names; NULL if one is not. */
+static json_t *projects_json(const char *list)
+{
+    json_t *arr = json_array();
+    char buf[GW_PROJECTS_MAX];
+    if (!arr || (list && strlen(list) >= sizeof(buf))) goto bad;
+    loom__snprintf(buf, sizeof(buf), "%s", list ? list : "");
+    char *save = NULL;
+    for (char *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        if (!gw_name_ok(p) || json_array_size(arr) >= MAX_PROJECTS) goto bad;
+        json_array_append_new(arr, json_string(p));
+    }
+    return arr;
+bad:
+    json_decref(arr);
+    return NULL;
+}
+
+/* A record's projects back into "a,b" (invalid ones dropped). */
+static void projects_text(json_t *arr, char *out, size_t cap)
+{
+    size_t i, n = 0;
+    json_t *v;
+    out[0] = 0;
+    json_array_foreach(arr, i, v) {
+        const char *p = json_string_value(v);
+        if (!gw_name_ok(p) || i >= MAX_PROJECTS || n + strlen(p) + 2 > cap) continue;
+        loom__snprintf(out + n, cap - n, "%s%s", n ? "," : "", p);
+        n += strlen(out + n);
+    }
+}
+
+int gw_in_project(const gw_worker *w, const char *project)
+{
+    if (!project || !*project) return 0;
+    size_t n = strlen(project);
+    for (const char *p = w->projects; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, project, n)) return 1;
+        p += len + (e ? 1 : 0);
+    }
+    return 0;
+}
+
 /* The token's record from the head (known = 0 when there is none). */
 static int lookup(gw_worker *w, const char *hash, cached_token *t)
 {
@@ -80,9 +151,11 @@ static int lookup(gw_worker *w, const char *hash, cached_token *t)
     else if (!rc) {
         json_t *j = json_loadb(data, len, 0, NULL);
         const char *user = json_string_value(json_object_get(j, "user"));
-        if (user && *user && strlen(user) < sizeof(t->user)) {
+        if (gw_name_ok(user)) {
             loom__snprintf(t->user, sizeof(t->user), "%s", user);
             t->admin = json_is_true(json_object_get(j, "admin"));
+            t->run = t->admin || json_is_true(json_object_get(j, "run"));
+            projects_text(json_object_get(j, "projects"), t->projects, sizeof(t->projects));
             t->known = 1;
         }
         json_decref(j);
@@ -92,21 +165,33 @@ static int lookup(gw_worker *w, const char *hash, cached_token *t)
     return rc;
 }
 
+#define NEED_TOKEN "a bearer token is required (Authorization: Bearer TOKEN; " \
+                   "an operator makes one with `loom token create --user NAME`)"
+#define CHALLENGE "WWW-Authenticate: Bearer realm=\"loom\"\r\n"
+#define CHALLENGE_BAD "WWW-Authenticate: Bearer realm=\"loom\", error=\"invalid_token\"\r\n"
+
+/* The bearer token of a request, or NULL. */
+static const char *bearer(const loom_http_request *req)
+{
+    const char *h = loom_http_header_get(req, "Authorization");
+    if (!h || strncmp(h, BEARER, strlen(BEARER)) != 0 || !h[strlen(BEARER)]) return NULL;
+    return h + strlen(BEARER);
+}
+
 int gw_authenticate(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
 {
     w->user[0] = 0;
-    w->admin = 1;
+    w->projects[0] = 0;
+    w->admin = w->run = 1;
     if (!gw_auth_on(w->gw)) return 0;
-    w->admin = 0;
-    const char *h = loom_http_header_get(req, "Authorization");
-    if (!h || strncmp(h, BEARER, strlen(BEARER)) != 0 || !h[strlen(BEARER)]) {
-        loom_http_reply_error(rep, 401, "a bearer token is required (Authorization: Bearer TOKEN; "
-                                        "an operator makes one with `loom token create --user NAME`)",
-                              "WWW-Authenticate: Bearer realm=\"loom\"\r\n");
+    w->admin = w->run = 0;
+    const char *token = bearer(req);
+    if (!token) {
+        loom_http_reply_error(rep, 401, NEED_TOKEN, CHALLENGE);
         return -1;
     }
     char hash[65];
-    gw_token_hash(h + strlen(BEARER), hash);
+    gw_token_hash(token, hash);
     cached_token t;
     if (!cache_get(hash, &t)) {
         if (!gw_client(w, rep)) return -1;
@@ -119,13 +204,114 @@ int gw_authenticate(gw_worker *w, const loom_http_request *req, loom_http_reply 
         cache_put(&t);
     }
     if (!t.known) {
-        loom_http_reply_error(rep, 401, "unknown or revoked token",
-                              "WWW-Authenticate: Bearer realm=\"loom\", error=\"invalid_token\"\r\n");
+        loom_http_reply_error(rep, 401, "unknown or revoked token", CHALLENGE_BAD);
         return -1;
     }
     loom__snprintf(w->user, sizeof(w->user), "%s", t.user);
+    loom__snprintf(w->projects, sizeof(w->projects), "%s", t.projects);
     w->admin = t.admin;
+    w->run = t.run;
     return 0;
+}
+
+/* ---- admission of bodies (before they are read) --------------------------- */
+
+typedef struct admit_item {
+    loom_http_reply *ticket;
+    char hash[65];
+} admit_item;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    admit_item q[ADMIT_QUEUE];
+    int head, len, stopping, started;
+    pthread_t thread;
+    gw_worker worker;           /* the auth thread's own client */
+} admit = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void admit_verdict(loom_http_reply *ticket, const cached_token *t, size_t max_body)
+{
+    if (t->known) loom_http_admit(ticket, 0, max_body, NULL, NULL);
+    else loom_http_admit(ticket, 401, 0, "unknown or revoked token", CHALLENGE_BAD);
+}
+
+static void *admit_main(void *arg)
+{
+    loom_gateway *g = arg;
+    for (;;) {
+        pthread_mutex_lock(&admit.mu);
+        while (!admit.stopping && admit.len == 0) pthread_cond_wait(&admit.cv, &admit.mu);
+        if (admit.stopping) {
+            pthread_mutex_unlock(&admit.mu);
+            break;
+        }
+        admit_item it = admit.q[admit.head];
+        admit.head = (admit.head + 1) % ADMIT_QUEUE;
+        admit.len--;
+        pthread_mutex_unlock(&admit.mu);
+        cached_token t;
+        int rc = cache_get(it.hash, &t) ? LOOM_OK : LOOM_ECONN;
+        if (rc && gw_client(&admit.worker, NULL)) {
+            rc = lookup(&admit.worker, it.hash, &t);
+            gw_client_check(&admit.worker, rc);
+            if (!rc) cache_put(&t);
+        }
+        if (rc) loom_http_admit(it.ticket, 503, 0, "cannot check the token now", "Retry-After: 1\r\n");
+        else admit_verdict(it.ticket, &t, gw_max_body(g));
+    }
+    if (admit.worker.c) loom_disconnect(&admit.worker.c);
+    return NULL;
+}
+
+int gw_admit_start(loom_gateway *g)
+{
+    admit.stopping = 0;
+    admit.head = admit.len = 0;
+    admit.worker = (gw_worker){.gw = g, .index = -2};
+    if (pthread_create(&admit.thread, NULL, admit_main, g) != 0) return LOOM_ENOMEM;
+    admit.started = 1;
+    return LOOM_OK;
+}
+
+void gw_admit_stop(void)
+{
+    if (!admit.started) return;
+    pthread_mutex_lock(&admit.mu);
+    admit.stopping = 1;
+    pthread_cond_broadcast(&admit.cv);
+    pthread_mutex_unlock(&admit.mu);
+    pthread_join(admit.thread, NULL);
+    admit.started = 0;
+    for (; admit.len > 0; admit.len--, admit.head = (admit.head + 1) % ADMIT_QUEUE)
+        loom_http_admit(admit.q[admit.head].ticket, 503, 0, "the gateway is stopping", NULL);
+}
+
+/* The HTTP thread's admission of a request with a body (see the top). */
+void gw_admit(loom_gateway *g, const loom_http_request *head, loom_http_reply *ticket)
+{
+    const char *token = bearer(head);
+    if (!token) {
+        loom_http_admit(ticket, 401, 0, NEED_TOKEN, CHALLENGE);
+        return;
+    }
+    admit_item it = {.ticket = ticket};
+    gw_token_hash(token, it.hash);
+    cached_token t;
+    if (cache_get(it.hash, &t)) {
+        admit_verdict(ticket, &t, gw_max_body(g));
+        return;
+    }
+    pthread_mutex_lock(&admit.mu);
+    int full = admit.stopping || admit.len >= ADMIT_QUEUE;
+    if (!full) {
+        admit.q[(admit.head + admit.len) % ADMIT_QUEUE] = it;
+        admit.len++;
+        pthread_cond_signal(&admit.cv);
+    }
+    pthread_mutex_unlock(&admit.mu);
+    if (full) loom_http_admit(ticket, 503, 0, "too many requests waiting for their token to be checked",
+                              "Retry-After: 1\r\n");
 }
 
 int gw_may_read(const gw_worker *w, const char *owner, int public_)
@@ -140,9 +326,11 @@ int gw_may_write(const gw_worker *w, const char *owner)
     return w->admin || (owner && owner[0] && !strcmp(owner, w->user));
 }
 
-int loom_gateway_token_create(loom_client *c, const char *user, int admin, char *token)
+int loom_gateway_token_create(loom_client *c, const loom_gateway_token_opts *o, char *token)
 {
-    if (!c || !user || !*user || strlen(user) >= GW_USER_MAX || !token) return LOOM_EINVAL;
+    if (!c || !o || !gw_name_ok(o->user) || !token) return LOOM_EINVAL;
+    json_t *projects = projects_json(o->projects);
+    if (!projects) return LOOM_EINVAL;
     uint8_t raw[24];
     loom__random_bytes(raw, sizeof(raw));
     memcpy(token, "loom_", 5);
@@ -150,7 +338,8 @@ int loom_gateway_token_create(loom_client *c, const char *user, int admin, char 
     char hash[65], key[128];
     gw_token_hash(token, hash);
     loom__snprintf(key, sizeof(key), "auth/tokens/%s", hash);
-    json_t *rec = json_pack("{s:s,s:b,s:I}", "user", user, "admin", admin, "created", (json_int_t)time(NULL));
+    json_t *rec = json_pack("{s:s,s:b,s:b,s:o,s:I}", "user", o->user, "admin", o->admin != 0, "run",
+                            o->admin || o->run, "projects", projects, "created", (json_int_t)time(NULL));
     char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
     json_decref(rec);
     int rc = text ? loom_kv_put(c, key, text, strlen(text)) : LOOM_EINVAL;

@@ -476,6 +476,20 @@ json_t *gw_deploy_info(const char *name)
     return out;
 }
 
+int gw_deploy_count_owned(const char *owner, int *replicas)
+{
+    int n = 0, r = 0;
+    pthread_mutex_lock(&deploy_lock);
+    for (int i = 0; i < MAX_DEPLOYMENTS; i++)
+        if (table[i] && !table[i]->deleting && !strcmp(table[i]->owner, owner)) {
+            n++;
+            r += table[i]->max_replicas;
+        }
+    pthread_mutex_unlock(&deploy_lock);
+    if (replicas) *replicas = r;
+    return n;
+}
+
 int gw_deploy_access(const char *name, char *owner, size_t cap, int *public_)
 {
     pthread_mutex_lock(&deploy_lock);

@@ -47,6 +47,8 @@ int gw_deploy_delete(loom_client *c, const char *name);
 json_t *gw_deploy_list(void);
 json_t *gw_deploy_info(const char *name);
 /* Its owner and whether it is public: 0, or LOOM_ENOTFOUND. */
+/* How many deployments owner has (and the most replicas they may scale to). */
+int gw_deploy_count_owned(const char *owner, int *replicas);
 int gw_deploy_access(const char *name, char *owner, size_t cap, int *public_);
 /* Whether name serves `version` (0: any) now. */
 int gw_deploy_serving(const char *name, int version);

@@ -9,6 +9,7 @@
  * under g->mu; the metrics registry has its own lock. */
 #include "gateway/gateway_internal.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +24,11 @@
 #define MAX_WORKERS 64
 #define DEFAULT_QUEUE 256
 #define STATS_PERIOD_MS 2000
+#define MAX_BODY ((size_t)64 << 20)
+#define JSON_MAX_DEPTH 64             /* nesting of a JSON body */
+#define JSON_MAX_ELEMENTS 1000000     /* values and keys in a JSON body */
+#define BIG_BODY ((size_t)1 << 20)    /* bodies parsed two at a time at most */
+#define BIG_PARSES 2
 
 typedef struct gw_item {
     const loom_http_request *req;
@@ -42,6 +48,10 @@ struct loom_gateway {
     int stopping;
     int ready;                  /* the last connection attempt to the head worked */
     int auth;                   /* bearer tokens required */
+    int per_user;               /* workers one user may hold at once (auth on) */
+    struct { char user[GW_USER_MAX]; int n; } *busy;   /* nworkers slots: who holds workers */
+    int big_parses;             /* JSON bodies over BIG_BODY being handled */
+    pthread_cond_t big_cv;
     gw_worker *workers;
     pthread_t *threads;
     int nworkers, nstarted;
@@ -109,6 +119,12 @@ const char *gw_lib_dir(const loom_gateway *g)
 int gw_auth_on(const loom_gateway *g)
 {
     return g->auth;
+}
+
+size_t gw_max_body(const loom_gateway *g)
+{
+    (void)g;
+    return MAX_BODY;
 }
 
 loom_metrics *gw_metrics(loom_gateway *g)
@@ -266,11 +282,124 @@ void loom_gateway_head_listening(loom_gateway *g)
 
 /* ---- routing ------------------------------------------------------------------ */
 
+/* One user holds at most g->per_user workers at once (auth on), so that a
+ * user whose requests are slow (deployments being made, long results)
+ * cannot keep everyone else's requests waiting.  0, or -1 with a 429 sent. */
+static int user_enter(loom_gateway *g, const char *user, loom_http_reply *rep)
+{
+    if (!g->auth) return 0;
+    int free_slot = -1, held = 0, slot = -1;
+    pthread_mutex_lock(&g->mu);
+    for (int i = 0; i < g->nworkers; i++) {
+        if (g->busy[i].n && !strcmp(g->busy[i].user, user)) slot = i;
+        else if (!g->busy[i].n && free_slot < 0) free_slot = i;
+    }
+    if (slot < 0) slot = free_slot;   /* a free slot exists: this worker is not counted yet */
+    held = g->busy[slot].n;
+    if (held < g->per_user) {
+        loom__snprintf(g->busy[slot].user, sizeof(g->busy[slot].user), "%s", user);
+        g->busy[slot].n++;
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (held < g->per_user) return 0;
+    loom_metrics_counter_add(g->metrics, "loom_gateway_rejected_total", "requests refused: queue full", NULL, 1);
+    gw_reply_error(rep, 429, "user %s already has %d requests in progress; retry later", user, held);
+    return -1;
+}
+
+static void user_leave(loom_gateway *g, const char *user)
+{
+    if (!g->auth) return;
+    pthread_mutex_lock(&g->mu);
+    for (int i = 0; i < g->nworkers; i++)
+        if (g->busy[i].n && !strcmp(g->busy[i].user, user)) {
+            g->busy[i].n--;
+            break;
+        }
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Does a JSON text stay within JSON_MAX_DEPTH and JSON_MAX_ELEMENTS?  A
+ * linear scan before the parser, whose memory is some 40 times the text's:
+ * what it would build is bounded before it builds it. */
+int gw_json_bounded(const char *p, size_t len, char *err, size_t errcap)
+{
+    size_t elements = 0;
+    int depth = 0, in_str = 0, esc = 0, in_scalar = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = p[i];
+        if (in_str) {
+            if (esc) esc = 0;
+            else if (ch == '\\') esc = 1;
+            else if (ch == '"') in_str = 0;
+            continue;
+        }
+        int scalar = ch == '-' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || ch == '.' ||
+                     ch == '+' || (ch >= 'A' && ch <= 'Z');
+        if (ch == '"' || ch == '{' || ch == '[' || (scalar && !in_scalar)) elements++;
+        in_scalar = scalar;
+        if (ch == '"') in_str = 1;
+        else if (ch == '{' || ch == '[') depth++;
+        else if (ch == '}' || ch == ']') depth--;
+        if (depth > JSON_MAX_DEPTH) {
+            loom__snprintf(err, errcap, "the JSON body nests deeper than %d levels", JSON_MAX_DEPTH);
+            return 0;
+        }
+        if (elements > JSON_MAX_ELEMENTS) {
+            loom__snprintf(err, errcap, "the JSON body has more than %d values", JSON_MAX_ELEMENTS);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int has_json_body(const loom_http_request *req)
+{
+    if (!req->body_len) return 0;
+    const char *ct = loom_http_header_get(req, "Content-Type");
+    if (ct && strstr(ct, "json")) return 1;
+    return !strncmp(req->path, "/v1/jobs", 8) || !strncmp(req->path, "/v1/deployments", 15) ||
+           !strncmp(req->path, "/v2/", 4);
+}
+
+/* Large JSON bodies are parsed BIG_PARSES at a time; after one, memory the
+ * parser freed goes back to the system (glibc keeps it otherwise). */
+static void big_enter(loom_gateway *g)
+{
+    pthread_mutex_lock(&g->mu);
+    while (g->big_parses >= BIG_PARSES && !g->stopping) pthread_cond_wait(&g->big_cv, &g->mu);
+    g->big_parses++;
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void big_leave(loom_gateway *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->big_parses--;
+    pthread_cond_signal(&g->big_cv);
+    pthread_mutex_unlock(&g->mu);
+    malloc_trim(0);
+}
+
 static void route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
 {
+    loom_gateway *g = w->gw;
     if (gw_authenticate(w, req, rep)) return;
-    if (gw_jobs_route(w, req, rep) || gw_registry_route(w, req, rep) || gw_kserve_route(w, req, rep)) return;
-    gw_reply_error(rep, 404, "no route for %s %s", req->method, req->path);
+    char err[128];
+    int json = has_json_body(req);
+    if (json && !gw_json_bounded(req->body, req->body_len, err, sizeof(err))) {
+        gw_reply_error(rep, 413, "%s", err);
+        return;
+    }
+    char user[GW_USER_MAX];
+    loom__snprintf(user, sizeof(user), "%s", w->user);
+    if (user_enter(g, user, rep)) return;
+    int big = json && req->body_len > BIG_BODY;
+    if (big) big_enter(g);
+    if (!gw_jobs_route(w, req, rep) && !gw_registry_route(w, req, rep) && !gw_kserve_route(w, req, rep))
+        gw_reply_error(rep, 404, "no route for %s %s", req->method, req->path);
+    if (big) big_leave(g);
+    user_leave(g, user);
 }
 
 static void *worker_main(void *arg)
@@ -323,7 +452,18 @@ static void on_request(void *ud, const loom_http_request *req, loom_http_reply *
     }
 }
 
+static void on_admit(void *ud, const loom_http_request *head, loom_http_reply *ticket)
+{
+    gw_admit(ud, head, ticket);
+}
+
 /* ---- start and stop ----------------------------------------------------------- */
+
+/* 127.0.0.0/8, ::1 or "localhost": where --http-auth=none may listen. */
+static int is_loopback(const char *host)
+{
+    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}
 
 static char *dup_or_null(const char *s)
 {
@@ -347,11 +487,13 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
 {
     if (!o || !out || !o->state_dir || !o->secret || o->port < 0 || o->port > 65535) return LOOM_EINVAL;
     *out = NULL;
+    if (!o->auth && !is_loopback(o->host ? o->host : "127.0.0.1")) return LOOM_EAUTH;
     loom_gateway *g = calloc(1, sizeof(*g));
     if (!g) return LOOM_ENOMEM;
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
     pthread_cond_init(&g->stats_cv, NULL);
+    pthread_cond_init(&g->big_cv, NULL);
     g->nworkers = o->workers > 0 ? (o->workers < MAX_WORKERS ? o->workers : MAX_WORKERS) : DEFAULT_WORKERS;
     g->queue_max = o->queue_max > 0 ? o->queue_max : DEFAULT_QUEUE;
     g->host = strdup(o->host ? o->host : "127.0.0.1");
@@ -359,18 +501,22 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
     g->secret = strdup(o->secret);
     g->lib_dir = dup_or_null(o->lib_dir);
     g->auth = o->auth != 0;
+    g->per_user = g->nworkers / 4 > 1 ? g->nworkers / 4 : 1;
+    g->busy = calloc((size_t)g->nworkers, sizeof(*g->busy));
     g->queue = calloc((size_t)g->queue_max, sizeof(gw_item));
     g->workers = calloc((size_t)g->nworkers, sizeof(gw_worker));
     g->threads = calloc((size_t)g->nworkers, sizeof(pthread_t));
     g->metrics = loom_metrics_new();
     int rc = g->host && g->state_dir && g->secret && (g->lib_dir || !o->lib_dir) && g->queue && g->workers &&
-                     g->threads && g->metrics
+                     g->threads && g->metrics && g->busy
                  ? LOOM_OK : LOOM_ENOMEM;
     if (!rc) rc = start_threads(g);
+    if (!rc && g->auth) rc = gw_admit_start(g);
     if (!rc) {
         loom_http_opts ho = {
             .host = g->host, .port = o->port, .handler = on_request, .ud = g,
             .max_inflight = g->queue_max + g->nworkers + 64, .is_priority = is_loop_route, .metrics = g->metrics,
+            .max_body_bytes = MAX_BODY, .admit = g->auth ? on_admit : NULL,
         };
         rc = loom_http_start(&ho, &g->http);
     }
@@ -396,8 +542,10 @@ void loom_gateway_stop(loom_gateway **gp)
     g->stopping = 1;
     pthread_cond_broadcast(&g->cv);
     pthread_cond_broadcast(&g->stats_cv);
+    pthread_cond_broadcast(&g->big_cv);
     pthread_mutex_unlock(&g->mu);
     for (int i = 0; i < g->nstarted; i++) pthread_join(g->threads[i], NULL);
+    if (g->auth) gw_admit_stop();
     if (g->stats_started) pthread_join(g->stats, NULL);
     for (; g->qlen > 0; g->qlen--, g->qhead = (g->qhead + 1) % g->queue_max)
         gw_reply_error(g->queue[g->qhead].rep, 503, "the gateway is stopping");
@@ -407,12 +555,14 @@ void loom_gateway_stop(loom_gateway **gp)
     free(g->queue);
     free(g->workers);
     free(g->threads);
+    free(g->busy);
     free(g->host);
     free(g->state_dir);
     free(g->secret);
     free(g->lib_dir);
     pthread_cond_destroy(&g->cv);
     pthread_cond_destroy(&g->stats_cv);
+    pthread_cond_destroy(&g->big_cv);
     pthread_mutex_destroy(&g->mu);
     free(g);
 }

@@ -36,7 +36,8 @@ typedef struct loom_gateway_opts {
     int queue_max;             /* requests waiting for a worker [256]; beyond: 429 */
     const char *lib_dir;       /* task libraries named by path in REST jobs must lie
                                   in this directory; NULL: only "library_ref" */
-    int auth;                  /* 1: bearer tokens required (all but health, /metrics) */
+    int auth;                  /* 1: bearer tokens required (all but health, /metrics);
+                                  0 is refused unless host is a loopback address */
 } loom_gateway_opts;
 
 /* Start listening (returns once the port is bound).  0 or LOOM_E*. */
@@ -51,9 +52,16 @@ void loom_gateway_head_listening(loom_gateway *g);
 /* Tokens for the gateway's auth (`loom token create/revoke`), kept hashed in
  * the cluster's key-value table.  create writes a new token ("loom_" + 48
  * hex) into token (at least LOOM_GATEWAY_TOKEN_LEN bytes); revoke forgets
- * one (LOOM_ENOTFOUND if unknown). */
+ * one (LOOM_ENOTFOUND if unknown).  A user or project name is 1-63 bytes of
+ * [A-Za-z0-9._@+-] (LOOM_EINVAL otherwise). */
 #define LOOM_GATEWAY_TOKEN_LEN 64
-int loom_gateway_token_create(loom_client *c, const char *user, int admin, char *token);
+typedef struct loom_gateway_token_opts {
+    const char *user;          /* whose token it is */
+    int run;                   /* may run code: POST /v1/jobs (command and library tasks) */
+    int admin;                 /* may do anything (implies run) */
+    const char *projects;      /* "a,b": projects the user belongs to (at most 16); NULL: none */
+} loom_gateway_token_opts;
+int loom_gateway_token_create(loom_client *c, const loom_gateway_token_opts *o, char *token);
 int loom_gateway_token_revoke(loom_client *c, const char *token);
 
 #endif

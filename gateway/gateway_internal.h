@@ -11,13 +11,16 @@
 #include "loom/loom.h"
 
 #define GW_USER_MAX 64
+#define GW_PROJECTS_MAX 1040       /* "a,b,...": 16 names of up to 63 bytes */
 
 typedef struct gw_worker {
     loom_gateway *gw;
     loom_client *c;            /* NULL until the first request (or after a lost connection) */
     int index;
     char user[GW_USER_MAX];    /* who sent the request being answered ("" with auth off) */
+    char projects[GW_PROJECTS_MAX];   /* the projects they belong to: "a,b" */
     int admin;                 /* 1: may do anything (and always with auth off) */
+    int run;                   /* 1: may run code (submit jobs) */
 } gw_worker;
 
 /* auth.c.  Sets w->user and w->admin from the request's bearer token: 0, or
@@ -29,6 +32,17 @@ int gw_may_read(const gw_worker *w, const char *owner, int public_);
 int gw_may_write(const gw_worker *w, const char *owner);
 /* The SHA-256 (hex) a token is stored under. */
 void gw_token_hash(const char *token, char out[65]);
+/* Is s a valid user or project name (1-63 bytes of [A-Za-z0-9._@+-])? */
+int gw_name_ok(const char *s);
+/* Is w a member of project? */
+int gw_in_project(const gw_worker *w, const char *project);
+/* Admission of a request's body on its headers (the HTTP thread; see auth.c):
+ * answers the ticket with loom_http_admit, at once or from the auth thread. */
+void gw_admit(loom_gateway *g, const loom_http_request *head, loom_http_reply *ticket);
+int gw_admit_start(loom_gateway *g);
+void gw_admit_stop(void);
+/* The largest request body an admitted request may send. */
+size_t gw_max_body(const loom_gateway *g);
 
 /* The worker's client, connected on first use; NULL (and a 503 sent) when the
  * head cannot be reached. */
@@ -37,6 +51,10 @@ loom_client *gw_client(gw_worker *w, loom_http_reply *rep);
  * request connects again. */
 void gw_client_check(gw_worker *w, int rc);
 const char *gw_lib_dir(const loom_gateway *g);
+
+/* Is a JSON text within the gateway's depth and element limits?  0 with a
+ * reason in err when not. */
+int gw_json_bounded(const char *p, size_t len, char *err, size_t errcap);
 
 /* Replies. */
 void gw_reply_json(loom_http_reply *rep, int status, json_t *body);   /* steals body */

@@ -4,6 +4,8 @@
  *
  * A connection is a small state machine, one request at a time:
  *   READING  -> bytes are parsed until a request is complete (or fails)
+ *   ADMIT    -> (admission on) the headers of a request with a body are with
+ *               the admit callback; nothing more is read until its verdict
  *   HANDLER  -> the handler has the request; input is buffered, not parsed
  *   WRITING  -> the answer is being written
  *   LINGER   -> the last answer is written; the write side is shut and input
@@ -33,10 +35,12 @@
 
 #define DEF_MAX_HEADER_BYTES ((size_t)16 << 10)
 #define DEF_MAX_BODY_BYTES ((size_t)64 << 20)
+#define DEF_MAX_BODY_TOTAL ((size_t)1 << 30)
 #define DEF_REQUEST_TIMEOUT_MS 30000
 #define DEF_HANDLER_TIMEOUT_MS 60000
 #define DEF_IDLE_TIMEOUT_MS 60000
 #define DEF_MAX_CONNECTIONS 1024
+#define DEF_MAX_CONNS_PER_CLIENT 128
 #define DEF_MAX_INFLIGHT 256
 #define READ_CHUNK 65536
 #define INPUT_HIGH_WATER ((size_t)64 << 10)   /* stop reading while a request is served */
@@ -54,6 +58,7 @@ typedef struct conn conn;
 typedef struct loom_http_server server;
 
 struct hub {
+    atomic_size_t body_bytes;    /* admitted bodies' reservations (max_body_total) */
     pthread_mutex_t mu;
     int refs;                    /* the server + each reply not yet sent */
     int closed;                  /* the server stopped: sent replies are freed */
@@ -67,6 +72,9 @@ struct loom_http_reply {
     loom_http_reply *next;       /* in the hub's queue */
     loom_http_msg msg;           /* the request (empty for the server's own answers) */
     int64_t start_us;            /* when the request began */
+    int admit;                   /* an admission ticket, not an answer */
+    size_t reserved;             /* of hub->body_bytes, for this request's body */
+    size_t max_body;             /* the ticket's verdict: body limit (0: default) */
     int close;                   /* close the connection after this answer */
     int http10;                  /* an HTTP/1.0 request: keep-alive must be said */
     int status;
@@ -76,7 +84,7 @@ struct loom_http_reply {
     size_t body_len;
 };
 
-enum { C_READING, C_HANDLER, C_WRITING, C_LINGER, C_CLOSING };
+enum { C_READING, C_ADMIT, C_HANDLER, C_WRITING, C_LINGER, C_CLOSING };
 
 struct conn {
     uv_tcp_t tcp;
@@ -96,8 +104,12 @@ struct conn {
     size_t in_off, in_len, in_cap;
     int64_t req_start_us;        /* first byte of the current request */
     loom_http_reply *cur;        /* with the handler */
+    loom_http_reply *ticket;     /* with the admit callback */
+    size_t reserved;             /* of hub->body_bytes, for the body being read */
+    int64_t last_active_us;      /* last request begun or answered (idle eviction) */
     loom_http_reply *writing;    /* being written */
     char remote[64];
+    char ip[INET6_ADDRSTRLEN];   /* the peer's address, for max_conns_per_client */
 };
 
 struct loom_http_server {
@@ -154,6 +166,7 @@ static void reply_free(loom_http_reply *r)
 {
     if (!r) return;
     hub *h = r->hub;
+    if (r->reserved) atomic_fetch_sub(&h->body_bytes, r->reserved);
     loom_http_msg_free(&r->msg);
     free(r->head);
     free(r->body);
@@ -316,6 +329,12 @@ static void conn_close(conn *c)
     server *s = c->srv;
     c->state = C_CLOSING;
     detach_handler(c);
+    if (c->ticket) {
+        c->ticket->conn = NULL;      /* its late verdict finds no connection */
+        c->ticket = NULL;
+    }
+    if (c->reserved) atomic_fetch_sub(&s->hub->body_bytes, c->reserved);
+    c->reserved = 0;
     if (c->prev) c->prev->next = c->next;
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -373,6 +392,11 @@ static void conn_answer(conn *c, int status, const char *msg, const char *extra,
 static void on_idle_or_request_timeout(uv_timer_t *t)
 {
     conn *c = t->data;
+    if (c->state == C_ADMIT) {
+        c->ticket->conn = NULL;
+        c->ticket = NULL;
+        c->state = C_READING;
+    }
     if (c->state != C_READING) return;
     if (loom_http_parse_started(&c->parse))
         conn_answer(c, 408, "request timeout", NULL, 1, NULL);
@@ -409,6 +433,7 @@ static void on_written(uv_write_t *req, int status)
     if (close) { conn_linger(c); return; }
     c->state = C_READING;
     c->req_start_us = 0;
+    c->last_active_us = loom__now_us();
     arm_timer(c, c->srv->o.idle_timeout_ms, on_idle_or_request_timeout);
     reading_on(c);
     conn_process(c);
@@ -446,6 +471,8 @@ static void conn_dispatch(conn *c)
     loom_http_reply *r = reply_new(s->hub);
     if (!r) { conn_close(c); return; }
     loom_http_parse_take(&c->parse, c->remote, &r->msg);
+    r->reserved = c->reserved;       /* the body's reservation goes with it */
+    c->reserved = 0;
     r->start_us = c->req_start_us;
     r->close = !r->msg.keep_alive;
     r->http10 = r->msg.req.http_minor == 0;
@@ -480,6 +507,72 @@ static void compact_input(conn *c)
     c->in_off = 0;
 }
 
+/* The headers of a request with a body go to the admit callback; nothing
+ * more is parsed until its verdict (deliver_verdict). */
+static void conn_admit(conn *c)
+{
+    server *s = c->srv;
+    loom_http_reply *t = reply_new(s->hub);
+    if (!t) { conn_close(c); return; }
+    t->admit = 1;
+    t->conn = c;
+    t->start_us = c->req_start_us;
+    t->http10 = c->parse.hp.http_minor == 0;
+    c->ticket = t;
+    c->state = C_ADMIT;
+    reading_off(c);
+    loom_http_request head;
+    loom_http_parse_head(&c->parse, c->remote, &head);
+    s->o.admit(s->o.ud, &head, t);
+}
+
+int loom_http_admit(loom_http_reply *t, int status, size_t max_body, const char *msg, const char *extra)
+{
+    if (!t) return LOOM_EINVAL;
+    if (status) {
+        t->close = 1;
+        if (loom_http_reply_error(t, status, msg, extra) != LOOM_OK) return LOOM_EINVAL;
+        return LOOM_OK;              /* reply_error posted it */
+    }
+    t->max_body = max_body;
+    reply_post(t);
+    return LOOM_OK;
+}
+
+/* The admit callback's verdict reached the loop. */
+static void deliver_verdict(loom_http_reply *t)
+{
+    conn *c = t->conn;
+    if (!c || c->ticket != t || c->state != C_ADMIT) { reply_free(t); return; }
+    c->ticket = NULL;
+    t->conn = NULL;
+    if (t->status) {                 /* refused: answer it and close, body unread */
+        conn_write(c, t);
+        return;
+    }
+    size_t max_body = t->max_body;
+    reply_free(t);
+    /* reserve the body's bytes (its Content-Length, or the limit when
+       chunked) from the server's budget, so that admitted requests cannot
+       make it hold more than max_body_total at once */
+    server *s = c->srv;
+    size_t limit = max_body && max_body < s->o.max_body_bytes ? max_body : s->o.max_body_bytes;
+    size_t want = (c->parse.hp.flags & F_CONTENTLENGTH) && c->parse.hp.content_length < limit
+                      ? (size_t)c->parse.hp.content_length : limit;
+    if (atomic_fetch_add(&s->hub->body_bytes, want) + want > s->o.max_body_total) {
+        atomic_fetch_sub(&s->hub->body_bytes, want);
+        conn_answer(c, 503, "the server is receiving too many request bodies; retry later",
+                    "Retry-After: 1\r\n", 1, NULL);
+        return;
+    }
+    c->reserved = want;
+    c->state = C_READING;
+    /* a Content-Length over the limit makes the parse fail: 413 below */
+    loom_http_parse_admitted(&c->parse, max_body);
+    reading_on(c);
+    conn_process(c);
+}
+
 /* Parse what is buffered while the connection is READING.  Each turn either
  * leaves READING (a request dispatched or refused) or consumes every byte,
  * so the bound is only a guard. */
@@ -501,6 +594,8 @@ static void conn_process(conn *c)
         }
         if (ev == LOOM_HTTP_GOT_REQUEST) {
             conn_dispatch(c);
+        } else if (ev == LOOM_HTTP_GOT_HEAD) {
+            conn_admit(c);
         } else if (ev == LOOM_HTTP_FAILED) {
             int st = loom_http_parse_status(&c->parse);
             conn_answer(c, st, st == 431 ? "request header fields too large"
@@ -549,6 +644,47 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     else if (c->in_len - c->in_off >= INPUT_HIGH_WATER) reading_off(c);
 }
 
+/* The connection waiting longest for a request to begin (keep-alive idle,
+ * no byte of a request yet), or NULL. */
+static conn *longest_idle(server *s)
+{
+    conn *best = NULL;
+    for (conn *c = s->conns; c; c = c->next)
+        if (!c->overflow && c->state == C_READING && !loom_http_parse_started(&c->parse) &&
+            c->in_len == c->in_off && (!best || c->last_active_us < best->last_active_us))
+            best = c;
+    return best;
+}
+
+static int conns_from(server *s, const char *ip)
+{
+    int n = 0;
+    for (conn *c = s->conns; c; c = c->next)
+        if (!c->overflow && c->state != C_CLOSING && !strcmp(c->ip, ip)) n++;
+    return n;
+}
+
+static void peer_name(conn *c)
+{
+    struct sockaddr_storage sa;
+    int len = sizeof sa;
+    int port = 0;
+    snprintf(c->ip, sizeof c->ip, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) == 0) {
+        if (sa.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&sa, c->ip, sizeof c->ip);
+            port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&sa, c->ip, sizeof c->ip);
+            port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+        }
+    }
+    snprintf(c->remote, sizeof c->remote, "%s:%d", c->ip, port);
+}
+
+/* A new connection: at max_connections the one idle longest makes room (a
+ * crowd of idle connections cannot lock out health checks and real
+ * clients); one address may hold max_conns_per_client. */
 static void on_connection(uv_stream_t *ls, int status)
 {
     server *s = ls->data;
@@ -559,6 +695,10 @@ static void on_connection(uv_stream_t *ls, int status)
     uv_tcp_init(&s->loop, &c->tcp);
     uv_timer_init(&s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
+    if (s->nconns >= s->o.max_connections) {
+        conn *idle = longest_idle(s);
+        if (idle) conn_close(idle);
+    }
     c->overflow = s->nconns >= s->o.max_connections;
     if (c->overflow) s->noverflow++;
     else s->nconns++;
@@ -566,28 +706,21 @@ static void on_connection(uv_stream_t *ls, int status)
     if (s->conns) s->conns->prev = c;
     s->conns = c;
     c->state = C_READING;
+    c->last_active_us = loom__now_us();
     loom_http_parse_init(&c->parse, s->o.max_header_bytes, s->o.max_body_bytes);
+    if (s->o.admit) loom_http_parse_want_admission(&c->parse);
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) { conn_close(c); return; }
     metrics_gauges(s);
-    struct sockaddr_storage sa;
-    int len = sizeof sa;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) == 0) {
-        if (sa.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
-        }
-    }
-    snprintf(c->remote, sizeof c->remote, "%s:%d", ip, port);
+    peer_name(c);
     uv_tcp_nodelay(&c->tcp, 1);
     if (c->overflow) {
         /* beyond twice the limit, not even an answer: the cost must stay bounded */
         if (s->noverflow > s->o.max_connections) { conn_close(c); return; }
         conn_answer(c, 503, "too many connections", "Retry-After: 1\r\n", 1, NULL);
+        return;
+    }
+    if (conns_from(s, c->ip) > s->o.max_conns_per_client) {
+        conn_answer(c, 429, "too many connections from your address", "Retry-After: 1\r\n", 1, NULL);
         return;
     }
     arm_timer(c, s->o.request_timeout_ms, on_idle_or_request_timeout);
@@ -599,6 +732,7 @@ static void on_connection(uv_stream_t *ls, int status)
 /* A sent reply reaches its connection, unless that is gone. */
 static void deliver(server *s, loom_http_reply *r)
 {
+    if (r->admit) { deliver_verdict(r); return; }
     conn *c = r->conn;
     if (!c) { reply_free(r); return; }
     r->conn = NULL;
@@ -665,10 +799,13 @@ static void apply_defaults(loom_http_opts *o)
     if (!o->host || !*o->host) o->host = "127.0.0.1";
     if (!o->max_header_bytes) o->max_header_bytes = DEF_MAX_HEADER_BYTES;
     if (!o->max_body_bytes) o->max_body_bytes = DEF_MAX_BODY_BYTES;
+    if (!o->max_body_total) o->max_body_total = DEF_MAX_BODY_TOTAL;
+    if (o->max_body_total < o->max_body_bytes) o->max_body_total = o->max_body_bytes;
     if (o->request_timeout_ms <= 0) o->request_timeout_ms = DEF_REQUEST_TIMEOUT_MS;
     if (o->handler_timeout_ms <= 0) o->handler_timeout_ms = DEF_HANDLER_TIMEOUT_MS;
     if (o->idle_timeout_ms <= 0) o->idle_timeout_ms = DEF_IDLE_TIMEOUT_MS;
     if (o->max_connections <= 0) o->max_connections = DEF_MAX_CONNECTIONS;
+    if (o->max_conns_per_client <= 0) o->max_conns_per_client = DEF_MAX_CONNS_PER_CLIENT;
     if (o->max_inflight <= 0) o->max_inflight = DEF_MAX_INFLIGHT;
 }
 

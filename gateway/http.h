@@ -62,6 +62,20 @@ int loom_http_reply_send(loom_http_reply *rep, int status, const char *content_t
 int loom_http_reply_error(loom_http_reply *rep, int status, const char *msg,
                           const char *extra_headers);
 
+/* Admission (optional, loom_http_opts.admit): the server calls admit on its
+ * thread once the headers of a request WITH a body are in, before reading any
+ * of the body, with the headers (head->body is empty) and a ticket.  The
+ * ticket must be answered exactly once, at once or later, from any thread:
+ * status 0 admits the request, whose body may then be at most max_body bytes
+ * (0: the server's max_body_bytes; more than that is not allowed); any other
+ * status (401, 403, 413, 429, 503) refuses it with {"error": msg} and the
+ * extra headers, and the connection closes without reading the body.  While
+ * a ticket is unanswered the server reads nothing more from the connection;
+ * the request's timeout still runs (408). */
+typedef void (*loom_http_admit_fn)(void *ud, const loom_http_request *head, loom_http_reply *ticket);
+int loom_http_admit(loom_http_reply *ticket, int status, size_t max_body, const char *msg,
+                    const char *extra_headers);
+
 typedef struct loom_http_server loom_http_server;
 
 /* Options; zero fields take the defaults in brackets. */
@@ -70,16 +84,25 @@ typedef struct loom_http_opts {
     int port;                    /* 0: an ephemeral port, see loom_http_port */
     size_t max_header_bytes;     /* request line + headers [16 KiB] -> 431 */
     size_t max_body_bytes;       /* [64 MiB] -> 413 */
+    size_t max_body_total;       /* with admission: admitted bodies held at once,
+                                    counted by Content-Length (chunked: by
+                                    max_body_bytes) [1 GiB]; beyond: 503 */
     int request_timeout_ms;      /* whole request must arrive within it [30 s] -> 408 */
     int handler_timeout_ms;      /* handler must answer within it [60 s] -> 504 */
     int idle_timeout_ms;         /* keep-alive idle close, and the time an answer
                                     may take to be written out [60 s] */
-    int max_connections;         /* [1024]; beyond: 503 + Retry-After: 1, closed */
+    int max_connections;         /* [1024]; beyond, the connection idle longest
+                                    (no request in progress) is closed to make room;
+                                    when none is idle: 503 + Retry-After: 1, closed */
+    int max_conns_per_client;    /* connections from one address [128]; beyond:
+                                    429 + Retry-After: 1, closed */
     int max_inflight;            /* requests in the handler [256]; beyond: 503 +
                                     Retry-After: 1.  A request counts until it is
                                     answered, its 504 sent or its client gone */
     loom_http_handler handler;   /* required */
     void *ud;
+    /* optional: admission of bodies (see loom_http_admit_fn) */
+    loom_http_admit_fn admit;
     /* optional: requests exempt from max_inflight (health checks) */
     int (*is_priority)(const loom_http_request *req);
     /* optional, borrowed (must outlive the server): the server records

@@ -29,7 +29,10 @@ void loom_http_msg_free(loom_http_msg *m);
 enum {
     LOOM_HTTP_NEED_MORE = 0,     /* every byte consumed, the request is not complete */
     LOOM_HTTP_GOT_REQUEST = 1,   /* a request is complete: take it */
-    LOOM_HTTP_FAILED = 2         /* answer loom_http_parse_status() and close */
+    LOOM_HTTP_FAILED = 2,        /* answer loom_http_parse_status() and close */
+    LOOM_HTTP_GOT_HEAD = 3       /* (admission on) the headers of a request with a
+                                    body are in: loom_http_parse_head, then
+                                    loom_http_parse_admitted before feeding more */
 };
 
 typedef struct loom_http_parse {
@@ -51,6 +54,10 @@ typedef struct loom_http_parse {
     int fail;                    /* the status to answer, once failed */
     int continue_due;            /* send 100 Continue before reading the body */
     int keep_alive, head;
+    int admission;               /* stop at the headers of a request with a body */
+    int admit_wait;              /* stopped there, until loom_http_parse_admitted */
+    size_t default_max_body;     /* max_body_bytes between requests */
+    loom_http_header view[LOOM_HTTP_MAX_HEADERS];   /* loom_http_parse_head's headers */
 } loom_http_parse;
 
 /* A parser for one connection's requests (no allocation until bytes come). */
@@ -60,6 +67,14 @@ void loom_http_parse_free(loom_http_parse *p);
  * consumed.  Once LOOM_HTTP_GOT_REQUEST, it consumes nothing until the
  * request is taken; once LOOM_HTTP_FAILED, never again. */
 int loom_http_parse_feed(loom_http_parse *p, const char *data, size_t len, size_t *used);
+/* Admission: stop at the headers of every request with a body. */
+void loom_http_parse_want_admission(loom_http_parse *p);
+/* After LOOM_HTTP_GOT_HEAD: a view of the request so far (no body), valid
+ * until the next call on p. */
+void loom_http_parse_head(loom_http_parse *p, const char *remote, loom_http_request *out);
+/* The request is admitted with at most max_body bytes of body (0: the
+ * default; never more than it).  0, or 413 when its Content-Length is over. */
+int loom_http_parse_admitted(loom_http_parse *p, size_t max_body);
 /* Move the complete request into *out (with remote as its peer) and get
  * ready for the next one. */
 void loom_http_parse_take(loom_http_parse *p, const char *remote, loom_http_msg *out);

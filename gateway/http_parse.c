@@ -258,6 +258,10 @@ static int on_headers_complete(http_parser *hp)
         return fail(p, 413);
     if (split_target(p) || check_expect(p)) return -1;
     p->head = hp->method == HTTP_HEAD;
+    if (p->admission && body_expected(hp)) {
+        p->admit_wait = 1;
+        http_parser_pause(hp, 1);
+    }
     return 0;
 }
 
@@ -304,6 +308,8 @@ static void reset_message(loom_http_parse *p)
     p->blen = 0;
     p->started = p->got = p->continue_due = 0;
     p->keep_alive = p->head = 0;
+    p->admit_wait = 0;
+    p->max_body_bytes = p->default_max_body;
 }
 
 void loom_http_parse_init(loom_http_parse *p, size_t max_header_bytes, size_t max_body_bytes)
@@ -312,7 +318,42 @@ void loom_http_parse_init(loom_http_parse *p, size_t max_header_bytes, size_t ma
     http_parser_init(&p->hp, HTTP_REQUEST);
     p->hp.data = p;
     p->max_header_bytes = max_header_bytes;
-    p->max_body_bytes = max_body_bytes;
+    p->max_body_bytes = p->default_max_body = max_body_bytes;
+}
+
+void loom_http_parse_want_admission(loom_http_parse *p)
+{
+    p->admission = 1;
+}
+
+void loom_http_parse_head(loom_http_parse *p, const char *remote, loom_http_request *r)
+{
+    memset(r, 0, sizeof(*r));
+    for (int i = 0; i < p->nh; i++) {
+        p->view[i].name = p->hbuf + p->hoff[2 * i];
+        p->view[i].value = p->hbuf + p->hoff[2 * i + 1];
+    }
+    r->method = http_method_str((enum http_method)p->hp.method);
+    r->target = p->hbuf;
+    r->path = p->hbuf + p->path_off;
+    r->query = p->hbuf + p->query_off;
+    r->headers = p->view;
+    r->nheaders = p->nh;
+    r->body = "";
+    r->remote = remote ? remote : "";
+    r->http_minor = p->hp.http_minor;
+}
+
+int loom_http_parse_admitted(loom_http_parse *p, size_t max_body)
+{
+    if (max_body && max_body < p->default_max_body) p->max_body_bytes = max_body;
+    p->admit_wait = 0;
+    if ((p->hp.flags & F_CONTENTLENGTH) && p->hp.content_length > p->max_body_bytes) {
+        p->fail = 413;
+        return 413;
+    }
+    http_parser_pause(&p->hp, 0);
+    return 0;
 }
 
 void loom_http_parse_free(loom_http_parse *p)
@@ -328,10 +369,12 @@ int loom_http_parse_feed(loom_http_parse *p, const char *data, size_t len, size_
     *used = 0;
     if (p->fail) return LOOM_HTTP_FAILED;
     if (p->got) return LOOM_HTTP_GOT_REQUEST;
+    if (p->admit_wait) return LOOM_HTTP_GOT_HEAD;
     if (len == 0) return LOOM_HTTP_NEED_MORE;    /* http-parser reads 0 bytes as EOF */
     size_t n = http_parser_execute(&p->hp, &settings, data, len);
     *used = n;
     if (p->got) return LOOM_HTTP_GOT_REQUEST;
+    if (p->admit_wait && !p->fail) return LOOM_HTTP_GOT_HEAD;
     enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
     if (e != HPE_OK || n != len || p->fail) {
         if (!p->fail) p->fail = e == HPE_HEADER_OVERFLOW ? 431 : 400;
@@ -398,6 +441,7 @@ int loom_http_parse_status(const loom_http_parse *p)
 
 int loom_http_parse_continue_due(loom_http_parse *p)
 {
+    if (p->admit_wait) return 0;   /* 100 Continue only once admitted */
     int due = p->continue_due && !p->fail;
     p->continue_due = 0;
     return due;

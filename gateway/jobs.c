@@ -15,6 +15,7 @@
 
 #define JOB_ID_MAX 64
 #define RESULT_WAIT_MS 100    /* a result not ready by then is answered 202 (poll again) */
+#define MAX_TASKS_PER_JOB 10000   /* a REST job's tasks; bigger graphs: the C or Python API */
 
 /* Is path below dir (dir/...), as written? */
 static int below(const char *path, const char *dir)
@@ -55,11 +56,22 @@ static int lib_from_path(void *arg, const char *path, loom_ref *out)
 
 static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
 {
+    if (!w->run) {
+        gw_reply_error(rep, 403, "user %s's token may not run code: submitting jobs needs a token made with "
+                                 "`loom token create --run`", w->user);
+        return;
+    }
     loom_client *c = gw_client(w, rep);
     if (!c) return;
     char err[512], name[128];
     loom_graph *g = NULL;
     int rc = loom__graph_from_json_remote(req->body, req->body_len, lib_from_path, w, &g, err, sizeof(err));
+    if (!rc && loom_graph_size(g) > MAX_TASKS_PER_JOB) {
+        gw_reply_error(rep, 413, "a job sent over REST has at most %d tasks (this one has %d)", MAX_TASKS_PER_JOB,
+                       loom_graph_size(g));
+        loom_graph_destroy(&g);
+        return;
+    }
     if (rc) {
         if (rc == LOOM_EAUTH)
             gw_reply_error(rep, 403, "%s (library paths must lie in the gateway's library directory; "

@@ -20,6 +20,8 @@
 #include "serve/tensor.h"
 
 #define NAME_LEN GW_DEPLOY_NAME_MAX
+#define MAX_USER_DEPLOYMENTS 8    /* deployments per user (admins: no limit) */
+#define MAX_USER_REPLICAS 16      /* replicas per user, counted at max_replicas */
 
 /* ---- KServe v2: JSON tensors <-> LTN1 ---------------------------------------------- */
 
@@ -264,15 +266,62 @@ static int deploy_status(int rc)
     return rc == LOOM_ESTATE ? 409 : rc == LOOM_ENOTFOUND ? 404 : rc == LOOM_EINVAL ? 400 : gw_status_of(rc);
 }
 
+/* Deployment names are scoped: a user's are "USER~NAME" (a name without
+ * "~" is an admin's), so that nobody can take the name another user's
+ * clients call.  Without a "name", a user's deployment of model M is
+ * "USER~M".  0, or 403 with err. */
+static int scoped_name(const gw_worker *w, gw_deploy_spec *s, char *buf, size_t cap, char *err, size_t errlen)
+{
+    if (w->admin) return 0;
+    size_t n = strlen(w->user);
+    if (s->name == s->model) {   /* no "name": the user's own name for the model */
+        loom__snprintf(buf, cap, "%s~%s", w->user, s->model);
+        s->name = buf;
+        if (strlen(buf) <= GW_DEPLOY_NAME_MAX) return 0;
+    }
+    if (strncmp(s->name, w->user, n) != 0 || s->name[n] != '~' || !s->name[n + 1]) {
+        loom__snprintf(err, errlen, "user %s's deployments are named '%s~NAME' (names without '~' are the "
+                                    "admins')", w->user, w->user);
+        return 403;
+    }
+    return 0;
+}
+
+/* A user has at most MAX_USER_DEPLOYMENTS deployments and MAX_USER_REPLICAS
+ * replicas (counted at their max_replicas).  0, or 429 with err. */
+static int within_quota(const gw_worker *w, const gw_deploy_spec *s, char *err, size_t errlen)
+{
+    if (w->admin) return 0;
+    int replicas = 0, n = gw_deploy_count_owned(w->user, &replicas);
+    if (n >= MAX_USER_DEPLOYMENTS) {
+        loom__snprintf(err, errlen, "user %s already has %d deployments (at most %d); undeploy one first", w->user,
+                       n, MAX_USER_DEPLOYMENTS);
+        return 429;
+    }
+    if (replicas + s->max_replicas > MAX_USER_REPLICAS) {
+        loom__snprintf(err, errlen, "user %s may have at most %d replicas (has %d, asks for %d more)", w->user,
+                       MAX_USER_REPLICAS, replicas, s->max_replicas);
+        return 429;
+    }
+    return 0;
+}
+
 static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *rep)
 {
     loom_client *c = gw_client(w, rep);
     if (!c) return;
-    char err[512] = "";
+    char err[512] = "", scoped[GW_DEPLOY_NAME_MAX + GW_USER_MAX + 2];
     json_t *body = json_loadb(req->body, req->body_len, 0, NULL);
     gw_deploy_spec s;
     char *params = NULL;
     int rc = gw_deploy_parse(body, &s, err, sizeof(err));
+    int refused = rc ? 0 : scoped_name(w, &s, scoped, sizeof(scoped), err, sizeof(err));
+    if (!refused) refused = rc ? 0 : within_quota(w, &s, err, sizeof(err));
+    if (refused) {
+        gw_reply_error(rep, refused, "%s", err);
+        json_decref(body);
+        return;
+    }
     if (!rc && json_object_get(body, "params")) {
         params = json_dumps(json_object_get(body, "params"), JSON_COMPACT);
         s.params = params;
