@@ -30,7 +30,7 @@ trap '"$build/bin/loom" stop --state-dir "$state" >/dev/null 2>&1 || true; rm -r
 
 csv=$(bash scripts/get_digits.sh)
 "$build/bin/digits_mlp" train --data "$csv" --out "$work/model.safetensors" | tail -1
-"$build/bin/loom" start --head --port 0 --state-dir "$state" --num-cpus 8 --http-port 0 >/dev/null
+"$build/bin/loom" start --head --port 0 --state-dir "$state" --num-cpus 8 --http-port 0 --http-auth=none >/dev/null
 H=$(cat "$state/http_address")
 for _ in $(seq 50); do curl -sf "http://$H/v2/health/ready" >/dev/null && break; sleep 0.2; done
 curl -sf -X POST --data-binary @"$work/model.safetensors" "http://$H/v1/models/digits" >/dev/null

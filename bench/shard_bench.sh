@@ -23,7 +23,7 @@ trap '"$loom" stop --state-dir "$D" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 data() { "$py" "$repo/tests/shard_data.py" "$@"; }
 now() { date +%s.%N; }
 
-"$loom" start --head --no-node --port 0 --http-port 0 --state-dir "$D" >/dev/null
+"$loom" start --head --no-node --port 0 --http-port 0 --http-auth=none --state-dir "$D" >/dev/null
 H=http://$(cat "$D/http_address")
 data model "$tmp/m.safetensors" --widths 64,2048,2048,10
 data data "$tmp/x.npy" --rows "$rows"

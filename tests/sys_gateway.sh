@@ -16,7 +16,15 @@ use_state_dir "$D"
 mkdir -p "$T/libs"
 cp "$EXLIB" "$T/libs/"
 
-capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 2 --http-port 0 --http-lib-dir "$T/libs"
+# auth off is an explicit choice, and only on loopback
+capture "$LOOM" start --head --port 0 --state-dir "$T/open" --no-node --http-port 0 --http-auth=none --http-bind 0.0.0.0
+check "--http-auth=none on 0.0.0.0 is refused" test "$RC" -ne 0
+check "  ... saying why" grep -q "loopback addresses only" "$T/open/logs/head.log"
+capture "$LOOM" start --head --port 0 --state-dir "$T/open2" --no-node --http-port 0 --http-auth=maybe
+check "--http-auth=maybe is refused" test "$RC" -ne 0
+"$LOOM" stop --state-dir "$T/open" >/dev/null 2>&1 || true
+"$LOOM" stop --state-dir "$T/open2" >/dev/null 2>&1 || true
+capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 2 --http-port 0 --http-auth=none --http-lib-dir "$T/libs"
 if [ "$RC" -eq 0 ]; then ok "loom start --head --http-port 0"; else bad "loom start"; show_capture; finish; exit 1; fi
 check "start prints the gateway's address" grep -q "HTTP gateway on http://127.0.0.1:" <<<"$OUT"
 check "the http_address file exists" test -s "$D/http_address"
@@ -139,7 +147,7 @@ check "  ... reports tasks by state (refreshed from the head)" \
 # ---- overload: a tiny gateway (1 worker, 2 queued) under 40 clients ---------------------
 D2=$T/st2
 use_state_dir "$D2"
-capture "$LOOM" start --head --port 0 --state-dir "$D2" --num-cpus 1 --http-port 0 --http-workers 1 --http-queue 2
+capture "$LOOM" start --head --port 0 --state-dir "$D2" --num-cpus 1 --http-port 0 --http-auth=none --http-workers 1 --http-queue 2
 check "a gateway with --http-workers 1 --http-queue 2 starts" test "$RC" -eq 0
 H2=$(cat "$D2/http_address")
 wait_until 15 eval 'test "$(code "http://$H2/v2/health/ready")" = 200' || true

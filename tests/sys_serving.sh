@@ -27,7 +27,7 @@ check "  ... and prints its test accuracy ($(grep -o 'test accuracy [0-9.]*' <<<
 
 D=$T/st
 use_state_dir "$D"
-capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 8 --http-port 0
+capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 8 --http-port 0 --http-auth=none
 if [ "$RC" -ne 0 ]; then bad "loom start"; show_capture; finish; exit 1; fi
 H=$(cat "$D/http_address")
 code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
@@ -279,7 +279,7 @@ check "  ... and its replicas are gone" \
 check "DELETE a model version is 200" test "$(code -X DELETE "http://$H/v1/models/digits/versions/2")" = 200
 check "  ... then it is 404" test "$(code "http://$H/v1/models/digits/versions/2")" = 404
 capture "$LOOM" stop --state-dir "$D"
-capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 1 --http-port 0
+capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 1 --http-port 0 --http-auth=none
 check "the cluster starts again on the same state dir" test "$RC" -eq 0
 H=$(cat "$D/http_address")
 wait_until 15 eval 'test "$(code "http://$H/v2/health/ready")" = 200' || true

@@ -21,7 +21,7 @@ WIDTHS=${LOOM_SHARD_WIDTHS:-64,3072,3072,10}
 
 D=$T/state
 use_state_dir "$D"
-capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 2 --http-port 0 --heartbeat-timeout-ms 3000
+capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 2 --http-port 0 --http-auth=none --heartbeat-timeout-ms 3000
 if [ "$RC" -ne 0 ]; then bad "start a cluster with a gateway"; show_capture; finish; fi
 H=http://$(cat "$D/http_address")
 

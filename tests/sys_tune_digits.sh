@@ -20,7 +20,7 @@ fi
 
 D=$T/state
 use_state_dir "$D"
-capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 2 --http-port 0
+capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 2 --http-port 0 --http-auth=none
 if [ "$RC" -ne 0 ]; then bad "start a cluster with a gateway"; show_capture; finish; fi
 ok "a cluster with an HTTP gateway"
 H=http://$(cat "$D/http_address")

@@ -273,6 +273,13 @@ static int closed_by_server(client *c)
     return 0;
 }
 
+/* 1 if anything (an answer, EOF, a reset) comes within ms. */
+static int closed_by_server_within(client *c, int ms)
+{
+    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    return poll(&p, 1, ms) > 0;
+}
+
 /* Send a request and read its answer; the status, -1 on failure. */
 static int roundtrip(client *c, const char *req, resp *r)
 {
@@ -641,35 +648,176 @@ static void test_inflight_limit(int port)
 
 static void test_connection_limit(int port)
 {
-    /* max_connections is 2 */
-    client a, b, c;
+    /* max_connections is 2, max_conns_per_client 3 */
+    client a, b, c, d;
     client_open(&a, port);
     client_open(&b, port);
     resp r;
     CHECK(roundtrip(&a, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
     resp_free(&r);
+    sleep_ms(20);
     CHECK(roundtrip(&b, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
     resp_free(&r);
+    /* full of idle connections: the one idle longest (a) makes room */
     client_open(&c, port);
-    CHECK(read_response(&c, &r, 0) == 0 && r.status == 503);   /* without asking */
+    CHECK(roundtrip(&c, "GET /c HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
+    resp_free(&r);
+    CHECK(closed_by_server(&a));
+    client_close(&a);
+    /* b and c busy with a request each: no room, 503 without asking */
+    CHECK(send_str(&b, "GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(send_str(&c, "GET /x HTTP/1.1\r\nHo") == 0);   /* a request begun */
+    sleep_ms(100);
+    client_open(&d, port);
+    CHECK(read_response(&d, &r, 0) == 0 && r.status == 503);
     char v[32];
     CHECK(hdr(&r, "retry-after", v, sizeof v) && strcmp(v, "1") == 0);
     CHECK(hdr(&r, "connection", v, sizeof v) && strcasecmp(v, "close") == 0);
     resp_free(&r);
-    CHECK(closed_by_server(&c));
+    CHECK(closed_by_server(&d));
+    client_close(&d);
     client_close(&c);
-    client_close(&a);
-    /* once the server has seen a's close, there is room again */
+    /* once the server has seen c's close, there is room again */
     int st = -1;
     for (int i = 0; i < 50 && st != 200; i++) {
         sleep_ms(100);
-        client_open(&c, port);
-        st = roundtrip(&c, "GET /c HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        client_open(&d, port);
+        st = roundtrip(&d, "GET /d HTTP/1.1\r\nHost: t\r\n\r\n", &r);
         resp_free(&r);
-        client_close(&c);
+        client_close(&d);
     }
     CHECK(st == 200);
     client_close(&b);
+}
+
+/* One address may hold max_conns_per_client (3) connections; the fourth
+ * gets 429, and the others go on. */
+static void test_per_client_limit(int port)
+{
+    client k[4];
+    resp r;
+    for (int i = 0; i < 3; i++) {
+        client_open(&k[i], port);
+        CHECK(roundtrip(&k[i], "GET /k HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
+        resp_free(&r);
+    }
+    client_open(&k[3], port);
+    CHECK(read_response(&k[3], &r, 0) == 0 && r.status == 429);
+    resp_free(&r);
+    CHECK(closed_by_server(&k[3]));
+    CHECK(roundtrip(&k[0], "GET /still HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
+    resp_free(&r);
+    for (int i = 0; i < 4; i++) client_close(&k[i]);
+}
+
+/* ---- admission: bodies are not read before the admit callback says so ---- */
+
+static atomic_int admit_calls;
+
+/* Admits requests whose X-Token is "good" (with a 16-byte limit when
+ * X-Limit is set), refuses the others with 401; "later" answers from
+ * another thread after 100 ms. */
+static void *admit_later(void *arg)
+{
+    sleep_ms(100);
+    loom_http_admit(arg, 0, 0, NULL, NULL);
+    return NULL;
+}
+
+static void admit_cb(void *ud, const loom_http_request *head, loom_http_reply *ticket)
+{
+    (void)ud;
+    atomic_fetch_add(&admit_calls, 1);
+    const char *t = loom_http_header_get(head, "X-Token");
+    CHECK(head->body_len == 0);
+    if (t && !strcmp(t, "later")) {
+        pthread_t th;
+        REQUIRE(pthread_create(&th, NULL, admit_later, ticket) == 0);
+        pthread_detach(th);
+    } else if (t && !strcmp(t, "good")) {
+        loom_http_admit(ticket, 0, loom_http_header_get(head, "X-Limit") ? 16 : 0, NULL, NULL);
+    } else {
+        loom_http_admit(ticket, 401, 0, "no", "WWW-Authenticate: Bearer\r\n");
+    }
+}
+
+static void test_admission(void)
+{
+    loom_http_opts o = { .handler = handler, .port = 0, .admit = admit_cb, .max_body_bytes = 1 << 20,
+                         .max_body_total = 2 << 20 };
+    loom_http_server *s = NULL;
+    CHECK_RC(loom_http_start(&o, &s), 0);
+    REQUIRE(s);
+    int port = loom_http_port(s);
+    client c;
+    resp r;
+    /* a GET has no body: no admission */
+    client_open(&c, port);
+    CHECK(roundtrip(&c, "GET /g HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
+    resp_free(&r);
+    CHECK(atomic_load(&admit_calls) == 0);
+    /* admitted: the body is read and handled; the connection stays */
+    CHECK(roundtrip(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nX-Token: good\r\nContent-Length: 5\r\n\r\nhello", &r) == 200);
+    CHECK(strstr(r.body, "hello") != NULL);
+    resp_free(&r);
+    CHECK(roundtrip(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nX-Token: later\r\nContent-Length: 5\r\n\r\nworld", &r) == 200);
+    CHECK(strstr(r.body, "world") != NULL);
+    resp_free(&r);
+    client_close(&c);
+    /* refused on the headers: 401 at once, the body never sent, connection closed */
+    client_open(&c, port);
+    CHECK(send_str(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n") == 0);
+    CHECK(read_response(&c, &r, 0) == 0 && r.status == 401);
+    char v[64];
+    CHECK(hdr(&r, "www-authenticate", v, sizeof v));
+    resp_free(&r);
+    CHECK(closed_by_server(&c));
+    client_close(&c);
+    /* Expect: 100-continue: no 100 before the verdict; a refused one gets the 401 instead */
+    client_open(&c, port);
+    CHECK(send_str(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n") == 0);
+    CHECK(read_response(&c, &r, 0) == 0 && r.status == 401);
+    resp_free(&r);
+    client_close(&c);
+    /* admitted with a smaller limit: a Content-Length over it is 413 */
+    client_open(&c, port);
+    CHECK(roundtrip(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nX-Token: good\r\nX-Limit: 1\r\nContent-Length: 17\r\n\r\n"
+                        "12345678901234567", &r) == 413);
+    resp_free(&r);
+    client_close(&c);
+    /* the total of admitted bodies is bounded: two 1 MB bodies being sent use
+       the 2 MB budget, a third gets 503; once one is done there is room */
+    client a, b;
+    client_open(&a, port);
+    client_open(&b, port);
+    client_open(&c, port);
+    const char *big = "POST /echo HTTP/1.1\r\nHost: t\r\nX-Token: good\r\nContent-Length: 1000000\r\n\r\nx";
+    CHECK(send_str(&a, big) == 0);
+    CHECK(send_str(&b, big) == 0);
+    sleep_ms(100);
+    CHECK(send_str(&c, big) == 0);
+    CHECK(read_response(&c, &r, 0) == 0 && r.status == 503);
+    resp_free(&r);
+    client_close(&c);
+    client_close(&a);                /* a gone mid-body: its reservation is returned */
+    sleep_ms(100);
+    client_open(&c, port);
+    CHECK(send_str(&c, big) == 0);
+    CHECK(!closed_by_server_within(&c, 200));   /* admitted: no 503 this time */
+    client_close(&c);
+    client_close(&b);
+    sleep_ms(100);
+    client_open(&c, port);
+    CHECK(roundtrip(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nX-Token: good\r\nContent-Length: 2\r\n\r\nok", &r) == 200);
+    resp_free(&r);
+    client_close(&c);
+    /* a client gone while its ticket waits: the late verdict finds no connection */
+    client_open(&c, port);
+    CHECK(send_str(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nX-Token: later\r\nContent-Length: 5\r\n\r\n") == 0);
+    sleep_ms(20);
+    client_close(&c);
+    sleep_ms(200);
+    loom_http_stop(&s);
 }
 
 #define NTHREADS 200
@@ -888,19 +1036,26 @@ int main(void)
     loom_http_stop(&s2);
 
     /* default timeouts: a loaded machine must not turn slow answers into 504s */
-    loom_http_opts o4 = { .handler = handler, .metrics = m };
+    loom_http_opts o4 = { .handler = handler, .metrics = m, .max_conns_per_client = NTHREADS + 8 };
     loom_http_server *s4 = NULL;
     CHECK_RC(loom_http_start(&o4, &s4), 0);
     REQUIRE(s4);
     test_concurrent(loom_http_port(s4));
     loom_http_stop(&s4);
 
-    loom_http_opts o3 = { .handler = handler, .max_connections = 2 };
+    loom_http_opts o3 = { .handler = handler, .max_connections = 2, .max_conns_per_client = 3 };
     loom_http_server *s3 = NULL;
     CHECK_RC(loom_http_start(&o3, &s3), 0);
     REQUIRE(s3);
     test_connection_limit(loom_http_port(s3));
     loom_http_stop(&s3);
+    loom_http_opts o5 = { .handler = handler, .max_conns_per_client = 3 };
+    loom_http_server *s5 = NULL;
+    CHECK_RC(loom_http_start(&o5, &s5), 0);
+    REQUIRE(s5);
+    test_per_client_limit(loom_http_port(s5));
+    loom_http_stop(&s5);
+    test_admission();
 
     test_stop_with_open_connections();
     test_start_errors();

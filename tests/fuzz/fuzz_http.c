@@ -1,7 +1,8 @@
 /* tests/fuzz/fuzz_http.c — fuzz the HTTP server's request parsing
  * (gateway/http_parse.c): the input, after one control byte, is what a client
- * sends on one connection.  The control byte picks small or default limits
- * and how the bytes are cut into reads.  Every request the parser completes
+ * sends on one connection.  The control byte picks small or default limits,
+ * admission (stop at the headers of a body, view them, admit with a smaller
+ * or the default body limit) and how the bytes are cut into reads.  Every request the parser completes
  * is taken, checked for its invariants, looked up (headers, query) and
  * answered with a formatted head, as the server would. */
 #include <stdint.h>
@@ -39,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size -= 1;
     loom_http_parse p;
     loom_http_parse_init(&p, (ctl & 1) ? 200 : 16384, (ctl & 2) ? 40 : 1 << 20);
-    size_t step = (ctl >> 2) ? (ctl >> 2) : size;
+    if (ctl & 0x80) loom_http_parse_want_admission(&p);
+    size_t step = ((ctl >> 2) & 0x1f) ? ((ctl >> 2) & 0x1f) : size;
     size_t off = 0;
     for (int guard = 0; off <= size && guard < 1 << 20; guard++) {
         size_t n = size - off < step ? size - off : step;
@@ -48,7 +50,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (used > n) abort();
         off += used;
         loom_http_parse_continue_due(&p);
-        if (ev == LOOM_HTTP_GOT_REQUEST) {
+        if (ev == LOOM_HTTP_GOT_HEAD) {
+            loom_http_request head;
+            loom_http_parse_head(&p, "127.0.0.1:1", &head);
+            if (!head.method || !head.path || !head.query || head.body_len) abort();
+            for (int i = 0; i < head.nheaders; i++)
+                if (!head.headers[i].name || !head.headers[i].value) abort();
+            if (loom_http_parse_admitted(&p, (ctl & 0x40) ? 8 : 0) != 0) break;
+        } else if (ev == LOOM_HTTP_GOT_REQUEST) {
             loom_http_msg m;
             loom_http_parse_take(&p, "127.0.0.1:1", &m);
             check_request(&m);
