@@ -159,7 +159,7 @@ int cmd_start(const opts *o)
     loom__snprintf(logs, sizeof(logs), "%s/logs", sd);
     loom__mkdir_p(logs);
     loom__snprintf(log, sizeof(log), "%s/logs/head.log", sd);
-    char *argv[32];
+    char *argv[80];
     int n = 0;
     argv[n++] = (char *)loom__binary_path();
     argv[n++] = "_head";
@@ -176,6 +176,13 @@ int cmd_start(const opts *o)
     push_arg(argv, &n, "--http-auth", opt(o, "http-auth") && *opt(o, "http-auth") ? opt(o, "http-auth") : NULL);
     push_arg(argv, &n, "--http-workers", opt(o, "http-workers"));
     push_arg(argv, &n, "--http-queue", opt(o, "http-queue"));
+    static const char *const oidc_opts[] = {"oidc-issuer", "oidc-audience", "oidc-jwks", "oidc-user-claim",
+                                            "oidc-groups-claim", "oidc-run-group", "oidc-admin-group"};
+    static char oidc_flags[7][24];
+    for (int i = 0; i < 7; i++) {
+        snprintf(oidc_flags[i], sizeof(oidc_flags[i]), "--%s", oidc_opts[i]);
+        push_arg(argv, &n, oidc_flags[i], opt(o, oidc_opts[i]));
+    }
     push_arg(argv, &n, "--ready-fd", "3");
     argv[n] = NULL;
     if (start_background(sd, argv, log, addr, sizeof(addr), "head")) return 1;

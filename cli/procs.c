@@ -120,6 +120,11 @@ int cmd_head(const opts *o)
             .auth = !auth || strcmp(auth, "none") != 0,
             .workers = opt_int(o, "http-workers", 0),
             .queue_max = opt_int(o, "http-queue", 0),
+            .oidc = {
+                .issuer = opt(o, "oidc-issuer"), .audience = opt(o, "oidc-audience"), .jwks_file = opt(o, "oidc-jwks"),
+                .user_claim = opt(o, "oidc-user-claim"), .groups_claim = opt(o, "oidc-groups-claim"),
+                .run_group = opt(o, "oidc-run-group"), .admin_group = opt(o, "oidc-admin-group"),
+            },
         };
         rc = loom_gateway_start(&go, &gw);
         if (rc == LOOM_EAUTH) {

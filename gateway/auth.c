@@ -19,9 +19,16 @@
  * token in the cache is answered at once; others are looked up by the auth
  * thread (its own client, so admission never waits behind users' work).
  *
+ * OIDC: a bearer token that is a JWT is verified against the issuer's keys
+ * (gateway/jwt.c; the JWKS file is read again, under a write lock, when its
+ * modification time changes, so keys rotate without a restart); its user
+ * comes from the configured claim and its projects from the groups claim;
+ * run_group and admin_group members get those permissions.  JWTs need no
+ * lookup, so they are admitted on the HTTP thread at once.
+ *
  * Tenancy: jobs and models belong to the user who made them; a model marked
- * public is readable by everyone; an admin may do anything.  With auth off
- * every request acts as an admin. */
+ * public is readable by everyone, one given to a project by its members; an
+ * admin may do anything.  With auth off every request acts as an admin. */
 #include "gateway/gateway_internal.h"
 
 #include <pthread.h>
@@ -29,6 +36,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/stat.h>
+
+#include "gateway/jwt.h"
 #include "runtime/ids.h"
 #include "runtime/util.h"
 
@@ -165,6 +175,146 @@ static int lookup(gw_worker *w, const char *hash, cached_token *t)
     return rc;
 }
 
+/* ---- OIDC -------------------------------------------------------------------- */
+
+#define JWKS_CHECK_MS 10000     /* how often the JWKS file's mtime is looked at */
+
+static struct {
+    pthread_rwlock_t lock;      /* keys and policy: read by verifies, written by reloads */
+    int on;
+    loom_jwks *keys;
+    char *issuer, *audience, *jwks_file, *user_claim, *groups_claim, *run_group, *admin_group;
+    struct timespec mtime;
+    int64_t checked_ms;
+    pthread_mutex_t check_mu;
+} oidc = {.lock = PTHREAD_RWLOCK_INITIALIZER, .check_mu = PTHREAD_MUTEX_INITIALIZER};
+
+static char *dup_opt(const char *s, const char *def)
+{
+    return s ? strdup(s) : def ? strdup(def) : NULL;
+}
+
+static int jwks_mtime(struct timespec *out)
+{
+    struct stat st;
+    if (stat(oidc.jwks_file, &st) != 0) return -1;
+    *out = st.st_mtim;
+    return 0;
+}
+
+int gw_oidc_start(const loom_gateway_oidc *o, char *err, size_t errcap)
+{
+    if (!o || !o->issuer) return LOOM_OK;
+    if (!o->audience || !o->jwks_file) {
+        loom__snprintf(err, errcap, "OIDC needs the audience and the issuer's JWKS file besides the issuer");
+        return LOOM_EINVAL;
+    }
+    loom_jwks *keys = NULL;
+    int rc = loom_jwks_load_file(o->jwks_file, &keys, err, errcap);
+    if (rc) return rc;
+    pthread_rwlock_wrlock(&oidc.lock);
+    oidc.keys = keys;
+    oidc.issuer = dup_opt(o->issuer, NULL);
+    oidc.audience = dup_opt(o->audience, NULL);
+    oidc.jwks_file = dup_opt(o->jwks_file, NULL);
+    oidc.user_claim = dup_opt(o->user_claim, "sub");
+    oidc.groups_claim = dup_opt(o->groups_claim, "groups");
+    oidc.run_group = dup_opt(o->run_group, NULL);
+    oidc.admin_group = dup_opt(o->admin_group, NULL);
+    jwks_mtime(&oidc.mtime);
+    oidc.checked_ms = loom__now_ms();
+    oidc.on = 1;
+    pthread_rwlock_unlock(&oidc.lock);
+    return LOOM_OK;
+}
+
+void gw_oidc_stop(void)
+{
+    pthread_rwlock_wrlock(&oidc.lock);
+    loom_jwks_free(&oidc.keys);
+    char **strs[] = {&oidc.issuer, &oidc.audience, &oidc.jwks_file, &oidc.user_claim, &oidc.groups_claim,
+                     &oidc.run_group, &oidc.admin_group};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+    oidc.on = 0;
+    pthread_rwlock_unlock(&oidc.lock);
+}
+
+/* Keys rotate: the JWKS file is read again when it changed (a bad new file
+ * keeps the old keys, with a log line). */
+static void oidc_maybe_reload(void)
+{
+    int64_t now = loom__now_ms();
+    pthread_mutex_lock(&oidc.check_mu);
+    int due = oidc.on && now - oidc.checked_ms >= JWKS_CHECK_MS;
+    if (due) oidc.checked_ms = now;
+    pthread_mutex_unlock(&oidc.check_mu);
+    if (!due) return;
+    struct timespec m;
+    if (jwks_mtime(&m) != 0 || (m.tv_sec == oidc.mtime.tv_sec && m.tv_nsec == oidc.mtime.tv_nsec)) return;
+    loom_jwks *keys = NULL;
+    char err[256];
+    if (loom_jwks_load_file(oidc.jwks_file, &keys, err, sizeof(err)) != 0) return;
+    pthread_rwlock_wrlock(&oidc.lock);
+    loom_jwks_free(&oidc.keys);
+    oidc.keys = keys;
+    oidc.mtime = m;
+    pthread_rwlock_unlock(&oidc.lock);
+}
+
+static int has_group(const loom_jwt_identity *id, const char *group)
+{
+    for (int i = 0; group && i < id->ngroups; i++)
+        if (!strcmp(id->groups[i], group)) return 1;
+    return 0;
+}
+
+/* A project name: 1-128 printable bytes without ',', quotes, '\\' or blanks. */
+static int project_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128) return 0;
+    for (; *s; s++)
+        if (*s <= ' ' || *s > '~' || *s == ',' || *s == '"' || *s == '\\') return 0;
+    return 1;
+}
+
+/* Verify a JWT into t (known = 1), or fill err.  0, LOOM_EAUTH (refused),
+ * LOOM_ENOTFOUND (OIDC is off). */
+static int oidc_verify(const char *token, cached_token *t, char *err, size_t errcap)
+{
+    memset(t, 0, sizeof(*t));
+    oidc_maybe_reload();
+    pthread_rwlock_rdlock(&oidc.lock);
+    if (!oidc.on) {
+        pthread_rwlock_unlock(&oidc.lock);
+        loom__snprintf(err, errcap, "this gateway takes no OIDC tokens");
+        return LOOM_ENOTFOUND;
+    }
+    loom_jwt_policy p = {.issuer = oidc.issuer, .audience = oidc.audience, .user_claim = oidc.user_claim,
+                         .groups_claim = oidc.groups_claim};
+    loom_jwt_identity id;
+    int rc = loom_jwt_verify(oidc.keys, &p, token, strlen(token), &id, err, errcap);
+    if (!rc) {
+        loom__snprintf(t->user, sizeof(t->user), "%s", id.user);
+        t->admin = has_group(&id, oidc.admin_group);
+        t->run = t->admin || has_group(&id, oidc.run_group);
+        size_t n = 0;
+        for (int i = 0, kept = 0; i < id.ngroups && kept < MAX_PROJECTS; i++) {
+            if (!project_ok(id.groups[i]) || n + strlen(id.groups[i]) + 2 > sizeof(t->projects)) continue;
+            loom__snprintf(t->projects + n, sizeof(t->projects) - n, "%s%s", n ? "," : "", id.groups[i]);
+            n += strlen(t->projects + n);
+            kept++;
+        }
+        t->known = 1;
+    }
+    pthread_rwlock_unlock(&oidc.lock);
+    loom_jwt_identity_free(&id);
+    return rc ? LOOM_EAUTH : LOOM_OK;
+}
+
 #define NEED_TOKEN "a bearer token is required (Authorization: Bearer TOKEN; " \
                    "an operator makes one with `loom token create --user NAME`)"
 #define CHALLENGE "WWW-Authenticate: Bearer realm=\"loom\"\r\n"
@@ -191,8 +341,16 @@ int gw_authenticate(gw_worker *w, const loom_http_request *req, loom_http_reply 
         return -1;
     }
     char hash[65];
-    gw_token_hash(token, hash);
     cached_token t;
+    if (loom_jwt_looks_like(token)) {
+        char err[256];
+        if (oidc_verify(token, &t, err, sizeof(err)) != 0) {
+            gw_reply_error(rep, 401, "the OIDC token is refused: %s", err);
+            return -1;
+        }
+        goto known;
+    }
+    gw_token_hash(token, hash);
     if (!cache_get(hash, &t)) {
         if (!gw_client(w, rep)) return -1;
         int rc = lookup(w, hash, &t);
@@ -207,6 +365,7 @@ int gw_authenticate(gw_worker *w, const loom_http_request *req, loom_http_reply 
         loom_http_reply_error(rep, 401, "unknown or revoked token", CHALLENGE_BAD);
         return -1;
     }
+known:
     loom__snprintf(w->user, sizeof(w->user), "%s", t.user);
     loom__snprintf(w->projects, sizeof(w->projects), "%s", t.projects);
     w->admin = t.admin;
@@ -296,8 +455,18 @@ void gw_admit(loom_gateway *g, const loom_http_request *head, loom_http_reply *t
         return;
     }
     admit_item it = {.ticket = ticket};
-    gw_token_hash(token, it.hash);
     cached_token t;
+    if (loom_jwt_looks_like(token)) {   /* no lookup needed: verified here */
+        char err[256], msg[320];
+        if (oidc_verify(token, &t, err, sizeof(err)) != 0) {
+            loom__snprintf(msg, sizeof(msg), "the OIDC token is refused: %s", err);
+            loom_http_admit(ticket, 401, 0, msg, CHALLENGE_BAD);
+        } else {
+            loom_http_admit(ticket, 0, gw_max_body(g), NULL, NULL);
+        }
+        return;
+    }
+    gw_token_hash(token, it.hash);
     if (cache_get(it.hash, &t)) {
         admit_verdict(ticket, &t, gw_max_body(g));
         return;
@@ -317,6 +486,18 @@ void gw_admit(loom_gateway *g, const loom_http_request *head, loom_http_reply *t
 int gw_may_read(const gw_worker *w, const char *owner, int public_)
 {
     return w->admin || public_ || !owner || !owner[0] || !strcmp(owner, w->user);
+}
+
+int gw_may_read_in(const gw_worker *w, const char *owner, int public_, const char *project)
+{
+    return gw_may_read(w, owner, public_) || gw_in_project(w, project);
+}
+
+int gw_may_read_rec(const gw_worker *w, json_t *rec)
+{
+    return gw_may_read_in(w, json_string_value(json_object_get(rec, "owner")),
+                          json_is_true(json_object_get(rec, "public")),
+                          json_string_value(json_object_get(rec, "project")));
 }
 
 /* Something without an owner (written while auth was off) is changed by

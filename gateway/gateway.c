@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "gateway/deploy.h"
+#include "runtime/log.h"
 #include "runtime/util.h"
 
 #define DEFAULT_WORKERS 16   /* requests a batch can gather at once */
@@ -49,6 +50,7 @@ struct loom_gateway {
     int ready;                  /* the last connection attempt to the head worked */
     int auth;                   /* bearer tokens required */
     int per_user;               /* workers one user may hold at once (auth on) */
+    int oidc;                   /* OIDC tokens taken (gw_oidc_start) */
     struct { char user[GW_USER_MAX]; int n; } *busy;   /* nworkers slots: who holds workers */
     int big_parses;             /* JSON bodies over BIG_BODY being handled */
     pthread_cond_t big_cv;
@@ -512,6 +514,12 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
                  ? LOOM_OK : LOOM_ENOMEM;
     if (!rc) rc = start_threads(g);
     if (!rc && g->auth) rc = gw_admit_start(g);
+    if (!rc && g->auth && o->oidc.issuer) {
+        char err[300] = "";
+        rc = gw_oidc_start(&o->oidc, err, sizeof(err));
+        if (rc) LOG_ERROR("gateway: OIDC: %s", err);
+        g->oidc = rc == 0;
+    }
     if (!rc) {
         loom_http_opts ho = {
             .host = g->host, .port = o->port, .handler = on_request, .ud = g,
@@ -546,6 +554,7 @@ void loom_gateway_stop(loom_gateway **gp)
     pthread_mutex_unlock(&g->mu);
     for (int i = 0; i < g->nstarted; i++) pthread_join(g->threads[i], NULL);
     if (g->auth) gw_admit_stop();
+    if (g->oidc) gw_oidc_stop();
     if (g->stats_started) pthread_join(g->stats, NULL);
     for (; g->qlen > 0; g->qlen--, g->qhead = (g->qhead + 1) % g->queue_max)
         gw_reply_error(g->queue[g->qhead].rep, 503, "the gateway is stopping");

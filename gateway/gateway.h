@@ -27,6 +27,21 @@
 
 typedef struct loom_gateway loom_gateway;
 
+/* OIDC access tokens (JWTs) from the site's identity provider, besides
+ * loom's own tokens: verified against the issuer's keys (a JWKS file, read
+ * again when it changes), with the user from user_claim and the projects
+ * from groups_claim.  Members of run_group may run code, of admin_group may
+ * do anything. */
+typedef struct loom_gateway_oidc {
+    const char *issuer;        /* NULL: no OIDC */
+    const char *audience;      /* required with issuer */
+    const char *jwks_file;     /* required with issuer */
+    const char *user_claim;    /* ["sub"] */
+    const char *groups_claim;  /* ["groups"] */
+    const char *run_group;     /* NULL: no OIDC user may run code */
+    const char *admin_group;   /* NULL: no OIDC user is an admin */
+} loom_gateway_oidc;
+
 typedef struct loom_gateway_opts {
     const char *host;          /* [127.0.0.1] */
     int port;                  /* 0: any free port (loom_gateway_port) */
@@ -38,6 +53,7 @@ typedef struct loom_gateway_opts {
                                   in this directory; NULL: only "library_ref" */
     int auth;                  /* 1: bearer tokens required (all but health, /metrics);
                                   0 is refused unless host is a loopback address */
+    loom_gateway_oidc oidc;    /* with auth: OIDC tokens too */
 } loom_gateway_opts;
 
 /* Start listening (returns once the port is bound).  0 or LOOM_E*. */

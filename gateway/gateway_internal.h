@@ -11,7 +11,7 @@
 #include "loom/loom.h"
 
 #define GW_USER_MAX 64
-#define GW_PROJECTS_MAX 1040       /* "a,b,...": 16 names of up to 63 bytes */
+#define GW_PROJECTS_MAX 2064       /* "a,b,...": 16 names of up to 128 bytes */
 
 typedef struct gw_worker {
     loom_gateway *gw;
@@ -41,6 +41,13 @@ int gw_in_project(const gw_worker *w, const char *project);
 void gw_admit(loom_gateway *g, const loom_http_request *head, loom_http_reply *ticket);
 int gw_admit_start(loom_gateway *g);
 void gw_admit_stop(void);
+/* OIDC (auth.c): load the issuer's keys; 0 or LOOM_EINVAL/LOOM_EIO with err. */
+int gw_oidc_start(const loom_gateway_oidc *o, char *err, size_t errcap);
+void gw_oidc_stop(void);
+/* May w read something with this owner, public flag and project? */
+int gw_may_read_in(const gw_worker *w, const char *owner, int public_, const char *project);
+/* The same for a registry or deployment record with "owner", "public", "project". */
+int gw_may_read_rec(const gw_worker *w, json_t *rec);
 /* The largest request body an admitted request may send. */
 size_t gw_max_body(const loom_gateway *g);
 

@@ -331,8 +331,7 @@ static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *
         rc = loom_registry_fetch(c, s.model, s.version, &meta, NULL, NULL);
         if (rc == LOOM_ENOTFOUND)
             loom__snprintf(err, sizeof(err), "no model '%s' version %d in the registry", s.model, s.version);
-        if (!rc && !gw_may_read(w, json_string_value(json_object_get(meta, "owner")),
-                                json_is_true(json_object_get(meta, "public")))) {
+        if (!rc && !gw_may_read_rec(w, meta)) {
             gw_reply_error(rep, 403, "model '%s' is private to another user", s.model);   /* s.model is in body */
             json_decref(meta);
             json_decref(body);
@@ -380,7 +379,7 @@ static int rollout_target(gw_worker *w, loom_client *c, const char *name, int ve
     }
     *resolved = (int)json_integer_value(json_object_get(meta, "version"));
     *public_ = json_is_true(json_object_get(meta, "public"));
-    if (!gw_may_read(w, json_string_value(json_object_get(meta, "owner")), *public_)) rc = 403;
+    if (!gw_may_read_rec(w, meta)) rc = 403;
     json_decref(meta);
     if (rc) loom__snprintf(err, errlen, "model '%s' version %d is private to another user", model, *resolved);
     return rc;

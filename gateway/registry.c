@@ -86,7 +86,7 @@ static void del_chunks(loom_client *c, const char *name, int version, size_t len
 /* May w read version entry e (its owner's, or public)? */
 static int readable(const gw_worker *w, json_t *e)
 {
-    return gw_may_read(w, json_string_value(json_object_get(e, "owner")), json_is_true(json_object_get(e, "public")));
+    return gw_may_read_rec(w, e);
 }
 
 static json_t *query_field(const loom_http_request *req, const char *key)
@@ -186,6 +186,17 @@ static void upload(gw_worker *w, const char *name, const loom_http_request *req,
     if (rec) meta = upload_meta(req, name, version, sha, err, sizeof(err));
     if (meta) json_object_set_new(meta, "size", json_integer((json_int_t)req->body_len));
     if (meta) json_object_set_new(meta, "owner", json_string(w->user));
+    char project[160];
+    if (meta && loom_http_query_get(req, "project", project, sizeof(project)) > 0) {
+        if (!gw_in_project(w, project)) {   /* only a member gives a model to a project */
+            pthread_mutex_unlock(&registry_lock);
+            json_decref(rec);
+            json_decref(meta);
+            gw_reply_error(rep, 403, "user %s is not a member of project %s", w->user, project);
+            return;
+        }
+        json_object_set_new(meta, "project", json_string(project));
+    }
     rc = !rec ? rc : !meta ? LOOM_EINVAL : put_chunks(c, name, version, req->body, req->body_len);
     if (!rc) {
         json_array_append(json_object_get(rec, "versions"), meta);

@@ -7,7 +7,7 @@ LOOM_PKGS=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev libuv1-de
            libjansson-dev libssl-dev clang libclang-rt-14-dev iproute2 python3 procps
            libhttp-parser-dev libopenblas-dev curl python3-numpy)
 if [ "${1:-}" = test ]; then
-  LOOM_PKGS+=(slurmctld slurmd slurm-client munge)
+  LOOM_PKGS+=(slurmctld slurmd slurm-client munge python3-cryptography)
 fi
 missing=()
 for p in "${LOOM_PKGS[@]}"; do

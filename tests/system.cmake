@@ -42,6 +42,9 @@ set_tests_properties(sys_serving PROPERTIES LABELS system SKIP_REGULAR_EXPRESSIO
 # the gateway's bearer tokens and tenancy (--http-auth)
 loom_script_test(sys_gateway_auth sys_gateway_auth.sh)
 set_tests_properties(sys_gateway_auth PROPERTIES LABELS system)
+# OIDC access tokens (JWTs from an identity provider the test makes)
+loom_script_test(sys_gateway_oidc sys_gateway_oidc.sh)
+set_tests_properties(sys_gateway_oidc PROPERTIES LABELS system)
 # loom on a real Slurm (tests/slurm_env.sh brings up a private munged,
 # slurmctld and slurmd's): submit, cancel, two clusters on one node; skipped
 # when Slurm cannot be installed or the test is not root
