@@ -22,7 +22,17 @@
  * them makes the late answer a no-op.  Sent replies travel to the loop
  * through a hub (mutex, queue, uv_async).  The hub is reference-counted by the
  * server and by every reply not yet sent, so a reply sent after
- * loom_http_stop finds the hub closed and just frees itself. */
+ * loom_http_stop finds the hub closed and just frees itself.
+ *
+ * TLS (tls_cert/tls_key; the OpenSSL half is tls.c): each connection has a
+ * session between memory BIOs, touched on the loop thread only.  Bytes read
+ * are fed to it and everything it decrypts goes to the input buffer, so the
+ * state machine above runs on plaintext unchanged; the handshake is driven
+ * by those same reads while the connection is READING with no request
+ * begun (request_timeout_ms bounds it).  Everything written (answers,
+ * 100 Continue, handshake records, close_notify at LINGER) is encrypted into
+ * the session and its ciphertext written in the order made.  Without TLS,
+ * none of this runs. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,6 +42,7 @@
 #include "loom/loom.h"
 #include "runtime/util.h"
 #include "gateway/http_internal.h"
+#include "gateway/http_tls.h"
 
 #define DEF_MAX_HEADER_BYTES ((size_t)16 << 10)
 #define DEF_MAX_BODY_BYTES ((size_t)64 << 20)
@@ -110,7 +121,17 @@ struct conn {
     loom_http_reply *writing;    /* being written */
     char remote[64];
     char ip[INET6_ADDRSTRLEN];   /* the peer's address, for max_conns_per_client */
+    loom_tls_session *tls;       /* TLS on: this connection's session */
 };
+
+/* Ciphertext on its way to the socket (TLS), one uv_write each; freed when
+ * written (or cancelled by the close). */
+typedef struct tls_out {
+    uv_write_t req;
+    conn *c;
+    int answer;                  /* its completion completes the answer */
+    char data[];
+} tls_out;
 
 struct loom_http_server {
     loom_http_opts o;
@@ -123,12 +144,14 @@ struct loom_http_server {
     int port;
     int nconns, noverflow, inflight;
     conn *conns;
+    loom_tls *tls;               /* TLS on: the certificate and settings */
     char readbuf[READ_CHUNK];
 };
 
 static void conn_process(conn *c);
 static void conn_close(conn *c);
 static void conn_write(conn *c, loom_http_reply *rep);
+static void answer_written(conn *c, int status);
 
 /* ---- hub and replies ---- */
 
@@ -275,6 +298,16 @@ static void metrics_answer(server *s, const loom_http_reply *r)
             (double)(loom__now_us() - r->start_us) / 1e6);
 }
 
+static void metrics_tls_failure(server *s, const char *reason)
+{
+    if (!s->o.metrics) return;
+    char labels[48];
+    snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
+    loom_metrics_counter_add(s->o.metrics, "loom_http_tls_handshake_failures_total",
+                             "TLS handshakes that failed (error) or did not complete in time (timeout).",
+                             labels, 1);
+}
+
 /* ---- connections ---- */
 
 static void arm_timer(conn *c, int ms, uv_timer_cb cb)
@@ -309,8 +342,59 @@ static void on_conn_closed(uv_handle_t *h)
     conn *c = h->data;
     if (--c->closing_handles > 0) return;
     loom_http_parse_free(&c->parse);
+    loom_tls_session_free(&c->tls);
     free(c->in);
     free(c);
+}
+
+/* ---- TLS: ciphertext out ---- */
+
+static void on_tls_written(uv_write_t *req, int status)
+{
+    tls_out *o = req->data;
+    conn *c = o->c;
+    int answer = o->answer;
+    free(o);
+    if (answer) answer_written(c, status);
+}
+
+/* Write out the ciphertext the session has made, in the order made.  For an
+ * answer (answer=1) the write completes in answer_written; other records
+ * (handshake, tickets, alerts, 100 Continue, close_notify) go straight to
+ * the socket when nothing is queued before them, so that an alert still
+ * leaves before a close.  0 or LOOM_E*. */
+static int tls_flush(conn *c, int answer)
+{
+    size_t n = loom_tls_pending(c->tls);
+    if (n == 0 && !answer) return LOOM_OK;
+    if (n == 0 || n > UINT32_MAX) return LOOM_EIO;
+    tls_out *o = malloc(sizeof(*o) + n);
+    if (!o) return LOOM_ENOMEM;
+    n = loom_tls_take(c->tls, o->data, n);
+    size_t off = 0;
+    if (!answer) {
+        uv_buf_t now = uv_buf_init(o->data, (unsigned)n);
+        int k = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+        off = k > 0 ? (size_t)k : 0;
+        if (off == n) { free(o); return LOOM_OK; }
+    }
+    o->c = c;
+    o->answer = answer;
+    o->req.data = o;
+    uv_buf_t rest = uv_buf_init(o->data + off, (unsigned)(n - off));
+    if (uv_write(&o->req, (uv_stream_t *)&c->tcp, &rest, 1, on_tls_written) != 0) {
+        free(o);
+        return LOOM_EIO;
+    }
+    return LOOM_OK;
+}
+
+/* Encrypt an answer's buffers and write them; done in answer_written. */
+static int tls_send_answer(conn *c, const uv_buf_t *bufs, unsigned nb)
+{
+    for (unsigned i = 0; i < nb; i++)
+        if (loom_tls_write(c->tls, bufs[i].base, bufs[i].len) != 0) return LOOM_EIO;
+    return tls_flush(c, 1);
 }
 
 /* Unlink from the handler's reply: a late answer then finds no connection. */
@@ -364,6 +448,11 @@ static void conn_linger(conn *c)
 {
     c->state = C_LINGER;
     c->in_off = c->in_len = 0;
+    /* TLS: close_notify first; the shutdown waits for it to be written */
+    if (c->tls && (loom_tls_close_notify(c->tls) != 0 || tls_flush(c, 0) != 0)) {
+        conn_close(c);
+        return;
+    }
     if (c->peer_eof || uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         conn_close(c);
         return;
@@ -398,6 +487,11 @@ static void on_idle_or_request_timeout(uv_timer_t *t)
         c->state = C_READING;
     }
     if (c->state != C_READING) return;
+    if (c->tls && !loom_tls_established(c->tls)) {
+        metrics_tls_failure(c->srv, "timeout");
+        conn_close(c);
+        return;
+    }
     if (loom_http_parse_started(&c->parse))
         conn_answer(c, 408, "request timeout", NULL, 1, NULL);
     else
@@ -420,9 +514,9 @@ static void on_write_timeout(uv_timer_t *t)
     conn_close(t->data);             /* the client does not read its answer */
 }
 
-static void on_written(uv_write_t *req, int status)
+/* The answer being written is out (status 0) or failed. */
+static void answer_written(conn *c, int status)
 {
-    conn *c = req->data;
     loom_http_reply *r = c->writing;
     c->writing = NULL;
     int close = r ? r->close : 1;
@@ -437,6 +531,11 @@ static void on_written(uv_write_t *req, int status)
     arm_timer(c, c->srv->o.idle_timeout_ms, on_idle_or_request_timeout);
     reading_on(c);
     conn_process(c);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    answer_written(req->data, status);
 }
 
 static void conn_write(conn *c, loom_http_reply *r)
@@ -457,7 +556,10 @@ static void conn_write(conn *c, loom_http_reply *r)
     c->wreq.data = c;
     reading_off(c);
     arm_timer(c, c->srv->o.idle_timeout_ms, on_write_timeout);
-    if (!r->head || uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nb, on_written) != 0) {
+    int rc = !r->head ? LOOM_EINVAL
+             : c->tls ? tls_send_answer(c, bufs, nb)
+                      : uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nb, on_written);
+    if (rc != 0) {
         c->writing = NULL;
         reply_free(r);
         conn_close(c);
@@ -497,6 +599,18 @@ static void on_continue_written(uv_write_t *req, int status)
 {
     (void)req;
     (void)status;
+}
+
+/* 100 Continue.  A failed write shows in the answer's write after it. */
+static void send_continue(conn *c)
+{
+    if (c->tls) {
+        if (loom_tls_write(c->tls, CONTINUE_100, sizeof CONTINUE_100 - 1) == 0) tls_flush(c, 0);
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)CONTINUE_100, sizeof CONTINUE_100 - 1);
+    c->creq.data = c;
+    uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written);
 }
 
 static void compact_input(conn *c)
@@ -587,11 +701,7 @@ static void conn_process(conn *c)
             c->req_start_us = loom__now_us();
             arm_timer(c, c->srv->o.request_timeout_ms, on_idle_or_request_timeout);
         }
-        if (loom_http_parse_continue_due(&c->parse)) {
-            uv_buf_t b = uv_buf_init((char *)CONTINUE_100, sizeof CONTINUE_100 - 1);
-            c->creq.data = c;
-            uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written);
-        }
+        if (loom_http_parse_continue_due(&c->parse)) send_continue(c);
         if (ev == LOOM_HTTP_GOT_REQUEST) {
             conn_dispatch(c);
         } else if (ev == LOOM_HTTP_GOT_HEAD) {
@@ -613,7 +723,8 @@ static void conn_process(conn *c)
     if (c->state == C_READING && c->peer_eof) conn_close(c);   /* no more will come */
 }
 
-static int input_append(conn *c, const char *data, size_t n)
+/* Room for n more bytes in the input buffer. */
+static int input_reserve(conn *c, size_t n)
 {
     if (c->in_len + n > c->in_cap) {
         size_t ncap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
@@ -623,9 +734,57 @@ static int input_append(conn *c, const char *data, size_t n)
         c->in = p;
         c->in_cap = ncap;
     }
+    return LOOM_OK;
+}
+
+static int input_append(conn *c, const char *data, size_t n)
+{
+    if (input_reserve(c, n) != 0) return LOOM_ENOMEM;
     memcpy(c->in + c->in_len, data, n);
     c->in_len += n;
     return LOOM_OK;
+}
+
+/* ---- TLS: ciphertext in ---- */
+
+#define TLS_READ_ROOM 16384      /* a record's plaintext at most */
+
+/* Decrypt everything the session can give into the input buffer, so that
+ * nothing waits inside it while reading is off.  A LOOM_TLS_* result other
+ * than LOOM_TLS_DATA; LOOM_TLS_FAILED for no memory too. */
+static int tls_decrypt(conn *c)
+{
+    for (int guard = 0; guard < 1 << 16; guard++) {
+        if (input_reserve(c, TLS_READ_ROOM) != 0) return LOOM_TLS_FAILED;
+        size_t got = 0;
+        int ev = loom_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len, &got);
+        if (ev != LOOM_TLS_DATA) return ev;
+        c->in_len += got;
+    }
+    return LOOM_TLS_FAILED;
+}
+
+/* Ciphertext read from a TLS connection: the handshake, then requests. */
+static void tls_on_read(conn *c, const char *data, size_t n)
+{
+    int was_established = loom_tls_established(c->tls);
+    if (loom_tls_feed(c->tls, data, n) != 0) { conn_close(c); return; }
+    int ev = tls_decrypt(c);
+    int flushed = tls_flush(c, 0);   /* handshake records, tickets, alerts */
+    if (ev == LOOM_TLS_FAILED || flushed != 0) {
+        if (ev == LOOM_TLS_FAILED && !was_established) metrics_tls_failure(c->srv, "error");
+        conn_close(c);
+        return;
+    }
+    if (!was_established && loom_tls_established(c->tls) && c->state == C_READING)
+        arm_timer(c, c->srv->o.request_timeout_ms, on_idle_or_request_timeout);   /* now the request's */
+    if (c->state == C_READING) conn_process(c);
+    else if (c->in_len - c->in_off >= INPUT_HIGH_WATER) reading_off(c);
+    if (ev != LOOM_TLS_CLOSED || c->state == C_CLOSING) return;
+    /* close_notify: like the end of the stream */
+    if (c->state == C_READING || c->state == C_LINGER) { conn_close(c); return; }
+    c->peer_eof = 1;
+    reading_off(c);
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
@@ -639,6 +798,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     if (c->state == C_LINGER) return;        /* drained and dropped */
+    if (c->tls) { tls_on_read(c, buf->base, (size_t)n); return; }
     if (input_append(c, buf->base, (size_t)n) != 0) { conn_close(c); return; }
     if (c->state == C_READING) conn_process(c);
     else if (c->in_len - c->in_off >= INPUT_HIGH_WATER) reading_off(c);
@@ -714,15 +874,18 @@ static void on_connection(uv_stream_t *ls, int status)
     peer_name(c);
     uv_tcp_nodelay(&c->tcp, 1);
     if (c->overflow) {
-        /* beyond twice the limit, not even an answer: the cost must stay bounded */
-        if (s->noverflow > s->o.max_connections) { conn_close(c); return; }
+        /* beyond twice the limit, not even an answer: the cost must stay
+           bounded; with TLS, an answer would cost a handshake */
+        if (s->noverflow > s->o.max_connections || s->tls) { conn_close(c); return; }
         conn_answer(c, 503, "too many connections", "Retry-After: 1\r\n", 1, NULL);
         return;
     }
     if (conns_from(s, c->ip) > s->o.max_conns_per_client) {
+        if (s->tls) { conn_close(c); return; }
         conn_answer(c, 429, "too many connections from your address", "Retry-After: 1\r\n", 1, NULL);
         return;
     }
+    if (s->tls && !(c->tls = loom_tls_session_new(s->tls))) { conn_close(c); return; }
     arm_timer(c, s->o.request_timeout_ms, on_idle_or_request_timeout);
     reading_on(c);
 }
@@ -841,16 +1004,49 @@ static void abandon_loop(server *s)
     uv_loop_close(&s->loop);
 }
 
+/* The reason a start failed, into o->error when the caller gave one. */
+static int start_error(const loom_http_opts *o, int rc, const char *why)
+{
+    if (o && o->error && o->error_cap && !o->error[0])
+        loom__snprintf(o->error, o->error_cap, "%s", why ? why : loom_strerror(rc));
+    return rc;
+}
+
+/* TLS on: the context from the certificate and key, before anything listens. */
+static int tls_setup(server *s, const loom_http_opts *o)
+{
+    if (!o->tls_cert && !o->tls_key) return LOOM_OK;
+    char err[512];
+    int rc = loom_tls_new(o->tls_cert, o->tls_key, &s->tls, err, sizeof err);
+    if (rc) return start_error(o, rc, err[0] ? err : NULL);
+    /* the files are read; the server keeps no pointer into the caller's strings */
+    s->o.tls_cert = s->o.tls_key = NULL;
+    return LOOM_OK;
+}
+
+/* Free a server whose loop never ran (or has ended). */
+static void server_free(server *s)
+{
+    hub_unref(s->hub);
+    loom_tls_free(&s->tls);
+    free(s);
+}
+
 int loom_http_start(const loom_http_opts *o, loom_http_server **out)
 {
-    if (!o || !o->handler || !out || o->port < 0 || o->port > 65535) return LOOM_EINVAL;
+    if (o && o->error && o->error_cap) o->error[0] = 0;
+    if (!o || !o->handler || !out || o->port < 0 || o->port > 65535)
+        return start_error(o, LOOM_EINVAL, "no handler, or a port outside 0..65535");
     server *s = calloc(1, sizeof(*s));
     if (!s) return LOOM_ENOMEM;
     s->o = *o;
+    s->o.error = NULL;
     apply_defaults(&s->o);
     s->hub = hub_new();
     if (!s->hub) { free(s); return LOOM_ENOMEM; }
-    if (uv_loop_init(&s->loop) != 0) { hub_unref(s->hub); free(s); return LOOM_ESYS; }
+    int trc = tls_setup(s, o);
+    if (trc) { server_free(s); return trc; }
+    if (uv_loop_init(&s->loop) != 0) { server_free(s); return start_error(o, LOOM_ESYS, NULL); }
     uv_async_init(&s->loop, &s->async, on_async);
     s->async.data = s;
     s->hub->async = &s->async;
@@ -861,9 +1057,9 @@ int loom_http_start(const loom_http_opts *o, loom_http_server **out)
     if (rc == 0 && uv_thread_create(&s->thread, loop_main, s) != 0) rc = LOOM_ESYS;
     if (rc) {
         abandon_loop(s);
-        hub_unref(s->hub);
-        free(s);
-        return rc;
+        server_free(s);
+        return start_error(o, rc, rc == LOOM_EIO ? "cannot listen on that address and port (in use?)"
+                                  : rc == LOOM_EINVAL ? "not an IPv4 or IPv6 address" : NULL);
     }
     *out = s;
     return LOOM_OK;
@@ -887,6 +1083,5 @@ void loom_http_stop(loom_http_server **ps)
     pthread_mutex_unlock(&s->hub->mu);
     uv_thread_join(&s->thread);
     uv_loop_close(&s->loop);
-    hub_unref(s->hub);
-    free(s);
+    server_free(s);
 }

@@ -109,11 +109,26 @@ typedef struct loom_http_opts {
      * loom_http_requests_total{code}, loom_http_request_seconds (histogram),
      * loom_http_connections and loom_http_inflight (gauges) in it */
     loom_metrics *metrics;
+    /* optional: TLS.  PEM files, the certificate chain (leaf first) and its
+     * private key, read at start.  When set, the port speaks only TLS (1.2
+     * minimum; no plaintext fallback: a plain HTTP request is closed
+     * unanswered).  A handshake must complete within request_timeout_ms; a
+     * failed or late one closes the connection and, with metrics, counts in
+     * loom_http_tls_handshake_failures_total{reason}.  The limits'
+     * connection-level refusals (max_connections, max_conns_per_client) then
+     * close without an answer instead of 503/429. */
+    const char *tls_cert, *tls_key;
+    /* optional: where loom_http_start writes why it failed (NUL-terminated;
+     * "" on success) */
+    char *error;
+    size_t error_cap;
 } loom_http_opts;
 
 /* Start listening and serving on a thread of its own; returns once the socket
- * listens.  0, LOOM_EINVAL (no handler, bad host), LOOM_EIO (cannot bind or
- * listen: port in use), LOOM_ESYS, LOOM_ENOMEM. */
+ * listens.  0, LOOM_EINVAL (no handler, bad host; a TLS certificate or key
+ * that cannot be loaded, or a key that does not match its certificate),
+ * LOOM_EIO (cannot bind or listen: port in use), LOOM_ESYS, LOOM_ENOMEM; the
+ * reason in o->error when given. */
 int loom_http_start(const loom_http_opts *o, loom_http_server **out);
 /* The port it listens on. */
 int loom_http_port(const loom_http_server *s);
