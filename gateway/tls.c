@@ -12,6 +12,8 @@
  * failure is read from it and cleared before returning. */
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,18 +59,35 @@ static int ctx_settings(SSL_CTX *ctx)
     return SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) == 1;
 }
 
+/* The private key from a PEM file; NULL when it cannot be read. */
+static EVP_PKEY *read_key(const char *file)
+{
+    BIO *b = BIO_new_file(file, "r");
+    if (!b) return NULL;
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    BIO_free(b);
+    return k;
+}
+
 static int ctx_load(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t cap)
 {
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         set_error(err, cap, "cannot load the TLS certificate (chain, PEM) from", cert);
         return LOOM_EINVAL;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    EVP_PKEY *k = read_key(key);
+    if (!k) {
         set_error(err, cap, "cannot load the TLS private key (PEM) from", key);
         return LOOM_EINVAL;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        set_error(err, cap, "the TLS private key does not match the certificate", NULL);
+    /* compared here, so that a key of another type says so too */
+    int match = X509_check_private_key(SSL_CTX_get0_certificate(ctx), k) == 1;
+    int used = match && SSL_CTX_use_PrivateKey(ctx, k) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(k);
+    if (!used) {
+        ERR_clear_error();
+        if (err && cap)
+            loom__snprintf(err, cap, "the TLS private key %s does not match the certificate %s", key, cert);
         return LOOM_EINVAL;
     }
     return LOOM_OK;

@@ -3,10 +3,16 @@
  * grammar) and by the curl binary: keep-alive, pipelining, chunked bodies,
  * 100-continue, HEAD, HTTP/1.0, the refusals (400, 413, 417, 431, 408, 503,
  * 504), a client gone before its answer, 200 concurrent clients, metrics, and
- * stopping with connections open and handlers still working. */
+ * stopping with connections open and handlers still working.  TLS: a CA and
+ * a server certificate made at run time with the openssl command, then curl
+ * and an OpenSSL client against a TLS server (verification, keep-alive,
+ * pipelining, bodies, downgrades, plaintext and garbage on the TLS port, a
+ * stalled handshake, close_notify). */
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -133,6 +139,7 @@ static int is_health(const loom_http_request *req)
 
 typedef struct client {
     int fd;
+    SSL *ssl;                    /* a TLS client: reads and writes go through it */
     char *buf;
     size_t len, cap;
 } client;
@@ -167,6 +174,7 @@ static void client_open(client *c, int port)
 
 static void client_close(client *c)
 {
+    SSL_free(c->ssl);
     if (c->fd >= 0) close(c->fd);
     free(c->buf);
     memset(c, 0, sizeof(*c));
@@ -177,7 +185,9 @@ static int send_str(client *c, const char *s)
 {
     size_t n = strlen(s), off = 0;
     while (off < n) {
-        ssize_t k = send(c->fd, s + off, n - off, MSG_NOSIGNAL);
+        size_t w = 0;
+        ssize_t k = !c->ssl ? send(c->fd, s + off, n - off, MSG_NOSIGNAL)
+                  : SSL_write_ex(c->ssl, s + off, n - off, &w) == 1 ? (ssize_t)w : -1;
         if (k <= 0) return -1;
         off += (size_t)k;
     }
@@ -192,7 +202,15 @@ static int fill(client *c)
         c->buf = realloc(c->buf, c->cap + 1);
         REQUIRE(c->buf);
     }
-    ssize_t k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+    ssize_t k;
+    if (c->ssl) {
+        size_t got = 0;
+        k = SSL_read_ex(c->ssl, c->buf + c->len, c->cap - c->len, &got) == 1 ? (ssize_t)got
+            : SSL_get_error(c->ssl, 0) == SSL_ERROR_ZERO_RETURN ? 0 : -1;   /* 0: close_notify */
+        ERR_clear_error();
+    } else {
+        k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+    }
     if (k < 0) return -1;
     c->len += (size_t)k;
     c->buf[c->len] = 0;
@@ -998,6 +1016,314 @@ static void test_start_errors(void)
     loom_http_stop(&a);
 }
 
+/* ---- TLS ---- */
+
+static char tls_dir[64];
+
+/* A CA, a server certificate for 127.0.0.1 and localhost signed by it, and a
+ * key of no certificate, in a fresh directory.  0, or -1 (no openssl). */
+static int make_test_pki(void)
+{
+    snprintf(tls_dir, sizeof tls_dir, "/tmp/loom-test-tls-XXXXXX");
+    if (!mkdtemp(tls_dir)) return -1;
+    char cmd[3072];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && exec >log 2>&1 && "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+             "  -subj /CN=loom-test-ca -keyout ca.key -out ca.pem "
+             "  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost "
+             "  -keyout server.key -out server.csr && "
+             "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n"
+             "extendedKeyUsage=serverAuth\\n' >ext.cnf && "
+             "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+             "  -extfile ext.cnf -out server.pem && "
+             "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other.key",
+             tls_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void remove_test_pki(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tls_dir);
+}
+
+static const char *pki(const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s", tls_dir, name);
+    return out;
+}
+
+/* An OpenSSL client context: versions min..max (0: library defaults), the
+ * test CA trusted (verify=1) or nothing trusted (verify=0: no checks). */
+static SSL_CTX *tls_client_ctx(int min, int max, int verify)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    REQUIRE(ctx);
+    if (min) {
+        /* let this client offer old versions: the server must refuse them */
+        SSL_CTX_set_security_level(ctx, 0);
+        SSL_CTX_set_cipher_list(ctx, "DEFAULT:@SECLEVEL=0");
+        SSL_CTX_set_min_proto_version(ctx, min);
+    }
+    if (max) SSL_CTX_set_max_proto_version(ctx, max);
+    char ca[128];
+    if (verify) {
+        REQUIRE(SSL_CTX_load_verify_locations(ctx, pki("ca.pem", ca, sizeof ca), NULL) == 1);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    }
+    return ctx;
+}
+
+/* Connect and complete a handshake: 0, or -1 when it fails. */
+static int tls_client_open(client *c, int port, SSL_CTX *ctx)
+{
+    client_open(c, port);
+    c->ssl = SSL_new(ctx);
+    REQUIRE(c->ssl);
+    SSL_set_fd(c->ssl, c->fd);
+    SSL_set1_host(c->ssl, "127.0.0.1");
+    int ok = SSL_connect(c->ssl) == 1;
+    ERR_clear_error();
+    return ok ? 0 : -1;
+}
+
+/* Read raw bytes until the server closes (EOF or reset): 1 if it did within
+ * ms; what came before is in got (NUL-terminated). */
+static int raw_until_closed(int fd, int ms, char *got, size_t cap)
+{
+    size_t n = 0;
+    got[0] = 0;
+    int64_t end = loom__now_ms() + ms;
+    while (loom__now_ms() < end) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 50) <= 0) continue;
+        char b[4096];
+        ssize_t k = recv(fd, b, sizeof b, 0);
+        if (k == 0 || (k < 0 && errno == ECONNRESET)) return 1;
+        if (k < 0) return 0;
+        size_t take = (size_t)k < cap - 1 - n ? (size_t)k : cap - 1 - n;
+        memcpy(got + n, b, take);
+        n += take;
+        got[n] = 0;
+    }
+    return 0;
+}
+
+static void test_tls_start_errors(void)
+{
+    char cert[128], key[128], other[128], err[512];
+    pki("server.pem", cert, sizeof cert);
+    pki("server.key", key, sizeof key);
+    pki("other.key", other, sizeof other);
+    loom_http_opts o = { .handler = handler, .tls_cert = cert, .tls_key = other,
+                         .error = err, .error_cap = sizeof err };
+    loom_http_server *s = NULL;
+    CHECK_RC(loom_http_start(&o, &s), LOOM_EINVAL);               /* key of another cert */
+    CHECK(s == NULL && strstr(err, "does not match") != NULL);
+    o.tls_key = "/nonexistent/key.pem";
+    CHECK_RC(loom_http_start(&o, &s), LOOM_EINVAL);
+    CHECK(strstr(err, "private key") && strstr(err, "/nonexistent/key.pem"));
+    o.tls_key = key;
+    o.tls_cert = key;                                              /* a key is not a certificate */
+    CHECK_RC(loom_http_start(&o, &s), LOOM_EINVAL);
+    CHECK(strstr(err, "certificate") != NULL);
+    o.tls_cert = cert;
+    o.tls_key = NULL;                                              /* half of a pair */
+    CHECK_RC(loom_http_start(&o, &s), LOOM_EINVAL);
+    CHECK(err[0] != 0);
+    o.tls_key = key;
+    CHECK_RC(loom_http_start(&o, &s), 0);
+    CHECK(s && err[0] == 0);
+    loom_http_stop(&s);
+}
+
+static void test_tls_curl(int port)
+{
+    if (!have_curl()) {
+        printf("curl not found: skipping the TLS curl part\n");
+        return;
+    }
+    char cmd[1024], out[65536], ca[128];
+    pki("ca.pem", ca, sizeof ca);
+    /* GET: verified against the test CA, by address and by name */
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 --cacert %s -H 'X-Test: tls' "
+             "'https://127.0.0.1:%d/t/get?a=%%41' 2>&1", ca, port);
+    CHECK(run_curl(cmd, out, sizeof out) == 0);
+    json_t *j = json_loads(out, 0, NULL);
+    CHECK(j && strcmp(jstr(j, "path"), "/t/get") == 0 && strcmp(jstr(j, "a"), "A") == 0 &&
+          strcmp(jstr(j, "x-test"), "tls") == 0);
+    json_decref(j);
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 --cacert %s -o /dev/null -w '%%{http_code}' "
+             "'https://localhost:%d/t/name' 2>&1", ca, port);
+    CHECK(run_curl(cmd, out, sizeof out) == 0 && strcmp(out, "200") == 0);
+    /* POST bodies: plain, and 50 KB with Expect: 100-continue */
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 --cacert %s --data-binary 'hello tls' "
+             "'https://127.0.0.1:%d/t/post' 2>&1", ca, port);
+    CHECK(run_curl(cmd, out, sizeof out) == 0);
+    j = json_loads(out, 0, NULL);
+    CHECK(j && strcmp(jstr(j, "body"), "hello tls") == 0 && strcmp(jstr(j, "method"), "POST") == 0);
+    json_decref(j);
+    snprintf(cmd, sizeof cmd, "head -c 50000 /dev/zero | tr '\\0' 'z' | curl -sS --max-time 10 --cacert %s "
+             "-H 'Expect: 100-continue' --data-binary @- -w '%%{http_code}' -o /dev/null "
+             "'https://127.0.0.1:%d/t/expect' 2>&1", ca, port);
+    CHECK(run_curl(cmd, out, sizeof out) == 0 && strcmp(out, "200") == 0);
+    /* keep-alive: the second URL makes no new connection */
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 --cacert %s -o /dev/null -o /dev/null "
+             "-w '%%{http_code}:%%{num_connects} ' 'https://127.0.0.1:%d/t/1' 'https://127.0.0.1:%d/t/2' 2>&1",
+             ca, port, port);
+    CHECK(run_curl(cmd, out, sizeof out) == 0 && strcmp(out, "200:1 200:0 ") == 0);
+    /* TLS 1.2 alone works; 1.3 is the default */
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 --cacert %s --tlsv1.2 --tls-max 1.2 -o /dev/null "
+             "-w '%%{http_code}' 'https://127.0.0.1:%d/t/12' 2>&1", ca, port);
+    CHECK(run_curl(cmd, out, sizeof out) == 0 && strcmp(out, "200") == 0);
+    /* an unknown CA fails; a downgrade to TLS 1.1 fails; plain http gets nothing */
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 -o /dev/null 'https://127.0.0.1:%d/t/x' 2>/dev/null", port);
+    CHECK(run_curl(cmd, out, sizeof out) != 0);
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 --cacert %s --tlsv1.1 --tls-max 1.1 -o /dev/null "
+             "'https://127.0.0.1:%d/t/x' 2>/dev/null", ca, port);
+    CHECK(run_curl(cmd, out, sizeof out) != 0);
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 -o /dev/null -w '%%{http_code}' "
+             "'http://127.0.0.1:%d/t/x' 2>/dev/null", port);
+    CHECK(run_curl(cmd, out, sizeof out) != 0 && strcmp(out, "000") == 0);
+}
+
+/* The server itself refuses TLS 1.0 and 1.1, even from a client that offers
+ * nothing newer and accepts any cipher. */
+static void test_tls_downgrade(int port)
+{
+    int old[] = { TLS1_VERSION, TLS1_1_VERSION };
+    for (int i = 0; i < 2; i++) {
+        SSL_CTX *ctx = tls_client_ctx(old[i], old[i], 0);
+        client c;
+        CHECK(tls_client_open(&c, port, ctx) != 0);
+        client_close(&c);
+        SSL_CTX_free(ctx);
+    }
+    SSL_CTX *ctx = tls_client_ctx(TLS1_VERSION, TLS1_2_VERSION, 1);   /* offers 1.0-1.2: gets 1.2 */
+    client c;
+    CHECK(tls_client_open(&c, port, ctx) == 0);
+    CHECK(c.ssl && SSL_version(c.ssl) == TLS1_2_VERSION);
+    CHECK(c.ssl && SSL_get_current_compression(c.ssl) == NULL);
+    client_close(&c);
+    SSL_CTX_free(ctx);
+}
+
+/* Keep-alive, pipelining, an answer from another thread, a 3 MiB answer
+ * (many records, partial socket writes), and Connection: close ending in
+ * close_notify — over one verified connection. */
+static void test_tls_client(int port)
+{
+    SSL_CTX *ctx = tls_client_ctx(0, 0, 1);
+    client c;
+    CHECK(tls_client_open(&c, port, ctx) == 0);
+    CHECK(send_str(&c, "GET /p1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "GET /slow?ms=100 HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "POST /p3 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+                       "GET /p4 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    const char *want[] = { "/p1", "slow", "/p3", "/p4" };
+    for (int i = 0; i < 4; i++) {
+        resp r;
+        CHECK(read_response(&c, &r, 0) == 0 && r.status == 200);
+        if (i == 1) {
+            CHECK(r.body && strcmp(r.body, "slow:") == 0);
+        } else {
+            json_t *j = body_json(&r);
+            CHECK(j && strcmp(jstr(j, "path"), want[i]) == 0);
+            if (i == 2) CHECK(j && strcmp(jstr(j, "body"), "abc") == 0);
+            json_decref(j);
+        }
+        resp_free(&r);
+    }
+    resp r;
+    CHECK(roundtrip(&c, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
+    CHECK(r.body_len == (size_t)3 << 20 && r.body && r.body[0] == 'a' && r.body[25] == 'z');
+    resp_free(&r);
+    CHECK(roundtrip(&c, "GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r) == 200);
+    resp_free(&r);
+    CHECK(fill(&c) == 0);            /* close_notify, not a bare EOF */
+    client_close(&c);
+    SSL_CTX_free(ctx);
+}
+
+/* Plaintext, garbage and silence on the TLS port: closed, no HTTP answer,
+ * and the server goes on serving. */
+static void test_tls_bad_clients(int port, loom_metrics *m)
+{
+    char got[8192];
+    client c;
+    client_open(&c, port);
+    CHECK(send_str(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(raw_until_closed(c.fd, 3000, got, sizeof got) == 1);
+    CHECK(strstr(got, "HTTP/") == NULL);
+    client_close(&c);
+    /* a handshake record's header, then random bytes */
+    client_open(&c, port);
+    unsigned char junk[600] = { 0x16, 0x03, 0x01, 0x02, 0x00 };
+    srand(7);
+    for (size_t i = 5; i < sizeof junk; i++) junk[i] = (unsigned char)rand();
+    CHECK(send(c.fd, junk, sizeof junk, MSG_NOSIGNAL) == (ssize_t)sizeof junk);
+    CHECK(raw_until_closed(c.fd, 3000, got, sizeof got) == 1);
+    client_close(&c);
+    /* random bytes where records should be, after a completed handshake */
+    SSL_CTX *ctx = tls_client_ctx(0, 0, 1);
+    CHECK(tls_client_open(&c, port, ctx) == 0);
+    junk[0] = 0x17, junk[1] = 0x03, junk[2] = 0x03, junk[3] = 0x01, junk[4] = 0x00;
+    CHECK(send(c.fd, junk, 261, MSG_NOSIGNAL) == 261);
+    CHECK(raw_until_closed(c.fd, 3000, got, sizeof got) == 1);
+    client_close(&c);
+    /* a client that stops mid-handshake is closed after request_timeout_ms (1 s) */
+    client_open(&c, port);
+    CHECK(send(c.fd, junk, 5, MSG_NOSIGNAL) == 5);       /* a record header, no record */
+    int64_t t0 = loom__now_ms();
+    CHECK(raw_until_closed(c.fd, 5000, got, sizeof got) == 1);
+    int64_t took = loom__now_ms() - t0;
+    CHECK(took >= 700 && took < 4000);
+    client_close(&c);
+    /* still serving */
+    CHECK(tls_client_open(&c, port, ctx) == 0);
+    resp r;
+    CHECK(roundtrip(&c, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
+    resp_free(&r);
+    client_close(&c);
+    SSL_CTX_free(ctx);
+    double v = 0;
+    CHECK_RC(loom_metrics_value(m, "loom_http_tls_handshake_failures_total", "reason=\"timeout\"", &v), 0);
+    CHECK(v >= 1);
+    CHECK_RC(loom_metrics_value(m, "loom_http_tls_handshake_failures_total", "reason=\"error\"", &v), 0);
+    CHECK(v >= 2);
+}
+
+static void test_tls(void)
+{
+    if (make_test_pki() != 0) {
+        printf("openssl command failed (see %s/log): skipping the TLS part\n", tls_dir);
+        return;
+    }
+    test_tls_start_errors();
+    char cert[128], key[128];
+    loom_metrics *m = loom_metrics_new();
+    REQUIRE(m);
+    loom_http_opts o = {
+        .handler = handler, .request_timeout_ms = 1000, .handler_timeout_ms = 2000,
+        .idle_timeout_ms = 5000, .metrics = m, .max_body_bytes = 64 << 10,
+        .tls_cert = pki("server.pem", cert, sizeof cert), .tls_key = pki("server.key", key, sizeof key),
+    };
+    loom_http_server *s = NULL;
+    CHECK_RC(loom_http_start(&o, &s), 0);
+    REQUIRE(s);
+    int port = loom_http_port(s);
+    test_tls_curl(port);
+    test_tls_downgrade(port);
+    test_tls_client(port);
+    test_tls_bad_clients(port, m);
+    loom_http_stop(&s);
+    loom_metrics_free(&m);
+    remove_test_pki();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1059,6 +1385,7 @@ int main(void)
 
     test_stop_with_open_connections();
     test_start_errors();
+    test_tls();
 
     loom_http_stop(&s);
     /* replies never answered: sending them after the stop only frees them */
