@@ -142,7 +142,7 @@ int loom__client_send_msg(loom_client *c, loom_msg *m)
 }
 
 /* Read the monitor's events (two frames each: event and address) and count
- * the closed connections. */
+ * the closed connections and the CURVE handshakes that failed in a row. */
 static void count_disconnects(loom_client *c)
 {
     for (int i = 0; i < 64; i++) {
@@ -163,6 +163,9 @@ static void count_disconnects(loom_client *c)
             zmq_msg_close(&ev);
         }
         if (event == ZMQ_EVENT_DISCONNECTED) c->disconnects++;
+        int hs = loom__curve_handshake_event(event);
+        if (hs > 0) c->hs_failures = 0;
+        if (hs < 0) c->hs_failures++;
     }
 }
 
@@ -172,7 +175,7 @@ static void watch_connection(loom_client *c)
 {
     char ep[64];
     loom__snprintf(ep, sizeof(ep), "inproc://loom-client-%p", (void *)c);
-    if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_DISCONNECTED) != 0) return;
+    if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_DISCONNECTED | LOOM_CURVE_HS_EVENTS) != 0) return;
     c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
     if (c->mon && zmq_connect(c->mon, ep) != 0) {
         zmq_close(c->mon);
@@ -194,6 +197,7 @@ static int recv_msg(loom_client *c, int64_t timeout_ms, zmq_msg_t *f, loom_msg *
         unsigned closes = c->disconnects;
         if (c->mon && (pi[1].revents & ZMQ_POLLIN)) count_disconnects(c);
         if (pi[0].revents & ZMQ_POLLIN) break;
+        if (c->hs_failures >= LOOM_CURVE_REFUSALS) return LOOM_EAUTH;
         if (c->disconnects != closes) return LOOM_ETIMEOUT; /* callers look at the closes */
         if (deadline >= 0 && loom__now_ms() >= deadline) return LOOM_ETIMEOUT;
     }
@@ -275,6 +279,9 @@ static int await_reply(loom_client *c, uint64_t req, int64_t timeout_ms, zmq_msg
         int rc = recv_msg(c, left, f, reply);
         if (rc == LOOM_ETIMEOUT && c->disconnects != closes) return RESEND;
         if (rc == LOOM_EPROTO) continue;
+        if (rc == LOOM_EAUTH)
+            return loom__client_set_error(c, LOOM_EAUTH, "the head at %s refused this client's CURVE handshake "
+                                          "%d times: wrong cluster secret", c->address, c->hs_failures);
         if (rc == LOOM_ETIMEOUT)
             return loom__client_set_error(c, LOOM_ECONN, "the head at %s did not answer within %lld ms", c->address,
                                           (long long)timeout_ms);
@@ -441,7 +448,7 @@ int loom__client_say_hello(loom_client *c)
     loom_msg m;
     loom__msg_init(&m, LOOM_MSG_HELLO, 0);
     m.role = LOOM_ROLE_DRIVER;
-    m.secret = c->secret;
+    m.secret = ""; /* CURVE is the proof; the secret never travels */
     m.hostname = c->hostname;
     m.pid = (uint32_t)getpid();
     zmq_msg_t f;
@@ -541,18 +548,21 @@ static int resolve_address(loom_client *c, const char *address, const loom_conne
     return LOOM_OK;
 }
 
-static int load_secret(loom_client *c, const loom_connect_opts *o, const char *state_dir)
+/* The cluster secret from the options, $LOOM_SECRET, the secret file or the
+ * state dir, into secret. */
+static int load_secret(loom_client *c, const loom_connect_opts *o, const char *state_dir,
+                       char secret[LOOM_SECRET_HEX + 1])
 {
     if (o && o->secret) {
         if (strlen(o->secret) != LOOM_SECRET_HEX)
             return loom__client_set_error(c, LOOM_EAUTH, "the cluster secret must be %d hex characters",
                                           LOOM_SECRET_HEX);
-        memcpy(c->secret, o->secret, LOOM_SECRET_HEX + 1);
+        memcpy(secret, o->secret, LOOM_SECRET_HEX + 1);
         return LOOM_OK;
     }
     const char *env = getenv("LOOM_SECRET");
     if (env && strlen(env) == LOOM_SECRET_HEX) {
-        memcpy(c->secret, env, LOOM_SECRET_HEX + 1);
+        memcpy(secret, env, LOOM_SECRET_HEX + 1);
         return LOOM_OK;
     }
     char path[4200];
@@ -564,7 +574,7 @@ static int load_secret(loom_client *c, const loom_connect_opts *o, const char *s
         loom__snprintf(path, sizeof(path), "%s/secret", state_dir);
         file = path;
     }
-    int rc = loom__secret_load(file, c->secret);
+    int rc = loom__secret_load(file, secret);
     if (rc == LOOM_ENOTFOUND)
         return loom__client_set_error(c, LOOM_EAUTH, "no cluster secret: %s does not exist (set LOOM_SECRET_FILE)",
                                       file);
@@ -574,7 +584,30 @@ static int load_secret(loom_client *c, const loom_connect_opts *o, const char *s
     return LOOM_OK;
 }
 
-int loom_connect(const char *address, const loom_connect_opts *opts, loom_client **out)
+/* The client's CURVE keys: keys when given (an executor's task key), else
+ * the node key derived from the cluster secret, which is not kept. */
+static int client_keys(loom_client *c, const loom_connect_opts *opts, const loom_curve_client *keys,
+                       const char *state_dir)
+{
+    if (keys) {
+        c->curve = *keys;
+        return LOOM_OK;
+    }
+    char secret[LOOM_SECRET_HEX + 1] = "";
+    int rc;
+    if (!strcmp(c->address, "local"))
+        rc = loom__local_start(opts, &c->local, c->address, sizeof(c->address), secret, c->last_error,
+                               sizeof(c->last_error));
+    else
+        rc = load_secret(c, opts, state_dir, secret);
+    if (!rc && loom__curve_node_client(secret, &c->curve))
+        rc = loom__client_set_error(c, LOOM_EAUTH, "the cluster secret must be %d hex characters", LOOM_SECRET_HEX);
+    memset(secret, 0, sizeof(secret));
+    return rc;
+}
+
+static int connect_with(const char *address, const loom_connect_opts *opts, const loom_curve_client *keys,
+                        loom_client **out)
 {
     if (!out) return LOOM_EINVAL;
     *out = NULL;
@@ -588,17 +621,17 @@ int loom_connect(const char *address, const loom_connect_opts *opts, loom_client
     char state_dir[4096];
     int rc = resolve_address(c, address, opts, state_dir, sizeof(state_dir));
     if (rc) goto fail;
-    if (!strcmp(c->address, "local"))
-        rc = loom__local_start(opts, &c->local, c->address, sizeof(c->address), c->secret, c->last_error,
-                               sizeof(c->last_error));
-    else
-        rc = load_secret(c, opts, state_dir);
+    rc = client_keys(c, opts, keys, state_dir);
     if (rc) goto fail;
     c->zctx = zmq_ctx_new();
     c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
     loom__zsock_setup(c->sock, ZMQ_DEALER);
     char ep[600];
     loom__snprintf(ep, sizeof(ep), "tcp://%s", c->address);
+    if (loom__curve_client(c->sock, c->curve.server_pub, &c->curve.self)) {
+        rc = loom__client_set_error(c, LOOM_EIO, "cannot set up CURVE on the head's connection");
+        goto fail;
+    }
     if (zmq_connect(c->sock, ep) != 0) {
         rc = loom__client_set_error(c, LOOM_EINVAL, "bad cluster address '%s' (want HOST:PORT or \"local\")",
                                     c->address);
@@ -614,6 +647,17 @@ fail:
     if (c->last_error[0]) fprintf(stderr, "loom: %s\n", c->last_error);
     loom_disconnect(&c);
     return rc;
+}
+
+int loom_connect(const char *address, const loom_connect_opts *opts, loom_client **out)
+{
+    return connect_with(address, opts, NULL, out);
+}
+
+int loom__connect_with_keys(const char *address, const loom_curve_client *keys, loom_client **out)
+{
+    if (!keys) return LOOM_EINVAL;
+    return connect_with(address, NULL, keys, out);
 }
 
 void loom_disconnect(loom_client **pc)
@@ -632,6 +676,7 @@ void loom_disconnect(loom_client **pc)
     if (c->sock) zmq_close(c->sock);
     if (c->data_sock) zmq_close(c->data_sock);
     if (c->zctx) zmq_ctx_term(c->zctx);
+    memset(&c->curve, 0, sizeof(c->curve));
     size_t it = 0;
     void *v;
     while (loom__hmap_next(&c->ready, &it, &v)) loom__client_ready_free(v);

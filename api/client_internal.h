@@ -10,6 +10,7 @@
 #include <zmq.h>
 #include "api/local.h"
 #include "objectstore/store.h"
+#include "runtime/curve.h"
 #include "runtime/hmap.h"
 #include "runtime/secret.h"
 #include "runtime/wire.h"
@@ -17,6 +18,11 @@
 #include "loom/value.h"
 
 #define REQUEST_TIMEOUT_MS 30000
+
+/* Connect to the head at address (HOST:PORT) with these CURVE keys instead
+ * of the cluster secret: how task code's client (loom_task_client) in an
+ * executor connects, with the task key of its grant (runtime/curve.h). */
+int loom__connect_with_keys(const char *address, const loom_curve_client *keys, loom_client **out);
 
 /* What the client knows about an object it subscribed to. */
 typedef struct ready_info {
@@ -51,9 +57,10 @@ struct loom_client {
     void *zctx, *sock;
     void *mon;                /* PAIR: sock's monitor events (closed connections) */
     unsigned disconnects;     /* connections to the head closed so far */
+    int hs_failures;          /* CURVE handshakes failed since the last that worked */
     loom_pack *out;
     uint64_t next_req;
-    char secret[LOOM_SECRET_HEX + 1];
+    loom_curve_client curve;  /* its CURVE keys: the node key (from the secret), or an executor's task key */
     char address[512];
     char hostname[256];
     uint32_t id;

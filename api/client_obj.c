@@ -28,7 +28,8 @@ static int data_connect(loom_client *c, const char *addr)
     loom__zsock_setup(c->data_sock, ZMQ_DEALER);
     char ep[400];
     loom__snprintf(ep, sizeof(ep), "tcp://%s", addr);
-    if (zmq_connect(c->data_sock, ep) != 0) {
+    if (loom__curve_client(c->data_sock, c->curve.server_pub, &c->curve.self) ||
+        zmq_connect(c->data_sock, ep) != 0) {
         zmq_close(c->data_sock);
         c->data_sock = NULL;
         return loom__client_set_error(c, LOOM_ECONN, "cannot connect to the node at %s", addr);
@@ -37,7 +38,7 @@ static int data_connect(loom_client *c, const char *addr)
     loom_msg m;
     loom__msg_init(&m, LOOM_MSG_HELLO, 0);
     m.role = LOOM_ROLE_DRIVER;
-    m.secret = c->secret;
+    m.secret = ""; /* CURVE is the proof */
     m.hostname = c->hostname;
     loom__wire_encode(&m, c->out);
     zmq_send(c->data_sock, loom_pack_data(c->out), loom_pack_size(c->out), 0);

@@ -9,6 +9,21 @@
  * is "HOST\nPORT_0,PORT_1,...": PORT_p is where rank p connects (0 for r).
  * Joining ends with a hello to and from every peer.
  *
+ * Channels speak CURVE with a key of the group's own, never the cluster's
+ * (executors do not hold those, runtime/curve.h): rank 0 makes a random
+ * keypair when the group forms and publishes it in the rendezvous under
+ * "loom/coll/<name>/curve" before any member binds; the others read it
+ * there (waiting, as for the backend).  Every PULL is a CURVE server with
+ * that key and every PUSH a client with it, and a ZAP handler in the
+ * group's zmq context lets in only that public key.  So the channels are
+ * encrypted, and only who can read the rendezvous can join or listen: with
+ * the cluster rendezvous, the head's key-value table, that is a client of
+ * the cluster (a driver or task code, over its own CURVE connection); with
+ * the directory rendezvous, who can read the directory (files are 0600).
+ * This is the simplest design that keeps cluster keys out of executors: no
+ * new message and nothing for the daemon to hand out, since the rendezvous
+ * every member already trusts carries the key.
+ *
  * Buffers are cut into world blocks and blocks into chunks of at most
  * chunk_bytes (1 MiB, less in big groups), so what is in flight stays bounded:
  *   reduce-scatter  for each chunk, every member sends its part of block b
@@ -41,6 +56,7 @@
 #include <time.h>
 #include <zmq.h>
 #include "api/collective_internal.h"
+#include "runtime/curve.h"
 #include "runtime/util.h"
 
 #define COLL_MAGIC 0x4c434f4cu            /* "LOCL" */
@@ -66,6 +82,8 @@ struct loom_collective {
     int broken;               /* a failure left the members out of step */
     size_t chunk_bytes;
     void *zctx;
+    loom_curve_pair keys;     /* the group's CURVE keys (CPU backend) */
+    loom_curve_zap *zap;      /* lets in the group's public key only */
     void **pull, **push;      /* [world]; NULL at rank */
     uint8_t *save;            /* chunk_bytes: own part while its place is overwritten */
     loom_coll_nccl *nccl;
@@ -405,13 +423,59 @@ static void *new_socket(loom_collective *g, int type, int ipv6)
     void *s = zmq_socket(g->zctx, type);
     if (!s) return NULL;
     int zero = 0, hwm = CHANNEL_HWM, sockbuf = (int)(2 * g->chunk_bytes);
-    int64_t maxmsg = (int64_t)(HDR_LEN + g->chunk_bytes);
+    /* libzmq checks the size on the wire: a CURVE MESSAGE adds its command
+       name, nonce and MAC (33 bytes) to the frame */
+    int64_t maxmsg = (int64_t)(HDR_LEN + g->chunk_bytes + 64);
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
     zmq_setsockopt(s, type == ZMQ_PUSH ? ZMQ_SNDHWM : ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(s, type == ZMQ_PUSH ? ZMQ_SNDBUF : ZMQ_RCVBUF, &sockbuf, sizeof(sockbuf));
     if (type == ZMQ_PULL) zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
     if (ipv6) zmq_setsockopt(s, ZMQ_IPV6, &ipv6, sizeof(ipv6));
+    int rc = type == ZMQ_PULL ? loom__curve_server(s, &g->keys) : loom__curve_client(s, g->keys.pub, &g->keys);
+    if (rc) {
+        zmq_close(s);
+        return NULL;
+    }
     return s;
+}
+
+static int rv_get(loom_collective *g, const loom_rendezvous *rv, const char *key, int64_t deadline,
+                  const char *who, void **val, size_t *len);
+
+/* The group's CURVE keys: rank 0 makes and publishes them ("PUB SEC"), the
+ * others read them; then the ZAP handler starts, before any PULL binds. */
+static int group_keys(loom_collective *g, const loom_rendezvous *rv, int64_t deadline)
+{
+    char key[MAX_NAME + 64], text[2 * LOOM_CURVE_Z85 + 2];
+    key_of(key, sizeof(key), g->name, "curve");
+    int rc = LOOM_OK;
+    if (g->rank == 0) {
+        if (loom__curve_random_pair(&g->keys)) return fail(g, LOOM_EIO, "cannot make the group's CURVE keys");
+        loom__snprintf(text, sizeof(text), "%s %s", g->keys.pub, g->keys.sec);
+        rc = rv->put(rv->arg, key, text, 2 * LOOM_CURVE_Z85 + 1);
+        if (rc) rc = fail(g, rc, "publishing %s: %s", key, loom_strerror(rc));
+    } else {
+        void *val = NULL;
+        size_t len = 0;
+        rc = rv_get(g, rv, key, deadline, "rank 0", &val, &len);
+        if (rc) return rc;
+        loom_curve_pair got;
+        int ok = len == 2 * LOOM_CURVE_Z85 + 1 && ((char *)val)[LOOM_CURVE_Z85] == ' ';
+        if (ok) {
+            memcpy(text, (char *)val + LOOM_CURVE_Z85 + 1, LOOM_CURVE_Z85);
+            text[LOOM_CURVE_Z85] = 0;
+        }
+        if (!ok || loom__curve_pair_from_secret(text, &got) || memcmp(got.pub, val, LOOM_CURVE_Z85) != 0)
+            rc = fail(g, LOOM_EPROTO, "%s holds no CURVE key pair", key);
+        else
+            g->keys = got;
+        free(val);
+    }
+    memset(text, 0, sizeof(text));
+    loom_curve_allow allow = {g->keys.pub, "group"};
+    if (!rc && loom__curve_zap_start(g->zctx, &allow, 1, &g->zap))
+        rc = fail(g, LOOM_EIO, "cannot start the group's ZAP handler");
+    return rc;
 }
 
 /* "tcp://HOST:PORT" ([HOST] for IPv6); port "*" to bind any. */
@@ -532,7 +596,8 @@ static int cpu_join(loom_collective *g, const loom_rendezvous *rv, const char *h
     if (!g->pull || !g->push || !g->save || !g->zctx)
         return fail(g, LOOM_ENOMEM, "no memory for a group of %d", n);
     zmq_ctx_set(g->zctx, ZMQ_MAX_SOCKETS, 2 * n + 16);
-    int rc = publish_record(g, rv, host);
+    int rc = group_keys(g, rv, deadline);
+    if (!rc) rc = publish_record(g, rv, host);
     for (int p = 0; p < n && !rc; p++) {
         if (p == g->rank) continue;
         char key[MAX_NAME + 64], leaf[16], who[32];
@@ -670,6 +735,8 @@ void loom_collective_destroy(loom_collective **gp)
             zmq_close(g->push[p]);
         }
     }
+    loom__curve_zap_stop(&g->zap);
+    memset(&g->keys, 0, sizeof(g->keys));
     if (g->zctx) {
         while (zmq_ctx_term(g->zctx) != 0 && errno == EINTR) {
         }

@@ -487,6 +487,7 @@ static int start_threads(loom_gateway *g)
 
 int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
 {
+    if (o && o->error && o->error_cap) o->error[0] = 0;
     if (!o || !out || !o->state_dir || !o->secret || o->port < 0 || o->port > 65535) return LOOM_EINVAL;
     *out = NULL;
     if (!o->auth && !is_loopback(o->host ? o->host : "127.0.0.1")) return LOOM_EAUTH;
@@ -525,6 +526,7 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
             .host = g->host, .port = o->port, .handler = on_request, .ud = g,
             .max_inflight = g->queue_max + g->nworkers + 64, .is_priority = is_loop_route, .metrics = g->metrics,
             .max_body_bytes = MAX_BODY, .admit = g->auth ? on_admit : NULL,
+            .tls_cert = o->tls_cert, .tls_key = o->tls_key, .error = o->error, .error_cap = o->error_cap,
         };
         rc = loom_http_start(&ho, &g->http);
     }

@@ -54,9 +54,15 @@ typedef struct loom_gateway_opts {
     int auth;                  /* 1: bearer tokens required (all but health, /metrics);
                                   0 is refused unless host is a loopback address */
     loom_gateway_oidc oidc;    /* with auth: OIDC tokens too */
+    const char *tls_cert;      /* TLS only on the port: certificate chain (PEM) */
+    const char *tls_key;       /*   and its private key (PEM); both or neither */
+    char *error;               /* optional: why the start failed (error_cap bytes) */
+    size_t error_cap;
 } loom_gateway_opts;
 
-/* Start listening (returns once the port is bound).  0 or LOOM_E*. */
+/* Start listening (returns once the port is bound).  0 or LOOM_E*: LOOM_EAUTH
+ * for auth off on a non-loopback host, LOOM_EINVAL for a TLS certificate or
+ * key that cannot be loaded or do not match (the reason in o->error). */
 int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out);
 int loom_gateway_port(const loom_gateway *g);
 /* Stop the server and the workers, free everything; NULL-safe. */

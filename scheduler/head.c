@@ -4,8 +4,9 @@
  * errors, answers after commit), write-through of the tables to LMDB, and
  * the table of handlers dispatch() routes each message to.
  *
- * One thread, one libuv loop, one ROUTER socket.  Every peer must first say
- * HELLO with the cluster secret.  Every frame is decoded and validated by
+ * One thread, one libuv loop, one ROUTER socket, a CURVE server whose ZAP
+ * handler (runtime/curve.c, its own thread) lets in only the cluster's client
+ * keys; every peer must then say HELLO.  Every frame is decoded and validated by
  * runtime/wire.c before a handler sees it; a bad frame gets an ERROR reply and
  * a log line.  Tables are in memory and written through to LMDB (headdb.c) in
  * one transaction per loop turn.
@@ -27,6 +28,7 @@
 #include "runtime/hmap.h"
 #include "runtime/ids.h"
 #include "runtime/log.h"
+#include "runtime/curve.h"
 #include "runtime/secret.h"
 #include "runtime/util.h"
 #include "runtime/wire.h"
@@ -542,12 +544,14 @@ static void on_running(head *h, client *c, loom_msg *m)
     loom__head_schedule(h);
 }
 
-static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m)
+/* Every connection got here through CURVE with a key the ZAP handler let in
+ * (user is its "User-Id"): the secret is no longer in HELLO.  Task code
+ * (loom_task_client, the task key) may be a driver, never a node. */
+static void on_hello(head *h, const uint8_t *ident, size_t identlen, loom_msg *m, const char *user)
 {
-    if (!loom__secret_equal(m->secret, h->secret)) {
-        LOG_WARN("refused a %s from %s: wrong cluster secret",
-                 m->role == LOOM_ROLE_NODE ? "node" : "driver", m->hostname);
-        loom__head_reply_error(h, ident, identlen, m->req, LOOM_EAUTH, "wrong cluster secret");
+    if (m->role == LOOM_ROLE_NODE && (!user || strcmp(user, LOOM_CURVE_USER_NODE) != 0)) {
+        LOG_WARN("refused a node from %s: its key is not the cluster's node key", m->hostname);
+        loom__head_reply_error(h, ident, identlen, m->req, LOOM_EAUTH, "this key may not join as a node");
         return;
     }
     if (m->role == LOOM_ROLE_NODE && m->nnodes != 1) {
@@ -736,12 +740,12 @@ static void on_frames(void *arg, zmq_msg_t *frames, int n)
         return;
     }
     if (m.type == LOOM_MSG_HELLO) {
-        on_hello(h, ident, identlen, &m);
+        on_hello(h, ident, identlen, &m, zmq_msg_gets(&frames[1], "User-Id"));
     } else {
         client *c = loom__hmap_get(&h->clients, ident, identlen);
         /* ESTATE, not EAUTH: a peer of a head that restarted joins again */
         if (!c)
-            loom__head_reply_error(h, ident, identlen, m.req, LOOM_ESTATE, "say hello with the cluster secret first");
+            loom__head_reply_error(h, ident, identlen, m.req, LOOM_ESTATE, "say hello first");
         else
             dispatch(h, c, &m);
     }
@@ -781,6 +785,18 @@ static void probe_drivers(head *h)
     if (n) loom__head_schedule(h);
 }
 
+/* A peer whose CURVE handshake failed never reached on_frames: say so in
+ * the log (now and then: a refused peer retries every 100 ms). */
+static void log_refused_handshake(head *h)
+{
+    h->hs_refused++;
+    int64_t now = loom__now_ms();
+    if (h->hs_logged && now - h->hs_logged < 10000) return;
+    h->hs_logged = now;
+    LOG_WARN("refused a connection whose CURVE handshake failed: wrong cluster secret, or not a loom peer "
+             "(%llu so far)", (unsigned long long)h->hs_refused);
+}
+
 static void on_monitor(void *arg, zmq_msg_t *frames, int n)
 {
     head *h = arg;
@@ -788,13 +804,14 @@ static void on_monitor(void *arg, zmq_msg_t *frames, int n)
     uint16_t event;
     memcpy(&event, zmq_msg_data(&frames[0]), sizeof(event));
     if (event == ZMQ_EVENT_DISCONNECTED) probe_drivers(h);
+    if (loom__curve_handshake_event(event) < 0) log_refused_handshake(h);
 }
 
 static void watch_disconnects(head *h)
 {
     char ep[64];
     loom__snprintf(ep, sizeof(ep), "inproc://head-monitor-%p", (void *)h);
-    if (zmq_socket_monitor(h->router, ep, ZMQ_EVENT_DISCONNECTED) != 0) return;
+    if (zmq_socket_monitor(h->router, ep, ZMQ_EVENT_DISCONNECTED | LOOM_CURVE_HS_EVENTS) != 0) return;
     h->monitor = zmq_socket(h->zctx, ZMQ_PAIR);
     if (!h->monitor || zmq_connect(h->monitor, ep) != 0 ||
         loom__zwatch_start(h->loop, h->monitor, on_monitor, h, &h->monitor_watch) != 0)
@@ -852,6 +869,18 @@ static void on_signal(uv_signal_t *s, int signum)
     head *h = s->data;
     LOG_INFO("signal %d: stopping", signum);
     uv_stop(h->loop);
+}
+
+/* The router is a CURVE server with the cluster's server key; its ZAP
+ * handler (started first: without one, libzmq lets every CURVE client in)
+ * admits the node key and the task key, nothing else. */
+static int curve_router(head *h, const loom_curve_keys *k)
+{
+    loom_curve_allow allow[] = {{k->node.pub, LOOM_CURVE_USER_NODE}, {k->task.pub, LOOM_CURVE_USER_TASK}};
+    int rc = loom__curve_zap_start(h->zctx, allow, 2, &h->zap);
+    if (!rc) rc = loom__curve_server(h->router, &k->server);
+    if (rc) LOG_ERROR("cannot set up CURVE on the head's socket: %s", loom_strerror(rc));
+    return rc;
 }
 
 static int bind_router(head *h, const loom_head_opts *o, char *addr, size_t addrlen)
@@ -959,8 +988,8 @@ int loom__head_run(const loom_head_opts *o)
     if (!opts.bind_host) opts.bind_host = "127.0.0.1";
     h.hb_timeout_ms = opts.heartbeat_timeout_ms > 0 ? opts.heartbeat_timeout_ms : 10000;
     h.nodes_epoch = 1; /* tasks start at 0: each is checked for feasibility once */
-    if (!opts.secret || strlen(opts.secret) != LOOM_SECRET_HEX) return LOOM_EAUTH;
-    memcpy(h.secret, opts.secret, LOOM_SECRET_HEX + 1);
+    loom_curve_keys keys;
+    if (loom__curve_derive(opts.secret, &keys)) return LOOM_EAUTH;
     int rc = loom__headdb_open(opts.db_dir ? opts.db_dir : opts.state_dir, &h.db);
     if (rc) return rc;
     h.out = loom_pack_new();
@@ -972,7 +1001,9 @@ int loom__head_run(const loom_head_opts *o)
     h.router = zmq_socket(h.zctx, ZMQ_ROUTER);
     loom__zsock_setup(h.router, ZMQ_ROUTER);
     char addr[512];
-    rc = bind_router(&h, &opts, addr, sizeof(addr));
+    rc = curve_router(&h, &keys);
+    memset(&keys, 0, sizeof(keys));
+    if (!rc) rc = bind_router(&h, &opts, addr, sizeof(addr));
     if (!rc) rc = loom__zwatch_start(h.loop, h.router, on_frames, &h, &h.watch);
     if (!rc) loom__zwatch_after_batch(h.watch, after_batch);
     if (!rc) watch_disconnects(&h);
@@ -1014,6 +1045,7 @@ out:
     for (int i = 0; i < h.nacks; i++) free(h.acks[i].data);
     free(h.acks);
     zmq_close(h.router);
+    loom__curve_zap_stop(&h.zap);
     zmq_ctx_term(h.zctx);
     loom__headdb_close(&h.db);
     head_free_tables(&h);

@@ -186,7 +186,9 @@ typedef struct head {
     int nacks, cap_acks;
     uv_signal_t sigint, sigterm;
     headdb *db;
-    char secret[LOOM_SECRET_HEX + 1];
+    uint64_t hs_refused;         /* CURVE handshakes that failed, and when that was last logged */
+    int64_t hs_logged;
+    struct loom_curve_zap *zap;  /* lets in the cluster's CURVE client keys (runtime/curve.h) */
     int hb_timeout_ms;
     loom_pack *out;              /* scratch encoder for messages */
     loom_pack *rec;              /* scratch encoder for table records */

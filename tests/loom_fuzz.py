@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """tests/loom_fuzz.py — send garbage to loom's sockets (standard library only).
 
-loom's head and node daemons speak ZeroMQ (ZMTP 3.x, NULL mechanism) with one
-msgpack frame per message (runtime/wire.h):  [version, type, req, field...].
-This script speaks just enough ZMTP to get past the transport and hand the
-daemons' decoders bad frames, and also attacks the transport itself:
+loom's head and node daemons speak ZeroMQ (ZMTP 3.x) with one msgpack frame
+per message (runtime/wire.h):  [version, type, req, field...].  Their tcp
+ports speak the CURVE mechanism (runtime/curve.h), which this script cannot
+(the standard library has no Curve25519): there it attacks the transport
+(greetings, handshakes, garbage) and checks that a plaintext peer is shut
+out and never answered.  The executors' ipc sockets speak NULL: there it
+gets past the transport and hands the daemons' decoders bad frames:
 
   random      random bytes instead of a greeting
   greeting    truncated and corrupted ZMTP greetings
@@ -16,21 +19,25 @@ daemons' decoders bad frames, and also attacks the transport itself:
   huge        frame headers announcing enormous sizes, then hang up
   churn       many connections opened and dropped at once
   authed      (with --secret-file) HELLO with the real secret as a driver,
-              then well-formed but meaningless requests
+              then well-formed but meaningless requests (the secret no
+              longer opens anything: tcp ports want CURVE keys, executor
+              sockets a per-executor token)
 
 Targets are tcp:HOST:PORT (a loom ZMTP port), ipc:PATH (a loom ipc socket)
 or other:HOST:PORT (a port of unknown protocol: it gets the same bytes and
 must only keep accepting connections).  Work is bounded by --payloads and
 --seconds.  Before the garbage, and again after it, every target gets a valid
-handshake and a HELLO with a wrong secret; a tcp target must answer it with
-an ERROR (so the test knows the bytes reached loom's decoder, and that loom
-still answers afterwards).
+handshake and a HELLO with a wrong secret; a plaintext tcp target must answer
+it with an ERROR (so the test knows the bytes reached loom's decoder, and that
+loom still answers afterwards); a CURVE target must greet and then close the
+connection of that plaintext peer.
 
 Commands:
   loom_fuzz.py fuzz --target tcp:127.0.0.1:7787 [--target ipc:/path] ...
                [--payloads 2000] [--seconds 60] [--seed N] [--secret-file F]
   loom_fuzz.py hello --target tcp:HOST:PORT --secret SECRET [--role 1]
-               prints the reply: "ERROR <code> <text>" or the type name
+               prints the reply: "ERROR <code> <text>", the type name, or
+               "REFUSED CURVE" (a CURVE port that shut the plaintext peer out)
 Exit status: 0 when every check held, 1 otherwise.
 """
 import argparse
@@ -383,6 +390,11 @@ def frame(data, more=False):
     return bytes([flags | 0x02]) + struct.pack(">Q", len(data)) + data
 
 
+class CurvePeer(ConnectionError):
+    """The target greeted with the CURVE mechanism: a plaintext (NULL) peer
+    cannot get past its handshake (loom's tcp ports since issue 18)."""
+
+
 class Peer:
     """One connection to a target: ("tcp", host, port) or ("ipc", path)."""
 
@@ -403,15 +415,31 @@ class Peer:
         while len(out) < n:
             chunk = self.s.recv(n - len(out))
             if not chunk:
-                raise ConnectionError("closed by the peer")
+                e = ConnectionError("closed by the peer")
+                e.partial = out
+                raise e
             out += chunk
         return out
 
     def handshake(self, identity=None):
-        self.send(greeting())
-        g = self.recv_exact(64)
+        # the signature first, then the rest: libzmq sends its mechanism only
+        # once it has the peer's, and a CURVE server closes (or resets) a
+        # NULL peer right after the signatures
+        mine = greeting()
+        self.send(mine[:10])
+        sig = self.recv_exact(10)
+        self.send(mine[10:])
+        try:
+            g = sig + self.recv_exact(54)
+        except OSError as e:
+            if sig[0] == 0xFF and sig[9] == 0x7F:
+                raise CurvePeer("closed the NULL greeting after the signatures") from e
+            raise
         if g[0] != 0xFF or g[9] != 0x7F or g[10] < 3:
             raise ConnectionError("not a ZMTP 3 greeting: %r" % g[:12])
+        self.mechanism = g[12:32].rstrip(b"\0")
+        if self.mechanism != b"NULL":
+            raise CurvePeer("the peer speaks %s" % self.mechanism.decode("ascii", "replace"))
         self.send(ready(b"DEALER", identity))
         flags, body = self.recv_frame()
         if not flags & 0x04 or not body[1:6] == b"READY":
@@ -459,11 +487,27 @@ def describe_reply(frames):
         return "undecodable reply (%s)" % e
 
 
+def refuses_plaintext(p):
+    """After a CURVE greeting: go on as a NULL peer (READY, then a HELLO);
+    the server must close the connection without a message."""
+    try:
+        p.send(ready(b"DEALER"))
+        p.send(frame(msg(HELLO, 77, ROLE_DRIVER, "", "fuzz-probe", os.getpid(), [])))
+        p.recv_message()
+        return False
+    except (OSError, ConnectionError, ValueError):
+        return True
+
+
 def probe(target, secret, role=ROLE_DRIVER, timeout=3.0):
-    """Handshake, HELLO with secret; the reply described, or None if none came."""
+    """Handshake, HELLO with secret; the reply described, or None if none came.
+    A CURVE target: "REFUSED CURVE" when it shuts a plaintext peer out."""
     p = Peer(target, timeout)
     try:
-        p.handshake()
+        try:
+            p.handshake()
+        except CurvePeer:
+            return "REFUSED CURVE" if refuses_plaintext(p) else "ANSWERED a plaintext peer"
         nodes = [node_desc(random.Random(1))] if role == ROLE_NODE else []
         p.send(frame(msg(HELLO, 77, role, secret, "fuzz-probe", os.getpid(), nodes)))
         try:
@@ -776,12 +820,20 @@ def check_answers(targets, label):
             print("FAIL %s: %s: %s" % (label, tname(t), e))
             ok = False
             continue
-        if t[0] == "tcp" and (r is None or not r.startswith("ERROR")):
+        if r == "REFUSED CURVE":
+            CURVE_TARGETS.add(t)
+            print("%s: %s speaks CURVE and shuts out a plaintext peer" % (label, tname(t)))
+        elif t[0] == "tcp" and (r is None or not r.startswith("ERROR")):
             print("FAIL %s: %s answered a wrong-secret HELLO with %r" % (label, tname(t), r))
             ok = False
         else:
             print("%s: %s answers a wrong-secret HELLO: %s" % (label, tname(t), r))
     return ok
+
+
+# tcp targets found speaking CURVE: no garbage reaches their decoders, so
+# they must never answer (an answer would mean a plaintext peer got in)
+CURVE_TARGETS = set()
 
 
 def main():
@@ -817,7 +869,10 @@ def main():
         if c.refused[t]:
             print("FAIL %s refused connections during the campaign (did it die?)" % tname(t))
             ok = False
-        if t[0] == "tcp" and c.replies[t] == 0:
+        if t in CURVE_TARGETS and c.replies[t] != 0:
+            print("FAIL %s speaks CURVE but answered a plaintext peer %d times" % (tname(t), c.replies[t]))
+            ok = False
+        elif t[0] == "tcp" and t not in CURVE_TARGETS and c.replies[t] == 0:
             print("FAIL %s never answered a bad message" % tname(t))
             ok = False
     time.sleep(0.5)

@@ -3,7 +3,10 @@
 # runs in one state dir; drivers and node daemons that come with a wrong
 # secret, a secret file other users could read, or a malformed one are
 # refused with a clear message, the cluster is unchanged, and the head logs
-# the refusals.  The data port refuses a wrong secret too.
+# the refusals.  The head and the data port speak CURVE with keys derived
+# from the secret: a plaintext peer is shut out even with the right secret.
+# Executors hold only their grant (a token and a task key), never the
+# secret: not in their environment, fd 3 or memory.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$@"
 
@@ -73,7 +76,7 @@ capture "$LOOM" start --address "$ADDR" --state-dir "$D2" --secret-file "$WRONG"
 check "a node daemon with a wrong secret does not start (exit $RC)" test "$RC" -ne 0
 check "  ... 'loom start' points at its log" grep -q "log is" <<<"$ERR"
 NLOG=$(ls "$D2"/logs/node-*.log 2>/dev/null | head -1)
-check "  ... whose log shows the refusal" grep -q "wrong cluster secret" "${NLOG:-/dev/null}"
+check "  ... whose log shows the refusal" grep -q "refused this node's CURVE handshake .*wrong cluster secret" "${NLOG:-/dev/null}"
 check "  ... and no process of it is left" wait_until 10 no_procs_of "$D2"
 check "the cluster still has exactly 1 node" nodes_alive_eq 1 "$D"
 status_json "$D" "$T/status.json"
@@ -88,17 +91,22 @@ check "  ... and no process of it is left" wait_until 10 no_procs_of "$D2"
 check "the cluster still has exactly 1 node" nodes_alive_eq 1 "$D"
 
 HEADLOG=$D/logs/head.log
-check "the head logs refused drivers" grep -q "refused a driver .*wrong cluster secret" "$HEADLOG"
-check "the head logs the refused node" grep -q "refused a node .*wrong cluster secret" "$HEADLOG"
+# drivers and nodes with a wrong secret derive wrong CURVE keys: the head
+# cannot open their handshake, and logs that
+check "the head logs the refused handshakes" grep -q "CURVE handshake failed: wrong cluster secret" "$HEADLOG"
 
-# ---- the data port --------------------------------------------------------
+# ---- plaintext peers ----------------------------------------------------------
+# HELLO with the right secret, but over a plaintext (NULL mechanism) ZMTP
+# connection: the CURVE ports greet, then close, before any message
 DATA=$(json_eval "$T/status.json" 'd["nodes"][0]["address"]')
 capture "$PY" "$SRC/tests/loom_fuzz.py" hello --target "tcp:$DATA" --secret "$(cat "$WRONG")"
-check "the data port refuses a wrong secret: $OUT" grep -q "^ERROR .*wrong cluster secret" <<<"$OUT"
+check "the data port shuts out a plaintext peer: $OUT" test "$OUT" = "REFUSED CURVE"
 capture "$PY" "$SRC/tests/loom_fuzz.py" hello --target "tcp:$DATA" --secret "$(cat "$D/secret")"
-check "the data port accepts the right one: $OUT" test "$OUT" = OK
-capture "$PY" "$SRC/tests/loom_fuzz.py" hello --target "tcp:$ADDR" --secret "$(cat "$WRONG")" --role 2
-check "the head refuses a node hello with a wrong secret: $OUT" grep -q "^ERROR .*wrong cluster secret" <<<"$OUT"
+check "  ... even one with the right secret: $OUT" test "$OUT" = "REFUSED CURVE"
+capture "$PY" "$SRC/tests/loom_fuzz.py" hello --target "tcp:$ADDR" --secret "$(cat "$D/secret")" --role 2
+check "the head shuts out a plaintext node with the right secret: $OUT" test "$OUT" = "REFUSED CURVE"
+capture "$PY" "$SRC/tests/loom_fuzz.py" hello --target "tcp:$ADDR" --secret "$(cat "$D/secret")"
+check "  ... and a plaintext driver with it: $OUT" test "$OUT" = "REFUSED CURVE"
 check "  ... and no node joined" nodes_alive_eq 1 "$D"
 
 # ---- and the cluster still works for those who know the secret -------------
@@ -121,5 +129,51 @@ capture "$LOOM" logs "$JOB" env --state-dir "$D"
 check "  ... and sees its executor's environment (PATH, ---, its own)" \
     eval 'grep -q "^PATH=" <<<"$OUT" && grep -q "^---$" <<<"$OUT"'
 check "  ... but not the cluster secret in it or in its own" eval '! grep -q "$(cat "$D/secret")" <<<"$OUT"'
+
+# fd 3 (where the daemon handed the executor its grant) is closed before any
+# task runs, in the executor and in the command
+cat >"$T/fd3.json" <<'JSONEOF'
+{"tasks": [{"name": "fd3", "command": ["sh", "-c", "cat <&3; echo; cat /proc/$PPID/fd/3; echo; ls -l /proc/$PPID/fd; echo done"]}]}
+JSONEOF
+capture "$LOOM" submit "$T/fd3.json" --wait --timeout 60 --state-dir "$D"
+JOB=$(head -1 <<<"$OUT")
+capture "$LOOM" logs "$JOB" fd3 --state-dir "$D"
+check "a command task that reads fd 3 (its own and its executor's) runs" grep -q "^done$" <<<"$OUT"
+check "  ... and finds no secret there" eval '! grep -q "$(cat "$D/secret")" <<<"$OUT"'
+check "  ... nor a pipe left open on the executor's fd 3" eval '! grep -q " 3 -> pipe:" <<<"$OUT"'
+
+# the executor's memory: a command dumps its parent's private writable
+# mappings (heap, stack, anonymous); the dump has the executor's environment
+# (the head's address: the dump works) but not the secret, which it never had
+cat >"$T/memdump.py" <<'PYEOF'
+import os, re, sys
+pid, out = os.getppid(), sys.argv[1]
+with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem, open(out, "wb") as w:
+    for line in maps:
+        f = line.split()
+        if "w" not in f[1] or (len(f) > 5 and f[5].startswith("/")):
+            continue  # only private writable memory, not files (the store's maps)
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        if hi - lo > (256 << 20):
+            continue
+        try:
+            mem.seek(lo)
+            w.write(mem.read(hi - lo))
+        except (OSError, ValueError, OverflowError):
+            pass
+print("dumped", os.path.getsize(out))
+PYEOF
+cat >"$T/mem.json" <<JSONEOF
+{"tasks": [{"name": "mem", "command": ["$PY", "$T/memdump.py", "$T/exec.mem"]}]}
+JSONEOF
+capture "$LOOM" submit "$T/mem.json" --wait --timeout 60 --state-dir "$D"
+if [ -s "$T/exec.mem" ]; then
+    check "a command task dumps its executor's memory ($(stat -c %s "$T/exec.mem") bytes)" true
+    check "  ... which holds the executor's environment (the head's address)" grep -qa "LOOM_ADDRESS=$ADDR" "$T/exec.mem"
+    check "  ... but not the cluster secret" eval '! grep -qa "$(cat "$D/secret")" "$T/exec.mem"'
+else
+    skip "a command task cannot read its executor's memory here (ptrace rules): not checked"
+fi
+rm -f "$T/exec.mem"
 
 finish

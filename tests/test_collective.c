@@ -515,13 +515,37 @@ static size_t frame(uint8_t *out, const char *group, uint64_t seq, uint32_t chun
     return 32 + (size_t)len;
 }
 
+/* The group's CURVE keys, "PUB SEC" in the rendezvous (api/collective.c),
+ * set on the fake member's sockets as a real member would. */
+static void use_group_keys(loom_rendezvous *rv, const char *group, void *pull, void *push)
+{
+    char key[256], pub[41], sec[41];
+    snprintf(key, sizeof(key), "loom/coll/%s/curve", group);
+    void *val = NULL;
+    size_t len = 0;
+    REQUIRE(rv->get(rv->arg, key, 10000, &val, &len) == 0 && len == 81);
+    memcpy(pub, val, 40);
+    memcpy(sec, (char *)val + 41, 40);
+    pub[40] = sec[40] = 0;
+    free(val);
+    int one = 1;
+    REQUIRE(zmq_setsockopt(pull, ZMQ_CURVE_SERVER, &one, sizeof(one)) == 0);
+    REQUIRE(zmq_setsockopt(pull, ZMQ_CURVE_SECRETKEY, sec, 41) == 0);
+    REQUIRE(zmq_setsockopt(push, ZMQ_CURVE_SERVERKEY, pub, 41) == 0);
+    REQUIRE(zmq_setsockopt(push, ZMQ_CURVE_PUBLICKEY, pub, 41) == 0);
+    REQUIRE(zmq_setsockopt(push, ZMQ_CURVE_SECRETKEY, sec, 41) == 0);
+}
+
 /* A fake member 1 of a group of 2 that says `junk` (before or after a proper
- * hello); member 0 must fail with LOOM_EPROTO, not crash or hang. */
-static void fake_member(const char *group, int after_hello)
+ * hello); member 0 must fail with LOOM_EPROTO, not crash or hang.  With
+ * keys 0 it speaks plaintext: its junk must never reach member 0, whose
+ * join then times out. */
+static void fake_member(const char *group, int after_hello, int keys)
 {
     loom_rendezvous rv;
     loom_rendezvous_dir(&rv, rv_dir);
     void *ctx = zmq_ctx_new(), *pull = zmq_socket(ctx, ZMQ_PULL), *push = zmq_socket(ctx, ZMQ_PUSH);
+    if (keys) use_group_keys(&rv, group, pull, push);
     REQUIRE(zmq_bind(pull, "tcp://127.0.0.1:*") == 0);
     char ep[256];
     size_t eplen = sizeof(ep);
@@ -562,12 +586,12 @@ static void fake_member(const char *group, int after_hello)
     exit(0);
 }
 
-static void test_malformed(int after_hello)
+static void test_malformed(int after_hello, int keys)
 {
-    const char *group = after_hello ? "liar" : "garbler";
+    const char *group = !keys ? "stranger" : after_hello ? "liar" : "garbler";
     pid_t pids[2];
     pids[1] = fork_child();
-    if (pids[1] == 0) fake_member(group, after_hello);
+    if (pids[1] == 0) fake_member(group, after_hello, keys);
     pids[0] = fork_child();
     if (pids[0] == 0) {
         loom_rendezvous rv;
@@ -575,7 +599,11 @@ static void test_malformed(int after_hello)
         loom_collective_opts opts = { .backend = LOOM_COLL_CPU, .timeout_ms = 5000 };
         loom_collective *g = NULL;
         int rc = loom_collective_init(&rv, group, 2, 0, &opts, &g);
-        if (!after_hello) {
+        if (!keys) {
+            /* a plaintext peer's hello and junk never get through CURVE */
+            CHECK_RC(rc, LOOM_ETIMEOUT);
+            CHECK(g == NULL);
+        } else if (!after_hello) {
             CHECK_RC(rc, LOOM_EPROTO);
             CHECK(strstr(loom_collective_error(NULL), "unexpected message") != NULL);
         } else {
@@ -722,8 +750,9 @@ int main(void)
 
     test_never_joins();
     test_stops_answering();
-    test_malformed(0);
-    test_malformed(1);
+    test_malformed(0, 1);
+    test_malformed(1, 1);
+    test_malformed(0, 0);
 
     loom__rm_rf(rv_dir);
     return TEST_DONE();

@@ -5,9 +5,12 @@
  * objects to other nodes and to drivers, are in transfer.c).
  *
  * Sockets: a DEALER to the head; a ROUTER on tcp (the data port: FETCH and
- * PUSH from peers, each of which must first say HELLO with the cluster
- * secret); a ROUTER on ipc for its executors; one DEALER per peer it fetches
- * from.  All in one libuv loop (runtime/zloop.h). */
+ * PUSH from peers, each of which must first say HELLO); a ROUTER on ipc for
+ * its executors, in a 0700 directory, each executor saying HELLO with the
+ * token of the grant it got on fd 3; one DEALER per peer it fetches from.
+ * Every tcp socket speaks CURVE with keys derived from the cluster secret
+ * (runtime/curve.h); the data port's ZAP handler is a thread of its own.
+ * The rest is in one libuv loop (runtime/zloop.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -84,9 +87,31 @@ static void on_exec_exit(uv_process_t *p, int64_t status, int sig)
                  e->pid, (long long)status, sig);
 }
 
+/* Write a fresh grant for one executor into fd: a random token (kept in
+ * token, which its HELLO must carry) and the task client keys.  Executors
+ * never get the cluster secret, nor the node or server keys. */
+static int write_grant(daemon_s *d, int fd, char token[65])
+{
+    uint8_t raw[32];
+    loom__random_bytes(raw, sizeof(raw));
+    loom_exec_grant g;
+    loom__hex_encode(raw, sizeof(raw), g.token);
+    memcpy(g.task.server_pub, d->keys.server.pub, sizeof(g.task.server_pub));
+    g.task.self = d->keys.task;
+    char text[LOOM_EXEC_GRANT_LEN + 1];
+    loom__exec_grant_format(&g, text);
+    int ok = write(fd, text, LOOM_EXEC_GRANT_LEN) == LOOM_EXEC_GRANT_LEN;
+    memcpy(token, g.token, 65);
+    memset(&g, 0, sizeof(g));
+    memset(text, 0, sizeof(text));
+    memset(raw, 0, sizeof(raw));
+    return ok ? LOOM_OK : LOOM_EIO;
+}
+
 /* Start `loom executor` (with extra arguments) as proc, its output appended
- * to logpath.  0 or a libuv error. */
-static int spawn_process(daemon_s *d, uv_process_t *proc, const char *logpath, char **extra, uv_exit_cb on_exit)
+ * to logpath; its grant's token goes to token.  0 or a libuv error. */
+static int spawn_process(daemon_s *d, uv_process_t *proc, const char *logpath, char **extra, uv_exit_cb on_exit,
+                         char token[65])
 {
     uv_fs_t req;
     int fd = uv_fs_open(d->loop, &req, logpath, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0600, NULL);
@@ -97,14 +122,14 @@ static int spawn_process(daemon_s *d, uv_process_t *proc, const char *logpath, c
     int n = 12;
     for (int i = 0; extra && extra[i] && n < 21; i++) args[n++] = extra[i];
     args[n] = NULL;
-    /* the secret goes through a pipe on the executor's fd 3, which it reads
+    /* the grant goes through a pipe on the executor's fd 3, which it reads
        and closes: not the environment, which /proc/PID/environ shows to
        what the executor runs for the rest of its life */
     int sp[2] = {-1, -1};
+    token[0] = 0;
     if (pipe2(sp, O_CLOEXEC) != 0) sp[0] = sp[1] = -1;
     if (sp[1] >= 0) {
-        size_t len = strlen(d->o.secret);
-        if (write(sp[1], d->o.secret, len) != (ssize_t)len) LOG_WARN("cannot hand an executor the secret");
+        if (write_grant(d, sp[1], token)) LOG_WARN("cannot hand an executor its grant");
         close(sp[1]);
     }
     uv_stdio_container_t stdio[4];
@@ -139,7 +164,7 @@ static void spawn_executor(daemon_s *d, int i)
     char logpath[4200];
     loom__snprintf(logpath, sizeof(logpath), "%s/logs/executor-%d.log", d->o.node_dir, i);
     e->proc.data = e;
-    if (spawn_process(d, &e->proc, logpath, NULL, on_exec_exit)) return;
+    if (spawn_process(d, &e->proc, logpath, NULL, on_exec_exit, e->token)) return;
     e->alive = 1;
     e->pid = e->proc.pid;
 }
@@ -419,7 +444,7 @@ static void actor_start(daemon_s *d, dtask *t)
     char *extra[] = {"--actor", a->hex, "--gpus", gpus, NULL};
     a->proc.data = a;
     a->kill_timer.data = a;
-    int rc = spawn_process(d, &a->proc, logpath, extra, on_actor_exit);
+    int rc = spawn_process(d, &a->proc, logpath, extra, on_actor_exit, a->token);
     if (rc) {
         char text[300];
         loom__snprintf(text, sizeof(text), "cannot start the actor's process: %s", uv_strerror(rc));
@@ -741,12 +766,14 @@ static void on_exec_frames(void *arg, zmq_msg_t *frames, int n)
         for (int i = 0; i < d->nexec && !e; i++)
             if (d->execs[i].alive && d->execs[i].pid == (int)m.pid) e = &d->execs[i];
         actor_proc *a = e ? NULL : actor_by_pid(d, (int)m.pid);
-        if (e && loom__secret_equal(m.secret, d->o.secret)) {
+        /* each process's own token (constant-time compare): an executor
+           cannot pass for another, and no cluster key is involved */
+        if (e && loom__secret_equal(m.secret, e->token)) {
             memcpy(e->ident, ident, identlen);
             e->identlen = identlen;
             e->ready = 1;
             try_run(d);
-        } else if (a && a->alive && !a->ready && loom__secret_equal(m.secret, d->o.secret)) {
+        } else if (a && a->alive && !a->ready && loom__secret_equal(m.secret, a->token)) {
             actor_ready(d, a, ident, identlen);
         } else {
             LOG_WARN("refused an executor hello from pid %u", m.pid);
@@ -784,7 +811,7 @@ static void say_hello(daemon_s *d)
     loom_msg m;
     loom__msg_init(&m, LOOM_MSG_HELLO, 1);
     m.role = LOOM_ROLE_NODE;
-    m.secret = (char *)d->o.secret;
+    m.secret = ""; /* CURVE (the node key) is the proof; the secret never travels */
     m.hostname = d->hostname;
     m.pid = (uint32_t)getpid();
     m.nodes = &self;
@@ -825,6 +852,68 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_stop(d->loop);
 }
 
+/* CURVE: the DEALER to the head is a client with the node key; the data
+ * port is a server that lets in the node key (other daemons, drivers) and
+ * the task key (task code's clients), through the context's ZAP handler,
+ * started before the port binds. */
+static int curve_sockets(daemon_s *d)
+{
+    loom_curve_allow allow[] = {{d->keys.node.pub, LOOM_CURVE_USER_NODE},
+                                {d->keys.task.pub, LOOM_CURVE_USER_TASK}};
+    int rc = loom__curve_client(d->head, d->keys.server.pub, &d->keys.node);
+    if (!rc) rc = loom__curve_zap_start(d->zctx, allow, 2, &d->zap);
+    if (!rc) rc = loom__curve_server(d->data, &d->keys.server);
+    if (rc) LOG_ERROR("cannot set up CURVE: %s", loom_strerror(rc));
+    return rc;
+}
+
+/* A head that refuses this node's CURVE handshake again and again (the
+ * node has another cluster's secret) will never let it in: stop, as when
+ * the head answered "wrong cluster secret" before keys replaced it. */
+static void on_head_monitor(void *arg, zmq_msg_t *frames, int n)
+{
+    daemon_s *d = arg;
+    if (n < 1 || zmq_msg_size(&frames[0]) < 2) return;
+    uint16_t event;
+    memcpy(&event, zmq_msg_data(&frames[0]), sizeof(event));
+    int hs = loom__curve_handshake_event(event);
+    if (hs > 0) d->hs_failures = 0;
+    if (hs >= 0 || ++d->hs_failures < LOOM_CURVE_REFUSALS || d->stopping) return;
+    LOG_ERROR("the head at %s refused this node's CURVE handshake %d times: wrong cluster secret",
+              d->o.head_address, d->hs_failures);
+    d->stopping = 1;
+    uv_stop(d->loop);
+}
+
+static void watch_head_handshakes(daemon_s *d)
+{
+    char ep[64];
+    loom__snprintf(ep, sizeof(ep), "inproc://daemon-head-%p", (void *)d);
+    if (zmq_socket_monitor(d->head, ep, LOOM_CURVE_HS_EVENTS) != 0) return;
+    d->head_mon = zmq_socket(d->zctx, ZMQ_PAIR);
+    if (!d->head_mon || zmq_connect(d->head_mon, ep) != 0 ||
+        loom__zwatch_start(d->loop, d->head_mon, on_head_monitor, d, &d->w_head_mon) != 0)
+        LOG_WARN("cannot watch the head's handshakes: a wrong secret shows only as silence");
+}
+
+/* The executors' ipc socket lives in a directory only this user may enter
+ * (0700): NODE_DIR/ipc, or a fresh /tmp/loom-exec-XXXXXX when that path is
+ * too long for sun_path (108 bytes). */
+static int exec_socket_dir(daemon_s *d)
+{
+    loom__snprintf(d->exec_dir, sizeof(d->exec_dir), "%s/ipc", d->o.node_dir);
+    if (strlen(d->exec_dir) + strlen("ipc:///exec.sock") > 100) {
+        if (loom__make_temp_dir(NULL, "loom-exec", d->exec_dir, sizeof(d->exec_dir))) goto fail;
+        d->exec_dir_temp = 1;
+    } else if (loom__mkdir_p(d->exec_dir) || chmod(d->exec_dir, 0700) != 0) {
+        goto fail;
+    }
+    return LOOM_OK;
+fail:
+    LOG_ERROR("cannot make the executors' socket directory %s: %s", d->exec_dir, strerror(errno));
+    return LOOM_ESYS;
+}
+
 static int open_sockets(daemon_s *d)
 {
     d->zctx = zmq_ctx_new();
@@ -834,8 +923,10 @@ static int open_sockets(daemon_s *d)
     loom__zsock_setup(d->head, ZMQ_DEALER);
     loom__zsock_setup(d->data, ZMQ_ROUTER);
     loom__zsock_setup(d->execs_sock, ZMQ_ROUTER);
+    if (curve_sockets(d)) return LOOM_EIO;
     char ep[512];
     loom__snprintf(ep, sizeof(ep), "tcp://%s", d->o.head_address);
+    watch_head_handshakes(d);
     if (zmq_connect(d->head, ep) != 0) {
         LOG_ERROR("bad head address %s: %s", d->o.head_address, zmq_strerror(errno));
         return LOOM_EINVAL;
@@ -851,11 +942,8 @@ static int open_sockets(daemon_s *d)
     zmq_getsockopt(d->data, ZMQ_LAST_ENDPOINT, last, &sz);
     const char *port = strrchr(last, ':');
     loom__snprintf(d->data_addr, sizeof(d->data_addr), "%s:%s", d->o.advertise_host, port ? port + 1 : "0");
-    loom__snprintf(d->exec_ep, sizeof(d->exec_ep), "ipc://%s/exec.sock", d->o.node_dir);
-    if (strlen(d->exec_ep) > 100) {
-        /* ipc paths are limited by sun_path (108 bytes) */
-        loom__snprintf(d->exec_ep, sizeof(d->exec_ep), "ipc:///tmp/loom-exec-%d.sock", (int)getpid());
-    }
+    if (exec_socket_dir(d)) return LOOM_ESYS;
+    loom__snprintf(d->exec_ep, sizeof(d->exec_ep), "ipc://%s/exec.sock", d->exec_dir);
     if (zmq_bind(d->execs_sock, d->exec_ep) != 0) {
         LOG_ERROR("cannot listen on %s: %s", d->exec_ep, zmq_strerror(errno));
         return LOOM_ECONN;
@@ -1025,6 +1113,11 @@ int loom__daemon_run(const loom_daemon_opts *opts)
     daemon_s *d = calloc(1, sizeof(*d));
     if (!d) return LOOM_ENOMEM;
     d->o = *opts;
+    if (loom__curve_derive(d->o.secret, &d->keys)) {
+        LOG_ERROR("the cluster secret must be %d hex characters", LOOM_SECRET_HEX);
+        free(d);
+        return LOOM_EAUTH;
+    }
     if (!d->o.bind_host) d->o.bind_host = "127.0.0.1";
     if (!d->o.advertise_host) d->o.advertise_host = d->o.bind_host;
     if (d->o.num_cpus <= 0) d->o.num_cpus = (double)sysconf(_SC_NPROCESSORS_ONLN);
@@ -1104,6 +1197,7 @@ int loom__daemon_run(const loom_daemon_opts *opts)
     loom__zwatch_stop(&d->w_head);
     loom__zwatch_stop(&d->w_data);
     loom__zwatch_stop(&d->w_exec);
+    loom__zwatch_stop(&d->w_head_mon);
     daemon_cleanup(d);
     uv_walk(d->loop, close_walk, NULL);
     uv_run(d->loop, UV_RUN_DEFAULT);
@@ -1115,7 +1209,11 @@ int loom__daemon_run(const loom_daemon_opts *opts)
     }
     if (d->data) zmq_close(d->data);
     if (d->execs_sock) zmq_close(d->execs_sock);
+    if (d->head_mon) zmq_close(d->head_mon);
+    loom__curve_zap_stop(&d->zap);
     if (d->zctx) zmq_ctx_term(d->zctx);
+    if (d->exec_dir_temp) loom__rm_rf(d->exec_dir);
+    memset(&d->keys, 0, sizeof(d->keys));
     loom__store_close(&d->store);
     if (!d->o.store_dir) loom__rm_rf(d->store_dir); /* a store the daemon named itself */
     loom_pack_destroy(&d->out);

@@ -33,7 +33,7 @@ typedef loom_client *(*loom_client_factory)(char *err, size_t errlen);
 
 typedef struct loom_executor_opts {
     const char *daemon_endpoint;  /* ipc:// of the daemon's executor socket */
-    const char *secret;
+    const char *token;            /* its grant's token (runtime/curve.h), for HELLO */
     const char *store_dir, *spill_dir;
     const char *node_dir;
     const char *actor;            /* hex id: this executor hosts that actor */

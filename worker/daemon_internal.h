@@ -8,6 +8,7 @@
 #include <uv.h>
 #include <zmq.h>
 #include "objectstore/store.h"
+#include "runtime/curve.h"
 #include "runtime/hmap.h"
 #include "runtime/wire.h"
 #include "runtime/zloop.h"
@@ -44,6 +45,7 @@ struct actor_proc {
     uv_timer_t kill_timer;
     int timer_started;
     int alive, ready, pid, dying, initialised;
+    char token[65];           /* its grant's token (runtime/curve.h): its HELLO must carry it */
     uint8_t ident[MAX_PEER_IDENT];
     size_t identlen;
     uint8_t id[16];
@@ -60,6 +62,7 @@ typedef struct exec_proc {
     uv_process_t proc;
     int alive, ready;
     int pid;
+    char token[65];           /* its grant's token: its HELLO must carry it */
     uint8_t ident[MAX_PEER_IDENT];
     size_t identlen;
     dtask *task;
@@ -72,6 +75,13 @@ struct daemon_s {
     loom_daemon_opts o;
     uv_loop_t *loop;
     void *zctx, *head, *data, *execs_sock;
+    loom_curve_keys keys;     /* derived from the secret (runtime/curve.h) */
+    loom_curve_zap *zap;      /* the data port's ZAP handler */
+    void *head_mon;           /* PAIR: the head DEALER's handshake events */
+    loom_zwatch *w_head_mon;
+    int hs_failures;          /* CURVE handshakes with the head failed in a row */
+    char exec_dir[4096];      /* the 0700 directory of the executors' ipc socket */
+    int exec_dir_temp;        /* exec_dir was made under /tmp: remove it at exit */
     loom_zwatch *w_head, *w_data, *w_exec;
     uv_timer_t hb;
     uv_signal_t sigint, sigterm;

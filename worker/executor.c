@@ -697,7 +697,7 @@ int loom__executor_run(const loom_executor_opts *o)
     loom_msg hello;
     loom__msg_init(&hello, LOOM_MSG_HELLO, 0);
     hello.role = LOOM_ROLE_EXECUTOR;
-    hello.secret = (char *)o->secret;
+    hello.secret = (char *)o->token; /* its own token from the daemon, never the cluster secret */
     hello.hostname = "";
     hello.pid = (uint32_t)getpid();
     send_msg(&ex, &hello);
