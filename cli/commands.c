@@ -15,7 +15,7 @@
 
 #define COMMON_OPTIONS "address= state-dir= secret-file="
 #define NODE_OPTS "num-cpus= memory= store-bytes= store-dir= node-dir= data-port= num-gpus= gpu-memory= resources= labels= "
-#define HEAD_OPTS "port= db-dir= heartbeat-timeout-ms= http-port= http-bind= http-lib-dir= http-auth? http-workers= http-queue= oidc-issuer= oidc-audience= oidc-jwks= oidc-user-claim= oidc-groups-claim= oidc-run-group= oidc-admin-group= "
+#define HEAD_OPTS "port= db-dir= heartbeat-timeout-ms= http-port= http-bind= http-lib-dir= http-auth? http-workers= http-queue= tls-cert= tls-key= oidc-issuer= oidc-audience= oidc-jwks= oidc-user-claim= oidc-groups-claim= oidc-run-group= oidc-admin-group= "
 #define SLURM_DIR "  --dir BASE            job dirs: BASE/JOBID (default: $LOOM_SLURM_DIR or ./loom-slurm)\n"
 
 static const cli_cmd table[] = {
@@ -43,6 +43,8 @@ static const cli_cmd table[] = {
      "                        or none (anyone who can connect is an admin; loopback only)\n"
      "  --http-workers N      gateway threads (16)\n"
      "  --http-queue N        requests waiting at most (256); beyond, 429 with Retry-After\n"
+     "  --tls-cert FILE       the gateway speaks only HTTPS (TLS 1.2+): its certificate chain (PEM),\n"
+     "  --tls-key FILE        with its private key (PEM)\n"
      "  --oidc-issuer URL     also take OIDC access tokens (JWTs) from this issuer, with:\n"
      "  --oidc-audience AUD   the audience the tokens must name\n"
      "  --oidc-jwks FILE      the issuer's keys (JWKS; read again when it changes)\n"

@@ -176,6 +176,8 @@ int cmd_start(const opts *o)
     push_arg(argv, &n, "--http-auth", opt(o, "http-auth") && *opt(o, "http-auth") ? opt(o, "http-auth") : NULL);
     push_arg(argv, &n, "--http-workers", opt(o, "http-workers"));
     push_arg(argv, &n, "--http-queue", opt(o, "http-queue"));
+    push_arg(argv, &n, "--tls-cert", opt(o, "tls-cert"));
+    push_arg(argv, &n, "--tls-key", opt(o, "tls-key"));
     static const char *const oidc_opts[] = {"oidc-issuer", "oidc-audience", "oidc-jwks", "oidc-user-claim",
                                             "oidc-groups-claim", "oidc-run-group", "oidc-admin-group"};
     static char oidc_flags[7][24];
@@ -188,11 +190,15 @@ int cmd_start(const opts *o)
     if (start_background(sd, argv, log, addr, sizeof(addr), "head")) return 1;
     printf("loom: head listening on %s (state: %s, log: %s)\n", addr, sd, log);
     if (opt(o, "http-port")) {
-        char gpath[4200], *gaddr = NULL;
-        size_t glen = 0;
+        char gpath[4200], *gaddr = NULL, *scheme = NULL;
+        size_t glen = 0, slen = 0;
+        loom__snprintf(gpath, sizeof(gpath), "%s/http_scheme", sd);
+        if (loom__read_file(gpath, 16, &scheme, &slen) != 0) scheme = NULL;
         loom__snprintf(gpath, sizeof(gpath), "%s/http_address", sd);
-        if (loom__read_file(gpath, 300, &gaddr, &glen) == 0) printf("loom: HTTP gateway on http://%s\n", gaddr);
+        if (loom__read_file(gpath, 300, &gaddr, &glen) == 0)
+            printf("loom: HTTP gateway on %s://%s\n", scheme && !strcmp(scheme, "https") ? "https" : "http", gaddr);
         free(gaddr);
+        free(scheme);
     }
     printf("loom: cluster secret in %s/secret: copy it (mode 0600) to nodes that join from other machines\n", sd);
     if (!opt(o, "no-node") && start_node_from(o, sd, addr)) return 1;

@@ -111,6 +111,7 @@ int cmd_head(const opts *o)
         return 1;
     }
     if (opt(o, "http-port")) {
+        char gerr[600] = "";
         loom_gateway_opts go = {
             .host = opt(o, "http-bind") ? opt(o, "http-bind") : "127.0.0.1",
             .port = opt_int(o, "http-port", 0),
@@ -125,6 +126,10 @@ int cmd_head(const opts *o)
                 .user_claim = opt(o, "oidc-user-claim"), .groups_claim = opt(o, "oidc-groups-claim"),
                 .run_group = opt(o, "oidc-run-group"), .admin_group = opt(o, "oidc-admin-group"),
             },
+            .tls_cert = opt(o, "tls-cert"),
+            .tls_key = opt(o, "tls-key"),
+            .error = gerr,
+            .error_cap = sizeof gerr,
         };
         rc = loom_gateway_start(&go, &gw);
         if (rc == LOOM_EAUTH) {
@@ -133,14 +138,19 @@ int cmd_head(const opts *o)
             return 1;
         }
         if (rc) {
-            LOG_ERROR("cannot start the HTTP gateway on %s:%d: %s", go.host, go.port, loom_strerror(rc));
+            LOG_ERROR("cannot start the HTTP gateway on %s:%d: %s", go.host, go.port,
+                      gerr[0] ? gerr : loom_strerror(rc));
             return 1;
         }
         char gpath[4200], gaddr[300];
         loom__snprintf(gpath, sizeof(gpath), "%s/http_address", sd);
         loom__snprintf(gaddr, sizeof(gaddr), "%s:%d", go.host, loom_gateway_port(gw));
         loom__write_file(gpath, gaddr, strlen(gaddr), 0600);
-        LOG_INFO("HTTP gateway listening on http://%s", gaddr);
+        /* http_address stays HOST:PORT; clients read the scheme beside it */
+        const char *scheme = go.tls_cert ? "https" : "http";
+        loom__snprintf(gpath, sizeof(gpath), "%s/http_scheme", sd);
+        loom__write_file(gpath, scheme, strlen(scheme), 0600);
+        LOG_INFO("HTTP gateway listening on %s://%s", scheme, gaddr);
     }
     ho.on_listening = head_listening;
     ho.on_listening_arg = gw;
