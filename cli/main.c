@@ -57,7 +57,10 @@ static void print_last_error(const char *log)
     size_t n = 0;
     if (loom__read_file(log, (size_t)1 << 20, &text, &n)) return;
     char *last = NULL;
-    for (char *p = text; (p = strstr(p, "ERROR")); p++) last = p;
+    /* runtime/log.c writes "... error: message" */
+    for (char *p = text; (p = strstr(p, " error: ")); p++) last = p;
+    if (!last)
+        for (char *p = text; (p = strstr(p, "ERROR")); p++) last = p;
     if (last) {
         char *bol = last;
         while (bol > text && bol[-1] != '\n') bol--;

@@ -36,6 +36,12 @@ set_tests_properties(sys_head_restart PROPERTIES LABELS system)
 # the HTTP gateway of a real head, driven by curl and Python's http.client
 loom_script_test(sys_gateway sys_gateway.sh)
 set_tests_properties(sys_gateway PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")
+# the gateway over TLS (--tls-cert/--tls-key), with a CA the test makes
+loom_script_test(sys_gateway_tls sys_gateway_tls.sh)
+set_tests_properties(sys_gateway_tls PROPERTIES LABELS "system;tsan" SKIP_REGULAR_EXPRESSION " 1 skipped")
+if(LOOM_TSAN)
+  set_tests_properties(sys_gateway_tls PROPERTIES TIMEOUT 900)
+endif()
 # model serving end to end: train, register, deploy, classify over KServe v2
 loom_script_test(sys_serving sys_serving.sh)
 set_tests_properties(sys_serving PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")
