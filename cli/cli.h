@@ -104,6 +104,8 @@ int cmd_cancel(const opts *o);
 int cmd_delete(const opts *o);
 int cmd_token(const opts *o);
 int cmd_kv(const opts *o);
+int cmd_usage(const opts *o);
+int cmd_quota(const opts *o);
 int cmd_infer(const opts *o);
 int cmd_tune(const opts *o);
 int cmd_slurm(const opts *o);

@@ -143,6 +143,32 @@ static const cli_cmd table[] = {
     {"token revoke", NULL, "loom token revoke TOKEN [common options]",
      "revoke a token (the gateway stops taking it within 5 s)", NULL, "loom token revoke 6b1f...", "", 1,
      cmd_token, 0},
+    {"usage", "work", "loom usage [--since YYYY-MM-DD] [--by user|project] [--json] [common options]",
+     "what each user (or project) used: tasks, CPU-, GPU- and memory-hours, requests, bytes stored",
+     "CPU-hours are the CPUs a task or actor held times the time it held them, and so on;\n"
+     "days are UTC days.  The same report as GET /v1/usage.\n"
+     "options:\n"
+     "  --since DATE          from the start of this UTC day (default: today)\n"
+     "  --by user|project     one line per user (default) or per project\n"
+     "  --json                the report as JSON\n",
+     "loom usage --since 2026-12-01 --by project", "since= by= json", 1, cmd_usage, 0},
+    {"quota", "work", "loom quota set --user U | --project P [limits]\nloom quota show --user U | --project P",
+     "limits on what a user or project runs at once and uses per day", NULL,
+     "loom quota set --user alice --cpus 8 --cpu-hours-per-day 100", NULL, 0, cmd_quota, 0},
+    {"quota set", NULL, "loom quota set --user U | --project P [limits] [common options]",
+     "set (or, with no limits, remove) a user's or project's quota",
+     "Running work over a limit waits in the queue; a new REST job of a user whose hours\n"
+     "for the day are used up is refused (429).\n"
+     "limits:\n"
+     "  --tasks N             tasks and actors running at once\n"
+     "  --cpus C              CPUs held at once\n"
+     "  --gpus G              GPUs held at once\n"
+     "  --cpu-hours-per-day H CPU-hours per UTC day\n"
+     "  --gpu-hours-per-day H GPU-hours per UTC day\n",
+     "loom quota set --project climate --gpus 4 --gpu-hours-per-day 48",
+     "user= project= tasks= cpus= gpus= cpu-hours-per-day= gpu-hours-per-day=", 1, cmd_quota, 0},
+    {"quota show", NULL, "loom quota show --user U | --project P [common options]", "print a quota", NULL,
+     "loom quota show --user alice", "user= project=", 1, cmd_quota, 0},
     {"kv", "work", "loom kv put KEY VALUE\nloom kv get KEY [--timeout S]\nloom kv del KEY",
      "the cluster's key-value table (kept across head restarts)", NULL, "loom kv put lr 0.01", NULL, 0, cmd_kv,
      0},

@@ -482,6 +482,92 @@ int cmd_token(const opts *o)
     return rc ? 1 : 0;
 }
 
+/* loom usage [--since DATE] [--by user|project] [--json] */
+int cmd_usage(const opts *o)
+{
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    char *json = NULL, err[256] = "";
+    int rc = loom_gateway_usage_report(c, opt(o, "since"), opt(o, "by"), NULL, NULL, &json, err, sizeof(err));
+    if (rc) fprintf(stderr, "loom: usage: %s\n", err[0] ? err : loom_last_error(c));
+    loom_disconnect(&c);
+    if (rc) return 1;
+    if (opt(o, "json")) {
+        printf("%s\n", json);
+        free(json);
+        return 0;
+    }
+    json_t *doc = json_loads(json, 0, NULL);
+    free(json);
+    printf("usage from %s to %s (UTC days), by %s\n", json_string_value(json_object_get(doc, "since")),
+           json_string_value(json_object_get(doc, "until")), json_string_value(json_object_get(doc, "by")));
+    printf("%-24s %8s %11s %11s %13s %9s %14s\n", "NAME", "TASKS", "CPU-HOURS", "GPU-HOURS", "MEM-GiB-HOURS",
+           "REQUESTS", "BYTES-STORED");
+    const char *name;
+    json_t *e;
+    json_object_foreach(json_object_get(doc, "usage"), name, e) {
+        printf("%-24s %8.0f %11.4f %11.4f %13.4f %9.0f %14.0f\n", name,
+               json_number_value(json_object_get(e, "tasks")), json_number_value(json_object_get(e, "cpu_hours")),
+               json_number_value(json_object_get(e, "gpu_hours")),
+               json_number_value(json_object_get(e, "memory_gib_hours")),
+               json_number_value(json_object_get(e, "requests")), json_number_value(json_object_get(e, "bytes_stored")));
+    }
+    json_decref(doc);
+    return 0;
+}
+
+/* loom quota set|show --user U | --project P [limits] */
+int cmd_quota(const opts *o)
+{
+    const char *op = o->npos ? o->pos[0] : "";
+    const char *user = opt(o, "user"), *project = opt(o, "project");
+    if ((strcmp(op, "set") && strcmp(op, "show")) || !user == !project) {
+        fprintf(stderr, "loom: quota: say set or show, with --user U or --project P\n");
+        return 2;
+    }
+    const char *name = user ? user : project;
+    if (!*name || strlen(name) > 128 || strpbrk(name, " \n,|")) {
+        fprintf(stderr, "loom: quota: a bad name '%s'\n", name);
+        return 2;
+    }
+    char key[200], text[512] = "";
+    snprintf(key, sizeof(key), "quota/%c/%s", user ? 'u' : 'p', name);
+    static const char *const limits[][2] = {{"tasks", "tasks"}, {"cpus", "cpus"}, {"gpus", "gpus"},
+                                            {"cpu-hours-per-day", "cpu_hours_per_day"},
+                                            {"gpu-hours-per-day", "gpu_hours_per_day"}};
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        const char *v = opt(o, limits[i][0]);
+        if (!v) continue;
+        char *end = NULL;
+        double d = strtod(v, &end);
+        if (!*v || *end || !(d >= 0) || d > 1e12) {
+            fprintf(stderr, "loom: quota: --%s wants a number >= 0, not '%s'\n", limits[i][0], v);
+            return 2;
+        }
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s%s=%g", len ? " " : "", limits[i][1], d);
+    }
+    loom_client *c;
+    if (connect_cli(o, &c)) return 1;
+    int rc;
+    if (!strcmp(op, "show")) {
+        void *data = NULL;
+        size_t n = 0;
+        rc = loom_kv_get(c, key, 0, &data, &n);
+        if (rc == LOOM_ENOTFOUND) printf("%s %s: no quota\n", user ? "user" : "project", name), rc = 0;
+        else if (!rc) printf("%s %s: %.*s\n", user ? "user" : "project", name, (int)n, (char *)data);
+        free(data);
+    } else {
+        rc = len ? loom_kv_put(c, key, text, len) : loom_kv_del(c, key);
+        if (rc == LOOM_ENOTFOUND) rc = 0;
+        if (!rc) printf(len ? "loom: quota of %s %s: %s\n" : "loom: quota of %s %s removed%s\n",
+                        user ? "user" : "project", name, text);
+    }
+    if (rc) fprintf(stderr, "loom: quota: %s\n", loom_last_error(c));
+    loom_disconnect(&c);
+    return rc ? 1 : 0;
+}
+
 int cmd_kv(const opts *o)
 {
     if (o->npos < 2) return cli_usage_error(o->cmd);

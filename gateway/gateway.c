@@ -249,6 +249,34 @@ static void refresh_stats(loom_gateway *g, gw_worker *w)
     json_decref(st);
 }
 
+/* Today's usage per user as gauges (the head's day record; bounded by the
+ * number of users). */
+static void refresh_usage_gauges(loom_gateway *g, loom_client *c)
+{
+    char *json = NULL, err[128];
+    if (loom_gateway_usage_report(c, NULL, "user", NULL, NULL, &json, err, sizeof(err)) != 0) return;
+    json_t *doc = json_loads(json, 0, NULL);
+    free(json);
+    const char *user;
+    json_t *e;
+    static const char *const keys[][3] = {
+        {"cpu_hours", "loom_usage_cpu_hours", "CPU-hours used today (UTC), by user"},
+        {"gpu_hours", "loom_usage_gpu_hours", "GPU-hours used today (UTC), by user"},
+        {"memory_gib_hours", "loom_usage_memory_gib_hours", "memory GiB-hours held today (UTC), by user"},
+        {"tasks", "loom_usage_tasks", "tasks and actors finished today (UTC), by user"},
+        {"requests", "loom_usage_requests", "gateway requests today (UTC), by user"},
+        {"bytes_stored", "loom_usage_bytes_stored", "model registry bytes stored, by user"},
+    };
+    json_object_foreach(json_object_get(doc, "usage"), user, e) {
+        char labels[160];
+        loom_metrics_labels(labels, sizeof(labels), "user", user, NULL);
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+            loom_metrics_gauge_set(g->metrics, keys[i][1], keys[i][2], labels,
+                                   json_number_value(json_object_get(e, keys[i][0])));
+    }
+    json_decref(doc);
+}
+
 static void *stats_main(void *arg)
 {
     loom_gateway *g = arg;
@@ -263,7 +291,11 @@ static void *stats_main(void *arg)
         pthread_mutex_unlock(&g->mu);
         if (stop) break;
         refresh_stats(g, &g->stats_worker);
-        if (gw_client(&g->stats_worker, NULL)) gw_deploy_tick(g->stats_worker.c, g->metrics);
+        if (gw_client(&g->stats_worker, NULL)) {
+            gw_deploy_tick(g->stats_worker.c, g->metrics);
+            gw_usage_flush(g->stats_worker.c);
+            refresh_usage_gauges(g, g->stats_worker.c);
+        }
     }
     if (g->stats_worker.c) loom_disconnect(&g->stats_worker.c);
     return NULL;
@@ -398,7 +430,9 @@ static void route(gw_worker *w, const loom_http_request *req, loom_http_reply *r
     if (user_enter(g, user, rep)) return;
     int big = json && req->body_len > BIG_BODY;
     if (big) big_enter(g);
-    if (!gw_jobs_route(w, req, rep) && !gw_registry_route(w, req, rep) && !gw_kserve_route(w, req, rep))
+    if (g->auth) gw_usage_count_request(user);
+    if (!gw_jobs_route(w, req, rep) && !gw_registry_route(w, req, rep) && !gw_kserve_route(w, req, rep) &&
+        !gw_usage_route(w, req, rep))
         gw_reply_error(rep, 404, "no route for %s %s", req->method, req->path);
     if (big) big_leave(g);
     user_leave(g, user);

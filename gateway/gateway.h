@@ -86,4 +86,12 @@ typedef struct loom_gateway_token_opts {
 int loom_gateway_token_create(loom_client *c, const loom_gateway_token_opts *o, char *token);
 int loom_gateway_token_revoke(loom_client *c, const char *token);
 
+/* A usage report as JSON (gateway/usage.c): per user (by "user") or project
+ * ("project") since the UTC day `since` ("YYYY-MM-DD"; NULL or "": today):
+ * tasks, CPU-, GPU- and memory-GiB-hours, gateway requests, bytes stored in
+ * the registry.  user NULL: everyone; else only user and its projects ("a,b").
+ * 0 with *json (malloc'd), or LOOM_EINVAL (bad since/by) with err. */
+int loom_gateway_usage_report(loom_client *c, const char *since, const char *by, const char *user,
+                              const char *projects, char **json, char *err, size_t errcap);
+
 #endif

@@ -81,6 +81,14 @@ int gw_path_segment(const char *path, const char *prefix, char *out, size_t cap,
 int gw_jobs_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
 int gw_registry_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
 int gw_kserve_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);
+int gw_usage_route(gw_worker *w, const loom_http_request *req, loom_http_reply *rep);   /* usage.c */
+
+/* usage.c: a new job of a user (or project) whose CPU-/GPU-hours for today are
+ * used up: 429 with why; else 0.  Counting requests per user, and writing the
+ * counts into the key-value table (the stats thread). */
+int gw_quota_check(gw_worker *w, const char *project, char *why, size_t cap);
+void gw_usage_count_request(const char *user);
+void gw_usage_flush(loom_client *c);
 
 /* The gateway's metrics registry. */
 loom_metrics *gw_metrics(loom_gateway *g);

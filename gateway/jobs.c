@@ -82,9 +82,23 @@ static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_rep
         return;
     }
     loom__graph_json_name(req->body, req->body_len, name, sizeof(name));
-    char job[LOOM_JOB_ID_LEN];
-    /* the job is its user's: the head keeps the user as the job's label */
-    loom_submit_opts so = {.job_name = name[0] ? name : "http", .detached = 1, .label = w->user};
+    char job[LOOM_JOB_ID_LEN], label[GW_USER_MAX + 160], project[160] = "";
+    /* the job is its user's (and their project's, with ?project=P): the head
+       keeps "USER[|PROJECT]" as the job's label, and accounts by it */
+    if (loom_http_query_get(req, "project", project, sizeof(project)) > 0 && !gw_in_project(w, project)) {
+        gw_reply_error(rep, 403, "user %s is not a member of project %s", w->user, project);
+        loom_graph_destroy(&g);
+        return;
+    }
+    loom__snprintf(label, sizeof(label), project[0] ? "%s|%s" : "%s", w->user, project);
+    char why[300];
+    rc = gw_quota_check(w, project, why, sizeof(why));
+    if (rc) {
+        gw_reply_error(rep, rc, "%s", why);
+        loom_graph_destroy(&g);
+        return;
+    }
+    loom_submit_opts so = {.job_name = name[0] ? name : "http", .detached = 1, .label = label};
     rc = loom_graph_submit(c, g, &so, job);
     int ntasks = loom_graph_size(g);
     loom_graph_destroy(&g);
@@ -110,7 +124,8 @@ static int job_access(gw_worker *w, const char *id, loom_http_reply *rep)
     json_t *j = rc ? NULL : json_loads(text, 0, NULL);
     free(text);
     const char *label = json_string_value(json_object_get(j, "label"));
-    int mine = label && !strcmp(label, w->user);
+    size_t ulen = strlen(w->user);
+    int mine = label && !strncmp(label, w->user, ulen) && (label[ulen] == 0 || label[ulen] == '|');
     json_decref(j);
     if (rc) {
         gw_client_check(w, rc);
@@ -152,6 +167,29 @@ static void list_jobs(gw_worker *w, const loom_http_request *req, loom_http_repl
     free(text);
 }
 
+/* The job's usage record ("usage/j/ID", head_usage.c) as JSON numbers. */
+static json_t *job_usage(loom_client *c, const char *id)
+{
+    char key[128], text[512];
+    loom__snprintf(key, sizeof(key), "usage/j/%s", id);
+    void *data = NULL;
+    size_t len = 0;
+    json_t *u = json_object();
+    if (loom_kv_get(c, key, 0, &data, &len) == 0 && len < sizeof(text)) {
+        memcpy(text, data, len);
+        text[len] = 0;
+        char *save = NULL;
+        for (char *w = strtok_r(text, " \n", &save); w; w = strtok_r(NULL, " \n", &save)) {
+            char *eq = strchr(w, '=');
+            if (!eq) continue;
+            *eq = 0;
+            json_object_set_new(u, w, json_real(strtod(eq + 1, NULL)));
+        }
+    }
+    free(data);
+    return u;
+}
+
 static void job_state(gw_worker *w, const char *id, loom_http_reply *rep)
 {
     loom_client *c = gw_client(w, rep);
@@ -163,8 +201,14 @@ static void job_state(gw_worker *w, const char *id, loom_http_reply *rep)
         gw_client_check(w, rc);
         return;
     }
-    loom_http_reply_send(rep, 200, "application/json", text, strlen(text), NULL);
+    json_t *j = json_loads(text, 0, NULL);
     free(text);
+    if (!j) {
+        gw_reply_error(rep, 500, "the head's answer about job %s is not JSON", id);
+        return;
+    }
+    json_object_set_new(j, "usage", job_usage(c, id));
+    gw_reply_json(rep, 200, j);
 }
 
 /* The ref of ?task=T&output=N (default 0) in job id. */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "gateway/deploy.h"
+#include "runtime/audit.h"
 #include "runtime/util.h"
 #include "base/errf.h"
 #include "serve/tensor.h"
@@ -351,6 +352,10 @@ static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *
         gw_reply_error(rep, rc ? deploy_status(rc) : 500, "%s", err[0] ? err : loom_strerror(rc));
         return;
     }
+    char detail[300];
+    loom__snprintf(detail, sizeof(detail), "model=%s version=%d replicas=%d-%d", s.model, s.version, s.min_replicas,
+                   s.max_replicas);
+    loom__audit(w->user[0] ? w->user : "cluster", "deployment.create", s.name, detail);
     gw_reply_json(rep, 201, info);
 }
 
@@ -412,6 +417,9 @@ static void rollout(gw_worker *w, const char *name, const loom_http_request *req
         gw_reply_error(rep, rc ? deploy_status(rc) : 404, "%s", err[0] ? err : loom_strerror(rc));
         return;
     }
+    char detail[64];
+    loom__snprintf(detail, sizeof(detail), "version=%d", target);
+    loom__audit(w->user[0] ? w->user : "cluster", "deployment.rollout", name, detail);
     gw_reply_json(rep, 200, info);
 }
 
@@ -423,6 +431,7 @@ static void undeploy(gw_worker *w, const char *name, loom_http_reply *rep)
         gw_reply_error(rep, 404, "no deployment named '%s'", name);
         return;
     }
+    loom__audit(w->user[0] ? w->user : "cluster", "deployment.delete", name, "");
     gw_reply_json(rep, 200, json_pack("{s:s,s:s}", "name", name, "status", "deleted"));
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "runtime/audit.h"
 #include "runtime/ids.h"
 #include "runtime/util.h"
 
@@ -82,6 +83,14 @@ static void del_chunks(loom_client *c, const char *name, int version, size_t len
 
 
 /* ---- routes ----------------------------------------------------------------------- */
+
+static void audit_model(const gw_worker *w, const char *action, const char *name, int version, const char *sha)
+{
+    char object[200], detail[100];
+    loom__snprintf(object, sizeof(object), "%s:%d", name, version);
+    loom__snprintf(detail, sizeof(detail), sha[0] ? "sha256=%s" : "%s", sha);
+    loom__audit(w->user[0] ? w->user : "cluster", action, object, detail);
+}
 
 /* May w read version entry e (its owner's, or public)? */
 static int readable(const gw_worker *w, json_t *e)
@@ -213,6 +222,7 @@ static void upload(gw_worker *w, const char *name, const loom_http_request *req,
         else gw_reply_error(rep, gw_status_of(rc), "cannot store the model: %s", loom_last_error(c));
         return;
     }
+    audit_model(w, "model.register", name, version, sha);
     gw_reply_json(rep, 201, meta);
 }
 
@@ -338,6 +348,7 @@ static void delete_version(gw_worker *w, const char *name, int version, loom_htt
         json_array_remove(versions, found);
         rc = kv_put_json(c, key, rec);   /* unlisted first, then its chunks go */
         if (!rc) del_chunks(c, name, version, size);
+        if (!rc) audit_model(w, "model.delete", name, version, "");
     }
     pthread_mutex_unlock(&registry_lock);
     json_decref(rec);

@@ -29,6 +29,7 @@
 #include "runtime/ids.h"
 #include "runtime/log.h"
 #include "runtime/curve.h"
+#include "runtime/audit.h"
 #include "runtime/secret.h"
 #include "runtime/util.h"
 #include "runtime/wire.h"
@@ -824,6 +825,8 @@ static void on_tick(uv_timer_t *tm)
 {
     head *h = tm->data;
     int64_t now = loom__now_ms();
+    loom__head_usage_flush(h);
+    loom__audit_sync();
     size_t it = 0;
     void *v;
     node *dead[64];
@@ -868,6 +871,8 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     head *h = s->data;
     LOG_INFO("signal %d: stopping", signum);
+    loom__head_usage_flush(h);   /* the last second's accounting */
+    loom__headdb_commit(h->db);
     uv_stop(h->loop);
 }
 
@@ -912,11 +917,14 @@ static void head_free_tables(head *h)
 {
     size_t it = 0;
     void *v;
+    loom__head_usage_free(h);
     while (loom__hmap_next(&h->tasks, &it, &v)) {
         task *t = v;
         free(t->outs);
         free(t->error);
         free(t->grant);
+        free(t->acct);
+        free(t->history);
         loom__arena_free(&t->arena);
         free(t);
     }
@@ -943,7 +951,7 @@ static void head_free_tables(head *h)
     it = 0;
     while (loom__hmap_next(&h->actors, &it, &v)) {
         actor *a = v;
-        free(a->name); free(a->cls); free(a->calls); free(a->error); free(a->grant); free(a->req);
+        free(a->name); free(a->cls); free(a->calls); free(a->error); free(a->grant); free(a->req); free(a->usage_label);
         free(a);
     }
     it = 0;
@@ -992,6 +1000,7 @@ int loom__head_run(const loom_head_opts *o)
     if (loom__curve_derive(opts.secret, &keys)) return LOOM_EAUTH;
     int rc = loom__headdb_open(opts.db_dir ? opts.db_dir : opts.state_dir, &h.db);
     if (rc) return rc;
+    if (loom__audit_open(opts.state_dir) != 0) LOG_WARN("cannot open %s/audit.log: no audit log", opts.state_dir);
     h.out = loom_pack_new();
     h.rec = loom_pack_new();
     loom__head_load_tables(&h);
@@ -1048,6 +1057,7 @@ out:
     loom__curve_zap_stop(&h.zap);
     zmq_ctx_term(h.zctx);
     loom__headdb_close(&h.db);
+    loom__audit_close();
     head_free_tables(&h);
     loom_pack_destroy(&h.out);
     loom_pack_destroy(&h.rec);

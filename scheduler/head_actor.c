@@ -141,6 +141,15 @@ static int running_calls(head *h, const actor *a, uint8_t (**ids)[16])
     return n;
 }
 
+/* An actor gives back its grant: its user is charged for the time it held it. */
+static void actor_usage_end(head *h, actor *a)
+{
+    if (!a->grant || !a->usage_label || !a->req) return;
+    loom__head_usage_actor_end(h, a->usage_label, a->req, a->usage_since);
+    free(a->usage_label);
+    a->usage_label = NULL;
+}
+
 /* The actor is dead: free its resources and name, fail its calls. */
 static void actor_die(head *h, actor *a, const char *why)
 {
@@ -158,6 +167,7 @@ static void actor_die(head *h, actor *a, const char *why)
         loom__head_name_key(a->name, k);
         loom__hmap_del(&h->actor_names, k, sizeof(k));
     }
+    actor_usage_end(h, a);
     if (a->grant) loom__head_give_grant(h, a->node, a->has_pg ? a->pg : NULL, a->bundle, a->req, &a->grant);
     free(a->req);
     a->req = NULL;
@@ -199,6 +209,7 @@ static void actor_restart(head *h, actor *a, const char *why)
     a->state = A_PENDING;
     free(a->error);
     a->error = strdup(why);
+    actor_usage_end(h, a);
     if (a->grant) loom__head_give_grant(h, a->node, a->has_pg ? a->pg : NULL, a->bundle, a->req, &a->grant);
     LOG_INFO("actor %s %s died (%s): restart %u%s", a->cls, a->name, why, a->restarts,
              a->max_restarts < 0 ? "" : " of its limit");
@@ -301,6 +312,10 @@ void loom__head_actor_created(head *h, task *t)
     a->t_ready = loom__now_ms();
     a->grant = t->grant;
     t->grant = NULL;
+    /* the grant's accounting goes with it: charged when the actor gives it back */
+    free(a->usage_label);
+    a->usage_label = a->grant ? strdup(t->job && t->job->label ? t->job->label : "") : NULL;
+    a->usage_since = t->t_start;
     a->bundle = t->bundle;
     a->has_pg = t->spec.has_pg;
     memcpy(a->pg, t->spec.pg, 16);

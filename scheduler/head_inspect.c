@@ -3,6 +3,7 @@
  * the gateway turn into text and JSON). */
 #include <stdlib.h>
 #include <string.h>
+#include "runtime/audit.h"
 #include "runtime/log.h"
 #include "runtime/util.h"
 #include "scheduler/head_internal.h"
@@ -290,6 +291,15 @@ static void pack_job_summary(loom_pack *p, const job *j)
     for (int s = 0; s < 5; s++) pack_kv_u64(p, task_state_names[s], by_state[s]);
 }
 
+/* Does a job's label "USER[|PROJECT]" match a filter: the same label, or
+ * the user alone ("alice" lists "alice|proj-x" too)? */
+static int label_matches(const char *label, const char *want)
+{
+    if (!label) return 0;
+    size_t n = strlen(want);
+    return !strncmp(label, want, n) && (label[n] == 0 || (label[n] == '|' && !strchr(want, '|')));
+}
+
 /* A page of the jobs (with label m->text, if given), newest first. */
 void loom__head_on_jobs(head *h, client *c, loom_msg *m)
 {
@@ -305,7 +315,7 @@ void loom__head_on_jobs(head *h, client *c, loom_msg *m)
     void *v;
     while (loom__hmap_next(&h->jobs, &it, &v)) {
         job *j = v;
-        if (!m->label || !m->label[0] || (j->label && !strcmp(j->label, m->label))) all[n++] = j;
+        if (!m->label || !m->label[0] || label_matches(j->label, m->label)) all[n++] = j;
     }
     qsort(all, n, sizeof(job *), job_newer);
     uint64_t off = m->offset < n ? m->offset : n, limit = m->limit ? (m->limit < 1000 ? m->limit : 1000) : 100;
@@ -357,6 +367,9 @@ void loom__head_on_job_delete(head *h, client *c, loom_msg *m)
     }
     for (int i = 0; i < j->ntasks; i++)
         if (j->tasks[i]) memcpy(ids[n++], j->tasks[i]->id, 16);
+    char who[128];
+    loom__snprintf(who, sizeof(who), "%.*s", (int)strcspn(j->label ? j->label : "", "|"), j->label ? j->label : "");
+    loom__audit(who[0] ? who : "cluster", "job.delete", j->id, j->name);
     loom__head_job_free(h, j); /* clears every task's job pointer */
     for (int i = 0; i < n; i++) {
         task *t = loom__hmap_get(&h->tasks, ids[i], 16);

@@ -79,6 +79,8 @@ struct task {
     uint32_t rebuilds;           /* re-runs to rebuild outputs lost with a node */
     char *history;               /* "attempt 1 on node 2: ...; attempt 2 ..." (malloc) */
     uint32_t feasible_epoch;     /* the head's nodes_epoch when some node could run it */
+    char *acct;                  /* while it holds a grant: its job's label, for accounting
+                                    (the job may go first: a delete cancels what runs) */
 };
 
 enum { A_PENDING = 0, A_ALIVE, A_DEAD };
@@ -107,6 +109,8 @@ struct actor {
     int64_t t_created, t_ready, t_died;
     loom_grant *grant;           /* the resources it holds while alive */
     loom_request *req;
+    char *usage_label;           /* whose they are (its creation's job label), for accounting */
+    int64_t usage_since;         /* since when it holds them */
     int has_pg, bundle;
     uint8_t pg[16];
     obj *ready_obj;              /* its creation task's output 0, held by the actor */
@@ -221,6 +225,7 @@ typedef struct head {
     char *infeasible[16];        /* the latest reasons a request was infeasible */
     int ninfeasible_next;
     uint64_t ninfeasible;
+    struct head_usage *usage;    /* accounting (head_usage.c); NULL until first used */
 } head;
 
 /* A key of the key-value table and its value (h->kv, by the key's hash). */
@@ -327,6 +332,17 @@ void loom__head_remove_pgs_of(head *h, uint32_t client_id);
 
 /* ---- head_kv.c ---- */
 void loom__head_kv_entry_free(kv_entry *e);
+int loom__head_kv_set(head *h, const char *key, const void *val, size_t len);
+void loom__head_kv_unset(head *h, const char *key);
+
+/* head_usage.c: accounting and quotas (see the file's top). */
+void loom__head_usage_begin(head *h, task *t, const loom_request *r);
+void loom__head_usage_end(head *h, task *t, const loom_request *r);
+void loom__head_usage_actor_end(head *h, const char *label, const loom_request *r, int64_t since_ms);
+int loom__head_usage_allows(head *h, const task *t, const loom_request *r, char *why, size_t whylen);
+void loom__head_usage_flush(head *h);
+void loom__head_usage_job_gone(head *h, const char *job_id);
+void loom__head_usage_free(head *h);
 void loom__head_on_kv_put(head *h, client *c, loom_msg *m);
 void loom__head_on_kv_get(head *h, client *c, loom_msg *m);
 void loom__head_on_kv_del(head *h, client *c, loom_msg *m);

@@ -3,6 +3,7 @@
  * LMDB. */
 #include <stdlib.h>
 #include <string.h>
+#include "runtime/audit.h"
 #include "runtime/log.h"
 #include "runtime/util.h"
 #include "scheduler/head_internal.h"
@@ -42,6 +43,60 @@ static void persist_kv(head *h, const uint8_t k[32], const kv_entry *e)
     loom__headdb_put(h->db, HEADDB_KV, k, 32, loom_pack_data(p), loom_pack_size(p));
 }
 
+/* Set a key from inside the head (accounting), persisted like a client's put
+ * (waiters are not woken: nobody waits on the head's own keys).  0 or LOOM_E*. */
+int loom__head_kv_set(head *h, const char *key, const void *val, size_t len)
+{
+    uint8_t k[32];
+    loom__head_name_key(key, k);
+    kv_entry *e = loom__hmap_get(&h->kv, k, sizeof(k));
+    if (!e && h->kv.count >= KV_MAX_KEYS) return LOOM_EFULL;
+    uint8_t *v = malloc(len ? len : 1);
+    kv_entry *ne = e ? e : calloc(1, sizeof(*ne));
+    if (!v || !ne || (!e && !(ne->key = strdup(key))) || (!e && loom__hmap_put(&h->kv, k, sizeof(k), ne))) {
+        free(v);
+        if (!e) loom__head_kv_entry_free(ne);
+        return LOOM_ENOMEM;
+    }
+    if (len) memcpy(v, val, len);
+    free(ne->val);
+    ne->val = v;
+    ne->len = len;
+    persist_kv(h, k, ne);
+    return LOOM_OK;
+}
+
+void loom__head_kv_unset(head *h, const char *key)
+{
+    uint8_t k[32];
+    loom__head_name_key(key, k);
+    kv_entry *e = loom__hmap_del(&h->kv, k, sizeof(k));
+    if (!e) return;
+    loom__head_kv_entry_free(e);
+    loom__headdb_del(h->db, HEADDB_KV, k, sizeof(k));
+}
+
+/* Changes of who may do what are audited: tokens (auth/tokens/HASH, whose
+ * value names the user) and quotas (quota/KIND/NAME). */
+static void audit_kv(const char *key, const uint8_t *val, size_t len, int put)
+{
+    char detail[300] = "";
+    if (!strncmp(key, "auth/tokens/", 12)) {
+        const char *u = val ? memmem(val, len, "\"user\":\"", 8) : NULL;
+        if (u) {
+            u += 8;
+            const char *e = memchr(u, '"', len - (size_t)(u - (const char *)val));
+            if (e && e - u < 100) loom__snprintf(detail, sizeof(detail), "user=%.*s", (int)(e - u), u);
+        }
+        char object[32];
+        loom__snprintf(object, sizeof(object), "%.12s...", key + 12);   /* a hash prefix, never the token */
+        loom__audit("cluster", put ? "token.create" : "token.revoke", object, detail);
+    } else if (!strncmp(key, "quota/", 6)) {
+        if (put) loom__snprintf(detail, sizeof(detail), "%.*s", (int)(len < 200 ? len : 200), (const char *)val);
+        loom__audit("cluster", put ? "quota.set" : "quota.remove", key + 6, detail);
+    }
+}
+
 void loom__head_on_kv_put(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
@@ -64,6 +119,7 @@ void loom__head_on_kv_put(head *h, client *c, loom_msg *m)
     ne->val = val;
     ne->len = m->data.n;
     persist_kv(h, k, ne);
+    audit_kv(m->key, ne->val, ne->len, 1);
     loom_msg r;
     loom__msg_init(&r, LOOM_MSG_OK, m->req);
     loom__head_send_after_commit(h, c->ident, c->identlen, &r);
@@ -110,7 +166,9 @@ void loom__head_on_kv_del(head *h, client *c, loom_msg *m)
 {
     uint8_t k[32];
     loom__head_name_key(m->key, k);
-    loom__head_kv_entry_free(loom__hmap_del(&h->kv, k, sizeof(k)));
+    kv_entry *gone = loom__hmap_del(&h->kv, k, sizeof(k));
+    if (gone) audit_kv(m->key, NULL, 0, 0);
+    loom__head_kv_entry_free(gone);
     loom__headdb_del(h->db, HEADDB_KV, k, sizeof(k));
     loom_msg r;
     loom__msg_init(&r, LOOM_MSG_OK, m->req);

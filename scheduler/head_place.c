@@ -231,6 +231,7 @@ void loom__head_assign(head *h, task *t, node *n, const loom_request *r, loom_po
         }
         t->bundle = bundle;
         loom__grant_gpu_ids(pool, t->grant, gpu_ids, sizeof(gpu_ids));
+        loom__head_usage_begin(h, t, r);
     }
     wt.gpu_ids = gpu_ids;
     for (uint32_t i = 0; i < t->spec.nargs; i++) resolve_arg(h, &a, &wt.args[i], &t->spec.args[i]);
@@ -267,7 +268,7 @@ void loom__head_schedule(head *h)
 {
     if (h->pending_pgs) loom__head_pg_retry_pending(h);
     task *prev = NULL, *t = h->q_head;
-    int misses = 0;
+    int misses = 0, quota_waits = 0;
     double missed_cpus = -1; /* the smallest plain request that found no node, this pass */
     uint64_t missed_mem = 0;
     while (t && misses < 256) {
@@ -288,10 +289,17 @@ void loom__head_schedule(head *h)
             t = next;
             continue;
         }
+        char why[1024];
+        if (t->spec.actor_op != LOOM_ACTOR_CALL && !loom__head_usage_allows(h, t, &r, why, sizeof(why))) {
+            /* over its user's or project's quota: it waits; bounded like misses */
+            if (++quota_waits > 4096) break;
+            prev = t;
+            t = next;
+            continue;
+        }
         loom_pool *pool = NULL;
         int bundle = -1;
         node *n = loom__head_place(h, t, &r, &pool, &bundle);
-        char why[1024];
         /* whether it could ever run: asked again only when nodes went away */
         if (!n && t->feasible_epoch != h->nodes_epoch && loom__head_infeasible_reason(h, t, &r, why, sizeof(why))) {
             /* no node could ever run it: fail it (LOOM_EINFEASIBLE) with the

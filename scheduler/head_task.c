@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "runtime/audit.h"
 #include "runtime/log.h"
 #include "runtime/util.h"
 #include "scheduler/head_internal.h"
@@ -181,6 +182,7 @@ static void notify_ready(head *h, obj *o, uint32_t client_id)
 
 void loom__head_job_free(head *h, job *j)
 {
+    loom__head_usage_job_gone(h, j->id);
     loom__hmap_del(&h->jobs, j->id, strlen(j->id));
     loom__headdb_del(h->db, HEADDB_JOBS, j->id, strlen(j->id));
     for (int i = 0; i < j->ntasks; i++)
@@ -218,6 +220,7 @@ static void task_free(head *h, task *t)
     free(t->error);
     free(t->grant);
     free(t->history);
+    free(t->acct);
     loom__arena_free(&t->arena);
     free(t);
 }
@@ -558,6 +561,18 @@ static job *repeated_submit(head *h, const loom_msg *m)
     return first->job;
 }
 
+/* Who a job's label says did it: its user ("alice" of "alice|proj"), or the
+ * cluster (the holder of its keys). */
+static const char *audit_actor(const char *label)
+{
+    static char user[128];
+    size_t n = label ? strcspn(label, "|") : 0;
+    if (n >= sizeof(user)) n = sizeof(user) - 1;
+    memcpy(user, label ? label : "", n);
+    user[n] = 0;
+    return n ? user : "cluster";
+}
+
 void loom__head_on_submit(head *h, client *c, loom_msg *m)
 {
     char err[512];
@@ -588,6 +603,9 @@ void loom__head_on_submit(head *h, client *c, loom_msg *m)
     j->tasks = calloc(m->ntasks ? m->ntasks : 1, sizeof(task *));
     if (!j->tasks) { free(j->name); free(j->label); free(j); return; }
     loom__hmap_put(&h->jobs, j->id, strlen(j->id), j);
+    char detail[300];
+    loom__snprintf(detail, sizeof(detail), "name=%s tasks=%u", j->name, m->ntasks);
+    loom__audit(audit_actor(j->label), "job.submit", j->id, detail);
     for (uint32_t i = 0; i < m->ntasks; i++) {
         task *t = task_create(h, &m->tasks[i], j, c);
         if (t) {
@@ -848,6 +866,8 @@ void loom__head_on_cancel(head *h, client *c, loom_msg *m)
         loom__head_reply_error(h, c->ident, c->identlen, m->req, LOOM_ENOTFOUND, "no such task");
         return;
     }
+    loom__audit(audit_actor(t->job ? t->job->label : NULL), "task.cancel", t->job ? t->job->id : "",
+                t->spec.name);
     loom__head_cancel_task(h, t);
     loom__head_reply_ok(h, c, m->req);
 }
@@ -859,6 +879,7 @@ void loom__head_release_node_resources(head *h, task *t)
     if (!t->grant) return;
     loom_request r;
     loom__head_spec_request(&t->spec, &r);
+    loom__head_usage_end(h, t, &r);
     loom__head_give_grant(h, t->node, t->spec.has_pg ? t->spec.pg : NULL, t->bundle, &r, &t->grant);
 }
 

@@ -51,6 +51,9 @@ set_tests_properties(sys_gateway_auth PROPERTIES LABELS system)
 # OIDC access tokens (JWTs from an identity provider the test makes)
 loom_script_test(sys_gateway_oidc sys_gateway_oidc.sh)
 set_tests_properties(sys_gateway_oidc PROPERTIES LABELS system)
+# accounting, quotas and the audit log
+loom_script_test(sys_usage sys_usage.sh)
+set_tests_properties(sys_usage PROPERTIES LABELS system)
 # loom on a real Slurm (tests/slurm_env.sh brings up a private munged,
 # slurmctld and slurmd's): submit, cancel, two clusters on one node; skipped
 # when Slurm cannot be installed or the test is not root
