@@ -15,7 +15,7 @@
 
 #define COMMON_OPTIONS "address= state-dir= secret-file="
 #define NODE_OPTS "num-cpus= memory= store-bytes= store-dir= node-dir= data-port= num-gpus= gpu-memory= resources= labels= "
-#define HEAD_OPTS "port= db-dir= heartbeat-timeout-ms= http-port= http-bind= http-lib-dir= http-auth? http-workers= http-queue= tls-cert= tls-key= oidc-issuer= oidc-audience= oidc-jwks= oidc-user-claim= oidc-groups-claim= oidc-run-group= oidc-admin-group= "
+#define HEAD_OPTS "port= db-dir= heartbeat-timeout-ms= http-port= http-bind= http-lib-dir= http-auth? http-workers= http-queue= http-rate= tls-cert= tls-key= oidc-issuer= oidc-audience= oidc-jwks= oidc-user-claim= oidc-groups-claim= oidc-run-group= oidc-admin-group= "
 #define SLURM_DIR "  --dir BASE            job dirs: BASE/JOBID (default: $LOOM_SLURM_DIR or ./loom-slurm)\n"
 
 static const cli_cmd table[] = {
@@ -43,6 +43,7 @@ static const cli_cmd table[] = {
      "                        or none (anyone who can connect is an admin; loopback only)\n"
      "  --http-workers N      gateway threads (16)\n"
      "  --http-queue N        requests waiting at most (256); beyond, 429 with Retry-After\n"
+     "  --http-rate R         requests per second per user (100; 0: no limit); beyond, 429\n"
      "  --tls-cert FILE       the gateway speaks only HTTPS (TLS 1.2+): its certificate chain (PEM),\n"
      "  --tls-key FILE        with its private key (PEM)\n"
      "  --oidc-issuer URL     also take OIDC access tokens (JWTs) from this issuer, with:\n"
@@ -164,9 +165,10 @@ static const cli_cmd table[] = {
      "  --cpus C              CPUs held at once\n"
      "  --gpus G              GPUs held at once\n"
      "  --cpu-hours-per-day H CPU-hours per UTC day\n"
-     "  --gpu-hours-per-day H GPU-hours per UTC day\n",
+     "  --gpu-hours-per-day H GPU-hours per UTC day\n"
+     "  --replicas N          deployment replicas (counted at their max_replicas; default 16)\n",
      "loom quota set --project climate --gpus 4 --gpu-hours-per-day 48",
-     "user= project= tasks= cpus= gpus= cpu-hours-per-day= gpu-hours-per-day=", 1, cmd_quota, 0},
+     "user= project= tasks= cpus= gpus= cpu-hours-per-day= gpu-hours-per-day= replicas=", 1, cmd_quota, 0},
     {"quota show", NULL, "loom quota show --user U | --project P [common options]", "print a quota", NULL,
      "loom quota show --user alice", "user= project=", 1, cmd_quota, 0},
     {"kv", "work", "loom kv put KEY VALUE\nloom kv get KEY [--timeout S]\nloom kv del KEY",

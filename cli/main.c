@@ -179,6 +179,7 @@ int cmd_start(const opts *o)
     push_arg(argv, &n, "--http-auth", opt(o, "http-auth") && *opt(o, "http-auth") ? opt(o, "http-auth") : NULL);
     push_arg(argv, &n, "--http-workers", opt(o, "http-workers"));
     push_arg(argv, &n, "--http-queue", opt(o, "http-queue"));
+    push_arg(argv, &n, "--http-rate", opt(o, "http-rate"));
     push_arg(argv, &n, "--tls-cert", opt(o, "tls-cert"));
     push_arg(argv, &n, "--tls-key", opt(o, "tls-key"));
     static const char *const oidc_opts[] = {"oidc-issuer", "oidc-audience", "oidc-jwks", "oidc-user-claim",
@@ -534,7 +535,7 @@ int cmd_quota(const opts *o)
     snprintf(key, sizeof(key), "quota/%c/%s", user ? 'u' : 'p', name);
     static const char *const limits[][2] = {{"tasks", "tasks"}, {"cpus", "cpus"}, {"gpus", "gpus"},
                                             {"cpu-hours-per-day", "cpu_hours_per_day"},
-                                            {"gpu-hours-per-day", "gpu_hours_per_day"}};
+                                            {"gpu-hours-per-day", "gpu_hours_per_day"}, {"replicas", "replicas"}};
     size_t len = 0;
     for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         const char *v = opt(o, limits[i][0]);

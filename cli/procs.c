@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -53,11 +54,26 @@ static void head_listening(void *arg, const char *addr)
     loom_gateway_head_listening(arg);
 }
 
+/* A head holds a socket per node, driver and HTTP connection: 1,024 files
+ * (the usual soft limit) would let a crowd of idle HTTP connections make it
+ * fail to accept anything, health checks included.  Raise the soft limit to
+ * the hard one (at most 65,536). */
+static void raise_file_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+    if (rl.rlim_cur >= want) return;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) LOG_WARN("cannot raise the open-files limit to %lu", (unsigned long)want);
+}
+
 int cmd_head(const opts *o)
 {
     char sd[4096], secret_path[4200], secret[LOOM_SECRET_HEX + 1];
     state_dir(o, sd, sizeof(sd));
     loom__log_init("head");
+    raise_file_limit();
     char why[512];
     if (prepare_state_dir(sd, why, sizeof(why))) {
         LOG_ERROR("%s", why);
@@ -121,6 +137,7 @@ int cmd_head(const opts *o)
             .auth = !auth || strcmp(auth, "none") != 0,
             .workers = opt_int(o, "http-workers", 0),
             .queue_max = opt_int(o, "http-queue", 0),
+            .rate_per_user = opt(o, "http-rate") ? (atof(opt(o, "http-rate")) > 0 ? atof(opt(o, "http-rate")) : -1) : 0,
             .oidc = {
                 .issuer = opt(o, "oidc-issuer"), .audience = opt(o, "oidc-audience"), .jwks_file = opt(o, "oidc-jwks"),
                 .user_claim = opt(o, "oidc-user-claim"), .groups_claim = opt(o, "oidc-groups-claim"),

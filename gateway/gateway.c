@@ -30,6 +30,9 @@
 #define JSON_MAX_ELEMENTS 1000000     /* values and keys in a JSON body */
 #define BIG_BODY ((size_t)1 << 20)    /* bodies parsed two at a time at most */
 #define BIG_PARSES 2
+#define RATE_USERS 256                /* users whose request rate is tracked */
+#define DEFAULT_RATE 100              /* requests per second per user, on average */
+#define DEFAULT_BURST 200             /* ... and at once */
 
 typedef struct gw_item {
     const loom_http_request *req;
@@ -53,6 +56,8 @@ struct loom_gateway {
     int oidc;                   /* OIDC tokens taken (gw_oidc_start) */
     struct { char user[GW_USER_MAX]; int n; } *busy;   /* nworkers slots: who holds workers */
     int big_parses;             /* JSON bodies over BIG_BODY being handled */
+    double rate, burst;         /* per-user request rate limit (auth on) */
+    struct rate_bucket { char user[GW_USER_MAX]; double tokens; int64_t last_us; } *buckets;   /* RATE_USERS */
     pthread_cond_t big_cv;
     gw_worker *workers;
     pthread_t *threads;
@@ -353,6 +358,40 @@ static void user_leave(loom_gateway *g, const char *user)
     pthread_mutex_unlock(&g->mu);
 }
 
+/* Request rate per user: a token bucket of g->burst requests refilled at
+ * g->rate per second (auth on; a user's "requests_per_second" quota is not
+ * consulted here: one rate for all keeps the check free of lookups).  The
+ * least recently seen user's bucket is reused for a new one.  0, or -1 with
+ * a 429 sent. */
+static int rate_ok(loom_gateway *g, const char *user, loom_http_reply *rep)
+{
+    if (!g->auth || g->rate <= 0) return 0;
+    int64_t now = loom__now_us();
+    pthread_mutex_lock(&g->mu);
+    struct rate_bucket *b = NULL, *oldest = &g->buckets[0];
+    for (int i = 0; i < RATE_USERS && !b; i++) {
+        if (!strcmp(g->buckets[i].user, user) && g->buckets[i].last_us) b = &g->buckets[i];
+        else if (g->buckets[i].last_us < oldest->last_us) oldest = &g->buckets[i];
+    }
+    if (!b) {
+        b = oldest;
+        loom__snprintf(b->user, sizeof(b->user), "%s", user);
+        b->tokens = g->burst;
+        b->last_us = now;
+    }
+    b->tokens += (double)(now - b->last_us) / 1e6 * g->rate;
+    if (b->tokens > g->burst) b->tokens = g->burst;
+    b->last_us = now;
+    int ok = b->tokens >= 1;
+    if (ok) b->tokens -= 1;
+    pthread_mutex_unlock(&g->mu);
+    if (ok) return 0;
+    loom_metrics_counter_add(g->metrics, "loom_gateway_rate_limited_total", "requests refused: a user's rate limit",
+                             NULL, 1);
+    loom_http_reply_error(rep, 429, "too many requests from this user; slow down", "Retry-After: 1\r\n");
+    return -1;
+}
+
 /* Does a JSON text stay within JSON_MAX_DEPTH and JSON_MAX_ELEMENTS?  A
  * linear scan before the parser, whose memory is some 40 times the text's:
  * what it would build is bounded before it builds it. */
@@ -427,6 +466,7 @@ static void route(gw_worker *w, const loom_http_request *req, loom_http_reply *r
     }
     char user[GW_USER_MAX];
     loom__snprintf(user, sizeof(user), "%s", w->user);
+    if (rate_ok(g, user, rep)) return;
     if (user_enter(g, user, rep)) return;
     int big = json && req->body_len > BIG_BODY;
     if (big) big_enter(g);
@@ -540,12 +580,15 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
     g->auth = o->auth != 0;
     g->per_user = g->nworkers / 4 > 1 ? g->nworkers / 4 : 1;
     g->busy = calloc((size_t)g->nworkers, sizeof(*g->busy));
+    g->buckets = calloc(RATE_USERS, sizeof(*g->buckets));
+    g->rate = o->rate_per_user > 0 ? o->rate_per_user : o->rate_per_user < 0 ? 0 : DEFAULT_RATE;
+    g->burst = g->rate > 0 ? (g->rate * 2 > DEFAULT_BURST ? g->rate * 2 : DEFAULT_BURST) : 0;
     g->queue = calloc((size_t)g->queue_max, sizeof(gw_item));
     g->workers = calloc((size_t)g->nworkers, sizeof(gw_worker));
     g->threads = calloc((size_t)g->nworkers, sizeof(pthread_t));
     g->metrics = loom_metrics_new();
     int rc = g->host && g->state_dir && g->secret && (g->lib_dir || !o->lib_dir) && g->queue && g->workers &&
-                     g->threads && g->metrics && g->busy
+                     g->threads && g->metrics && g->busy && g->buckets
                  ? LOOM_OK : LOOM_ENOMEM;
     if (!rc) rc = start_threads(g);
     if (!rc && g->auth) rc = gw_admit_start(g);
@@ -601,6 +644,7 @@ void loom_gateway_stop(loom_gateway **gp)
     free(g->workers);
     free(g->threads);
     free(g->busy);
+    free(g->buckets);
     free(g->host);
     free(g->state_dir);
     free(g->secret);

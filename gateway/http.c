@@ -806,11 +806,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 /* The connection waiting longest for a request to begin (keep-alive idle,
  * no byte of a request yet), or NULL. */
-static conn *longest_idle(server *s)
+static conn *longest_idle(server *s, const char *ip)
 {
     conn *best = NULL;
     for (conn *c = s->conns; c; c = c->next)
-        if (!c->overflow && c->state == C_READING && !loom_http_parse_started(&c->parse) &&
+        if (!c->overflow && c->state == C_READING && !loom_http_parse_started(&c->parse) && c->ip[0] &&
+            (!ip || !strcmp(c->ip, ip)) &&
             c->in_len == c->in_off && (!best || c->last_active_us < best->last_active_us))
             best = c;
     return best;
@@ -844,7 +845,8 @@ static void peer_name(conn *c)
 
 /* A new connection: at max_connections the one idle longest makes room (a
  * crowd of idle connections cannot lock out health checks and real
- * clients); one address may hold max_conns_per_client. */
+ * clients); one address may hold max_conns_per_client (its own idle
+ * connection that waited longest makes room first). */
 static void on_connection(uv_stream_t *ls, int status)
 {
     server *s = ls->data;
@@ -856,7 +858,7 @@ static void on_connection(uv_stream_t *ls, int status)
     uv_timer_init(&s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     if (s->nconns >= s->o.max_connections) {
-        conn *idle = longest_idle(s);
+        conn *idle = longest_idle(s, NULL);
         if (idle) conn_close(idle);
     }
     c->overflow = s->nconns >= s->o.max_connections;
@@ -879,6 +881,10 @@ static void on_connection(uv_stream_t *ls, int status)
         if (s->noverflow > s->o.max_connections || s->tls) { conn_close(c); return; }
         conn_answer(c, 503, "too many connections", "Retry-After: 1\r\n", 1, NULL);
         return;
+    }
+    if (conns_from(s, c->ip) > s->o.max_conns_per_client) {   /* the address's idle one makes room */
+        conn *idle = longest_idle(s, c->ip);
+        if (idle && idle != c) conn_close(idle);
     }
     if (conns_from(s, c->ip) > s->o.max_conns_per_client) {
         if (s->tls) { conn_close(c); return; }

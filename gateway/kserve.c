@@ -299,9 +299,22 @@ static int within_quota(const gw_worker *w, const gw_deploy_spec *s, char *err, 
                        n, MAX_USER_DEPLOYMENTS);
         return 429;
     }
-    if (replicas + s->max_replicas > MAX_USER_REPLICAS) {
+    int most = MAX_USER_REPLICAS;   /* or the user's quota (loom quota set --replicas) */
+    char key[128];
+    loom__snprintf(key, sizeof(key), "quota/u/%s", w->user);
+    void *q = NULL;
+    size_t qlen = 0;
+    if (w->c && loom_kv_get(w->c, key, 0, &q, &qlen) == 0 && qlen < 1024) {
+        char text[1025];
+        memcpy(text, q, qlen);
+        text[qlen] = 0;
+        const char *r = strstr(text, "replicas=");
+        if (r && (r == text || r[-1] == ' ')) most = atoi(r + 9);
+    }
+    free(q);
+    if (replicas + s->max_replicas > most) {
         loom__snprintf(err, errlen, "user %s may have at most %d replicas (has %d, asks for %d more)", w->user,
-                       MAX_USER_REPLICAS, replicas, s->max_replicas);
+                       most, replicas, s->max_replicas);
         return 429;
     }
     return 0;

@@ -192,6 +192,10 @@ if [ "$ART" = "$T/m.safetensors" ]; then
     check "alice may not undeploy bob's deployment (403)" test "$(as "$TA" -X DELETE "$H/v1/deployments/bob~s")" = 403
     check "bob may not ask for more replicas than a user may have (429)" \
         test "$(as "$TB" -X POST -d '{"model":"shared","name":"bob~big","replicas":1,"max_replicas":32}' "$H/v1/deployments")" = 429
+    capture "$LOOM" quota set --user bob --replicas 1 --state-dir "$D"
+    check "with a quota of 1 replica, bob may not add a second deployment (429)" \
+        test "$(as "$TB" -X POST -d '{"model":"shared","name":"bob~two"}' "$H/v1/deployments")" = 429
+    check "  ... saying the quota" grep -q "at most 1 replicas" "$T/body"
     # a rollout serves only what its caller may read, and is public only if that version is
     check "alice adds a private version 2 to her public model (201)" \
         test "$(as "$TA" -X POST --data-binary @"$ART" "$H/v1/models/shared")" = 201
@@ -215,6 +219,54 @@ if [ "$ART" = "$T/m.safetensors" ]; then
 else
     skip "deployment tenancy: no digits dataset to train a model"
 fi
+
+# ---- connections and request rates -------------------------------------------------------------
+# 1,100 idle connections (more than the server's 1,024, and than one address's
+# 128): health checks and users still get in (idle connections make room)
+"$PY" - "$(cat "$D/http_address")" "$TB" >"$T/idle.txt" <<'PY'
+import resource, socket, sys, time, http.client
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+host, port = sys.argv[1].rsplit(":", 1)
+idle = []
+for _ in range(1100):
+    try:
+        idle.append(socket.create_connection((host, int(port)), timeout=5))
+    except OSError:
+        break
+time.sleep(0.5)
+def get(path, token=None):
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    c.request("GET", path, headers={"Authorization": "Bearer " + token} if token else {})
+    st = c.getresponse().status
+    c.close()
+    return st
+print(len(idle), get("/v2/health/ready"), get("/v1/models", sys.argv[2]))
+for s in idle:
+    s.close()
+PY
+read -r NIDLE HEALTH BOBS <"$T/idle.txt"
+check "with $NIDLE idle connections open, the health check answers 200 ($HEALTH)" test "$HEALTH" = 200
+check "  ... and bob's request too ($BOBS)" test "$BOBS" = 200
+# one user's flood of requests is limited (100/s, bursts of 200): 429s for
+# them, while another user's requests go through
+"$PY" - "$(cat "$D/http_address")" "$TC" "$TB" >"$T/rate.txt" <<'PY'
+import sys, http.client
+host, port = sys.argv[1].rsplit(":", 1)
+c = http.client.HTTPConnection(host, int(port), timeout=10)
+codes = {}
+for _ in range(600):
+    c.request("GET", "/v1/models", headers={"Authorization": "Bearer " + sys.argv[2]})
+    r = c.getresponse(); r.read()
+    codes[r.status] = codes.get(r.status, 0) + 1
+o = http.client.HTTPConnection(host, int(port), timeout=10)
+o.request("GET", "/v1/models", headers={"Authorization": "Bearer " + sys.argv[3]})
+print(codes.get(200, 0), codes.get(429, 0), o.getresponse().status)
+PY
+read -r OK200 OK429 OTHER <"$T/rate.txt"
+check "600 quick requests of carol: some 429 ($OK429), at least the burst served ($OK200)" \
+    eval 'test "$OK429" -gt 0 && test "$OK200" -ge 200'
+check "  ... bob's request meanwhile: 200 ($OTHER)" test "$OTHER" = 200
 
 # ---- revocation ------------------------------------------------------------------------------
 capture "$LOOM" token revoke "$TA" --state-dir "$D"

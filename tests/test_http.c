@@ -708,24 +708,34 @@ static void test_connection_limit(int port)
     client_close(&b);
 }
 
-/* One address may hold max_conns_per_client (3) connections; the fourth
- * gets 429, and the others go on. */
+/* One address may hold max_conns_per_client (3) connections: a fourth makes
+ * the address's idle connection that waited longest close; when none of its
+ * connections is idle, the fourth gets 429, and the others go on. */
 static void test_per_client_limit(int port)
 {
-    client k[4];
+    client k[5];
     resp r;
     for (int i = 0; i < 3; i++) {
         client_open(&k[i], port);
         CHECK(roundtrip(&k[i], "GET /k HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
         resp_free(&r);
+        sleep_ms(10);
     }
     client_open(&k[3], port);
-    CHECK(read_response(&k[3], &r, 0) == 0 && r.status == 429);
+    CHECK(roundtrip(&k[3], "GET /k3 HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
     resp_free(&r);
-    CHECK(closed_by_server(&k[3]));
-    CHECK(roundtrip(&k[0], "GET /still HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 200);
+    CHECK(closed_by_server(&k[0]));      /* idle longest: made room */
+    /* k[1..3] each in the middle of a request: no room for a fifth */
+    for (int i = 1; i < 4; i++) CHECK(send_str(&k[i], "GET /busy HTTP/1.1\r\nHo") == 0);
+    sleep_ms(100);
+    client_open(&k[4], port);
+    CHECK(read_response(&k[4], &r, 0) == 0 && r.status == 429);
     resp_free(&r);
-    for (int i = 0; i < 4; i++) client_close(&k[i]);
+    CHECK(closed_by_server(&k[4]));
+    CHECK(send_str(&k[1], "st: t\r\n\r\n") == 0);
+    CHECK(read_response(&k[1], &r, 0) == 0 && r.status == 200);
+    resp_free(&r);
+    for (int i = 0; i < 5; i++) client_close(&k[i]);
 }
 
 /* ---- admission: bodies are not read before the admit callback says so ---- */
