@@ -166,9 +166,12 @@ static const cli_cmd table[] = {
      "  --gpus G              GPUs held at once\n"
      "  --cpu-hours-per-day H CPU-hours per UTC day\n"
      "  --gpu-hours-per-day H GPU-hours per UTC day\n"
-     "  --replicas N          deployment replicas (counted at their max_replicas; default 16)\n",
+     "  --replicas N          deployment replicas (counted at their max_replicas; default 16)\n"
+     "  --stored-bytes B      bytes of model artifacts in the registry (default 1 GiB)\n"
+     "  --kept-tasks N        tasks the head keeps (finished ones until their job is\n"
+     "                        deleted; at most and by default 50,000)\n",
      "loom quota set --project climate --gpus 4 --gpu-hours-per-day 48",
-     "user= project= tasks= cpus= gpus= cpu-hours-per-day= gpu-hours-per-day= replicas=", 1, cmd_quota, 0},
+     "user= project= tasks= cpus= gpus= cpu-hours-per-day= gpu-hours-per-day= replicas= stored-bytes= kept-tasks=", 1, cmd_quota, 0},
     {"quota show", NULL, "loom quota show --user U | --project P [common options]", "print a quota", NULL,
      "loom quota show --user alice", "user= project=", 1, cmd_quota, 0},
     {"kv", "work", "loom kv put KEY VALUE\nloom kv get KEY [--timeout S]\nloom kv del KEY",

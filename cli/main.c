@@ -535,7 +535,8 @@ int cmd_quota(const opts *o)
     snprintf(key, sizeof(key), "quota/%c/%s", user ? 'u' : 'p', name);
     static const char *const limits[][2] = {{"tasks", "tasks"}, {"cpus", "cpus"}, {"gpus", "gpus"},
                                             {"cpu-hours-per-day", "cpu_hours_per_day"},
-                                            {"gpu-hours-per-day", "gpu_hours_per_day"}, {"replicas", "replicas"}};
+                                            {"gpu-hours-per-day", "gpu_hours_per_day"}, {"replicas", "replicas"},
+                                            {"stored-bytes", "stored_bytes"}, {"kept-tasks", "kept_tasks"}};
     size_t len = 0;
     for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         const char *v = opt(o, limits[i][0]);
@@ -546,7 +547,8 @@ int cmd_quota(const opts *o)
             fprintf(stderr, "loom: quota: --%s wants a number >= 0, not '%s'\n", limits[i][0], v);
             return 2;
         }
-        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s%s=%g", len ? " " : "", limits[i][1], d);
+        len += (size_t)snprintf(text + len, sizeof(text) - len, d == (double)(long long)d ? "%s%s=%.0f" : "%s%s=%g",
+                                len ? " " : "", limits[i][1], d);
     }
     loom_client *c;
     if (connect_cli(o, &c)) return 1;

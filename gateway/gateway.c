@@ -28,7 +28,7 @@
 #define MAX_BODY ((size_t)64 << 20)
 #define JSON_MAX_DEPTH 64             /* nesting of a JSON body */
 #define JSON_MAX_ELEMENTS 1000000     /* values and keys in a JSON body */
-#define BIG_BODY ((size_t)1 << 20)    /* bodies parsed two at a time at most */
+#define BIG_BODY ((size_t)256 << 10)  /* JSON bodies over this are parsed two at a time */
 #define BIG_PARSES 2
 #define RATE_USERS 256                /* users whose request rate is tracked */
 #define DEFAULT_RATE 100              /* requests per second per user, on average */

@@ -103,7 +103,8 @@ static void submit_job(gw_worker *w, const loom_http_request *req, loom_http_rep
     int ntasks = loom_graph_size(g);
     loom_graph_destroy(&g);
     if (rc) {
-        gw_reply_error(rep, gw_status_of(rc), "cannot submit the job: %s", loom_last_error(c));
+        gw_reply_error(rep, rc == LOOM_EFULL ? 429 : gw_status_of(rc), "cannot submit the job: %s",
+                       loom_last_error(c));
         gw_client_check(w, rc);
         return;
     }

@@ -24,6 +24,7 @@
 
 #define CHUNK LOOM_REGISTRY_CHUNK
 #define NAME_MAX_LEN 128
+#define STORED_PER_USER ((uint64_t)1 << 30)   /* artifact bytes per non-admin user */
 #define FIELD_MAX 512
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -173,6 +174,53 @@ static int lock_for_change(gw_worker *w, loom_client *c, const char *name, const
     return 0;
 }
 
+/* Bytes of artifacts user owns in the registry (all versions of all models). */
+static uint64_t stored_by(loom_client *c, const char *user)
+{
+    int rc;
+    uint64_t total = 0;
+    json_t *idx = loom_registry_kv_json(c, "registry/index", &rc), *n, *v;
+    size_t i, k;
+    json_array_foreach(idx, i, n) {
+        char key[300];
+        loom_registry_model_key(key, sizeof(key), json_string_value(n));
+        json_t *rec = loom_registry_kv_json(c, key, &rc);
+        json_array_foreach(json_object_get(rec, "versions"), k, v) {
+            const char *owner = json_string_value(json_object_get(v, "owner"));
+            if (owner && !strcmp(owner, user)) total += (uint64_t)json_integer_value(json_object_get(v, "size"));
+        }
+        json_decref(rec);
+    }
+    json_decref(idx);
+    return total;
+}
+
+/* A user stores at most STORED_PER_USER bytes of artifacts in the head (or
+ * the "stored_bytes=" of their quota): the registry lives in the head's
+ * key-value table, in its memory.  0, or -1 with 429 sent. */
+static int storage_ok(gw_worker *w, loom_client *c, size_t more, loom_http_reply *rep)
+{
+    if (w->admin) return 0;
+    uint64_t most = STORED_PER_USER;
+    char key[128];
+    loom__snprintf(key, sizeof(key), "quota/u/%s", w->user);
+    void *q = NULL;
+    size_t qlen = 0;
+    if (loom_kv_get(c, key, 0, &q, &qlen) == 0 && qlen < 1024) {
+        char text[1025];
+        memcpy(text, q, qlen);
+        text[qlen] = 0;
+        const char *b = strstr(text, "stored_bytes=");
+        if (b && (b == text || b[-1] == ' ')) most = (uint64_t)strtod(b + 13, NULL);
+    }
+    free(q);
+    uint64_t have = stored_by(c, w->user);
+    if (have + more <= most) return 0;
+    gw_reply_error(rep, 429, "user %s stores %llu bytes of models (at most %llu): delete old versions first",
+                   w->user, (unsigned long long)have, (unsigned long long)most);
+    return -1;
+}
+
 static void upload(gw_worker *w, const char *name, const loom_http_request *req, loom_http_reply *rep)
 {
     loom_client *c = gw_client(w, rep);
@@ -181,6 +229,7 @@ static void upload(gw_worker *w, const char *name, const loom_http_request *req,
         gw_reply_error(rep, 400, "the body must be the model artifact");
         return;
     }
+    if (storage_ok(w, c, req->body_len, rep)) return;
     uint8_t digest[32];
     char sha[65];
     loom__sha256(req->body, req->body_len, digest);

@@ -343,6 +343,12 @@ int loom__head_usage_allows(head *h, const task *t, const loom_request *r, char 
 void loom__head_usage_flush(head *h);
 void loom__head_usage_job_gone(head *h, const char *job_id);
 void loom__head_usage_free(head *h);
+/* Tasks the head keeps per labelled user (a REST user), finished ones until
+ * their job is deleted: the head's memory stays bounded whatever one token
+ * submits.  keep: 0, or LOOM_EFULL with why. */
+#define LOOM_HEAD_TASKS_PER_USER 50000
+int loom__head_usage_keep_tasks(head *h, const char *label, uint32_t n, char *why, size_t whylen);
+void loom__head_usage_tasks_gone(head *h, const char *label, uint32_t n);
 void loom__head_on_kv_put(head *h, client *c, loom_msg *m);
 void loom__head_on_kv_get(head *h, client *c, loom_msg *m);
 void loom__head_on_kv_del(head *h, client *c, loom_msg *m);

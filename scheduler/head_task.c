@@ -183,6 +183,7 @@ static void notify_ready(head *h, obj *o, uint32_t client_id)
 void loom__head_job_free(head *h, job *j)
 {
     loom__head_usage_job_gone(h, j->id);
+    loom__head_usage_tasks_gone(h, j->label, (uint32_t)j->live);   /* its tasks lose their job now */
     loom__hmap_del(&h->jobs, j->id, strlen(j->id));
     loom__headdb_del(h->db, HEADDB_JOBS, j->id, strlen(j->id));
     for (int i = 0; i < j->ntasks; i++)
@@ -205,6 +206,7 @@ static void task_free(head *h, task *t)
     loom__headdb_del(h->db, HEADDB_TASKS, t->id, 16);
     if (t->job) {
         job *j = t->job;
+        loom__head_usage_tasks_gone(h, j->label, 1);
         for (int i = 0; i < j->ntasks; i++)
             if (j->tasks[i] == t) j->tasks[i] = NULL;
         /* a driver's job goes when its last task does; a detached one waits for delete */
@@ -585,6 +587,7 @@ void loom__head_on_submit(head *h, client *c, loom_msg *m)
         return;
     }
     int rc = validate_submit(h, m, err, sizeof(err));
+    if (!rc) rc = loom__head_usage_keep_tasks(h, m->label, m->ntasks, err, sizeof(err));
     if (rc) {
         loom__head_reply_error(h, c->ident, c->identlen, m->req, rc, err);
         return;

@@ -48,6 +48,7 @@ typedef struct acc {
     int day_id;                  /* YYYYMMDD that `day` is of; 0: not loaded */
     int dirty;
     double run_tasks, run_cpus, run_gpus;   /* held now */
+    int64_t kept_tasks;          /* users: tasks the head keeps for them (not freed yet) */
 } acc;
 
 struct head_usage {
@@ -274,6 +275,45 @@ int loom__head_usage_allows(head *h, const task *t, const loom_request *r, char 
     if (over(h, U_USER, user, r, why, whylen)) return 0;
     if (project[0] && over(h, U_PROJECT, project, r, why, whylen)) return 0;
     return 1;
+}
+
+/* ---- tasks kept per user ---------------------------------------------------------- */
+
+int loom__head_usage_keep_tasks(head *h, const char *label, uint32_t n, char *why, size_t whylen)
+{
+    if (!label || !label[0]) return 0;   /* the cluster's own work */
+    char user[128], project[160];
+    split_label(label, user, sizeof(user), project, sizeof(project));
+    acc *a = acc_get(h, U_USER, user);
+    if (!a) return LOOM_ENOMEM;
+    int64_t most = LOOM_HEAD_TASKS_PER_USER;   /* or the user's quota's kept_tasks, if lower */
+    char key[USAGE_KEY_MAX + 16];
+    loom__snprintf(key, sizeof(key), "quota/u/%s", user);
+    kv_entry *e = kv_find(h, key);
+    if (e && e->len && e->len <= 1024) {
+        char q[1025];
+        memcpy(q, e->val, e->len);
+        q[e->len] = 0;
+        double lim = field(q, "kept_tasks");
+        if (!isnan(lim) && lim < (double)most) most = (int64_t)lim;
+    }
+    if (a->kept_tasks + (int64_t)n > most) {
+        loom__snprintf(why, whylen, "user %s already has %lld tasks kept by the head (at most %lld, finished ones "
+                       "until their job is deleted): delete old jobs first", user, (long long)a->kept_tasks,
+                       (long long)most);
+        return LOOM_EFULL;
+    }
+    a->kept_tasks += n;
+    return 0;
+}
+
+void loom__head_usage_tasks_gone(head *h, const char *label, uint32_t n)
+{
+    if (!label || !label[0] || !h->usage) return;
+    char user[128], project[160];
+    split_label(label, user, sizeof(user), project, sizeof(project));
+    acc *a = acc_get(h, U_USER, user);
+    if (a) a->kept_tasks = a->kept_tasks > (int64_t)n ? a->kept_tasks - (int64_t)n : 0;
 }
 
 /* ---- writing ------------------------------------------------------------------------- */

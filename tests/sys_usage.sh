@@ -123,6 +123,14 @@ check "  ... saying why" grep -q "CPU-hours for today" "$T/body"
 capture "$LOOM" quota set --user carol --state-dir "$D"
 check "a quota set with no limits is removed" eval '"$LOOM" quota show --user carol --state-dir "$D" | grep -q "no quota"'
 check "  ... and carol may submit again (201)" test "$(as "$TC" -X POST -d "$(sleeps 1 0 1)" "$H/v1/jobs")" = 201
+capture "$LOOM" quota set --user carol --kept-tasks 4 --stored-bytes 10 --state-dir "$D"
+check "with kept-tasks 4, carol's next 3-task job is refused (429: she keeps 2)" \
+    test "$(as "$TC" -X POST -d "$(sleeps 3 0 0.1)" "$H/v1/jobs")" = 429
+check "  ... saying why" grep -q "tasks kept by the head" "$T/body"
+check "with stored-bytes 10, carol may not upload a 20-byte model (429)" \
+    eval 'printf "%020d" 0 >"$T/m20"; test "$(as "$TC" -X POST --data-binary @"$T/m20" "$H/v1/models/cm")" = 429'
+check "  ... saying why" grep -q "stores 0 bytes of models (at most 10)" "$T/body"
+capture "$LOOM" quota set --user carol --state-dir "$D"
 check "quota set with a bad number is refused" eval '! "$LOOM" quota set --user x --cpus -1 --state-dir "$D" 2>/dev/null'
 
 # ---- the audit log --------------------------------------------------------------------------
