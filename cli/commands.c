@@ -221,15 +221,16 @@ static const cli_cmd table[] = {
      SLURM_DIR
      "  --port P              the head's port (default: any free port)\n"
      "  --http-port P         the head also serves the HTTP gateway\n"
-     "  --http-bind HOST      the gateway's address (default: 0.0.0.0)\n"
+     "  --http-bind HOST      the gateway's address (default: 0.0.0.0; tokens are required)\n"
+     "  --tls-cert FILE, --tls-key FILE  the gateway speaks HTTPS (do this off loopback)\n"
      "  --wait S              wait up to S seconds for the daemons to join (120)\n"
      "  --block               without a driver: stay until the cluster is stopped\n"
      "  --num-cpus N, --num-gpus N, --store-bytes B, --memory B, --resources R, --labels L\n"
      "                        node options (default: what Slurm gave)\n"
      "  --quiet               fewer messages\n",
      "loom slurm start -- python train.py",
-     "job-dir= dir= http-port= http-bind= port= wait= block num-cpus= num-gpus= store-bytes= memory= resources= "
-     "labels= quiet",
+     "job-dir= dir= http-port= http-bind= tls-cert= tls-key= port= wait= block num-cpus= num-gpus= store-bytes= "
+     "memory= resources= labels= quiet",
      0, cmd_slurm, CLI_RAW},
     {"slurm submit", NULL,
      "loom slurm submit --nodes N --time T [options] -- DRIVER ARGS...",

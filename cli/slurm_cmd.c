@@ -418,6 +418,8 @@ static int launch_head(sl_cluster *c, const sl_opts *o)
     if (sl_opt(o, "http-port")) {
         push2(argv, &n, "--http-port", sl_opt(o, "http-port"));
         push2(argv, &n, "--http-bind", sl_opt(o, "http-bind") ? sl_opt(o, "http-bind") : "0.0.0.0");
+        if (sl_opt(o, "tls-cert")) push2(argv, &n, "--tls-cert", sl_opt(o, "tls-cert"));
+        if (sl_opt(o, "tls-key")) push2(argv, &n, "--tls-key", sl_opt(o, "tls-key"));
     }
     argv[n] = NULL;
     return start_step(c, argv, "head", &c->steps[0]);
