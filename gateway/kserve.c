@@ -358,6 +358,12 @@ static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *
     if (!rc) rc = gw_deploy_create(c, &s, err, sizeof(err));
     json_decref(meta);
     json_t *info = rc ? NULL : gw_deploy_info(s.name);
+    if (info) {   /* s.model and s.name may point into body: before it goes */
+        char detail[300];
+        loom__snprintf(detail, sizeof(detail), "model=%s version=%d replicas=%d-%d", s.model, s.version,
+                       s.min_replicas, s.max_replicas);
+        loom__audit(w->user[0] ? w->user : "cluster", "deployment.create", s.name, detail);
+    }
     free(params);
     json_decref(body);
     if (rc || !info) {
@@ -365,10 +371,6 @@ static void deploy(gw_worker *w, const loom_http_request *req, loom_http_reply *
         gw_reply_error(rep, rc ? deploy_status(rc) : 500, "%s", err[0] ? err : loom_strerror(rc));
         return;
     }
-    char detail[300];
-    loom__snprintf(detail, sizeof(detail), "model=%s version=%d replicas=%d-%d", s.model, s.version, s.min_replicas,
-                   s.max_replicas);
-    loom__audit(w->user[0] ? w->user : "cluster", "deployment.create", s.name, detail);
     gw_reply_json(rep, 201, info);
 }
 
