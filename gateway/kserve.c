@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -308,8 +309,8 @@ static int within_quota(const gw_worker *w, const gw_deploy_spec *s, char *err, 
         char text[1025];
         memcpy(text, q, qlen);
         text[qlen] = 0;
-        const char *r = strstr(text, "replicas=");
-        if (r && (r == text || r[-1] == ' ')) most = atoi(r + 9);
+        double r = loom__kv_field(text, "replicas");
+        if (!isnan(r)) most = (int)r;
     }
     free(q);
     if (replicas + s->max_replicas > most) {

@@ -210,8 +210,8 @@ static int storage_ok(gw_worker *w, loom_client *c, size_t more, loom_http_reply
         char text[1025];
         memcpy(text, q, qlen);
         text[qlen] = 0;
-        const char *b = strstr(text, "stored_bytes=");
-        if (b && (b == text || b[-1] == ' ')) most = (uint64_t)strtod(b + 13, NULL);
+        double b = loom__kv_field(text, "stored_bytes");
+        if (b >= 0) most = (uint64_t)b;
     }
     free(q);
     uint64_t have = stored_by(c, w->user);

@@ -51,20 +51,9 @@ static time_t parse_date(const char *s)
 
 /* ---- text records ---------------------------------------------------------------- */
 
-static double field(const char *line, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = line; p && *p;) {
-        while (*p == ' ') p++;
-        if (!strncmp(p, name, n) && p[n] == '=') return strtod(p + n + 1, NULL);
-        p = strchr(p, ' ');
-    }
-    return NAN;
-}
-
 static double field0(const char *line, const char *name)
 {
-    double v = field(line, name);
+    double v = loom__kv_field(line, name);
     return isnan(v) ? 0 : v;
 }
 
@@ -252,7 +241,7 @@ static int day_used_up(loom_client *c, char kind, const char *name, char *why, s
     int rc;
     char *q = kv_text(c, key, &rc);
     if (!q) return 0;
-    double cpu_h = field(q, "cpu_hours_per_day"), gpu_h = field(q, "gpu_hours_per_day");
+    double cpu_h = loom__kv_field(q, "cpu_hours_per_day"), gpu_h = loom__kv_field(q, "gpu_hours_per_day");
     free(q);
     if (isnan(cpu_h) && isnan(gpu_h)) return 0;
     loom__snprintf(key, sizeof(key), "usage/d/%d", day_of(time(NULL)));

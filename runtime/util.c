@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,4 +164,16 @@ const char *loom__binary_path(void)
     if (access(LOOM_INSTALL_BIN, X_OK) == 0) return LOOM_INSTALL_BIN;
 #endif
     return "loom";
+}
+
+double loom__kv_field(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = line; p && *p && *p != '\n';) {
+        while (*p == ' ') p++;
+        if (!strncmp(p, name, n) && p[n] == '=') return strtod(p + n + 1, NULL);
+        p = strpbrk(p, " \n");
+        if (!p || *p == '\n') break;
+    }
+    return NAN;
 }

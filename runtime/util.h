@@ -41,6 +41,9 @@ const char *loom__default_state_dir(char *buf, size_t len);
  * what it holds.  0 (also when dir does not exist yet), or LOOM_EAUTH /
  * LOOM_EINVAL with the reason in err. */
 int loom__state_dir_trusted(const char *dir, char *err, size_t errlen);
+/* The number after "name=" in a line of space-separated key=value words (the
+ * text records of quotas and usage), or NAN when absent.  Stops at '\n'. */
+double loom__kv_field(const char *line, const char *name);
 /* Path of the running `loom` executable (for starting daemons/executors):
  * $LOOM_BIN, else the build-time path, else "loom" from PATH. */
 const char *loom__binary_path(void);

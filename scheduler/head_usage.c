@@ -101,21 +101,9 @@ static acc *acc_get(head *h, int kind, const char *name)
 /* ---- text records ---------------------------------------------------------- */
 
 /* The value of "name=" in a line of k=v words (NAN when absent). */
-static double field(const char *line, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = line; p && *p;) {
-        while (*p == ' ') p++;
-        if (!strncmp(p, name, n) && p[n] == '=') return strtod(p + n + 1, NULL);
-        p = strpbrk(p, " \n");
-        if (!p || *p == '\n') break;
-    }
-    return NAN;
-}
-
 static double field0(const char *line, const char *name)
 {
-    double v = field(line, name);
+    double v = loom__kv_field(line, name);
     return isnan(v) ? 0 : v;
 }
 
@@ -254,15 +242,15 @@ static int over(head *h, int kind, const char *name, const loom_request *r, char
     acc_load_day(h, a);
     const char *who = kind == U_USER ? "user" : "project";
     double lim;
-    if (!isnan(lim = field(q, "tasks")) && a->run_tasks + 1 > lim)
+    if (!isnan(lim = loom__kv_field(q, "tasks")) && a->run_tasks + 1 > lim)
         return loom__snprintf(why, whylen, "%s %s runs %.0f tasks (quota: %.0f)", who, name, a->run_tasks, lim), 1;
-    if (!isnan(lim = field(q, "cpus")) && a->run_cpus + r->cpus > lim + 1e-9)
+    if (!isnan(lim = loom__kv_field(q, "cpus")) && a->run_cpus + r->cpus > lim + 1e-9)
         return loom__snprintf(why, whylen, "%s %s holds %g CPUs (quota: %g)", who, name, a->run_cpus, lim), 1;
-    if (!isnan(lim = field(q, "gpus")) && r->gpus > 0 && a->run_gpus + r->gpus > lim + 1e-9)
+    if (!isnan(lim = loom__kv_field(q, "gpus")) && r->gpus > 0 && a->run_gpus + r->gpus > lim + 1e-9)
         return loom__snprintf(why, whylen, "%s %s holds %g GPUs (quota: %g)", who, name, a->run_gpus, lim), 1;
-    if (!isnan(lim = field(q, "cpu_hours_per_day")) && (a->day.cpu_s + a->delta.cpu_s) / 3600.0 >= lim)
+    if (!isnan(lim = loom__kv_field(q, "cpu_hours_per_day")) && (a->day.cpu_s + a->delta.cpu_s) / 3600.0 >= lim)
         return loom__snprintf(why, whylen, "%s %s used its %g CPU-hours for today", who, name, lim), 1;
-    if (!isnan(lim = field(q, "gpu_hours_per_day")) && r->gpus > 0 && (a->day.gpu_s + a->delta.gpu_s) / 3600.0 >= lim)
+    if (!isnan(lim = loom__kv_field(q, "gpu_hours_per_day")) && r->gpus > 0 && (a->day.gpu_s + a->delta.gpu_s) / 3600.0 >= lim)
         return loom__snprintf(why, whylen, "%s %s used its %g GPU-hours for today", who, name, lim), 1;
     return 0;
 }
@@ -294,7 +282,7 @@ int loom__head_usage_keep_tasks(head *h, const char *label, uint32_t n, char *wh
         char q[1025];
         memcpy(q, e->val, e->len);
         q[e->len] = 0;
-        double lim = field(q, "kept_tasks");
+        double lim = loom__kv_field(q, "kept_tasks");
         if (!isnan(lim) && lim < (double)most) most = (int64_t)lim;
     }
     if (a->kept_tasks + (int64_t)n > most) {
