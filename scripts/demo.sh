@@ -54,8 +54,10 @@ if [ -n "${digits:-}" ]; then
            "--epochs", "27", "--lr", "{lr}", "--hidden", "{hidden}", "--report", "--out", "model.safetensors"]},
  "limits": {"trials": 12, "concurrent": 3, "wall_seconds": 120},
  "output": "$LOOM_STATE_DIR/tune", "data": ["$digits"],
- "register": {"name": "digits-tuned", "artifact": "model.safetensors"}}
+ "register": {"name": "digits-tuned", "artifact": "model.safetensors", "token_env": "LOOM_DEMO_TOKEN"}}
 JSON
+    # the gateway wants a token (auth is on by default): the sweep registers its best model with one
+    LOOM_DEMO_TOKEN=$("$LOOM" token create --user demo) && export LOOM_DEMO_TOKEN
     "$LOOM" tune run "$LOOM_STATE_DIR/sweep.json" --quiet
     echo "== batch inference: the registered best model over the 1,797 digits, twice (the second from the cache)"
     cut -d, -f1-64 "$digits" >"$LOOM_STATE_DIR/pixels.csv"
