@@ -6,7 +6,8 @@
 #        <- serve <- shard;  tune;  gateway (in the head's process);  cli
 #
 # serve, tune and shard are shared libraries over libloom.so: they see only
-# its public API (include/loom/) and the internal base library.  gateway and
+# its public API (include/loom/) and the internal base library; so is python
+# (the _loom extension and libloom_python.so), which sees the public API only.  gateway and
 # cli are linked with libloom's objects into the loom binary.
 set(LOOM_LAYERS
   "base:"
@@ -18,6 +19,7 @@ set(LOOM_LAYERS
   "serve:base"
   "tune:base"
   "shard:base serve"
+  "python:"
   "gateway:base runtime objectstore api serve"
   "cli:base runtime objectstore scheduler worker api serve tune shard gateway")
 

@@ -5,7 +5,8 @@
 set -euo pipefail
 LOOM_PKGS=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev libuv1-dev liblmdb-dev
            libjansson-dev libssl-dev clang libclang-rt-14-dev iproute2 python3 procps
-           libhttp-parser-dev libopenblas-dev curl python3-numpy)
+           libhttp-parser-dev libopenblas-dev curl python3-numpy libpython3-dev
+           python3-cloudpickle python3-pytest)
 if [ "${1:-}" = test ]; then
   LOOM_PKGS+=(slurmctld slurmd slurm-client munge python3-cryptography tcpdump)
 fi

@@ -1,0 +1,203 @@
+"""loom._runtime — connecting, objects and cluster state (loom.init, loom.get, ...).
+
+One connection per process, held by the _loom extension.  The task library
+that runs Python (libloom_python.so) is uploaded once per connection and its
+id kept here, as are the refs of functions and classes already shipped (see
+remote.py).
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from . import _loom
+from . import _wire
+from .exceptions import GetTimeoutError
+
+ObjectRef = _loom.ObjectRef
+
+_lock = threading.Lock()
+_pylib: Optional[bytes] = None           # id of libloom_python.so in this session
+_session = 0                             # counts loom.init calls
+_atexit_set = False
+
+
+def _timeout_ms(timeout: Optional[float]) -> int:
+    if timeout is None:
+        return -1
+    if timeout < 0:
+        raise ValueError("timeout must be None or >= 0")
+    return int(timeout * 1000)
+
+
+def _pytask_path() -> str:
+    env = os.environ.get("LOOM_PYTHON_LIB")
+    if env:
+        return env
+    for path in _loom.PYTASK_PATHS:
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError("libloom_python.so not found (set LOOM_PYTHON_LIB); looked in "
+                            + ", ".join(_loom.PYTASK_PATHS))
+
+
+def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
+         num_nodes: Optional[int] = None, object_store_memory: Optional[int] = None,
+         state_dir: Optional[str] = None, ignore_reinit_error: bool = False) -> None:
+    """Connect this process to a loom cluster.
+
+    address: ``"HOST:PORT"`` of a head; ``"local"`` to start a cluster on this
+    machine (stopped by :func:`shutdown` or at exit); ``"auto"`` for what a
+    C driver does with no address (``$LOOM_ADDRESS``, else a running ``loom
+    start --head`` in the default state dir, else a local cluster); None:
+    ``$LOOM_ADDRESS`` if set, else a local cluster.
+    num_cpus, num_nodes, object_store_memory (bytes per node) and state_dir
+    (where a local cluster keeps its files) apply to a local cluster.
+    """
+    global _pylib, _session, _atexit_set
+    with _lock:
+        if _loom.is_connected():
+            if ignore_reinit_error:
+                return
+            raise RuntimeError("loom.init() was already called (call loom.shutdown() first)")
+        if address is None:
+            address = os.environ.get("LOOM_ADDRESS") or "local"
+        elif address == "auto":
+            address = None
+        _loom.connect(address=address, state_dir=state_dir, num_cpus=num_cpus or 0,
+                      num_nodes=num_nodes or 0, store_bytes=object_store_memory or 0)
+        try:
+            _pylib = _loom.library_load(_pytask_path())
+        except BaseException:
+            _loom.disconnect()
+            raise
+        _session += 1
+        if not _atexit_set:
+            atexit.register(shutdown)
+            _atexit_set = True
+
+
+def shutdown() -> None:
+    """Disconnect; a local cluster started by :func:`init` is stopped."""
+    global _pylib
+    with _lock:
+        _pylib = None
+        _loom.disconnect()
+
+
+def is_initialized() -> bool:
+    """Whether :func:`init` has connected this process."""
+    return bool(_loom.is_connected())
+
+
+def _require() -> Tuple[bytes, int]:
+    lib = _pylib
+    if lib is None:
+        raise RuntimeError("loom is not initialized (call loom.init())")
+    return lib, _session
+
+
+# ---- objects -----------------------------------------------------------------
+
+def put(value: Any) -> ObjectRef:
+    """Store a value in the cluster; returns its ObjectRef."""
+    _require()
+    if isinstance(value, ObjectRef):
+        raise TypeError("loom.put() of an ObjectRef is not supported")
+    return _loom.put(_wire.encode(value))
+
+
+def _get_one(ref: ObjectRef, deadline: Optional[float]) -> Any:
+    import time
+    if deadline is None:
+        ms = -1
+    else:
+        ms = max(0, int((deadline - time.monotonic()) * 1000))
+    return _wire.decode(_loom.get(ref, ms))
+
+
+def get(refs: Union[ObjectRef, Sequence[ObjectRef]], *, timeout: Optional[float] = None) -> Any:
+    """The value of a ref, or the list of values of a list of refs.
+
+    Blocks until they are ready, at most ``timeout`` seconds (None: no limit)
+    before raising GetTimeoutError.  A failed task raises its TaskError (an
+    instance of the remote exception's class as well).
+    """
+    import time
+    _require()
+    deadline = None if timeout is None else time.monotonic() + _timeout_ms(timeout) / 1000.0
+    if isinstance(refs, ObjectRef):
+        return _get_one(refs, deadline)
+    if not isinstance(refs, (list, tuple)):
+        raise TypeError(f"loom.get() wants an ObjectRef or a list of them, got {type(refs).__name__}")
+    return [_get_one(r, deadline) for r in refs]
+
+
+def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1,
+         timeout: Optional[float] = None) -> Tuple[List[ObjectRef], List[ObjectRef]]:
+    """Wait until num_returns of refs are ready (done or failed) or timeout
+    seconds pass; returns (ready, not_ready), each in the order of refs."""
+    _require()
+    refs = list(refs)
+    if len(set(refs)) != len(refs):
+        raise ValueError("loom.wait() got the same ObjectRef twice")
+    if not 0 <= num_returns <= len(refs):
+        raise ValueError("num_returns must be between 0 and len(refs)")
+    if not refs:
+        return [], []
+    flags = _loom.wait(refs, num_returns, _timeout_ms(timeout))
+    ready = [r for r, f in zip(refs, flags) if f]
+    ready = ready[:num_returns] if len(ready) > num_returns else ready
+    taken = set(ready)
+    return ready, [r for r in refs if r not in taken]
+
+
+def cancel(ref: ObjectRef, *, force: bool = False) -> None:
+    """Cancel the task that produces ref (queued: dropped; running: killed).
+    loom.get of it then raises TaskCancelledError."""
+    _require()
+    _loom.cancel(ref)
+
+
+# ---- cluster state -------------------------------------------------------------
+
+def _status() -> Dict[str, Any]:
+    _require()
+    return json.loads(_loom.status_json())
+
+
+def nodes() -> List[Dict[str, Any]]:
+    """The cluster's nodes, as ``loom status`` shows them, with Ray's keys
+    ``NodeID``, ``Alive`` and ``Resources`` added."""
+    out = []
+    for n in _status().get("nodes", []):
+        n = dict(n)
+        n["NodeID"] = str(n.get("id"))
+        n["Alive"] = n.get("state") in ("alive", "draining", "drained")
+        n["Resources"] = _node_resources(n)
+        out.append(n)
+    return out
+
+
+def _node_resources(n: Dict[str, Any]) -> Dict[str, float]:
+    res = {"CPU": float(n.get("cpus", 0)), "memory": float(n.get("memory", 0)),
+           "object_store_memory": float(n.get("store_capacity", 0))}
+    if n.get("gpus"):
+        res["GPU"] = float(n["gpus"])
+    for name, amounts in (n.get("resources") or {}).items():
+        res[name] = float(amounts[0] if isinstance(amounts, list) else amounts)
+    return res
+
+
+def cluster_resources() -> Dict[str, float]:
+    """Total resources of the live nodes: ``{"CPU": ..., "GPU": ..., ...}``."""
+    total: Dict[str, float] = {}
+    for n in nodes():
+        if n["state"] != "alive":
+            continue
+        for k, v in n["Resources"].items():
+            total[k] = total.get(k, 0.0) + v
+    return total

@@ -1,0 +1,218 @@
+"""loom._wire — the bytes of Python values, calls and errors, on both sides.
+
+This module is shared by the driver (imported as ``loom._wire``) and by the
+executors' embedded interpreter (libloom_python.so compiles this same source
+into a standalone module ``_loom_wire``, with the C msgpack helpers injected
+as ``_mp_pack``/``_mp_unpack``), so it imports nothing from the ``loom``
+package and only the standard library and cloudpickle.
+
+Values (python/README.md, "Wire format"):
+  * msgpack, no header, when the value is made only of None, bool, int
+    (64-bit), float, str, bytes, lists and dicts of those: C tasks read it
+    with loom/value.h;
+  * ``0xC1`` + a pickle protocol 5 stream otherwise.  0xC1 is the one byte
+    msgpack never uses, so no msgpack value starts with it;
+  * bytes that are neither (a C task's raw result) read back as ``bytes``,
+    and an empty value as None.
+
+A call is pickled ``(args, kwargs, slots)``: each slot ``(0, i)`` or
+``(1, key)`` names a top-level argument that was an ObjectRef, sent as loom
+argument ``2 + n`` (the n-th slot) so the runtime resolves it first.
+
+A failed Python task's message is the remote traceback (its tail, bounded)
+and, on a last line, ``PYEXC_MARK`` + base64 of the pickled exception when it
+pickles into at most ``EXC_B64_MAX`` characters.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import pickle
+import sys
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+try:
+    import cloudpickle as _cloudpickle
+except ImportError:  # pragma: no cover - Debian's python3-cloudpickle is a dependency
+    _cloudpickle = None
+
+if "_mp_pack" not in globals():  # the driver: the helpers live in the extension
+    from ._loom import mp_pack as _mp_pack, mp_unpack as _mp_unpack  # type: ignore
+
+PICKLE_MAGIC = b"\xc1"
+PYEXC_MARK = "loom-pyexc:"
+EXC_B64_MAX = 900
+MESSAGE_MAX = 1900          # the runtime keeps 2048 bytes of a task's message
+_FN_CACHE_MAX = 256
+
+
+def dumps_code(obj: Any) -> bytes:
+    """Serialize a function or class by value (cloudpickle)."""
+    if _cloudpickle is None:
+        raise ImportError("loom needs cloudpickle (Debian: python3-cloudpickle)")
+    return _cloudpickle.dumps(obj, protocol=5)
+
+
+def encode(value: Any) -> bytes:
+    """The bytes of a value: msgpack when it can be, else 0xC1 + pickle 5."""
+    packed = _mp_pack(value)
+    if packed is not None:
+        return packed
+    try:
+        return PICKLE_MAGIC + pickle.dumps(value, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        if _cloudpickle is None:
+            raise
+        return PICKLE_MAGIC + _cloudpickle.dumps(value, protocol=5)
+
+
+def decode(data: Any) -> Any:
+    """A value from its bytes (any buffer): the inverse of encode, and C
+    tasks' msgpack or raw results."""
+    mv = memoryview(data)
+    if len(mv) == 0:
+        return None
+    if mv[0] == 0xC1:
+        return pickle.loads(mv[1:])
+    ok, value = _mp_unpack(mv)
+    if ok:
+        return value
+    return bytes(mv)
+
+
+def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
+                is_ref: Callable[[Any], bool]) -> Tuple[bytes, List[Any]]:
+    """Pickle a call; top-level ObjectRefs become slots.  Returns the bytes
+    and the refs, in slot order, to send as loom arguments 2, 3, ..."""
+    args = list(args)
+    kwargs = dict(kwargs)
+    slots: List[Tuple[int, Any]] = []
+    refs: List[Any] = []
+    for i, a in enumerate(args):
+        if is_ref(a):
+            slots.append((0, i))
+            refs.append(a)
+            args[i] = None
+    for k, v in kwargs.items():
+        if is_ref(v):
+            slots.append((1, k))
+            refs.append(v)
+            kwargs[k] = None
+    try:
+        data = pickle.dumps((args, kwargs, slots), protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        data = dumps_code((args, kwargs, slots))
+    return data, refs
+
+
+def decode_call(data: Any, resolved: Sequence[Any]) -> Tuple[list, dict]:
+    """The (args, kwargs) of a call, slots filled with the resolved values."""
+    args, kwargs, slots = pickle.loads(memoryview(data))
+    for (where, key), buf in zip(slots, resolved):
+        if where == 0:
+            args[key] = decode(buf)
+        else:
+            kwargs[key] = decode(buf)
+    return args, kwargs
+
+
+# ---- errors ----------------------------------------------------------------
+
+def format_error(exc: BaseException) -> str:
+    """The task message of an exception: traceback tail + pickled exception."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    blob = ""
+    try:
+        raw = dumps_code(exc)
+        b64 = base64.b64encode(raw).decode("ascii")
+        if len(b64) <= EXC_B64_MAX:
+            blob = "\n" + PYEXC_MARK + b64
+    except Exception:  # an exception that does not pickle: the text alone
+        blob = ""
+    room = MESSAGE_MAX - len(blob)
+    if len(tb) > room:
+        tb = "...\n" + tb[len(tb) - room + 4:]
+    return tb + blob
+
+
+def parse_error(message: str) -> Tuple[str, Optional[BaseException]]:
+    """Split a task message into (remote traceback text, original exception
+    or None)."""
+    at = message.rfind(PYEXC_MARK)
+    if at < 0:
+        return message, None
+    text = message[:at].rstrip("\n")
+    b64 = message[at + len(PYEXC_MARK):].split()[0] if message[at + len(PYEXC_MARK):].strip() else ""
+    try:
+        exc = pickle.loads(base64.b64decode(b64))
+    except Exception:
+        exc = None
+    if not isinstance(exc, BaseException):
+        exc = None
+    return text, exc
+
+
+# ---- executor side ---------------------------------------------------------
+
+_fn_cache: Dict[str, Any] = {}
+
+
+def load_code(digest: str, data: Any) -> Any:
+    """Unpickle a function or class, once per content digest."""
+    fn = _fn_cache.get(digest)
+    if fn is None:
+        if len(_fn_cache) >= _FN_CACHE_MAX:
+            _fn_cache.clear()
+        fn = pickle.loads(memoryview(data))
+        _fn_cache[digest] = fn
+    return fn
+
+
+def _flush() -> None:
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+
+
+def run_call(digest: str, fn_data: Any, call: Any, resolved: Sequence[Any]) -> Tuple[bool, Any]:
+    """Run a remote function: (True, result bytes) or (False, message)."""
+    try:
+        fn = load_code(digest, fn_data)
+        args, kwargs = decode_call(call, resolved)
+        return True, encode(fn(*args, **kwargs))
+    except BaseException as exc:  # noqa: B902 - everything reaches the driver
+        return False, format_error(exc)
+    finally:
+        _flush()
+
+
+def actor_init(digest: str, cls_data: Any, call: Any, resolved: Sequence[Any]) -> Tuple[bool, Any]:
+    """Build an actor: (True, instance) or (False, message)."""
+    try:
+        cls = load_code(digest, cls_data)
+        args, kwargs = decode_call(call, resolved)
+        return True, cls(*args, **kwargs)
+    except BaseException as exc:  # noqa: B902
+        return False, format_error(exc)
+    finally:
+        _flush()
+
+
+def actor_call(instance: Any, method: Any, call: Any, resolved: Sequence[Any]) -> Tuple[bool, Any]:
+    """Call a method of an actor: (True, result bytes) or (False, message)."""
+    try:
+        name = bytes(method).decode("utf-8")
+        args, kwargs = decode_call(call, resolved)
+        return True, encode(getattr(instance, name)(*args, **kwargs))
+    except BaseException as exc:  # noqa: B902
+        return False, format_error(exc)
+    finally:
+        _flush()
+
+
+def digest_of(data: Any) -> str:
+    """Content digest used as the code cache key (driver and tests)."""
+    return hashlib.sha256(memoryview(data)).hexdigest()

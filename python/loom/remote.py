@@ -1,0 +1,271 @@
+"""loom.remote — ``@loom.remote`` functions and actor classes.
+
+A function or class travels by value: cloudpickled once per connection, put
+in the object store, and passed by ref as argument 0 of every call (so it is
+shipped once; executors cache it by content).  A call's arguments are the
+pickled (args, kwargs) plus, as further arguments, the ObjectRefs among them,
+which the runtime resolves before the task runs (python/README.md).
+"""
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import Any, Callable, Dict, Generic, Optional, TypeVar, Union
+
+from . import _loom
+from . import _runtime
+from . import _wire
+
+ObjectRef = _loom.ObjectRef
+T = TypeVar("T")
+
+_TASK_OPTIONS = ("num_cpus", "num_gpus", "memory", "max_retries", "retry_exceptions", "name",
+                 "num_returns")
+_ACTOR_OPTIONS = ("num_cpus", "num_gpus", "memory", "name", "max_restarts", "max_task_retries",
+                  "max_concurrency", "lifetime")
+
+
+class _Code:
+    """A function or class and its ref in the current connection."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+        self._lock = threading.Lock()
+        self._session = -1
+        self._ref: Optional[ObjectRef] = None
+
+    def ref(self) -> ObjectRef:
+        _, session = _runtime._require()
+        with self._lock:
+            if self._session != session or self._ref is None:
+                self._ref = _loom.put(_wire.dumps_code(self.obj))
+                self._session = session
+            return self._ref
+
+
+def _call_args(head: list, args: tuple, kwargs: dict) -> list:
+    data, refs = _wire.encode_call(args, kwargs, lambda a: isinstance(a, ObjectRef))
+    return head + [data] + refs
+
+
+def _check_options(given: Dict[str, Any], allowed: tuple, what: str) -> None:
+    bad = sorted(set(given) - set(allowed))
+    if bad:
+        raise ValueError(f"{what}: unsupported option(s) {', '.join(bad)}; "
+                         f"supported: {', '.join(allowed)}")
+    if given.get("num_returns", 1) != 1:
+        raise ValueError("num_returns other than 1 is not supported yet")
+    if given.get("lifetime") not in (None, "detached", "non_detached"):
+        raise ValueError("lifetime must be None, 'detached' or 'non_detached'")
+
+
+def _retries(n: Optional[int]) -> int:
+    if n is None:
+        return 0              # the runtime's default (3)
+    if n == 0:
+        return -1             # LOOM_NO_RETRY
+    if n < 0:
+        return 1 << 30        # Ray's -1: retry forever
+    return int(n)
+
+
+class RemoteFunction(Generic[T]):
+    """A function decorated with ``@loom.remote``: call ``.remote(...)``."""
+
+    def __init__(self, fn: Callable[..., T], options: Dict[str, Any], code: Optional[_Code] = None) -> None:
+        _check_options(options, _TASK_OPTIONS, "remote function")
+        self._fn = fn
+        self._options = dict(options)
+        self._code = code or _Code(fn)
+        self.__name__ = getattr(fn, "__name__", "remote_function")
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"remote function {self.__name__} cannot be called directly; "
+                        f"use {self.__name__}.remote(...)")
+
+    def options(self, **options: Any) -> "RemoteFunction[T]":
+        """A copy with other options: num_cpus, num_gpus, memory (bytes),
+        max_retries (after executor or node deaths; 0: never, -1: always),
+        retry_exceptions, name."""
+        merged = dict(self._options)
+        merged.update(options)
+        return RemoteFunction(self._fn, merged, self._code)
+
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef:
+        """Submit a call; returns the ObjectRef of its result at once."""
+        lib, _ = _runtime._require()
+        o = self._options
+        return _loom.submit(lib, "py_call", _call_args([self._code.ref()], args, kwargs),
+                            name=o.get("name") or self.__name__,
+                            num_cpus=float(o.get("num_cpus") or 0),
+                            num_gpus=float(o.get("num_gpus") or 0),
+                            memory=int(o.get("memory") or 0),
+                            max_retries=_retries(o.get("max_retries")),
+                            retry_exceptions=bool(o.get("retry_exceptions", False)))
+
+
+class ActorMethod:
+    """``handle.method``: call ``.remote(...)``."""
+
+    def __init__(self, handle: "ActorHandle", name: str) -> None:
+        self._handle = handle
+        self._name = name
+
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef:
+        """Call the method; calls from one caller run in the order made."""
+        _runtime._require()
+        return _loom.actor_call(self._handle._actor_id, "call",
+                                _call_args([self._name.encode("utf-8")], args, kwargs))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"actor method {self._name} cannot be called directly; use .{self._name}.remote(...)")
+
+
+class ActorHandle:
+    """A handle to a running actor; ``handle.method.remote(...)`` calls it."""
+
+    def __init__(self, actor_id: bytes, methods: Optional[set] = None, class_name: str = "Actor") -> None:
+        self._actor_id = actor_id
+        self._methods = methods
+        self._class_name = class_name
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("__") or (self._methods is not None and name not in self._methods):
+            raise AttributeError(f"actor {self._class_name} has no method {name!r}")
+        return ActorMethod(self, name)
+
+    def __repr__(self) -> str:
+        return f"ActorHandle({self._class_name}, {self._actor_id.hex()})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __reduce__(self):  # handles travel by id
+        return (ActorHandle, (self._actor_id, self._methods, self._class_name))
+
+
+def _public_methods(cls: type) -> set:
+    return {n for n, _ in inspect.getmembers(cls, callable) if not n.startswith("__")}
+
+
+class ActorClass(Generic[T]):
+    """A class decorated with ``@loom.remote``: ``Cls.remote(...)`` starts an actor."""
+
+    def __init__(self, cls: type, options: Dict[str, Any], code: Optional[_Code] = None) -> None:
+        _check_options(options, _ACTOR_OPTIONS, "actor class")
+        self._cls = cls
+        self._options = dict(options)
+        self._code = code or _Code(cls)
+        self.__name__ = cls.__name__
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"actor class {self.__name__} cannot be instantiated directly; "
+                        f"use {self.__name__}.remote(...)")
+
+    def options(self, **options: Any) -> "ActorClass[T]":
+        """A copy with other options: name (register the actor under it),
+        lifetime ("detached": outlives this driver), max_restarts,
+        max_task_retries, max_concurrency, num_cpus, num_gpus, memory."""
+        merged = dict(self._options)
+        merged.update(options)
+        return ActorClass(self._cls, merged, self._code)
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        """Start an actor running ``cls(*args, **kwargs)``; returns its handle
+        at once (calls made before the constructor finishes wait for it)."""
+        lib, _ = _runtime._require()
+        o = self._options
+        restarts = o.get("max_restarts") or 0
+        actor_id = _loom.actor_create(lib, "PyActor", _call_args([self._code.ref()], args, kwargs),
+                                      name=o.get("name"),
+                                      detached=o.get("lifetime") == "detached",
+                                      max_concurrency=int(o.get("max_concurrency") or 1),
+                                      max_restarts=-1 if restarts < 0 else int(restarts),
+                                      max_task_retries=int(o.get("max_task_retries") or 0),
+                                      num_cpus=float(o.get("num_cpus") or 0),
+                                      num_gpus=float(o.get("num_gpus") or 0),
+                                      memory=int(o.get("memory") or 0))
+        return ActorHandle(actor_id, _public_methods(self._cls), self.__name__)
+
+
+def remote(*args: Any, **options: Any) -> Union[RemoteFunction, ActorClass, Callable[[Any], Any]]:
+    """``@loom.remote`` or ``@loom.remote(num_cpus=..., ...)`` on a function
+    (a remote function) or a class (an actor class)."""
+    def wrap(obj: Any) -> Union[RemoteFunction, ActorClass]:
+        if inspect.isclass(obj):
+            return ActorClass(obj, options)
+        if callable(obj):
+            return RemoteFunction(obj, options)
+        raise TypeError("@loom.remote applies to functions and classes")
+
+    if len(args) == 1 and not options and callable(args[0]):
+        return wrap(args[0])
+    if args:
+        raise TypeError("@loom.remote takes keyword options only")
+    return wrap
+
+
+def get_actor(name: str) -> ActorHandle:
+    """The handle of the live actor registered under name (ValueError if none)."""
+    _runtime._require()
+    from .exceptions import ObjectLostError
+    try:
+        actor_id = _loom.actor_lookup(name)
+    except ObjectLostError:
+        raise ValueError(f"no actor named {name!r}") from None
+    return ActorHandle(actor_id, None, name)
+
+
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
+    """Kill an actor: its process ends, unfinished calls fail with
+    ActorDiedError, its name is released."""
+    _runtime._require()
+    if not isinstance(actor, ActorHandle):
+        raise TypeError("loom.kill() wants an ActorHandle")
+    _loom.actor_kill(actor._actor_id)
+
+
+class CFunction:
+    """A task function of a C task library (LOOM_TASK), callable from Python
+    so that one graph mixes C and Python tasks: arguments travel as msgpack
+    (or as refs, resolved before the C task runs), and its msgpack result
+    reads back with loom.get."""
+
+    def __init__(self, library: str, function: str, options: Optional[Dict[str, Any]] = None) -> None:
+        self._library = library
+        self._function = function
+        self._options = dict(options or {})
+        _check_options(self._options, _TASK_OPTIONS, "C function")
+        self._lib: Optional[bytes] = None
+        self._session = -1
+
+    def options(self, **options: Any) -> "CFunction":
+        """A copy with other options (as RemoteFunction.options)."""
+        merged = dict(self._options)
+        merged.update(options)
+        return CFunction(self._library, self._function, merged)
+
+    def remote(self, *args: Any) -> ObjectRef:
+        """Submit a call with positional arguments; returns its ObjectRef."""
+        _, session = _runtime._require()
+        if self._lib is None or self._session != session:
+            self._lib = _loom.library_load(self._library)
+            self._session = session
+        o = self._options
+        loom_args = [a if isinstance(a, ObjectRef) else _wire.encode(a) for a in args]
+        return _loom.submit(self._lib, self._function, loom_args, name=o.get("name"),
+                            num_cpus=float(o.get("num_cpus") or 0),
+                            num_gpus=float(o.get("num_gpus") or 0),
+                            memory=int(o.get("memory") or 0),
+                            max_retries=_retries(o.get("max_retries")),
+                            retry_exceptions=bool(o.get("retry_exceptions", False)))
+
+
+def c_function(library: str, function: str, **options: Any) -> CFunction:
+    """The C task ``function`` of the task library at path ``library``."""
+    return CFunction(library, function, options)

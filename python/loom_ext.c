@@ -1,0 +1,697 @@
+/* python/loom_ext.c — the _loom extension: libloom for the loom package.
+ *
+ * One client per Python process (g_client), made by connect() and freed by
+ * disconnect().  A loom_client is not thread-safe, so every call into it
+ * takes g_lock, and takes it with the GIL released (blocking calls — get,
+ * wait, connect — never hold the GIL).  ObjectRef holds a 20-byte ref; one
+ * made by put/submit/actor_call is owned by the Python object and released
+ * when the object is collected: deallocation (which may run on any thread,
+ * under the GIL, perhaps while another thread is inside libloom) only queues
+ * the ref in g_pending, and the next call into the client releases the queue
+ * with loom_release_many.  Refs of an earlier connection are never released
+ * into a later one (session numbers).
+ *
+ * Errors: a negative libloom code raises whatever the factory registered by
+ * the package (set_error_factory) makes of (code, message); loom/exceptions.py
+ * maps codes to loom.TaskError, loom.GetTimeoutError, ... */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "loom/loom.h"
+#include "python/pymsgpack.h"
+
+#define ERR_LEN 2048
+#define GET_SLICE_MS 500   /* a blocking get wakes this often to see Ctrl-C */
+
+static loom_client *g_client;
+static uint64_t g_session;                 /* counts connections */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_pending_lock = PTHREAD_MUTEX_INITIALIZER;
+static loom_ref *g_pending;                /* refs to release, malloc'd */
+static int g_npending, g_cap_pending;
+static PyObject *g_error_factory;          /* callable(code, message) -> exception */
+
+/* ---- errors ------------------------------------------------------------- */
+
+static PyObject *raise_loom(int rc, const char *msg)
+{
+    if (!msg || !*msg) msg = loom_strerror(rc);
+    if (!g_error_factory) {
+        PyErr_Format(PyExc_RuntimeError, "loom: %s (%s)", msg, loom_strerror(rc));
+        return NULL;
+    }
+    PyObject *exc = PyObject_CallFunction(g_error_factory, "is", rc, msg);
+    if (!exc) return NULL;
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+/* ---- pending releases --------------------------------------------------- */
+
+static void pending_push(const loom_ref *r)
+{
+    pthread_mutex_lock(&g_pending_lock);
+    if (g_npending == g_cap_pending) {
+        int cap = g_cap_pending ? 2 * g_cap_pending : 64;
+        loom_ref *p = realloc(g_pending, (size_t)cap * sizeof(*p));
+        if (p) {
+            g_pending = p;
+            g_cap_pending = cap;
+        }
+    }
+    if (g_npending < g_cap_pending) g_pending[g_npending++] = *r;  /* else: leaked to the session's end */
+    pthread_mutex_unlock(&g_pending_lock);
+}
+
+/* Release the queued refs.  Holds g_lock. */
+static void pending_flush(void)
+{
+    pthread_mutex_lock(&g_pending_lock);
+    loom_ref *refs = g_pending;
+    int n = g_npending;
+    g_pending = NULL;
+    g_npending = g_cap_pending = 0;
+    pthread_mutex_unlock(&g_pending_lock);
+    if (n && g_client) loom_release_many(g_client, refs, n);
+    free(refs);
+}
+
+/* Run stmt (which sets int rc) on the client under g_lock, GIL released;
+ * err receives the client's message when rc < 0. */
+#define WITH_CLIENT(stmt)                                                     \
+    do {                                                                      \
+        Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_lock);                   \
+        if (!g_client) {                                                      \
+            rc = LOOM_ESTATE;                                                 \
+            snprintf(err, sizeof(err), "%s", "loom is not initialized (call loom.init())"); \
+        } else {                                                              \
+            pending_flush();                                                  \
+            stmt;                                                             \
+            if (rc < 0) snprintf(err, sizeof(err), "%s", loom_last_error(g_client)); \
+        }                                                                     \
+        pthread_mutex_unlock(&g_lock);                                        \
+        Py_END_ALLOW_THREADS                                                  \
+    } while (0)
+
+/* ---- ObjectRef ---------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    loom_ref ref;
+    uint64_t session;
+    int owned;        /* release when collected */
+} RefObject;
+
+static PyTypeObject RefType;
+
+static PyObject *ref_new(const loom_ref *r, int owned)
+{
+    RefObject *o = PyObject_New(RefObject, &RefType);
+    if (!o) {
+        if (owned) pending_push(r);
+        return NULL;
+    }
+    o->ref = *r;
+    o->session = g_session;
+    o->owned = owned;
+    return (PyObject *)o;
+}
+
+static void ref_dealloc(PyObject *self)
+{
+    RefObject *o = (RefObject *)self;
+    if (o->owned && o->session == g_session) pending_push(&o->ref);
+    PyObject_Free(self);
+}
+
+static PyObject *ref_hex(PyObject *self, PyObject *unused)
+{
+    char hex[2 * LOOM_ID_LEN + 1];
+    loom_ref_to_hex(&((RefObject *)self)->ref, hex);
+    return PyUnicode_FromString(hex);
+}
+
+static PyObject *ref_binary(PyObject *self, PyObject *unused)
+{
+    return PyBytes_FromStringAndSize((const char *)((RefObject *)self)->ref.id, LOOM_ID_LEN);
+}
+
+static PyObject *ref_repr(PyObject *self)
+{
+    char hex[2 * LOOM_ID_LEN + 1];
+    loom_ref_to_hex(&((RefObject *)self)->ref, hex);
+    return PyUnicode_FromFormat("ObjectRef(%s)", hex);
+}
+
+static Py_hash_t ref_hash(PyObject *self)
+{
+    Py_hash_t h;
+    memcpy(&h, ((RefObject *)self)->ref.id, sizeof(h));
+    return h == -1 ? -2 : h;
+}
+
+static PyObject *ref_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if (!PyObject_TypeCheck(b, &RefType) || (op != Py_EQ && op != Py_NE)) Py_RETURN_NOTIMPLEMENTED;
+    int eq = memcmp(((RefObject *)a)->ref.id, ((RefObject *)b)->ref.id, LOOM_ID_LEN) == 0;
+    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+}
+
+static PyObject *ref_reduce(PyObject *self, PyObject *unused)
+{
+    PyErr_SetString(PyExc_TypeError,
+                    "an ObjectRef nested inside a value cannot be sent yet: pass refs as top-level "
+                    "arguments of .remote(), or loom.get() them first");
+    return NULL;
+}
+
+static PyMethodDef ref_methods[] = {
+    {"hex", ref_hex, METH_NOARGS, "The ref's id as 40 hex digits."},
+    {"binary", ref_binary, METH_NOARGS, "The ref's id as 20 bytes."},
+    {"__reduce__", ref_reduce, METH_NOARGS, "Refs do not pickle (this round)."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject RefType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "loom.ObjectRef",
+    .tp_basicsize = sizeof(RefObject),
+    .tp_dealloc = ref_dealloc,
+    .tp_repr = ref_repr,
+    .tp_hash = ref_hash,
+    .tp_richcompare = ref_richcompare,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A reference to an object in the cluster: a put value or a task's result.",
+    .tp_methods = ref_methods,
+};
+
+static int as_ref(PyObject *o, loom_ref *out)
+{
+    if (!PyObject_TypeCheck(o, &RefType)) {
+        PyErr_Format(PyExc_TypeError, "expected an ObjectRef, got %s", Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    *out = ((RefObject *)o)->ref;
+    return 0;
+}
+
+/* ---- arguments ---------------------------------------------------------- */
+
+/* A task's arguments from a Python list of bytes-like values and ObjectRefs;
+ * the buffers stay exported until args_free. */
+typedef struct {
+    loom_arg *args;
+    Py_buffer *views;
+    int n, nviews;
+} arglist;
+
+static void args_free(arglist *a)
+{
+    for (int i = 0; i < a->nviews; i++) PyBuffer_Release(&a->views[i]);
+    free(a->args);
+    free(a->views);
+    memset(a, 0, sizeof(*a));
+}
+
+static int args_from(PyObject *list, arglist *a)
+{
+    memset(a, 0, sizeof(*a));
+    PyObject *seq = PySequence_Fast(list, "task arguments must be a list");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    a->args = calloc((size_t)n + 1, sizeof(*a->args));
+    a->views = calloc((size_t)n + 1, sizeof(*a->views));
+    if (!a->args || !a->views) {
+        Py_DECREF(seq);
+        args_free(a);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (PyObject_TypeCheck(item, &RefType)) {
+            a->args[i] = loom_arg_ref(((RefObject *)item)->ref);
+        } else if (PyObject_GetBuffer(item, &a->views[a->nviews], PyBUF_SIMPLE) == 0) {
+            Py_buffer *v = &a->views[a->nviews++];
+            a->args[i] = loom_arg_value(v->buf, (size_t)v->len);
+        } else {
+            Py_DECREF(seq);
+            args_free(a);
+            return -1;
+        }
+        a->n++;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+/* ---- connecting --------------------------------------------------------- */
+
+static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"address", "state_dir", "num_cpus", "num_nodes", "store_bytes", NULL};
+    const char *address = NULL, *state_dir = NULL;
+    int num_cpus = 0, num_nodes = 0;
+    unsigned long long store_bytes = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zziiK", kwlist, &address, &state_dir, &num_cpus, &num_nodes,
+                                     &store_bytes))
+        return NULL;
+    loom_connect_opts o = {0};
+    o.state_dir = state_dir;
+    o.num_cpus = num_cpus;
+    o.num_nodes = num_nodes;
+    o.store_bytes = store_bytes;
+    char err[ERR_LEN] = "";
+    int rc;
+    Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_lock);
+    if (g_client) {
+        rc = LOOM_ESTATE;
+        snprintf(err, sizeof(err), "%s", "loom is already initialized (call loom.shutdown() first)");
+    } else {
+        loom_client *c = NULL;
+        rc = loom_connect(address, &o, &c);
+        if (rc < 0) {
+            snprintf(err, sizeof(err), "%s", c ? loom_last_error(c) : "");
+            loom_disconnect(&c);
+        } else {
+            g_client = c;
+            g_session++;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) return raise_loom(rc, err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_disconnect(PyObject *self, PyObject *unused)
+{
+    Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_lock);
+    if (g_client) {
+        loom_disconnect(&g_client);
+        g_session++;  /* refs of the old session are not released into a new one */
+        pthread_mutex_lock(&g_pending_lock);
+        free(g_pending);
+        g_pending = NULL;
+        g_npending = g_cap_pending = 0;
+        pthread_mutex_unlock(&g_pending_lock);
+    }
+    pthread_mutex_unlock(&g_lock);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_is_connected(PyObject *self, PyObject *unused)
+{
+    pthread_mutex_lock(&g_lock);  /* never held for long without the GIL released */
+    int up = g_client != NULL;
+    pthread_mutex_unlock(&g_lock);
+    return PyBool_FromLong(up);
+}
+
+/* ---- objects ------------------------------------------------------------ */
+
+static PyObject *py_put(PyObject *self, PyObject *arg)
+{
+    Py_buffer v;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_SIMPLE)) return NULL;
+    loom_ref ref;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_put(g_client, v.buf, (size_t)v.len, &ref));
+    PyBuffer_Release(&v);
+    if (rc < 0) return raise_loom(rc, err);
+    return ref_new(&ref, 1);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static PyObject *py_get(PyObject *self, PyObject *args)
+{
+    PyObject *refobj;
+    long long timeout_ms = -1;
+    if (!PyArg_ParseTuple(args, "O|L", &refobj, &timeout_ms)) return NULL;
+    loom_ref ref;
+    if (as_ref(refobj, &ref)) return NULL;
+    int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+    loom_value *v = NULL;
+    char err[ERR_LEN] = "";
+    int rc;
+    for (;;) {
+        int64_t slice = GET_SLICE_MS;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            slice = left < 0 ? 0 : left < slice ? left : slice;
+        }
+        WITH_CLIENT(rc = loom_get(g_client, ref, slice, &v));
+        if (rc != LOOM_ETIMEOUT || (deadline >= 0 && now_ms() >= deadline)) break;
+        if (PyErr_CheckSignals()) return NULL;
+    }
+    if (rc < 0) return raise_loom(rc, err);
+    PyObject *out = PyBytes_FromStringAndSize(loom_value_data(v), (Py_ssize_t)loom_value_size(v));
+    loom_value_release(&v);
+    return out;
+}
+
+static PyObject *py_wait(PyObject *self, PyObject *args)
+{
+    PyObject *list;
+    int num_returns;
+    long long timeout_ms;
+    if (!PyArg_ParseTuple(args, "OiL", &list, &num_returns, &timeout_ms)) return NULL;
+    PyObject *seq = PySequence_Fast(list, "wait: want a list of ObjectRefs");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > INT32_MAX / 2) {
+        Py_DECREF(seq);
+        return PyErr_Format(PyExc_ValueError, "wait: too many refs");
+    }
+    loom_ref *refs = calloc((size_t)n + 1, sizeof(*refs));
+    int *ready = calloc((size_t)n + 1, sizeof(*ready));
+    PyObject *out = NULL;
+    if (!refs || !ready) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (as_ref(PySequence_Fast_GET_ITEM(seq, i), &refs[i])) goto done;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_wait(g_client, refs, (int)n, num_returns, timeout_ms, ready));
+    if (rc < 0 && rc != LOOM_ETIMEOUT) {
+        raise_loom(rc, err);
+        goto done;
+    }
+    out = PyList_New(n);
+    for (Py_ssize_t i = 0; out && i < n; i++) PyList_SET_ITEM(out, i, PyBool_FromLong(ready[i]));
+done:
+    free(refs);
+    free(ready);
+    Py_DECREF(seq);
+    return out;
+}
+
+static PyObject *py_cancel(PyObject *self, PyObject *arg)
+{
+    loom_ref ref;
+    if (as_ref(arg, &ref)) return NULL;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_cancel(g_client, ref));
+    if (rc < 0) return raise_loom(rc, err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_library_load(PyObject *self, PyObject *args)
+{
+    const char *path;
+    if (!PyArg_ParseTuple(args, "s", &path)) return NULL;
+    loom_ref lib;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_library_load(g_client, path, &lib));
+    if (rc < 0) return raise_loom(rc, err);
+    return PyBytes_FromStringAndSize((const char *)lib.id, LOOM_ID_LEN);
+}
+
+static int as_id(PyObject *o, void *out, size_t len, const char *what)
+{
+    char *d;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(o, &d, &n)) return -1;
+    if ((size_t)n != len) {
+        PyErr_Format(PyExc_ValueError, "%s: want %d bytes", what, (int)len);
+        return -1;
+    }
+    memcpy(out, d, len);
+    return 0;
+}
+
+/* ---- tasks -------------------------------------------------------------- */
+
+static PyObject *py_submit(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"lib", "function", "args", "name", "num_cpus", "num_gpus", "memory",
+                             "max_retries", "retry_exceptions", NULL};
+    PyObject *libobj, *list;
+    const char *function, *name = NULL;
+    double num_cpus = 0, num_gpus = 0;
+    unsigned long long memory = 0;
+    int max_retries = 0, retry_exceptions = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsO|zddKip", kwlist, &libobj, &function, &list, &name,
+                                     &num_cpus, &num_gpus, &memory, &max_retries, &retry_exceptions))
+        return NULL;
+    loom_ref lib;
+    if (as_id(libobj, lib.id, LOOM_ID_LEN, "lib")) return NULL;
+    arglist a;
+    if (args_from(list, &a)) return NULL;
+    loom_task_opts o = {0};
+    o.name = name;
+    o.num_cpus = num_cpus;
+    o.num_gpus = num_gpus;
+    o.memory = memory;
+    o.max_retries = max_retries;
+    o.retry_on_error = retry_exceptions;
+    loom_ref out;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_submit(g_client, lib, function, a.args, a.n, &o, &out));
+    args_free(&a);
+    if (rc < 0) return raise_loom(rc, err);
+    return ref_new(&out, 1);
+}
+
+/* ---- actors ------------------------------------------------------------- */
+
+static PyObject *py_actor_create(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"lib", "cls", "args", "name", "detached", "max_concurrency", "max_restarts",
+                             "max_task_retries", "num_cpus", "num_gpus", "memory", NULL};
+    PyObject *libobj, *list;
+    const char *cls, *name = NULL;
+    int detached = 0, max_concurrency = 1, max_restarts = 0, max_task_retries = 0;
+    double num_cpus = 0, num_gpus = 0;
+    unsigned long long memory = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsO|zpiiiddK", kwlist, &libobj, &cls, &list, &name, &detached,
+                                     &max_concurrency, &max_restarts, &max_task_retries, &num_cpus, &num_gpus,
+                                     &memory))
+        return NULL;
+    loom_ref lib;
+    if (as_id(libobj, lib.id, LOOM_ID_LEN, "lib")) return NULL;
+    arglist a;
+    if (args_from(list, &a)) return NULL;
+    loom_actor_opts o = {0};
+    o.name = name;
+    o.detached = detached;
+    o.max_concurrency = max_concurrency;
+    o.max_restarts = max_restarts;
+    o.max_task_retries = max_task_retries;
+    o.res.num_cpus = num_cpus;
+    o.res.num_gpus = num_gpus;
+    o.res.memory = memory;
+    loom_actor actor;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_actor_create(g_client, lib, cls, a.args, a.n, &o, &actor));
+    args_free(&a);
+    if (rc < 0) return raise_loom(rc, err);
+    return PyBytes_FromStringAndSize((const char *)actor.id, sizeof(actor.id));
+}
+
+static PyObject *py_actor_call(PyObject *self, PyObject *args)
+{
+    PyObject *idobj, *list;
+    const char *method;
+    if (!PyArg_ParseTuple(args, "OsO", &idobj, &method, &list)) return NULL;
+    loom_actor actor;
+    if (as_id(idobj, actor.id, sizeof(actor.id), "actor")) return NULL;
+    arglist a;
+    if (args_from(list, &a)) return NULL;
+    loom_ref out;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_actor_call(g_client, actor, method, a.args, a.n, &out));
+    args_free(&a);
+    if (rc < 0) return raise_loom(rc, err);
+    return ref_new(&out, 1);
+}
+
+static PyObject *py_actor_wait_ready(PyObject *self, PyObject *args)
+{
+    PyObject *idobj;
+    long long timeout_ms = -1;
+    if (!PyArg_ParseTuple(args, "O|L", &idobj, &timeout_ms)) return NULL;
+    loom_actor actor;
+    if (as_id(idobj, actor.id, sizeof(actor.id), "actor")) return NULL;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_actor_wait_ready(g_client, actor, timeout_ms));
+    if (rc < 0) return raise_loom(rc, err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_actor_lookup(PyObject *self, PyObject *args)
+{
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    loom_actor actor;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_actor_lookup(g_client, name, &actor));
+    if (rc < 0) return raise_loom(rc, err);
+    return PyBytes_FromStringAndSize((const char *)actor.id, sizeof(actor.id));
+}
+
+static PyObject *py_actor_kill(PyObject *self, PyObject *idobj)
+{
+    loom_actor actor;
+    if (as_id(idobj, actor.id, sizeof(actor.id), "actor")) return NULL;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_actor_kill(g_client, actor));
+    if (rc < 0) return raise_loom(rc, err);
+    Py_RETURN_NONE;
+}
+
+/* ---- key-value table and inspection ------------------------------------- */
+
+static PyObject *py_kv_put(PyObject *self, PyObject *args)
+{
+    const char *key;
+    Py_buffer v;
+    if (!PyArg_ParseTuple(args, "sy*", &key, &v)) return NULL;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_kv_put(g_client, key, v.buf, (size_t)v.len));
+    PyBuffer_Release(&v);
+    if (rc < 0) return raise_loom(rc, err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_kv_get(PyObject *self, PyObject *args)
+{
+    const char *key;
+    long long timeout_ms = 0;
+    if (!PyArg_ParseTuple(args, "s|L", &key, &timeout_ms)) return NULL;
+    void *data = NULL;
+    size_t len = 0;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_kv_get(g_client, key, timeout_ms, &data, &len));
+    if (rc == LOOM_ENOTFOUND || rc == LOOM_ETIMEOUT) Py_RETURN_NONE;
+    if (rc < 0) return raise_loom(rc, err);
+    PyObject *out = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+    free(data);
+    return out;
+}
+
+static PyObject *py_kv_del(PyObject *self, PyObject *args)
+{
+    const char *key;
+    if (!PyArg_ParseTuple(args, "s", &key)) return NULL;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_kv_del(g_client, key));
+    if (rc < 0 && rc != LOOM_ENOTFOUND) return raise_loom(rc, err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *json_result(int rc, char *json, const char *err)
+{
+    if (rc < 0) return raise_loom(rc, err);
+    PyObject *out = PyUnicode_FromString(json ? json : "null");
+    free(json);
+    return out;
+}
+
+static PyObject *py_status_json(PyObject *self, PyObject *unused)
+{
+    char *json = NULL, err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_status_json(g_client, &json));
+    return json_result(rc, json, err);
+}
+
+static PyObject *py_actors_json(PyObject *self, PyObject *unused)
+{
+    char *json = NULL, err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_actors_json(g_client, &json));
+    return json_result(rc, json, err);
+}
+
+static PyObject *py_set_error_factory(PyObject *self, PyObject *fn)
+{
+    if (!PyCallable_Check(fn)) return PyErr_Format(PyExc_TypeError, "want a callable");
+    Py_XSETREF(g_error_factory, Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
+/* ---- the module --------------------------------------------------------- */
+
+static PyMethodDef module_methods[] = {
+    {"connect", (PyCFunction)(void (*)(void))py_connect, METH_VARARGS | METH_KEYWORDS,
+     "connect(address=None, state_dir=None, num_cpus=0, num_nodes=0, store_bytes=0)"},
+    {"disconnect", py_disconnect, METH_NOARGS, "Disconnect (stops a local cluster)."},
+    {"is_connected", py_is_connected, METH_NOARGS, "Whether a client is connected."},
+    {"put", py_put, METH_O, "put(buffer) -> ObjectRef"},
+    {"get", py_get, METH_VARARGS, "get(ref, timeout_ms=-1) -> bytes"},
+    {"wait", py_wait, METH_VARARGS, "wait(refs, num_returns, timeout_ms) -> [bool]"},
+    {"cancel", py_cancel, METH_O, "cancel(ref)"},
+    {"library_load", py_library_load, METH_VARARGS, "library_load(path) -> lib id (bytes)"},
+    {"submit", (PyCFunction)(void (*)(void))py_submit, METH_VARARGS | METH_KEYWORDS,
+     "submit(lib, function, args, name=None, num_cpus=0, num_gpus=0, memory=0, max_retries=0, "
+     "retry_exceptions=False) -> ObjectRef"},
+    {"actor_create", (PyCFunction)(void (*)(void))py_actor_create, METH_VARARGS | METH_KEYWORDS,
+     "actor_create(lib, cls, args, name=None, detached=False, max_concurrency=1, max_restarts=0, "
+     "max_task_retries=0, num_cpus=0, num_gpus=0, memory=0) -> actor id (bytes)"},
+    {"actor_call", py_actor_call, METH_VARARGS, "actor_call(actor, method, args) -> ObjectRef"},
+    {"actor_wait_ready", py_actor_wait_ready, METH_VARARGS, "actor_wait_ready(actor, timeout_ms=-1)"},
+    {"actor_lookup", py_actor_lookup, METH_VARARGS, "actor_lookup(name) -> actor id"},
+    {"actor_kill", py_actor_kill, METH_O, "actor_kill(actor)"},
+    {"kv_put", py_kv_put, METH_VARARGS, "kv_put(key, bytes)"},
+    {"kv_get", py_kv_get, METH_VARARGS, "kv_get(key, timeout_ms=0) -> bytes or None"},
+    {"kv_del", py_kv_del, METH_VARARGS, "kv_del(key)"},
+    {"status_json", py_status_json, METH_NOARGS, "The cluster's state as JSON text."},
+    {"actors_json", py_actors_json, METH_NOARGS, "The actors the head knows, as JSON text."},
+    {"set_error_factory", py_set_error_factory, METH_O, "set_error_factory(fn(code, message))"},
+    {"mp_pack", loom__pymp_pack, METH_O, "value -> msgpack bytes, or None"},
+    {"mp_unpack", loom__pymp_unpack, METH_O, "buffer -> (ok, value)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_loom", "libloom for the loom package (see python/README.md).", -1,
+    module_methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__loom(void)
+{
+    if (PyType_Ready(&RefType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (!m) return NULL;
+    if (PyModule_AddObjectRef(m, "ObjectRef", (PyObject *)&RefType) ||
+        PyModule_AddObject(m, "PYTASK_PATHS", Py_BuildValue("(ss)", LOOM_PYTASK_BUILD, LOOM_PYTASK_INSTALL)) ||
+        PyModule_AddIntConstant(m, "ID_LEN", LOOM_ID_LEN)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    static const struct { const char *name; int code; } codes[] = {
+        {"EINVAL", LOOM_EINVAL}, {"ETIMEOUT", LOOM_ETIMEOUT}, {"ECONN", LOOM_ECONN},
+        {"ENOTFOUND", LOOM_ENOTFOUND}, {"ETASK", LOOM_ETASK}, {"ECANCELLED", LOOM_ECANCELLED},
+        {"EDEP", LOOM_EDEP}, {"ENODE", LOOM_ENODE}, {"EINFEASIBLE", LOOM_EINFEASIBLE},
+        {"ESTATE", LOOM_ESTATE}, {"EACTOR", LOOM_EACTOR}, {"EWORKER", LOOM_EWORKER}};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (PyModule_AddIntConstant(m, codes[i].name, codes[i].code)) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    return m;
+}
