@@ -43,6 +43,7 @@ if "_mp_pack" not in globals():  # the driver: the helpers live in the extension
 PICKLE_MAGIC = b"\xc1"
 PYEXC_MARK = "loom-pyexc:"
 EXC_B64_MAX = 900
+EXC_LINE_MAX = 400
 MESSAGE_MAX = 1900          # the runtime keeps 2048 bytes of a task's message
 _FN_CACHE_MAX = 256
 
@@ -120,20 +121,24 @@ def decode_call(data: Any, resolved: Sequence[Any]) -> Tuple[list, dict]:
 # ---- errors ----------------------------------------------------------------
 
 def format_error(exc: BaseException) -> str:
-    """The task message of an exception: traceback tail + pickled exception."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The task message of an exception: the traceback's last frames and the
+    exception line (both cut to fit), then the pickled exception."""
     blob = ""
     try:
-        raw = dumps_code(exc)
-        b64 = base64.b64encode(raw).decode("ascii")
+        b64 = base64.b64encode(dumps_code(exc)).decode("ascii")
         if len(b64) <= EXC_B64_MAX:
             blob = "\n" + PYEXC_MARK + b64
     except Exception:  # an exception that does not pickle: the text alone
         blob = ""
-    room = MESSAGE_MAX - len(blob)
-    if len(tb) > room:
-        tb = "...\n" + tb[len(tb) - room + 4:]
-    return tb + blob
+    last = "".join(traceback.format_exception_only(type(exc), exc))
+    if len(last) > EXC_LINE_MAX:
+        last = last[:EXC_LINE_MAX - 4] + "...\n"
+    head = "Traceback (most recent call last):\n"
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    room = MESSAGE_MAX - len(blob) - len(last) - len(head)
+    if len(frames) > room:
+        frames = "  ...\n" + frames[len(frames) - room + 6:]
+    return head + frames + last + blob
 
 
 def parse_error(message: str) -> Tuple[str, Optional[BaseException]]:

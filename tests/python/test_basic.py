@@ -243,3 +243,46 @@ def test_retry_after_executor_killed(tmp_path):
     os.kill(pid, signal.SIGKILL)
     status, new_pid = loom.get(ref, timeout=T)
     assert status == "retried" and new_pid != pid
+
+
+@loom.remote
+class Gate:
+    """Two calls must overlap: only a concurrent actor lets wait() return."""
+
+    def __init__(self):
+        import threading
+        self.event = threading.Event()
+
+    def wait(self):
+        return self.event.wait(20)
+
+    def open(self):
+        self.event.set()
+        return True
+
+
+@loom.remote
+def deep_failure(n, message):
+    def recurse(k):
+        if k == 0:
+            raise RuntimeError(message)
+        return recurse(k - 1)
+    recurse(n)
+
+
+def test_concurrent_actor_calls():
+    g = Gate.options(max_concurrency=2).remote()
+    waiting = g.wait.remote()
+    assert loom.get(g.open.remote(), timeout=T) is True
+    assert loom.get(waiting, timeout=T) is True
+
+
+def test_long_traceback_is_bounded():
+    with pytest.raises(RuntimeError) as info:       # the class survives a deep stack
+        loom.get(deep_failure.remote(200, "deep"), timeout=T)
+    text = str(info.value)
+    assert "in recurse" in text and "RuntimeError: deep" in text and len(text) < 2100
+    with pytest.raises(loom.TaskError) as info:     # too big to send back: the text only
+        loom.get(deep_failure.remote(3, "x" * 5000), timeout=T)
+    assert not isinstance(info.value, RuntimeError)
+    assert "in recurse" in str(info.value) and "RuntimeError: xxx" in str(info.value)
