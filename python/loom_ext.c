@@ -28,7 +28,7 @@
 #define GET_SLICE_MS 500   /* a blocking get wakes this often to see Ctrl-C */
 
 static loom_client *g_client;
-static uint64_t g_session;                 /* counts connections */
+static uint64_t g_session;                 /* counts connections; under g_pending_lock */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_pending_lock = PTHREAD_MUTEX_INITIALIZER;
 static loom_ref *g_pending;                /* refs to release, malloc'd */
@@ -53,9 +53,15 @@ static PyObject *raise_loom(int rc, const char *msg)
 
 /* ---- pending releases --------------------------------------------------- */
 
-static void pending_push(const loom_ref *r)
+/* Queue a ref of connection `session` for release (dropped when that
+ * connection is gone: its refs went with it). */
+static void pending_push(const loom_ref *r, uint64_t session)
 {
     pthread_mutex_lock(&g_pending_lock);
+    if (session != g_session) {
+        pthread_mutex_unlock(&g_pending_lock);
+        return;
+    }
     if (g_npending == g_cap_pending) {
         int cap = g_cap_pending ? 2 * g_cap_pending : 64;
         loom_ref *p = realloc(g_pending, (size_t)cap * sizeof(*p));
@@ -65,6 +71,25 @@ static void pending_push(const loom_ref *r)
         }
     }
     if (g_npending < g_cap_pending) g_pending[g_npending++] = *r;  /* else: leaked to the session's end */
+    pthread_mutex_unlock(&g_pending_lock);
+}
+
+static uint64_t current_session(void)
+{
+    pthread_mutex_lock(&g_pending_lock);
+    uint64_t s = g_session;
+    pthread_mutex_unlock(&g_pending_lock);
+    return s;
+}
+
+/* A new connection (or none): refs of the old one are not released into it. */
+static void new_session(void)
+{
+    pthread_mutex_lock(&g_pending_lock);
+    g_session++;
+    free(g_pending);
+    g_pending = NULL;
+    g_npending = g_cap_pending = 0;
     pthread_mutex_unlock(&g_pending_lock);
 }
 
@@ -113,11 +138,11 @@ static PyObject *ref_new(const loom_ref *r, int owned)
 {
     RefObject *o = PyObject_New(RefObject, &RefType);
     if (!o) {
-        if (owned) pending_push(r);
+        if (owned) pending_push(r, current_session());
         return NULL;
     }
     o->ref = *r;
-    o->session = g_session;
+    o->session = current_session();
     o->owned = owned;
     return (PyObject *)o;
 }
@@ -125,7 +150,7 @@ static PyObject *ref_new(const loom_ref *r, int owned)
 static void ref_dealloc(PyObject *self)
 {
     RefObject *o = (RefObject *)self;
-    if (o->owned && o->session == g_session) pending_push(&o->ref);
+    if (o->owned) pending_push(&o->ref, o->session);
     PyObject_Free(self);
 }
 
@@ -279,7 +304,7 @@ static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw)
             loom_disconnect(&c);
         } else {
             g_client = c;
-            g_session++;
+            new_session();
         }
     }
     pthread_mutex_unlock(&g_lock);
@@ -293,12 +318,7 @@ static PyObject *py_disconnect(PyObject *self, PyObject *unused)
     Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_lock);
     if (g_client) {
         loom_disconnect(&g_client);
-        g_session++;  /* refs of the old session are not released into a new one */
-        pthread_mutex_lock(&g_pending_lock);
-        free(g_pending);
-        g_pending = NULL;
-        g_npending = g_cap_pending = 0;
-        pthread_mutex_unlock(&g_pending_lock);
+        new_session();
     }
     pthread_mutex_unlock(&g_lock);
     Py_END_ALLOW_THREADS

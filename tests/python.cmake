@@ -28,8 +28,8 @@ if(LOOM_SANITIZE)
   execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
     OUTPUT_VARIABLE loom_libasan OUTPUT_STRIP_TRAILING_WHITESPACE)
   list(APPEND loom_py_env "LD_PRELOAD=${loom_libasan}"
-    "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/python/lsan.supp:print_suppressions=0"
-    "PYTHONMALLOC=malloc")
+    "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/python/lsan.supp:print_suppressions=0:malloc_context_size=2"
+)
 endif()
 add_test(NAME py_basic COMMAND ${loom_py_cmd})
 set_tests_properties(py_basic PROPERTIES TIMEOUT 180 ENVIRONMENT "${loom_py_env}")
