@@ -86,12 +86,14 @@ static acc *acc_get(head *h, int kind, const char *name)
     if (!u) return NULL;
     char key[USAGE_KEY_MAX];
     loom__snprintf(key, sizeof(key), "%c:%s", kind, name);
-    acc *a = loom__hmap_get(&u->accs, key, strlen(key));
+    uint8_t k[32];   /* names are longer than the map's keys may be: by their hash */
+    loom__head_name_key(key, k);
+    acc *a = loom__hmap_get(&u->accs, k, sizeof(k));
     if (a) return a;
     a = calloc(1, sizeof(*a));
     if (!a) return NULL;
     memcpy(a->key, key, strlen(key) + 1);
-    if (loom__hmap_put(&u->accs, a->key, strlen(a->key), a) != 0) {
+    if (loom__hmap_put(&u->accs, k, sizeof(k), a) != 0) {
         free(a);
         return NULL;
     }
@@ -382,7 +384,11 @@ void loom__head_usage_flush(head *h)
         /* a job's accumulator with nothing held and nothing pending goes */
         if (a->key[0] == U_JOB && !a->dirty && nidle < 64) idle[nidle++] = a;
     }
-    for (int i = 0; i < nidle; i++) free(loom__hmap_del(&h->usage->accs, idle[i]->key, strlen(idle[i]->key)));
+    for (int i = 0; i < nidle; i++) {
+        uint8_t k[32];
+        loom__head_name_key(idle[i]->key, k);
+        free(loom__hmap_del(&h->usage->accs, k, sizeof(k)));
+    }
 }
 
 void loom__head_usage_job_gone(head *h, const char *job_id)
@@ -390,8 +396,9 @@ void loom__head_usage_job_gone(head *h, const char *job_id)
     char key[USAGE_KEY_MAX + 16];
     loom__snprintf(key, sizeof(key), "j:%s", job_id);
     if (h->usage) {
-        acc *a = loom__hmap_del(&h->usage->accs, key, strlen(key));
-        free(a);
+        uint8_t k[32];
+        loom__head_name_key(key, k);
+        free(loom__hmap_del(&h->usage->accs, k, sizeof(k)));
     }
     loom__snprintf(key, sizeof(key), "usage/j/%s", job_id);
     loom__head_kv_unset(h, key);

@@ -74,6 +74,13 @@ capture "$LOOM" usage --state-dir "$D"
 check "loom usage prints a table with a line per user" \
     eval 'grep -q "^NAME " <<<"$OUT" && grep -q "^alice " <<<"$OUT" && grep -q "^bob " <<<"$OUT"'
 
+LONG=user-with-a-name-longer-than-the-head-map-keys-0123456789ab
+TL=$("$LOOM" token create --user "$LONG" --run --state-dir "$D")
+check "a user with a 60-byte name submits a job (201)" test "$(as "$TL" -X POST -d "$(sleeps 1 0.2 1)" "$H/v1/jobs")" = 201
+JL=$(job_of)
+check "  ... it finishes and is charged to that user" \
+    wait_until 15 eval 'done_all "$TL" "$JL" && sleep 1.2 && "$LOOM" usage --json --state-dir "$D" | grep -q "\"$LONG\""'
+
 # ---- it survives a head restart -------------------------------------------------------
 capture "$LOOM" stop --state-dir "$D"
 start_head
