@@ -84,3 +84,7 @@ set_tests_properties(sys_state_dir PROPERTIES LABELS system SKIP_REGULAR_EXPRESS
 # (root and tcpdump; skipped otherwise)
 loom_script_test(sys_curve sys_curve.sh)
 set_tests_properties(sys_curve PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")
+# the Python examples (examples/python/) on a 3-daemon cluster; skipped where
+# the Python package was not built or python3-sklearn is missing
+loom_script_test(sys_py_examples sys_py_examples.sh)
+set_tests_properties(sys_py_examples PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")
