@@ -4,8 +4,9 @@
 # gateway and three node daemons), run a map-reduce word count, a 10,000-task
 # tree reduction, a command-task graph through the CLI, data-parallel
 # training with actors, a hyperparameter sweep whose best model is
-# registered, and batch inference with that model (twice: the second from
-# the cache), then stop the cluster.
+# registered, batch inference with that model (twice: the second from
+# the cache) and the word count again from Python (examples/python/), then
+# stop the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -65,6 +66,13 @@ JSON
         "$LOOM" infer --model digits-tuned --input "$LOOM_STATE_DIR/pixels.csv" --shard-size 200 \
             --output "$LOOM_STATE_DIR/infer$run" --quiet | head -1
     done
+fi
+
+if [ -d build/python/loom ] && ls build/python/loom/_loom*.so >/dev/null 2>&1; then
+    echo "== Python (import loom): the map-reduce word count as Ray-style remote functions"
+    PYTHONPATH=$PWD/build/python /usr/bin/python3 examples/python/map_reduce.py --address "$addr"
+else
+    echo "== (Python example skipped: build/python/loom was not built; it needs libpython3-dev)"
 fi
 
 echo "== the cluster after the demo"
