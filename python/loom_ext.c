@@ -27,13 +27,35 @@
 #define ERR_LEN 2048
 #define GET_SLICE_MS 500   /* a blocking get wakes this often to see Ctrl-C */
 
-static loom_client *g_client;
+/* A connection and the zero-copy values got through it.  A value from the
+ * node's store points into the store's LMDB map, which loom_disconnect
+ * unmaps: so a disconnect while such values live only retires the
+ * connection (g_conn becomes NULL; the client stays open for the values),
+ * and the last value released disconnects it.  Under g_lock. */
+typedef struct conn {
+    loom_client *c;
+    long live;        /* ValueBuffers alive */
+    int retired;      /* disconnect once live == 0 */
+} conn;
+
+static loom_client *g_client;              /* g_conn->c, or NULL */
+static conn *g_conn;
 static uint64_t g_session;                 /* counts connections; under g_pending_lock */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_pending_lock = PTHREAD_MUTEX_INITIALIZER;
 static loom_ref *g_pending;                /* refs to release, malloc'd */
 static int g_npending, g_cap_pending;
 static PyObject *g_error_factory;          /* callable(code, message) -> exception */
+
+/* values whose ValueBuffer died while g_lock was taken: released by the next
+ * holder of g_lock (under g_pending_lock) */
+typedef struct pending_value {
+    loom_value *v;
+    conn *k;
+} pending_value;
+static pending_value *g_pvalues;
+static int g_npvalues, g_cap_pvalues;
+static long g_live_values;                 /* all ValueBuffers of the process; under g_lock */
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -106,6 +128,32 @@ static void pending_flush(void)
     free(refs);
 }
 
+/* Release a value of connection k; a retired connection goes with its last
+ * value.  Holds g_lock. */
+static void value_release_locked(conn *k, loom_value *v)
+{
+    loom_value_release(&v);
+    g_live_values--;
+    if (--k->live == 0 && k->retired) {
+        loom_disconnect(&k->c);
+        free(k);
+    }
+}
+
+/* Release the values queued by ValueBuffers that died while g_lock was
+ * taken.  Holds g_lock. */
+static void pending_values_flush(void)
+{
+    pthread_mutex_lock(&g_pending_lock);
+    pending_value *pv = g_pvalues;
+    int n = g_npvalues;
+    g_pvalues = NULL;
+    g_npvalues = g_cap_pvalues = 0;
+    pthread_mutex_unlock(&g_pending_lock);
+    for (int i = 0; i < n; i++) value_release_locked(pv[i].k, pv[i].v);
+    free(pv);
+}
+
 /* Run stmt (which sets int rc) on the client under g_lock, GIL released;
  * err receives the client's message when rc < 0. */
 #define WITH_CLIENT(stmt)                                                     \
@@ -116,6 +164,7 @@ static void pending_flush(void)
             snprintf(err, sizeof(err), "%s", "loom is not initialized (call loom.init())"); \
         } else {                                                              \
             pending_flush();                                                  \
+            pending_values_flush();                                           \
             stmt;                                                             \
             if (rc < 0) snprintf(err, sizeof(err), "%s", loom_last_error(g_client)); \
         }                                                                     \
@@ -274,6 +323,110 @@ static int args_from(PyObject *list, arglist *a)
     return 0;
 }
 
+/* ---- ValueBuffer: a value got from the store, exported read-only ------- */
+
+/* Values under ZC_MIN_BYTES are copied into bytes (cheaper than keeping a
+ * read transaction of the store open); so are all values once ZC_MAX_LIVE
+ * ValueBuffers live in the process: each holds one of the store's LMDB
+ * reader slots (1,024 per node, shared with the daemon and executors). */
+#define ZC_MIN_BYTES (64 * 1024)
+#define ZC_MAX_LIVE 256
+
+typedef struct {
+    PyObject_HEAD
+    loom_value *v;
+    conn *k;
+} ValueObject;
+
+static PyTypeObject ValueType;
+
+static void value_dealloc(PyObject *self)
+{
+    ValueObject *o = (ValueObject *)self;
+    if (o->v) {
+        /* the GIL is held: never wait for g_lock (its holder may be in a
+           blocking get); when taken, queue for its holder */
+        if (pthread_mutex_trylock(&g_lock) == 0) {
+            value_release_locked(o->k, o->v);
+            pthread_mutex_unlock(&g_lock);
+        } else {
+            pthread_mutex_lock(&g_pending_lock);
+            if (g_npvalues == g_cap_pvalues) {
+                int cap = g_cap_pvalues ? 2 * g_cap_pvalues : 16;
+                pending_value *p = realloc(g_pvalues, (size_t)cap * sizeof(*p));
+                if (p) {
+                    g_pvalues = p;
+                    g_cap_pvalues = cap;
+                }
+            }
+            if (g_npvalues < g_cap_pvalues) g_pvalues[g_npvalues++] = (pending_value){o->v, o->k};
+            /* else: out of memory, the value stays pinned to the end */
+            pthread_mutex_unlock(&g_pending_lock);
+        }
+    }
+    PyObject_Free(self);
+}
+
+static int value_getbuffer(PyObject *self, Py_buffer *view, int flags)
+{
+    ValueObject *o = (ValueObject *)self;
+    static const char empty[1];
+    size_t n = loom_value_size(o->v);
+    const void *d = n ? loom_value_data(o->v) : empty;
+    return PyBuffer_FillInfo(view, self, (void *)d, (Py_ssize_t)n, 1, flags);
+}
+
+static PyObject *value_address(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromVoidPtr((void *)loom_value_data(((ValueObject *)self)->v));
+}
+
+static Py_ssize_t value_len(PyObject *self)
+{
+    return (Py_ssize_t)loom_value_size(((ValueObject *)self)->v);
+}
+
+static PyBufferProcs value_as_buffer = {value_getbuffer, NULL};
+static PySequenceMethods value_as_sequence = {.sq_length = value_len};
+static PyMethodDef value_methods[] = {
+    {"address", value_address, METH_NOARGS, "The address of the first byte (for tests)."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject ValueType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "loom.ValueBuffer",
+    .tp_basicsize = sizeof(ValueObject),
+    .tp_dealloc = value_dealloc,
+    .tp_as_buffer = &value_as_buffer,
+    .tp_as_sequence = &value_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The bytes of an object got from the cluster, read-only and zero-copy when the object "
+              "is in this node's store; pinned (the store keeps the pages) while this object or a "
+              "view of it (a NumPy array from loom.get) lives.",
+    .tp_methods = value_methods,
+};
+
+/* The Python object of a got value of connection k (k->live counted it):
+ * a ValueBuffer, or bytes for small values and past ZC_MAX_LIVE. */
+static PyObject *value_wrap(loom_value *v, conn *k)
+{
+    if (loom_value_size(v) >= ZC_MIN_BYTES && g_live_values <= ZC_MAX_LIVE) {
+        ValueObject *o = PyObject_New(ValueObject, &ValueType);
+        if (o) {
+            o->v = v;
+            o->k = k;
+            return (PyObject *)o;
+        }
+    }
+    PyObject *out = PyErr_Occurred() ? NULL
+                    : PyBytes_FromStringAndSize(loom_value_data(v), (Py_ssize_t)loom_value_size(v));
+    Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_lock);
+    value_release_locked(k, v);
+    pthread_mutex_unlock(&g_lock);
+    Py_END_ALLOW_THREADS
+    return out;
+}
+
 /* ---- connecting --------------------------------------------------------- */
 
 static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw)
@@ -298,11 +451,15 @@ static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw)
         snprintf(err, sizeof(err), "%s", "loom is already initialized (call loom.shutdown() first)");
     } else {
         loom_client *c = NULL;
-        rc = loom_connect(address, &o, &c);
+        conn *k = calloc(1, sizeof(*k));
+        rc = k ? loom_connect(address, &o, &c) : LOOM_ENOMEM;
         if (rc < 0) {
             snprintf(err, sizeof(err), "%s", c ? loom_last_error(c) : "");
             loom_disconnect(&c);
+            free(k);
         } else {
+            k->c = c;
+            g_conn = k;
             g_client = c;
             new_session();
         }
@@ -316,8 +473,17 @@ static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw)
 static PyObject *py_disconnect(PyObject *self, PyObject *unused)
 {
     Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_lock);
-    if (g_client) {
-        loom_disconnect(&g_client);
+    pending_values_flush();
+    if (g_conn) {
+        if (g_conn->live == 0) {
+            loom_disconnect(&g_conn->c);
+            free(g_conn);
+        } else {
+            pending_flush();
+            g_conn->retired = 1;   /* the last ValueBuffer disconnects it */
+        }
+        g_conn = NULL;
+        g_client = NULL;
         new_session();
     }
     pthread_mutex_unlock(&g_lock);
@@ -364,6 +530,7 @@ static PyObject *py_get(PyObject *self, PyObject *args)
     if (as_ref(refobj, &ref)) return NULL;
     int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
     loom_value *v = NULL;
+    conn *k = NULL;
     char err[ERR_LEN] = "";
     int rc;
     for (;;) {
@@ -372,14 +539,16 @@ static PyObject *py_get(PyObject *self, PyObject *args)
             int64_t left = deadline - now_ms();
             slice = left < 0 ? 0 : left < slice ? left : slice;
         }
-        WITH_CLIENT(rc = loom_get(g_client, ref, slice, &v));
+        WITH_CLIENT(rc = loom_get(g_client, ref, slice, &v); if (rc == 0) {
+            k = g_conn;
+            k->live++;
+            g_live_values++;
+        });
         if (rc != LOOM_ETIMEOUT || (deadline >= 0 && now_ms() >= deadline)) break;
         if (PyErr_CheckSignals()) return NULL;
     }
     if (rc < 0) return raise_loom(rc, err);
-    PyObject *out = PyBytes_FromStringAndSize(loom_value_data(v), (Py_ssize_t)loom_value_size(v));
-    loom_value_release(&v);
-    return out;
+    return value_wrap(v, k);
 }
 
 static PyObject *py_wait(PyObject *self, PyObject *args)
@@ -664,7 +833,7 @@ static PyMethodDef module_methods[] = {
     {"disconnect", py_disconnect, METH_NOARGS, "Disconnect (stops a local cluster)."},
     {"is_connected", py_is_connected, METH_NOARGS, "Whether a client is connected."},
     {"put", py_put, METH_O, "put(buffer) -> ObjectRef"},
-    {"get", py_get, METH_VARARGS, "get(ref, timeout_ms=-1) -> bytes"},
+    {"get", py_get, METH_VARARGS, "get(ref, timeout_ms=-1) -> ValueBuffer (zero-copy) or bytes"},
     {"wait", py_wait, METH_VARARGS, "wait(refs, num_returns, timeout_ms) -> [bool]"},
     {"cancel", py_cancel, METH_O, "cancel(ref)"},
     {"library_load", py_library_load, METH_VARARGS, "library_load(path) -> lib id (bytes)"},
@@ -694,10 +863,12 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__loom(void)
 {
-    if (PyType_Ready(&RefType) < 0) return NULL;
+    if (PyType_Ready(&RefType) < 0 || PyType_Ready(&ValueType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "ObjectRef", (PyObject *)&RefType) ||
+        PyModule_AddObjectRef(m, "ValueBuffer", (PyObject *)&ValueType) ||
+        PyModule_AddIntConstant(m, "ZC_MIN_BYTES", ZC_MIN_BYTES) ||
         PyModule_AddObject(m, "PYTASK_PATHS", Py_BuildValue("(ss)", LOOM_PYTASK_BUILD, LOOM_PYTASK_INSTALL)) ||
         PyModule_AddIntConstant(m, "ID_LEN", LOOM_ID_LEN)) {
         Py_DECREF(m);

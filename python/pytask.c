@@ -163,8 +163,15 @@ static int finish(loom_task_ctx *ctx, PyObject *r, PyObject **keep)
         PyErr_Clear();
     } else if (keep) {
         *keep = Py_NewRef(payload);
-    } else if (PyBytes_Check(payload)) {
-        rc = loom_task_return(ctx, PyBytes_AS_STRING(payload), (size_t)PyBytes_GET_SIZE(payload));
+    } else if (PyObject_CheckBuffer(payload)) {  /* bytes, or a framed value's bytearray */
+        Py_buffer b;
+        if (PyObject_GetBuffer(payload, &b, PyBUF_SIMPLE) == 0) {
+            rc = loom_task_return(ctx, b.buf, (size_t)b.len);
+            PyBuffer_Release(&b);
+        } else {
+            PyErr_Clear();
+            rc = loom_task_fail(ctx, "loom's Python executor: result is not a buffer");
+        }
     } else {
         rc = loom_task_fail(ctx, "loom's Python executor: result is not bytes");
     }

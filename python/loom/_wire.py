@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import pickle
+import struct
 import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -41,6 +42,16 @@ if "_mp_pack" not in globals():  # the driver: the helpers live in the extension
     from ._loom import mp_pack as _mp_pack, mp_unpack as _mp_unpack  # type: ignore
 
 PICKLE_MAGIC = b"\xc1"
+# a pickled value with out-of-band buffers: FRAME_HEAD (magic, number of
+# buffers, pickle length), FRAME_BUF (offset, length) per buffer, the pickle
+# stream, then the buffers at offsets aligned to SMALL_ALIGN, or to PAGE for
+# those of PAGE_ALIGN_MIN bytes or more (offsets from the value's start)
+FRAME_MAGIC = b"\xc1LPB"
+FRAME_HEAD = struct.Struct("<4sIQ")
+FRAME_BUF = struct.Struct("<QQ")
+SMALL_ALIGN = 64
+PAGE = 4096
+PAGE_ALIGN_MIN = 64 * 1024
 PYEXC_MARK = "loom-pyexc:"
 EXC_B64_MAX = 900
 EXC_LINE_MAX = 400
@@ -55,26 +66,70 @@ def dumps_code(obj: Any) -> bytes:
     return _cloudpickle.dumps(obj, protocol=5)
 
 
-def encode(value: Any) -> bytes:
-    """The bytes of a value: msgpack when it can be, else 0xC1 + pickle 5."""
-    packed = _mp_pack(value)
-    if packed is not None:
-        return packed
+def _pickle(value: Any, buffers: list) -> bytes:
     try:
-        return PICKLE_MAGIC + pickle.dumps(value, protocol=5)
+        return pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     except (pickle.PicklingError, TypeError, AttributeError):
         if _cloudpickle is None:
             raise
-        return PICKLE_MAGIC + _cloudpickle.dumps(value, protocol=5)
+        buffers.clear()
+        return _cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
 
 
-def decode(data: Any) -> Any:
+def _align(n: int, size: int) -> int:
+    a = PAGE if size >= PAGE_ALIGN_MIN else SMALL_ALIGN
+    return (n + a - 1) // a * a
+
+
+def encode(value: Any) -> Any:
+    """The bytes of a value (bytes, or a bytearray when framed): msgpack when
+    it can be, else 0xC1 + pickle 5, framed with its out-of-band buffers
+    when it has any (NumPy arrays)."""
+    packed = _mp_pack(value)
+    if packed is not None:
+        return packed
+    return encode_pickled(value)
+
+
+def encode_pickled(value: Any) -> Any:
+    """0xC1 + pickle 5 of value, framed with its out-of-band buffers when it
+    has any."""
+    buffers: List[pickle.PickleBuffer] = []
+    data = _pickle(value, buffers)
+    if not buffers:
+        return PICKLE_MAGIC + data
+    raws = [b.raw() for b in buffers]
+    n = len(raws)
+    at = FRAME_HEAD.size + FRAME_BUF.size * n
+    spans = []
+    end = at + len(data)
+    for r in raws:
+        off = _align(end, r.nbytes)
+        spans.append((off, r.nbytes))
+        end = off + r.nbytes
+    out = bytearray(end)
+    FRAME_HEAD.pack_into(out, 0, FRAME_MAGIC, n, len(data))
+    for i, span in enumerate(spans):
+        FRAME_BUF.pack_into(out, FRAME_HEAD.size + FRAME_BUF.size * i, *span)
+    out[at:at + len(data)] = data
+    for r, (off, size) in zip(raws, spans):
+        out[off:off + size] = r
+        r.release()
+    return out
+
+
+def decode(data: Any, copy: bool = False) -> Any:
     """A value from its bytes (any buffer): the inverse of encode, and C
-    tasks' msgpack or raw results."""
+    tasks' msgpack or raw results.  A framed value's out-of-band buffers are
+    views of data (zero-copy: NumPy arrays over it, read-only when data is),
+    or copies when copy is true (an executor's arguments, whose memory
+    lasts only for the call)."""
     mv = memoryview(data)
     if len(mv) == 0:
         return None
     if mv[0] == 0xC1:
+        if len(mv) >= FRAME_HEAD.size and mv[:4] == FRAME_MAGIC:
+            return _decode_framed(mv, copy)
         return pickle.loads(mv[1:])
     ok, value = _mp_unpack(mv)
     if ok:
@@ -82,9 +137,25 @@ def decode(data: Any) -> Any:
     return bytes(mv)
 
 
+def _decode_framed(mv: memoryview, copy: bool) -> Any:
+    _, n, plen = FRAME_HEAD.unpack_from(mv, 0)
+    at = FRAME_HEAD.size + FRAME_BUF.size * n
+    if at + plen > len(mv):
+        raise ValueError("loom: a framed value shorter than its header says")
+    buffers = []
+    for i in range(n):
+        off, size = FRAME_BUF.unpack_from(mv, FRAME_HEAD.size + FRAME_BUF.size * i)
+        if off < at + plen or off + size > len(mv):
+            raise ValueError("loom: a framed value's buffer lies outside it")
+        b = mv[off:off + size]
+        buffers.append(bytearray(b) if copy else b)
+    return pickle.loads(mv[at:at + plen], buffers=buffers)
+
+
 def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
-                is_ref: Callable[[Any], bool]) -> Tuple[bytes, List[Any]]:
-    """Pickle a call; top-level ObjectRefs become slots.  Returns the bytes
+                is_ref: Callable[[Any], bool]) -> Tuple[Any, List[Any]]:
+    """Pickle a call (as a value: 0xC1 + pickle 5, framed with the buffers of
+    the arrays among the arguments); top-level ObjectRefs become slots.  Returns the bytes
     and the refs, in slot order, to send as loom arguments 2, 3, ..."""
     args = list(args)
     kwargs = dict(kwargs)
@@ -100,21 +171,17 @@ def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
             slots.append((1, k))
             refs.append(v)
             kwargs[k] = None
-    try:
-        data = pickle.dumps((args, kwargs, slots), protocol=5)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        data = dumps_code((args, kwargs, slots))
-    return data, refs
+    return encode_pickled((args, kwargs, slots)), refs
 
 
 def decode_call(data: Any, resolved: Sequence[Any]) -> Tuple[list, dict]:
     """The (args, kwargs) of a call, slots filled with the resolved values."""
-    args, kwargs, slots = pickle.loads(memoryview(data))
+    args, kwargs, slots = decode(data, copy=True)
     for (where, key), buf in zip(slots, resolved):
         if where == 0:
-            args[key] = decode(buf)
+            args[key] = decode(buf, copy=True)
         else:
-            kwargs[key] = decode(buf)
+            kwargs[key] = decode(buf, copy=True)
     return args, kwargs
 
 
