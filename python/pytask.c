@@ -11,6 +11,8 @@
  * msgpack helpers (pymsgpack.c) injected; see python/README.md for the wire
  * format.  Exports only the task and actor entry points:
  *   py_call(fn, call, refs...)                 a remote function
+ *   py_item(result, i)                         output i of a call with
+ *                                              num_returns > 1 (plain C)
  *   PyActor init(cls, call, refs...), PyActor call(method, call, refs...),
  *   PyActor destroy                            an actor
  * The actor's state is a strong reference to its Python instance, owned by
@@ -205,6 +207,30 @@ LOOM_TASK(py_call)
     Py_XDECREF(fn);
     PyGILState_Release(g);
     return rc;
+}
+
+/* Output i of a call with num_returns > 1: its result is a msgpack array
+ * of bins (_wire.encode_returns); return element i's bytes.  Plain C: no
+ * interpreter, a copy of one element. */
+LOOM_TASK(py_item)
+{
+    const void *d;
+    size_t n;
+    int64_t i;
+    if (loom_task_arg(ctx, 0, &d, &n) || loom_task_arg_i64(ctx, 1, &i))
+        return loom_task_fail(ctx, "py_item: want a result and an index");
+    loom_unpack u;
+    loom_unpack_init(&u, d, n);
+    uint32_t count;
+    if (loom_unpack_array(&u, &count) || i < 0 || i >= (int64_t)count)
+        return loom_task_fail(ctx, "py_item: output %lld of a result that is not an array of %lld or more",
+                              (long long)i, (long long)i + 1);
+    for (int64_t k = 0; k < i; k++)
+        if (loom_unpack_skip(&u)) return loom_task_fail(ctx, "py_item: a malformed result");
+    const void *item;
+    size_t len;
+    if (loom_unpack_bin(&u, &item, &len)) return loom_task_fail(ctx, "py_item: a malformed result");
+    return loom_task_return(ctx, item, len);
 }
 
 /* ---- the actor ---------------------------------------------------------- */

@@ -17,7 +17,10 @@ Values (python/README.md, "Wire format"):
 
 A call is pickled ``(args, kwargs, slots)``: each slot ``(0, i)`` or
 ``(1, key)`` names a top-level argument that was an ObjectRef, sent as loom
-argument ``2 + n`` (the n-th slot) so the runtime resolves it first.
+argument ``2 + n`` (the n-th slot) so the runtime resolves it first.  A
+call with num_returns > 1 has a fourth element, num_returns: its result is a
+msgpack array of that many bins (encode_returns), split by the C task
+``py_item``.
 
 A failed Python task's message is the remote traceback (its tail, bounded)
 and, on a last line, ``PYEXC_MARK`` + base64 of the pickled exception when it
@@ -153,7 +156,7 @@ def _decode_framed(mv: memoryview, copy: bool) -> Any:
 
 
 def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
-                is_ref: Callable[[Any], bool]) -> Tuple[Any, List[Any]]:
+                is_ref: Callable[[Any], bool], num_returns: int = 1) -> Tuple[Any, List[Any]]:
     """Pickle a call (as a value: 0xC1 + pickle 5, framed with the buffers of
     the arrays among the arguments); top-level ObjectRefs become slots.  Returns the bytes
     and the refs, in slot order, to send as loom arguments 2, 3, ..."""
@@ -171,18 +174,49 @@ def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
             slots.append((1, k))
             refs.append(v)
             kwargs[k] = None
-    return encode_pickled((args, kwargs, slots)), refs
+    call = (args, kwargs, slots) if num_returns == 1 else (args, kwargs, slots, num_returns)
+    return encode_pickled(call), refs
 
 
-def decode_call(data: Any, resolved: Sequence[Any]) -> Tuple[list, dict]:
-    """The (args, kwargs) of a call, slots filled with the resolved values."""
-    args, kwargs, slots = decode(data, copy=True)
+def decode_call(data: Any, resolved: Sequence[Any]) -> Tuple[list, dict, int]:
+    """The (args, kwargs, num_returns) of a call, slots filled with the
+    resolved values."""
+    call = decode(data, copy=True)
+    args, kwargs, slots = call[:3]
+    num_returns = call[3] if len(call) > 3 else 1
     for (where, key), buf in zip(slots, resolved):
         if where == 0:
             args[key] = decode(buf, copy=True)
         else:
             kwargs[key] = decode(buf, copy=True)
-    return args, kwargs
+    return args, kwargs, num_returns
+
+
+def encode_returns(result: Any, num_returns: int) -> Any:
+    """The result of a call with num_returns > 1: a msgpack array of
+    num_returns bins, each an encoded value; the C task py_item(result, i)
+    of libloom_python.so picks output i."""
+    try:
+        items = list(result)
+    except TypeError:
+        raise ValueError(f"the task has num_returns={num_returns} but returned a "
+                         f"{type(result).__name__}, not a sequence") from None
+    if len(items) != num_returns:
+        raise ValueError(f"the task has num_returns={num_returns} but returned "
+                         f"{len(items)} values")
+    parts = [encode(v) for v in items]
+    out = bytearray(5 + sum(5 + len(p) for p in parts))
+    out[0] = 0xDD                                  # array 32
+    struct.pack_into(">I", out, 1, num_returns)
+    at = 5
+    for p in parts:
+        if len(p) > 0xFFFFFFFF:
+            raise ValueError("a value of a task with num_returns > 1 is over 4 GiB")
+        out[at] = 0xC6                             # bin 32
+        struct.pack_into(">I", out, at + 1, len(p))
+        out[at + 5:at + 5 + len(p)] = p
+        at += 5 + len(p)
+    return out
 
 
 # ---- errors ----------------------------------------------------------------
@@ -253,8 +287,11 @@ def run_call(digest: str, fn_data: Any, call: Any, resolved: Sequence[Any]) -> T
     """Run a remote function: (True, result bytes) or (False, message)."""
     try:
         fn = load_code(digest, fn_data)
-        args, kwargs = decode_call(call, resolved)
-        return True, encode(fn(*args, **kwargs))
+        args, kwargs, num_returns = decode_call(call, resolved)
+        result = fn(*args, **kwargs)
+        if num_returns != 1:
+            return True, encode_returns(result, num_returns)
+        return True, encode(result)
     except BaseException as exc:  # noqa: B902 - everything reaches the driver
         return False, format_error(exc)
     finally:
@@ -265,7 +302,7 @@ def actor_init(digest: str, cls_data: Any, call: Any, resolved: Sequence[Any]) -
     """Build an actor: (True, instance) or (False, message)."""
     try:
         cls = load_code(digest, cls_data)
-        args, kwargs = decode_call(call, resolved)
+        args, kwargs, _ = decode_call(call, resolved)
         return True, cls(*args, **kwargs)
     except BaseException as exc:  # noqa: B902
         return False, format_error(exc)
@@ -277,7 +314,7 @@ def actor_call(instance: Any, method: Any, call: Any, resolved: Sequence[Any]) -
     """Call a method of an actor: (True, result bytes) or (False, message)."""
     try:
         name = bytes(method).decode("utf-8")
-        args, kwargs = decode_call(call, resolved)
+        args, kwargs, _ = decode_call(call, resolved)
         return True, encode(getattr(instance, name)(*args, **kwargs))
     except BaseException as exc:  # noqa: B902
         return False, format_error(exc)

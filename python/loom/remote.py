@@ -25,6 +25,9 @@ _ACTOR_OPTIONS = ("num_cpus", "num_gpus", "memory", "name", "max_restarts", "max
                   "max_concurrency", "lifetime")
 
 
+_ITEM_CPUS = 0.01   # a py_item task: a copy, no interpreter
+
+
 class _Code:
     """A function or class and its ref in the current connection."""
 
@@ -43,9 +46,18 @@ class _Code:
             return self._ref
 
 
-def _call_args(head: list, args: tuple, kwargs: dict) -> list:
-    data, refs = _wire.encode_call(args, kwargs, lambda a: isinstance(a, ObjectRef))
+def _call_args(head: list, args: tuple, kwargs: dict, num_returns: int = 1) -> list:
+    data, refs = _wire.encode_call(args, kwargs, lambda a: isinstance(a, ObjectRef), num_returns)
     return head + [data] + refs
+
+
+def _num_returns(options: Dict[str, Any]) -> int:
+    n = options.get("num_returns", 1)
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_returns must be an integer >= 1, got {n!r}")
+    return n
 
 
 def _check_options(given: Dict[str, Any], allowed: tuple, what: str) -> None:
@@ -53,8 +65,6 @@ def _check_options(given: Dict[str, Any], allowed: tuple, what: str) -> None:
     if bad:
         raise ValueError(f"{what}: unsupported option(s) {', '.join(bad)}; "
                          f"supported: {', '.join(allowed)}")
-    if given.get("num_returns", 1) != 1:
-        raise ValueError("num_returns other than 1 is not supported yet")
     if given.get("lifetime") not in (None, "detached", "non_detached"):
         raise ValueError("lifetime must be None, 'detached' or 'non_detached'")
 
@@ -74,6 +84,7 @@ class RemoteFunction(Generic[T]):
 
     def __init__(self, fn: Callable[..., T], options: Dict[str, Any], code: Optional[_Code] = None) -> None:
         _check_options(options, _TASK_OPTIONS, "remote function")
+        _num_returns(options)
         self._fn = fn
         self._options = dict(options)
         self._code = code or _Code(fn)
@@ -87,22 +98,35 @@ class RemoteFunction(Generic[T]):
     def options(self, **options: Any) -> "RemoteFunction[T]":
         """A copy with other options: num_cpus, num_gpus, memory (bytes),
         max_retries (after executor or node deaths; 0: never, -1: always),
-        retry_exceptions, name."""
+        retry_exceptions, name, num_returns (N > 1: ``.remote()`` returns N
+        refs, one per value of the sequence the function returns)."""
         merged = dict(self._options)
         merged.update(options)
         return RemoteFunction(self._fn, merged, self._code)
 
-    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef:
-        """Submit a call; returns the ObjectRef of its result at once."""
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit a call; returns the ObjectRef of its result at once (with
+        num_returns=N > 1: a list of N ObjectRefs, one per value of the
+        sequence the function returns)."""
         lib, _ = _runtime._require()
         o = self._options
-        return _loom.submit(lib, "py_call", _call_args([self._code.ref()], args, kwargs),
-                            name=o.get("name") or self.__name__,
-                            num_cpus=float(o.get("num_cpus") or 0),
-                            num_gpus=float(o.get("num_gpus") or 0),
-                            memory=int(o.get("memory") or 0),
-                            max_retries=_retries(o.get("max_retries")),
-                            retry_exceptions=bool(o.get("retry_exceptions", False)))
+        n = _num_returns(o)
+        name = o.get("name") or self.__name__
+        ref = _loom.submit(lib, "py_call", _call_args([self._code.ref()], args, kwargs, n),
+                           name=name,
+                           num_cpus=float(o.get("num_cpus") or 0),
+                           num_gpus=float(o.get("num_gpus") or 0),
+                           memory=int(o.get("memory") or 0),
+                           max_retries=_retries(o.get("max_retries")),
+                           retry_exceptions=bool(o.get("retry_exceptions", False)))
+        if n == 1:
+            return ref
+        # the runtime gives a function task one output: output i is the C
+        # task py_item(ref, i), which copies element i of the result (a
+        # msgpack array of the encoded values) on the node that holds it
+        return [_loom.submit(lib, "py_item", [ref, _wire.encode(i)], name=f"{name}[{i}]",
+                             num_cpus=_ITEM_CPUS)
+                for i in range(n)]
 
 
 class ActorMethod:
@@ -241,6 +265,8 @@ class CFunction:
         self._function = function
         self._options = dict(options or {})
         _check_options(self._options, _TASK_OPTIONS, "C function")
+        if _num_returns(self._options) != 1:
+            raise ValueError("num_returns > 1 is for Python functions; a C task has one result")
         self._lib: Optional[bytes] = None
         self._session = -1
 
