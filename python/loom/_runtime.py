@@ -14,6 +14,7 @@ import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _loom
+from . import _runtime_env
 from . import _wire
 from .exceptions import GetTimeoutError
 
@@ -22,6 +23,7 @@ ObjectRef = _loom.ObjectRef
 _lock = threading.Lock()
 _pylib: Optional[bytes] = None           # id of libloom_python.so in this session
 _session = 0                             # counts loom.init calls
+_job_env: Optional[Dict[str, Any]] = None  # loom.init's runtime_env
 _atexit_set = False
 
 
@@ -46,7 +48,8 @@ def _pytask_path() -> str:
 
 def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
          num_nodes: Optional[int] = None, object_store_memory: Optional[int] = None,
-         state_dir: Optional[str] = None, ignore_reinit_error: bool = False) -> None:
+         state_dir: Optional[str] = None, runtime_env: Optional[Dict[str, Any]] = None,
+         ignore_reinit_error: bool = False) -> None:
     """Connect this process to a loom cluster.
 
     address: ``"HOST:PORT"`` of a head; ``"local"`` to start a cluster on this
@@ -56,13 +59,18 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
     ``$LOOM_ADDRESS`` if set, else a local cluster.
     num_cpus, num_nodes, object_store_memory (bytes per node) and state_dir
     (where a local cluster keeps its files) apply to a local cluster.
+    runtime_env: ``{"working_dir": DIR, "env_vars": {NAME: VALUE}}`` for
+    every Python task and actor of this driver: DIR (at most 100 MiB of
+    files) is shipped to the nodes, first on sys.path and the current
+    directory of each call; env_vars are set for each call.
     """
-    global _pylib, _session, _atexit_set
+    global _pylib, _session, _atexit_set, _job_env
     with _lock:
         if _loom.is_connected():
             if ignore_reinit_error:
                 return
             raise RuntimeError("loom.init() was already called (call loom.shutdown() first)")
+        _runtime_env.check(runtime_env)
         if address is None:
             address = os.environ.get("LOOM_ADDRESS") or "local"
         elif address == "auto":
@@ -75,6 +83,7 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
             _loom.disconnect()
             raise
         _session += 1
+        _job_env = runtime_env
         if not _atexit_set:
             atexit.register(shutdown)
             _atexit_set = True
@@ -91,6 +100,14 @@ def shutdown() -> None:
 def is_initialized() -> bool:
     """Whether :func:`init` has connected this process."""
     return bool(_loom.is_connected())
+
+
+def _call_env(runtime_env: Optional[Dict[str, Any]] = None) -> Optional[tuple]:
+    """What a call carries for its runtime_env (an option's, else the
+    job's): see _runtime_env.resolve."""
+    _, session = _require()
+    env = runtime_env if runtime_env is not None else _job_env
+    return _runtime_env.resolve(env, session, _loom.put)
 
 
 def _require() -> Tuple[bytes, int]:

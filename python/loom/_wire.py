@@ -30,9 +30,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import os
 import pickle
 import struct
 import sys
+import tarfile
+import tempfile
+import threading
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -50,6 +55,9 @@ PICKLE_MAGIC = b"\xc1"
 # stream, then the buffers at offsets aligned to SMALL_ALIGN, or to PAGE for
 # those of PAGE_ALIGN_MIN bytes or more (offsets from the value's start)
 FRAME_MAGIC = b"\xc1LPB"
+# a call with a runtime_env: RENV_MAGIC, u32 n, n bytes of msgpack
+# [sha256 of the working_dir archive or nil, {env var: value}], the call
+RENV_MAGIC = b"\xc1LRE"
 FRAME_HEAD = struct.Struct("<4sIQ")
 FRAME_BUF = struct.Struct("<QQ")
 SMALL_ALIGN = 64
@@ -156,7 +164,8 @@ def _decode_framed(mv: memoryview, copy: bool) -> Any:
 
 
 def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
-                is_ref: Callable[[Any], bool], num_returns: int = 1) -> Tuple[Any, List[Any]]:
+                is_ref: Callable[[Any], bool], num_returns: int = 1,
+                renv: Optional[Tuple[Optional[str], Dict[str, str], Any]] = None) -> Tuple[Any, List[Any]]:
     """Pickle a call (as a value: 0xC1 + pickle 5, framed with the buffers of
     the arrays among the arguments); top-level ObjectRefs become slots.  Returns the bytes
     and the refs, in slot order, to send as loom arguments 2, 3, ..."""
@@ -175,13 +184,37 @@ def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
             refs.append(v)
             kwargs[k] = None
     call = (args, kwargs, slots) if num_returns == 1 else (args, kwargs, slots, num_returns)
-    return encode_pickled(call), refs
+    data = encode_pickled(call)
+    if renv is not None:
+        # the runtime_env goes first, in msgpack, so that the executor sets
+        # it up before unpickling anything (which may import its modules);
+        # the archive's ref follows the slots' refs
+        sha, env_vars, archive = renv
+        head = _mp_pack([sha, {str(k): str(v) for k, v in env_vars.items()}])
+        if head is None:
+            raise TypeError("runtime_env: env_vars must map str to str")
+        if sha is not None:
+            refs.append(archive)
+        data = b"".join([RENV_MAGIC, struct.pack("<I", len(head)), head, data])
+    return data, refs
+
+
+def split_call(data: Any) -> Tuple[Any, memoryview]:
+    """(runtime_env or None, the encoded call) of a call's bytes."""
+    mv = memoryview(data)
+    if mv[:4] != RENV_MAGIC:
+        return None, mv
+    (n,) = struct.unpack_from("<I", mv, 4)
+    ok, renv = _mp_unpack(mv[8:8 + n])
+    if not ok or not isinstance(renv, list) or len(renv) != 2:
+        raise ValueError("loom: a malformed runtime_env in a call")
+    return renv, mv[8 + n:]
 
 
 def decode_call(data: Any, resolved: Sequence[Any]) -> Tuple[list, dict, int]:
-    """The (args, kwargs, num_returns) of a call, slots filled with the
-    resolved values."""
-    call = decode(data, copy=True)
+    """The (args, kwargs, num_returns) of a call (its runtime_env part
+    skipped), slots filled with the resolved values."""
+    call = decode(split_call(data)[1], copy=True)
     args, kwargs, slots = call[:3]
     num_returns = call[3] if len(call) > 3 else 1
     for (where, key), buf in zip(slots, resolved):
@@ -190,6 +223,110 @@ def decode_call(data: Any, resolved: Sequence[Any]) -> Tuple[list, dict, int]:
         else:
             kwargs[key] = decode(buf, copy=True)
     return args, kwargs, num_returns
+
+
+# ---- runtime_env: working_dir and env_vars ----------------------------------
+
+WD_PREFIX = "loom-wd-"
+_wd_lock = threading.Lock()
+
+
+def _member_ok(m: tarfile.TarInfo) -> bool:
+    name = m.name
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir() or m.issym()):
+        return False
+    if m.issym():
+        target = m.linkname
+        if target.startswith("/"):
+            return False
+        depth = len([p for p in parts[:-1] if p not in ("", ".")])
+        for p in target.split("/"):
+            depth += -1 if p == ".." else 0 if p in ("", ".") else 1
+            if depth < 0:
+                return False
+    return True
+
+
+def unpack_working_dir(archive: Any, dest: str) -> None:
+    """Extract a working_dir archive (a tar.gz) into dest, which must not
+    exist; refuses (ValueError) absolute names, '..', links that leave it,
+    and anything but files, directories and symlinks."""
+    with tarfile.open(fileobj=io.BytesIO(memoryview(archive)), mode="r:gz") as tar:
+        members = tar.getmembers()
+        bad = [m.name for m in members if not _member_ok(m)]
+        if bad:
+            raise ValueError(f"loom: working_dir archive refused: unsafe entries {bad[:5]}")
+        for m in members:
+            m.mode = (m.mode | 0o600) & 0o755 if not m.issym() else m.mode
+            m.uid = m.gid = 0
+            m.uname = m.gname = ""
+        tar.extractall(dest, members=members, numeric_owner=True)
+
+
+def working_dir(sha: str, archive: Any) -> str:
+    """The directory of a working_dir archive on this machine: unpacked once
+    into $TMPDIR/loom-wd-<sha256> (a temporary name renamed into place, so
+    concurrent executors never see half of it)."""
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError("loom: bad working_dir digest")
+    path = os.path.join(tempfile.gettempdir(), WD_PREFIX + sha)
+    with _wd_lock:
+        if os.path.isdir(path):
+            return path
+        if hashlib.sha256(memoryview(archive)).hexdigest() != sha:
+            raise ValueError("loom: the working_dir archive does not match its digest")
+        tmp = tempfile.mkdtemp(prefix=WD_PREFIX + "tmp-", dir=tempfile.gettempdir())
+        try:
+            unpack_working_dir(archive, os.path.join(tmp, "d"))
+            try:
+                os.rename(os.path.join(tmp, "d"), path)
+            except OSError:
+                if not os.path.isdir(path):  # not another executor's win
+                    raise
+        finally:
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+class _RuntimeEnv:
+    """Applies a call's runtime_env for its duration: the working_dir on
+    sys.path (first) and as the current directory, env_vars in os.environ;
+    restored after."""
+
+    def __init__(self, renv: Any, resolved: Sequence[Any]) -> None:
+        self.renv = renv
+        self.resolved = resolved
+
+    def __enter__(self) -> "_RuntimeEnv":
+        self.cwd = None
+        self.saved: Dict[str, Optional[str]] = {}
+        if self.renv is None:
+            return self
+        sha, env_vars = self.renv
+        for k, v in env_vars.items():
+            self.saved[k] = os.environ.get(k)
+            os.environ[k] = v
+        if sha is not None:
+            path = working_dir(sha, self.resolved[-1])
+            if path not in sys.path:
+                sys.path.insert(0, path)
+            self.cwd = os.getcwd()
+            os.chdir(path)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.cwd is not None:
+            try:
+                os.chdir(self.cwd)
+            except OSError:
+                pass
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def encode_returns(result: Any, num_returns: int) -> Any:
@@ -286,12 +423,13 @@ def _flush() -> None:
 def run_call(digest: str, fn_data: Any, call: Any, resolved: Sequence[Any]) -> Tuple[bool, Any]:
     """Run a remote function: (True, result bytes) or (False, message)."""
     try:
-        fn = load_code(digest, fn_data)
-        args, kwargs, num_returns = decode_call(call, resolved)
-        result = fn(*args, **kwargs)
-        if num_returns != 1:
-            return True, encode_returns(result, num_returns)
-        return True, encode(result)
+        with _RuntimeEnv(split_call(call)[0], resolved):
+            fn = load_code(digest, fn_data)
+            args, kwargs, num_returns = decode_call(call, resolved)
+            result = fn(*args, **kwargs)
+            if num_returns != 1:
+                return True, encode_returns(result, num_returns)
+            return True, encode(result)
     except BaseException as exc:  # noqa: B902 - everything reaches the driver
         return False, format_error(exc)
     finally:
@@ -301,9 +439,10 @@ def run_call(digest: str, fn_data: Any, call: Any, resolved: Sequence[Any]) -> T
 def actor_init(digest: str, cls_data: Any, call: Any, resolved: Sequence[Any]) -> Tuple[bool, Any]:
     """Build an actor: (True, instance) or (False, message)."""
     try:
-        cls = load_code(digest, cls_data)
-        args, kwargs, _ = decode_call(call, resolved)
-        return True, cls(*args, **kwargs)
+        with _RuntimeEnv(split_call(call)[0], resolved):
+            cls = load_code(digest, cls_data)
+            args, kwargs, _ = decode_call(call, resolved)
+            return True, cls(*args, **kwargs)
     except BaseException as exc:  # noqa: B902
         return False, format_error(exc)
     finally:
@@ -314,8 +453,9 @@ def actor_call(instance: Any, method: Any, call: Any, resolved: Sequence[Any]) -
     """Call a method of an actor: (True, result bytes) or (False, message)."""
     try:
         name = bytes(method).decode("utf-8")
-        args, kwargs, _ = decode_call(call, resolved)
-        return True, encode(getattr(instance, name)(*args, **kwargs))
+        with _RuntimeEnv(split_call(call)[0], resolved):
+            args, kwargs, _ = decode_call(call, resolved)
+            return True, encode(getattr(instance, name)(*args, **kwargs))
     except BaseException as exc:  # noqa: B902
         return False, format_error(exc)
     finally:

@@ -14,15 +14,16 @@ from typing import Any, Callable, Dict, Generic, Optional, TypeVar, Union
 
 from . import _loom
 from . import _runtime
+from . import _runtime_env
 from . import _wire
 
 ObjectRef = _loom.ObjectRef
 T = TypeVar("T")
 
 _TASK_OPTIONS = ("num_cpus", "num_gpus", "memory", "max_retries", "retry_exceptions", "name",
-                 "num_returns")
+                 "num_returns", "runtime_env")
 _ACTOR_OPTIONS = ("num_cpus", "num_gpus", "memory", "name", "max_restarts", "max_task_retries",
-                  "max_concurrency", "lifetime")
+                  "max_concurrency", "lifetime", "runtime_env")
 
 
 _ITEM_CPUS = 0.01   # a py_item task: a copy, no interpreter
@@ -46,8 +47,10 @@ class _Code:
             return self._ref
 
 
-def _call_args(head: list, args: tuple, kwargs: dict, num_returns: int = 1) -> list:
-    data, refs = _wire.encode_call(args, kwargs, lambda a: isinstance(a, ObjectRef), num_returns)
+def _call_args(head: list, args: tuple, kwargs: dict, num_returns: int = 1,
+               runtime_env: Optional[Dict[str, Any]] = None) -> list:
+    data, refs = _wire.encode_call(args, kwargs, lambda a: isinstance(a, ObjectRef), num_returns,
+                                   _runtime._call_env(runtime_env))
     return head + [data] + refs
 
 
@@ -65,6 +68,7 @@ def _check_options(given: Dict[str, Any], allowed: tuple, what: str) -> None:
     if bad:
         raise ValueError(f"{what}: unsupported option(s) {', '.join(bad)}; "
                          f"supported: {', '.join(allowed)}")
+    _runtime_env.check(given.get("runtime_env"))
     if given.get("lifetime") not in (None, "detached", "non_detached"):
         raise ValueError("lifetime must be None, 'detached' or 'non_detached'")
 
@@ -112,7 +116,8 @@ class RemoteFunction(Generic[T]):
         o = self._options
         n = _num_returns(o)
         name = o.get("name") or self.__name__
-        ref = _loom.submit(lib, "py_call", _call_args([self._code.ref()], args, kwargs, n),
+        ref = _loom.submit(lib, "py_call", _call_args([self._code.ref()], args, kwargs, n,
+                                                      o.get("runtime_env")),
                            name=name,
                            num_cpus=float(o.get("num_cpus") or 0),
                            num_gpus=float(o.get("num_gpus") or 0),
@@ -140,7 +145,8 @@ class ActorMethod:
         """Call the method; calls from one caller run in the order made."""
         _runtime._require()
         return _loom.actor_call(self._handle._actor_id, "call",
-                                _call_args([self._name.encode("utf-8")], args, kwargs))
+                                _call_args([self._name.encode("utf-8")], args, kwargs, 1,
+                                           self._handle._runtime_env))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor method {self._name} cannot be called directly; use .{self._name}.remote(...)")
@@ -149,10 +155,12 @@ class ActorMethod:
 class ActorHandle:
     """A handle to a running actor; ``handle.method.remote(...)`` calls it."""
 
-    def __init__(self, actor_id: bytes, methods: Optional[set] = None, class_name: str = "Actor") -> None:
+    def __init__(self, actor_id: bytes, methods: Optional[set] = None, class_name: str = "Actor",
+                 runtime_env: Optional[Dict[str, Any]] = None) -> None:
         self._actor_id = actor_id
         self._methods = methods
         self._class_name = class_name
+        self._runtime_env = runtime_env   # the actor's own (.options), else the job's
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("__") or (self._methods is not None and name not in self._methods):
@@ -169,7 +177,7 @@ class ActorHandle:
         return hash(self._actor_id)
 
     def __reduce__(self):  # handles travel by id
-        return (ActorHandle, (self._actor_id, self._methods, self._class_name))
+        return (ActorHandle, (self._actor_id, self._methods, self._class_name, self._runtime_env))
 
 
 def _public_methods(cls: type) -> set:
@@ -205,7 +213,8 @@ class ActorClass(Generic[T]):
         lib, _ = _runtime._require()
         o = self._options
         restarts = o.get("max_restarts") or 0
-        actor_id = _loom.actor_create(lib, "PyActor", _call_args([self._code.ref()], args, kwargs),
+        actor_id = _loom.actor_create(lib, "PyActor", _call_args([self._code.ref()], args, kwargs, 1,
+                                                                 o.get("runtime_env")),
                                       name=o.get("name"),
                                       detached=o.get("lifetime") == "detached",
                                       max_concurrency=int(o.get("max_concurrency") or 1),
@@ -214,7 +223,7 @@ class ActorClass(Generic[T]):
                                       num_cpus=float(o.get("num_cpus") or 0),
                                       num_gpus=float(o.get("num_gpus") or 0),
                                       memory=int(o.get("memory") or 0))
-        return ActorHandle(actor_id, _public_methods(self._cls), self.__name__)
+        return ActorHandle(actor_id, _public_methods(self._cls), self.__name__, o.get("runtime_env"))
 
 
 def remote(*args: Any, **options: Any) -> Union[RemoteFunction, ActorClass, Callable[[Any], Any]]:

@@ -196,6 +196,6 @@ def test_views_survive_shutdown(tmp_path):
         loom.shutdown()
         print("ok")
     """)
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(loom.__file__))))
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=T)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr

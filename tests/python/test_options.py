@@ -74,3 +74,139 @@ def test_num_returns_wrong_count_and_errors():
         pair.options(num_returns=0)
     with pytest.raises(ValueError):
         loom.c_function("/nonexistent.so", "f", num_returns=2)
+
+
+# ---- runtime_env -----------------------------------------------------------------
+
+def make_working_dir(root, modname):
+    wd = root / "wd"
+    (wd / "pkg").mkdir(parents=True)
+    (wd / f"{modname}.py").write_text("VALUE = 42\n"
+                                      "def hello():\n"
+                                      "    with open('data.txt') as f:\n"
+                                      "        return f.read()\n")
+    (wd / "pkg" / "__init__.py").write_text("NAME = 'pkg'\n")
+    (wd / "data.txt").write_text("from the working dir")
+    (wd / "link.txt").symlink_to(wd / "data.txt")   # inside: kept (made relative)
+    return wd
+
+
+@loom.remote
+def use_working_dir(modname):
+    import importlib
+    import os
+    mod = importlib.import_module(modname)
+    import pkg
+    with open("link.txt") as f:
+        linked = f.read()
+    return [mod.VALUE, mod.hello(), pkg.NAME, linked, os.environ.get("LOOM_TEST_VAR")]
+
+
+@loom.remote
+def read_env():
+    import os
+    return [os.environ.get("LOOM_TEST_VAR"), os.getcwd()]
+
+
+@loom.remote
+class EnvActor:
+    def __init__(self, modname):
+        import importlib
+        self.mod = importlib.import_module(modname)
+
+    def value(self):
+        import os
+        return [self.mod.VALUE, os.environ.get("LOOM_TEST_VAR")]
+
+
+def test_working_dir_and_env_vars(tmp_path):
+    modname = f"loom_wd_mod_{tmp_path.name.replace('-', '_')}"
+    wd = make_working_dir(tmp_path, modname)
+    with pytest.raises(ImportError):
+        __import__(modname)
+    env = {"working_dir": str(wd), "env_vars": {"LOOM_TEST_VAR": "set"}}
+    refs = [use_working_dir.options(runtime_env=env).remote(modname) for _ in range(4)]
+    for got in loom.get(refs, timeout=T):
+        assert got == [42, "from the working dir", "pkg", "from the working dir", "set"]
+    # env_vars and the directory are for the call only
+    var, cwd = loom.get(read_env.remote(), timeout=T)
+    assert var is None and "loom-wd-" not in cwd
+    actor = EnvActor.options(runtime_env=env).remote(modname)
+    assert loom.get(actor.value.remote(), timeout=T) == [42, "set"]
+    loom.kill(actor)
+
+
+def test_working_dir_refuses_escaping_symlinks(tmp_path):
+    from loom import _runtime_env
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (tmp_path / "secret").write_text("outside")
+    (wd / "escape").symlink_to(tmp_path / "secret")
+    with pytest.raises(ValueError, match="leaves it"):
+        _runtime_env.pack_working_dir(str(wd))
+    with pytest.raises(ValueError, match="over 10 bytes"):
+        (wd / "escape").unlink()
+        (wd / "big").write_bytes(b"x" * 11)
+        _runtime_env.pack_working_dir(str(wd), limit=10)
+
+
+def unsafe_archive(kind):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        def add(name, data=b"x", link=None):
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type = tarfile.SYMTYPE
+                info.linkname = link
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        add("ok.py")
+        if kind == "dotdot":
+            add("sub/../../evil.py")
+        elif kind == "absolute":
+            add("/tmp/loom-evil.py")
+        elif kind == "symlink":
+            add("sub/link", link="../../outside")
+        elif kind == "abs_symlink":
+            add("link", link="/etc/passwd")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "abs_symlink"])
+def test_unpack_refuses_unsafe_entries(tmp_path, kind):
+    from loom import _wire
+    with pytest.raises(ValueError, match="unsafe"):
+        _wire.unpack_working_dir(unsafe_archive(kind), str(tmp_path / "d"))
+    assert not (tmp_path / "d").exists()
+    assert not (tmp_path.parent / "evil.py").exists()
+    _wire.unpack_working_dir(unsafe_archive("none"), str(tmp_path / "ok"))
+    assert (tmp_path / "ok" / "ok.py").read_bytes() == b"x"
+
+
+def test_init_runtime_env(tmp_path):
+    """loom.init(runtime_env=) applies to every task of the driver."""
+    import subprocess
+    import textwrap
+    modname = "loom_wd_init_mod"
+    wd = make_working_dir(tmp_path, modname)
+    script = textwrap.dedent(f"""
+        import loom
+        loom.init("local", num_cpus=1, state_dir={str(tmp_path / "s")!r},
+                  runtime_env={{"working_dir": {str(wd)!r}, "env_vars": {{"LOOM_TEST_VAR": "init"}}}})
+        @loom.remote
+        def f():
+            import os, {modname}
+            return [{modname}.VALUE, {modname}.hello(), os.environ["LOOM_TEST_VAR"]]
+        print(loom.get(f.remote(), timeout=30))
+        loom.shutdown()
+    """)
+    import os
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(loom.__file__))))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         cwd=str(tmp_path), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("[42, 'from the working dir', 'init']"), out.stdout
