@@ -43,7 +43,7 @@ static const cli_cmd table[] = {
      "                        or none (anyone who can connect is an admin; loopback only)\n"
      "  --http-workers N      gateway threads (16)\n"
      "  --http-queue N        requests waiting at most (256); beyond, 429 with Retry-After\n"
-     "  --http-rate R         requests per second per user (100; 0: no limit); beyond, 429\n"
+     "  --http-rate R         requests per second per user (1000; 0: no limit); beyond, 429\n"
      "  --tls-cert FILE       the gateway speaks only HTTPS (TLS 1.2+): its certificate chain (PEM),\n"
      "  --tls-key FILE        with its private key (PEM)\n"
      "  --oidc-issuer URL     also take OIDC access tokens (JWTs) from this issuer, with:\n"

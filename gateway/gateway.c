@@ -31,8 +31,8 @@
 #define BIG_BODY ((size_t)256 << 10)  /* JSON bodies over this are parsed two at a time */
 #define BIG_PARSES 2
 #define RATE_USERS 256                /* users whose request rate is tracked */
-#define DEFAULT_RATE 100              /* requests per second per user, on average */
-#define DEFAULT_BURST 200             /* ... and at once */
+#define DEFAULT_RATE 1000             /* requests per second per user, on average (a model's
+                                         clients may call it often); bursts of twice that */
 
 typedef struct gw_item {
     const loom_http_request *req;
@@ -582,7 +582,7 @@ int loom_gateway_start(const loom_gateway_opts *o, loom_gateway **out)
     g->busy = calloc((size_t)g->nworkers, sizeof(*g->busy));
     g->buckets = calloc(RATE_USERS, sizeof(*g->buckets));
     g->rate = o->rate_per_user > 0 ? o->rate_per_user : o->rate_per_user < 0 ? 0 : DEFAULT_RATE;
-    g->burst = g->rate > 0 ? (g->rate * 2 > DEFAULT_BURST ? g->rate * 2 : DEFAULT_BURST) : 0;
+    g->burst = g->rate * 2;
     g->queue = calloc((size_t)g->queue_max, sizeof(gw_item));
     g->workers = calloc((size_t)g->nworkers, sizeof(gw_worker));
     g->threads = calloc((size_t)g->nworkers, sizeof(pthread_t));

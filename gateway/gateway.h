@@ -54,8 +54,8 @@ typedef struct loom_gateway_opts {
     int auth;                  /* 1: bearer tokens required (all but health, /metrics);
                                   0 is refused unless host is a loopback address */
     loom_gateway_oidc oidc;    /* with auth: OIDC tokens too */
-    double rate_per_user;      /* with auth: requests per second per user [100; burst
-                                  200 or twice the rate]; < 0: no limit; beyond: 429 */
+    double rate_per_user;      /* with auth: requests per second per user [1000; bursts
+                                  of twice the rate]; < 0: no limit; beyond: 429 */
     const char *tls_cert;      /* TLS only on the port: certificate chain (PEM) */
     const char *tls_key;       /*   and its private key (PEM); both or neither */
     char *error;               /* optional: why the start failed (error_cap bytes) */

@@ -14,7 +14,7 @@ set -euo pipefail
 need_cmd curl
 D=$T/st
 use_state_dir "$D"
-capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 6 --http-port 0
+capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 6 --http-port 0 --http-rate 100
 if [ "$RC" -ne 0 ]; then bad "loom start --http-port"; show_capture; finish; exit 1; fi
 H=http://$(cat "$D/http_address")
 
@@ -248,7 +248,7 @@ PY
 read -r NIDLE HEALTH BOBS <"$T/idle.txt"
 check "with $NIDLE idle connections open, the health check answers 200 ($HEALTH)" test "$HEALTH" = 200
 check "  ... and bob's request too ($BOBS)" test "$BOBS" = 200
-# one user's flood of requests is limited (100/s, bursts of 200): 429s for
+# one user's flood of requests is limited (--http-rate 100: bursts of 200): 429s for
 # them, while another user's requests go through
 "$PY" - "$(cat "$D/http_address")" "$TC" "$TB" >"$T/rate.txt" <<'PY'
 import sys, http.client
