@@ -426,6 +426,14 @@ int gw_json_bounded(const char *p, size_t len, char *err, size_t errcap)
     return 1;
 }
 
+/* POST /v2/models/{m}[/versions/{v}]/infer */
+static int is_infer(const loom_http_request *req)
+{
+    size_t n = strlen(req->path);
+    return !strcmp(req->method, "POST") && !strncmp(req->path, "/v2/models/", 11) && n > 6 &&
+           !strcmp(req->path + n - 6, "/infer");
+}
+
 static int has_json_body(const loom_http_request *req)
 {
     if (!req->body_len) return 0;
@@ -467,7 +475,11 @@ static void route(gw_worker *w, const loom_http_request *req, loom_http_reply *r
     char user[GW_USER_MAX];
     loom__snprintf(user, sizeof(user), "%s", w->user);
     if (rate_ok(g, user, rep)) return;
-    if (user_enter(g, user, rep)) return;
+    /* inference is exempt from the per-user share of workers: dynamic batching
+       gathers one client's concurrent requests across workers, and each
+       deployment bounds its own queue (503 beyond) */
+    int capped = !is_infer(req);
+    if (capped && user_enter(g, user, rep)) return;
     int big = json && req->body_len > BIG_BODY;
     if (big) big_enter(g);
     if (g->auth) gw_usage_count_request(user);
@@ -475,7 +487,7 @@ static void route(gw_worker *w, const loom_http_request *req, loom_http_reply *r
         !gw_usage_route(w, req, rep))
         gw_reply_error(rep, 404, "no route for %s %s", req->method, req->path);
     if (big) big_leave(g);
-    user_leave(g, user);
+    if (capped) user_leave(g, user);
 }
 
 static void *worker_main(void *arg)

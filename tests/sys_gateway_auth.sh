@@ -180,6 +180,9 @@ if [ "$ART" = "$T/m.safetensors" ]; then
         eval 'test "$(as "$TA" -X POST -d "{\"model\":\"secret\"}" "$H/v1/deployments")" = 201 &&
               test "$(json_eval "$T/body" "d[\"name\"]")" = "alice~secret"'
     check "alice classifies with it (200)" test "$(as "$TA" -X POST -d "$INFER" "$H/v2/models/alice~secret/infer")" = 200
+    check "12 concurrent classifications by alice all answer 200 (inference is not held to a user's share of workers)" \
+        eval 'for i in $(seq 12); do as "$TA" -X POST -d "$INFER" "$H/v2/models/alice~secret/infer" >"$T/c$i" & done; wait;
+              test "$(cat "$T"/c{1..12} | tr -d "\n")" = "$(printf "200%.0s" $(seq 12))"'
     check "bob may not (403)" test "$(as "$TB" -X POST -d "$INFER" "$H/v2/models/alice~secret/infer")" = 403
     check "  ... nor read its metadata (403)" test "$(as "$TB" "$H/v2/models/alice~secret")" = 403
     check "bob does not see it in /v1/deployments" \
