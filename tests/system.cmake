@@ -88,3 +88,6 @@ set_tests_properties(sys_curve PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION 
 # the Python package was not built or python3-sklearn is missing
 loom_script_test(sys_py_examples sys_py_examples.sh)
 set_tests_properties(sys_py_examples PROPERTIES LABELS system SKIP_REGULAR_EXPRESSION " 1 skipped")
+if(LOOM_SANITIZE)
+  set_tests_properties(sys_py_examples PROPERTIES ENVIRONMENT "LOOM_SANITIZED=1")
+endif()
