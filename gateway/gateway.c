@@ -298,8 +298,10 @@ static void *stats_main(void *arg)
         refresh_stats(g, &g->stats_worker);
         if (gw_client(&g->stats_worker, NULL)) {
             gw_deploy_tick(g->stats_worker.c, g->metrics);
-            gw_usage_flush(g->stats_worker.c);
-            refresh_usage_gauges(g, g->stats_worker.c);
+            if (g->auth) {   /* per-user figures need users (and cost the head a few reads) */
+                gw_usage_flush(g->stats_worker.c);
+                refresh_usage_gauges(g, g->stats_worker.c);
+            }
         }
     }
     if (g->stats_worker.c) loom_disconnect(&g->stats_worker.c);
