@@ -100,5 +100,8 @@ void loom__stop_process(pid_t pid, int grace_ms)
         usleep(10000);
     }
     kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    if (waitpid(pid, NULL, 0) == pid) return;
+    /* not our child (loom stop): wait, bounded, until it is gone, so that
+       what it held (the head's lock on its state dir) is free on return */
+    for (int i = 0; i < 200 && kill(pid, 0) == 0; i++) usleep(10000);
 }
