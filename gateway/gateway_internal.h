@@ -88,6 +88,8 @@ int gw_usage_route(gw_worker *w, const loom_http_request *req, loom_http_reply *
  * counts into the key-value table (the stats thread). */
 int gw_quota_check(gw_worker *w, const char *project, char *why, size_t cap);
 void gw_usage_count_request(const char *user);
+/* The number `field` of kind ('u' or 'p') name's quota record, NAN if none. */
+double gw_quota_field(loom_client *c, char kind, const char *name, const char *field);
 void gw_usage_flush(loom_client *c);
 
 /* The gateway's metrics registry. */

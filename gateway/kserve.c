@@ -300,19 +300,8 @@ static int within_quota(const gw_worker *w, const gw_deploy_spec *s, char *err, 
                        n, MAX_USER_DEPLOYMENTS);
         return 429;
     }
-    int most = MAX_USER_REPLICAS;   /* or the user's quota (loom quota set --replicas) */
-    char key[128];
-    loom__snprintf(key, sizeof(key), "quota/u/%s", w->user);
-    void *q = NULL;
-    size_t qlen = 0;
-    if (w->c && loom_kv_get(w->c, key, 0, &q, &qlen) == 0 && qlen < 1024) {
-        char text[1025];
-        memcpy(text, q, qlen);
-        text[qlen] = 0;
-        double r = loom__kv_field(text, "replicas");
-        if (!isnan(r)) most = (int)r;
-    }
-    free(q);
+    double quota = gw_quota_field(w->c, 'u', w->user, "replicas");   /* loom quota set --replicas */
+    int most = isnan(quota) ? MAX_USER_REPLICAS : (int)quota;
     if (replicas + s->max_replicas > most) {
         loom__snprintf(err, errlen, "user %s may have at most %d replicas (has %d, asks for %d more)", w->user,
                        most, replicas, s->max_replicas);

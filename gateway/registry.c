@@ -201,19 +201,8 @@ static uint64_t stored_by(loom_client *c, const char *user)
 static int storage_ok(gw_worker *w, loom_client *c, size_t more, loom_http_reply *rep)
 {
     if (w->admin) return 0;
-    uint64_t most = STORED_PER_USER;
-    char key[128];
-    loom__snprintf(key, sizeof(key), "quota/u/%s", w->user);
-    void *q = NULL;
-    size_t qlen = 0;
-    if (loom_kv_get(c, key, 0, &q, &qlen) == 0 && qlen < 1024) {
-        char text[1025];
-        memcpy(text, q, qlen);
-        text[qlen] = 0;
-        double b = loom__kv_field(text, "stored_bytes");
-        if (b >= 0) most = (uint64_t)b;
-    }
-    free(q);
+    double quota = gw_quota_field(c, 'u', w->user, "stored_bytes");   /* loom quota set --stored-bytes */
+    uint64_t most = quota >= 0 ? (uint64_t)quota : STORED_PER_USER;
     uint64_t have = stored_by(c, w->user);
     if (have + more <= most) return 0;
     gw_reply_error(rep, 429, "user %s stores %llu bytes of models (at most %llu): delete old versions first",

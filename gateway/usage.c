@@ -233,17 +233,25 @@ int gw_usage_route(gw_worker *w, const loom_http_request *req, loom_http_reply *
 
 /* ---- quotas at submission ------------------------------------------------------------- */
 
-/* Is kind/name's CPU- or GPU-hours quota for today used up?  1 with why. */
-static int day_used_up(loom_client *c, char kind, const char *name, char *why, size_t cap)
+double gw_quota_field(loom_client *c, char kind, const char *name, const char *field)
 {
     char key[300];
     loom__snprintf(key, sizeof(key), "quota/%c/%s", kind, name);
     int rc;
-    char *q = kv_text(c, key, &rc);
-    if (!q) return 0;
-    double cpu_h = loom__kv_field(q, "cpu_hours_per_day"), gpu_h = loom__kv_field(q, "gpu_hours_per_day");
+    char *q = c ? kv_text(c, key, &rc) : NULL;
+    double v = q ? loom__kv_field(q, field) : NAN;
     free(q);
+    return v;
+}
+
+/* Is kind/name's CPU- or GPU-hours quota for today used up?  1 with why. */
+static int day_used_up(loom_client *c, char kind, const char *name, char *why, size_t cap)
+{
+    double cpu_h = gw_quota_field(c, kind, name, "cpu_hours_per_day");
+    double gpu_h = gw_quota_field(c, kind, name, "gpu_hours_per_day");
     if (isnan(cpu_h) && isnan(gpu_h)) return 0;
+    char key[300];
+    int rc;
     loom__snprintf(key, sizeof(key), "usage/d/%d", day_of(time(NULL)));
     char *day = kv_text(c, key, &rc);
     char prefix[220];
