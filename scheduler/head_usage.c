@@ -229,16 +229,23 @@ void loom__head_usage_actor_end(head *h, const char *label, const loom_request *
 
 /* ---- quotas --------------------------------------------------------------------- */
 
-/* Would starting r put kind/name over its quota?  1 (and why) if so. */
-static int over(head *h, int kind, const char *name, const loom_request *r, char *why, size_t whylen)
+/* kind/name's quota record as text into q (1025 bytes); 0 if there is none. */
+static int quota_text(head *h, int kind, const char *name, char q[1025])
 {
     char key[USAGE_KEY_MAX + 16];
     loom__snprintf(key, sizeof(key), "quota/%c/%s", kind, name);
     kv_entry *e = kv_find(h, key);
     if (!e || !e->len || e->len > 1024) return 0;
-    char q[1025];
     memcpy(q, e->val, e->len);
     q[e->len] = 0;
+    return 1;
+}
+
+/* Would starting r put kind/name over its quota?  1 (and why) if so. */
+static int over(head *h, int kind, const char *name, const loom_request *r, char *why, size_t whylen)
+{
+    char q[1025];
+    if (!quota_text(h, kind, name, q)) return 0;
     acc *a = acc_get(h, kind, name);
     if (!a) return 0;
     acc_load_day(h, a);
@@ -277,13 +284,8 @@ int loom__head_usage_keep_tasks(head *h, const char *label, uint32_t n, char *wh
     acc *a = acc_get(h, U_USER, user);
     if (!a) return LOOM_ENOMEM;
     int64_t most = LOOM_HEAD_TASKS_PER_USER;   /* or the user's quota's kept_tasks, if lower */
-    char key[USAGE_KEY_MAX + 16];
-    loom__snprintf(key, sizeof(key), "quota/u/%s", user);
-    kv_entry *e = kv_find(h, key);
-    if (e && e->len && e->len <= 1024) {
-        char q[1025];
-        memcpy(q, e->val, e->len);
-        q[e->len] = 0;
+    char q[1025];
+    if (quota_text(h, U_USER, user, q)) {
         double lim = loom__kv_field(q, "kept_tasks");
         if (!isnan(lim) && lim < (double)most) most = (int64_t)lim;
     }
