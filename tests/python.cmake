@@ -21,7 +21,7 @@ set(loom_py_env
   "LOOM_BIN=$<TARGET_FILE:loom_cli>"
   "LOOM_EXAMPLES_LIB=$<TARGET_FILE:loom_examples>"
   "PYTHONDONTWRITEBYTECODE=1")
-set(loom_py_cmd ${LOOM_PYTHON3} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_SOURCE_DIR}/python)
+set(loom_py_cmd ${LOOM_PYTHON3} -m pytest -q -p no:cacheprovider)
 if(LOOM_SANITIZE)
   # the extension is instrumented, the interpreter is not: preload the ASan
   # runtime into python3 and suppress the interpreter's own leaks
@@ -31,5 +31,12 @@ if(LOOM_SANITIZE)
     "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/python/lsan.supp:print_suppressions=0:malloc_context_size=2"
 )
 endif()
-add_test(NAME py_basic COMMAND ${loom_py_cmd})
-set_tests_properties(py_basic PROPERTIES TIMEOUT 180 ENVIRONMENT "${loom_py_env}")
+# one ctest per file (py_basic for test_basic.py, ...), so that ctest -j runs
+# them side by side, each with its own cluster
+file(GLOB loom_py_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/python/test_*.py)
+foreach(file ${loom_py_tests})
+  get_filename_component(name ${file} NAME_WE)
+  string(REGEX REPLACE "^test_" "py_" name ${name})
+  add_test(NAME ${name} COMMAND ${loom_py_cmd} ${file})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 180 LABELS python ENVIRONMENT "${loom_py_env}")
+endforeach()
