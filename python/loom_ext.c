@@ -36,6 +36,7 @@ typedef struct conn {
     loom_client *c;
     long live;        /* ValueBuffers alive */
     int retired;      /* disconnect once live == 0 */
+    int borrowed;     /* a task's client (attach_task): the executor owns it */
 } conn;
 
 static loom_client *g_client;              /* g_conn->c, or NULL */
@@ -135,7 +136,7 @@ static void value_release_locked(conn *k, loom_value *v)
     loom_value_release(&v);
     g_live_values--;
     if (--k->live == 0 && k->retired) {
-        loom_disconnect(&k->c);
+        if (!k->borrowed) loom_disconnect(&k->c);
         free(k);
     }
 }
@@ -476,7 +477,7 @@ static PyObject *py_disconnect(PyObject *self, PyObject *unused)
     pending_values_flush();
     if (g_conn) {
         if (g_conn->live == 0) {
-            loom_disconnect(&g_conn->c);
+            if (!g_conn->borrowed) loom_disconnect(&g_conn->c);
             free(g_conn);
         } else {
             pending_flush();
@@ -488,6 +489,40 @@ static PyObject *py_disconnect(PyObject *self, PyObject *unused)
     }
     pthread_mutex_unlock(&g_lock);
     Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* Inside a Python task: use the task's own client (loom_task_client, kept
+ * by the executor for its life; never disconnected here), so that a task or
+ * an actor method can submit tasks, call actors, put and get.  The capsule
+ * comes from libloom_python.so (pytask.c) and holds a function returning the
+ * client of the task running on the calling thread. */
+typedef loom_client *(*task_client_fn)(char *err, size_t errlen);
+
+static PyObject *py_attach_task(PyObject *self, PyObject *capsule)
+{
+    task_client_fn fn = (task_client_fn)PyCapsule_GetPointer(capsule, "loom.task_client");
+    if (!fn) return NULL;
+    char err[ERR_LEN] = "";
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_lock);
+    if (!g_client) {
+        conn *k = calloc(1, sizeof(*k));
+        loom_client *c = k ? fn(err, sizeof(err)) : NULL;
+        if (!c) {
+            rc = k ? LOOM_ECONN : LOOM_ENOMEM;
+            free(k);
+        } else {
+            k->c = c;
+            k->borrowed = 1;
+            g_conn = k;
+            g_client = c;
+            new_session();
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) return raise_loom(rc, err[0] ? err : "a task's client: not inside a loom task");
     Py_RETURN_NONE;
 }
 
@@ -612,6 +647,8 @@ static PyObject *py_library_load(PyObject *self, PyObject *args)
     return PyBytes_FromStringAndSize((const char *)lib.id, LOOM_ID_LEN);
 }
 
+static PyObject *json_result(int rc, char *json, const char *err);
+
 static int as_id(PyObject *o, void *out, size_t len, const char *what)
 {
     char *d;
@@ -625,25 +662,95 @@ static int as_id(PyObject *o, void *out, size_t len, const char *what)
     return 0;
 }
 
+/* ---- scheduling options ------------------------------------------------- */
+
+#define SCHED_MAX_RES 16
+
+/* What a task or actor asks of placement besides CPUs, GPUs and memory:
+ * custom resources, a strategy (default, spread, node affinity) and a
+ * placement group.  Names point into the caller's dict (alive for the call). */
+typedef struct sched_opts {
+    loom_resource res[SCHED_MAX_RES];
+    loom_pg pg;
+} sched_opts;
+
+/* Custom resources {name: amount} into r[] (at most SCHED_MAX_RES); the
+ * count, or -1 with an exception. */
+static int resources_from(PyObject *dict, loom_resource *r)
+{
+    if (!dict || dict == Py_None) return 0;
+    if (!PyDict_Check(dict)) {
+        PyErr_SetString(PyExc_TypeError, "resources: want a dict {name: amount}");
+        return -1;
+    }
+    if (PyDict_GET_SIZE(dict) > SCHED_MAX_RES) {
+        PyErr_Format(PyExc_ValueError, "resources: at most %d custom resources", SCHED_MAX_RES);
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    int n = 0;
+    while (PyDict_Next(dict, &pos, &k, &v)) {
+        const char *name = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+        double amount = PyFloat_AsDouble(v);
+        if (!name || (amount == -1.0 && PyErr_Occurred())) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "resources: names are str, amounts numbers");
+            return -1;
+        }
+        r[n].name = name;
+        r[n].amount = amount;
+        n++;
+    }
+    return n;
+}
+
+/* sched = None or (strategy, node, soft, pg id or None, bundle, resources or None)
+ * into o (whose pointers then point into s and the tuple). */
+static int sched_from(PyObject *sched, loom_task_opts *o, sched_opts *s)
+{
+    if (!sched || sched == Py_None) return 0;
+    int strategy, soft, bundle;
+    unsigned int node;
+    PyObject *pg, *res;
+    if (!PyArg_ParseTuple(sched, "iIpOiO;sched: want (strategy, node, soft, pg, bundle, resources)", &strategy,
+                          &node, &soft, &pg, &bundle, &res))
+        return -1;
+    o->strategy = strategy;
+    o->node = node;
+    o->soft = soft;
+    if (pg != Py_None) {
+        if (as_id(pg, s->pg.id, sizeof(s->pg.id), "placement group")) return -1;
+        o->pg = &s->pg;
+        o->bundle = bundle;
+    }
+    int n = resources_from(res, s->res);
+    if (n < 0) return -1;
+    o->resources = n ? s->res : NULL;
+    o->nresources = n;
+    return 0;
+}
+
 /* ---- tasks -------------------------------------------------------------- */
 
 static PyObject *py_submit(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"lib", "function", "args", "name", "num_cpus", "num_gpus", "memory",
-                             "max_retries", "retry_exceptions", NULL};
-    PyObject *libobj, *list;
+                             "max_retries", "retry_exceptions", "sched", NULL};
+    PyObject *libobj, *list, *sched = NULL;
     const char *function, *name = NULL;
     double num_cpus = 0, num_gpus = 0;
     unsigned long long memory = 0;
     int max_retries = 0, retry_exceptions = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsO|zddKip", kwlist, &libobj, &function, &list, &name,
-                                     &num_cpus, &num_gpus, &memory, &max_retries, &retry_exceptions))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsO|zddKipO", kwlist, &libobj, &function, &list, &name,
+                                     &num_cpus, &num_gpus, &memory, &max_retries, &retry_exceptions, &sched))
         return NULL;
     loom_ref lib;
     if (as_id(libobj, lib.id, LOOM_ID_LEN, "lib")) return NULL;
+    loom_task_opts o = {0};
+    sched_opts so;
+    if (sched_from(sched, &o, &so)) return NULL;
     arglist a;
     if (args_from(list, &a)) return NULL;
-    loom_task_opts o = {0};
     o.name = name;
     o.num_cpus = num_cpus;
     o.num_gpus = num_gpus;
@@ -664,21 +771,23 @@ static PyObject *py_submit(PyObject *self, PyObject *args, PyObject *kw)
 static PyObject *py_actor_create(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"lib", "cls", "args", "name", "detached", "max_concurrency", "max_restarts",
-                             "max_task_retries", "num_cpus", "num_gpus", "memory", NULL};
-    PyObject *libobj, *list;
+                             "max_task_retries", "num_cpus", "num_gpus", "memory", "sched", NULL};
+    PyObject *libobj, *list, *sched = NULL;
     const char *cls, *name = NULL;
     int detached = 0, max_concurrency = 1, max_restarts = 0, max_task_retries = 0;
     double num_cpus = 0, num_gpus = 0;
     unsigned long long memory = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsO|zpiiiddK", kwlist, &libobj, &cls, &list, &name, &detached,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OsO|zpiiiddKO", kwlist, &libobj, &cls, &list, &name, &detached,
                                      &max_concurrency, &max_restarts, &max_task_retries, &num_cpus, &num_gpus,
-                                     &memory))
+                                     &memory, &sched))
         return NULL;
     loom_ref lib;
     if (as_id(libobj, lib.id, LOOM_ID_LEN, "lib")) return NULL;
+    loom_actor_opts o = {0};
+    sched_opts so;
+    if (sched_from(sched, &o.res, &so)) return NULL;
     arglist a;
     if (args_from(list, &a)) return NULL;
-    loom_actor_opts o = {0};
     o.name = name;
     o.detached = detached;
     o.max_concurrency = max_concurrency;
@@ -749,6 +858,89 @@ static PyObject *py_actor_kill(PyObject *self, PyObject *idobj)
     WITH_CLIENT(rc = loom_actor_kill(g_client, actor));
     if (rc < 0) return raise_loom(rc, err);
     Py_RETURN_NONE;
+}
+
+/* ---- placement groups --------------------------------------------------- */
+
+#define PG_MAX_BUNDLES 1024
+
+static PyObject *py_pg_create(PyObject *self, PyObject *args)
+{
+    PyObject *list;
+    int strategy;
+    const char *name = NULL;
+    if (!PyArg_ParseTuple(args, "Oi|z", &list, &strategy, &name)) return NULL;
+    PyObject *seq = PySequence_Fast(list, "placement group: want a list of bundles");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > PG_MAX_BUNDLES) {
+        Py_DECREF(seq);
+        return PyErr_Format(PyExc_ValueError, "placement group: 1 to %d bundles", PG_MAX_BUNDLES);
+    }
+    loom_bundle *b = calloc((size_t)n, sizeof(*b));
+    loom_resource *res = calloc((size_t)n * SCHED_MAX_RES, sizeof(*res));
+    int bad = !b || !res;
+    if (bad) PyErr_NoMemory();
+    for (Py_ssize_t i = 0; !bad && i < n; i++) {   /* each (cpus, memory, gpus, {name: amount}) */
+        unsigned long long memory;
+        PyObject *custom;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "dKdO;a bundle: (cpus, memory, gpus, resources)",
+                              &b[i].num_cpus, &memory, &b[i].num_gpus, &custom)) {
+            bad = 1;
+            break;
+        }
+        b[i].memory = memory;
+        int k = resources_from(custom, res + i * SCHED_MAX_RES);
+        if (k < 0) bad = 1;
+        b[i].resources = k ? res + i * SCHED_MAX_RES : NULL;
+        b[i].nresources = k > 0 ? k : 0;
+    }
+    loom_pg pg;
+    char err[ERR_LEN] = "";
+    int rc = 0;
+    if (!bad) WITH_CLIENT(rc = loom_pg_create(g_client, b, (int)n, strategy, name, &pg));
+    free(b);
+    free(res);
+    Py_DECREF(seq);
+    if (bad) return NULL;
+    if (rc < 0) return raise_loom(rc, err);
+    return PyBytes_FromStringAndSize((const char *)pg.id, sizeof(pg.id));
+}
+
+static PyObject *py_pg_wait(PyObject *self, PyObject *args)
+{
+    PyObject *idobj;
+    long long timeout_ms = -1;
+    if (!PyArg_ParseTuple(args, "O|L", &idobj, &timeout_ms)) return NULL;
+    loom_pg pg;
+    if (as_id(idobj, pg.id, sizeof(pg.id), "placement group")) return NULL;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_pg_wait(g_client, pg, timeout_ms));
+    if (rc == LOOM_ETIMEOUT) Py_RETURN_FALSE;
+    if (rc < 0) return raise_loom(rc, err);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *py_pg_remove(PyObject *self, PyObject *idobj)
+{
+    loom_pg pg;
+    if (as_id(idobj, pg.id, sizeof(pg.id), "placement group")) return NULL;
+    char err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_pg_remove(g_client, pg));
+    if (rc < 0) return raise_loom(rc, err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_pg_json(PyObject *self, PyObject *idobj)
+{
+    loom_pg pg;
+    if (as_id(idobj, pg.id, sizeof(pg.id), "placement group")) return NULL;
+    char *json = NULL, err[ERR_LEN] = "";
+    int rc;
+    WITH_CLIENT(rc = loom_pg_json(g_client, pg, &json));
+    return json_result(rc, json, err);
 }
 
 /* ---- key-value table and inspection ------------------------------------- */
@@ -831,6 +1023,7 @@ static PyMethodDef module_methods[] = {
     {"connect", (PyCFunction)(void (*)(void))py_connect, METH_VARARGS | METH_KEYWORDS,
      "connect(address=None, state_dir=None, num_cpus=0, num_nodes=0, store_bytes=0)"},
     {"disconnect", py_disconnect, METH_NOARGS, "Disconnect (stops a local cluster)."},
+    {"attach_task", py_attach_task, METH_O, "attach_task(capsule): use the running task's client"},
     {"is_connected", py_is_connected, METH_NOARGS, "Whether a client is connected."},
     {"put", py_put, METH_O, "put(buffer) -> ObjectRef"},
     {"get", py_get, METH_VARARGS, "get(ref, timeout_ms=-1) -> ValueBuffer (zero-copy) or bytes"},
@@ -839,14 +1032,19 @@ static PyMethodDef module_methods[] = {
     {"library_load", py_library_load, METH_VARARGS, "library_load(path) -> lib id (bytes)"},
     {"submit", (PyCFunction)(void (*)(void))py_submit, METH_VARARGS | METH_KEYWORDS,
      "submit(lib, function, args, name=None, num_cpus=0, num_gpus=0, memory=0, max_retries=0, "
-     "retry_exceptions=False) -> ObjectRef"},
+     "retry_exceptions=False, sched=None) -> ObjectRef"},
     {"actor_create", (PyCFunction)(void (*)(void))py_actor_create, METH_VARARGS | METH_KEYWORDS,
      "actor_create(lib, cls, args, name=None, detached=False, max_concurrency=1, max_restarts=0, "
-     "max_task_retries=0, num_cpus=0, num_gpus=0, memory=0) -> actor id (bytes)"},
+     "max_task_retries=0, num_cpus=0, num_gpus=0, memory=0, sched=None) -> actor id (bytes)"},
     {"actor_call", py_actor_call, METH_VARARGS, "actor_call(actor, method, args) -> ObjectRef"},
     {"actor_wait_ready", py_actor_wait_ready, METH_VARARGS, "actor_wait_ready(actor, timeout_ms=-1)"},
     {"actor_lookup", py_actor_lookup, METH_VARARGS, "actor_lookup(name) -> actor id"},
     {"actor_kill", py_actor_kill, METH_O, "actor_kill(actor)"},
+    {"pg_create", py_pg_create, METH_VARARGS,
+     "pg_create([(cpus, memory, gpus, resources)], strategy, name=None) -> pg id (bytes)"},
+    {"pg_wait", py_pg_wait, METH_VARARGS, "pg_wait(pg, timeout_ms=-1) -> True, or False on timeout"},
+    {"pg_remove", py_pg_remove, METH_O, "pg_remove(pg)"},
+    {"pg_json", py_pg_json, METH_O, "pg_json(pg) -> the group as JSON text"},
     {"kv_put", py_kv_put, METH_VARARGS, "kv_put(key, bytes)"},
     {"kv_get", py_kv_get, METH_VARARGS, "kv_get(key, timeout_ms=0) -> bytes or None"},
     {"kv_del", py_kv_del, METH_VARARGS, "kv_del(key)"},
@@ -878,7 +1076,11 @@ PyMODINIT_FUNC PyInit__loom(void)
         {"EINVAL", LOOM_EINVAL}, {"ETIMEOUT", LOOM_ETIMEOUT}, {"ECONN", LOOM_ECONN},
         {"ENOTFOUND", LOOM_ENOTFOUND}, {"ETASK", LOOM_ETASK}, {"ECANCELLED", LOOM_ECANCELLED},
         {"EDEP", LOOM_EDEP}, {"ENODE", LOOM_ENODE}, {"EINFEASIBLE", LOOM_EINFEASIBLE},
-        {"ESTATE", LOOM_ESTATE}, {"EACTOR", LOOM_EACTOR}, {"EWORKER", LOOM_EWORKER}};
+        {"ESTATE", LOOM_ESTATE}, {"EACTOR", LOOM_EACTOR}, {"EWORKER", LOOM_EWORKER},
+        {"SCHED_DEFAULT", LOOM_SCHED_DEFAULT}, {"SCHED_SPREAD", LOOM_SCHED_SPREAD},
+        {"SCHED_NODE", LOOM_SCHED_NODE}, {"ANY_BUNDLE", LOOM_ANY_BUNDLE}, {"PG_PACK", LOOM_PG_PACK},
+        {"PG_SPREAD", LOOM_PG_SPREAD}, {"PG_STRICT_PACK", LOOM_PG_STRICT_PACK},
+        {"PG_STRICT_SPREAD", LOOM_PG_STRICT_SPREAD}};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
         if (PyModule_AddIntConstant(m, codes[i].name, codes[i].code)) {
             Py_DECREF(m);

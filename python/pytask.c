@@ -13,6 +13,8 @@
  *   py_call(fn, call, refs...)                 a remote function
  *   py_item(result, i)                         output i of a call with
  *                                              num_returns > 1 (plain C)
+ *   py_pg_ready(pg)                            true once the placement group is
+ *                                              placed (PlacementGroup.ready(); plain C)
  *   PyActor init(cls, call, refs...), PyActor call(method, call, refs...),
  *   PyActor destroy                            an actor
  * The actor's state is a strong reference to its Python instance, owned by
@@ -23,12 +25,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include "python/pymsgpack.h"
+#include "loom/loom.h"
 #include "loom/task.h"
 #include "wire_py.h"
 
 static pthread_once_t py_once = PTHREAD_ONCE_INIT;
 static char py_error[512];     /* why the interpreter could not start ("" if it did) */
 static PyObject *py_wire;      /* the _loom_wire module, for the process's life */
+
+/* The task running Python on this thread (set around each call), for
+ * task_client_now: the _loom extension reaches it through the capsule
+ * _loom_wire._task_client, so that code in a task can call loom. */
+static __thread loom_task_ctx *cur_ctx;
+
+static loom_client *task_client_now(char *err, size_t errlen)
+{
+    if (!cur_ctx) {
+        snprintf(err, errlen, "loom is not initialized, and this thread runs no loom task");
+        return NULL;
+    }
+    loom_client *c = loom_task_client(cur_ctx);
+    if (!c) snprintf(err, errlen, "this task cannot connect to its cluster");
+    return c;
+}
 
 static PyMethodDef wire_helpers[] = {
     {"_mp_pack", loom__pymp_pack, METH_O, "value -> msgpack bytes, or None"},
@@ -52,6 +71,11 @@ static int load_wire(void)
     PyObject *dict = PyModule_GetDict(mod);
     if (PyModule_AddFunctions(mod, wire_helpers)) return -1;
     if (PyDict_SetItemString(dict, "__builtins__", PyEval_GetBuiltins())) return -1;
+    PyObject *cap = PyCapsule_New((void *)task_client_now, "loom.task_client", NULL);
+    if (!cap || PyModule_AddObject(mod, "_task_client", cap)) {
+        Py_XDECREF(cap);
+        return -1;
+    }
     PyObject *code = Py_CompileString(loom__wire_py, "loom/_wire.py", Py_file_input);
     if (!code) return -1;
     PyObject *r = PyEval_EvalCode(code, dict, dict);
@@ -187,7 +211,10 @@ static PyObject *call_wire(const char *fn, PyObject *a0, PyObject *a1, loom_task
     PyObject *call = a0 && a1 ? arg_view(ctx, 1) : NULL;
     PyObject *refs = call ? arg_views_from(ctx, 2) : NULL;
     PyObject *r = NULL;
+    loom_task_ctx *outer = cur_ctx;
+    cur_ctx = ctx;
     if (refs) r = PyObject_CallMethod(py_wire, fn, "OOOO", a0, a1, call, refs);
+    cur_ctx = outer;
     Py_XDECREF(call);
     Py_XDECREF(refs);
     return r;
@@ -231,6 +258,24 @@ LOOM_TASK(py_item)
     size_t len;
     if (loom_unpack_bin(&u, &item, &len)) return loom_task_fail(ctx, "py_item: a malformed result");
     return loom_task_return(ctx, item, len);
+}
+
+/* PlacementGroup.ready(): wait, through this task's own client, until the
+ * group is placed; returns msgpack true.  An infeasible or removed group
+ * fails the task with the head's reason. */
+LOOM_TASK(py_pg_ready)
+{
+    const void *d;
+    size_t n;
+    loom_pg pg;
+    if (loom_task_arg(ctx, 0, &d, &n) || n != sizeof(pg.id))
+        return loom_task_fail(ctx, "py_pg_ready: want a placement group id");
+    memcpy(pg.id, d, sizeof(pg.id));
+    loom_client *c = loom_task_client(ctx);
+    if (!c) return LOOM_ETASK;   /* the reason is the task's error already */
+    int rc = loom_pg_wait(c, pg, -1);
+    if (rc < 0) return loom_task_fail(ctx, "placement group: %s", loom_last_error(c));
+    return loom_task_return(ctx, "\xc3", 1);
 }
 
 /* ---- the actor ---------------------------------------------------------- */

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from . import exceptions
 from . import kv
-from ._runtime import (ObjectRef, cancel, cluster_resources, get, init, is_initialized, nodes, put,
+from . import util
+from ._runtime import (ObjectRef, available_resources, cancel, cluster_resources, get, init, is_initialized, nodes, put,
                        shutdown, wait)
 from .exceptions import (ActorDiedError, GetTimeoutError, InfeasibleError, LoomError, ObjectLostError,
                          TaskCancelledError, TaskError, WorkerCrashedError)
@@ -26,8 +27,8 @@ from .remote import ActorClass, ActorHandle, CFunction, RemoteFunction, c_functi
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActorClass", "ActorDiedError", "ActorHandle", "CFunction", "c_function", "GetTimeoutError", "InfeasibleError", "LoomError",
+    "ActorClass", "ActorDiedError", "available_resources", "ActorHandle", "CFunction", "c_function", "GetTimeoutError", "InfeasibleError", "LoomError",
     "ObjectLostError", "ObjectRef", "RemoteFunction", "TaskCancelledError", "TaskError",
     "WorkerCrashedError", "cancel", "cluster_resources", "exceptions", "get", "get_actor", "init",
-    "is_initialized", "kill", "kv", "nodes", "put", "remote", "shutdown", "wait",
+    "is_initialized", "kill", "kv", "nodes", "put", "remote", "shutdown", "util", "wait",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sys
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -98,8 +99,9 @@ def shutdown() -> None:
 
 
 def is_initialized() -> bool:
-    """Whether :func:`init` has connected this process."""
-    return bool(_loom.is_connected())
+    """Whether :func:`init` has connected this process (inside a task: True,
+    the task's own connection is used)."""
+    return bool(_loom.is_connected()) or "_loom_wire" in sys.modules
 
 
 def _call_env(runtime_env: Optional[Dict[str, Any]] = None) -> Optional[tuple]:
@@ -113,8 +115,26 @@ def _call_env(runtime_env: Optional[Dict[str, Any]] = None) -> Optional[tuple]:
 def _require() -> Tuple[bytes, int]:
     lib = _pylib
     if lib is None:
-        raise RuntimeError("loom is not initialized (call loom.init())")
+        lib = _attach_task()
     return lib, _session
+
+
+def _attach_task() -> bytes:
+    """Inside a Python task or actor (run by libloom_python.so, which
+    registers the module _loom_wire): connect to the cluster through the
+    task's own client, as a Ray task calls ray.get or f.remote without
+    ray.init.  Elsewhere: loom is not initialized."""
+    global _pylib, _session
+    wire = sys.modules.get("_loom_wire")
+    capsule = getattr(wire, "_task_client", None) if wire is not None else None
+    if capsule is None:
+        raise RuntimeError("loom is not initialized (call loom.init())")
+    with _lock:
+        if _pylib is None:
+            _loom.attach_task(capsule)
+            _pylib = _loom.library_load(_pytask_path())
+            _session += 1
+        return _pylib
 
 
 # ---- objects -----------------------------------------------------------------
@@ -218,3 +238,27 @@ def cluster_resources() -> Dict[str, float]:
         for k, v in n["Resources"].items():
             total[k] = total.get(k, 0.0) + v
     return total
+
+
+def available_resources() -> Dict[str, float]:
+    """What the live nodes have free now (total less what running work
+    holds): ``{"CPU": ..., "GPU": ..., "memory": ..., ...}``."""
+    free: Dict[str, float] = {}
+
+    def add(k: str, v: float) -> None:
+        free[k] = free.get(k, 0.0) + max(0.0, v)
+
+    for n in _status().get("nodes", []):
+        if n.get("state") != "alive":
+            continue
+        add("CPU", float(n.get("cpus", 0)) - float(n.get("cpus_used", 0)))
+        add("memory", float(n.get("memory", 0)) - float(n.get("memory_used", 0)))
+        add("object_store_memory", float(n.get("store_capacity", 0)) - float(n.get("store_used", 0)))
+        if n.get("gpus"):
+            add("GPU", float(n["gpus"]) - float(n.get("gpus_used", 0)))
+        for name, amounts in (n.get("resources") or {}).items():
+            if isinstance(amounts, list):
+                add(name, float(amounts[0]) - float(amounts[1] if len(amounts) > 1 else 0))
+            else:
+                add(name, float(amounts))
+    return free

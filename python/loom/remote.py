@@ -20,10 +20,12 @@ from . import _wire
 ObjectRef = _loom.ObjectRef
 T = TypeVar("T")
 
+_SCHED_OPTIONS = ("resources", "scheduling_strategy", "placement_group", "placement_group_bundle_index",
+                  "placement_group_capture_child_tasks")
 _TASK_OPTIONS = ("num_cpus", "num_gpus", "memory", "max_retries", "retry_exceptions", "name",
-                 "num_returns", "runtime_env")
+                 "num_returns", "runtime_env") + _SCHED_OPTIONS
 _ACTOR_OPTIONS = ("num_cpus", "num_gpus", "memory", "name", "max_restarts", "max_task_retries",
-                  "max_concurrency", "lifetime", "runtime_env")
+                  "max_concurrency", "lifetime", "runtime_env") + _SCHED_OPTIONS
 
 
 _ITEM_CPUS = 0.01   # a py_item task: a copy, no interpreter
@@ -73,6 +75,44 @@ def _check_options(given: Dict[str, Any], allowed: tuple, what: str) -> None:
         raise ValueError("lifetime must be None, 'detached' or 'non_detached'")
 
 
+def _sched(o: Dict[str, Any]) -> Optional[tuple]:
+    """The placement a call's options ask for, as _loom's ``sched`` tuple
+    (strategy, node, soft, placement group id, bundle, custom resources), or
+    None for the default.  Takes Ray's ``scheduling_strategy`` ("DEFAULT",
+    "SPREAD", NodeAffinitySchedulingStrategy,
+    PlacementGroupSchedulingStrategy) and its older ``placement_group=`` /
+    ``placement_group_bundle_index=`` options."""
+    from .util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+    strategy, node, soft, pg, bundle = _loom.SCHED_DEFAULT, 0, False, None, _loom.ANY_BUNDLE
+    s = o.get("scheduling_strategy")
+    if s is None or s == "DEFAULT":
+        pass
+    elif s == "SPREAD":
+        strategy = _loom.SCHED_SPREAD
+    elif isinstance(s, NodeAffinitySchedulingStrategy):
+        strategy, node, soft = _loom.SCHED_NODE, s.node, s.soft
+    elif isinstance(s, PlacementGroupSchedulingStrategy):
+        pg, bundle = s.placement_group.id, s.placement_group_bundle_index
+    else:
+        raise ValueError(f"scheduling_strategy {s!r}: \"DEFAULT\", \"SPREAD\", a "
+                         "NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
+    if o.get("placement_group") not in (None, "default"):
+        if pg is not None:
+            raise ValueError("give either scheduling_strategy or placement_group, not both")
+        pg = PlacementGroupSchedulingStrategy(o["placement_group"],
+                                              o.get("placement_group_bundle_index", -1)).placement_group.id
+        bundle = o.get("placement_group_bundle_index", -1)
+    if bundle == -1:
+        bundle = _loom.ANY_BUNDLE
+    res = o.get("resources")
+    if res is not None and (not isinstance(res, dict) or any(k in ("CPU", "GPU") for k in res)):
+        raise ValueError("resources: a dict of custom resources {name: amount} "
+                         "(CPUs and GPUs are num_cpus and num_gpus)")
+    if strategy == _loom.SCHED_DEFAULT and pg is None and not res:
+        return None
+    return (strategy, node, soft, pg, bundle, res or None)
+
+
 def _retries(n: Optional[int]) -> int:
     if n is None:
         return 0              # the runtime's default (3)
@@ -89,11 +129,15 @@ class RemoteFunction(Generic[T]):
     def __init__(self, fn: Callable[..., T], options: Dict[str, Any], code: Optional[_Code] = None) -> None:
         _check_options(options, _TASK_OPTIONS, "remote function")
         _num_returns(options)
+        _sched(options)
         self._fn = fn
         self._options = dict(options)
         self._code = code or _Code(fn)
         self.__name__ = getattr(fn, "__name__", "remote_function")
         self.__doc__ = getattr(fn, "__doc__", None)
+
+    def __reduce__(self):  # by value (the function and its options), without this process's refs
+        return (RemoteFunction, (self._fn, self._options))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"remote function {self.__name__} cannot be called directly; "
@@ -101,9 +145,12 @@ class RemoteFunction(Generic[T]):
 
     def options(self, **options: Any) -> "RemoteFunction[T]":
         """A copy with other options: num_cpus, num_gpus, memory (bytes),
-        max_retries (after executor or node deaths; 0: never, -1: always),
-        retry_exceptions, name, num_returns (N > 1: ``.remote()`` returns N
-        refs, one per value of the sequence the function returns)."""
+        resources ({name: amount}), scheduling_strategy ("DEFAULT", "SPREAD",
+        NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy),
+        placement_group and placement_group_bundle_index, max_retries (after
+        executor or node deaths; 0: never, -1: always), retry_exceptions,
+        name, num_returns (N > 1: ``.remote()`` returns N refs, one per
+        value of the sequence the function returns)."""
         merged = dict(self._options)
         merged.update(options)
         return RemoteFunction(self._fn, merged, self._code)
@@ -123,7 +170,8 @@ class RemoteFunction(Generic[T]):
                            num_gpus=float(o.get("num_gpus") or 0),
                            memory=int(o.get("memory") or 0),
                            max_retries=_retries(o.get("max_retries")),
-                           retry_exceptions=bool(o.get("retry_exceptions", False)))
+                           retry_exceptions=bool(o.get("retry_exceptions", False)),
+                           sched=_sched(o))
         if n == 1:
             return ref
         # the runtime gives a function task one output: output i is the C
@@ -189,11 +237,15 @@ class ActorClass(Generic[T]):
 
     def __init__(self, cls: type, options: Dict[str, Any], code: Optional[_Code] = None) -> None:
         _check_options(options, _ACTOR_OPTIONS, "actor class")
+        _sched(options)
         self._cls = cls
         self._options = dict(options)
         self._code = code or _Code(cls)
         self.__name__ = cls.__name__
         self.__doc__ = cls.__doc__
+
+    def __reduce__(self):  # by value (the class and its options), without this process's refs
+        return (ActorClass, (self._cls, self._options))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor class {self.__name__} cannot be instantiated directly; "
@@ -202,7 +254,9 @@ class ActorClass(Generic[T]):
     def options(self, **options: Any) -> "ActorClass[T]":
         """A copy with other options: name (register the actor under it),
         lifetime ("detached": outlives this driver), max_restarts,
-        max_task_retries, max_concurrency, num_cpus, num_gpus, memory."""
+        max_task_retries, max_concurrency, num_cpus, num_gpus, memory,
+        resources, scheduling_strategy, placement_group and
+        placement_group_bundle_index (as for remote functions)."""
         merged = dict(self._options)
         merged.update(options)
         return ActorClass(self._cls, merged, self._code)
@@ -222,7 +276,8 @@ class ActorClass(Generic[T]):
                                       max_task_retries=int(o.get("max_task_retries") or 0),
                                       num_cpus=float(o.get("num_cpus") or 0),
                                       num_gpus=float(o.get("num_gpus") or 0),
-                                      memory=int(o.get("memory") or 0))
+                                      memory=int(o.get("memory") or 0),
+                                      sched=_sched(o))
         return ActorHandle(actor_id, _public_methods(self._cls), self.__name__, o.get("runtime_env"))
 
 
