@@ -47,6 +47,9 @@ static pthread_mutex_t g_pending_lock = PTHREAD_MUTEX_INITIALIZER;
 static loom_ref *g_pending;                /* refs to release, malloc'd */
 static int g_npending, g_cap_pending;
 static PyObject *g_error_factory;          /* callable(code, message) -> exception */
+static PyObject *g_ref_hook;               /* callable(ref): a ref pickled inside a value */
+static PyObject *g_ref_from_id;            /* this module's ref_from_id, for __reduce__ */
+static int g_borrowed;                     /* the connection is a task's (attach_task); under g_lock */
 
 /* values whose ValueBuffer died while g_lock was taken: released by the next
  * holder of g_lock (under g_pending_lock) */
@@ -180,9 +183,12 @@ typedef struct {
     loom_ref ref;
     uint64_t session;
     int owned;        /* release when collected */
+    PyObject *keep;   /* nested refs kept alive with this one, or NULL */
 } RefObject;
 
 static PyTypeObject RefType;
+
+static int as_id(PyObject *o, void *out, size_t len, const char *what);
 
 static PyObject *ref_new(const loom_ref *r, int owned)
 {
@@ -194,6 +200,7 @@ static PyObject *ref_new(const loom_ref *r, int owned)
     o->ref = *r;
     o->session = current_session();
     o->owned = owned;
+    o->keep = NULL;
     return (PyObject *)o;
 }
 
@@ -201,6 +208,7 @@ static void ref_dealloc(PyObject *self)
 {
     RefObject *o = (RefObject *)self;
     if (o->owned) pending_push(&o->ref, o->session);
+    Py_XDECREF(o->keep);
     PyObject_Free(self);
 }
 
@@ -237,18 +245,57 @@ static PyObject *ref_richcompare(PyObject *a, PyObject *b, int op)
     return PyBool_FromLong(op == Py_EQ ? eq : !eq);
 }
 
+/* A ref nested inside a value travels as its id (ref_from_id(id) on the
+ * other side: a ref that does not release the object).  Who keeps the
+ * object alive: in a driver, the package's hook (set_ref_hook) keeps this
+ * ref with the value's own ref; in a task (a borrowed connection) the ref
+ * escapes and is never released, so that the object outlives the task for
+ * whoever reads the value (held until the executor exits). */
 static PyObject *ref_reduce(PyObject *self, PyObject *unused)
 {
-    PyErr_SetString(PyExc_TypeError,
-                    "an ObjectRef nested inside a value cannot be sent yet: pass refs as top-level "
-                    "arguments of .remote(), or loom.get() them first");
-    return NULL;
+    RefObject *o = (RefObject *)self;
+    if (!g_ref_from_id) return PyErr_Format(PyExc_TypeError, "loom.ObjectRef: the module is not ready");
+    pthread_mutex_lock(&g_lock);  /* never held for long without the GIL released */
+    int borrowed = g_borrowed;
+    pthread_mutex_unlock(&g_lock);
+    if (borrowed) {
+        o->owned = 0;
+    } else if (g_ref_hook) {
+        PyObject *r = PyObject_CallOneArg(g_ref_hook, self);
+        if (!r) return NULL;
+        Py_DECREF(r);
+    }
+    return Py_BuildValue("(O(y#))", g_ref_from_id, (const char *)o->ref.id, (Py_ssize_t)LOOM_ID_LEN);
+}
+
+static PyObject *py_ref_from_id(PyObject *self, PyObject *arg)
+{
+    loom_ref r;
+    if (as_id(arg, r.id, LOOM_ID_LEN, "ref")) return NULL;
+    return ref_new(&r, 0);
+}
+
+static PyObject *py_set_ref_hook(PyObject *self, PyObject *fn)
+{
+    if (fn != Py_None && !PyCallable_Check(fn)) return PyErr_Format(PyExc_TypeError, "want a callable or None");
+    Py_XSETREF(g_ref_hook, fn == Py_None ? NULL : Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
+/* Keep `objs` alive as long as the ref `self` (the nested refs of a value
+ * put or of a call's arguments, with the value's or the result's ref). */
+static PyObject *ref_keep(PyObject *self, PyObject *objs)
+{
+    RefObject *o = (RefObject *)self;
+    Py_XSETREF(o->keep, Py_NewRef(objs));
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef ref_methods[] = {
     {"hex", ref_hex, METH_NOARGS, "The ref's id as 40 hex digits."},
     {"binary", ref_binary, METH_NOARGS, "The ref's id as 20 bytes."},
-    {"__reduce__", ref_reduce, METH_NOARGS, "Refs do not pickle (this round)."},
+    {"__reduce__", ref_reduce, METH_NOARGS, "A ref pickles as its id (see ref_reduce)."},
+    {"_keep", ref_keep, METH_O, "Keep these objects alive as long as this ref."},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject RefType = {
@@ -485,6 +532,7 @@ static PyObject *py_disconnect(PyObject *self, PyObject *unused)
         }
         g_conn = NULL;
         g_client = NULL;
+        g_borrowed = 0;
         new_session();
     }
     pthread_mutex_unlock(&g_lock);
@@ -515,6 +563,7 @@ static PyObject *py_attach_task(PyObject *self, PyObject *capsule)
         } else {
             k->c = c;
             k->borrowed = 1;
+            g_borrowed = 1;
             g_conn = k;
             g_client = c;
             new_session();
@@ -1051,12 +1100,14 @@ static PyMethodDef module_methods[] = {
     {"status_json", py_status_json, METH_NOARGS, "The cluster's state as JSON text."},
     {"actors_json", py_actors_json, METH_NOARGS, "The actors the head knows, as JSON text."},
     {"set_error_factory", py_set_error_factory, METH_O, "set_error_factory(fn(code, message))"},
+    {"set_ref_hook", py_set_ref_hook, METH_O, "set_ref_hook(fn(ref) or None): called for each ref pickled"},
+    {"ref_from_id", py_ref_from_id, METH_O, "ref_from_id(20 bytes) -> ObjectRef (does not release)"},
     {"mp_pack", loom__pymp_pack, METH_O, "value -> msgpack bytes, or None"},
     {"mp_unpack", loom__pymp_unpack, METH_O, "buffer -> (ok, value)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_loom", "libloom for the loom package (see python/README.md).", -1,
+    PyModuleDef_HEAD_INIT, "loom._loom", "libloom for the loom package (see python/README.md).", -1,
     module_methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__loom(void)
@@ -1069,6 +1120,11 @@ PyMODINIT_FUNC PyInit__loom(void)
         PyModule_AddIntConstant(m, "ZC_MIN_BYTES", ZC_MIN_BYTES) ||
         PyModule_AddObject(m, "PYTASK_PATHS", Py_BuildValue("(ss)", LOOM_PYTASK_BUILD, LOOM_PYTASK_INSTALL)) ||
         PyModule_AddIntConstant(m, "ID_LEN", LOOM_ID_LEN)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    g_ref_from_id = PyObject_GetAttrString(m, "ref_from_id");
+    if (!g_ref_from_id) {
         Py_DECREF(m);
         return NULL;
     }

@@ -20,6 +20,7 @@ from . import _wire
 from .exceptions import GetTimeoutError
 
 ObjectRef = _loom.ObjectRef
+_loom.set_ref_hook(_wire.note_ref)   # refs pickled inside values: kept with the value's ref
 
 _lock = threading.Lock()
 _pylib: Optional[bytes] = None           # id of libloom_python.so in this session
@@ -140,11 +141,17 @@ def _attach_task() -> bytes:
 # ---- objects -----------------------------------------------------------------
 
 def put(value: Any) -> ObjectRef:
-    """Store a value in the cluster; returns its ObjectRef."""
+    """Store a value in the cluster; returns its ObjectRef.  ObjectRefs
+    inside the value stay refs (``loom.get`` of the value gives them back
+    as refs) and their objects live at least as long as the returned ref."""
     _require()
     if isinstance(value, ObjectRef):
         raise TypeError("loom.put() of an ObjectRef is not supported")
-    return _loom.put(_wire.encode(value))
+    nested: list = []
+    ref = _loom.put(_wire.encode(value, nested))
+    if nested:
+        ref._keep(tuple(nested))
+    return ref
 
 
 def _get_one(ref: ObjectRef, deadline: Optional[float]) -> Any:

@@ -70,6 +70,18 @@ MESSAGE_MAX = 1900          # the runtime keeps 2048 bytes of a task's message
 _FN_CACHE_MAX = 256
 
 
+_tls = threading.local()     # .refs: the list collecting nested ObjectRefs while encoding
+
+
+def note_ref(ref: Any) -> None:
+    """Called by the _loom extension for each ObjectRef pickled inside a
+    value: collected into the list encode() was given, so that the caller
+    keeps those refs alive with the value's own ref."""
+    refs = getattr(_tls, "refs", None)
+    if refs is not None:
+        refs.append(ref)
+
+
 def dumps_code(obj: Any) -> bytes:
     """Serialize a function or class by value (cloudpickle)."""
     if _cloudpickle is None:
@@ -92,21 +104,27 @@ def _align(n: int, size: int) -> int:
     return (n + a - 1) // a * a
 
 
-def encode(value: Any) -> Any:
+def encode(value: Any, nested: Optional[list] = None) -> Any:
     """The bytes of a value (bytes, or a bytearray when framed): msgpack when
     it can be, else 0xC1 + pickle 5, framed with its out-of-band buffers
-    when it has any (NumPy arrays)."""
+    when it has any (NumPy arrays).  ObjectRefs inside the value travel as
+    refs (their ids); with ``nested``, they are appended to it."""
     packed = _mp_pack(value)
     if packed is not None:
         return packed
-    return encode_pickled(value)
+    return encode_pickled(value, nested)
 
 
-def encode_pickled(value: Any) -> Any:
+def encode_pickled(value: Any, nested: Optional[list] = None) -> Any:
     """0xC1 + pickle 5 of value, framed with its out-of-band buffers when it
-    has any."""
+    has any; the ObjectRefs inside it appended to ``nested``."""
     buffers: List[pickle.PickleBuffer] = []
-    data = _pickle(value, buffers)
+    outer = getattr(_tls, "refs", None)
+    _tls.refs = nested
+    try:
+        data = _pickle(value, buffers)
+    finally:
+        _tls.refs = outer
     if not buffers:
         return PICKLE_MAGIC + data
     raws = [b.raw() for b in buffers]
@@ -165,10 +183,13 @@ def _decode_framed(mv: memoryview, copy: bool) -> Any:
 
 def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
                 is_ref: Callable[[Any], bool], num_returns: int = 1,
-                renv: Optional[Tuple[Optional[str], Dict[str, str], Any]] = None) -> Tuple[Any, List[Any]]:
+                renv: Optional[Tuple[Optional[str], Dict[str, str], Any]] = None,
+                nested: Optional[list] = None) -> Tuple[Any, List[Any]]:
     """Pickle a call (as a value: 0xC1 + pickle 5, framed with the buffers of
-    the arrays among the arguments); top-level ObjectRefs become slots.  Returns the bytes
-    and the refs, in slot order, to send as loom arguments 2, 3, ..."""
+    the arrays among the arguments); top-level ObjectRefs become slots
+    (resolved before the call runs), refs nested deeper travel as refs
+    (appended to ``nested``).  Returns the bytes and the refs, in slot
+    order, to send as loom arguments 2, 3, ..."""
     args = list(args)
     kwargs = dict(kwargs)
     slots: List[Tuple[int, Any]] = []
@@ -184,7 +205,7 @@ def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
             refs.append(v)
             kwargs[k] = None
     call = (args, kwargs, slots) if num_returns == 1 else (args, kwargs, slots, num_returns)
-    data = encode_pickled(call)
+    data = encode_pickled(call, nested)
     if renv is not None:
         # the runtime_env goes first, in msgpack, so that the executor sets
         # it up before unpickling anything (which may import its modules);

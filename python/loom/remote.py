@@ -50,10 +50,21 @@ class _Code:
 
 
 def _call_args(head: list, args: tuple, kwargs: dict, num_returns: int = 1,
-               runtime_env: Optional[Dict[str, Any]] = None) -> list:
+               runtime_env: Optional[Dict[str, Any]] = None, nested: Optional[list] = None) -> list:
+    """A call's loom arguments: head, the pickled call, its top-level refs;
+    refs nested deeper in the arguments are appended to ``nested`` (the
+    caller keeps them alive with the call's result, see _keep)."""
     data, refs = _wire.encode_call(args, kwargs, lambda a: isinstance(a, ObjectRef), num_returns,
-                                   _runtime._call_env(runtime_env))
+                                   _runtime._call_env(runtime_env), nested)
     return head + [data] + refs
+
+
+def _keep(ref: Any, nested: list) -> Any:
+    """Keep the nested refs of a call's arguments alive as long as its
+    result's ref (a ref inside a value does not hold the object by itself)."""
+    if nested:
+        ref._keep(tuple(nested))
+    return ref
 
 
 def _num_returns(options: Dict[str, Any]) -> int:
@@ -163,8 +174,9 @@ class RemoteFunction(Generic[T]):
         o = self._options
         n = _num_returns(o)
         name = o.get("name") or self.__name__
+        nested: list = []
         ref = _loom.submit(lib, "py_call", _call_args([self._code.ref()], args, kwargs, n,
-                                                      o.get("runtime_env")),
+                                                      o.get("runtime_env"), nested),
                            name=name,
                            num_cpus=float(o.get("num_cpus") or 0),
                            num_gpus=float(o.get("num_gpus") or 0),
@@ -173,12 +185,12 @@ class RemoteFunction(Generic[T]):
                            retry_exceptions=bool(o.get("retry_exceptions", False)),
                            sched=_sched(o))
         if n == 1:
-            return ref
+            return _keep(ref, nested)
         # the runtime gives a function task one output: output i is the C
         # task py_item(ref, i), which copies element i of the result (a
         # msgpack array of the encoded values) on the node that holds it
-        return [_loom.submit(lib, "py_item", [ref, _wire.encode(i)], name=f"{name}[{i}]",
-                             num_cpus=_ITEM_CPUS)
+        return [_keep(_loom.submit(lib, "py_item", [ref, _wire.encode(i)], name=f"{name}[{i}]",
+                                   num_cpus=_ITEM_CPUS), nested)
                 for i in range(n)]
 
 
@@ -192,9 +204,10 @@ class ActorMethod:
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef:
         """Call the method; calls from one caller run in the order made."""
         _runtime._require()
-        return _loom.actor_call(self._handle._actor_id, "call",
-                                _call_args([self._name.encode("utf-8")], args, kwargs, 1,
-                                           self._handle._runtime_env))
+        nested: list = []
+        return _keep(_loom.actor_call(self._handle._actor_id, "call",
+                                      _call_args([self._name.encode("utf-8")], args, kwargs, 1,
+                                                 self._handle._runtime_env, nested)), nested)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor method {self._name} cannot be called directly; use .{self._name}.remote(...)")
@@ -209,6 +222,7 @@ class ActorHandle:
         self._methods = methods
         self._class_name = class_name
         self._runtime_env = runtime_env   # the actor's own (.options), else the job's
+        self._nested: tuple = ()
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("__") or (self._methods is not None and name not in self._methods):
@@ -267,8 +281,9 @@ class ActorClass(Generic[T]):
         lib, _ = _runtime._require()
         o = self._options
         restarts = o.get("max_restarts") or 0
+        nested: list = []
         actor_id = _loom.actor_create(lib, "PyActor", _call_args([self._code.ref()], args, kwargs, 1,
-                                                                 o.get("runtime_env")),
+                                                                 o.get("runtime_env"), nested),
                                       name=o.get("name"),
                                       detached=o.get("lifetime") == "detached",
                                       max_concurrency=int(o.get("max_concurrency") or 1),
@@ -278,7 +293,9 @@ class ActorClass(Generic[T]):
                                       num_gpus=float(o.get("num_gpus") or 0),
                                       memory=int(o.get("memory") or 0),
                                       sched=_sched(o))
-        return ActorHandle(actor_id, _public_methods(self._cls), self.__name__, o.get("runtime_env"))
+        handle = ActorHandle(actor_id, _public_methods(self._cls), self.__name__, o.get("runtime_env"))
+        handle._nested = tuple(nested)   # refs inside the constructor's arguments live with the handle
+        return handle
 
 
 def remote(*args: Any, **options: Any) -> Union[RemoteFunction, ActorClass, Callable[[Any], Any]]:

@@ -21,6 +21,7 @@ import sys
 import time
 
 import cloudpickle
+import numpy as np
 import pytest
 
 import loom
@@ -200,3 +201,52 @@ def test_actor_calls_actor(cluster):
     producer = Producer.remote(store)
     assert loom.get(producer.produce.remote(4), timeout=T) == [1, 2, 3, 4]
     assert loom.get(store.items_.remote(), timeout=T) == [0, 1, 4, 9]
+
+
+# ---- refs nested inside values -----------------------------------------------------------
+
+@loom.remote
+def total_of(d):
+    # refs inside an argument arrive as refs (not resolved), as in Ray
+    assert all(isinstance(r, loom.ObjectRef) for r in d["arrays"])
+    return sum(int(loom.get(r, timeout=T).sum()) for r in d["arrays"])
+
+
+@loom.remote
+def make_refs(n):
+    # refs made inside a task, returned inside its value
+    return [loom.put(np.full(3, i)) for i in range(n)]
+
+
+@loom.remote
+class Holder:
+    def __init__(self, refs):
+        self.refs = refs
+
+    def first(self):
+        return loom.get(self.refs[0], timeout=T)
+
+
+def test_nested_refs(cluster):
+    import gc
+    a, b = loom.put(np.arange(10)), loom.put("bee")
+    outer = loom.put({"refs": [a, b]})
+    del a, b
+    gc.collect()   # the outer value's ref keeps the nested objects alive
+    value = loom.get(outer, timeout=T)
+    assert [type(r) for r in value["refs"]] == [loom.ObjectRef, loom.ObjectRef]
+    assert loom.get(value["refs"][1], timeout=T) == "bee"
+    assert int(loom.get(value["refs"][0], timeout=T).sum()) == 45
+
+    arrays = [loom.put(np.arange(i + 1)) for i in range(4)]
+    result = total_of.remote({"arrays": arrays})
+    del arrays
+    gc.collect()   # the call's result ref keeps its arguments' nested refs alive
+    assert loom.get(result, timeout=T) == 0 + 1 + 3 + 6
+
+    inner = loom.get(make_refs.remote(3), timeout=T)
+    assert [int(loom.get(r, timeout=T)[0]) for r in inner] == [0, 1, 2]
+
+    h = Holder.remote([loom.put("held")])
+    gc.collect()
+    assert loom.get(h.first.remote(), timeout=T) == "held"
