@@ -250,3 +250,21 @@ def test_nested_refs(cluster):
     h = Holder.remote([loom.put("held")])
     gc.collect()
     assert loom.get(h.first.remote(), timeout=T) == "held"
+
+
+# ---- Python tasks in the CLI ---------------------------------------------------------------
+
+@loom.remote
+def chatty(x):
+    print("hello from chatty", x)
+    print("on stderr", x, file=sys.stderr)
+    return x
+
+
+def test_cli_shows_python_tasks(cluster):
+    before = cluster.status()["total"]["finished"]
+    ref = chatty.remote(7)
+    assert loom.get(ref, timeout=T) == 7
+    p = cluster._run("logs", ref.hex())          # loom logs REF: the task's stdout, then stderr
+    assert p.stdout == "hello from chatty 7\non stderr 7\n"
+    assert cluster.status()["total"]["finished"] > before   # loom status counts it
