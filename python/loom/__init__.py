@@ -22,7 +22,7 @@ from ._runtime import (ObjectRef, available_resources, cancel, cluster_resources
                        shutdown, wait)
 from .exceptions import (ActorDiedError, GetTimeoutError, InfeasibleError, LoomError, ObjectLostError,
                          TaskCancelledError, TaskError, WorkerCrashedError)
-from .remote import ActorClass, ActorHandle, CFunction, RemoteFunction, c_function, get_actor, kill, remote
+from .remote import ActorClass, ActorHandle, CFunction, RemoteFunction, c_function, get_actor, kill, method, remote
 
 __version__ = "0.1.0"
 
@@ -30,5 +30,5 @@ __all__ = [
     "ActorClass", "ActorDiedError", "available_resources", "ActorHandle", "CFunction", "c_function", "GetTimeoutError", "InfeasibleError", "LoomError",
     "ObjectLostError", "ObjectRef", "RemoteFunction", "TaskCancelledError", "TaskError",
     "WorkerCrashedError", "cancel", "cluster_resources", "exceptions", "get", "get_actor", "init",
-    "is_initialized", "kill", "kv", "nodes", "put", "remote", "shutdown", "util", "wait",
+    "is_initialized", "kill", "kv", "method", "nodes", "put", "remote", "shutdown", "util", "wait",
 ]

@@ -475,8 +475,11 @@ def actor_call(instance: Any, method: Any, call: Any, resolved: Sequence[Any]) -
     try:
         name = bytes(method).decode("utf-8")
         with _RuntimeEnv(split_call(call)[0], resolved):
-            args, kwargs, _ = decode_call(call, resolved)
-            return True, encode(getattr(instance, name)(*args, **kwargs))
+            args, kwargs, num_returns = decode_call(call, resolved)
+            result = getattr(instance, name)(*args, **kwargs)
+            if num_returns != 1:
+                return True, encode_returns(result, num_returns)
+            return True, encode(result)
     except BaseException as exc:  # noqa: B902
         return False, format_error(exc)
     finally:

@@ -195,33 +195,63 @@ class RemoteFunction(Generic[T]):
 
 
 class ActorMethod:
-    """``handle.method``: call ``.remote(...)``."""
+    """``handle.method``: call ``.remote(...)``; ``.options(num_returns=N)``
+    (or ``@loom.method(num_returns=N)`` on the method) for N results."""
 
-    def __init__(self, handle: "ActorHandle", name: str) -> None:
+    def __init__(self, handle: "ActorHandle", name: str, num_returns: Optional[int] = None) -> None:
         self._handle = handle
         self._name = name
+        self._num_returns = num_returns
 
-    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef:
-        """Call the method; calls from one caller run in the order made."""
-        _runtime._require()
+    def options(self, **options: Any) -> "ActorMethod":
+        """A copy with other options: num_returns."""
+        _check_options(options, ("num_returns",), "actor method")
+        return ActorMethod(self._handle, self._name, _num_returns(options))
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method; calls from one caller run in the order made.
+        Returns its ObjectRef (a list of N with num_returns=N > 1)."""
+        lib, _ = _runtime._require()
+        n = self._num_returns
+        if n is None:
+            n = (self._handle._method_returns or {}).get(self._name, 1)
         nested: list = []
-        return _keep(_loom.actor_call(self._handle._actor_id, "call",
-                                      _call_args([self._name.encode("utf-8")], args, kwargs, 1,
-                                                 self._handle._runtime_env, nested)), nested)
+        ref = _keep(_loom.actor_call(self._handle._actor_id, "call",
+                                     _call_args([self._name.encode("utf-8")], args, kwargs, n,
+                                                self._handle._runtime_env, nested)), nested)
+        if n == 1:
+            return ref
+        return [_keep(_loom.submit(lib, "py_item", [ref, _wire.encode(i)], name=f"{self._name}[{i}]",
+                                   num_cpus=_ITEM_CPUS), nested)
+                for i in range(n)]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor method {self._name} cannot be called directly; use .{self._name}.remote(...)")
+
+
+def method(*, num_returns: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@loom.method(num_returns=N)`` on an actor class's method: its calls
+    return N refs, one per value of the sequence it returns (as Ray's
+    ``@ray.method``)."""
+    n = _num_returns({"num_returns": num_returns})
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__loom_num_returns__ = n  # type: ignore[attr-defined]
+        return fn
+    return mark
 
 
 class ActorHandle:
     """A handle to a running actor; ``handle.method.remote(...)`` calls it."""
 
     def __init__(self, actor_id: bytes, methods: Optional[set] = None, class_name: str = "Actor",
-                 runtime_env: Optional[Dict[str, Any]] = None) -> None:
+                 runtime_env: Optional[Dict[str, Any]] = None,
+                 method_returns: Optional[Dict[str, int]] = None) -> None:
         self._actor_id = actor_id
         self._methods = methods
         self._class_name = class_name
         self._runtime_env = runtime_env   # the actor's own (.options), else the job's
+        self._method_returns = method_returns or {}   # @loom.method(num_returns=N)
         self._nested: tuple = ()
 
     def __getattr__(self, name: str) -> ActorMethod:
@@ -239,11 +269,18 @@ class ActorHandle:
         return hash(self._actor_id)
 
     def __reduce__(self):  # handles travel by id
-        return (ActorHandle, (self._actor_id, self._methods, self._class_name, self._runtime_env))
+        return (ActorHandle, (self._actor_id, self._methods, self._class_name, self._runtime_env,
+                              self._method_returns))
 
 
 def _public_methods(cls: type) -> set:
     return {n for n, _ in inspect.getmembers(cls, callable) if not n.startswith("__")}
+
+
+def _method_returns(cls: type) -> Dict[str, int]:
+    """The num_returns of the methods marked with @loom.method."""
+    return {n: getattr(m, "__loom_num_returns__") for n, m in inspect.getmembers(cls, callable)
+            if getattr(m, "__loom_num_returns__", 1) != 1}
 
 
 class ActorClass(Generic[T]):
@@ -293,7 +330,8 @@ class ActorClass(Generic[T]):
                                       num_gpus=float(o.get("num_gpus") or 0),
                                       memory=int(o.get("memory") or 0),
                                       sched=_sched(o))
-        handle = ActorHandle(actor_id, _public_methods(self._cls), self.__name__, o.get("runtime_env"))
+        handle = ActorHandle(actor_id, _public_methods(self._cls), self.__name__, o.get("runtime_env"),
+                             _method_returns(self._cls))
         handle._nested = tuple(nested)   # refs inside the constructor's arguments live with the handle
         return handle
 

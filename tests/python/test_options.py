@@ -76,6 +76,40 @@ def test_num_returns_wrong_count_and_errors():
         loom.c_function("/nonexistent.so", "f", num_returns=2)
 
 
+@loom.remote
+class Splitter:
+    def __init__(self):
+        self.calls = 0
+
+    @loom.method(num_returns=2)
+    def split(self, text):
+        self.calls += 1
+        head, _, tail = text.partition(" ")
+        return head, tail
+
+    def triple(self, x):
+        return x, x * 2, x * 3
+
+
+def test_num_returns_of_actor_methods():
+    s = Splitter.remote()
+    head, tail = s.split.remote("hello big world")          # @loom.method(num_returns=2)
+    assert loom.get([head, tail], timeout=T) == ["hello", "big world"]
+    a, b, c = s.triple.options(num_returns=3).remote(7)      # .options on the method
+    assert loom.get([a, b, c], timeout=T) == [7, 14, 21]
+    one = s.triple.remote(1)                                  # default: one ref, the tuple
+    assert loom.get(one, timeout=T) == [1, 2, 3]   # a tuple of plain values travels as msgpack: a list
+    bad = s.triple.options(num_returns=2).remote(1)
+    with pytest.raises(loom.TaskError, match="num_returns=2"):
+        loom.get(bad[0], timeout=T)
+    with pytest.raises(ValueError):
+        s.triple.options(num_returns=0)
+    with pytest.raises(ValueError):
+        s.triple.options(num_cpus=2)
+    with pytest.raises(ValueError):
+        loom.method(num_returns=-1)
+
+
 # ---- runtime_env -----------------------------------------------------------------
 
 def make_working_dir(root, modname):
