@@ -98,7 +98,7 @@ def test_num_returns_of_actor_methods():
     a, b, c = s.triple.options(num_returns=3).remote(7)      # .options on the method
     assert loom.get([a, b, c], timeout=T) == [7, 14, 21]
     one = s.triple.remote(1)                                  # default: one ref, the tuple
-    assert loom.get(one, timeout=T) == [1, 2, 3]   # a tuple of plain values travels as msgpack: a list
+    assert loom.get(one, timeout=T) == (1, 2, 3)   # one ref: the tuple itself
     bad = s.triple.options(num_returns=2).remote(1)
     with pytest.raises(loom.TaskError, match="num_returns=2"):
         loom.get(bad[0], timeout=T)
