@@ -210,12 +210,14 @@ def encode_call(args: Sequence[Any], kwargs: Dict[str, Any],
         # the runtime_env goes first, in msgpack, so that the executor sets
         # it up before unpickling anything (which may import its modules);
         # the archive's ref follows the slots' refs
-        sha, env_vars, archive = renv
-        head = _mp_pack([sha, {str(k): str(v) for k, v in env_vars.items()}])
+        sha, env_vars, archive, mod_sha, mod_archive = renv
+        head = _mp_pack([sha, {str(k): str(v) for k, v in env_vars.items()}, mod_sha])
         if head is None:
             raise TypeError("runtime_env: env_vars must map str to str")
         if sha is not None:
             refs.append(archive)
+        if mod_sha is not None:
+            refs.append(mod_archive)
         data = b"".join([RENV_MAGIC, struct.pack("<I", len(head)), head, data])
     return data, refs
 
@@ -227,7 +229,7 @@ def split_call(data: Any) -> Tuple[Any, memoryview]:
         return None, mv
     (n,) = struct.unpack_from("<I", mv, 4)
     ok, renv = _mp_unpack(mv[8:8 + n])
-    if not ok or not isinstance(renv, list) or len(renv) != 2:
+    if not ok or not isinstance(renv, list) or len(renv) not in (2, 3):
         raise ValueError("loom: a malformed runtime_env in a call")
     return renv, mv[8 + n:]
 
@@ -325,12 +327,18 @@ class _RuntimeEnv:
         self.saved: Dict[str, Optional[str]] = {}
         if self.renv is None:
             return self
-        sha, env_vars = self.renv
+        sha, env_vars = self.renv[:2]
+        mod_sha = self.renv[2] if len(self.renv) > 2 else None
         for k, v in env_vars.items():
             self.saved[k] = os.environ.get(k)
             os.environ[k] = v
+        archives = list(self.resolved)
+        if mod_sha is not None:   # py_modules: the last argument, a directory put on sys.path
+            mods = working_dir(mod_sha, archives.pop())
+            if mods not in sys.path:
+                sys.path.insert(0, mods)
         if sha is not None:
-            path = working_dir(sha, self.resolved[-1])
+            path = working_dir(sha, archives[-1])
             if path not in sys.path:
                 sys.path.insert(0, path)
             self.cwd = os.getcwd()

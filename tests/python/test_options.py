@@ -170,6 +170,46 @@ def test_working_dir_and_env_vars(tmp_path):
     loom.kill(actor)
 
 
+@loom.remote
+def use_modules(pkg, single):
+    import importlib
+    import os
+    p = importlib.import_module(pkg)
+    m = importlib.import_module(single)
+    return [p.helper(2), m.TRIPLE(3), "loom-wd-" in os.getcwd()]
+
+
+def test_py_modules(tmp_path):
+    tag = tmp_path.name.replace("-", "_")
+    pkg, single = f"loom_pm_pkg_{tag}", f"loom_pm_single_{tag}"
+    (tmp_path / "src" / pkg).mkdir(parents=True)
+    (tmp_path / "src" / pkg / "__init__.py").write_text("from .impl import helper\n")
+    (tmp_path / "src" / pkg / "impl.py").write_text("def helper(x):\n    return x * 100\n")
+    (tmp_path / "src" / f"{single}.py").write_text("def TRIPLE(x):\n    return 3 * x\n")
+    with pytest.raises(ImportError):
+        __import__(pkg)
+    env = {"py_modules": [str(tmp_path / "src" / pkg), str(tmp_path / "src" / f"{single}.py")]}
+    # on sys.path of the nodes, not the current directory
+    assert loom.get(use_modules.options(runtime_env=env).remote(pkg, single), timeout=T) == [200, 9, False]
+    # a module object works as well as its path
+    sys.path.insert(0, str(tmp_path / "src"))
+    try:
+        mod = __import__(pkg)
+        env2 = {"py_modules": [mod, str(tmp_path / "src" / f"{single}.py")]}
+        assert loom.get(use_modules.options(runtime_env=env2).remote(pkg, single), timeout=T)[:2] == [200, 9]
+    finally:
+        sys.path.remove(str(tmp_path / "src"))
+    with pytest.raises(ValueError, match="neither a directory nor a .py file"):
+        use_modules.options(runtime_env={"py_modules": [str(tmp_path / "nope")]})
+    with pytest.raises(TypeError):
+        use_modules.options(runtime_env={"py_modules": "not-a-list"})
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / f"{single}.py").write_text("")
+    with pytest.raises(ValueError, match="two entries"):
+        use_modules.options(runtime_env={"py_modules": [str(tmp_path / "src" / f"{single}.py"),
+                                                        str(tmp_path / "other" / f"{single}.py")]}).remote(pkg, single)
+
+
 def test_working_dir_refuses_escaping_symlinks(tmp_path):
     from loom import _runtime_env
     wd = tmp_path / "wd"
