@@ -61,10 +61,12 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
     ``$LOOM_ADDRESS`` if set, else a local cluster.
     num_cpus, num_nodes, object_store_memory (bytes per node) and state_dir
     (where a local cluster keeps its files) apply to a local cluster.
-    runtime_env: ``{"working_dir": DIR, "env_vars": {NAME: VALUE}}`` for
-    every Python task and actor of this driver: DIR (at most 100 MiB of
-    files) is shipped to the nodes, first on sys.path and the current
-    directory of each call; env_vars are set for each call.
+    runtime_env: ``{"working_dir": DIR, "env_vars": {NAME: VALUE},
+    "py_modules": [PATH or module, ...]}`` for every Python task and actor
+    of this driver: DIR (at most 100 MiB of files) is shipped to the nodes,
+    first on sys.path and the current directory of each call; py_modules
+    (package directories, .py files, imported modules) are shipped and put
+    on sys.path; env_vars are set for each call.
     """
     global _pylib, _session, _atexit_set, _job_env
     with _lock:
