@@ -199,6 +199,63 @@ int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out)
     return loom__client_put_with_ref(c, out, data, len, 0);
 }
 
+/* The parts, one after another, into the reservation's buffer. */
+static void copy_parts(uint8_t *to, const loom_part *parts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (parts[i].len) memcpy(to, parts[i].data, parts[i].len);
+        to += parts[i].len;
+    }
+}
+
+/* A gathered put straight into this machine's store: reserve the whole
+ * size (waiting for room as loom__store_put_wait does), copy each part in,
+ * commit; then the head hears of it as of any put. */
+static int put_parts_in_store(loom_client *c, const loom_ref *ref, const loom_part *parts, int n, size_t total)
+{
+    int64_t deadline = loom__now_ms() + (c->store_wait_ms > 0 ? c->store_wait_ms : 0);
+    useconds_t pause = 5000;
+    loom_store_reservation r;
+    int rc;
+    while ((rc = loom__store_reserve(c->store, ref->id, total, LOOM_STORE_PRIMARY, &r)) == LOOM_ESTOREFULL &&
+           c->store_wait_ms > 0 && loom__now_ms() < deadline && loom__store_could_hold(c->store, total)) {
+        usleep(pause);
+        if (pause < 200000) pause *= 2;
+    }
+    if (rc)
+        return loom__client_set_error(c, rc, "cannot put %zu bytes in the node's store: %s", total,
+                                      loom_strerror(rc));
+    copy_parts(r.data, parts, n);
+    if ((rc = loom__store_commit(c->store, &r)))
+        return loom__client_set_error(c, rc, "cannot put %zu bytes in the node's store: %s", total,
+                                      loom_strerror(rc));
+    loom_msg m;
+    loom__msg_init(&m, LOOM_MSG_PUT_DONE, 0);
+    m.ref = *ref;
+    m.size = total;
+    m.node = c->store_node;
+    return loom__client_send_unacked(c, &m, ref);
+}
+
+int loom_put_parts(loom_client *c, const loom_part *parts, int n, loom_ref *out)
+{
+    if (!c || !out || n < 0 || (n && !parts)) return LOOM_EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if ((parts[i].len && !parts[i].data) || parts[i].len > SIZE_MAX - total) return LOOM_EINVAL;
+        total += parts[i].len;
+    }
+    new_put_ref(out);
+    if (total > LOOM_INLINE_MAX && c->store) return put_parts_in_store(c, out, parts, n, total);
+    /* inline, or pushed to a node on another machine: one buffer */
+    uint8_t *buf = malloc(total ? total : 1);
+    if (!buf) return loom__client_set_error(c, LOOM_ENOMEM, "out of memory for %zu bytes", total);
+    copy_parts(buf, parts, n);
+    int rc = loom__client_put_with_ref(c, out, buf, total, 0);
+    free(buf);
+    return rc;
+}
+
 int loom_library_load(loom_client *c, const char *path, loom_ref *lib)
 {
     if (!c || !path || !lib) return LOOM_EINVAL;

@@ -598,6 +598,44 @@ static PyObject *py_put(PyObject *self, PyObject *arg)
     return ref_new(&ref, 1);
 }
 
+#define PUT_MAX_PARTS 4096
+
+/* put_parts([buffer, ...]): one object, the buffers one after another,
+ * copied once (straight into the node's store when it is on this machine):
+ * a framed value's header and its arrays' buffers, never joined first. */
+static PyObject *py_put_parts(PyObject *self, PyObject *list)
+{
+    PyObject *seq = PySequence_Fast(list, "put_parts: want a list of buffers");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > PUT_MAX_PARTS) {
+        Py_DECREF(seq);
+        return PyErr_Format(PyExc_ValueError, "put_parts: at most %d parts", PUT_MAX_PARTS);
+    }
+    Py_buffer *views = calloc((size_t)(n ? n : 1), sizeof(*views));
+    loom_part *parts = calloc((size_t)(n ? n : 1), sizeof(*parts));
+    Py_ssize_t got = 0;
+    if (!views || !parts) PyErr_NoMemory();
+    else
+        for (; got < n; got++) {
+            if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, got), &views[got], PyBUF_SIMPLE)) break;
+            parts[got].data = views[got].buf;
+            parts[got].len = (size_t)views[got].len;
+        }
+    loom_ref ref;
+    char err[ERR_LEN] = "";
+    int rc = 0;
+    if (views && parts && got == n) WITH_CLIENT(rc = loom_put_parts(g_client, parts, (int)n, &ref));
+    for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
+    int ok = views && parts && got == n;
+    free(views);
+    free(parts);
+    Py_DECREF(seq);
+    if (!ok) return NULL;
+    if (rc < 0) return raise_loom(rc, err);
+    return ref_new(&ref, 1);
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -1075,6 +1113,7 @@ static PyMethodDef module_methods[] = {
     {"attach_task", py_attach_task, METH_O, "attach_task(capsule): use the running task's client"},
     {"is_connected", py_is_connected, METH_NOARGS, "Whether a client is connected."},
     {"put", py_put, METH_O, "put(buffer) -> ObjectRef"},
+    {"put_parts", py_put_parts, METH_O, "put_parts([buffer, ...]) -> ObjectRef of their concatenation"},
     {"get", py_get, METH_VARARGS, "get(ref, timeout_ms=-1) -> ValueBuffer (zero-copy) or bytes"},
     {"wait", py_wait, METH_VARARGS, "wait(refs, num_returns, timeout_ms) -> [bool]"},
     {"cancel", py_cancel, METH_O, "cancel(ref)"},

@@ -73,6 +73,42 @@ static int all_bytes(const loom_value *v, size_t n, uint8_t b)
     return p[n - 1] == b;
 }
 
+/* loom_put_parts: a gathered put reads back as the parts one after
+ * another, large (straight into the store) and small (inline); a store that
+ * cannot hold it says so; bad parts are EINVAL. */
+static void test_put_parts(loom_client *c, uint8_t *b)
+{
+    const size_t big = 20u << 20;
+    memset(b, 'x', big);
+    loom_part parts[] = {{"head:", 5}, {b, big}, {NULL, 0}, {":tail", 5}};
+    loom_ref r;
+    CHECK_RC(loom_put_parts(c, parts, 4, &r), LOOM_OK);
+    loom_value *v = NULL;
+    CHECK_RC(loom_get(c, r, 10000, &v), LOOM_OK);
+    const uint8_t *d = v ? loom_value_data(v) : NULL;
+    CHECK(v && loom_value_size(v) == big + 10 && memcmp(d, "head:", 5) == 0 && d[5] == 'x' &&
+          d[5 + big - 1] == 'x' && memcmp(d + 5 + big, ":tail", 5) == 0);
+    loom_value_release(&v);
+    CHECK_RC(loom_release(c, r), LOOM_OK);
+    loom_part small[] = {{"ab", 2}, {"cd", 2}};
+    CHECK_RC(loom_put_parts(c, small, 2, &r), LOOM_OK);
+    CHECK_RC(loom_get(c, r, 10000, &v), LOOM_OK);
+    CHECK(v && loom_value_size(v) == 4 && memcmp(loom_value_data(v), "abcd", 4) == 0);
+    loom_value_release(&v);
+    CHECK_RC(loom_put_parts(c, NULL, 0, &r), LOOM_OK);   /* the empty object */
+    CHECK_RC(loom_get(c, r, 10000, &v), LOOM_OK);
+    CHECK(v && loom_value_size(v) == 0);
+    loom_value_release(&v);
+    loom_part bad[] = {{NULL, 3}};
+    CHECK_RC(loom_put_parts(c, bad, 1, &r), LOOM_EINVAL);
+    CHECK_RC(loom_put_parts(c, small, -1, &r), LOOM_EINVAL);
+    /* 400 MiB in 5 parts of the same 80 MiB: no tier holds it */
+    loom_part huge[5];
+    for (int i = 0; i < 5; i++) huge[i] = (loom_part){b, 80u << 20};
+    CHECK_RC(loom_put_parts(c, huge, 5, &r), LOOM_ESTOREFULL);
+    CHECK(strstr(loom_last_error(c), "store") != NULL);
+}
+
 int main(void)
 {
     t_setup_env();
@@ -145,6 +181,7 @@ int main(void)
         loom_value_release(&v);
         CHECK_RC(loom_release(c, t), LOOM_OK);
     }
+    test_put_parts(c, b);
     free(b);
 
     /* an object neither tier can hold (64 MiB + 256 MiB): a clear error, and

@@ -127,6 +127,15 @@ LOOM_API int loom_library_load(loom_client *c, const char *path, loom_ref *lib);
  * that uses *out, and if it refuses the put, loom_get of *out returns why. */
 LOOM_API int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out);
 
+/* loom_put of the concatenation of n parts (a header and the buffers of an
+ * array, say) without joining them first: when this machine has a node,
+ * the parts are copied once, straight into its store. */
+typedef struct loom_part {
+    const void *data;
+    size_t len;
+} loom_part;
+LOOM_API int loom_put_parts(loom_client *c, const loom_part *parts, int n, loom_ref *out);
+
 /* A value got from the store.  When the object is on this machine's node the
  * bytes are mapped zero-copy from the store; the mapping stays valid until
  * loom_value_release. */

@@ -150,7 +150,11 @@ def put(value: Any) -> ObjectRef:
     if isinstance(value, ObjectRef):
         raise TypeError("loom.put() of an ObjectRef is not supported")
     nested: list = []
-    ref = _loom.put(_wire.encode(value, nested))
+    parts = _wire.encode_parts(value, nested)
+    try:
+        ref = _loom.put(parts[0]) if len(parts) == 1 else _loom.put_parts(parts)
+    finally:
+        _wire._release(parts)
     if nested:
         ref._keep(tuple(nested))
     return ref

@@ -118,6 +118,31 @@ def encode(value: Any, nested: Optional[list] = None) -> Any:
 def encode_pickled(value: Any, nested: Optional[list] = None) -> Any:
     """0xC1 + pickle 5 of value, framed with its out-of-band buffers when it
     has any; the ObjectRefs inside it appended to ``nested``."""
+    parts = encode_pickled_parts(value, nested)
+    if len(parts) == 1:
+        return parts[0]
+    out = bytearray(sum(memoryview(p).nbytes for p in parts))
+    at = 0
+    for p in parts:
+        n = memoryview(p).nbytes
+        out[at:at + n] = p
+        at += n
+    _release(parts)
+    return out
+
+
+def encode_parts(value: Any, nested: Optional[list] = None) -> List[Any]:
+    """encode(value) as buffers whose concatenation is its bytes, without
+    joining them: a framed value is its header, its pickle, zero padding
+    and its arrays' own memory (for _loom.put_parts, one copy into the
+    store).  Call _release(parts) once they are sent."""
+    packed = _mp_pack(value)
+    if packed is not None:
+        return [packed]
+    return encode_pickled_parts(value, nested)
+
+
+def encode_pickled_parts(value: Any, nested: Optional[list] = None) -> List[Any]:
     buffers: List[pickle.PickleBuffer] = []
     outer = getattr(_tls, "refs", None)
     _tls.refs = nested
@@ -126,7 +151,7 @@ def encode_pickled(value: Any, nested: Optional[list] = None) -> Any:
     finally:
         _tls.refs = outer
     if not buffers:
-        return PICKLE_MAGIC + data
+        return [PICKLE_MAGIC + data]
     raws = [b.raw() for b in buffers]
     n = len(raws)
     at = FRAME_HEAD.size + FRAME_BUF.size * n
@@ -136,15 +161,25 @@ def encode_pickled(value: Any, nested: Optional[list] = None) -> Any:
         off = _align(end, r.nbytes)
         spans.append((off, r.nbytes))
         end = off + r.nbytes
-    out = bytearray(end)
-    FRAME_HEAD.pack_into(out, 0, FRAME_MAGIC, n, len(data))
+    head = bytearray(at)
+    FRAME_HEAD.pack_into(head, 0, FRAME_MAGIC, n, len(data))
     for i, span in enumerate(spans):
-        FRAME_BUF.pack_into(out, FRAME_HEAD.size + FRAME_BUF.size * i, *span)
-    out[at:at + len(data)] = data
+        FRAME_BUF.pack_into(head, FRAME_HEAD.size + FRAME_BUF.size * i, *span)
+    parts: List[Any] = [head, data]
+    end = at + len(data)
     for r, (off, size) in zip(raws, spans):
-        out[off:off + size] = r
-        r.release()
-    return out
+        if off > end:
+            parts.append(bytes(off - end))
+        parts.append(r)
+        end = off + size
+    return parts
+
+
+def _release(parts: List[Any]) -> None:
+    """Let go of the arrays' memory views among parts."""
+    for p in parts:
+        if isinstance(p, memoryview):
+            p.release()
 
 
 def decode(data: Any, copy: bool = False) -> Any:
