@@ -88,6 +88,24 @@ int loom__spawn_wait_ready(int fd, pid_t pid, int timeout_ms, char *buf, size_t 
     return rc;
 }
 
+/* A process that is not our child has exited: gone, or a zombie waiting
+ * for its parent (init, for a daemon) to reap it.  A zombie holds nothing
+ * (its files and locks were closed at exit), so it counts as gone: waiting
+ * for the reaping cost loom stop a second or two per process. */
+static int exited(pid_t pid)
+{
+    if (kill(pid, 0) != 0) return 1;
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *paren = strrchr(buf, ')');   /* "PID (COMM) STATE ...": COMM may hold spaces */
+    return paren && (paren[1] == ' ') && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
 void loom__stop_process(pid_t pid, int grace_ms)
 {
     if (pid <= 0) return;
@@ -96,12 +114,12 @@ void loom__stop_process(pid_t pid, int grace_ms)
     while (loom__now_ms() < deadline) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid || (r < 0 && errno == ECHILD && kill(pid, 0) != 0)) return;
+        if (r == pid || (r < 0 && errno == ECHILD && exited(pid))) return;
         usleep(10000);
     }
     kill(pid, SIGKILL);
     if (waitpid(pid, NULL, 0) == pid) return;
     /* not our child (loom stop): wait, bounded, until it is gone, so that
        what it held (the head's lock on its state dir) is free on return */
-    for (int i = 0; i < 200 && kill(pid, 0) == 0; i++) usleep(10000);
+    for (int i = 0; i < 200 && !exited(pid); i++) usleep(10000);
 }
