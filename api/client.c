@@ -237,9 +237,11 @@ static int note_unacked(loom_client *c, const loom_msg *m)
     unacked *u = &c->ua[i];
     if (m->type == LOOM_MSG_ERROR) {
         ready_info *r = loom__client_ready_get(c, &u->out, 1);
-        if (r && !r->done) {
-            loom__client_mark_done(c, r);
+        if (r && (!r->done || r->own_put)) {
+            if (!r->done) loom__client_mark_done(c, r);
+            r->own_put = 0;
             r->code = m->code < 0 ? m->code : LOOM_EPROTO;
+            free(r->text);
             r->text = strdup(m->text ? m->text : "the head refused the request");
         }
     }

@@ -38,6 +38,8 @@ typedef struct ready_info {
     int64_t sub_ms;          /* when its subscription was last sent */
     int views;               /* loom_values pointing at value */
     int dropped;             /* released while views > 0: freed by the last loom_value_release */
+    int own_put;             /* ready because this client put it (the head has not answered):
+                                a refusal of the put still becomes its error */
 } ready_info;
 
 /* A submission (loom_submit) or put (loom_put) sent without waiting and not

@@ -153,6 +153,26 @@ static void new_put_ref(loom_ref *ref)
     loom__ref_make(tid, 0, ref);
 }
 
+/* The client's own put is ready at once for its own gets and waits, as
+ * an owner's object is in Ray: an inline one from a copy kept here, one in
+ * this machine's store from the store; no round trip to the head.  (Puts
+ * pushed to a node elsewhere ask the head as before.)  Best effort: without
+ * memory for the copy, a get asks the head. */
+static void note_own_put(loom_client *c, const loom_ref *ref, const void *inline_data, size_t len)
+{
+    ready_info *r = loom__client_ready_get(c, ref, 1);
+    if (!r || r->done) return;
+    if (inline_data) {
+        r->value = malloc(len ? len : 1);
+        if (!r->value) return;
+        if (len) memcpy(r->value, inline_data, len);
+    }
+    r->text = strdup("");
+    r->size = len;
+    r->own_put = 1;
+    loom__client_mark_done(c, r);
+}
+
 int loom__client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
 {
     loom_msg m;
@@ -189,7 +209,10 @@ int loom__client_put_with_ref(loom_client *c, const loom_ref *ref, const void *d
        in the message), and the head reads this before anything that uses the
        ref; a refusal becomes the ref's error.  A kept put (a task library)
        waits, as its callers check it at once. */
-    return keep ? loom__client_request(c, &m, LOOM_MSG_OK, NULL, NULL) : loom__client_send_unacked(c, &m, ref);
+    if (keep) return loom__client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
+    rc = loom__client_send_unacked(c, &m, ref);
+    if (!rc && (len <= LOOM_INLINE_MAX || c->store)) note_own_put(c, ref, len <= LOOM_INLINE_MAX ? data : NULL, len);
+    return rc;
 }
 
 int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out)
@@ -234,7 +257,9 @@ static int put_parts_in_store(loom_client *c, const loom_ref *ref, const loom_pa
     m.ref = *ref;
     m.size = total;
     m.node = c->store_node;
-    return loom__client_send_unacked(c, &m, ref);
+    rc = loom__client_send_unacked(c, &m, ref);
+    if (!rc) note_own_put(c, ref, NULL, total);
+    return rc;
 }
 
 int loom_put_parts(loom_client *c, const loom_part *parts, int n, loom_ref *out)
