@@ -479,18 +479,26 @@ static PyObject *value_wrap(loom_value *v, conn *k)
 
 static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"address", "state_dir", "num_cpus", "num_nodes", "store_bytes", NULL};
+    static char *kwlist[] = {"address", "state_dir", "num_cpus", "num_nodes", "store_bytes", "num_gpus", NULL};
     const char *address = NULL, *state_dir = NULL;
-    int num_cpus = 0, num_nodes = 0;
+    int num_cpus = 0, num_nodes = 0, num_gpus = -1;
     unsigned long long store_bytes = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zziiK", kwlist, &address, &state_dir, &num_cpus, &num_nodes,
-                                     &store_bytes))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zziiKi", kwlist, &address, &state_dir, &num_cpus, &num_nodes,
+                                     &store_bytes, &num_gpus))
         return NULL;
+    if (num_nodes < 0 || num_nodes > 64 || num_gpus < -1 || num_gpus > 1024)
+        return PyErr_Format(PyExc_ValueError, "num_nodes: 0 to 64; num_gpus: -1 (as found) to 1024");
     loom_connect_opts o = {0};
     o.state_dir = state_dir;
     o.num_cpus = num_cpus;
     o.num_nodes = num_nodes;
     o.store_bytes = store_bytes;
+    loom_node_spec specs[64];
+    if (num_gpus >= 0) {   /* each node of a local cluster reports this many GPUs */
+        for (int i = 0; i < (num_nodes ? num_nodes : 1); i++) specs[i] = (loom_node_spec){.num_gpus = num_gpus};
+        o.nodes = specs;
+        if (!num_nodes) o.num_nodes = 1;
+    }
     char err[ERR_LEN] = "";
     int rc;
     Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_lock);
@@ -1108,7 +1116,7 @@ static PyObject *py_set_error_factory(PyObject *self, PyObject *fn)
 
 static PyMethodDef module_methods[] = {
     {"connect", (PyCFunction)(void (*)(void))py_connect, METH_VARARGS | METH_KEYWORDS,
-     "connect(address=None, state_dir=None, num_cpus=0, num_nodes=0, store_bytes=0)"},
+     "connect(address=None, state_dir=None, num_cpus=0, num_nodes=0, store_bytes=0, num_gpus=-1)"},
     {"disconnect", py_disconnect, METH_NOARGS, "Disconnect (stops a local cluster)."},
     {"attach_task", py_attach_task, METH_O, "attach_task(capsule): use the running task's client"},
     {"is_connected", py_is_connected, METH_NOARGS, "Whether a client is connected."},

@@ -49,6 +49,7 @@ def _pytask_path() -> str:
 
 
 def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
+         num_gpus: Optional[int] = None,
          num_nodes: Optional[int] = None, object_store_memory: Optional[int] = None,
          state_dir: Optional[str] = None, runtime_env: Optional[Dict[str, Any]] = None,
          ignore_reinit_error: bool = False) -> None:
@@ -59,8 +60,10 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
     C driver does with no address (``$LOOM_ADDRESS``, else a running ``loom
     start --head`` in the default state dir, else a local cluster); None:
     ``$LOOM_ADDRESS`` if set, else a local cluster.
-    num_cpus, num_nodes, object_store_memory (bytes per node) and state_dir
-    (where a local cluster keeps its files) apply to a local cluster.
+    num_cpus, num_gpus (GPUs each node reports; default: those found on
+    the machine), num_nodes, object_store_memory (bytes per node) and
+    state_dir (where a local cluster keeps its files) apply to a local
+    cluster.
     runtime_env: ``{"working_dir": DIR, "env_vars": {NAME: VALUE},
     "py_modules": [PATH or module, ...]}`` for every Python task and actor
     of this driver: DIR (at most 100 MiB of files) is shipped to the nodes,
@@ -80,7 +83,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
         elif address == "auto":
             address = None
         _loom.connect(address=address, state_dir=state_dir, num_cpus=num_cpus or 0,
-                      num_nodes=num_nodes or 0, store_bytes=object_store_memory or 0)
+                      num_nodes=num_nodes or 0, store_bytes=object_store_memory or 0,
+                      num_gpus=-1 if num_gpus is None else int(num_gpus))
         try:
             _pylib = _loom.library_load(_pytask_path())
         except BaseException:
