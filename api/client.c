@@ -857,6 +857,11 @@ int loom_graph_submit(loom_client *c, loom_graph *g, const loom_submit_opts *opt
     return graph_send(c, g, opts, job_id, NULL);
 }
 
+int loom__client_graph_send_unacked(loom_client *c, loom_graph *g, const loom_submit_opts *opts, const loom_ref *out)
+{
+    return graph_send(c, g, opts, NULL, out);
+}
+
 int loom_submit(loom_client *c, loom_ref lib, const char *function, const loom_arg *args, int nargs,
                 const loom_task_opts *opts, loom_ref *out)
 {

@@ -83,7 +83,14 @@ static int submit_actor_task(loom_client *c, loom_ref lib, const char *fn, const
                                           : loom_graph_arg_value(g, node, args[i].data, args[i].len);
     if (!rc) {
         loom_submit_opts so = {.job_name = job_name};
-        rc = loom_graph_submit(c, g, &so, NULL);
+        loom_ref out;
+        /* a call is sent without waiting for the head, as loom_submit is
+           (calls of one client stay in order: one socket, and resent in
+           order after a head restart); a refusal is the result's error */
+        if (actor_fields->actor_op == LOOM_ACTOR_CALL && !(rc = loom_graph_ref(g, node, 0, &out)))
+            rc = loom__client_graph_send_unacked(c, g, &so, &out);
+        else if (!rc)
+            rc = loom_graph_submit(c, g, &so, NULL);
     }
     if (!rc) memcpy(task_id, g->nodes[node].task_id, 16);
     loom_graph_destroy(&g);

@@ -114,6 +114,9 @@ int loom__client_say_hello(loom_client *c);
  * library's is its digest).  keep: content-addressed, waits for the head. */
 int loom__client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep);
 int loom__client_send_unacked(loom_client *c, loom_msg *m, const loom_ref *out);
+/* Submit g without waiting for the head (as loom_submit): a refusal becomes
+ * the error of out, a ref of g. */
+int loom__client_graph_send_unacked(loom_client *c, loom_graph *g, const loom_submit_opts *opts, const loom_ref *out);
 int loom__client_info_json(loom_client *c, loom_msg *m, char **json);
 
 #endif
