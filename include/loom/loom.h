@@ -332,7 +332,9 @@ LOOM_API int loom_actor_create(loom_client *c, loom_ref lib, const char *cls, co
                       int nargs, const loom_actor_opts *opts, loom_actor *out);
 /* Wait up to timeout_ms until the actor's init has run: 0, or its error. */
 LOOM_API int loom_actor_wait_ready(loom_client *c, loom_actor a, int64_t timeout_ms);
-/* Call method `method`; *out is its result. */
+/* Call method `method`; *out is its result.  Returns at once: the call is
+ * sent without waiting for the head (calls of one client run in the order
+ * made), and a refusal (no such actor, say) is what loom_get of *out returns. */
 LOOM_API int loom_actor_call(loom_client *c, loom_actor a, const char *method, const loom_arg *args,
                     int nargs, loom_ref *out);
 /* Find a named actor. LOOM_ENOTFOUND if none is alive under that name. */
