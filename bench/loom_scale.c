@@ -3,6 +3,7 @@
  * graphs of 10k, 100k and 1M no-op tasks (is it linear?).
  *
  *   loom_scale [--pending N] [--sizes N,N,...] [--cpus C] [--json FILE]
+ *              [--sim-nodes N,N,... [--sim-tasks T]]
  *
  * It starts its own cluster with the `loom` CLI (a head and one node daemon
  * of C CPUs, default 2, in a temporary state dir), so that it can read the
@@ -17,6 +18,15 @@
  *             sleeps, submitted in graphs of 50,000: the head's resident
  *             memory before and after, divided by N
  *             ("head_bytes_per_pending_task")
+ *   sim-nodes for each N (e.g. 10,100,1000; alone unless --sizes/--pending
+ *             are given too): a head with one real daemon (it holds the
+ *             task library) and N simulated nodes of 1 CPU (bench/simnodes.c:
+ *             real sockets and messages, tasks finished at once, label
+ *             sim=1); T no-op tasks (default 20,000) asking for label sim=1
+ *             with the SPREAD strategy, so every placement chooses among the
+ *             N: tasks/s ("sim_N_nodes_tasks_per_s") and the ratio to the
+ *             first N; the head's CPU while only the N heartbeat (3 s), and
+ *             its RSS
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -26,6 +36,8 @@
 #include <unistd.h>
 #include <loom/loom.h>
 #include <loom/value.h>
+#include "bench/simnodes.h"
+#include "runtime/secret.h"
 #include "runtime/util.h"
 
 #ifndef LOOM_EXAMPLES_LIB
@@ -184,6 +196,94 @@ static int cluster_start(cluster *cl, int cpus)
     return 0;
 }
 
+/* The head's CPU seconds so far (utime + stime from /proc). */
+static double cpu_s(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* T no-op tasks on N simulated nodes (see the file's comment); prints one
+ * line, adds to the JSON; 0 or 1 (failed).  *first: the tasks/s of the
+ * first N, for the ratio. */
+static int sim_run(int nodes, int tasks, double *first, FILE *js, const char **sep)
+{
+    cluster cl;
+    if (cluster_start(&cl, 1)) return 1;
+    char path[4200], secret[LOOM_SECRET_HEX + 1], addr[512] = "";
+    snprintf(path, sizeof path, "%s/secret", cl.state);
+    int rc = loom__secret_load(path, secret);
+    snprintf(path, sizeof path, "%s/address", cl.state);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(addr, sizeof addr, f)) addr[0] = 0;
+        fclose(f);
+    }
+    addr[strcspn(addr, "\n")] = 0;
+    simnodes *sim = NULL;
+    double t0 = now_s();
+    if (rc || simnodes_start(addr, secret, nodes, 1.0, &sim)) {
+        printf("sim_%d_nodes FAILED (could not start the simulated nodes)\n", nodes);
+        cluster_stop(&cl);
+        return 1;
+    }
+    double join_s = now_s() - t0;
+    /* the head's load while the nodes only heartbeat */
+    usleep(500000);
+    double c0 = cpu_s(cl.hpid), w0 = now_s();
+    usleep(3000000);
+    double idle_cpu = (cpu_s(cl.hpid) - c0) / (now_s() - w0);
+    /* placement: each task asks for a simulated node, spread */
+    loom_label sim_label = {"sim", "1"};
+    loom_task_opts o = {.num_cpus = 1, .strategy = LOOM_SCHED_SPREAD, .labels = &sim_label, .nlabels = 1};
+    loom_ref *refs = calloc((size_t)tasks, sizeof(loom_ref));
+    int failed = !refs;
+    t0 = now_s();
+    for (int base = 0; !failed && base < tasks; base += CHUNK) {
+        int m = tasks - base < CHUNK ? tasks - base : CHUNK;
+        loom_graph *g;
+        if (loom_graph_new(&g)) { failed = 1; break; }
+        for (int i = 0; i < m; i++) loom_graph_task(g, cl.lib, "noop", &o);
+        failed = loom_graph_submit(cl.c, g, &(loom_submit_opts){.job_name = "sim"}, NULL) != 0;
+        for (int i = 0; !failed && i < m; i++) failed = loom_graph_ref(g, i, 0, &refs[base + i]) != 0;
+        loom_graph_destroy(&g);
+    }
+    int done = failed ? -1 : loom_wait(cl.c, refs, tasks, tasks, 600000, NULL);
+    double dt = now_s() - t0;
+    long hr = rss_kib(cl.hpid);
+    if (done != tasks) {
+        printf("sim_%d_nodes FAILED (%d of %d tasks done: %s)\n", nodes, done < 0 ? 0 : done, tasks,
+               loom_last_error(cl.c));
+        failed = 1;
+    } else {
+        double rate = tasks / dt;
+        if (*first <= 0) *first = rate;
+        printf("sim_%d_nodes_tasks_per_s %.0f per_s (%.2fx the rate on the first size; %llu run by the simulated "
+               "nodes; joined in %.1f s; head idle CPU %.1f%% with only heartbeats; head RSS %.0f MiB)\n",
+               nodes, rate, rate / *first, (unsigned long long)simnodes_tasks_done(sim), join_s, idle_cpu * 100,
+               hr / 1024.0);
+        if (js) {
+            fprintf(js, "%s\"sim_%d_nodes_tasks_per_s\": %.1f, \"sim_%d_nodes_head_idle_cpu\": %.4f", *sep, nodes,
+                    rate, nodes, idle_cpu);
+            *sep = ", ";
+        }
+    }
+    if (refs) release_all(cl.c, refs, tasks);
+    free(refs);
+    simnodes_stop(&sim);
+    cluster_stop(&cl);
+    return failed;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line per figure, as it comes */
@@ -191,10 +291,22 @@ int main(int argc, char **argv)
     long sizes[MAX_SIZES] = {10000, 100000, 1000000};
     int nsizes = 3, cpus = 2;
     const char *json = NULL;
+    long sim[MAX_SIZES];
+    int nsim = 0, sim_tasks = 20000, sizes_given = 0, pending_given = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--pending") && i + 1 < argc) {
             pending = atol(argv[++i]);
+            pending_given = 1;
+        } else if (!strcmp(argv[i], "--sim-nodes") && i + 1 < argc) {
+            for (char *s = argv[++i], *end; *s && nsim < MAX_SIZES; s = *end ? end + 1 : end) {
+                sim[nsim] = strtol(s, &end, 10);
+                if (sim[nsim] > 0 && sim[nsim] <= 20000) nsim++;
+                if (end == s) break;
+            }
+        } else if (!strcmp(argv[i], "--sim-tasks") && i + 1 < argc) {
+            sim_tasks = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
+            sizes_given = 1;
             nsizes = 0;
             for (char *s = argv[++i], *end; *s && nsizes < MAX_SIZES; s = *end ? end + 1 : end) {
                 sizes[nsizes] = strtol(s, &end, 10);
@@ -206,13 +318,18 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
             json = argv[++i];
         } else {
-            fprintf(stderr, "usage: loom_scale [--pending N] [--sizes N,N,...] [--cpus C] [--json FILE]\n");
+            fprintf(stderr, "usage: loom_scale [--pending N] [--sizes N,N,...] [--cpus C] [--json FILE] "
+                            "[--sim-nodes N,N,... [--sim-tasks T]]\n");
             return 2;
         }
     }
-    if (pending < 0 || pending > 10000000 || cpus < 1 || cpus > 256) {
-        fprintf(stderr, "loom_scale: --pending 0..10000000, --cpus 1..256\n");
+    if (pending < 0 || pending > 10000000 || cpus < 1 || cpus > 256 || sim_tasks < 1 || sim_tasks > 10000000) {
+        fprintf(stderr, "loom_scale: --pending 0..10000000, --cpus 1..256, --sim-tasks 1..10000000\n");
         return 2;
+    }
+    if (nsim > 0) {   /* the simulated nodes alone, unless the others were asked for too */
+        if (!sizes_given) nsizes = 0;
+        if (!pending_given) pending = 0;
     }
     int failed = 0;
     cluster cl;
@@ -294,10 +411,14 @@ int main(int argc, char **argv)
         free(refs); /* the cluster goes with everything in it */
     }
 
+    if (pending > 0) cluster_stop(&cl);
+
+    double sim_first = 0;
+    for (int k = 0; k < nsim; k++) failed |= sim_run((int)sim[k], sim_tasks, &sim_first, js, &sep);
+
     if (js) {
         fputs("}\n", js);
         fclose(js);
     }
-    if (pending > 0) cluster_stop(&cl);
     return failed;
 }

@@ -264,6 +264,54 @@ static int plain_request(const task *t, const loom_request *r)
            t->spec.strategy == LOOM_SCHED_DEFAULT && t->spec.actor_op == LOOM_ACTOR_NONE;
 }
 
+/* Tasks that found no node in this pass, by what decided it: their request,
+ * labels and strategy.  A pass only takes resources, so a later task of the
+ * same shape cannot find one either and is skipped without looking at every
+ * node again (with a thousand nodes and a queue of like tasks, that look
+ * was nearly all of the head's time). */
+#define MISSED_SHAPES 8
+typedef struct missed_shapes {
+    const task *t[MISSED_SHAPES];
+    loom_request r[MISSED_SHAPES];
+    int n;
+} missed_shapes;
+
+static int shape_applies(const task *t)
+{
+    return !t->spec.has_pg && t->spec.actor_op != LOOM_ACTOR_CALL;
+}
+
+static int same_shape(const task *a, const loom_request *ra, const task *b, const loom_request *rb)
+{
+    if (ra->cpus != rb->cpus || ra->memory != rb->memory || ra->gpus != rb->gpus ||
+        ra->gpu_memory != rb->gpu_memory || ra->nres != rb->nres || a->spec.strategy != b->spec.strategy ||
+        a->spec.affinity_node != b->spec.affinity_node || a->spec.soft != b->spec.soft ||
+        a->spec.nlabels != b->spec.nlabels)
+        return 0;
+    for (int i = 0; i < ra->nres; i++)
+        if (ra->res[i].amount != rb->res[i].amount || strcmp(ra->res[i].name, rb->res[i].name)) return 0;
+    for (uint32_t i = 0; i < a->spec.nlabels; i++)
+        if (strcmp(a->spec.labels[i].key, b->spec.labels[i].key) ||
+            strcmp(a->spec.labels[i].value, b->spec.labels[i].value))
+            return 0;
+    return 1;
+}
+
+static int shape_missed(const missed_shapes *m, const task *t, const loom_request *r)
+{
+    if (!shape_applies(t)) return 0;
+    for (int i = 0; i < m->n; i++)
+        if (same_shape(m->t[i], &m->r[i], t, r)) return 1;
+    return 0;
+}
+
+static void shape_note(missed_shapes *m, const task *t, const loom_request *r)
+{
+    if (!shape_applies(t) || m->n == MISSED_SHAPES || shape_missed(m, t, r)) return;
+    m->t[m->n] = t;
+    m->r[m->n++] = *r;
+}
+
 void loom__head_schedule(head *h)
 {
     if (h->pending_pgs) loom__head_pg_retry_pending(h);
@@ -271,6 +319,7 @@ void loom__head_schedule(head *h)
     int misses = 0, quota_waits = 0;
     double missed_cpus = -1; /* the smallest plain request that found no node, this pass */
     uint64_t missed_mem = 0;
+    missed_shapes shapes = {.n = 0};
     while (t && misses < 256) {
         task *next = t->qnext;
         if (t->state != T_QUEUED) { /* cancelled while queued: unlink */
@@ -282,8 +331,9 @@ void loom__head_schedule(head *h)
         loom_request r;
         loom__head_spec_request(&t->spec, &r);
         int plain = plain_request(t, &r);
-        if (plain && missed_cpus >= 0 && r.cpus >= missed_cpus && r.memory >= missed_mem &&
-            t->feasible_epoch == h->nodes_epoch) {
+        if (t->feasible_epoch == h->nodes_epoch &&
+            ((plain && missed_cpus >= 0 && r.cpus >= missed_cpus && r.memory >= missed_mem) ||
+             shape_missed(&shapes, t, &r))) {
             misses++;
             prev = t;
             t = next;
@@ -315,6 +365,7 @@ void loom__head_schedule(head *h)
         }
         if (!n) {
             t->feasible_epoch = h->nodes_epoch;
+            shape_note(&shapes, t, &r);
             if (plain && (missed_cpus < 0 || r.cpus < missed_cpus)) {
                 missed_cpus = r.cpus;
                 missed_mem = r.memory;

@@ -321,13 +321,10 @@ static int explain_res(const loom_pool *p, const loom_res_amount *a, int idle, c
     return 0;
 }
 
-/* Whether r fits in what p has free; when not, why names the first shortage
- * (worded for totals when idle). */
-static int explain_fit(const loom_pool *p, const loom_request *r, int idle, char *why,
-                       size_t whylen)
+/* explain_fit for a request already checked (loom__request_check). */
+static int explain_fit_checked(const loom_pool *p, const loom_request *r, int idle, char *why,
+                               size_t whylen)
 {
-    if (loom__request_check(r, why, whylen) != 0)
-        return 0;
     double cpus = p->cpus - p->cpus_used;
     if (r->cpus > cpus + LOOM_POOL_EPS) {
         loom__snprintf(why, whylen, "needs %g CPU%s, the node has %g%s", r->cpus,
@@ -349,6 +346,16 @@ static int explain_fit(const loom_pool *p, const loom_request *r, int idle, char
         if (!explain_res(p, &r->res[i], idle, why, whylen))
             return 0;
     return 1;
+}
+
+/* Whether r fits in what p has free; when not, why names the first shortage
+ * (worded for totals when idle). */
+static int explain_fit(const loom_pool *p, const loom_request *r, int idle, char *why,
+                       size_t whylen)
+{
+    if (loom__request_check(r, why, whylen) != 0)
+        return 0;
+    return explain_fit_checked(p, r, idle, why, whylen);
 }
 
 int loom__pool_fits(const loom_pool *p, const loom_request *r)
@@ -468,9 +475,11 @@ int loom__pool_carve(loom_pool *node, const loom_request *r, loom_pool *bundle, 
 
 /* ---- choosing a node ---------------------------------------------------- */
 
+/* r was checked once by loom__choose_node, not once per node: on a
+ * thousand nodes the check was most of a placement's time. */
 static int usable(const loom_candidate *c, const loom_request *r)
 {
-    return c->eligible && c->pool && loom__pool_fits(c->pool, r);
+    return c->eligible && c->pool && explain_fit_checked(c->pool, r, 0, NULL, 0);
 }
 
 static double utilization_after(const loom_pool *p, const loom_request *r)
@@ -550,7 +559,7 @@ static int choose_default(const loom_candidate *c, int n, const loom_request *r)
 int loom__choose_node(const loom_candidate *c, int n, const loom_request *r, int strategy,
                       uint32_t affinity_node, int soft, uint32_t *rr)
 {
-    if (!c || n <= 0 || !r)
+    if (!c || n <= 0 || !r || loom__request_check(r, NULL, 0) != 0)
         return -1;
     if (strategy == LOOM_STRATEGY_SPREAD) {
         int i = choose_least(c, n, r, rr);

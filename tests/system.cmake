@@ -91,3 +91,12 @@ set_tests_properties(sys_py_examples PROPERTIES LABELS system SKIP_REGULAR_EXPRE
 if(LOOM_SANITIZE)
   set_tests_properties(sys_py_examples PROPERTIES ENVIRONMENT "LOOM_SANITIZED=1")
 endif()
+# the head with many nodes: 20 and then 200 simulated nodes (bench/simnodes.c:
+# real sockets, CURVE, HELLO, heartbeats; tasks finished at once) and 3,000
+# no-op tasks that ask for them with SPREAD: every task is placed and
+# finishes (loom_scale exits non-zero otherwise); the rates it prints are
+# bench/README.md's, not checked here
+if(TARGET loom_scale)
+  add_test(NAME sys_sim_nodes COMMAND loom_scale --sim-nodes 20,200 --sim-tasks 3000)
+  set_tests_properties(sys_sim_nodes PROPERTIES LABELS system TIMEOUT 300)
+endif()
