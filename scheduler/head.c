@@ -414,6 +414,7 @@ int loom__head_node_init_resources(head *h, node *n, const loom_wire_node *w)
         n->info.labels[i].value = loom__head_dupstr(w->labels[i].value);
         n->info.nlabels++;
     }
+    h->labels_version++;   /* placement's cache of label matches is stale */
     if (listed) return LOOM_OK;
     if (loom__head_grow_array((void **)&h->node_list, &h->cap_node_list, h->nnode_list + 1, sizeof(node *)))
         return LOOM_ENOMEM;
@@ -948,6 +949,7 @@ static void head_free_tables(head *h)
     }
     free(h->node_list);
     free(h->cands);
+    loom__head_labels_cache_free(h);
     it = 0;
     while (loom__hmap_next(&h->actors, &it, &v)) {
         actor *a = v;

@@ -209,6 +209,16 @@ typedef struct head {
     node **node_list;            /* every node in id order (placement scans it) */
     int nnode_list, cap_node_list;
     loom_candidate *cands;       /* scratch for placement, cap_node_list long */
+    /* which listed nodes have the labels the last labelled placement asked
+     * for (head_place.c): valid while labels_version and the label set are
+     * the same; a placement on a thousand nodes compared their labels again
+     * for every task otherwise */
+    uint8_t *labels_ok;          /* nnode_list entries, or NULL */
+    int labels_ok_n;             /* nodes it covers */
+    uint32_t labels_version;     /* moves on when a node is listed or its labels set */
+    uint32_t labels_ok_version;
+    loom_wire_label *labels_ok_for;  /* the label set it is for (owned copies) */
+    uint32_t labels_ok_nfor;
     uint32_t rr;                 /* SPREAD round robin */
     loom_hmap actors;            /* actor id (16) -> actor */
     loom_hmap actor_names;       /* name -> actor (pending or alive) */
@@ -294,6 +304,8 @@ void loom__head_on_obj_added(head *h, client *c, loom_msg *m);
 void loom__head_spec_request(const loom_wire_task *s, loom_request *r);
 void loom__head_note_infeasible(head *h, const char *msg);
 node *loom__head_place(head *h, task *t, const loom_request *r, loom_pool **pool, int *bundle);
+/* Free placement's cache of which nodes have a label set (at head exit). */
+void loom__head_labels_cache_free(head *h);
 int loom__head_infeasible_reason(head *h, task *t, const loom_request *r, char *why, size_t whylen);
 void loom__head_give_grant(head *h, uint32_t node_id, const uint8_t *pg, int bundle, const loom_request *r,
                            loom_grant **g);

@@ -36,6 +36,63 @@ static int labels_match(const node *n, const loom_wire_task *s)
     return 1;
 }
 
+void loom__head_labels_cache_free(head *h)
+{
+    for (uint32_t i = 0; i < h->labels_ok_nfor; i++) {
+        free(h->labels_ok_for[i].key);
+        free(h->labels_ok_for[i].value);
+    }
+    free(h->labels_ok_for);
+    free(h->labels_ok);
+    h->labels_ok_for = NULL;
+    h->labels_ok = NULL;
+    h->labels_ok_nfor = 0;
+    h->labels_ok_n = 0;
+}
+
+static int same_label_set(const loom_wire_label *a, uint32_t na, const loom_wire_label *b, uint32_t nb)
+{
+    if (na != nb) return 0;
+    for (uint32_t i = 0; i < na; i++)
+        if (strcmp(a[i].key, b[i].key) || strcmp(a[i].value, b[i].value)) return 0;
+    return 1;
+}
+
+/* For each listed node, whether it has t's labels: from the cache when it
+ * is for the same label set and nothing was listed or relabelled since,
+ * else computed and kept.  NULL when memory ran out (the caller matches
+ * labels itself). */
+static const uint8_t *labels_ok(head *h, const task *t)
+{
+    if (h->labels_ok && h->labels_ok_n == h->nnode_list && h->labels_ok_version == h->labels_version &&
+        same_label_set(h->labels_ok_for, h->labels_ok_nfor, t->spec.labels, t->spec.nlabels))
+        return h->labels_ok;
+    loom__head_labels_cache_free(h);
+    uint8_t *ok = malloc((size_t)h->nnode_list + 1);
+    loom_wire_label *copy = calloc(t->spec.nlabels, sizeof(*copy));
+    if (!ok || !copy) {
+        free(ok);
+        free(copy);
+        return NULL;
+    }
+    h->labels_ok_for = copy;
+    for (uint32_t i = 0; i < t->spec.nlabels; i++) {
+        copy[i].key = strdup(t->spec.labels[i].key);
+        copy[i].value = strdup(t->spec.labels[i].value);
+        h->labels_ok_nfor++;
+        if (!copy[i].key || !copy[i].value) {
+            free(ok);
+            loom__head_labels_cache_free(h);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < h->nnode_list; i++) ok[i] = (uint8_t)labels_match(h->node_list[i], &t->spec);
+    h->labels_ok = ok;
+    h->labels_ok_n = h->nnode_list;
+    h->labels_ok_version = h->labels_version;
+    return ok;
+}
+
 /* Keep the latest reasons requests were infeasible, for `loom status`. */
 void loom__head_note_infeasible(head *h, const char *msg)
 {
@@ -67,12 +124,14 @@ node *loom__head_place(head *h, task *t, const loom_request *r, loom_pool **pool
 {
     *bundle = -1;
     if (t->spec.has_pg) return place_in_pg(h, t, r, pool, bundle);
+    const uint8_t *lok = t->spec.nlabels ? labels_ok(h, t) : NULL;
     for (int i = 0; i < h->nnode_list; i++) {
         node *n = h->node_list[i];
         loom_candidate *c = &h->cands[i];
         c->node_id = n->id;
         c->pool = &n->pool;
-        c->eligible = n->alive && !n->draining && !n->reconciling && labels_match(n, &t->spec);
+        c->eligible = n->alive && !n->draining && !n->reconciling &&
+                      (!t->spec.nlabels || (lok ? lok[i] : labels_match(n, &t->spec)));
         c->local_bytes = c->eligible && t->spec.nargs ? loom__head_local_bytes(h, t, n->id) : 0;
     }
     int k = loom__choose_node(h->cands, h->nnode_list, r, (int)t->spec.strategy, t->spec.affinity_node,
