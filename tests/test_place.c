@@ -64,6 +64,7 @@ static void free_cluster(head *h)
     }
     free(h->node_list);
     free(h->cands);
+    loom__head_labels_cache_free(h);
     loom__hmap_free(&h->nodes);
     loom__hmap_free(&h->pgs);
     memset(h, 0, sizeof(*h));
