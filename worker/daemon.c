@@ -35,10 +35,74 @@
 #include "worker/daemon_internal.h"
 #include "worker/gpu.h"
 
+/* Task reports kept for a head that restarts: those of the last 60 s, at
+ * most 4096 and 64 MiB of them. */
+#define REPORTS_KEEP_MS 60000
+#define REPORTS_MAX 4096
+#define REPORTS_MAX_BYTES ((size_t)64 << 20)
+
+static void reports_drop_oldest(daemon_s *d)
+{
+    sent_report *r = &d->reports[d->nreports_first];
+    d->reports_bytes -= r->len;
+    free(r->data);
+    r->data = NULL;
+    d->nreports_first = (d->nreports_first + 1) % REPORTS_MAX;
+    d->nreports--;
+}
+
+/* Keep a copy of a task report just sent (best effort: without memory, a
+ * restarting head may run the task again, as before). */
+static void reports_keep(daemon_s *d, const void *data, size_t len)
+{
+    if (!d->reports && !(d->reports = calloc(REPORTS_MAX, sizeof(sent_report)))) return;
+    int64_t now = loom__now_ms();
+    while (d->nreports &&
+           (d->nreports == REPORTS_MAX || d->reports_bytes + len > REPORTS_MAX_BYTES ||
+            now - d->reports[d->nreports_first].at_ms > REPORTS_KEEP_MS))
+        reports_drop_oldest(d);
+    if (len > REPORTS_MAX_BYTES) return;
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) return;
+    memcpy(copy, data, len);
+    sent_report *r = &d->reports[(d->nreports_first + d->nreports) % REPORTS_MAX];
+    *r = (sent_report){copy, len, now};
+    d->nreports++;
+    d->reports_bytes += len;
+}
+
+/* Joined a restarted head: send the recent task reports again, before what
+ * still runs (the head ignores a report of a task it knows finished; one it
+ * believes still running here finishes now instead of being run again). */
+static void reports_resend(daemon_s *d)
+{
+    int64_t now = loom__now_ms();
+    int sent = 0;
+    for (int i = 0; i < d->nreports; i++) {
+        sent_report *r = &d->reports[(d->nreports_first + i) % REPORTS_MAX];
+        if (now - r->at_ms > REPORTS_KEEP_MS) continue;
+        if (loom__zsend(d->head, NULL, 0, r->data, r->len) == 0) sent++;
+    }
+    if (sent) LOG_INFO("sent the head %d task reports of the last %d s again", sent, REPORTS_KEEP_MS / 1000);
+}
+
+static void reports_free(daemon_s *d)
+{
+    while (d->reports && d->nreports) reports_drop_oldest(d);
+    free(d->reports);
+    d->reports = NULL;
+}
+
 void loom__daemon_send_head(daemon_s *d, const loom_msg *m)
 {
-    if (loom__zsend_msg(d->head, NULL, 0, m, d->out))
+    if (loom__wire_encode(m, d->out)) {
+        LOG_WARN("cannot encode %s for the head", loom__msg_type_name(m->type));
+        return;
+    }
+    if (loom__zsend(d->head, NULL, 0, loom_pack_data(d->out), loom_pack_size(d->out)))
         LOG_WARN("cannot send %s to the head", loom__msg_type_name(m->type));
+    /* a report is kept even when it could not go: a head may come back */
+    if (m->type == LOOM_MSG_TASK_DONE) reports_keep(d, loom_pack_data(d->out), loom_pack_size(d->out));
 }
 
 /* ---- executors ---------------------------------------------------------- */
@@ -680,6 +744,7 @@ static void rejoined(daemon_s *d, uint32_t id)
         actor_proc *a = v;
         if (a->alive && !a->dying && !a->create) loom__ref_make(a->id, 0, &refs[n++]);
     }
+    reports_resend(d);   /* before RUNNING: what finished is not taken for lost */
     loom_msg m;
     loom__msg_init(&m, LOOM_MSG_RUNNING, 0);
     m.refs = refs;
@@ -1216,6 +1281,7 @@ int loom__daemon_run(const loom_daemon_opts *opts)
     memset(&d->keys, 0, sizeof(d->keys));
     loom__store_close(&d->store);
     if (!d->o.store_dir) loom__rm_rf(d->store_dir); /* a store the daemon named itself */
+    reports_free(d);
     loom_pack_destroy(&d->out);
     int ret = rc;
     free(d);

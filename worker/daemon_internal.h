@@ -71,6 +71,15 @@ typedef struct exec_proc {
     daemon_s *d;
 } exec_proc;
 
+/* A task report (TASK_DONE) as sent, kept a while: a head that died before
+ * reading it, or restarted and dropped it as from an unknown peer, gets it
+ * again when this daemon joins it again (see REPORTS_KEEP_MS in daemon.c). */
+typedef struct sent_report {
+    uint8_t *data;
+    size_t len;
+    int64_t at_ms;
+} sent_report;
+
 struct daemon_s {
     loom_daemon_opts o;
     uv_loop_t *loop;
@@ -111,6 +120,9 @@ struct daemon_s {
     loom_arena res_arena;     /* owns res and labels */
     loom_wire_res *res;       uint32_t nres;
     loom_wire_label *labels;  uint32_t nlabels;
+    sent_report *reports;     /* ring of the last task reports sent to the head */
+    int nreports_first, nreports;  /* oldest slot, count */
+    size_t reports_bytes;
 };
 
 /* daemon.c */

@@ -110,6 +110,14 @@ class Counter:
         self.n += k
         return self.n
 
+    def add_slowly_then_mark(self, k, seconds, marker):
+        """add_slowly, then a second marker (marker.done) once the sum is made."""
+        _mark(os.path.dirname(marker), os.path.basename(marker))
+        time.sleep(seconds)
+        self.n += k
+        _mark(os.path.dirname(marker), os.path.basename(marker) + ".done")
+        return self.n
+
     def hang_once(self, marker):
         """First call: note the actor's pid and wait to be killed; the call
         sent again to the restarted actor finds the note and returns."""
@@ -461,3 +469,27 @@ def test_head_restart_under_tasks_and_named_actor(tmp_path, connect):
     assert loom.get([work.remote(i, marks, 0) for i in range(4)], timeout=T) == \
         [work_value(i) for i in range(4)]
     loom.kill(a)
+
+
+def test_call_finished_while_the_head_is_down_runs_once(tmp_path, connect):
+    """An actor call that finishes while the head is down: its daemon's report
+    reaches no head (or a restarted one that does not know the daemon yet
+    and drops it), so the daemon sends its recent reports again when it
+    joins the new head.  The call's result comes back and it ran once (an
+    actor call that ran twice would add twice)."""
+    c = connect(Cluster(tmp_path, daemons=1, cpus=1))
+    a = Counter.options(max_restarts=1, max_task_retries=1).remote(10)
+    assert loom.get(a.add.remote(1), timeout=T) == 11
+    marker = str(tmp_path / "slow")
+    slow = a.add_slowly_then_mark.remote(100, 1.0, marker)
+    wait_for("the call runs", lambda: os.path.exists(marker))
+    port = c.address.rsplit(":", 1)[1]
+    head = c.head_pid()
+    c.kill(head)
+    wait_for("the head is gone", lambda: not os.path.exists(f"/proc/{head}/cmdline") or
+             open(f"/proc/{head}/stat").read().rsplit(")", 1)[1].split()[0] in "ZX")
+    # the call finishes while no head runs: its report goes nowhere
+    wait_for("the call finishes", lambda: os.path.exists(marker + ".done"))
+    c._run("start", "--head", "--no-node", "--port", port, "--heartbeat-timeout-ms", str(c.heartbeat_timeout_ms))
+    assert loom.get(slow, timeout=T) == 111
+    assert loom.get(a.add.remote(1), timeout=T) == 112, "the call across the restart ran once"
