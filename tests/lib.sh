@@ -130,6 +130,25 @@ nodes_alive_eq()
     [ "$(alive_nodes "$@")" = "$want" ]
 }
 
+# A 3-node cluster in state dir $1 started with the CLI: a head of 2 CPUs and
+# two daemons of 2 CPUs that join it (each a check), then a check that all 3
+# are alive.  Sets ADDR and exports LOOM_SECRET_FILE; a head that does not
+# start ends the test.
+start_three_nodes()
+{
+    local d=$1 i
+    use_state_dir "$d"
+    capture "$LOOM" start --head --port 0 --state-dir "$d" --num-cpus 2
+    if [ "$RC" -ne 0 ]; then bad "start the head"; show_capture; finish; fi
+    ADDR=$(cat "$d/address")
+    for i in 2 3; do
+        capture "$LOOM" start --address "$ADDR" --state-dir "$d" --num-cpus 2
+        check "node $i joins" test "$RC" -eq 0
+    done
+    check "3 nodes alive" wait_until 10 nodes_alive_eq 3 "$d"
+    export LOOM_SECRET_FILE=$d/secret
+}
+
 FINISHED=
 finish()
 {

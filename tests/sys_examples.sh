@@ -65,16 +65,7 @@ check "  ... and left no process behind" wait_until 10 no_procs_of "$TMPDIR"
 
 # ---- a cluster started with loom start -----------------------------------------
 D=$T/st
-use_state_dir "$D"
-capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 2
-if [ "$RC" -ne 0 ]; then bad "start the head"; show_capture; finish; exit 1; fi
-ADDR=$(cat "$D/address")
-for i in 2 3; do
-    capture "$LOOM" start --address "$ADDR" --state-dir "$D" --num-cpus 2
-    check "node $i joins" test "$RC" -eq 0
-done
-check "3 nodes alive" wait_until 10 nodes_alive_eq 3 "$D"
-export LOOM_SECRET_FILE=$D/secret
+start_three_nodes "$D"
 
 capture timeout 240 "$TREE" --leaves 5000 --address "$ADDR" --lib "$EXLIB"
 echo "  $OUT"

@@ -47,16 +47,7 @@ echo "# expected: $WANT_FILES files, $WANT_TOTAL words, $WANT_DISTINCT distinct"
 
 # ---- a 3-daemon cluster -------------------------------------------------------------
 D=$T/st
-use_state_dir "$D"
-capture "$LOOM" start --head --port 0 --state-dir "$D" --num-cpus 2
-if [ "$RC" -ne 0 ]; then bad "start the head"; show_capture; finish; fi
-ADDR=$(cat "$D/address")
-for i in 2 3; do
-    capture "$LOOM" start --address "$ADDR" --state-dir "$D" --num-cpus 2
-    check "node $i joins" test "$RC" -eq 0
-done
-check "3 nodes alive" wait_until 10 nodes_alive_eq 3 "$D"
-export LOOM_SECRET_FILE=$D/secret
+start_three_nodes "$D"
 
 # ---- map_reduce.py ---------------------------------------------------------------------
 run_py "$EX/map_reduce.py" --address "$ADDR"
