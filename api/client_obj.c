@@ -153,19 +153,23 @@ static void new_put_ref(loom_ref *ref)
     loom__ref_make(tid, 0, ref);
 }
 
+/* Where a put's bytes went. */
+enum { PUT_INLINE, PUT_LOCAL_STORE, PUT_REMOTE_NODE };
+
 /* The client's own put is ready at once for its own gets and waits, as
  * an owner's object is in Ray: an inline one from a copy kept here, one in
  * this machine's store from the store; no round trip to the head.  (Puts
  * pushed to a node elsewhere ask the head as before.)  Best effort: without
  * memory for the copy, a get asks the head. */
-static void note_own_put(loom_client *c, const loom_ref *ref, const void *inline_data, size_t len)
+static void note_own_put(loom_client *c, const loom_ref *ref, int where, const void *data, size_t len)
 {
+    if (where == PUT_REMOTE_NODE) return;
     ready_info *r = loom__client_ready_get(c, ref, 1);
     if (!r || r->done) return;
-    if (inline_data) {
+    if (where == PUT_INLINE) {
         r->value = malloc(len ? len : 1);
         if (!r->value) return;
-        if (len) memcpy(r->value, inline_data, len);
+        if (len) memcpy(r->value, data, len);
     }
     r->text = strdup("");
     r->size = len;
@@ -173,46 +177,59 @@ static void note_own_put(loom_client *c, const loom_ref *ref, const void *inline
     loom__client_mark_done(c, r);
 }
 
-int loom__client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
+static int store_error(loom_client *c, int rc, size_t len)
+{
+    return loom__client_set_error(c, rc, "cannot put %zu bytes in the node's store: %s%s", len, loom_strerror(rc),
+                                  rc == LOOM_ESTOREFULL && loom__store_could_hold(c->store, len)
+                                      ? " (no room freed up in time)" : "");
+}
+
+/* Tell the head that ref (len bytes) is stored on node, or give it the
+ * bytes (PUT_INLINE: data, len <= LOOM_INLINE_MAX).  A driver's put does not
+ * wait for the head: the bytes are in a store (or in the message), and the
+ * head reads this before anything that uses the ref; a refusal becomes the
+ * ref's error.  A kept put (a task library) waits, as its callers check it
+ * at once. */
+static int announce_put(loom_client *c, const loom_ref *ref, int where, const void *data, size_t len,
+                        uint32_t node, int keep)
 {
     loom_msg m;
     loom__msg_init(&m, LOOM_MSG_PUT_DONE, 0);
     m.ref = *ref;
     m.size = len;
     m.keep = keep ? 1 : 0;
+    m.node = node;
+    if (where == PUT_INLINE) {
+        m.data.p = data;
+        m.data.n = len;
+    }
+    if (keep) return loom__client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
+    int rc = loom__client_send_unacked(c, &m, ref);
+    if (!rc) note_own_put(c, ref, where, data, len);
+    return rc;
+}
+
+int loom__client_put_with_ref(loom_client *c, const loom_ref *ref, const void *data, size_t len, int keep)
+{
     int rc = LOOM_OK;
     /* a client that connected before any node joined (a gateway starting
        with its head) learns the nodes now: a second hello lists them */
     if (len > LOOM_INLINE_MAX && !c->store && !c->home_addr[0] && (rc = loom__client_say_hello(c)) != LOOM_OK)
         return rc;
-    if (len <= LOOM_INLINE_MAX) {
-        m.data.p = data;
-        m.data.n = len;
-    } else if (c->store) {
+    if (len <= LOOM_INLINE_MAX) return announce_put(c, ref, PUT_INLINE, data, len, 0, keep);
+    if (c->store) {
         rc = loom__store_put_wait(c->store, ref->id, data, len, LOOM_STORE_PRIMARY, c->store_wait_ms);
-        if (rc)
-            return loom__client_set_error(c, rc, "cannot put %zu bytes in the node's store: %s%s", len,
-                                          loom_strerror(rc),
-                                          rc == LOOM_ESTOREFULL && loom__store_could_hold(c->store, len)
-                                              ? " (no room freed up in time)" : "");
-        m.node = c->store_node;
-    } else if (c->home_addr[0]) {
+        if (rc) return store_error(c, rc, len);
+        return announce_put(c, ref, PUT_LOCAL_STORE, NULL, len, c->store_node, keep);
+    }
+    if (c->home_addr[0]) {
         int64_t deadline = loom__now_ms() + c->store_wait_ms;
         while ((rc = remote_push(c, ref, data, len)) == LOOM_ESTOREFULL && loom__now_ms() < deadline)
             usleep(100000); /* the node's store is under pressure: wait for room */
         if (rc) return rc;
-        m.node = c->home_node;
-    } else {
-        return loom__client_set_error(c, LOOM_ESTATE, "the cluster has no node to hold the object");
+        return announce_put(c, ref, PUT_REMOTE_NODE, NULL, len, c->home_node, keep);
     }
-    /* A driver's put does not wait for the head: the bytes are in a store (or
-       in the message), and the head reads this before anything that uses the
-       ref; a refusal becomes the ref's error.  A kept put (a task library)
-       waits, as its callers check it at once. */
-    if (keep) return loom__client_request(c, &m, LOOM_MSG_OK, NULL, NULL);
-    rc = loom__client_send_unacked(c, &m, ref);
-    if (!rc && (len <= LOOM_INLINE_MAX || c->store)) note_own_put(c, ref, len <= LOOM_INLINE_MAX ? data : NULL, len);
-    return rc;
+    return loom__client_set_error(c, LOOM_ESTATE, "the cluster has no node to hold the object");
 }
 
 int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out)
@@ -232,34 +249,16 @@ static void copy_parts(uint8_t *to, const loom_part *parts, int n)
 }
 
 /* A gathered put straight into this machine's store: reserve the whole
- * size (waiting for room as loom__store_put_wait does), copy each part in,
- * commit; then the head hears of it as of any put. */
+ * size (waiting for room as a put does), copy each part in, commit; then the
+ * head hears of it as of any put. */
 static int put_parts_in_store(loom_client *c, const loom_ref *ref, const loom_part *parts, int n, size_t total)
 {
-    int64_t deadline = loom__now_ms() + (c->store_wait_ms > 0 ? c->store_wait_ms : 0);
-    useconds_t pause = 5000;
     loom_store_reservation r;
-    int rc;
-    while ((rc = loom__store_reserve(c->store, ref->id, total, LOOM_STORE_PRIMARY, &r)) == LOOM_ESTOREFULL &&
-           c->store_wait_ms > 0 && loom__now_ms() < deadline && loom__store_could_hold(c->store, total)) {
-        usleep(pause);
-        if (pause < 200000) pause *= 2;
-    }
-    if (rc)
-        return loom__client_set_error(c, rc, "cannot put %zu bytes in the node's store: %s", total,
-                                      loom_strerror(rc));
+    int rc = loom__store_reserve_wait(c->store, ref->id, total, LOOM_STORE_PRIMARY, c->store_wait_ms, &r);
+    if (rc) return store_error(c, rc, total);
     copy_parts(r.data, parts, n);
-    if ((rc = loom__store_commit(c->store, &r)))
-        return loom__client_set_error(c, rc, "cannot put %zu bytes in the node's store: %s", total,
-                                      loom_strerror(rc));
-    loom_msg m;
-    loom__msg_init(&m, LOOM_MSG_PUT_DONE, 0);
-    m.ref = *ref;
-    m.size = total;
-    m.node = c->store_node;
-    rc = loom__client_send_unacked(c, &m, ref);
-    if (!rc) note_own_put(c, ref, NULL, total);
-    return rc;
+    if ((rc = loom__store_commit(c->store, &r))) return store_error(c, rc, total);
+    return announce_put(c, ref, PUT_LOCAL_STORE, NULL, total, c->store_node, 0);
 }
 
 int loom_put_parts(loom_client *c, const loom_part *parts, int n, loom_ref *out)

@@ -92,16 +92,52 @@ int loom__store_could_hold(loom_store *s, uint64_t len)
     return len + len / 32 + (256u << 10) <= tier;
 }
 
-int loom__store_put_wait(loom_store *s, const uint8_t id[20], const void *data, uint64_t len, int flags,
-                         int64_t wait_ms)
+/* Call try(s, arg) until it stops finding the store full, wait_ms pass, or
+ * the store could never hold len: the backoff of a writer waiting for room
+ * (5 ms, doubling up to 200 ms). */
+static int while_full(loom_store *s, uint64_t len, int64_t wait_ms, int (*try)(loom_store *, void *), void *arg)
 {
     int64_t deadline = loom__now_ms() + (wait_ms > 0 ? wait_ms : 0);
     useconds_t pause = 5000;
     for (;;) {
-        int rc = loom__store_put(s, id, data, len, flags);
+        int rc = try(s, arg);
         if (rc != LOOM_ESTOREFULL || wait_ms <= 0 || loom__now_ms() >= deadline || !loom__store_could_hold(s, len))
             return rc;
         usleep(pause);
         if (pause < 200000) pause *= 2;
     }
+}
+
+typedef struct store_write {
+    const uint8_t *id;
+    const void *data;
+    uint64_t len;
+    int flags;
+    loom_store_reservation *r;
+} store_write;
+
+static int try_put(loom_store *s, void *arg)
+{
+    store_write *w = arg;
+    return loom__store_put(s, w->id, w->data, w->len, w->flags);
+}
+
+static int try_reserve(loom_store *s, void *arg)
+{
+    store_write *w = arg;
+    return loom__store_reserve(s, w->id, w->len, w->flags, w->r);
+}
+
+int loom__store_put_wait(loom_store *s, const uint8_t id[20], const void *data, uint64_t len, int flags,
+                         int64_t wait_ms)
+{
+    store_write w = {id, data, len, flags, NULL};
+    return while_full(s, len, wait_ms, try_put, &w);
+}
+
+int loom__store_reserve_wait(loom_store *s, const uint8_t id[20], uint64_t len, int flags, int64_t wait_ms,
+                             loom_store_reservation *r)
+{
+    store_write w = {id, NULL, len, flags, r};
+    return while_full(s, len, wait_ms, try_reserve, &w);
 }

@@ -97,6 +97,9 @@ int loom__store_reserve(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], size
                         int flags, loom_store_reservation *r);
 int loom__store_commit(loom_store *s, loom_store_reservation *r);
 void loom__store_abort(loom_store *s, loom_store_reservation *r);
+/* loom__store_reserve, waiting for room as loom__store_put_wait does. */
+int loom__store_reserve_wait(loom_store *s, const uint8_t id[20], uint64_t len, int flags, int64_t wait_ms,
+                             loom_store_reservation *r);
 
 /* Zero-copy get from either tier.  LOOM_ENOTFOUND if absent. */
 int loom__store_get(loom_store *s, const uint8_t id[LOOM_STORE_ID_LEN], loom_store_view *v);
