@@ -127,16 +127,21 @@ static int ensure_python(loom_task_ctx *ctx)
 
 /* ---- arguments ---------------------------------------------------------- */
 
+/* Argument i's bytes; -1 with a Python error when it is missing. */
+static int arg_bytes(loom_task_ctx *ctx, int i, const void **d, size_t *n)
+{
+    if (!loom_task_arg(ctx, i, d, n)) return 0;
+    PyErr_Format(PyExc_ValueError, "missing task argument %d", i);
+    return -1;
+}
+
 /* Argument i as a read-only memoryview over the store's bytes (valid for the
  * task's duration only; _wire copies what it keeps). */
 static PyObject *arg_view(loom_task_ctx *ctx, int i)
 {
     const void *d;
     size_t n;
-    if (loom_task_arg(ctx, i, &d, &n)) {
-        PyErr_Format(PyExc_ValueError, "missing task argument %d", i);
-        return NULL;
-    }
+    if (arg_bytes(ctx, i, &d, &n)) return NULL;
     static const char empty[1];
     return PyMemoryView_FromMemory((char *)(n ? d : empty), (Py_ssize_t)n, PyBUF_READ);
 }
@@ -159,10 +164,7 @@ static PyObject *arg_digest(loom_task_ctx *ctx, int i)
 {
     const void *d;
     size_t n;
-    if (loom_task_arg(ctx, i, &d, &n)) {
-        PyErr_Format(PyExc_ValueError, "missing task argument %d", i);
-        return NULL;
-    }
+    if (arg_bytes(ctx, i, &d, &n)) return NULL;
     char hex[65];
     loom_sha256_hex(d, n, hex);
     return PyUnicode_FromString(hex);

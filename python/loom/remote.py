@@ -124,6 +124,18 @@ def _sched(o: Dict[str, Any]) -> Optional[tuple]:
     return (strategy, node, soft, pg, bundle, res or None)
 
 
+def _outputs(lib: bytes, ref: ObjectRef, n: int, name: str, nested: list) -> Any:
+    """The refs a call returns: its own ref (n == 1), else n refs.  The
+    runtime gives a task one output: output i is the C task py_item(ref, i),
+    which copies element i of the result (a msgpack array of the encoded
+    values) on the node that holds it."""
+    if n == 1:
+        return _keep(ref, nested)
+    return [_keep(_loom.submit(lib, "py_item", [ref, _wire.encode(i)], name=f"{name}[{i}]",
+                               num_cpus=_ITEM_CPUS), nested)
+            for i in range(n)]
+
+
 def _retries(n: Optional[int]) -> int:
     if n is None:
         return 0              # the runtime's default (3)
@@ -184,14 +196,7 @@ class RemoteFunction(Generic[T]):
                            max_retries=_retries(o.get("max_retries")),
                            retry_exceptions=bool(o.get("retry_exceptions", False)),
                            sched=_sched(o))
-        if n == 1:
-            return _keep(ref, nested)
-        # the runtime gives a function task one output: output i is the C
-        # task py_item(ref, i), which copies element i of the result (a
-        # msgpack array of the encoded values) on the node that holds it
-        return [_keep(_loom.submit(lib, "py_item", [ref, _wire.encode(i)], name=f"{name}[{i}]",
-                                   num_cpus=_ITEM_CPUS), nested)
-                for i in range(n)]
+        return _outputs(lib, ref, n, name, nested)
 
 
 class ActorMethod:
@@ -216,14 +221,10 @@ class ActorMethod:
         if n is None:
             n = (self._handle._method_returns or {}).get(self._name, 1)
         nested: list = []
-        ref = _keep(_loom.actor_call(self._handle._actor_id, "call",
-                                     _call_args([self._name.encode("utf-8")], args, kwargs, n,
-                                                self._handle._runtime_env, nested)), nested)
-        if n == 1:
-            return ref
-        return [_keep(_loom.submit(lib, "py_item", [ref, _wire.encode(i)], name=f"{self._name}[{i}]",
-                                   num_cpus=_ITEM_CPUS), nested)
-                for i in range(n)]
+        ref = _loom.actor_call(self._handle._actor_id, "call",
+                               _call_args([self._name.encode("utf-8")], args, kwargs, n,
+                                          self._handle._runtime_env, nested))
+        return _outputs(lib, ref, n, self._name, nested)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor method {self._name} cannot be called directly; use .{self._name}.remote(...)")
