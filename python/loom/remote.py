@@ -152,7 +152,7 @@ class RemoteFunction(Generic[T]):
     def __init__(self, fn: Callable[..., T], options: Dict[str, Any], code: Optional[_Code] = None) -> None:
         _check_options(options, _TASK_OPTIONS, "remote function")
         _num_returns(options)
-        _sched(options)
+        self._sched = _sched(options)   # checked once here, sent with every call
         self._fn = fn
         self._options = dict(options)
         self._code = code or _Code(fn)
@@ -195,7 +195,7 @@ class RemoteFunction(Generic[T]):
                            memory=int(o.get("memory") or 0),
                            max_retries=_retries(o.get("max_retries")),
                            retry_exceptions=bool(o.get("retry_exceptions", False)),
-                           sched=_sched(o))
+                           sched=self._sched)
         return _outputs(lib, ref, n, name, nested)
 
 
@@ -289,7 +289,7 @@ class ActorClass(Generic[T]):
 
     def __init__(self, cls: type, options: Dict[str, Any], code: Optional[_Code] = None) -> None:
         _check_options(options, _ACTOR_OPTIONS, "actor class")
-        _sched(options)
+        self._sched = _sched(options)
         self._cls = cls
         self._options = dict(options)
         self._code = code or _Code(cls)
@@ -330,7 +330,7 @@ class ActorClass(Generic[T]):
                                       num_cpus=float(o.get("num_cpus") or 0),
                                       num_gpus=float(o.get("num_gpus") or 0),
                                       memory=int(o.get("memory") or 0),
-                                      sched=_sched(o))
+                                      sched=self._sched)
         handle = ActorHandle(actor_id, _public_methods(self._cls), self.__name__, o.get("runtime_env"),
                              _method_returns(self._cls))
         handle._nested = tuple(nested)   # refs inside the constructor's arguments live with the handle
