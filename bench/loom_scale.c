@@ -149,6 +149,7 @@ static void release_all(loom_client *c, const loom_ref *refs, int n)
  * dir, started and stopped with the CLI, and a client of it. */
 typedef struct cluster {
     char state[4096];
+    char addr[512];         /* the head's HOST:PORT */
     long hpid;
     loom_client *c;
     loom_ref lib;
@@ -178,16 +179,16 @@ static int cluster_start(cluster *cl, int cpus)
         return 1;
     }
     cl->hpid = head_pid(cl->state);
-    char addr[512] = "", path[4200];
+    char path[4200];
     snprintf(path, sizeof path, "%s/address", cl->state);
     FILE *f = fopen(path, "r");
     if (f) {
-        if (!fgets(addr, sizeof addr, f)) addr[0] = 0;
+        if (!fgets(cl->addr, sizeof cl->addr, f)) cl->addr[0] = 0;
         fclose(f);
     }
-    addr[strcspn(addr, "\n")] = 0;
+    cl->addr[strcspn(cl->addr, "\n")] = 0;
     loom_connect_opts co = {.state_dir = cl->state};
-    if (cl->hpid <= 0 || !addr[0] || loom_connect(addr, &co, &cl->c) ||
+    if (cl->hpid <= 0 || !cl->addr[0] || loom_connect(cl->addr, &co, &cl->c) ||
         loom_library_load(cl->c, LOOM_EXAMPLES_LIB, &cl->lib)) {
         fprintf(stderr, "loom_scale: cannot use the cluster in %s\n", cl->state);
         cluster_stop(cl);
@@ -219,19 +220,12 @@ static int sim_run(int nodes, int tasks, double *first, FILE *js, const char **s
 {
     cluster cl;
     if (cluster_start(&cl, 1)) return 1;
-    char path[4200], secret[LOOM_SECRET_HEX + 1], addr[512] = "";
+    char path[4200], secret[LOOM_SECRET_HEX + 1];
     snprintf(path, sizeof path, "%s/secret", cl.state);
     int rc = loom__secret_load(path, secret);
-    snprintf(path, sizeof path, "%s/address", cl.state);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (!fgets(addr, sizeof addr, f)) addr[0] = 0;
-        fclose(f);
-    }
-    addr[strcspn(addr, "\n")] = 0;
     simnodes *sim = NULL;
     double t0 = now_s();
-    if (rc || simnodes_start(addr, secret, nodes, 1.0, &sim)) {
+    if (rc || simnodes_start(cl.addr, secret, nodes, 1.0, &sim)) {
         printf("sim_%d_nodes FAILED (could not start the simulated nodes)\n", nodes);
         cluster_stop(&cl);
         return 1;
