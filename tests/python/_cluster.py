@@ -139,14 +139,22 @@ class Cluster:
         except ProcessLookupError:
             pass
 
-    def restart_head(self) -> None:
-        """Kill the head and start it again on the same state dir and port."""
-        port = self.address.rsplit(":", 1)[1]
+    def kill_head(self) -> None:
+        """SIGKILL the head and wait until it is gone (a zombie counts)."""
         pid = self.head_pid()
         if pid:
             self.kill(pid)
             deadline = time.monotonic() + WAIT
             while _cmdline(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
+
+    def start_head(self) -> None:
+        """Start the head again on the same state dir and port."""
+        port = self.address.rsplit(":", 1)[1]
         self._run("start", "--head", "--no-node", "--port", port,
                   "--heartbeat-timeout-ms", str(self.heartbeat_timeout_ms))
+
+    def restart_head(self) -> None:
+        """Kill the head and start it again on the same state dir and port."""
+        self.kill_head()
+        self.start_head()

@@ -104,18 +104,14 @@ class Counter:
     def pid(self):
         return os.getpid()
 
-    def add_slowly(self, k, seconds, marker):
+    def add_slowly(self, k, seconds, marker, mark_done=False):
+        """Marks its start, sleeps, adds; with mark_done, marks marker.done
+        once the sum is made."""
         _mark(os.path.dirname(marker), os.path.basename(marker))
         time.sleep(seconds)
         self.n += k
-        return self.n
-
-    def add_slowly_then_mark(self, k, seconds, marker):
-        """add_slowly, then a second marker (marker.done) once the sum is made."""
-        _mark(os.path.dirname(marker), os.path.basename(marker))
-        time.sleep(seconds)
-        self.n += k
-        _mark(os.path.dirname(marker), os.path.basename(marker) + ".done")
+        if mark_done:
+            _mark(os.path.dirname(marker), os.path.basename(marker) + ".done")
         return self.n
 
     def hang_once(self, marker):
@@ -481,15 +477,11 @@ def test_call_finished_while_the_head_is_down_runs_once(tmp_path, connect):
     a = Counter.options(max_restarts=1, max_task_retries=1).remote(10)
     assert loom.get(a.add.remote(1), timeout=T) == 11
     marker = str(tmp_path / "slow")
-    slow = a.add_slowly_then_mark.remote(100, 1.0, marker)
+    slow = a.add_slowly.remote(100, 1.0, marker, mark_done=True)
     wait_for("the call runs", lambda: os.path.exists(marker))
-    port = c.address.rsplit(":", 1)[1]
-    head = c.head_pid()
-    c.kill(head)
-    wait_for("the head is gone", lambda: not os.path.exists(f"/proc/{head}/cmdline") or
-             open(f"/proc/{head}/stat").read().rsplit(")", 1)[1].split()[0] in "ZX")
+    c.kill_head()
     # the call finishes while no head runs: its report goes nowhere
     wait_for("the call finishes", lambda: os.path.exists(marker + ".done"))
-    c._run("start", "--head", "--no-node", "--port", port, "--heartbeat-timeout-ms", str(c.heartbeat_timeout_ms))
+    c.start_head()
     assert loom.get(slow, timeout=T) == 111
     assert loom.get(a.add.remote(1), timeout=T) == 112, "the call across the restart ran once"
