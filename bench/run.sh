@@ -83,6 +83,23 @@ t0=$(date +%s)
 [ -f "$work/loom.json" ] || echo "{}" >"$work/loom.json"
 echo "   ($(($(date +%s) - t0)) s)"
 
+# run_timed NAME CMD...: run CMD (its stderr in $work/NAME.err) and print how
+# long it took; when it fails, show the end of its stderr, drop
+# $work/NAME.json and return 1
+run_timed()
+{
+    local name=$1 t0
+    shift
+    t0=$(date +%s)
+    if "$@" 2>"$work/$name.err"; then
+        echo "   ($(($(date +%s) - t0)) s)"
+        return 0
+    fi
+    tail -20 "$work/$name.err" >&2
+    rm -f "$work/$name.json"
+    return 1
+}
+
 # ---- loom from Python -------------------------------------------------------------
 py_note=""
 if [ "$run_py" = 0 ]; then
@@ -91,16 +108,10 @@ elif ! ls "$build"/python/loom/_loom*.so >/dev/null 2>&1; then
     py_note="the Python package was not built in $build/python (needs libpython3-dev)"
 else
     echo "== loom from Python: bench/py_microbench.py (local cluster: $nodes node(s) x $cpus CPUs, scale $scale)"
-    t0=$(date +%s)
-    if PYTHONPATH="$build/python" LOOM_BIN="$bin/loom" LOOM_EXAMPLES_LIB="$build/lib/libloom_examples.so" \
+    run_timed py env PYTHONPATH="$build/python" LOOM_BIN="$bin/loom" \
+        LOOM_EXAMPLES_LIB="$build/lib/libloom_examples.so" \
         "$python" "$here/py_microbench.py" --nodes "$nodes" --workers "$cpus" --scale "$scale" \
-        --json "$work/py.json" 2>"$work/py.err"; then
-        echo "   ($(($(date +%s) - t0)) s)"
-    else
-        tail -20 "$work/py.err" >&2
-        py_note="bench/py_microbench.py failed (stderr above)"
-        rm -f "$work/py.json"
-    fi
+        --json "$work/py.json" || py_note="bench/py_microbench.py failed (stderr above)"
 fi
 [ -n "$py_note" ] && echo "== $py_note"
 [ -f "$work/py.json" ] || echo "{}" >"$work/py.json"
@@ -115,14 +126,8 @@ elif ! "$python" -c 'import distributed, numpy' 2>/dev/null; then
     dask_note="Dask is not installed for $python: install it with  apt-get install -y python3-distributed"
 else
     echo "== Dask distributed $("$python" -c 'import distributed; print(distributed.__version__)') (2 worker processes, scale $dask_scale)"
-    t0=$(date +%s)
-    if "$python" "$peer" --workers 2 --scale "$dask_scale" --json "$work/dask.json" 2>"$work/dask.err"; then
-        echo "   ($(($(date +%s) - t0)) s)"
-    else
-        tail -20 "$work/dask.err" >&2
+    run_timed dask "$python" "$peer" --workers 2 --scale "$dask_scale" --json "$work/dask.json" ||
         dask_note="the Dask peer failed (stderr above)"
-        rm -f "$work/dask.json"
-    fi
 fi
 [ -n "$dask_note" ] && echo "== $dask_note: showing loom's figures alone"
 [ -f "$work/dask.json" ] || echo "{}" >"$work/dask.json"
