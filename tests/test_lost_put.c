@@ -109,6 +109,12 @@ int main(void)
     CHECK_RC(loom_get(c3, ref, 10000, &v), LOOM_OK);
     CHECK(v && loom_value_size(v) == len && !memcmp(loom_value_data(v), data, len));
     loom_value_release(&v);
+    /* c3's own get answers from c3's copy, without the head: a request the
+       head answers makes sure it has read the put before c2 asks (c2 would
+       otherwise be told, rightly, that the object is still lost) */
+    char *status = NULL;
+    CHECK_RC(loom_status_json(c3, &status), LOOM_OK);
+    free(status);
     CHECK_RC(loom_get(c2, ref, 10000, &v), LOOM_OK); /* the driver that saw it lost too */
     CHECK(v && loom_value_size(v) == len);
     loom_value_release(&v);

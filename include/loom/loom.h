@@ -124,7 +124,11 @@ LOOM_API int loom_library_load(loom_client *c, const char *path, loom_ref *lib);
  * the object until loom_release or disconnect.  The bytes are stored (in the
  * node's store, or in the message for small ones) before it returns, but it
  * does not wait for the head's answer: the head reads the put before anything
- * that uses *out, and if it refuses the put, loom_get of *out returns why. */
+ * this client sends after it, and if it refuses the put, loom_get of *out
+ * returns why.  This client's own loom_get and loom_wait of *out answer at
+ * once, without the head; another client that is handed the ref sees the
+ * object once the head has read the put (after any later request of this
+ * client's that the head answered). */
 LOOM_API int loom_put(loom_client *c, const void *data, size_t len, loom_ref *out);
 
 /* loom_put of the concatenation of n parts (a header and the buffers of an
